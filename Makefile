@@ -1,0 +1,55 @@
+# gdb_heap: `make demo` builds the samples and shows the heap commands on one of them;
+# `make test` sets up .venv (test tools only), then lint, type checks and the whole suite.
+
+CC      ?= gcc
+CFLAGS  := -g -O0 -Wall -Wextra
+PYTHON  ?= python3
+VENV    := .venv
+VPY     := $(VENV)/bin/python
+SAMPLES := $(patsubst c_samples/%.c,build/%,$(wildcard c_samples/*.c))
+GDB     := gdb -q -nx -batch -ex 'set pagination off' -ex 'set debuginfod enabled off'
+
+.PHONY: all samples demo test lint unit integration bench readme check-tools clean
+
+all: samples
+
+samples: $(SAMPLES)
+
+build/%: c_samples/%.c c_samples/sample.h
+	@mkdir -p build
+	$(CC) $(CFLAGS) -o $@ $<
+
+check-tools:
+	@command -v gdb >/dev/null || { echo "make: gdb is missing; install it (Debian: apt install gdb)"; exit 1; }
+	@command -v $(CC) >/dev/null || { echo "make: $(CC) is missing; install it (Debian: apt install gcc)"; exit 1; }
+	@$(GDB) -ex 'python import gdb_heap' -ex 'quit' >/dev/null 2>&1 || true
+
+# The main job: the learner's view of every bin at once (c_samples/all_bins.c at its checkpoint).
+demo: check-tools samples
+	$(GDB) -ex 'source gdb_heap/init.py' -ex 'break checkpoint' -ex 'run > build/all_bins.out' \
+	  -ex 'echo \n(gdb) heap\n' -ex 'heap' \
+	  -ex 'echo \n(gdb) heap chunks\n' -ex 'heap chunks' \
+	  -ex 'echo \n(gdb) heap bins\n' -ex 'heap bins' \
+	  -ex 'echo \n(gdb) heap top\n' -ex 'heap top' \
+	  build/all_bins 2>&1 | grep -v -e '^Breakpoint 1' -e '^\[Thread debugging' -e '^Using host libthread_db' -e '^[0-9]*\s.*checkpoint'
+
+$(VENV)/.installed: requirements-dev.txt
+	$(PYTHON) -m venv $(VENV)
+	$(VPY) -m pip install -q --disable-pip-version-check -r requirements-dev.txt
+	@touch $@
+
+lint: $(VENV)/.installed
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy
+
+test: check-tools samples lint
+	$(VPY) -m pytest
+
+bench: samples
+	$(PYTHON) bench/bench.py
+
+readme: samples
+	$(PYTHON) tools/readme_examples.py
+
+clean:
+	rm -rf build

@@ -1,0 +1,178 @@
+/*
+ * sample.h - shared helpers for the gdb_heap C sample programs.
+ *
+ * Every sample is a single .c file that includes this header first and is
+ * built with:  gcc -g -O0 -Wall -Wextra -o build/NAME c_samples/NAME.c
+ *
+ * What lives here:
+ *   - checkpoint(): the function the tests and learners put a breakpoint on.
+ *   - mi_open() / snapshot_malloc_info(): glibc's malloc_info() XML, written
+ *     into the global buffer mi_buf, without touching the heap.
+ *   - small printing helpers for the "@ ..." fact lines the tests grep.
+ *
+ * Output conventions (one fact per line, every line starts with "@ "):
+ *   @ ptr NAME 0xADDR REQUEST   malloc(REQUEST) returned 0xADDR
+ *   @ free NAME                 NAME was just freed
+ *   @ expect NAME KIND          bin NAME should be in at the next checkpoint
+ *                               (tcache, fast, unsorted, small, large, top);
+ *                               written for glibc 2.36 behaviour, informative
+ *   @ sbrk LABEL 0xADDR         sbrk(0), the program break, at that moment
+ *   @ addr LABEL 0xADDR         where something lives
+ *   @ checkpoint N              printed just before checkpoint(N) is called
+ */
+#ifndef GDB_HEAP_SAMPLE_H
+#define GDB_HEAP_SAMPLE_H
+
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE 1 /* malloc_info, fopencookie, sbrk, MAP_ANONYMOUS */
+#endif
+
+#include <inttypes.h>
+#include <malloc.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+/*
+ * Breakpoint target.  Deliberately NOT static: gdb must find exactly one
+ * symbol called "checkpoint".  Each sample is one translation unit, so
+ * defining it in this header is fine.  noinline + the asm statement that
+ * "uses" stage keep it a real, callable function even when optimised.
+ * Outside gdb it does nothing.
+ */
+void checkpoint(int stage) __attribute__((noinline, used));
+void checkpoint(int stage)
+{
+    __asm__ __volatile__("" : : "r"(stage) : "memory");
+}
+
+/* ------------------------------------------------------------------ */
+/* malloc_info() snapshot                                              */
+/* ------------------------------------------------------------------ */
+
+/*
+ * At every checkpoint mi_buf holds the NUL-terminated XML that glibc's
+ * malloc_info(0, ...) produced just before the checkpoint, so a debugger
+ * can compare its own reading of the heap with glibc's (x/s mi_buf).
+ *
+ * How the heap is kept unchanged by the snapshot:
+ *   Opening any FILE mallocs (the FILE object itself), so the stream is
+ *   opened ONCE, by mi_open(), before the sample's own allocations, and is
+ *   made unbuffered right away, so stdio never mallocs a buffer for it.
+ *   The stream is an fopencookie() stream whose write function, mi_write(),
+ *   copies straight into mi_buf at our own position mi_pos and keeps the
+ *   text NUL-terminated.  A snapshot is then only "mi_pos = 0" plus
+ *   malloc_info(): on an unbuffered stream glibc's printf family formats
+ *   into a buffer on the stack, so no malloc, calloc, realloc or free is
+ *   called at all, and the heap (chunks, bins, tcache, main_arena, mp_)
+ *   is exactly the same before and after.  Checked in gdb with breakpoints
+ *   on the allocator entry points and a byte compare of the whole heap;
+ *   see c_samples/README.md.
+ *
+ *   Why not fmemopen(): it works too, but it needs rewind() before each
+ *   snapshot and glibc's rewind calls free(NULL) (harmless, yet a
+ *   "break free" in gdb would stop there), it mallocs one chunk more
+ *   (its cookie), and it only writes a terminating NUL when the text grows.
+ *
+ *   Text that does not fit in mi_buf is cut short, still NUL-terminated.
+ */
+char mi_buf[65536];
+FILE *mi_file;
+static size_t mi_pos; /* where the next byte of XML goes in mi_buf */
+
+static ssize_t mi_write(void *cookie, const char *buf, size_t size)
+{
+    size_t room = sizeof mi_buf - 1 - mi_pos;
+    size_t n = size < room ? size : room;
+
+    (void)cookie;
+    memcpy(mi_buf + mi_pos, buf, n);
+    mi_pos += n;
+    mi_buf[mi_pos] = '\0';
+    return (ssize_t)size; /* report everything as written, even if cut */
+}
+
+static inline void mi_open(void)
+{
+    cookie_io_functions_t io = {NULL, mi_write, NULL, NULL};
+
+    mi_file = fopencookie(NULL, "w", io);
+    if (mi_file == NULL) {
+        perror("fopencookie");
+        exit(1);
+    }
+    setvbuf(mi_file, NULL, _IONBF, 0);
+}
+
+static inline void snapshot_malloc_info(void)
+{
+    if (mi_file == NULL)
+        return; /* not opened yet: mi_buf stays as it was (empty) */
+    mi_pos = 0;
+    mi_buf[0] = '\0';
+    malloc_info(0, mi_file);
+}
+
+/*
+ * CHECKPOINT(n): snapshot malloc_info, announce, stop.  A macro (not a
+ * function) so that checkpoint() is called directly from main and "up" in
+ * gdb lands in main with the sample's variables.  Nothing between the
+ * snapshot and checkpoint() allocates (stdout is unbuffered).
+ */
+#define CHECKPOINT(n)                                                  \
+    do {                                                               \
+        snapshot_malloc_info();                                        \
+        printf("@ checkpoint %d\n", (n));                              \
+        checkpoint(n);                                                 \
+    } while (0)
+
+/* ------------------------------------------------------------------ */
+/* "@ " fact lines                                                     */
+/* ------------------------------------------------------------------ */
+
+/* Call first thing in main: no stdio buffer is ever malloc'd for stdout,
+ * and every line reaches a pipe before a breakpoint stops the process. */
+static inline void sample_init_stdout(void)
+{
+    setvbuf(stdout, NULL, _IONBF, 0);
+}
+
+static inline void report_ptr(const char *name, const void *p, size_t request)
+{
+    printf("@ ptr %s 0x%" PRIxPTR " %zu\n", name, (uintptr_t)p, request);
+}
+
+static inline void report_free(const char *name)
+{
+    printf("@ free %s\n", name);
+}
+
+static inline void report_expect(const char *name, const char *kind)
+{
+    printf("@ expect %s %s\n", name, kind);
+}
+
+static inline void report_addr(const char *label, const void *p)
+{
+    printf("@ addr %s 0x%" PRIxPTR "\n", label, (uintptr_t)p);
+}
+
+static inline void report_sbrk(const char *label)
+{
+    printf("@ sbrk %s 0x%" PRIxPTR "\n", label, (uintptr_t)sbrk(0));
+}
+
+/* malloc() that gives up loudly: the samples rely on every allocation. */
+static inline void *xmalloc(size_t request)
+{
+    void *p = malloc(request);
+    if (p == NULL) {
+        fprintf(stderr, "malloc(%zu) failed\n", request);
+        exit(1);
+    }
+    return p;
+}
+
+#endif /* GDB_HEAP_SAMPLE_H */

@@ -1,0 +1,507 @@
+"""The `heap` gdb commands: parse arguments, ask the model, hand the data to a renderer."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from typing import Iterable, Iterator, List, Optional, Sequence, Tuple
+
+import gdb  # type: ignore[import-not-found,unused-ignore]
+
+from . import render
+from .args import Args, parse, parse_count
+from .errors import HeapError, MemoryReadError
+from .gdbmemory import GdbMemory
+from .heap import Anchors, Heap
+from .locate import locate, warn_once, word_size, require_process
+from .memory import Reader
+from .model import BIN_KINDS, SIZE_BITS, Arena, Chunk, Problem, chunk_at, classify, summarise
+from .style import Style
+
+WRITE_BATCH = 1 << 20  # characters per gdb.write call when streaming
+
+
+# -- plumbing ----------------------------------------------------------------------------------
+
+class Out:
+    """Buffered gdb.write: few calls for a million lines."""
+
+    def __init__(self) -> None:
+        self.parts: List[str] = []
+        self.size = 0
+
+    def write(self, text: str) -> None:
+        self.parts.append(text)
+        self.size += len(text)
+        if self.size >= WRITE_BATCH:
+            self.flush()
+
+    def line(self, text: str = "") -> None:
+        self.write(text + "\n")
+
+    def lines(self, lines: Iterable[str]) -> None:
+        for text in lines:
+            self.write(text + "\n")
+
+    def flush(self) -> None:
+        if self.parts:
+            gdb.write("".join(self.parts))
+            self.parts, self.size = [], 0
+
+
+def open_heap() -> Heap:
+    require_process()
+    reader = Reader(GdbMemory(), word_size())
+    found = locate(reader)
+    glibc = f"{found.version[0]}.{found.version[1]}" if found.version else None
+    anchors = Anchors(found.main_arena, found.mp, glibc, found.located_by, found.tcache,
+                      found.thread_arena, found.notes + [f"tcache found by {found.tcache_found_by}"])
+    for note in found.notes:
+        warn_once(note)
+    return Heap(reader, found.layout, anchors)
+
+
+def style() -> Style:
+    try:
+        return Style(bool(gdb.parameter("style enabled")))
+    except (gdb.error, RuntimeError):
+        return Style(False)
+
+
+def evaluate_address(expression: str) -> int:
+    try:
+        value = gdb.parse_and_eval(expression)
+        if value.type.strip_typedefs().code in (gdb.TYPE_CODE_ARRAY, gdb.TYPE_CODE_FUNC) and value.address:
+            value = value.address
+        return int(value.cast(gdb.lookup_type("unsigned long"))) & ((1 << (8 * word_size())) - 1)
+    except (gdb.error, RuntimeError) as e:
+        raise HeapError(f"cannot evaluate {expression!r} ({e}); give an address or a gdb expression") from None
+
+
+def arenas_for(heap: Heap, args: Args) -> List[Arena]:
+    if args.flag("--all-arenas"):
+        return heap.arenas
+    arena = args.value("--arena")
+    return [heap.arena(evaluate_address(arena) if arena is not None else None)]
+
+
+def print_json(out: Out, doc: object) -> None:
+    out.line(json.dumps(doc))
+
+
+class HeapCommandBase(gdb.Command):
+    """Shared by every heap command: error handling, completion, no repetition on Enter."""
+
+    name = "heap"
+    flags: Sequence[str] = ("--json",)
+    valued: Sequence[str] = ()
+    words: Sequence[str] = ()  # positional words to complete (bin kinds)
+
+    def __init__(self, prefix: bool = False) -> None:
+        # No completer class: gdb then asks our complete() method.
+        super().__init__(self.name, gdb.COMMAND_DATA, prefix=prefix)
+
+    def invoke(self, argument: str, from_tty: bool) -> None:
+        self.dont_repeat()
+        out = Out()
+        try:
+            self.run(parse(self.name, argument, self.flags, self.valued), out)
+            out.flush()
+        except gdb.GdbError:
+            raise
+        except HeapError as e:
+            out.flush()
+            raise gdb.GdbError(f"heap: {e}") from None
+        except KeyboardInterrupt:
+            raise gdb.GdbError("heap: interrupted") from None
+        except gdb.MemoryError as e:
+            raise gdb.GdbError(f"heap: cannot read memory ({e}); the process or core lacks that region") from None
+        except Exception as e:  # never a traceback in front of the user
+            raise gdb.GdbError(f"heap: internal error ({type(e).__name__}: {e}); please report it with "
+                               f"the command you ran") from None
+
+    def complete(self, text: str, word: Optional[str]) -> List[str]:
+        return complete_from(list(self.flags) + list(self.valued) + list(self.words), text, word)
+
+    def run(self, args: Args, out: Out) -> None:
+        raise NotImplementedError
+
+    def no_extra(self, args: Args) -> None:
+        if args.rest:
+            raise HeapError(f"unexpected argument {args.rest[0]!r}; see help {self.name}")
+
+
+def complete_from(candidates: Sequence[str], text: str, word: Optional[str]) -> List[str]:
+    """Candidates extending the last word typed.  gdb's `word` stops at '-', so the match is
+    made on the whole last word and only the part gdb will replace is returned."""
+    last = "" if not text or text.endswith(" ") else text.split()[-1]
+    cut = len(last) - len(word or "")
+    return [c[cut:] for c in candidates if c.startswith(last)]
+
+
+# -- heap --------------------------------------------------------------------------------------
+
+class HeapOverview(HeapCommandBase):
+    """Show glibc malloc's heap: version, arenas, top chunks, heap regions and chunk counts.
+
+Usage: heap [--json]
+
+Prints the glibc version found, how the allocator's state was located (debug symbols or a
+named heuristic), every arena with its top chunk and system memory, each heap region, and
+how many chunks are in use or sit in each kind of bin (tcache, fast, unsorted, small, large).
+
+Subcommands: heap chunks, heap chunk ADDR, heap bins [KIND...], heap top, heap arenas.
+Type "help heap SUBCOMMAND" for each.  Every command takes --json for one JSON document
+(the shapes are in the project's command contract)."""
+
+    name = "heap"
+    flags = ("--json",)
+
+    def __init__(self) -> None:
+        super().__init__(prefix=True)
+
+    def complete(self, text: str, word: Optional[str]) -> List[str]:
+        # gdb completes the subcommands itself; the prefix adds its own options.
+        return complete_from(list(self.flags), text, word)
+
+    def run(self, args: Args, out: Out) -> None:
+        if args.rest:
+            raise HeapError(f"undefined heap command {args.rest[0]!r}; the commands are chunks, chunk, "
+                            "bins, top, arenas (see help heap)")
+        heap = open_heap()
+        counts: Counter[str] = Counter({k: 0 for k in ("in_use",) + BIN_KINDS})
+        problems: List[Problem] = []
+        for arena in heap.arenas:
+            free = heap.free_index(arena)
+            for address, _ in heap.chunks(arena, problems):
+                state, kind, _ = classify(address, arena.state.top, free)
+                if state == "in_use":
+                    counts["in_use"] += 1
+                elif kind:
+                    counts[kind] += 1
+        a = heap.anchors
+        if args.flag("--json"):
+            print_json(out, {"glibc": a.glibc, "located_by": a.located_by,
+                             "arenas": [render.arena_doc(x) for x in heap.arenas], "counts": dict(counts)})
+            return
+        st = style()
+        out.line(f"glibc {a.glibc or 'version unknown'}, allocator state found by {a.located_by} "
+                 f"(main_arena {a.main_arena:#x}, mp_ {a.mp:#x})")
+        for note in a.notes:
+            out.line(f"  {note}")
+        if not heap.initialised:
+            out.line("the heap is not initialised yet: the program has not called malloc (no heap, no "
+                     "chunks); continue past its first malloc")
+            return
+        for arena in heap.arenas:
+            out.lines(render.arena_lines(arena, st))
+        out.line(f"chunks: {counts['in_use']} in use; free: " +
+                 ", ".join(f"{counts[k]} {k}" for k in BIN_KINDS) + " (plus one top chunk per arena)")
+        out.lines(render.problem_lines(problems, st))
+
+
+# -- heap chunks ---------------------------------------------------------------------------------
+
+class HeapChunks(HeapCommandBase):
+    """List every chunk of an arena's heap(s) in address order.
+
+Usage: heap chunks [--limit N] [--summary] [--json] [--arena ADDR | --all-arenas]
+
+One line per chunk: its address (the chunk header, what glibc calls mchunkptr), its size,
+the flag bits of the size field (P = PREV_INUSE, M = IS_MMAPPED, N = NON_MAIN_ARENA; a dot
+when clear), its state and a preview of the first user bytes in hex and ASCII.
+The state is "in use", "top", or "free BIN[INDEX]" naming the bin that holds the chunk,
+however deep in its list.  Chunks in tcache and fastbins are free for the program although
+glibc keeps the next chunk's PREV_INUSE set: this command decides "free" by bin membership.
+
+  --limit N      stop after N chunks (and say so)
+  --summary      a table of counts and bytes by state, bin and size instead of one line each
+  --json         one JSON document: {"glibc", "arena", "chunks": [...], "problems": [...]}
+  --arena ADDR   the arena at ADDR (default: the selected thread's arena, else main_arena)
+  --all-arenas   every arena in turn"""
+
+    name = "heap chunks"
+    flags = ("--json", "--summary", "--all-arenas")
+    valued = ("--limit", "--arena")
+
+    def run(self, args: Args, out: Out) -> None:
+        self.no_extra(args)
+        limit = parse_count(self.name, args.values["--limit"]) if "--limit" in args.values else None
+        heap = open_heap()
+        arenas = arenas_for(heap, args)
+        as_json = args.flag("--json")
+        st = style()
+        if args.flag("--summary"):
+            docs = []
+            for arena in arenas:
+                problems: List[Problem] = []
+                rows = summarise(heap.chunks(arena, problems), arena.state.top, heap.free_index(arena), limit)
+                if as_json:
+                    docs.append(render.summary_doc(arena.address, rows))
+                else:
+                    self._arena_title(out, arena, args, st)
+                    out.lines(render.summary_lines(rows, st))
+                    out.lines(render.problem_lines(problems, st))
+            if as_json:
+                print_json(out, {"arenas": docs} if args.flag("--all-arenas") else docs[0])
+            return
+        if as_json:
+            self._json(heap, arenas, args, limit, out)
+            return
+        S = heap.layout.size_sz
+        reader = heap.reader
+
+        def read_preview(address: int) -> bytes:
+            try:
+                return reader.read(address + 2 * S, render.PREVIEW_BYTES)
+            except MemoryReadError:
+                return b""
+
+        for arena in arenas:
+            self._arena_title(out, arena, args, st)
+            if not arena.heaps:
+                out.line("no chunks: the heap is not initialised yet (the program has not called malloc "
+                         "in this arena)")
+                continue
+            problems = []
+            chunk_rows = self._rows(heap, arena, problems, limit)
+            out.lines(render.chunk_lines(chunk_rows, read_preview, st))
+            if limit is not None and self._stopped:
+                out.line(f"stopped after {limit} chunks (--limit {limit})")
+            out.lines(render.problem_lines(problems, st))
+
+    _stopped = False
+
+    def _rows(self, heap: Heap, arena: Arena, problems: List[Problem],
+              limit: Optional[int]) -> Iterator[Tuple[int, int, str, Optional[str], Optional[int]]]:
+        """(address, size field, state, bin, index) for each chunk, up to `limit`."""
+        self._stopped = False
+        free = heap.free_index(arena)
+        top = arena.state.top
+        get = free.get
+        n = 0
+        for address, sizef in heap.chunks(arena, problems):
+            if limit is not None and n >= limit:
+                self._stopped = True
+                return
+            n += 1
+            if address == top:
+                yield address, sizef, "top", None, None
+                continue
+            hit = get(address)
+            if hit is None:
+                yield address, sizef, "in_use", None, None
+            else:
+                yield address, sizef, "free", hit[0], hit[1]
+
+    def _json(self, heap: Heap, arenas: Sequence[Arena], args: Args, limit: Optional[int], out: Out) -> None:
+        S = heap.layout.size_sz
+        many = args.flag("--all-arenas")
+        if many:
+            out.write('{"arenas": [')
+        for i, arena in enumerate(arenas):
+            problems: List[Problem] = []
+            rows = (render.chunk_json(a, s, state, kind, index, S)
+                    for a, s, state, kind, index in self._rows(heap, arena, problems, limit))
+            if i:
+                out.write(", ")
+            for piece in render.chunks_json(heap.anchors.glibc, arena.address, rows, problems):
+                out.write(piece)
+        out.line("]}" if many else "")
+
+    @staticmethod
+    def _arena_title(out: Out, arena: Arena, args: Args, st: Style) -> None:
+        if args.flag("--all-arenas"):
+            out.line(st("heading", f"{'main arena' if arena.main else 'arena'} {arena.address:#x}"))
+
+
+# -- heap chunk ----------------------------------------------------------------------------------
+
+class HeapChunk(HeapCommandBase):
+    """Show one chunk in detail.
+
+Usage: heap chunk ADDR [--json]
+
+ADDR is a gdb expression: the chunk's address or the pointer malloc returned (the output says
+which it understood).  Shows the header fields (prev_size, size and its flag bits), the
+state and the bin holding the chunk if it is free, its links, its usable size, its
+neighbours, and which malloc(n) requests produce a chunk of this size: that answers
+"malloc(10) gives me how many bytes?".
+
+  --json   one JSON object: a chunk as in "heap chunks --json" plus "understood_as",
+           "arena" and "requests": [LOW, HIGH]"""
+
+    name = "heap chunk"
+    flags = ("--json",)
+
+    def run(self, args: Args, out: Out) -> None:
+        if not args.rest:
+            raise HeapError("give a chunk address or a pointer malloc returned, e.g. heap chunk p")
+        address = evaluate_address(" ".join(args.rest))
+        heap = open_heap()
+        if not heap.initialised:
+            raise HeapError("the heap is not initialised yet: the program has not called malloc; continue "
+                            "past its first malloc")
+        found = heap.find_chunk(address)
+        chunk_addr, how, arena, prev_chunk = found.chunk, found.how, found.arena, found.prev
+        layout = heap.layout
+        if arena is not None:
+            top, free = arena.state.top, heap.free_index(arena)
+        else:
+            top, free = -1, {}
+        c = chunk_at(heap.reader, layout, chunk_addr, top, free)
+        requests = layout.requests_for(c.size) if not c.is_mmapped else None
+        if c.is_mmapped:
+            requests = (max(0, c.size - 2 * layout.size_sz - 4095 + 1), c.size - 2 * layout.size_sz)
+        if args.flag("--json"):
+            doc = json.loads(render.chunk_json(c.address, c.size_field, c.state, c.bin, c.bin_index,
+                                               layout.size_sz))
+            doc.update(understood_as=how, arena=arena.address if arena else None,
+                       requests=list(requests) if requests else [0, 0])
+            print_json(out, doc)
+            return
+        links = self._links(heap, c)
+        next_info = None
+        if arena is not None and c.state != "top":
+            nxt = c.address + c.size
+            try:
+                nsize = heap.reader.word(nxt + layout.size_sz)
+                state, kind, index = classify(nxt, top, free)
+                next_info = (nxt, nsize & ~SIZE_BITS, render.state_text(state, kind, index))
+            except MemoryReadError:
+                pass
+        out.lines(render.chunk_detail_lines(c, how, arena, layout, heap, links, prev_chunk, next_info, style()))
+
+    @staticmethod
+    def _links(heap: Heap, c: Chunk) -> List[Tuple[str, int]]:
+        """The list pointers a free chunk carries, decoded as glibc reads them."""
+        S, H, layout, r = heap.layout.size_sz, heap.layout.header_size, heap.layout, heap.reader
+        try:
+            if c.bin == "tcache":
+                nxt = layout.reveal_ptr(c.user_address, r.word(c.user_address))
+                links = [("tcache next", nxt - H if nxt else 0)]
+                if layout.features.tcache_key:
+                    links.append(("tcache key", r.word(c.user_address + S)))
+                return links
+            if c.bin == "fast":
+                return [("fd", layout.reveal_ptr(c.user_address, r.word(c.user_address)))]
+            if c.bin in ("unsorted", "small", "large"):
+                names = ["fd", "bk"] + (["fd_nextsize", "bk_nextsize"] if c.bin == "large" else [])
+                return list(zip(names, r.words(c.address + 2 * S, len(names))))
+        except MemoryReadError:
+            pass
+        return []
+
+
+# -- heap bins -----------------------------------------------------------------------------------
+
+class HeapBins(HeapCommandBase):
+    """Show the arena's non-empty bins, each chain in list order.
+
+Usage: heap bins [KIND...] [--json] [--arena ADDR | --all-arenas]
+
+KIND is any of tcache, fast, unsorted, small, large (default: all).  tcache is the selected
+thread's (gdb's "thread N" selects another); its bins show the chunk size they hold and the
+count tcache keeps, checked against the walked chain.  Fastbin and tcache links are decoded
+from safe-linking (glibc 2.32+).  Unsorted and large bins show each chunk's size.  A chain
+that loops, leaves mapped memory, or is longer than it can be is cut there and reported.
+
+  --json         {"arena", "bins": [{"kind", "index", "size", "count", "chunks"}], "problems"}
+  --arena ADDR   the arena at ADDR (default: the selected thread's arena, else main_arena)
+  --all-arenas   every arena in turn"""
+
+    name = "heap bins"
+    flags = ("--json", "--all-arenas")
+    valued = ("--arena",)
+    words = BIN_KINDS
+
+    def run(self, args: Args, out: Out) -> None:
+        for word in args.rest:
+            if word not in BIN_KINDS:
+                raise HeapError(f"unknown bin kind {word!r}; the kinds are {', '.join(BIN_KINDS)}")
+        kinds = tuple(k for k in BIN_KINDS if k in args.rest) or BIN_KINDS
+        heap = open_heap()
+        arenas = arenas_for(heap, args)
+        results = [(arena, heap.bins(arena, kinds)) for arena in arenas]
+        if args.flag("--json"):
+            docs = [render.bins_doc(a.address, chains, problems) for a, (chains, problems) in results]
+            print_json(out, {"arenas": docs} if args.flag("--all-arenas") else docs[0])
+            return
+        st = style()
+
+        def size_of(chunk: int) -> Optional[int]:
+            try:
+                return heap.reader.word(chunk + heap.layout.size_sz) & ~SIZE_BITS
+            except MemoryReadError:
+                return None
+
+        for arena, (chains, problems) in results:
+            if args.flag("--all-arenas"):
+                out.line(st("heading", f"{'main arena' if arena.main else 'arena'} {arena.address:#x}"))
+            tcache = heap.anchors.tcache if arena is heap.selected_arena() else None
+            out.lines(render.bins_lines(chains, problems, st, size_of, tcache))
+
+
+# -- heap top ------------------------------------------------------------------------------------
+
+class HeapTop(HeapCommandBase):
+    """Show the top chunk: the free space at the end of the heap that malloc cuts new chunks from.
+
+Usage: heap top [--json] [--arena ADDR | --all-arenas]
+
+Shows its address, size and end, and where it sits in its heap region.  When top is too
+small for a request, malloc grows the heap (brk for the main arena); when a free leaves top
+larger than the trim threshold, free gives the memory back to the kernel.
+
+  --json   {"arena", "address", "size", "end"}"""
+
+    name = "heap top"
+    flags = ("--json", "--all-arenas")
+    valued = ("--arena",)
+
+    def run(self, args: Args, out: Out) -> None:
+        self.no_extra(args)
+        heap = open_heap()
+        arenas = arenas_for(heap, args)
+        tops = [(arena, heap.top(arena)) for arena in arenas]
+        if args.flag("--json"):
+            docs = [render.top_doc(t) for _, t in tops]
+            print_json(out, {"arenas": docs} if args.flag("--all-arenas") else docs[0])
+            return
+        st = style()
+        for arena, t in tops:
+            out.lines(render.top_lines(t, arena, st))
+
+
+# -- heap arenas ---------------------------------------------------------------------------------
+
+class HeapArenas(HeapCommandBase):
+    """List every arena: address, main or not, top, system memory, heap regions.
+
+Usage: heap arenas [--json]
+
+The arenas are listed in the order of glibc's `next` ring, starting at main_arena.
+
+  --json   {"arenas": [{"address", "main", "top", "system_mem", "next", "heaps": [{"start", "end"}]}]}"""
+
+    name = "heap arenas"
+    flags = ("--json",)
+
+    def run(self, args: Args, out: Out) -> None:
+        self.no_extra(args)
+        heap = open_heap()
+        if args.flag("--json"):
+            print_json(out, {"arenas": [render.arena_doc(a) for a in heap.arenas]})
+            return
+        st = style()
+        for arena in heap.arenas:
+            out.lines(render.arena_lines(arena, st))
+
+
+def register() -> None:
+    HeapOverview()
+    HeapChunks()
+    HeapChunk()
+    HeapBins()
+    HeapTop()
+    HeapArenas()

@@ -1,0 +1,190 @@
+"""One command's view of the heap: arenas, bins, tcache and chunks, read once and shared.
+
+gdb-free: built from a Reader and the addresses locate.py found, so tests can build one over a
+synthetic memory image.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Dict, Iterator, List, Optional, Sequence, Tuple
+
+from . import model
+from .errors import HeapError, MemoryReadError
+from .layouts import GlibcLayout
+from .memory import Reader
+from .model import Arena, BinChain, FreeIndex, HeapRegion, MallocPar, Problem
+
+
+@dataclass
+class Anchors:
+    """Where the allocator's state is: what locate.py found (or a test made up)."""
+
+    main_arena: int
+    mp: int
+    glibc: Optional[str]  # "2.36", None when unknown
+    located_by: str
+    tcache: Optional[int] = None  # the selected thread's tcache_perthread_struct
+    thread_arena: Optional[int] = None  # the selected thread's arena
+    notes: List[str] = field(default_factory=list)
+
+
+@dataclass
+class Found:
+    """What an address given to `heap chunk` was understood as."""
+
+    chunk: int
+    how: str  # "chunk" or "user_pointer"
+    arena: Optional[Arena]
+    prev: Optional[int] = None  # the chunk before it in its heap, when a walk found it
+
+
+@dataclass
+class Top:
+    arena: int
+    address: int
+    size: int
+    end: int
+    region: Optional[HeapRegion]
+
+
+class Heap:
+    def __init__(self, reader: Reader, layout: GlibcLayout, anchors: Anchors) -> None:
+        self.reader = reader
+        self.layout = layout
+        self.anchors = anchors
+        self._mp: Optional[MallocPar] = None
+        self._arenas: Optional[List[Arena]] = None
+        self._chains: Dict[Tuple[int, Tuple[str, ...]], Tuple[List[BinChain], List[Problem]]] = {}
+
+    # -- state -----------------------------------------------------------------------------
+    @property
+    def mp(self) -> MallocPar:
+        if self._mp is None:
+            try:
+                self._mp = model.read_malloc_par(self.reader, self.layout, self.anchors.mp)
+            except MemoryReadError:
+                raise HeapError(f"cannot read mp_ at {self.anchors.mp:#x}; the C library's data is not "
+                                "readable (a core file without it?)") from None
+        return self._mp
+
+    @property
+    def arenas(self) -> List[Arena]:
+        if self._arenas is None:
+            try:
+                self._arenas = model.read_arenas(self.reader, self.layout, self.anchors.main_arena, self.mp)
+            except MemoryReadError:
+                raise HeapError(f"cannot read main_arena at {self.anchors.main_arena:#x}; the C library's "
+                                "data is not readable (a core file without it?)") from None
+            if not self._arenas:
+                raise HeapError(f"main_arena at {self.anchors.main_arena:#x} is not readable; check the "
+                                "process or core file")
+        return self._arenas
+
+    @property
+    def main_arena(self) -> Arena:
+        return self.arenas[0]
+
+    @property
+    def initialised(self) -> bool:
+        return model.heap_initialised(self.layout, self.main_arena.state) and self.mp.sbrk_base != 0
+
+    def arena(self, address: Optional[int] = None) -> Arena:
+        """The arena at `address`; by default the selected thread's, else the main arena."""
+        if address is None:
+            address = self.anchors.thread_arena or self.anchors.main_arena
+            for arena in self.arenas:
+                if arena.address == address:
+                    return arena
+            return self.main_arena
+        for arena in self.arenas:
+            if arena.address == address:
+                return arena
+        known = ", ".join(f"{a.address:#x}" for a in self.arenas)
+        raise HeapError(f"{address:#x} is not an arena (the arenas are {known}); see heap arenas")
+
+    def selected_arena(self) -> Arena:
+        return self.arena(None)
+
+    # -- bins ------------------------------------------------------------------------------
+    def bins(self, arena: Arena, kinds: Sequence[str] = model.BIN_KINDS) -> Tuple[List[BinChain], List[Problem]]:
+        """The arena's non-empty bins; tcache only in the selected thread's arena (contract)."""
+        key = (arena.address, tuple(kinds))
+        if key not in self._chains:
+            tcache = self.anchors.tcache if arena is self.selected_arena() else None
+            self._chains[key] = model.read_bins(self.reader, self.layout, arena.state, tcache, self.mp, kinds)
+        return self._chains[key]
+
+    def free_index(self, arena: Arena) -> FreeIndex:
+        chains, _ = self.bins(arena)
+        index = model.free_index(chains)
+        if arena is not self.selected_arena() and self.anchors.tcache:
+            # Tcache belongs to threads: a chunk of this arena may sit in the selected thread's.
+            tchains, _ = self.bins(self.selected_arena(), ("tcache",))
+            for address, where in model.free_index(tchains).items():
+                index.setdefault(address, where)
+        return index
+
+    # -- chunks ----------------------------------------------------------------------------
+    def chunks(self, arena: Arena, problems: List[Problem]) -> Iterator[Tuple[int, int]]:
+        """(address, size field) of every chunk of the arena's heaps, oldest heap first."""
+        for region in arena.heaps:
+            yield from model.walk_region(self.reader, self.layout, region, arena.state.top, problems)
+
+    def top(self, arena: Arena) -> Top:
+        if not model.heap_initialised(self.layout, arena.state):
+            raise HeapError("the heap is not initialised yet: the program has not called malloc; "
+                            "continue past its first malloc")
+        top = arena.state.top
+        try:
+            size = model.chunksize(self.reader, top)
+        except MemoryReadError:
+            raise HeapError(f"the top chunk at {top:#x} is not readable; the arena's top pointer is "
+                            "damaged (see heap check)") from None
+        region = next((r for r in arena.heaps if r.start <= top < r.end), None)
+        return Top(arena.address, top, size, top + size, region)
+
+    def find_chunk(self, address: int) -> Found:
+        """Which chunk `address` means, and how it was understood.
+
+        Heap chunks are found by walking the heap that holds the address, so an address is
+        only taken as a chunk where a chunk really starts.  Outside every heap, a valid
+        IS_MMAPPED header makes it an mmapped chunk.
+        """
+        H = self.layout.header_size
+        for arena in self.arenas:
+            for region in arena.heaps:
+                if not region.first_chunk <= address < region.end + H:
+                    continue
+                scratch: List[Problem] = []
+                prev: Optional[int] = None
+                for chunk, sizef in model.walk_region(self.reader, self.layout, region, arena.state.top, scratch):
+                    if chunk == address:
+                        return Found(chunk, "chunk", arena, prev)
+                    if chunk + H == address:
+                        return Found(chunk, "user_pointer", arena, prev)
+                    if chunk < address < chunk + (sizef & ~model.SIZE_BITS):
+                        raise HeapError(f"{address:#x} is inside the chunk at {chunk:#x} (user pointer "
+                                        f"{chunk + H:#x}, offset {address - chunk - H:+d}), not at its "
+                                        "start; give the chunk or the user pointer")
+                    if chunk > address:
+                        break
+                    prev = chunk
+        for chunk, how in ((address - H, "user_pointer"), (address, "chunk")):
+            if self._mmapped_header(chunk):
+                return Found(chunk, how, None)
+        raise HeapError(f"{address:#x} is not in any heap of this process; give a chunk address or a "
+                        "pointer malloc returned (heap chunks lists them)")
+
+    def _mmapped_header(self, chunk: int) -> bool:
+        """A plausible mmapped chunk: IS_MMAPPED set, page-sized span, aligned user pointer."""
+        if chunk < 0 or (chunk + self.layout.header_size) % self.layout.malloc_alignment:
+            return False
+        try:
+            prev_size, sizef = self.reader.words(chunk, 2)
+        except MemoryReadError:
+            return False
+        size = sizef & ~model.SIZE_BITS
+        span = prev_size + size + (self.layout.header_size if self.layout.features.mmap_chunk_v2 else 0)
+        return bool(sizef & model.IS_MMAPPED) and size > 0 and span % 4096 == 0 \
+            and self.reader.readable(chunk + size - 1)

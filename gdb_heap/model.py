@@ -1,0 +1,556 @@
+"""glibc's heap as plain data: arenas, heaps, bins, tcache and chunks.
+
+Knows nothing of gdb: everything is read through a memory.Reader and described by a
+layouts.GlibcLayout.  Damage found on the way is collected as Problems, never raised; every
+loop over inferior data is bounded (a heap's end, a chain's length cap, a visited set).
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Dict, Iterator, List, Optional, Sequence, Tuple
+
+from .errors import HeapError, MemoryReadError
+from .layouts import NBINS, NSMALLBINS, GlibcLayout
+from .memory import Reader
+
+BIN_KINDS = ("tcache", "fast", "unsorted", "small", "large")
+PREV_INUSE, IS_MMAPPED, NON_MAIN_ARENA = 0x1, 0x2, 0x4
+SIZE_BITS = 0x7
+NONCONTIGUOUS_BIT = 0x2
+MAX_ARENAS = 4096  # far above glibc's own limit (8 x cores)
+MAX_HEAPS_PER_ARENA = 1 << 16
+MAX_TCACHE_CHAIN = 1 << 16  # counts are uint16: a longer chain is a loop or damage
+
+
+@dataclass
+class Problem:
+    address: int
+    message: str
+    glibc_abort: Optional[str] = None
+
+
+@dataclass
+class MallocPar:
+    address: int
+    trim_threshold: int
+    top_pad: int
+    mmap_threshold: int
+    n_mmaps: int
+    mmapped_mem: int
+    sbrk_base: int
+    tcache_bins: int = 0
+    tcache_max_bytes: int = 0
+    tcache_count: int = 0
+
+
+@dataclass
+class MallocState:
+    """One arena (struct malloc_state) as read from memory."""
+
+    address: int
+    flags: int
+    have_fastchunks: int
+    fastbinsY: Tuple[int, ...]
+    top: int
+    last_remainder: int
+    bins: Tuple[int, ...]  # the 254 fd/bk words
+    binmap: Tuple[int, ...]
+    next: int
+    next_free: int
+    attached_threads: int
+    system_mem: int
+    max_system_mem: int
+
+
+@dataclass
+class HeapRegion:
+    """A stretch of chunks: the main arena's sbrk heap, or one mmapped heap of a thread arena."""
+
+    start: int  # the region's first byte (sbrk_base, or the heap_info)
+    end: int  # one past the last byte holding chunks
+    first_chunk: int
+    heap_info: Optional[int] = None
+    fenceposts: bool = False  # an old heap of a thread arena ends with fencepost chunks
+
+
+@dataclass
+class Arena:
+    state: MallocState
+    main: bool
+    heaps: List[HeapRegion]
+    problems: List[Problem] = field(default_factory=list)
+
+    @property
+    def address(self) -> int:
+        return self.state.address
+
+
+@dataclass
+class BinChain:
+    """One bin: its chunks (chunk addresses) in list order."""
+
+    kind: str
+    index: int
+    size: int
+    count: int
+    chunks: List[int]
+    problems: List[Problem] = field(default_factory=list)
+
+
+@dataclass
+class Chunk:
+    """One chunk, classified."""
+
+    address: int
+    size_field: int
+    state: str  # in_use, free, top
+    bin: Optional[str]
+    bin_index: Optional[int]
+    size_sz: int
+
+    @property
+    def size(self) -> int:
+        return self.size_field & ~SIZE_BITS
+
+    @property
+    def prev_inuse(self) -> bool:
+        return bool(self.size_field & PREV_INUSE)
+
+    @property
+    def is_mmapped(self) -> bool:
+        return bool(self.size_field & IS_MMAPPED)
+
+    @property
+    def non_main_arena(self) -> bool:
+        return bool(self.size_field & NON_MAIN_ARENA)
+
+    @property
+    def user_address(self) -> int:
+        return self.address + 2 * self.size_sz
+
+    @property
+    def usable_size(self) -> int:
+        return max(0, self.size - (2 if self.is_mmapped else 1) * self.size_sz)
+
+
+# ---------------------------------------------------------------------------------------------
+# Structs
+
+
+def read_malloc_par(reader: Reader, layout: GlibcLayout, address: int) -> MallocPar:
+    s = layout.malloc_par
+    raw = reader.read(address, s.size)
+
+    def get(name: str) -> int:
+        off, size, _ = s.fields[name]
+        return int.from_bytes(raw[off:off + size], reader.order)
+
+    mp = MallocPar(address, get("trim_threshold"), get("top_pad"), get("mmap_threshold"),
+                   get("n_mmaps"), get("mmapped_mem"), get("sbrk_base"))
+    if s.has("tcache_count"):
+        mp.tcache_bins, mp.tcache_max_bytes, mp.tcache_count = (
+            get("tcache_bins"), get("tcache_max_bytes"), get("tcache_count"))
+    return mp
+
+
+def read_malloc_state(reader: Reader, layout: GlibcLayout, address: int) -> MallocState:
+    s = layout.malloc_state
+    raw = reader.read(address, s.size)
+
+    def get(name: str) -> int:
+        off, size, _ = s.fields[name]
+        return int.from_bytes(raw[off:off + size], reader.order)
+
+    def arr(name: str) -> Tuple[int, ...]:
+        if not s.has(name):
+            return ()
+        off, size, count = s.fields[name]
+        return tuple(int.from_bytes(raw[off + i * size:off + (i + 1) * size], reader.order)
+                     for i in range(count))
+
+    return MallocState(
+        address=address, flags=get("flags"),
+        have_fastchunks=get("have_fastchunks") if s.has("have_fastchunks") else 0,
+        fastbinsY=arr("fastbinsY"), top=get("top"), last_remainder=get("last_remainder"),
+        bins=arr("bins"), binmap=arr("binmap"), next=get("next"), next_free=get("next_free"),
+        attached_threads=get("attached_threads"), system_mem=get("system_mem"),
+        max_system_mem=get("max_system_mem"))
+
+
+def bin_at(layout: GlibcLayout, arena: int, index: int) -> int:
+    """bin_at(m, i): the fake chunk whose fd/bk are bins[2(i-1)] and bins[2(i-1)+1]."""
+    S = layout.size_sz
+    return arena + layout.malloc_state.offset("bins") + (index - 1) * 2 * S - 2 * S
+
+
+def chunksize(reader: Reader, chunk: int) -> int:
+    return reader.word(chunk + reader.size_sz) & ~SIZE_BITS
+
+
+def heap_initialised(layout: GlibcLayout, state: MallocState) -> bool:
+    """False before the arena's first sbrk/mmap: top is 0 or still initial_top (bin 1)."""
+    return state.top not in (0, bin_at(layout, state.address, 1))
+
+
+# ---------------------------------------------------------------------------------------------
+# Arenas and their heaps
+
+
+def arena_ring(reader: Reader, layout: GlibcLayout, main_arena: int) -> Tuple[List[MallocState], List[Problem]]:
+    """Every arena on the `next` ring, starting at main_arena."""
+    states: List[MallocState] = []
+    problems: List[Problem] = []
+    seen = set()
+    address = main_arena
+    while len(states) < MAX_ARENAS:
+        try:
+            state = read_malloc_state(reader, layout, address)
+        except MemoryReadError:
+            problems.append(Problem(address, f"arena {address:#x} is not readable; the arena list is cut here"))
+            break
+        states.append(state)
+        seen.add(address)
+        if state.next == main_arena:
+            break
+        if state.next in seen or state.next == 0:
+            problems.append(Problem(address, f"arena list: next {state.next:#x} does not lead back to "
+                                             f"main_arena; the list is cut here"))
+            break
+        address = state.next
+    return states, problems
+
+
+def main_heap(reader: Reader, layout: GlibcLayout, state: MallocState, mp: MallocPar) -> List[HeapRegion]:
+    """The main arena's sbrk heap: from mp_.sbrk_base to the end of top."""
+    if not heap_initialised(layout, state) or mp.sbrk_base == 0:
+        return []
+    A, H = layout.malloc_alignment, layout.header_size
+    first = mp.sbrk_base
+    while (first + H) % A:  # the first chunk is where its user pointer is aligned
+        first += layout.size_sz
+    # Contiguous sbrk heap: it ends at the program break, sbrk_base + system_mem, which is
+    # also where top ends; a corrupted top size must not move that end.
+    end = mp.sbrk_base + state.system_mem
+    if not first <= state.top < end:
+        try:
+            end = state.top + chunksize(reader, state.top)
+        except MemoryReadError:
+            pass
+    return [HeapRegion(start=mp.sbrk_base, end=end, first_chunk=first)]
+
+
+def heap_for_ptr(layout: GlibcLayout, address: int) -> int:
+    return address & ~(layout.heap_max_size - 1)
+
+
+def thread_heaps(reader: Reader, layout: GlibcLayout, state: MallocState,
+                 problems: List[Problem]) -> List[HeapRegion]:
+    """A thread arena's heaps, oldest first: from heap_for_ptr(top) along heap_info.prev."""
+    if not heap_initialised(layout, state):
+        return []
+    hi = layout.heap_info
+    A, H = layout.malloc_alignment, layout.header_size
+    regions: List[HeapRegion] = []
+    seen = set()
+    address = heap_for_ptr(layout, state.top)
+    while address and address not in seen and len(regions) < MAX_HEAPS_PER_ARENA:
+        seen.add(address)
+        try:
+            raw = reader.read(address, hi.size)
+        except MemoryReadError:
+            problems.append(Problem(address, f"heap_info at {address:#x} is not readable; older heaps are not shown"))
+            break
+        ar_ptr, prev, size = (int.from_bytes(raw[hi.offset(n):hi.offset(n) + layout.size_sz], reader.order)
+                              for n in ("ar_ptr", "prev", "size"))
+        if ar_ptr != state.address:
+            problems.append(Problem(address, f"heap_info at {address:#x} names arena {ar_ptr:#x}, not "
+                                             f"{state.address:#x}; older heaps are not shown"))
+            break
+        first = address + hi.size
+        if first == state.address:  # the arena's first heap holds the malloc_state itself
+            first += layout.malloc_state.size
+        while (first + H) % A:
+            first += layout.size_sz
+        end = address + size
+        if not regions:  # the newest heap ends where top ends
+            try:
+                end = max(end, state.top + chunksize(reader, state.top))
+            except MemoryReadError:
+                pass
+        regions.append(HeapRegion(start=address, end=end, first_chunk=first, heap_info=address,
+                                  fenceposts=bool(regions)))
+        address = prev
+    regions.reverse()
+    return regions
+
+
+def read_arenas(reader: Reader, layout: GlibcLayout, main_arena: int, mp: MallocPar) -> List[Arena]:
+    states, problems = arena_ring(reader, layout, main_arena)
+    arenas = []
+    for state in states:
+        main = state.address == main_arena
+        arena_problems: List[Problem] = []
+        heaps = (main_heap(reader, layout, state, mp) if main
+                 else thread_heaps(reader, layout, state, arena_problems))
+        arenas.append(Arena(state, main, heaps, arena_problems))
+    if arenas:
+        arenas[-1].problems.extend(problems)
+    return arenas
+
+
+# ---------------------------------------------------------------------------------------------
+# Bins
+
+
+def _aligned(layout: GlibcLayout, address: int) -> bool:
+    return address % layout.malloc_alignment == 0
+
+
+def read_tcache(reader: Reader, layout: GlibcLayout, tcache: int, mp: MallocPar) -> List[BinChain]:
+    """The non-empty bins of one thread's tcache_perthread_struct, each chain in list order."""
+    t = layout.tcache_perthread
+    nbins = layout.tcache_bins
+    S, H = layout.size_sz, layout.header_size
+    c_off, c_size, _ = t.fields[layout.counts_field]
+    counts = reader.array(tcache + c_off, nbins, c_size)
+    entries = reader.words(tcache + t.offset("entries"), nbins)
+    chains = []
+    for i in range(nbins):
+        if layout.features.tcache_free_slots:
+            count = (mp.tcache_count - counts[i]) if counts[i] <= mp.tcache_count else 0
+        else:
+            count = counts[i]
+        if entries[i] == 0 and count == 0:
+            continue
+        chunks: List[int] = []
+        problems: List[Problem] = []
+        seen = set()
+        entry = entries[i]
+        holder = tcache + t.offset("entries") + i * S  # where the current pointer was read
+        while entry and len(chunks) <= MAX_TCACHE_CHAIN:
+            chunk = entry - H
+            if not _aligned(layout, entry):
+                problems.append(Problem(chunk, f"tcache[{i}]: entry {entry:#x} (read at {holder:#x}) is "
+                                               f"not aligned; the chain is cut here",
+                                        "malloc(): unaligned tcache chunk detected"))
+                break
+            if entry in seen:
+                problems.append(Problem(chunk, f"tcache[{i}]: the chain loops back to {chunk:#x}; cut here"))
+                break
+            try:
+                stored = reader.word(entry)
+            except MemoryReadError:
+                problems.append(Problem(chunk, f"tcache[{i}]: entry {entry:#x} is not readable; the chain "
+                                               f"is cut here"))
+                break
+            seen.add(entry)
+            chunks.append(chunk)
+            holder = entry
+            entry = layout.reveal_ptr(entry, stored)
+        if len(chunks) != count:
+            where = chunks[-1] if chunks else tcache
+            problems.append(Problem(where, f"tcache[{i}]: the tcache counts {count} chunks but the chain "
+                                           f"holds {len(chunks)}"))
+        chains.append(BinChain("tcache", i, layout.tcache_bin_size(i), count, chunks, problems))
+    return chains
+
+
+def read_fastbins(reader: Reader, layout: GlibcLayout, state: MallocState) -> List[BinChain]:
+    S, H = layout.size_sz, layout.header_size
+    bound = max(64, state.system_mem // layout.minsize + 1)
+    chains = []
+    for i, head in enumerate(state.fastbinsY):
+        if not head:
+            continue
+        size = layout.fastbin_size(i)
+        chunks: List[int] = []
+        problems: List[Problem] = []
+        seen = set()
+        p = head
+        while p and len(chunks) < bound:
+            if not _aligned(layout, p + H):
+                problems.append(Problem(p, f"fastbin[{i}]: chunk {p:#x} is not aligned; the chain is cut here",
+                                        "malloc(): unaligned fastbin chunk detected"))
+                break
+            if p in seen:
+                problems.append(Problem(p, f"fastbin[{i}]: the chain loops back to {p:#x}; cut here"))
+                break
+            try:
+                sizef, stored = reader.words(p + S, 2)
+            except MemoryReadError:
+                problems.append(Problem(p, f"fastbin[{i}]: chunk {p:#x} is not readable; the chain is cut here"))
+                break
+            seen.add(p)
+            chunks.append(p)
+            if sizef & ~SIZE_BITS != size:
+                problems.append(Problem(p, f"fastbin[{i}]: chunk {p:#x} has size {sizef & ~SIZE_BITS:#x}, "
+                                           f"not {size:#x}", "malloc(): memory corruption (fast)"))
+            p = layout.reveal_ptr(p + H, stored)
+        if p and len(chunks) >= bound:
+            problems.append(Problem(chunks[-1], f"fastbin[{i}]: longer than the arena can hold; cut here"))
+        chains.append(BinChain("fast", i, size, len(chunks), chunks, problems))
+    return chains
+
+
+# What glibc prints when it unlinks a chunk whose bk does not point back (malloc.c).
+BK_ABORTS = {"unsorted": "malloc(): corrupted unsorted chunks",
+             "small": "malloc(): smallbin double linked list corrupted",
+             "large": "malloc(): largebin double linked list corrupted (bk)"}
+
+
+def read_regular_bins(reader: Reader, layout: GlibcLayout, state: MallocState,
+                      kinds: Sequence[str] = ("unsorted", "small", "large")) -> List[BinChain]:
+    """Bins 1..126 (unsorted, small, large), following fd and checking each bk."""
+    S = layout.size_sz
+    bound = max(64, state.system_mem // layout.minsize + 1)
+    chains = []
+    for i in range(1, NBINS - 1):
+        kind = "unsorted" if i == 1 else "small" if i < NSMALLBINS else "large"
+        if kind not in kinds:
+            continue
+        header = bin_at(layout, state.address, i)
+        fd = state.bins[2 * (i - 1)]
+        if fd in (header, 0):  # empty, or not set up yet (before malloc_init)
+            continue
+        chunks: List[int] = []
+        problems: List[Problem] = []
+        seen = set()
+        prev, p = header, fd
+        while p != header:
+            if len(chunks) >= bound:
+                problems.append(Problem(prev, f"{kind} bin {i}: longer than the arena can hold; cut here"))
+                break
+            if p in seen:
+                problems.append(Problem(prev, f"{kind} bin {i}: the chain loops back to {p:#x}; cut here"))
+                break
+            try:
+                sizef, nfd, nbk = reader.words(p + S, 3)
+            except MemoryReadError:
+                problems.append(Problem(prev, f"{kind} bin {i}: fd {p:#x} is not readable; the chain is cut here"))
+                break
+            seen.add(p)
+            chunks.append(p)
+            if nbk != prev:
+                problems.append(Problem(p, f"{kind} bin {i}: chunk {p:#x} has bk {nbk:#x}, expected {prev:#x}",
+                                        BK_ABORTS[kind]))
+            size = sizef & ~SIZE_BITS
+            if kind != "unsorted" and layout.bin_index(size) != i:
+                problems.append(Problem(p, f"{kind} bin {i}: chunk {p:#x} has size {size:#x}, which belongs "
+                                           f"in bin {layout.bin_index(size)}"))
+            prev, p = p, nfd
+        chains.append(BinChain(kind, i, layout.bin_min_size(i), len(chunks), chunks, problems))
+    return chains
+
+
+def read_bins(reader: Reader, layout: GlibcLayout, state: MallocState, tcache: Optional[int],
+              mp: MallocPar, kinds: Sequence[str] = BIN_KINDS) -> Tuple[List[BinChain], List[Problem]]:
+    """The arena's non-empty bins of the given kinds (tcache: the given thread's), in contract order."""
+    chains: List[BinChain] = []
+    problems: List[Problem] = []
+    if "tcache" in kinds and tcache:
+        try:
+            chains += read_tcache(reader, layout, tcache, mp)
+        except MemoryReadError as e:
+            problems.append(Problem(tcache, f"the tcache at {tcache:#x} is not readable ({e})"))
+    if "fast" in kinds:
+        chains += read_fastbins(reader, layout, state)
+    chains += read_regular_bins(reader, layout, state, [k for k in kinds if k in ("unsorted", "small", "large")])
+    for chain in chains:
+        problems += chain.problems
+    return chains, problems
+
+
+FreeIndex = Dict[int, Tuple[str, int]]
+
+
+def free_index(chains: Sequence[BinChain]) -> FreeIndex:
+    """chunk address -> (bin kind, index), for classifying chunks in one lookup each."""
+    index: FreeIndex = {}
+    for chain in chains:
+        for chunk in chain.chunks:
+            index.setdefault(chunk, (chain.kind, chain.index))
+    return index
+
+
+# ---------------------------------------------------------------------------------------------
+# Chunks
+
+
+def walk_region(reader: Reader, layout: GlibcLayout, region: HeapRegion, top: int,
+                problems: List[Problem]) -> Iterator[Tuple[int, int]]:
+    """(chunk address, raw size field) for every chunk of a region, in address order.
+
+    Stops at top, at the region's end, or where a size breaks the walk (then a Problem names
+    the chunk carrying that size).
+    """
+    S = layout.size_sz
+    minsize = layout.minsize
+    mask = layout.malloc_alignment - 1
+    shift = 3 if S == 8 else 2
+    pos, end = region.first_chunk, region.end
+    while pos < end:
+        try:
+            base, words = reader.block_words(pos + S)
+        except MemoryReadError:
+            problems.append(Problem(pos, f"chunk {pos:#x} is not readable; the walk stops here"))
+            return
+        stop = min(end, base + len(words) * S - S)
+        while pos < stop:
+            sizef = words[(pos + S - base) >> shift]
+            csize = sizef & ~SIZE_BITS
+            if pos == top:
+                yield pos, sizef
+                return
+            if csize < minsize or csize & mask:
+                if region.fenceposts and csize in (0, 2 * S):
+                    return  # an old thread heap ends with fenceposts
+                yield pos, sizef
+                problems.append(Problem(pos, f"chunk {pos:#x} has an invalid size {csize:#x} (below MINSIZE "
+                                             f"{minsize:#x} or not a multiple of {mask + 1}); the walk stops here",
+                                        "malloc_consolidate(): invalid chunk size"))
+                return
+            if pos + csize > end:
+                yield pos, sizef
+                problems.append(Problem(pos, f"chunk {pos:#x} of size {csize:#x} runs past the end of its heap "
+                                             f"({end:#x}); the walk stops here"))
+                return
+            yield pos, sizef
+            pos += csize
+    if region.first_chunk <= top < region.end and pos != top:
+        problems.append(Problem(pos, f"the walk ended at {pos:#x} without reaching top {top:#x}"))
+
+
+def classify(address: int, top: int, free: FreeIndex) -> Tuple[str, Optional[str], Optional[int]]:
+    if address == top:
+        return "top", None, None
+    hit = free.get(address)
+    if hit is None:
+        return "in_use", None, None
+    return "free", hit[0], hit[1]
+
+
+def summarise(chunks: Iterator[Tuple[int, int]], top: int, free: FreeIndex,
+              limit: Optional[int] = None) -> Counter[Tuple[str, Optional[str], int]]:
+    """Counts of chunks by (state, bin, size)."""
+    rows: Counter[Tuple[str, Optional[str], int]] = Counter()
+    get = free.get
+    for n, (address, sizef) in enumerate(chunks):
+        if limit is not None and n >= limit:
+            break
+        if address == top:
+            rows["top", None, sizef & ~SIZE_BITS] += 1
+            continue
+        hit = get(address)
+        rows[("in_use", None, sizef & ~SIZE_BITS) if hit is None else ("free", hit[0], sizef & ~SIZE_BITS)] += 1
+    return rows
+
+
+def chunk_at(reader: Reader, layout: GlibcLayout, address: int, top: int, free: FreeIndex) -> Chunk:
+    try:
+        sizef = reader.word(address + layout.size_sz)
+    except MemoryReadError:
+        raise HeapError(f"cannot read a chunk header at {address:#x}; give an address inside a heap") from None
+    state, kind, index = classify(address, top, free)
+    return Chunk(address, sizef, state, kind, index, layout.size_sz)

@@ -1,0 +1,241 @@
+"""Text (optionally coloured) and JSON views of the model's data.
+
+Pure functions from model data to strings; the commands decide where the strings go.  Large
+outputs (one line per chunk) are produced as iterators of lines so they can be streamed.
+"""
+
+from __future__ import annotations
+
+import json
+import string
+from typing import Callable, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
+
+from .heap import Heap, Top
+from .layouts import GlibcLayout
+from .model import (IS_MMAPPED, NON_MAIN_ARENA, PREV_INUSE, SIZE_BITS, Arena, BinChain, Chunk,
+                    Problem)
+from .style import Style
+
+PREVIEW_BYTES = 16
+_PRINTABLE = bytes(c if chr(c) in string.printable and c >= 0x20 and c < 0x7f else ord(".") for c in range(256))
+
+
+def human(n: int) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if n < 1024 or unit == "GiB":
+            return f"{n} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024  # type: ignore[assignment]
+    return str(n)
+
+
+def flags_text(size_field: int) -> str:
+    return "".join(c if size_field & bit else "." for c, bit in (("P", PREV_INUSE), ("M", IS_MMAPPED),
+                                                               ("N", NON_MAIN_ARENA)))
+
+
+def state_text(state: str, kind: Optional[str], index: Optional[int]) -> str:
+    if state == "free":
+        return f"free {kind}[{index}]"
+    return "in use" if state == "in_use" else state
+
+
+def preview(data: bytes) -> str:
+    hexpart = " ".join(data[i:i + 8].hex() for i in range(0, len(data), 8))
+    return f"{hexpart:<33} {data.translate(_PRINTABLE).decode('ascii')}"
+
+
+# -- JSON ------------------------------------------------------------------------------------
+
+def _j(value: object) -> str:
+    return json.dumps(value)
+
+
+def chunk_json(address: int, size_field: int, state: str, kind: Optional[str], index: Optional[int],
+               size_sz: int) -> str:
+    """One chunk object of the contract, formatted directly (fast for a million chunks)."""
+    size = size_field & ~SIZE_BITS
+    mmapped = size_field & IS_MMAPPED
+    usable = max(0, size - (2 if mmapped else 1) * size_sz)
+    return ('{"address": %d, "size": %d, "prev_inuse": %s, "is_mmapped": %s, "non_main_arena": %s, '
+            '"state": "%s", "bin": %s, "bin_index": %s, "user_address": %d, "usable_size": %d}' % (
+                address, size, "true" if size_field & PREV_INUSE else "false",
+                "true" if mmapped else "false", "true" if size_field & NON_MAIN_ARENA else "false",
+                state, "null" if kind is None else '"%s"' % kind, "null" if index is None else index,
+                address + 2 * size_sz, usable))
+
+
+def problem_json(p: Problem, with_abort: bool = False) -> Dict[str, object]:
+    doc: Dict[str, object] = {"address": p.address, "message": p.message}
+    if with_abort:
+        doc["glibc_abort"] = p.glibc_abort
+    return doc
+
+
+def chunks_json(glibc: Optional[str], arena: int, rows: Iterator[str], problems: List[Problem]) -> Iterator[str]:
+    """The `heap chunks --json` document in pieces; `problems` is complete once rows are used up."""
+    yield '{"glibc": %s, "arena": %d, "chunks": [' % (_j(glibc), arena)
+    first = True
+    for row in rows:
+        yield row if first else ", " + row
+        first = False
+    yield '], "problems": %s}' % _j([problem_json(p) for p in problems])
+
+
+def bins_doc(arena: int, chains: Sequence[BinChain], problems: Sequence[Problem]) -> Dict[str, object]:
+    return {"arena": arena,
+            "bins": [{"kind": c.kind, "index": c.index, "size": c.size, "count": c.count, "chunks": c.chunks}
+                     for c in chains],
+            "problems": [problem_json(p) for p in problems]}
+
+
+def top_doc(top: Top) -> Dict[str, object]:
+    return {"arena": top.arena, "address": top.address, "size": top.size, "end": top.end}
+
+
+def arena_doc(arena: Arena) -> Dict[str, object]:
+    s = arena.state
+    return {"address": arena.address, "main": arena.main, "top": s.top, "system_mem": s.system_mem,
+            "next": s.next, "max_system_mem": s.max_system_mem, "attached_threads": s.attached_threads,
+            "flags": s.flags, "heaps": [{"start": h.start, "end": h.end} for h in arena.heaps]}
+
+
+def summary_doc(arena: int, rows: Dict[Tuple[str, Optional[str], int], int]) -> Dict[str, object]:
+    return {"arena": arena, "summary": [
+        {"state": state, "bin": kind, "size": size, "count": count, "bytes": size * count}
+        for (state, kind, size), count in summary_order(rows)]}
+
+
+def summary_order(rows: Dict[Tuple[str, Optional[str], int], int]) -> List[Tuple[Tuple[str, Optional[str], int], int]]:
+    rank = {"in_use": 0, "free": 1, "top": 2}
+    kinds = {None: -1, "tcache": 0, "fast": 1, "unsorted": 2, "small": 3, "large": 4}
+    return sorted(rows.items(), key=lambda kv: (rank[kv[0][0]], kinds[kv[0][1]], kv[0][2]))
+
+
+# -- text ------------------------------------------------------------------------------------
+
+CHUNK_HEADER = f"{'chunk':<18} {'size':>9}  {'flags'}  {'state':<18} user data"
+
+
+def chunk_lines(rows: Iterable[Tuple[int, int, str, Optional[str], Optional[int]]],
+                read_preview: Callable[[int], bytes], style: Style) -> Iterator[str]:
+    yield style("heading", CHUNK_HEADER)
+    for address, size_field, state, kind, index in rows:
+        st = state_text(state, kind, index)
+        role = "free" if state == "free" else state
+        data = "" if state == "top" else style("dim", preview(read_preview(address)))
+        yield (f"{style('address', f'{address:#018x}')} {style('size', f'{size_field & ~SIZE_BITS:#9x}')}  "
+               f"{flags_text(size_field)}    {style(role, f'{st:<18}')} {data}").rstrip()
+
+
+def problem_lines(problems: Sequence[Problem], style: Style) -> Iterator[str]:
+    for p in problems:
+        abort = f' (glibc would abort: "{p.glibc_abort}")' if p.glibc_abort else ""
+        yield style("problem", f"problem at {p.address:#x}: {p.message}{abort}")
+
+
+def summary_lines(rows: Dict[Tuple[str, Optional[str], int], int], style: Style) -> Iterator[str]:
+    yield style("heading", f"{'state':<10} {'bin':<9} {'size':>10} {'count':>10} {'bytes':>14}")
+    total_n = total_b = 0
+    for (state, kind, size), count in summary_order(rows):
+        label = "free" if state == "free" else state_text(state, None, None)
+        yield (f"{style(state, f'{label:<10}')} "
+               f"{kind or '-':<9} {style('size', f'{size:#10x}')} {count:>10} {size * count:>14}")
+        total_n += count
+        total_b += size * count
+    yield style("heading", f"{'total':<10} {'':<9} {'':>10} {total_n:>10} {total_b:>14}")
+
+
+def bins_lines(chains: Sequence[BinChain], problems: Sequence[Problem], style: Style,
+               sizes: Callable[[int], Optional[int]], tcache: Optional[int]) -> Iterator[str]:
+    titles = {"tcache": "tcache" + (f" (tcache_perthread_struct at {tcache:#x})" if tcache else ""),
+              "fast": "fastbins", "unsorted": "unsorted bin", "small": "small bins", "large": "large bins"}
+    current = None
+    for c in chains:
+        if c.kind != current:
+            current = c.kind
+            yield style("heading", titles[c.kind])
+        size = f"size {c.size:#x}" if c.kind in ("tcache", "fast", "small") else f"sizes >= {c.size:#x}"
+        if c.kind == "tcache" and c.index >= 64:
+            size = f"sizes >= {c.size:#x}"
+        yield f"  {style('name', f'{c.kind}[{c.index}]')}  {style('size', size)}  {c.count} chunk{'s' * (c.count != 1)}"
+        show_size = c.kind in ("unsorted", "large")
+        for i in range(0, len(c.chunks), 4):
+            parts = []
+            for ch in c.chunks[i:i + 4]:
+                text = style("address", f"{ch:#x}")
+                if show_size:
+                    sz = sizes(ch)
+                    text += f" ({sz:#x})" if sz is not None else " (?)"
+                parts.append(text)
+            arrow = "-> " if i == 0 else "   "
+            yield "    " + arrow + " -> ".join(parts) + (" ->" if i + 4 < len(c.chunks) else "")
+    if not chains:
+        yield "no chunks in these bins"
+    yield from problem_lines(problems, style)
+
+
+def arena_lines(arena: Arena, style: Style, verbose: bool = True) -> Iterator[str]:
+    s = arena.state
+    kind = "main arena" if arena.main else "arena"
+    yield (f"{style('heading', kind)} {style('address', f'{arena.address:#x}')}: top "
+           f"{style('address', f'{s.top:#x}')}, system memory {s.system_mem:#x} ({human(s.system_mem)}), "
+           f"next {s.next:#x}")
+    for h in arena.heaps:
+        yield f"  heap {style('address', f'{h.start:#x}')}-{style('address', f'{h.end:#x}')} ({human(h.end - h.start)})"
+    if not arena.heaps:
+        yield "  no heap yet (the arena has not allocated anything)"
+    yield from problem_lines(arena.problems, style)
+
+
+def top_lines(top: Top, arena: Arena, style: Style) -> Iterator[str]:
+    yield (f"top chunk {style('address', f'{top.address:#x}')} of {'main arena' if arena.main else 'arena'} "
+           f"{arena.address:#x}")
+    yield f"  size {style('size', f'{top.size:#x}')} ({human(top.size)}), ends at {top.end:#x}"
+    if top.region:
+        r = top.region
+        where = "at the end of its heap" if top.end == r.end else f"{r.end - top.end:#x} bytes before its heap's end"
+        yield (f"  heap {r.start:#x}-{r.end:#x}: top starts at +{top.address - r.start:#x} and ends {where}")
+        yield (f"  the next malloc that does not fit in a bin is cut from top; when top is too small "
+               f"the heap grows ({'sbrk' if arena.main else 'heap_info / mprotect'})")
+
+
+def chunk_detail_lines(c: Chunk, how: str, arena: Optional[Arena], layout: GlibcLayout, heap: Heap,
+                       links: List[Tuple[str, int]], prev_chunk: Optional[int],
+                       next_info: Optional[Tuple[int, int, str]], style: Style) -> Iterator[str]:
+    S = layout.size_sz
+    given = c.user_address if how == "user_pointer" else c.address
+    understood = "the user pointer malloc returned" if how == "user_pointer" else "a chunk address"
+    yield f"{style('heading', 'chunk')} {style('address', f'{c.address:#x}')}  ({given:#x} understood as {understood})"
+    if arena is not None:
+        yield f"  arena         {arena.address:#x} ({'main' if arena.main else 'thread'} arena)"
+    elif c.is_mmapped:
+        yield "  arena         none: an mmapped chunk, a mapping of its own that no arena or bin holds"
+    try:
+        prev_size = heap.reader.word(c.address)
+    except Exception:
+        prev_size = None
+    if prev_size is not None:
+        meaning = ("the size of the free chunk before it" if not c.prev_inuse else
+                   "not in use (the previous chunk is in use; these bytes end its data)")
+        if c.is_mmapped:
+            meaning = "the alignment slack before the chunk in its mapping"
+        yield f"  prev_size     {prev_size:#x}: {meaning}"
+    flag_names = [n for n, bit in (("PREV_INUSE", PREV_INUSE), ("IS_MMAPPED", IS_MMAPPED),
+                                   ("NON_MAIN_ARENA", NON_MAIN_ARENA)) if c.size_field & bit]
+    yield (f"  size          {style('size', f'{c.size:#x}')} ({c.size} bytes; field {c.size_field:#x} = "
+           f"{c.size:#x} | {' | '.join(flag_names) or '0'})")
+    yield f"  state         {style('free' if c.state == 'free' else c.state, state_text(c.state, c.bin, c.bin_index))}"
+    if c.state == "free" and c.bin in ("tcache", "fast"):
+        yield "                (glibc still counts it as in use: the next chunk keeps PREV_INUSE set)"
+    yield f"  user data     {c.user_address:#x}, {c.usable_size} usable bytes"
+    requests = layout.requests_for(c.size)
+    if requests and not c.is_mmapped:
+        yield (f"  requests      malloc({requests[0]}) to malloc({requests[1]}) give a chunk of this size "
+               f"(request + {S} rounded up to {layout.malloc_alignment}, at least {layout.minsize})")
+    for name, value in links:
+        yield f"  {name:<13} {style('address', f'{value:#x}')}"
+    if prev_chunk is not None:
+        yield f"  previous      {prev_chunk:#x}"
+    if next_info is not None:
+        addr, size, state = next_info
+        yield f"  next          {addr:#x} (size {size:#x}, {state})"

@@ -1,0 +1,178 @@
+"""Runs inside gdb (`source tests/gdb_probe.py`): stops a sample at every checkpoint, runs the
+heap commands and records gdb's own reading of glibc's state beside them.
+
+It does not import gdb_heap: the "truth" it records comes from glibc's debug info through
+gdb's expression evaluator (main_arena, mp_, *tcache, struct malloc_chunk), from the sample's
+printed facts, and from the sample's malloc_info() snapshot.  Parameters come in a JSON file
+named by $GDB_HEAP_PROBE; results go to the file named inside it.
+"""
+
+import json
+import os
+
+import gdb
+
+PARAMS = json.load(open(os.environ["GDB_HEAP_PROBE"]))
+
+
+def run(command):
+    try:
+        return {"ok": True, "out": gdb.execute(command, to_string=True)}
+    except gdb.error as e:  # GdbError reaches us as gdb.error
+        return {"ok": False, "out": str(e)}
+
+
+def ival(expression):
+    return int(gdb.parse_and_eval(expression))
+
+
+def facts(path):
+    lines = []
+    if os.path.exists(path):
+        with open(path) as f:
+            lines = [line.split() for line in f if line.startswith("@ ")]
+    return lines
+
+
+def walk_regular_bins(S):
+    """Bins 1..126 from main_arena.bins, following fd through struct malloc_chunk."""
+    chains = {}
+    bins = gdb.parse_and_eval("main_arena.bins")
+    for i in range(1, 127):
+        header = int(bins[2 * (i - 1)].address) - 2 * S
+        p = int(bins[2 * (i - 1)])
+        chain = []
+        while p not in (header, 0) and len(chain) < 100000:  # 0: bins not set up before malloc_init
+            chain.append(p)
+            p = ival(f"((struct malloc_chunk *) {p})->fd")
+        if chain:
+            chains[i] = chain
+    return chains
+
+
+def fastbins():
+    try:
+        heads = gdb.parse_and_eval("main_arena.fastbinsY")
+    except gdb.error:
+        return None  # glibc 2.43+: no fastbins
+    lo, hi = heads.type.range()
+    # Raw fd words: the test reveals them (safe-linking) by its own arithmetic.
+    out = {}
+    for i in range(lo, hi + 1):
+        p = int(heads[i])
+        if p:
+            out[i] = {"head": p}
+    return out
+
+
+def raw_word(address):
+    return ival(f"*(unsigned long *) {address}")
+
+
+def tcache():
+    try:
+        if ival("(unsigned long) tcache") == 0:
+            return {"error": "tcache is NULL"}
+        t = gdb.parse_and_eval("*tcache")
+        t.fetch_lazy()
+    except gdb.error as e:
+        return {"error": str(e)}
+    names = [f.name for f in t.type.strip_typedefs().fields()]
+    counts_name = "counts" if "counts" in names else "num_slots"
+    n = t[counts_name].type.range()[1] + 1
+    return {"address": ival("(unsigned long) tcache"), "counts_field": counts_name,
+            "counts": [int(t[counts_name][i]) for i in range(n)],
+            "entries": [int(t["entries"][i]) for i in range(n)]}
+
+
+def heap_walk(S):
+    """Chunk addresses and size words from mp_.sbrk_base to the end of top, via debug info."""
+    top = ival("main_arena.top")
+    start = ival("mp_.sbrk_base")
+    while (start + 2 * S) % 16:
+        start += S
+    chunks = []
+    p = start
+    while len(chunks) < 200000:
+        size = ival(f"((struct malloc_chunk *) {p})->mchunk_size")
+        chunks.append([p, size])
+        if p == top or size & ~7 == 0:
+            break
+        p += size & ~7
+    return chunks
+
+
+def truth():
+    S = ival("sizeof(size_t)")
+    t = {"S": S, "main_arena": ival("(unsigned long) &main_arena"), "top": ival("main_arena.top"),
+         "system_mem": ival("main_arena.system_mem"), "sbrk_base": ival("mp_.sbrk_base"),
+         "tcache_count": ival("mp_.tcache_count"), "n_mmaps": ival("mp_.n_mmaps"),
+         "unsorted_header": ival("(unsigned long) &main_arena.bins[0]") - 2 * S}
+    initial = t["top"] in (0, t["unsorted_header"])
+    t["initialised"] = not initial and t["sbrk_base"] != 0
+    if t["initialised"]:
+        t["top_size"] = ival(f"((struct malloc_chunk *) {t['top']})->mchunk_size") & ~7
+        t["chunks"] = heap_walk(S)
+    t["bins"] = {str(k): v for k, v in walk_regular_bins(S).items()}
+    fb = fastbins()
+    if fb is not None:
+        for i, entry in fb.items():
+            chain, p = [], entry["head"]
+            while p and len(chain) < 100000:
+                chain.append(p)
+                stored = raw_word(p + 2 * S)
+                p = stored ^ ((p + 2 * S) >> 12) if PARAMS.get("safe_linking") else stored
+            entry["chain"] = chain
+    t["fastbins"] = {str(k): v for k, v in fb.items()} if fb is not None else None
+    t["tcache"] = tcache()
+    if "entries" in t["tcache"]:
+        chains = []
+        for e in t["tcache"]["entries"]:
+            chain = []
+            while e and len(chain) < 1000:
+                chain.append(e)
+                stored = raw_word(e)
+                e = stored ^ (e >> 12) if PARAMS.get("safe_linking") else stored
+            chains.append(chain)
+        t["tcache"]["chains"] = chains
+    try:
+        t["malloc_info"] = gdb.parse_and_eval("(char *) mi_buf").string()
+    except gdb.error:
+        t["malloc_info"] = None
+    return t
+
+
+def main():
+    gdb.execute("set pagination off")
+    gdb.execute("set confirm off")
+    gdb.execute(f"source {PARAMS['init']}")
+    results = {"before_run": {c: run(c) for c in PARAMS.get("before_run", [])}, "stages": []}
+    gdb.execute("break checkpoint")
+    args = " ".join(PARAMS.get("args", []))
+    gdb.execute(f"run {args} > {PARAMS['program_out']}")
+    while gdb.selected_inferior().pid:
+        frame = gdb.selected_frame()
+        if frame.name() != "checkpoint":
+            break
+        stage = ival("stage")
+        commands = list(PARAMS.get("commands", []))
+        if PARAMS.get("chunk_for_pointers"):
+            for f in facts(PARAMS["program_out"]):
+                if f[1] == "ptr":
+                    commands.append(f"heap chunk {f[3]} --json")
+        record = {"stage": stage, "facts": facts(PARAMS["program_out"]),
+                  "commands": {c: run(c) for c in commands}}
+        record["truth"] = truth() if PARAMS.get("truth", True) else None
+        results["stages"].append(record)
+        if stage >= PARAMS.get("last_stage", 1 << 30):
+            break
+        gdb.execute("continue")
+    with open(PARAMS["result"], "w") as f:
+        json.dump(results, f)
+
+
+try:
+    main()
+except Exception as e:  # report, so the test shows what went wrong inside gdb
+    with open(PARAMS["result"], "w") as f:
+        json.dump({"probe_error": f"{type(e).__name__}: {e}"}, f)

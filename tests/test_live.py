@@ -1,0 +1,406 @@
+"""Integration tests: gdb in batch mode on the samples, every command checked against truth
+from outside gdb_heap: gdb's reading of glibc's debug info, the samples' printed pointers,
+glibc's malloc_info() and request2size arithmetic done here by hand."""
+
+import json
+import re
+import xml.etree.ElementTree as ET
+
+import pytest
+
+from tests.gdbrun import ANSI, doc, facts, gdb_batch, host_glibc, no_traceback, probe, sample, version_tuple
+
+COMMANDS = ["heap --json", "heap chunks --json", "heap bins --json", "heap top --json", "heap arenas --json",
+            "heap chunks --summary --json", "heap", "heap chunks", "heap bins", "heap top",
+            "heap chunks --summary", "heap chunks --limit 3", "heap chunks --limit 3 --json"]
+GLIBC = version_tuple(host_glibc())
+SAFE_LINKING = GLIBC >= (2, 32)
+
+
+def request2size(n, S=8, A=16):
+    """malloc.c's request2size, by hand: n + SIZE_SZ rounded up to the alignment, >= MINSIZE."""
+    minsize = (4 * S + A - 1) // A * A
+    return max(minsize, (n + S + A - 1) // A * A)
+
+
+@pytest.fixture(scope="module")
+def all_bins():
+    return probe(sample("all_bins"), COMMANDS, chunk_for_pointers=True)
+
+
+@pytest.fixture(scope="module")
+def first_malloc():
+    return probe(sample("first_malloc"), COMMANDS, chunk_for_pointers=True)
+
+
+@pytest.fixture(scope="module")
+def top_trim():
+    return probe(sample("top_trim"), ["heap top --json", "heap --json", "heap chunks --json"])
+
+
+def stage(result, n):
+    return next(r for r in result["stages"] if r["stage"] == n)
+
+
+# -- the chunk walk --------------------------------------------------------------------------
+
+def check_chunks_against_truth(record):
+    t = record["truth"]
+    chunks = doc(record, "heap chunks --json")
+    assert chunks["arena"] == t["main_arena"]
+    assert chunks["glibc"] == host_glibc()
+    got = [(c["address"], c["size"], c["prev_inuse"]) for c in chunks["chunks"]]
+    want = [(a, s & ~7, bool(s & 1)) for a, s in t["chunks"]]
+    assert got == want
+    assert chunks["problems"] == []
+    # States by bin membership, from gdb's own walk of every list.
+    expected = {}
+    for i, chain in t["bins"].items():
+        kind = "unsorted" if i == "1" else "small" if int(i) < 64 else "large"
+        for p in chain:
+            expected[p] = (kind, int(i))
+    for i, fb in (t["fastbins"] or {}).items():
+        for p in fb["chain"]:
+            expected[p] = ("fast", int(i))
+    for i, chain in enumerate(t["tcache"].get("chains", [])):
+        for e in chain:
+            expected[e - 2 * t["S"]] = ("tcache", i)
+    for c in chunks["chunks"]:
+        if c["address"] == t["top"]:
+            assert (c["state"], c["bin"]) == ("top", None)
+        elif c["address"] in expected:
+            assert (c["state"], c["bin"], c["bin_index"]) == ("free",) + expected[c["address"]], c
+        else:
+            assert (c["state"], c["bin"], c["bin_index"]) == ("in_use", None, None), c
+        assert c["user_address"] == c["address"] + 2 * t["S"]
+        assert c["usable_size"] == c["size"] - t["S"]
+    return chunks
+
+
+def test_all_bins_chunks_match_gdb(all_bins):
+    chunks = check_chunks_against_truth(stage(all_bins, 1))
+    # Every kind of bin is populated in this sample (the tcache in glibc < 2.43 fills at 7).
+    kinds = {c["bin"] for c in chunks["chunks"] if c["state"] == "free"}
+    assert {"tcache", "unsorted", "small", "large"} <= kinds
+    if GLIBC < (2, 43):
+        assert "fast" in kinds
+
+
+def test_first_malloc_chunks_match_gdb(first_malloc):
+    for record in first_malloc["stages"]:
+        if record["truth"]["initialised"]:
+            check_chunks_against_truth(record)
+
+
+def test_top_trim_chunks_match_gdb(top_trim):
+    for record in top_trim["stages"]:
+        check_chunks_against_truth(record)
+
+
+# -- bins ------------------------------------------------------------------------------------
+
+def test_bins_match_gdb(all_bins):
+    record = stage(all_bins, 1)
+    t = record["truth"]
+    bins = doc(record, "heap bins --json")
+    assert bins["arena"] == t["main_arena"] and bins["problems"] == []
+    got = {(b["kind"], b["index"]): b for b in bins["bins"]}
+    want = {}
+    for i, chain in t["bins"].items():
+        kind = "unsorted" if i == "1" else "small" if int(i) < 64 else "large"
+        want[(kind, int(i))] = chain
+    for i, fb in (t["fastbins"] or {}).items():
+        want[("fast", int(i))] = fb["chain"]
+    tc = t["tcache"]
+    for i, chain in enumerate(tc["chains"]):
+        if chain:
+            want[("tcache", i)] = [e - 2 * t["S"] for e in chain]
+    assert {k: b["chunks"] for k, b in got.items()} == want
+    for (kind, i), b in got.items():
+        if kind == "tcache":
+            count = tc["counts"][i] if tc["counts_field"] == "counts" else t["tcache_count"] - tc["counts"][i]
+            assert b["count"] == count == len(b["chunks"])
+            assert b["size"] == 32 + 16 * i  # MINSIZE + index * MALLOC_ALIGNMENT
+        else:
+            assert b["count"] == len(b["chunks"])
+        if kind in ("fast", "small"):
+            sizes = {c["size"] for c in doc(record, "heap chunks --json")["chunks"] if c["address"] in b["chunks"]}
+            assert sizes == {b["size"]}
+    # Contract order: by kind, then index.
+    order = ["tcache", "fast", "unsorted", "small", "large"]
+    keys = [(order.index(b["kind"]), b["index"]) for b in bins["bins"]]
+    assert keys == sorted(keys)
+
+
+def test_large_bin_holds_several_sizes(all_bins):
+    record = stage(all_bins, 1)
+    sizes = {c["address"]: c["size"] for c in doc(record, "heap chunks --json")["chunks"]}
+    large = [b for b in doc(record, "heap bins --json")["bins"] if b["kind"] == "large"]
+    assert any(len({sizes[c] for c in b["chunks"]}) >= 3 for b in large)
+    for b in large:  # a large bin is sorted by decreasing size along fd
+        got = [sizes[c] for c in b["chunks"]]
+        assert got == sorted(got, reverse=True)
+        assert all(s >= b["size"] for s in got)
+
+
+def test_bins_kind_filter(all_bins):
+    gdb = gdb_batch(["break checkpoint", "run > /dev/null", "heap bins tcache --json", "heap bins small large --json"],
+                    sample("all_bins"))
+    no_traceback(gdb.stdout + gdb.stderr)
+    docs = [json.loads(line) for line in gdb.stdout.splitlines() if line.startswith("{")]
+    assert {b["kind"] for b in docs[0]["bins"]} == {"tcache"}
+    assert {b["kind"] for b in docs[1]["bins"]} == {"small", "large"}
+
+
+# -- top, overview, arenas -------------------------------------------------------------------
+
+def test_top_matches_gdb(all_bins, top_trim):
+    for record in [stage(all_bins, 1)] + top_trim["stages"]:
+        t = record["truth"]
+        top = doc(record, "heap top --json")
+        assert top == {"arena": t["main_arena"], "address": t["top"], "size": t["top_size"],
+                       "end": t["top"] + t["top_size"]}
+        # The main heap ends at the program break: sbrk_base + system_mem.
+        assert top["end"] == t["sbrk_base"] + t["system_mem"]
+
+
+def test_top_grows_and_is_trimmed(top_trim):
+    """The program's own sbrk(0) readings against the top chunk's end at each checkpoint."""
+    ends = {}
+    for record in top_trim["stages"]:
+        sbrk = {label: int(addr, 16) for label, addr in facts(record, "sbrk")}
+        ends[record["stage"]] = doc(record, "heap top --json")["end"]
+        if record["stage"] == 2:
+            assert ends[2] == sbrk["grown"]
+        if record["stage"] == 3:
+            assert ends[3] == sbrk["trimmed"]
+    assert ends[2] > ends[1] and ends[3] < ends[2]
+
+
+def test_overview_counts(all_bins):
+    record = stage(all_bins, 1)
+    t = record["truth"]
+    ov = doc(record, "heap --json")
+    assert ov["glibc"] == host_glibc()
+    assert ov["located_by"] == "debug symbols"
+    assert [a["address"] for a in ov["arenas"]] == [t["main_arena"]]
+    chunks = doc(record, "heap chunks --json")["chunks"]
+    for kind in ("tcache", "fast", "unsorted", "small", "large"):
+        assert ov["counts"][kind] == sum(c["bin"] == kind for c in chunks)
+    assert ov["counts"]["in_use"] == sum(c["state"] == "in_use" for c in chunks)
+    arena = ov["arenas"][0]
+    assert arena["main"] and arena["top"] == t["top"] and arena["system_mem"] == t["system_mem"]
+    assert arena["next"] == t["main_arena"]
+    assert arena["heaps"] == [{"start": t["sbrk_base"], "end": t["sbrk_base"] + t["system_mem"]}]
+    assert doc(record, "heap arenas --json") == {"arenas": ov["arenas"]}
+
+
+def test_against_malloc_info(all_bins):
+    """glibc's own malloc_info(): fast = fastbin chunks; rest = top + every chunk in bins 1..126,
+    each counted with its raw size word (PREV_INUSE included), per malloc.c's malloc_info."""
+    record = stage(all_bins, 1)
+    xml = ET.fromstring(record["truth"]["malloc_info"])
+    heap = xml.find("heap")
+    totals = {e.get("type"): (int(e.get("count")), int(e.get("size"))) for e in heap.findall("total")}
+    chunks = doc(record, "heap chunks --json")["chunks"]
+    fast = [c for c in chunks if c["bin"] == "fast"]
+    assert totals["fast"] == (len(fast), sum(c["size"] for c in fast))
+    binned = [c for c in chunks if c["bin"] in ("unsorted", "small", "large")]
+    top = doc(record, "heap top --json")
+    assert totals["rest"] == (1 + len(binned), top["size"] + sum(c["size"] + 1 for c in binned))
+    system = {e.get("type"): int(e.get("size")) for e in heap.findall("system")}
+    assert system["current"] == doc(record, "heap --json")["arenas"][0]["system_mem"]
+
+
+def test_summary_totals(all_bins):
+    record = stage(all_bins, 1)
+    summary = doc(record, "heap chunks --summary --json")
+    chunks = doc(record, "heap chunks --json")["chunks"]
+    assert sum(r["count"] for r in summary["summary"]) == len(chunks)
+    assert sum(r["bytes"] for r in summary["summary"]) == sum(c["size"] for c in chunks)
+    t = record["truth"]
+    assert sum(r["bytes"] for r in summary["summary"]) == t["system_mem"] - (chunks[0]["address"] - t["sbrk_base"])
+    for r in summary["summary"]:
+        assert r["bytes"] == r["count"] * r["size"]
+        assert r["count"] == sum(1 for c in chunks if (c["state"], c["bin"], c["size"]) ==
+                                 (r["state"], r["bin"], r["size"]))
+
+
+def test_limit(all_bins):
+    record = stage(all_bins, 1)
+    limited = doc(record, "heap chunks --limit 3 --json")
+    assert limited["chunks"] == doc(record, "heap chunks --json")["chunks"][:3]
+    text = record["commands"]["heap chunks --limit 3"]["out"]
+    assert "stopped after 3 chunks" in text
+
+
+# -- heap chunk on the samples' own pointers ---------------------------------------------------
+
+def test_chunk_for_each_printed_pointer(all_bins, first_malloc):
+    for record in [stage(all_bins, 1)] + first_malloc["stages"]:
+        freed = {name for (name,) in facts(record, "free")}
+        S = record["truth"]["S"]
+        for name, addr, request in facts(record, "ptr"):
+            c = doc(record, f"heap chunk {addr} --json")
+            p, n = int(addr, 16), int(request)
+            assert c["understood_as"] == "user_pointer"
+            assert c["address"] == p - 2 * S and c["user_address"] == p
+            assert c["size"] == request2size(n, S), (name, n)
+            assert c["requests"][0] <= n <= c["requests"][1]
+            assert request2size(c["requests"][1], S) == c["size"] and request2size(c["requests"][1] + 1, S) > c["size"]
+            assert c["usable_size"] >= n
+            assert c["arena"] == record["truth"]["main_arena"]
+            if name not in freed:
+                assert c["state"] == "in_use", name
+
+
+def test_chunk_by_chunk_address(all_bins):
+    record = stage(all_bins, 1)
+    first = doc(record, "heap chunks --json")["chunks"][1]
+    gdb = gdb_batch(["break checkpoint", "run > /dev/null", f"heap chunk {first['address']} --json",
+                     f"heap chunk {first['address']}"], sample("all_bins"))
+    no_traceback(gdb.stdout + gdb.stderr)
+    c = json.loads(next(line for line in gdb.stdout.splitlines() if line.startswith("{")))
+    assert c["understood_as"] == "chunk" and c["address"] == first["address"]
+    assert "understood as a chunk address" in gdb.stdout
+
+
+def test_malloc10_gives_32_byte_chunk(first_malloc):
+    """The learner's question: malloc(10) on x86-64 gives a 32-byte chunk, 24 usable bytes."""
+    record = stage(first_malloc, 2)
+    (name, addr, request), = [f for f in facts(record, "ptr") if f[0] == "p"]
+    c = doc(record, f"heap chunk {addr} --json")
+    S = record["truth"]["S"]
+    assert (c["size"], c["usable_size"]) == ((32, 24) if S == 8 else (16, 12))
+    assert c["requests"] == ([0, 24] if S == 8 else [0, 12])
+
+
+def test_freed_pointer_is_reused(first_malloc):
+    record = stage(first_malloc, 4)
+    ptrs = {name: addr for name, addr, _ in facts(record, "ptr")}
+    assert ptrs["q"] == ptrs["p"]
+    assert doc(record, f"heap chunk {ptrs['q']} --json")["state"] == "in_use"
+
+
+def test_heap_lives_at_the_program_break(first_malloc):
+    record = stage(first_malloc, 2)
+    sbrk = {label: int(a, 16) for label, a in facts(record, "sbrk")}
+    addrs = {label: int(a, 16) for label, a in facts(record, "addr")}
+    heap = doc(record, "heap --json")["arenas"][0]["heaps"][0]
+    assert heap["end"] == sbrk["after_first_malloc"]
+    assert heap["start"] >= sbrk["start"]
+    assert addrs["global_bss"] < heap["start"] < addrs["stack"]
+
+
+# -- before the first malloc -----------------------------------------------------------------
+
+def test_before_first_malloc(first_malloc):
+    record = stage(first_malloc, 1)
+    assert not record["truth"]["initialised"]
+    text = record["commands"]["heap"]
+    assert text["ok"] and "not initialised yet" in text["out"]
+    assert doc(record, "heap chunks --json")["chunks"] == []
+    assert "no chunks" in record["commands"]["heap chunks"]["out"]
+    top = record["commands"]["heap top --json"]
+    assert not top["ok"] and top["out"].startswith("heap: the heap is not initialised yet")
+    assert doc(record, "heap bins --json")["bins"] == []
+
+
+# -- errors ----------------------------------------------------------------------------------
+
+ERRORS = [
+    ("heap", "heap: no process"),
+    ("heap chunks --json", "heap: no process"),
+]
+
+
+def one_error_line(gdb_result):
+    no_traceback(gdb_result.stdout + gdb_result.stderr)
+    lines = [line for line in gdb_result.stderr.splitlines() if line.startswith("heap:")]
+    return lines
+
+
+def test_no_process():
+    for command in ["heap", "heap chunks", "heap bins", "heap top", "heap arenas", "heap chunk 0x10"]:
+        r = gdb_batch([command], sample("all_bins"))
+        lines = one_error_line(r)
+        assert len(lines) == 1 and lines[0].startswith("heap: no process;"), (command, r.stderr)
+        assert r.returncode != 0
+
+
+@pytest.mark.parametrize("command, message", [
+    ("heap chunk 0x10", "heap: 0x10 is not in any heap of this process;"),
+    ("heap bins foo", "heap: unknown bin kind 'foo';"),
+    ("heap chunks --bogus", "heap: unknown option '--bogus' for heap chunks;"),
+    ("heap chunks --limit", "heap: --limit needs a value;"),
+    ("heap chunks --limit x", "heap: --limit wants a number of chunks"),
+    ("heap top --arena 0x1234", "heap: 0x1234 is not an arena"),
+    ("heap frobnicate", "heap: undefined heap command 'frobnicate';"),
+    ("heap chunk", "heap: give a chunk address"),
+    ("heap chunk nosuchsymbol", "heap: cannot evaluate 'nosuchsymbol'"),
+])
+def test_bad_input(command, message):
+    r = gdb_batch(["break checkpoint", "run > /dev/null", command], sample("all_bins"))
+    lines = one_error_line(r)
+    assert len(lines) == 1 and lines[0].startswith(message), r.stderr
+    assert r.returncode != 0  # gdb -batch reports the failed last command
+
+
+def test_chunk_inside_a_chunk_is_explained(all_bins):
+    record = stage(all_bins, 1)
+    c = doc(record, "heap chunks --json")["chunks"][1]
+    r = gdb_batch(["break checkpoint", "run > /dev/null", f"heap chunk {c['address'] + 24}"], sample("all_bins"))
+    lines = one_error_line(r)
+    assert lines and f"inside the chunk at {c['address']:#x}" in lines[0]
+
+
+# -- help, completion, colour ------------------------------------------------------------------
+
+def test_help_texts():
+    r = gdb_batch(["help heap", "help heap chunks", "help heap chunk", "help heap bins", "help heap top",
+                   "help heap arenas"])
+    for usage in ["Usage: heap [", "Usage: heap chunks", "Usage: heap chunk ADDR", "Usage: heap bins",
+                  "Usage: heap top", "Usage: heap arenas"]:
+        assert usage in r.stdout
+    assert "--summary" in r.stdout and "PREV_INUSE" in r.stdout
+
+
+def test_completion():
+    r = gdb_batch(["complete heap ch", "complete heap bins t", "complete heap bins --j", "complete heap chunks --l"])
+    lines = set(r.stdout.splitlines())
+    assert {"heap chunk", "heap chunks", "heap bins tcache", "heap bins --json", "heap chunks --limit"} <= lines
+
+
+def test_colour_follows_gdb_style():
+    cmds = ["break checkpoint", "run > /dev/null", "set style enabled on", "heap chunks", "heap chunks --json",
+            "set style enabled off", "echo ==OFF==\\n", "heap chunks"]
+    r = gdb_batch(cmds, sample("all_bins"))
+    on, off = r.stdout.split("==OFF==")
+    coloured = [line for line in on.splitlines() if not line.startswith("{")]
+    assert any(ANSI.search(line) for line in coloured)
+    json_line = next(line for line in on.splitlines() if line.startswith("{"))
+    assert not ANSI.search(json_line)
+    json.loads(json_line)
+    assert not ANSI.search(off)
+
+
+def test_text_views_name_what_json_says(all_bins):
+    record = stage(all_bins, 1)
+    text = record["commands"]["heap chunks"]["out"]
+    for c in doc(record, "heap chunks --json")["chunks"]:
+        line = next(line for line in text.splitlines() if re.match(rf"0x0*{c['address']:x}\b", line))
+        assert f"{c['size']:#x}" in line
+        if c["state"] == "free":
+            assert f"free {c['bin']}[{c['bin_index']}]" in line
+    bins_text = record["commands"]["heap bins"]["out"]
+    for b in doc(record, "heap bins --json")["bins"]:
+        assert f"{b['kind']}[{b['index']}]" in bins_text
+        assert all(f"{c:#x}" in bins_text for c in b["chunks"])
+
+
+def test_no_tracebacks_anywhere(all_bins, first_malloc, top_trim):
+    for result in (all_bins, first_malloc, top_trim):
+        no_traceback(result["gdb_stderr"])
+        for record in result["stages"]:
+            for r in record["commands"].values():
+                no_traceback(r["out"])
