@@ -40,8 +40,13 @@ class Out:
         self.write(text + "\n")
 
     def lines(self, lines: Iterable[str]) -> None:
+        parts = self.parts
         for text in lines:
-            self.write(text + "\n")
+            parts.append(text)
+            parts.append("\n")
+            if len(parts) >= 16384:
+                self.flush()
+                parts = self.parts
 
     def flush(self) -> None:
         if self.parts:
@@ -235,7 +240,7 @@ glibc keeps the next chunk's PREV_INUSE set: this command decides "free" by bin 
             docs = []
             for arena in arenas:
                 problems: List[Problem] = []
-                rows = summarise(heap.chunks(arena, problems), arena.state.top, heap.free_index(arena), limit)
+                rows = summarise(heap.chunk_batches(arena, problems), arena.state.top, heap.free_index(arena), limit)
                 if as_json:
                     docs.append(render.summary_doc(arena.address, rows))
                 else:
@@ -265,7 +270,10 @@ glibc keeps the next chunk's PREV_INUSE set: this command decides "free" by bin 
                 continue
             problems = []
             chunk_rows = self._rows(heap, arena, problems, limit)
-            out.lines(render.chunk_lines(chunk_rows, read_preview, st))
+            notes = {}
+            if heap.anchors.tcache:
+                notes[heap.anchors.tcache - 2 * S] = "tcache_perthread_struct (the selected thread's tcache)"
+            out.lines(render.chunk_lines(chunk_rows, read_preview, st, notes))
             if limit is not None and self._stopped:
                 out.line(f"stopped after {limit} chunks (--limit {limit})")
             out.lines(render.problem_lines(problems, st))
@@ -280,19 +288,21 @@ glibc keeps the next chunk's PREV_INUSE set: this command decides "free" by bin 
         top = arena.state.top
         get = free.get
         n = 0
-        for address, sizef in heap.chunks(arena, problems):
-            if limit is not None and n >= limit:
+        for batch in heap.chunk_batches(arena, problems):
+            if limit is not None and n + len(batch) > limit:
+                batch = batch[:limit - n]
                 self._stopped = True
+            n += len(batch)
+            for address, sizef in batch:
+                hit = get(address)
+                if hit is not None:
+                    yield address, sizef, "free", hit[0], hit[1]
+                elif address == top:
+                    yield address, sizef, "top", None, None
+                else:
+                    yield address, sizef, "in_use", None, None
+            if self._stopped:
                 return
-            n += 1
-            if address == top:
-                yield address, sizef, "top", None, None
-                continue
-            hit = get(address)
-            if hit is None:
-                yield address, sizef, "in_use", None, None
-            else:
-                yield address, sizef, "free", hit[0], hit[1]
 
     def _json(self, heap: Heap, arenas: Sequence[Arena], args: Args, limit: Optional[int], out: Out) -> None:
         S = heap.layout.size_sz

@@ -45,7 +45,11 @@ class ImageMemory:
 
 BLOCK = 1 << 16  # bytes per cached block
 PAGE = 1 << 12
-CACHE_LIMIT = 512 << 20  # drop the cache past this many bytes (a command on a huge heap)
+# At most this many blocks are cached (256 MiB).  Once the cache is full, blocks it lacks
+# are read exactly as asked and not kept: walking every list of a 400 MiB heap then costs
+# one small read per link instead of re-reading whole blocks in a cycle (what an LRU would
+# do), and gdb's memory stays bounded whatever the heap's size.
+CACHE_BLOCKS = 4096
 
 
 class Reader:
@@ -57,74 +61,87 @@ class Reader:
         self.order: Literal["little", "big"] = "little" if little_endian else "big"
         self._wfmt = ("<" if little_endian else ">") + ("Q" if size_sz == 8 else "I")
         self._word = struct.Struct(self._wfmt)
-        self._blocks: Dict[int, Optional[bytes]] = {}  # block base -> data, None if unreadable
-        self._pages: Dict[int, Optional[bytes]] = {}  # page base -> data, for partial blocks
-        self._cached = 0
+        # block (or page) base -> data as the Memory returned it (no copy); None: unreadable
+        self._blocks: Dict[int, Optional[Bytes]] = {}
+        self._pages: Dict[int, Optional[Bytes]] = {}  # pages of blocks that are readable in part
+        self._structs: Dict[int, struct.Struct] = {}
+        self._recent: Tuple[int, Bytes] = (0, b"")  # the block the heap walk is in, cached or not
 
     # -- raw access ------------------------------------------------------------------------
-    def _block(self, address: int) -> Tuple[int, bytes]:
-        """The cached run of memory holding `address`: (its start, its bytes)."""
+    def _load(self, base: int, length: int, into: Dict[int, Optional[Bytes]]) -> Optional[Bytes]:
+        try:
+            data: Optional[Bytes] = self.memory.read(base, length)
+        except MemoryReadError:
+            data = None
+        if len(into) < CACHE_BLOCKS:
+            into[base] = data
+        return data
+
+    def _cached(self, address: int) -> Optional[Tuple[int, Bytes]]:
+        """(start, data) of the cached run holding `address`, loading it while the cache has
+        room; None when the cache is full and lacks it.  Raises MemoryReadError when the
+        page holding `address` is unreadable."""
         base = address & ~(BLOCK - 1)
-        data = self._blocks.get(base, b"")
-        if data == b"":
-            data = self._fill(base, BLOCK, self._blocks)
+        if base in self._blocks:
+            data = self._blocks[base]
+        elif len(self._blocks) < CACHE_BLOCKS:
+            data = self._load(base, BLOCK, self._blocks)
+        else:
+            return None
         if data is not None:
             return base, data
         page = address & ~(PAGE - 1)
-        pdata = self._pages.get(page, b"")
-        if pdata == b"":
-            pdata = self._fill(page, PAGE, self._pages)
+        if page in self._pages:
+            pdata = self._pages[page]
+        elif len(self._pages) < CACHE_BLOCKS:
+            pdata = self._load(page, PAGE, self._pages)
+        else:
+            return None
         if pdata is None:
             raise MemoryReadError(address, 1)
         return page, pdata
 
-    def _fill(self, base: int, length: int, into: Dict[int, Optional[bytes]]) -> Optional[bytes]:
-        if self._cached > CACHE_LIMIT:
-            self.clear()
-        try:
-            data: Optional[bytes] = bytes(self.memory.read(base, length))
-            self._cached += length
-        except MemoryReadError:
-            data = None
-        into[base] = data
-        return data
-
     def clear(self) -> None:
         self._blocks.clear()
         self._pages.clear()
-        self._cached = 0
 
     def read(self, address: int, length: int) -> bytes:
-        """`length` bytes at `address`, from the cache (raises MemoryReadError)."""
+        """`length` bytes at `address` (raises MemoryReadError)."""
         if length <= 0:
             return b""
         if address < 0 or address + length > 1 << (8 * self.size_sz):
             raise MemoryReadError(address, length)
-        start, data = self._block(address)
+        start, data = self._recent
         off = address - start
-        if off + length <= len(data):
-            return data[off:off + length]
-        parts = [data[off:]]
-        got = len(data) - off
-        while got < length:
-            start, data = self._block(address + got)
-            take = data[:length - got]
-            parts.append(take)
-            got += len(take)
-        return b"".join(parts)
+        if 0 <= off and off + length <= len(data):
+            return bytes(data[off:off + length])
+        hit = self._cached(address)
+        if hit is not None:
+            start, data = hit
+            off = address - start
+            if off + length <= len(data):
+                return bytes(data[off:off + length])
+        return bytes(self.memory.read(address, length))
 
     def word(self, address: int) -> int:
-        if address & (self.size_sz - 1) == 0:
-            try:
-                start, data = self._block(address)
-            except MemoryReadError:
-                raise MemoryReadError(address, self.size_sz) from None
-            return int(self._word.unpack_from(data, address - start)[0])
-        return int.from_bytes(self.read(address, self.size_sz), self.order)
+        return self.words(address, 1)[0]
 
     def words(self, address: int, count: int) -> Tuple[int, ...]:
-        fmt = self._wfmt[0] + self._wfmt[1] * count
-        return struct.unpack(fmt, self.read(address, count * self.size_sz))
+        unpacker = self._structs.get(count)
+        if unpacker is None:
+            unpacker = self._structs[count] = struct.Struct(self._wfmt[0] + self._wfmt[1] * count)
+        try:
+            hit = self._cached(address)
+        except MemoryReadError:
+            raise MemoryReadError(address, unpacker.size) from None
+        if hit is not None:
+            start, data = hit
+            off = address - start
+            if off + unpacker.size <= len(data):  # the usual case: inside one cached block
+                return unpacker.unpack_from(data, off)
+        elif address >= 0:  # past the cache's room: read just these words
+            return unpacker.unpack(self.memory.read(address, unpacker.size))
+        return unpacker.unpack(self.read(address, unpacker.size))
 
     def array(self, address: int, count: int, elem_size: int) -> Tuple[int, ...]:
         code = {1: "B", 2: "H", 4: "I", 8: "Q"}[elem_size]
@@ -132,16 +149,26 @@ class Reader:
 
     def readable(self, address: int) -> bool:
         try:
-            self._block(address)
+            self.read(address, 1)
             return True
         except MemoryReadError:
             return False
 
     def block_words(self, address: int) -> Tuple[int, memoryview]:
-        """The cached block holding `address` as an array of words: (its start, words).
+        """A run of memory holding `address` as an array of words: (its start, words).
 
         For the heap walk: it indexes words straight out of the block, no unpack per chunk.
+        Past the cache's room the block is read for this walk alone.
         """
-        start, data = self._block(address)
-        usable = len(data) - len(data) % self.size_sz
-        return start, memoryview(data)[:usable].cast("Q" if self.size_sz == 8 else "I")
+        hit = self._cached(address)
+        if hit is None:
+            base = address & ~(BLOCK - 1)
+            try:
+                hit = base, self.memory.read(base, BLOCK)
+            except MemoryReadError:
+                page = address & ~(PAGE - 1)
+                hit = page, self.memory.read(page, PAGE)
+        start, data = self._recent = hit
+        view = data if isinstance(data, memoryview) else memoryview(data)
+        usable = len(view) - len(view) % self.size_sz
+        return start, view[:usable].cast("B").cast("Q" if self.size_sz == 8 else "I")

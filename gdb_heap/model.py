@@ -8,8 +8,9 @@ loop over inferior data is bounded (a heap's end, a chain's length cap, a visite
 from __future__ import annotations
 
 from collections import Counter
+from itertools import chain
 from dataclasses import dataclass, field
-from typing import Dict, Iterator, List, Optional, Sequence, Tuple
+from typing import Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
 
 from .errors import HeapError, MemoryReadError
 from .layouts import NBINS, NSMALLBINS, GlibcLayout
@@ -457,8 +458,8 @@ def read_bins(reader: Reader, layout: GlibcLayout, state: MallocState, tcache: O
     if "fast" in kinds:
         chains += read_fastbins(reader, layout, state)
     chains += read_regular_bins(reader, layout, state, [k for k in kinds if k in ("unsorted", "small", "large")])
-    for chain in chains:
-        problems += chain.problems
+    for one in chains:
+        problems += one.problems
     return chains, problems
 
 
@@ -468,9 +469,10 @@ FreeIndex = Dict[int, Tuple[str, int]]
 def free_index(chains: Sequence[BinChain]) -> FreeIndex:
     """chunk address -> (bin kind, index), for classifying chunks in one lookup each."""
     index: FreeIndex = {}
-    for chain in chains:
-        for chunk in chain.chunks:
-            index.setdefault(chunk, (chain.kind, chain.index))
+    for bin_chain in chains:
+        where = (bin_chain.kind, bin_chain.index)  # one tuple per bin, shared by its chunks
+        for chunk in bin_chain.chunks:
+            index.setdefault(chunk, where)
     return index
 
 
@@ -478,9 +480,11 @@ def free_index(chains: Sequence[BinChain]) -> FreeIndex:
 # Chunks
 
 
-def walk_region(reader: Reader, layout: GlibcLayout, region: HeapRegion, top: int,
-                problems: List[Problem]) -> Iterator[Tuple[int, int]]:
-    """(chunk address, raw size field) for every chunk of a region, in address order.
+def walk_region_batches(reader: Reader, layout: GlibcLayout, region: HeapRegion, top: int,
+                        problems: List[Problem]) -> Iterator[List[Tuple[int, int]]]:
+    """(chunk address, raw size field) for every chunk of a region, in address order, in
+    lists of one cached block each (a million chunks cost a million cheap steps, not a
+    million generator hops).
 
     Stops at top, at the region's end, or where a size breaks the walk (then a Problem names
     the chunk carrying that size).
@@ -497,29 +501,43 @@ def walk_region(reader: Reader, layout: GlibcLayout, region: HeapRegion, top: in
             problems.append(Problem(pos, f"chunk {pos:#x} is not readable; the walk stops here"))
             return
         stop = min(end, base + len(words) * S - S)
+        batch: List[Tuple[int, int]] = []
+        append = batch.append
+        sizef = 0
         while pos < stop:
             sizef = words[(pos + S - base) >> shift]
             csize = sizef & ~SIZE_BITS
-            if pos == top:
-                yield pos, sizef
-                return
-            if csize < minsize or csize & mask:
-                if region.fenceposts and csize in (0, 2 * S):
-                    return  # an old thread heap ends with fenceposts
-                yield pos, sizef
-                problems.append(Problem(pos, f"chunk {pos:#x} has an invalid size {csize:#x} (below MINSIZE "
-                                             f"{minsize:#x} or not a multiple of {mask + 1}); the walk stops here",
-                                        "malloc_consolidate(): invalid chunk size"))
-                return
-            if pos + csize > end:
-                yield pos, sizef
-                problems.append(Problem(pos, f"chunk {pos:#x} of size {csize:#x} runs past the end of its heap "
-                                             f"({end:#x}); the walk stops here"))
-                return
-            yield pos, sizef
+            if pos == top or csize < minsize or csize & mask or pos + csize > end:
+                break  # the rare cases, handled below
+            append((pos, sizef))
             pos += csize
+        else:
+            yield batch
+            continue
+        batch.append((pos, sizef))
+        yield batch
+        csize = sizef & ~SIZE_BITS
+        if pos == top:
+            return
+        if csize < minsize or csize & mask:
+            if region.fenceposts and csize in (0, 2 * S):
+                batch.pop()  # an old thread heap ends with fenceposts: not chunks
+                return
+            problems.append(Problem(pos, f"chunk {pos:#x} has an invalid size {csize:#x} (below MINSIZE "
+                                         f"{minsize:#x} or not a multiple of {mask + 1}); the walk stops here",
+                                    "malloc_consolidate(): invalid chunk size"))
+            return
+        problems.append(Problem(pos, f"chunk {pos:#x} of size {csize:#x} runs past the end of its heap "
+                                     f"({end:#x}); the walk stops here"))
+        return
     if region.first_chunk <= top < region.end and pos != top:
         problems.append(Problem(pos, f"the walk ended at {pos:#x} without reaching top {top:#x}"))
+
+
+def walk_region(reader: Reader, layout: GlibcLayout, region: HeapRegion, top: int,
+                problems: List[Problem]) -> Iterator[Tuple[int, int]]:
+    """walk_region_batches, one chunk at a time."""
+    return chain.from_iterable(walk_region_batches(reader, layout, region, top, problems))
 
 
 def classify(address: int, top: int, free: FreeIndex) -> Tuple[str, Optional[str], Optional[int]]:
@@ -531,19 +549,31 @@ def classify(address: int, top: int, free: FreeIndex) -> Tuple[str, Optional[str
     return "free", hit[0], hit[1]
 
 
-def summarise(chunks: Iterator[Tuple[int, int]], top: int, free: FreeIndex,
+def summarise(batches: Iterable[List[Tuple[int, int]]], top: int, free: FreeIndex,
               limit: Optional[int] = None) -> Counter[Tuple[str, Optional[str], int]]:
-    """Counts of chunks by (state, bin, size)."""
+    """Counts of chunks by (state, bin, size), from walk_region_batches' lists."""
+    in_use: Dict[int, int] = {}
     rows: Counter[Tuple[str, Optional[str], int]] = Counter()
     get = free.get
-    for n, (address, sizef) in enumerate(chunks):
-        if limit is not None and n >= limit:
+    seen = 0
+    for batch in batches:
+        if limit is not None and seen + len(batch) > limit:
+            batch = batch[:max(0, limit - seen)]
+        seen += len(batch)
+        for address, sizef in batch:
+            size = sizef & ~SIZE_BITS
+            hit = get(address)
+            if hit is None:
+                if address == top:
+                    rows["top", None, size] += 1
+                else:
+                    in_use[size] = in_use.get(size, 0) + 1
+            else:
+                rows["free", hit[0], size] += 1
+        if limit is not None and seen >= limit:
             break
-        if address == top:
-            rows["top", None, sizef & ~SIZE_BITS] += 1
-            continue
-        hit = get(address)
-        rows[("in_use", None, sizef & ~SIZE_BITS) if hit is None else ("free", hit[0], sizef & ~SIZE_BITS)] += 1
+    for size, count in in_use.items():
+        rows["in_use", None, size] += count
     return rows
 
 

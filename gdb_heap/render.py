@@ -40,8 +40,8 @@ def state_text(state: str, kind: Optional[str], index: Optional[int]) -> str:
 
 
 def preview(data: bytes) -> str:
-    hexpart = " ".join(data[i:i + 8].hex() for i in range(0, len(data), 8))
-    return f"{hexpart:<33} {data.translate(_PRINTABLE).decode('ascii')}"
+    """Hex in words of 8 bytes, then the bytes as ASCII (dots for the unprintable)."""
+    return f"{data.hex(' ', 8):<33} {data.translate(_PRINTABLE).decode('ascii')}"
 
 
 # -- JSON ------------------------------------------------------------------------------------
@@ -117,14 +117,28 @@ CHUNK_HEADER = f"{'chunk':<18} {'size':>9}  {'flags'}  {'state':<18} user data"
 
 
 def chunk_lines(rows: Iterable[Tuple[int, int, str, Optional[str], Optional[int]]],
-                read_preview: Callable[[int], bytes], style: Style) -> Iterator[str]:
+                read_preview: Callable[[int], bytes], style: Style,
+                notes: Optional[Dict[int, str]] = None) -> Iterator[str]:
+    """One line per chunk; `notes` names known chunks (address -> text shown for its data)."""
+    notes = notes or {}
     yield style("heading", CHUNK_HEADER)
+    # Everything but the numbers is looked up, not formatted, per chunk: a million lines.
+    a0, a1 = style.codes("address")
+    s0, s1 = style.codes("size")
+    d0, d1 = style.codes("dim")
+    flags = [flags_text(bits) for bits in range(8)]
+    labels: Dict[Tuple[str, Optional[str], Optional[int]], str] = {}
     for address, size_field, state, kind, index in rows:
-        st = state_text(state, kind, index)
-        role = "free" if state == "free" else state
-        data = "" if state == "top" else style("dim", preview(read_preview(address)))
-        yield (f"{style('address', f'{address:#018x}')} {style('size', f'{size_field & ~SIZE_BITS:#9x}')}  "
-               f"{flags_text(size_field)}    {style(role, f'{st:<18}')} {data}").rstrip()
+        label = labels.get((state, kind, index))
+        if label is None:
+            label = labels[state, kind, index] = style(state, f"{state_text(state, kind, index):<18}")
+        head = f"{a0}{address:#018x}{a1} {s0}{size_field & ~SIZE_BITS:#9x}{s1}  {flags[size_field & 7]}    {label}"
+        if state == "top":
+            yield head.rstrip()
+        elif address in notes:
+            yield f"{head} {notes[address]}"
+        else:
+            yield f"{head} {d0}{preview(read_preview(address))}{d1}"
 
 
 def problem_lines(problems: Sequence[Problem], style: Style) -> Iterator[str]:

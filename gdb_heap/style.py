@@ -47,6 +47,10 @@ class Style:
                 before, _, after = text.partition(_MARK)
                 self._codes[role] = (before, after.rstrip("\n"))
 
+    def codes(self, role: str) -> Tuple[str, str]:
+        """The escape sequences around a role's text ("" and "" when plain)."""
+        return self._codes.get(role, ("", ""))
+
     def __call__(self, role: str, text: str) -> str:
         codes = self._codes.get(role)
         if not codes or not text:

@@ -9,6 +9,7 @@ named by $GDB_HEAP_PROBE; results go to the file named inside it.
 
 import json
 import os
+from typing import Any, Dict, List
 
 import gdb
 
@@ -23,7 +24,9 @@ def run(command):
 
 
 def ival(expression):
-    return int(gdb.parse_and_eval(expression))
+    value = gdb.parse_and_eval(expression)
+    assert value is not None
+    return int(value)
 
 
 def facts(path):
@@ -39,9 +42,11 @@ def walk_regular_bins(S):
     chains = {}
     bins = gdb.parse_and_eval("main_arena.bins")
     for i in range(1, 127):
-        header = int(bins[2 * (i - 1)].address) - 2 * S
+        slot = bins[2 * (i - 1)]
+        assert slot.address is not None
+        header = int(slot.address) - 2 * S
         p = int(bins[2 * (i - 1)])
-        chain = []
+        chain: List[int] = []
         while p not in (header, 0) and len(chain) < 100000:  # 0: bins not set up before malloc_init
             chain.append(p)
             p = ival(f"((struct malloc_chunk *) {p})->fd")
@@ -91,7 +96,7 @@ def heap_walk(S):
     start = ival("mp_.sbrk_base")
     while (start + 2 * S) % 16:
         start += S
-    chunks = []
+    chunks: List[List[int]] = []
     p = start
     while len(chunks) < 200000:
         size = ival(f"((struct malloc_chunk *) {p})->mchunk_size")
@@ -116,8 +121,9 @@ def truth():
     t["bins"] = {str(k): v for k, v in walk_regular_bins(S).items()}
     fb = fastbins()
     if fb is not None:
-        for i, entry in fb.items():
-            chain, p = [], entry["head"]
+        for entry in fb.values():
+            chain: List[int] = []
+            p = entry["head"]
             while p and len(chain) < 100000:
                 chain.append(p)
                 stored = raw_word(p + 2 * S)
@@ -128,12 +134,12 @@ def truth():
     if "entries" in t["tcache"]:
         chains = []
         for e in t["tcache"]["entries"]:
-            chain = []
-            while e and len(chain) < 1000:
-                chain.append(e)
+            tchain: List[int] = []
+            while e and len(tchain) < 1000:
+                tchain.append(e)
                 stored = raw_word(e)
                 e = stored ^ (e >> 12) if PARAMS.get("safe_linking") else stored
-            chains.append(chain)
+            chains.append(tchain)
         t["tcache"]["chains"] = chains
     try:
         t["malloc_info"] = gdb.parse_and_eval("(char *) mi_buf").string()
@@ -146,7 +152,8 @@ def main():
     gdb.execute("set pagination off")
     gdb.execute("set confirm off")
     gdb.execute(f"source {PARAMS['init']}")
-    results = {"before_run": {c: run(c) for c in PARAMS.get("before_run", [])}, "stages": []}
+    stages: List[Dict[str, Any]] = []
+    results = {"before_run": {c: run(c) for c in PARAMS.get("before_run", [])}, "stages": stages}
     gdb.execute("break checkpoint")
     args = " ".join(PARAMS.get("args", []))
     gdb.execute(f"run {args} > {PARAMS['program_out']}")
@@ -163,7 +170,7 @@ def main():
         record = {"stage": stage, "facts": facts(PARAMS["program_out"]),
                   "commands": {c: run(c) for c in commands}}
         record["truth"] = truth() if PARAMS.get("truth", True) else None
-        results["stages"].append(record)
+        stages.append(record)
         if stage >= PARAMS.get("last_stage", 1 << 30):
             break
         gdb.execute("continue")

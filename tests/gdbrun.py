@@ -6,7 +6,7 @@ import re
 import subprocess
 import tempfile
 from dataclasses import dataclass
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BUILD = os.path.join(ROOT, "build")
@@ -22,7 +22,7 @@ def host_glibc() -> str:
     return out.split()[1]
 
 
-def version_tuple(text: str) -> tuple:
+def version_tuple(text: str) -> Tuple[int, ...]:
     return tuple(int(x) for x in text.split(".")[:2])
 
 

@@ -1,0 +1,82 @@
+#!/usr/bin/env python3
+"""Benchmark: heap commands on heaps of 10^4, 10^5 and 10^6 chunks (c_samples/many).
+
+Each (size, command) pair runs in a fresh gdb session: the sample is stopped at its
+checkpoint, the command runs once with its output sent to a file (gdb's logging redirect),
+and the gdb process reports the command's wall time and its own peak RSS (VmHWM).
+
+usage: python3 bench/bench.py [N ...]     (default: 10000 100000 1000000)
+"""
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+from typing import Any, Dict
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+COMMANDS = ["heap chunks", "heap chunks --summary", "heap chunks --json", "heap bins"]
+
+GDB_SIDE = r"""
+import gdb, json, os, time
+gdb.execute("set pagination off")
+gdb.execute("set logging file " + OUTPUT)
+gdb.execute("set logging overwrite on")
+gdb.execute("set logging redirect on")
+gdb.execute("set logging enabled on")
+t0 = time.perf_counter()
+gdb.execute(COMMAND)
+elapsed = time.perf_counter() - t0
+gdb.execute("set logging enabled off")
+peak = next(int(line.split()[1]) for line in open("/proc/self/status") if line.startswith("VmHWM"))
+json.dump({"seconds": elapsed, "peak_kib": peak, "output_bytes": os.path.getsize(OUTPUT)}, open(RESULT, "w"))
+"""
+
+
+def run_one(n: int, command: str, tmp: str) -> Dict[str, Any]:
+    script = os.path.join(tmp, "side.py")
+    result = os.path.join(tmp, "result.json")
+    output = os.path.join(tmp, "output.txt")
+    with open(script, "w") as f:
+        f.write(f"COMMAND = {command!r}\nOUTPUT = {output!r}\nRESULT = {result!r}\n" + GDB_SIDE)
+    argv = ["gdb", "-q", "-nx", "-batch", "-ex", "set debuginfod enabled off",
+            "-ex", f"source {ROOT}/gdb_heap/init.py", "-ex", "break checkpoint",
+            "-ex", f"run {n} > /dev/null", "-ex", f"source {script}", os.path.join(ROOT, "build", "many")]
+    p = subprocess.run(argv, capture_output=True, text=True, timeout=900)
+    if not os.path.exists(result):
+        raise SystemExit(f"bench: gdb gave no result for {command!r} at N={n}:\n{p.stderr[-2000:]}")
+    with open(result) as f:
+        r: Dict[str, Any] = json.load(f)
+    with open(output) as f:
+        head = f.read(4096)
+    if head.startswith("heap:") or "Traceback" in head:
+        raise SystemExit(f"bench: {command!r} failed at N={n}: {head[:300]}")
+    os.remove(result)
+    return r
+
+
+def main() -> None:
+    sizes = [int(a) for a in sys.argv[1:]] or [10_000, 100_000, 1_000_000]
+    subprocess.run(["make", "-s", "build/many"], cwd=ROOT, check=True)
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="gdb_heap_bench.") as tmp:
+        for n in sizes:
+            for command in COMMANDS:
+                r = run_one(n, command, tmp)
+                rows.append((n, command, r))
+                print(f"N={n:>8}  {command:<24} {r['seconds']:7.3f} s  {r['peak_kib'] / 1024:7.1f} MiB peak  "
+                      f"{r['output_bytes'] / 1e6:8.1f} MB out", flush=True)
+    print()
+    print("| chunks | command | seconds | µs per chunk | gdb peak RSS (MiB) | output (MB) |")
+    print("|---:|---|---:|---:|---:|---:|")
+    for n, command, r in rows:
+        print(f"| {n:,} | `{command}` | {r['seconds']:.2f} | {r['seconds'] / n * 1e6:.2f} | "
+              f"{r['peak_kib'] / 1024:.0f} | {r['output_bytes'] / 1e6:.1f} |")
+    os.makedirs(os.path.join(ROOT, "bench", "results"), exist_ok=True)
+    with open(os.path.join(ROOT, "bench", "results", "latest.json"), "w") as f:
+        json.dump([{"chunks": n, "command": c, **r} for n, c, r in rows], f, indent=1)
+
+
+if __name__ == "__main__":
+    main()
