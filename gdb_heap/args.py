@@ -46,7 +46,7 @@ def parse(command: str, text: str, flags: Sequence[str], valued: Sequence[str] =
             elif name in valued:
                 if eq:
                     args.values[name] = inline
-                elif i + 1 < len(words):
+                elif i + 1 < len(words) and not words[i + 1].startswith("--"):
                     i += 1
                     args.values[name] = words[i]
                 else:
@@ -64,7 +64,7 @@ def parse(command: str, text: str, flags: Sequence[str], valued: Sequence[str] =
 
 def parse_count(command: str, text: str) -> int:
     try:
-        n = int(text, 0)
+        n = int(text, 0) if not text.isdigit() else int(text, 10)
     except ValueError:
         raise HeapError(f"--limit wants a number of chunks, not {text!r}; see help {command}") from None
     if n < 0:

@@ -197,6 +197,13 @@ class GlibcLayout:
     def counts_field(self) -> str:
         return "num_slots" if self.features.tcache_free_slots else "counts"
 
+    def first_chunk(self, start: int) -> int:
+        """The first chunk at or after `start`: where its user pointer is MALLOC_ALIGNMENT-aligned."""
+        first = (start + self.size_sz - 1) & ~(self.size_sz - 1)
+        while (first + self.header_size) % self.malloc_alignment:  # at most A / SIZE_SZ steps
+            first += self.size_sz
+        return first
+
     # -- size arithmetic (malloc.c's macros) ------------------------------------------------
     def request2size(self, req: int) -> int:
         mask = self.malloc_alignment - 1
@@ -271,6 +278,8 @@ class GlibcLayout:
         if index < self.features.tcache_small_bins:
             return self.minsize + index * self.malloc_alignment
         top_small = self.tcache_bin_size(self.features.tcache_small_bins - 1)
+        if index == self.features.tcache_small_bins:  # shares its highest bit with top_small
+            return top_small + self.malloc_alignment
         return 1 << (top_small.bit_length() + index - self.features.tcache_small_bins - 1)
 
     def reveal_ptr(self, field_address: int, stored: int) -> int:

@@ -176,9 +176,7 @@ def _first_chunk_tcache(reader: Reader, layout: GlibcLayout, sbrk_base: int) -> 
     """Up to glibc 2.41 the main thread's tcache struct is the heap's first chunk."""
     if not sbrk_base or layout.version >= (2, 42):
         return None
-    first = sbrk_base
-    while (first + layout.header_size) % layout.malloc_alignment:
-        first += layout.size_sz
+    first = layout.first_chunk(sbrk_base)
     try:
         size = reader.word(first + layout.size_sz) & ~7
     except MemoryReadError:

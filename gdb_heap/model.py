@@ -227,10 +227,7 @@ def main_heap(reader: Reader, layout: GlibcLayout, state: MallocState, mp: Mallo
     """The main arena's sbrk heap: from mp_.sbrk_base to the end of top."""
     if not heap_initialised(layout, state) or mp.sbrk_base == 0:
         return []
-    A, H = layout.malloc_alignment, layout.header_size
-    first = mp.sbrk_base
-    while (first + H) % A:  # the first chunk is where its user pointer is aligned
-        first += layout.size_sz
+    first = layout.first_chunk(mp.sbrk_base)
     # Contiguous sbrk heap: it ends at the program break, sbrk_base + system_mem, which is
     # also where top ends; a corrupted top size must not move that end.
     end = mp.sbrk_base + state.system_mem
@@ -252,7 +249,6 @@ def thread_heaps(reader: Reader, layout: GlibcLayout, state: MallocState,
     if not heap_initialised(layout, state):
         return []
     hi = layout.heap_info
-    A, H = layout.malloc_alignment, layout.header_size
     regions: List[HeapRegion] = []
     seen = set()
     address = heap_for_ptr(layout, state.top)
@@ -272,8 +268,7 @@ def thread_heaps(reader: Reader, layout: GlibcLayout, state: MallocState,
         first = address + hi.size
         if first == state.address:  # the arena's first heap holds the malloc_state itself
             first += layout.malloc_state.size
-        while (first + H) % A:
-            first += layout.size_sz
+        first = layout.first_chunk(first)
         end = address + size
         if not regions:  # the newest heap ends where top ends
             try:
@@ -313,7 +308,7 @@ def read_tcache(reader: Reader, layout: GlibcLayout, tcache: int, mp: MallocPar)
     """The non-empty bins of one thread's tcache_perthread_struct, each chain in list order."""
     t = layout.tcache_perthread
     nbins = layout.tcache_bins
-    S, H = layout.size_sz, layout.header_size
+    H = layout.header_size
     c_off, c_size, _ = t.fields[layout.counts_field]
     counts = reader.array(tcache + c_off, nbins, c_size)
     entries = reader.words(tcache + t.offset("entries"), nbins)
@@ -329,26 +324,31 @@ def read_tcache(reader: Reader, layout: GlibcLayout, tcache: int, mp: MallocPar)
         problems: List[Problem] = []
         seen = set()
         entry = entries[i]
-        holder = tcache + t.offset("entries") + i * S  # where the current pointer was read
-        while entry and len(chunks) <= MAX_TCACHE_CHAIN:
+        # The list member whose link is being followed: problems are reported there.  For the
+        # head, that is the tcache_perthread_struct's own chunk.
+        member = tcache - H
+        while entry:
             chunk = entry - H
+            cut: Optional[Tuple[str, Optional[str]]] = None
             if not _aligned(layout, entry):
-                problems.append(Problem(chunk, f"tcache[{i}]: entry {entry:#x} (read at {holder:#x}) is "
-                                               f"not aligned; the chain is cut here",
-                                        "malloc(): unaligned tcache chunk detected"))
-                break
-            if entry in seen:
-                problems.append(Problem(chunk, f"tcache[{i}]: the chain loops back to {chunk:#x}; cut here"))
-                break
-            try:
-                stored = reader.word(entry)
-            except MemoryReadError:
-                problems.append(Problem(chunk, f"tcache[{i}]: entry {entry:#x} is not readable; the chain "
-                                               f"is cut here"))
+                cut = (f"tcache[{i}]: {member:#x} links to {entry:#x}, which is not aligned; the chain is "
+                       "cut here", "malloc(): unaligned tcache chunk detected")
+            elif entry in seen:
+                cut = (f"tcache[{i}]: {member:#x} links back to {chunk:#x}, a loop; the chain is cut here", None)
+            elif len(chunks) >= MAX_TCACHE_CHAIN:
+                cut = (f"tcache[{i}]: longer than a tcache bin can be; the chain is cut here", None)
+            else:
+                try:
+                    stored = reader.word(entry)
+                except MemoryReadError:
+                    cut = (f"tcache[{i}]: {member:#x} links to {entry:#x}, which is not readable; the chain "
+                           "is cut here", None)
+            if cut:
+                problems.append(Problem(member, cut[0], cut[1]))
                 break
             seen.add(entry)
             chunks.append(chunk)
-            holder = entry
+            member = chunk
             entry = layout.reveal_ptr(entry, stored)
         if len(chunks) != count:
             where = chunks[-1] if chunks else tcache
@@ -370,27 +370,32 @@ def read_fastbins(reader: Reader, layout: GlibcLayout, state: MallocState) -> Li
         problems: List[Problem] = []
         seen = set()
         p = head
-        while p and len(chunks) < bound:
+        member = state.address + layout.malloc_state.offset("fastbinsY") + i * S  # the head's slot
+        while p:
+            cut: Optional[Tuple[str, Optional[str]]] = None
             if not _aligned(layout, p + H):
-                problems.append(Problem(p, f"fastbin[{i}]: chunk {p:#x} is not aligned; the chain is cut here",
-                                        "malloc(): unaligned fastbin chunk detected"))
-                break
-            if p in seen:
-                problems.append(Problem(p, f"fastbin[{i}]: the chain loops back to {p:#x}; cut here"))
-                break
-            try:
-                sizef, stored = reader.words(p + S, 2)
-            except MemoryReadError:
-                problems.append(Problem(p, f"fastbin[{i}]: chunk {p:#x} is not readable; the chain is cut here"))
+                cut = (f"fastbin[{i}]: {member:#x} links to {p:#x}, which is not aligned; the chain is cut "
+                       "here", "malloc(): unaligned fastbin chunk detected")
+            elif p in seen:
+                cut = (f"fastbin[{i}]: {member:#x} links back to {p:#x}, a loop; the chain is cut here", None)
+            elif len(chunks) >= bound:
+                cut = (f"fastbin[{i}]: longer than the arena can hold; the chain is cut here", None)
+            else:
+                try:
+                    sizef, stored = reader.words(p + S, 2)
+                except MemoryReadError:
+                    cut = (f"fastbin[{i}]: {member:#x} links to {p:#x}, which is not readable; the chain is "
+                           "cut here", None)
+            if cut:
+                problems.append(Problem(member, cut[0], cut[1]))
                 break
             seen.add(p)
             chunks.append(p)
             if sizef & ~SIZE_BITS != size:
                 problems.append(Problem(p, f"fastbin[{i}]: chunk {p:#x} has size {sizef & ~SIZE_BITS:#x}, "
                                            f"not {size:#x}", "malloc(): memory corruption (fast)"))
+            member = p
             p = layout.reveal_ptr(p + H, stored)
-        if p and len(chunks) >= bound:
-            problems.append(Problem(chunks[-1], f"fastbin[{i}]: longer than the arena can hold; cut here"))
         chains.append(BinChain("fast", i, size, len(chunks), chunks, problems))
     return chains
 
@@ -568,6 +573,8 @@ def summarise(batches: Iterable[List[Tuple[int, int]]], top: int, free: FreeInde
                     rows["top", None, size] += 1
                 else:
                     in_use[size] = in_use.get(size, 0) + 1
+            elif address == top:  # damage put top in a bin: top it stays, as classify says
+                rows["top", None, size] += 1
             else:
                 rows["free", hit[0], size] += 1
         if limit is not None and seen >= limit:
