@@ -4,6 +4,10 @@
  * Every sample is a single .c file that includes this header first and is
  * built with:  gcc -g -O0 -Wall -Wextra -o build/NAME c_samples/NAME.c
  *
+ * Every main() starts with setvbuf(stdout, NULL, _IONBF, 0): stdout then
+ * never mallocs a stdio buffer (which would be a chunk in the heap), and
+ * every line reaches a pipe before a breakpoint stops the process.
+ *
  * What lives here:
  *   - checkpoint(): the function the tests and learners put a breakpoint on.
  *   - mi_open() / snapshot_malloc_info(): glibc's malloc_info() XML, written
@@ -131,13 +135,6 @@ static inline void snapshot_malloc_info(void)
 /* ------------------------------------------------------------------ */
 /* "@ " fact lines                                                     */
 /* ------------------------------------------------------------------ */
-
-/* Call first thing in main: no stdio buffer is ever malloc'd for stdout,
- * and every line reaches a pipe before a breakpoint stops the process. */
-static inline void sample_init_stdout(void)
-{
-    setvbuf(stdout, NULL, _IONBF, 0);
-}
 
 static inline void report_ptr(const char *name, const void *p, size_t request)
 {

@@ -288,12 +288,12 @@ glibc keeps the next chunk's PREV_INUSE set: this command decides "free" by bin 
         top = arena.state.top
         get = free.get
         n = 0
-        for batch in heap.chunk_batches(arena, problems):
-            if limit is not None and n + len(batch) > limit:
-                batch = batch[:limit - n]
+        for addresses, sizes in heap.chunk_batches(arena, problems):
+            if limit is not None and n + len(addresses) > limit:
+                addresses, sizes = addresses[:limit - n], sizes[:limit - n]
                 self._stopped = True
-            n += len(batch)
-            for address, sizef in batch:
+            n += len(addresses)
+            for address, sizef in zip(addresses, sizes):
                 hit = get(address)
                 if hit is not None:
                     yield address, sizef, "free", hit[0], hit[1]

@@ -7,7 +7,6 @@ synthetic memory image.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from itertools import chain
 from typing import Dict, Iterator, List, Optional, Sequence, Tuple
 
 from . import model
@@ -127,14 +126,15 @@ class Heap:
         return index
 
     # -- chunks ----------------------------------------------------------------------------
-    def chunk_batches(self, arena: Arena, problems: List[Problem]) -> Iterator[List[Tuple[int, int]]]:
-        """Lists of (address, size field) of the arena's chunks, oldest heap first."""
+    def chunk_batches(self, arena: Arena, problems: List[Problem]) -> Iterator[model.Batch]:
+        """Batches of the arena's chunks (addresses, size fields), oldest heap first."""
         for region in arena.heaps:
             yield from model.walk_region_batches(self.reader, self.layout, region, arena.state.top, problems)
 
     def chunks(self, arena: Arena, problems: List[Problem]) -> Iterator[Tuple[int, int]]:
         """(address, size field) of every chunk of the arena's heaps, oldest heap first."""
-        return chain.from_iterable(self.chunk_batches(arena, problems))
+        for addresses, sizes in self.chunk_batches(arena, problems):
+            yield from zip(addresses, sizes)
 
     def top(self, arena: Arena) -> Top:
         if not model.heap_initialised(self.layout, arena.state):

@@ -159,6 +159,10 @@ def summary_lines(rows: Dict[Tuple[str, Optional[str], int], int], style: Style)
     yield style("heading", f"{'total':<10} {'':<9} {'':>10} {total_n:>10} {total_b:>14}")
 
 
+def _hex_or_unknown(value: Optional[int]) -> str:
+    return "?" if value is None else f"{value:#x}"
+
+
 def bins_lines(chains: Sequence[BinChain], problems: Sequence[Problem], style: Style,
                sizes: Callable[[int], Optional[int]], tcache: Optional[int]) -> Iterator[str]:
     titles = {"tcache": "tcache" + (f" (tcache_perthread_struct at {tcache:#x})" if tcache else ""),
@@ -172,17 +176,15 @@ def bins_lines(chains: Sequence[BinChain], problems: Sequence[Problem], style: S
         if c.kind == "tcache" and c.index >= 64:
             size = f"sizes >= {c.size:#x}"
         yield f"  {style('name', f'{c.kind}[{c.index}]')}  {style('size', size)}  {c.count} chunk{'s' * (c.count != 1)}"
-        show_size = c.kind in ("unsorted", "large")
-        for i in range(0, len(c.chunks), 4):
-            parts = []
-            for ch in c.chunks[i:i + 4]:
-                text = style("address", f"{ch:#x}")
-                if show_size:
-                    sz = sizes(ch)
-                    text += f" ({sz:#x})" if sz is not None else " (?)"
-                parts.append(text)
+        a0, a1 = style.codes("address")
+        if c.kind in ("unsorted", "large"):  # these bins mix sizes: show each chunk's
+            known = c.sizes if len(c.sizes) == len(c.chunks) else [sizes(ch) for ch in c.chunks]
+            shown = [f"{a0}{ch:#x}{a1} ({_hex_or_unknown(sz)})" for ch, sz in zip(c.chunks, known)]
+        else:
+            shown = [f"{a0}{ch:#x}{a1}" for ch in c.chunks]
+        for i in range(0, len(shown), 4):
             arrow = "-> " if i == 0 else "   "
-            yield "    " + arrow + " -> ".join(parts) + (" ->" if i + 4 < len(c.chunks) else "")
+            yield "    " + arrow + " -> ".join(shown[i:i + 4]) + (" ->" if i + 4 < len(shown) else "")
     if not chains:
         yield "no chunks in these bins"
     yield from problem_lines(problems, style)

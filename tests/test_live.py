@@ -404,3 +404,38 @@ def test_no_tracebacks_anywhere(all_bins, first_malloc, top_trim):
         for record in result["stages"]:
             for r in record["commands"].values():
                 no_traceback(r["out"])
+
+
+# -- a bigger heap: c_samples/many ------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def many():
+    return probe(sample("many"), ["heap chunks --json", "heap chunks", "heap chunks --summary --json",
+                                  "heap bins --json", "heap --json"], args=["30000"])
+
+
+def test_many_text_and_json_agree(many):
+    """Thirty thousand chunks: output is streamed in batches, every chunk still gets its line."""
+    record = stage(many, 1)
+    chunks = doc(record, "heap chunks --json")["chunks"]
+    (n, allocated, freed), = facts(record, "many")
+    assert len(chunks) >= int(allocated)
+    lines = [line for line in record["commands"]["heap chunks"]["out"].splitlines() if line.startswith("0x")]
+    assert [int(line.split()[0], 16) for line in lines] == [c["address"] for c in chunks]
+    check_chunks_against_truth(record)
+
+
+def test_many_against_malloc_info(many):
+    record = stage(many, 1)
+    heap = ET.fromstring(record["truth"]["malloc_info"]).find("heap")
+    assert heap is not None
+    totals = {e.get("type"): (int(e.get("count", "")), int(e.get("size", ""))) for e in heap.findall("total")}
+    rows = doc(record, "heap chunks --summary --json")["summary"]
+    fast = [r for r in rows if r["bin"] == "fast"]
+    assert totals["fast"] == (sum(r["count"] for r in fast), sum(r["bytes"] for r in fast))
+    binned = [r for r in rows if r["bin"] in ("unsorted", "small", "large")]
+    top = [r for r in rows if r["state"] == "top"]
+    assert totals["rest"] == (1 + sum(r["count"] for r in binned),
+                              top[0]["size"] + sum(r["bytes"] + r["count"] for r in binned))
+    counts = doc(record, "heap --json")["counts"]
+    assert counts["in_use"] == sum(r["count"] for r in rows if r["state"] == "in_use")
