@@ -271,8 +271,8 @@ glibc keeps the next chunk's PREV_INUSE set: this command decides "free" by bin 
             problems = []
             chunk_rows = self._rows(heap, arena, problems, limit)
             notes = {}
-            if heap.anchors.tcache:
-                notes[heap.anchors.tcache - 2 * S] = "tcache_perthread_struct (the selected thread's tcache)"
+            if heap.tcache:
+                notes[heap.tcache - 2 * S] = "tcache_perthread_struct (the selected thread's tcache)"
             out.lines(render.chunk_lines(chunk_rows, read_preview, st, notes))
             if limit is not None and self._stopped:
                 out.line(f"stopped after {limit} chunks (--limit {limit})")
@@ -448,7 +448,7 @@ that loops, leaves mapped memory, or is longer than it can be is cut there and r
         for arena, (chains, problems) in results:
             if args.flag("--all-arenas"):
                 out.line(st("heading", f"{'main arena' if arena.main else 'arena'} {arena.address:#x}"))
-            tcache = heap.anchors.tcache if arena is heap.selected_arena() else None
+            tcache = heap.tcache if arena is heap.selected_arena() else None
             out.lines(render.bins_lines(chains, problems, st, size_of, tcache))
 
 

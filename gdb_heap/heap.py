@@ -106,19 +106,34 @@ class Heap:
     def selected_arena(self) -> Arena:
         return self.arena(None)
 
+    @property
+    def tcache(self) -> Optional[int]:
+        """The selected thread's tcache_perthread_struct, if it is a chunk of some heap.
+
+        glibc 2.43 points `tcache` at a static all-zero dummy until the thread's first free:
+        that is not a tcache to walk (its zero num_slots would read as full bins).
+        """
+        address = self.anchors.tcache
+        if not address:
+            return None
+        for arena in self.arenas:
+            if any(r.first_chunk < address < r.end for r in arena.heaps):
+                return address
+        return None
+
     # -- bins ------------------------------------------------------------------------------
     def bins(self, arena: Arena, kinds: Sequence[str] = model.BIN_KINDS) -> Tuple[List[BinChain], List[Problem]]:
         """The arena's non-empty bins; tcache only in the selected thread's arena (contract)."""
         key = (arena.address, tuple(kinds))
         if key not in self._chains:
-            tcache = self.anchors.tcache if arena is self.selected_arena() else None
+            tcache = self.tcache if arena is self.selected_arena() else None
             self._chains[key] = model.read_bins(self.reader, self.layout, arena.state, tcache, self.mp, kinds)
         return self._chains[key]
 
     def free_index(self, arena: Arena) -> FreeIndex:
         chains, _ = self.bins(arena)
         index = model.free_index(chains)
-        if arena is not self.selected_arena() and self.anchors.tcache:
+        if arena is not self.selected_arena() and self.tcache:
             # Tcache belongs to threads: a chunk of this arena may sit in the selected thread's.
             tchains, _ = self.bins(self.selected_arena(), ("tcache",))
             for address, where in model.free_index(tchains).items():

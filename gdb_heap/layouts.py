@@ -128,7 +128,9 @@ def _malloc_par_spec(f: Features) -> List[FieldSpec]:
              ("no_dyn_threshold", "int", 1), ("mmapped_mem", "size_t", 1),
              ("max_mmapped_mem", "size_t", 1), ("sbrk_base", "ptr", 1)]
     if f.tcache:
-        spec += [("tcache_bins", "size_t", 1), ("tcache_max_bytes", "size_t", 1),
+        # 2.42 renamed tcache_bins to tcache_small_bins (it counts the small bins only).
+        spec += [("tcache_small_bins" if f.tcache_large_bins else "tcache_bins", "size_t", 1),
+                 ("tcache_max_bytes", "size_t", 1),
                  ("tcache_count", "size_t", 1), ("tcache_unsorted_limit", "size_t", 1)]
     return spec
 

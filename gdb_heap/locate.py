@@ -105,7 +105,10 @@ def _check_layout(layout: GlibcLayout) -> GlibcLayout:
         if differs:
             notes.append(f"{c_name}: debug info differs from the glibc {layout.version[0]}.{layout.version[1]} "
                          f"table; using debug info")
-            changes[attr] = replace(theirs, size=ours.size if attr == "heap_info" else theirs.size)
+            # Debug info's offsets win; a field it does not name keeps the table's.
+            merged = dict(ours.fields)
+            merged.update(theirs.fields)
+            changes[attr] = StructLayout(ours.name, ours.size if attr == "heap_info" else theirs.size, merged)
     source = "debug info (checked)" if _struct_from_debug("struct malloc_state") else "table"
     return replace(layout, source=source, notes=tuple(notes), **changes)  # type: ignore[arg-type]
 

@@ -153,7 +153,8 @@ def read_malloc_par(reader: Reader, layout: GlibcLayout, address: int) -> Malloc
                    get("n_mmaps"), get("mmapped_mem"), get("sbrk_base"))
     if s.has("tcache_count"):
         mp.tcache_bins, mp.tcache_max_bytes, mp.tcache_count = (
-            get("tcache_bins"), get("tcache_max_bytes"), get("tcache_count"))
+            get("tcache_small_bins" if s.has("tcache_small_bins") else "tcache_bins"),
+            get("tcache_max_bytes"), get("tcache_count"))
     return mp
 
 

@@ -12,12 +12,30 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BUILD = os.path.join(ROOT, "build")
 INIT = os.path.join(ROOT, "gdb_heap", "init.py")
 PROBE = os.path.join(ROOT, "tests", "gdb_probe.py")
-GDB = ["gdb", "-q", "-nx", "-batch", "-ex", "set debuginfod enabled off"]
 TIMEOUT = 300
+# GDB_HEAP_GLIBC=DIR runs the samples under another glibc: DIR is one version's folder of the
+# cache that ../shared/tools/glibc-matrix.sh prepares (its `info` names loader, libs, debug files).
+OTHER_GLIBC = os.environ.get("GDB_HEAP_GLIBC")
+
+
+def _other_glibc() -> Dict[str, str]:
+    assert OTHER_GLIBC
+    with open(os.path.join(OTHER_GLIBC, "info")) as f:
+        info = dict(line.rstrip("\n").split("=", 1) for line in f if "=" in line)
+    return {k: os.path.join(os.path.abspath(OTHER_GLIBC), v) if k in ("LOADER", "LIBDIR", "DEBUGDIR") else v
+            for k, v in info.items()}
+
+
+GDB = ["gdb", "-q", "-nx", "-batch", "-ex", "set debuginfod enabled off"]
+if OTHER_GLIBC:
+    GDB += ["-ex", f"set debug-file-directory {_other_glibc()['DEBUGDIR']}", "-ex", "set auto-load safe-path /"]
 
 
 def host_glibc() -> str:
-    """The C library's own word: `getconf GNU_LIBC_VERSION` prints "glibc 2.36"."""
+    """The C library's own word: `getconf GNU_LIBC_VERSION` prints "glibc 2.36" (or the
+    version of the other glibc's folder, from its info file)."""
+    if OTHER_GLIBC:
+        return _other_glibc()["VERSION"]
     out = subprocess.run(["getconf", "GNU_LIBC_VERSION"], capture_output=True, text=True, check=True).stdout
     return out.split()[1]
 
@@ -30,6 +48,13 @@ def sample(name: str) -> str:
     path = os.path.join(BUILD, name)
     if not os.path.exists(path):
         subprocess.run(["make", "-s", f"build/{name}"], cwd=ROOT, check=True)
+    if OTHER_GLIBC:  # the same sample, bound to the other glibc's loader and libraries
+        info = _other_glibc()
+        other = os.path.join(BUILD, f"glibc-{info['VERSION']}", name)
+        os.makedirs(os.path.dirname(other), exist_ok=True)
+        subprocess.run(["gcc", "-g", "-O0", "-o", other, os.path.join(ROOT, "c_samples", f"{name}.c"),
+                        f"-Wl,--dynamic-linker={info['LOADER']}", f"-Wl,-rpath,{info['LIBDIR']}"], check=True)
+        return other
     return path
 
 

@@ -114,7 +114,8 @@ def test_malloc_par_x86_64(version):
     assert p.offset("n_mmaps") == n_mmaps
     assert p.offset("mmapped_mem") == mmapped_mem
     assert p.offset("sbrk_base") == sbrk_base
-    assert (p.offset("tcache_bins"), p.offset("tcache_max_bytes"), p.offset("tcache_count")) == (tb, tmax, tcount)
+    bins_field = "tcache_small_bins" if version >= (2, 42) else "tcache_bins"  # renamed in 2.42
+    assert (p.offset(bins_field), p.offset("tcache_max_bytes"), p.offset("tcache_count")) == (tb, tmax, tcount)
     assert p.size == size
 
 
@@ -129,8 +130,9 @@ def test_malloc_par_x86_64_pre_tcache():
 def test_malloc_par_i386_sbrk_base(version, sbrk_base):
     p = layout_for(version, 4).malloc_par
     assert p.offset("sbrk_base") == sbrk_base
-    if p.has("tcache_bins"):  # "tcache fields follow it"
-        assert p.offset("tcache_bins") == sbrk_base + 4
+    if p.has("tcache_count"):  # "tcache fields follow it" (tcache_bins renamed tcache_small_bins in 2.42)
+        bins_field = "tcache_small_bins" if p.has("tcache_small_bins") else "tcache_bins"
+        assert p.offset(bins_field) == sbrk_base + 4
         assert p.offset("tcache_max_bytes") == sbrk_base + 8
         assert p.offset("tcache_count") == sbrk_base + 12
 
