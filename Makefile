@@ -43,7 +43,7 @@ lint: $(VENV)/.installed
 	$(VENV)/bin/mypy
 
 test: check-tools samples lint
-	$(VPY) -m pytest
+	$(VPY) -m pytest -q
 
 bench: samples
 	$(PYTHON) bench/bench.py
