@@ -25,13 +25,14 @@ check-tools:
 	@$(GDB) -ex 'python import gdb_heap' -ex 'quit' >/dev/null 2>&1 || true
 
 # The main job: the learner's view of every bin at once (c_samples/all_bins.c at its checkpoint).
+DEMO_NOISE := -e '^Breakpoint 1' -e '^\[Thread debugging' -e '^Using host libthread_db' -e '^[0-9][0-9]*[[:space:]]'
 demo: check-tools samples
-	$(GDB) -ex 'source gdb_heap/init.py' -ex 'break checkpoint' -ex 'run > build/all_bins.out' \
+	@$(GDB) -ex 'source gdb_heap/init.py' -ex 'break checkpoint' -ex 'run > build/all_bins.out' \
 	  -ex 'echo \n(gdb) heap\n' -ex 'heap' \
 	  -ex 'echo \n(gdb) heap chunks\n' -ex 'heap chunks' \
 	  -ex 'echo \n(gdb) heap bins\n' -ex 'heap bins' \
 	  -ex 'echo \n(gdb) heap top\n' -ex 'heap top' \
-	  build/all_bins 2>&1 | grep -v -e '^Breakpoint 1' -e '^\[Thread debugging' -e '^Using host libthread_db' -e '^[0-9]*\s.*checkpoint'
+	  build/all_bins 2>&1 | grep -v $(DEMO_NOISE)
 
 $(VENV)/.installed: requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
@@ -46,7 +47,7 @@ test: check-tools samples lint
 	$(VPY) -m pytest -q
 
 bench: samples
-	$(PYTHON) bench/bench.py
+	$(PYTHON) bench/bench.py --readme
 
 readme: samples
 	$(PYTHON) tools/readme_examples.py

@@ -45,11 +45,11 @@ class ImageMemory:
 
 BLOCK = 1 << 16  # bytes per cached block
 PAGE = 1 << 12
-# At most this many blocks are cached (256 MiB).  Once the cache is full, blocks it lacks
-# are read exactly as asked and not kept: walking every list of a 400 MiB heap then costs
-# one small read per link instead of re-reading whole blocks in a cycle (what an LRU would
-# do), and gdb's memory stays bounded whatever the heap's size.
-CACHE_BLOCKS = 4096
+# At most this many blocks are cached: 320 MiB, so gdb stays under about 450 MiB on any heap
+# (bench/bench.py measures it).  Once the cache is full, blocks it lacks are read exactly as
+# asked and not kept: each free chunk is visited once by the bin walks, so a small read per
+# link beats re-reading whole blocks in a cycle (what an LRU would do on a big heap).
+CACHE_BLOCKS = 5120
 
 
 class Reader:
@@ -65,7 +65,10 @@ class Reader:
         self._blocks: Dict[int, Optional[Bytes]] = {}
         self._pages: Dict[int, Optional[Bytes]] = {}  # pages of blocks that are readable in part
         self._structs: Dict[int, struct.Struct] = {}
-        self._recent: Tuple[int, Bytes] = (0, b"")  # the block the heap walk is in, cached or not
+        self._words_of = [self._struct(n) for n in range(8)]  # struct for n words, prebuilt: hot path
+        # The run of memory last used, cached or not: lists and walks mostly stay near it.
+        self._recent_start, self._recent_len = 0, 0
+        self._recent_data: Bytes = b""
 
     # -- raw access ------------------------------------------------------------------------
     def _load(self, base: int, length: int, into: Dict[int, Optional[Bytes]]) -> Optional[Bytes]:
@@ -101,6 +104,19 @@ class Reader:
             raise MemoryReadError(address, 1)
         return page, pdata
 
+    def unpacker(self, count: int) -> struct.Struct:
+        """The struct that unpacks `count` words (for walkers that unpack from span())."""
+        return self._words_of[count] if count < 8 else self._struct(count)
+
+    def _struct(self, count: int) -> struct.Struct:
+        unpacker = self._structs.get(count)
+        if unpacker is None:
+            unpacker = self._structs[count] = struct.Struct(self._wfmt[0] + self._wfmt[1] * count)
+        return unpacker
+
+    def _remember(self, start: int, data: Bytes) -> None:
+        self._recent_start, self._recent_data, self._recent_len = start, data, len(data)
+
     def clear(self) -> None:
         self._blocks.clear()
         self._pages.clear()
@@ -111,10 +127,9 @@ class Reader:
             return b""
         if address < 0 or address + length > 1 << (8 * self.size_sz):
             raise MemoryReadError(address, length)
-        start, data = self._recent
-        off = address - start
-        if 0 <= off and off + length <= len(data):
-            return bytes(data[off:off + length])
+        off = address - self._recent_start
+        if 0 <= off and off + length <= self._recent_len:
+            return bytes(self._recent_data[off:off + length])
         hit = self._cached(address)
         if hit is not None:
             start, data = hit
@@ -127,13 +142,10 @@ class Reader:
         return self.words(address, 1)[0]
 
     def words(self, address: int, count: int) -> Tuple[int, ...]:
-        unpacker = self._structs.get(count)
-        if unpacker is None:
-            unpacker = self._structs[count] = struct.Struct(self._wfmt[0] + self._wfmt[1] * count)
-        start, data = self._recent  # lists and walks mostly stay near their last read
-        off = address - start
-        if 0 <= off <= len(data) - unpacker.size:
-            return unpacker.unpack_from(data, off)
+        unpacker = self._words_of[count] if count < 8 else self._struct(count)
+        off = address - self._recent_start
+        if 0 <= off and off + unpacker.size <= self._recent_len:
+            return unpacker.unpack_from(self._recent_data, off)
         try:
             hit = self._cached(address)
         except MemoryReadError:
@@ -143,11 +155,24 @@ class Reader:
             # was measured slower: lists jump between pages more often than not.)
             return unpacker.unpack(self.memory.read(address, unpacker.size))
         if hit is not None:
-            start, data = self._recent = hit
+            start, data = hit
+            self._remember(start, data)
             off = address - start
             if off + unpacker.size <= len(data):  # the usual case: inside one block
                 return unpacker.unpack_from(data, off)
         return unpacker.unpack(self.read(address, unpacker.size))
+
+    def span(self, address: int, length: int) -> Tuple[int, Bytes]:
+        """(start, data): a run of memory holding [address, address + length), so a walker
+        can unpack straight from it for as long as it stays inside (raises MemoryReadError)."""
+        off = address - self._recent_start
+        if 0 <= off and off + length <= self._recent_len:
+            return self._recent_start, self._recent_data
+        hit = self._cached(address) if address >= 0 else None
+        if hit is not None and address - hit[0] + length <= len(hit[1]):
+            self._remember(*hit)
+            return hit
+        return address, self.memory.read(address, length)  # past the cache's room: just these
 
     def array(self, address: int, count: int, elem_size: int) -> Tuple[int, ...]:
         code = {1: "B", 2: "H", 4: "I", 8: "Q"}[elem_size]
@@ -174,7 +199,8 @@ class Reader:
             except MemoryReadError:
                 page = address & ~(PAGE - 1)
                 hit = page, self.memory.read(page, PAGE)
-        start, data = self._recent = hit
+        start, data = hit
+        self._remember(start, data)
         view = data if isinstance(data, memoryview) else memoryview(data)
         usable = len(view) - len(view) % self.size_sz
         return start, view[:usable].cast("B").cast("Q" if self.size_sz == 8 else "I")

@@ -10,11 +10,11 @@ from __future__ import annotations
 from bisect import bisect_left, bisect_right
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
+from typing import Dict, Iterable, Iterator, List, Optional, Sequence, Set, Tuple
 
 from .errors import HeapError, MemoryReadError
 from .layouts import NBINS, NSMALLBINS, GlibcLayout
-from .memory import Reader
+from .memory import Bytes, Reader
 
 BIN_KINDS = ("tcache", "fast", "unsorted", "small", "large")
 PREV_INUSE, IS_MMAPPED, NON_MAIN_ARENA = 0x1, 0x2, 0x4
@@ -365,6 +365,9 @@ def read_fastbins(reader: Reader, layout: GlibcLayout, state: MallocState) -> Li
     amask = layout.malloc_alignment - 1
     safe_linking = layout.features.safe_linking
     bound = max(64, state.system_mem // layout.minsize + 1)
+    unpack2 = reader.unpacker(2).unpack_from
+    start, end = 0, 0  # the span of memory last read (hot loop: no call per link)
+    data: Bytes = b""
     chains = []
     for i, head in enumerate(state.fastbinsY):
         if not head:
@@ -372,27 +375,31 @@ def read_fastbins(reader: Reader, layout: GlibcLayout, state: MallocState) -> Li
         size = layout.fastbin_size(i)
         chunks: List[int] = []
         problems: List[Problem] = []
-        seen = set()
+        seen: Set[int] = set()
         p = head
         member = state.address + layout.malloc_state.offset("fastbinsY") + i * S  # the head's slot
         while p:
-            cut: Optional[Tuple[str, Optional[str]]] = None
-            if (p + H) & amask:
-                cut = (f"fastbin[{i}]: {member:#x} links to {p:#x}, which is not aligned; the chain is cut "
-                       "here", "malloc(): unaligned fastbin chunk detected")
-            elif p in seen:
-                cut = (f"fastbin[{i}]: {member:#x} links back to {p:#x}, a loop; the chain is cut here", None)
-            elif len(chunks) >= bound:
-                cut = (f"fastbin[{i}]: longer than the arena can hold; the chain is cut here", None)
-            else:
-                try:
-                    sizef, stored = reader.words(p + S, 2)
-                except MemoryReadError:
-                    cut = (f"fastbin[{i}]: {member:#x} links to {p:#x}, which is not readable; the chain is "
-                           "cut here", None)
-            if cut:
-                problems.append(Problem(member, cut[0], cut[1]))
-                break
+            # One test for the usual case; the reasons to stop are sorted out only when it fails.
+            if (p + H) & amask or p in seen or len(chunks) >= bound or not start <= p + S <= end - 2 * S:
+                cut: Optional[Tuple[str, Optional[str]]] = None
+                if (p + H) & amask:
+                    cut = (f"fastbin[{i}]: {member:#x} links to {p:#x}, which is not aligned; the chain is "
+                           "cut here", "malloc(): unaligned fastbin chunk detected")
+                elif p in seen:
+                    cut = (f"fastbin[{i}]: {member:#x} links back to {p:#x}, a loop; the chain is cut here", None)
+                elif len(chunks) >= bound:
+                    cut = (f"fastbin[{i}]: longer than the arena can hold; the chain is cut here", None)
+                else:
+                    try:
+                        start, data = reader.span(p + S, 2 * S)
+                        end = start + len(data)
+                    except MemoryReadError:
+                        cut = (f"fastbin[{i}]: {member:#x} links to {p:#x}, which is not readable; the chain "
+                               "is cut here", None)
+                if cut:
+                    problems.append(Problem(member, cut[0], cut[1]))
+                    break
+            sizef, stored = unpack2(data, p + S - start)
             seen.add(p)
             chunks.append(p)
             if sizef & ~SIZE_BITS != size:
@@ -415,6 +422,9 @@ def read_regular_bins(reader: Reader, layout: GlibcLayout, state: MallocState,
     """Bins 1..126 (unsorted, small, large), following fd and checking each bk."""
     S = layout.size_sz
     bound = max(64, state.system_mem // layout.minsize + 1)
+    unpack3 = reader.unpacker(3).unpack_from
+    start, end = 0, 0  # the span of memory last read (hot loop: no call per link)
+    data: Bytes = b""
     chains = []
     for i in range(1, NBINS - 1):
         kind = "unsorted" if i == 1 else "small" if i < NSMALLBINS else "large"
@@ -439,11 +449,15 @@ def read_regular_bins(reader: Reader, layout: GlibcLayout, state: MallocState,
             if p in seen:
                 problems.append(Problem(prev, f"{kind} bin {i}: the chain loops back to {p:#x}; cut here"))
                 break
-            try:
-                sizef, nfd, nbk = reader.words(p + S, 3)
-            except MemoryReadError:
-                problems.append(Problem(prev, f"{kind} bin {i}: fd {p:#x} is not readable; the chain is cut here"))
-                break
+            if not start <= p + S <= end - 3 * S:
+                try:
+                    start, data = reader.span(p + S, 3 * S)
+                    end = start + len(data)
+                except MemoryReadError:
+                    problems.append(Problem(prev, f"{kind} bin {i}: fd {p:#x} is not readable; the chain is "
+                                                  "cut here"))
+                    break
+            sizef, nfd, nbk = unpack3(data, p + S - start)
             seen.add(p)
             chunks.append(p)
             sizes.append(sizef & ~SIZE_BITS)
@@ -511,48 +525,64 @@ def walk_region_batches(reader: Reader, layout: GlibcLayout, region: HeapRegion,
     minsize = layout.minsize
     mask = layout.malloc_alignment - 1
     shift = 3 if S == 8 else 2
+    # (csize - MINSIZE) & bad is non-zero exactly when csize < MINSIZE or csize is misaligned:
+    # one test instead of two, a million times.
+    bad = mask | (1 << (8 * S + 1))
+    notbits = ~SIZE_BITS
     pos, end = region.first_chunk, region.end
-    while pos < end:
+    last = pos
+    top_here = region.first_chunk <= top < end
+    limit = top if top_here else end  # ordinary chunks end where top begins
+    while pos < limit:
         try:
             base, words = reader.block_words(pos + S)
         except MemoryReadError:
             problems.append(Problem(pos, f"chunk {pos:#x} is not readable; the walk stops here"))
             return
-        stop = min(end, base + len(words) * S - S)
+        stop = min(limit, base + len(words) * S - S)
+        skew = S - base
         addresses: List[int] = []
         sizes: List[int] = []
         add_address, add_size = addresses.append, sizes.append
         sizef = 0
+        # The hot loop: a million turns.  A size that runs past the limit is noticed after it.
         while pos < stop:
-            sizef = words[(pos + S - base) >> shift]
-            csize = sizef & ~SIZE_BITS
-            if pos == top or csize < minsize or csize & mask or pos + csize > end:
-                break  # the rare cases, handled below
+            sizef = words[(pos + skew) >> shift]
+            csize = sizef & notbits
+            if (csize - minsize) & bad:
+                break  # a size glibc would never write: handled below
             add_address(pos)
             add_size(sizef)
+            last = pos
             pos += csize
         else:
             yield addresses, sizes
             continue
-        csize = sizef & ~SIZE_BITS
-        if region.fenceposts and pos != top and csize in (0, 2 * S):
+        csize = sizef & notbits
+        if region.fenceposts and csize in (0, 2 * S):
             yield addresses, sizes  # an old thread heap ends with fenceposts: not chunks
             return
         add_address(pos)
         add_size(sizef)
         yield addresses, sizes
-        if pos == top:
-            return
-        if csize < minsize or csize & mask:
-            problems.append(Problem(pos, f"chunk {pos:#x} has an invalid size {csize:#x} (below MINSIZE "
-                                         f"{minsize:#x} or not a multiple of {mask + 1}); the walk stops here",
-                                    "malloc_consolidate(): invalid chunk size"))
-            return
-        problems.append(Problem(pos, f"chunk {pos:#x} of size {csize:#x} runs past the end of its heap "
-                                     f"({end:#x}); the walk stops here"))
+        problems.append(Problem(pos, f"chunk {pos:#x} has an invalid size {csize:#x} (below MINSIZE "
+                                     f"{minsize:#x} or not a multiple of {mask + 1}); the walk stops here",
+                                "malloc_consolidate(): invalid chunk size"))
         return
-    if region.first_chunk <= top < region.end and pos != top:
+    if pos > limit:  # the last chunk's size ran past where chunks may go
+        lsize = pos - last
+        where = f"into the top chunk at {top:#x}" if top_here else f"past the end of its heap ({end:#x})"
+        problems.append(Problem(last, f"chunk {last:#x} of size {lsize:#x} runs {where}; the walk stops here"))
+        return
+    if not top_here:
+        return
+    if pos != top:
         problems.append(Problem(pos, f"the walk ended at {pos:#x} without reaching top {top:#x}"))
+        return
+    try:
+        yield [top], [reader.word(top + S)]
+    except MemoryReadError:
+        problems.append(Problem(top, f"the top chunk at {top:#x} is not readable"))
 
 
 def walk_region(reader: Reader, layout: GlibcLayout, region: HeapRegion, top: int,
@@ -576,8 +606,9 @@ def summarise(batches: Iterable[Batch], top: int, free: FreeIndex,
     """Counts of chunks by (state, bin, size), from walk_region_batches' batches.
 
     Every chunk is counted by its size field at C speed (Counter.update on whole batches);
-    only the free chunks are then looked at one by one (found by bisecting the sorted free
-    addresses and the batch) and moved to their bin's row.  Top stays top (as in classify).
+    only the free chunks are then looked at one by one (the sorted free addresses within the
+    batch's range, each found by a forward scan) and moved to their bin's row.  Top stays top
+    (as in classify).
     """
     every: Counter[int] = Counter()  # size field (flags in) -> chunks
     pairs: List[Tuple[Tuple[str, int], int]] = []  # ((bin, index), size field) per free chunk
@@ -591,12 +622,15 @@ def summarise(batches: Iterable[Batch], top: int, free: FreeIndex,
             break
         seen += len(addresses)
         every.update(sizes)
-        n = len(addresses)
         lo = bisect_left(free_sorted, addresses[0])
         hi = bisect_right(free_sorted, addresses[-1])
-        for address in free_sorted[lo:hi]:
-            k = bisect_left(addresses, address)
-            if k < n and addresses[k] == address and address != top:
+        k = 0
+        for address in free_sorted[lo:hi]:  # both sorted: each search resumes where the last ended
+            try:
+                k = addresses.index(address, k)
+            except ValueError:  # a bin points between chunks (damage): not a chunk of this walk
+                continue
+            if address != top:
                 pairs.append((free[address], sizes[k]))
         if addresses[-1] == top:
             top_sizef = sizes[-1]
