@@ -42,6 +42,7 @@ $(VENV)/.installed: requirements-dev.txt
 lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/mypy
+	$(VENV)/bin/vermin --no-tips -q -t=3.9- --eval-annotations --violations gdb_heap
 
 test: check-tools samples lint
 	$(VPY) -m pytest -q

@@ -84,25 +84,17 @@ class Reader:
         """(start, data) of the cached run holding `address`, loading it while the cache has
         room; None when the cache is full and lacks it.  Raises MemoryReadError when the
         page holding `address` is unreadable."""
-        base = address & ~(BLOCK - 1)
-        if base in self._blocks:
-            data = self._blocks[base]
-        elif len(self._blocks) < CACHE_BLOCKS:
-            data = self._load(base, BLOCK, self._blocks)
-        else:
-            return None
-        if data is not None:
-            return base, data
-        page = address & ~(PAGE - 1)
-        if page in self._pages:
-            pdata = self._pages[page]
-        elif len(self._pages) < CACHE_BLOCKS:
-            pdata = self._load(page, PAGE, self._pages)
-        else:
-            return None
-        if pdata is None:
-            raise MemoryReadError(address, 1)
-        return page, pdata
+        for size, cache in ((BLOCK, self._blocks), (PAGE, self._pages)):  # a block, else its page
+            base = address & ~(size - 1)
+            if base in cache:
+                data = cache[base]
+            elif len(cache) < CACHE_BLOCKS:
+                data = self._load(base, size, cache)
+            else:
+                return None
+            if data is not None:
+                return base, data
+        raise MemoryReadError(address, 1)
 
     def unpacker(self, count: int) -> struct.Struct:
         """The struct that unpacks `count` words (for walkers that unpack from span())."""

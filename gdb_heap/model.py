@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Dict, Iterable, Iterator, List, Optional, Sequence, Set, Tuple
 
 from .errors import HeapError, MemoryReadError
-from .layouts import NBINS, NSMALLBINS, GlibcLayout
+from .layouts import NBINS, NSMALLBINS, GlibcLayout, StructLayout
 from .memory import Bytes, Reader
 
 BIN_KINDS = ("tcache", "fast", "unsorted", "small", "large")
@@ -141,14 +141,32 @@ class Chunk:
 # Structs
 
 
+class StructBytes:
+    """One struct's bytes, read in one go, with its fields picked out by name."""
+
+    def __init__(self, reader: Reader, layout: StructLayout, address: int) -> None:
+        self.layout = layout
+        self.raw = reader.read(address, layout.size)
+        self.order = reader.order
+
+    def has(self, name: str) -> bool:
+        return self.layout.has(name)
+
+    def get(self, name: str) -> int:
+        return self.array(name)[0]
+
+    def array(self, name: str) -> Tuple[int, ...]:
+        """The field's elements (one for a scalar; none for a field this version lacks)."""
+        if not self.layout.has(name):
+            return ()
+        off, size, count = self.layout.fields[name]
+        return tuple(int.from_bytes(self.raw[off + i * size:off + (i + 1) * size], self.order)
+                     for i in range(count))
+
+
 def read_malloc_par(reader: Reader, layout: GlibcLayout, address: int) -> MallocPar:
-    s = layout.malloc_par
-    raw = reader.read(address, s.size)
-
-    def get(name: str) -> int:
-        off, size, _ = s.fields[name]
-        return int.from_bytes(raw[off:off + size], reader.order)
-
+    s = StructBytes(reader, layout.malloc_par, address)
+    get = s.get
     mp = MallocPar(address, get("trim_threshold"), get("top_pad"), get("mmap_threshold"),
                    get("n_mmaps"), get("mmapped_mem"), get("sbrk_base"))
     if s.has("tcache_count"):
@@ -159,20 +177,8 @@ def read_malloc_par(reader: Reader, layout: GlibcLayout, address: int) -> Malloc
 
 
 def read_malloc_state(reader: Reader, layout: GlibcLayout, address: int) -> MallocState:
-    s = layout.malloc_state
-    raw = reader.read(address, s.size)
-
-    def get(name: str) -> int:
-        off, size, _ = s.fields[name]
-        return int.from_bytes(raw[off:off + size], reader.order)
-
-    def arr(name: str) -> Tuple[int, ...]:
-        if not s.has(name):
-            return ()
-        off, size, count = s.fields[name]
-        return tuple(int.from_bytes(raw[off + i * size:off + (i + 1) * size], reader.order)
-                     for i in range(count))
-
+    s = StructBytes(reader, layout.malloc_state, address)
+    get, arr = s.get, s.array
     return MallocState(
         address=address, flags=get("flags"),
         have_fastchunks=get("have_fastchunks") if s.has("have_fastchunks") else 0,
@@ -257,12 +263,11 @@ def thread_heaps(reader: Reader, layout: GlibcLayout, state: MallocState,
     while address and address not in seen and len(regions) < MAX_HEAPS_PER_ARENA:
         seen.add(address)
         try:
-            raw = reader.read(address, hi.size)
+            info = StructBytes(reader, hi, address)
         except MemoryReadError:
             problems.append(Problem(address, f"heap_info at {address:#x} is not readable; older heaps are not shown"))
             break
-        ar_ptr, prev, size = (int.from_bytes(raw[hi.offset(n):hi.offset(n) + layout.size_sz], reader.order)
-                              for n in ("ar_ptr", "prev", "size"))
+        ar_ptr, prev, size = info.get("ar_ptr"), info.get("prev"), info.get("size")
         if ar_ptr != state.address:
             problems.append(Problem(address, f"heap_info at {address:#x} names arena {ar_ptr:#x}, not "
                                              f"{state.address:#x}; older heaps are not shown"))
@@ -302,8 +307,57 @@ def read_arenas(reader: Reader, layout: GlibcLayout, main_arena: int, mp: Malloc
 # Bins
 
 
-def _aligned(layout: GlibcLayout, address: int) -> bool:
-    return address % layout.malloc_alignment == 0
+def walk_singly_linked(reader: Reader, layout: GlibcLayout, label: str, first: int, member: int,
+                       bound: int, unaligned_abort: str, skew: int) -> Tuple[List[int], List[int], List[Problem]]:
+    """A tcache bin or a fastbin: (chunks, their sizes, problems), in list order.
+
+    Both keep their link in the word at the user pointer, safe-linked from 2.32 with that
+    word's address; a tcache link is the next user pointer, a fastbin fd the next chunk, so
+    `skew` (0 or CHUNK_HDR_SZ) turns a link into a user pointer.  `first` is the head's user
+    pointer, `member` where the head lives.
+    A link that is unaligned, unreadable, loops or exceeds `bound` cuts the list, and the
+    problem is reported at the member holding that link.
+    """
+    S, H = layout.size_sz, layout.header_size
+    amask = layout.malloc_alignment - 1
+    safe_linking = layout.features.safe_linking
+    unpack2 = reader.unpacker(2).unpack_from
+    start, end = 0, 0  # the span of memory last read (hot loop: no call per link)
+    data: Bytes = b""
+    chunks: List[int] = []
+    sizes: List[int] = []
+    problems: List[Problem] = []
+    seen: Set[int] = set()
+    mem = first
+    while mem:
+        # One test for the usual case; the reasons to stop are sorted out only when it fails.
+        if mem & amask or mem in seen or len(chunks) >= bound or not start <= mem - S <= end - 2 * S:
+            cut: Optional[Tuple[str, Optional[str]]] = None
+            if mem & amask:
+                cut = (f"{label}: {member:#x} links to {mem - H:#x}, which is not aligned; the chain is cut "
+                       "here", unaligned_abort)
+            elif mem in seen:
+                cut = (f"{label}: {member:#x} links back to {mem - H:#x}, a loop; the chain is cut here", None)
+            elif len(chunks) >= bound:
+                cut = (f"{label}: longer than it can be ({bound} chunks); the chain is cut here", None)
+            else:
+                try:
+                    start, data = reader.span(mem - S, 2 * S)
+                    end = start + len(data)
+                except MemoryReadError:
+                    cut = (f"{label}: {member:#x} links to {mem - H:#x}, which is not readable; the chain is "
+                           "cut here", None)
+            if cut:
+                problems.append(Problem(member, cut[0], cut[1]))
+                break
+        sizef, stored = unpack2(data, mem - S - start)
+        seen.add(mem)
+        member = mem - H
+        chunks.append(member)
+        sizes.append(sizef & ~SIZE_BITS)
+        link = (mem >> 12) ^ stored if safe_linking else stored  # REVEAL_PTR, inlined: hot
+        mem = link + skew if link else 0
+    return chunks, sizes, problems
 
 
 def read_tcache(reader: Reader, layout: GlibcLayout, tcache: int, mp: MallocPar) -> List[BinChain]:
@@ -322,92 +376,33 @@ def read_tcache(reader: Reader, layout: GlibcLayout, tcache: int, mp: MallocPar)
             count = counts[i]
         if entries[i] == 0 and count == 0:
             continue
-        chunks: List[int] = []
-        problems: List[Problem] = []
-        seen = set()
-        entry = entries[i]
-        # The list member whose link is being followed: problems are reported there.  For the
-        # head, that is the tcache_perthread_struct's own chunk.
-        member = tcache - H
-        while entry:
-            chunk = entry - H
-            cut: Optional[Tuple[str, Optional[str]]] = None
-            if not _aligned(layout, entry):
-                cut = (f"tcache[{i}]: {member:#x} links to {entry:#x}, which is not aligned; the chain is "
-                       "cut here", "malloc(): unaligned tcache chunk detected")
-            elif entry in seen:
-                cut = (f"tcache[{i}]: {member:#x} links back to {chunk:#x}, a loop; the chain is cut here", None)
-            elif len(chunks) >= MAX_TCACHE_CHAIN:
-                cut = (f"tcache[{i}]: longer than a tcache bin can be; the chain is cut here", None)
-            else:
-                try:
-                    stored = reader.word(entry)
-                except MemoryReadError:
-                    cut = (f"tcache[{i}]: {member:#x} links to {entry:#x}, which is not readable; the chain "
-                           "is cut here", None)
-            if cut:
-                problems.append(Problem(member, cut[0], cut[1]))
-                break
-            seen.add(entry)
-            chunks.append(chunk)
-            member = chunk
-            entry = layout.reveal_ptr(entry, stored)
+        # The head's member is the tcache_perthread_struct's own chunk.
+        chunks, sizes, problems = walk_singly_linked(reader, layout, f"tcache[{i}]", entries[i], tcache - H,
+                                                     MAX_TCACHE_CHAIN, "malloc(): unaligned tcache chunk detected", 0)
         if len(chunks) != count:
             where = chunks[-1] if chunks else tcache
             problems.append(Problem(where, f"tcache[{i}]: the tcache counts {count} chunks but the chain "
                                            f"holds {len(chunks)}"))
-        chains.append(BinChain("tcache", i, layout.tcache_bin_size(i), count, chunks, problems))
+        chains.append(BinChain("tcache", i, layout.tcache_bin_size(i), count, chunks, problems, sizes))
     return chains
 
 
 def read_fastbins(reader: Reader, layout: GlibcLayout, state: MallocState) -> List[BinChain]:
     S, H = layout.size_sz, layout.header_size
-    amask = layout.malloc_alignment - 1
-    safe_linking = layout.features.safe_linking
     bound = max(64, state.system_mem // layout.minsize + 1)
-    unpack2 = reader.unpacker(2).unpack_from
-    start, end = 0, 0  # the span of memory last read (hot loop: no call per link)
-    data: Bytes = b""
     chains = []
     for i, head in enumerate(state.fastbinsY):
         if not head:
             continue
         size = layout.fastbin_size(i)
-        chunks: List[int] = []
-        problems: List[Problem] = []
-        seen: Set[int] = set()
-        p = head
-        member = state.address + layout.malloc_state.offset("fastbinsY") + i * S  # the head's slot
-        while p:
-            # One test for the usual case; the reasons to stop are sorted out only when it fails.
-            if (p + H) & amask or p in seen or len(chunks) >= bound or not start <= p + S <= end - 2 * S:
-                cut: Optional[Tuple[str, Optional[str]]] = None
-                if (p + H) & amask:
-                    cut = (f"fastbin[{i}]: {member:#x} links to {p:#x}, which is not aligned; the chain is "
-                           "cut here", "malloc(): unaligned fastbin chunk detected")
-                elif p in seen:
-                    cut = (f"fastbin[{i}]: {member:#x} links back to {p:#x}, a loop; the chain is cut here", None)
-                elif len(chunks) >= bound:
-                    cut = (f"fastbin[{i}]: longer than the arena can hold; the chain is cut here", None)
-                else:
-                    try:
-                        start, data = reader.span(p + S, 2 * S)
-                        end = start + len(data)
-                    except MemoryReadError:
-                        cut = (f"fastbin[{i}]: {member:#x} links to {p:#x}, which is not readable; the chain "
-                               "is cut here", None)
-                if cut:
-                    problems.append(Problem(member, cut[0], cut[1]))
-                    break
-            sizef, stored = unpack2(data, p + S - start)
-            seen.add(p)
-            chunks.append(p)
-            if sizef & ~SIZE_BITS != size:
-                problems.append(Problem(p, f"fastbin[{i}]: chunk {p:#x} has size {sizef & ~SIZE_BITS:#x}, "
-                                           f"not {size:#x}", "malloc(): memory corruption (fast)"))
-            member = p
-            p = ((p + H) >> 12) ^ stored if safe_linking else stored  # REVEAL_PTR, inlined: hot
-        chains.append(BinChain("fast", i, size, len(chunks), chunks, problems))
+        slot = state.address + layout.malloc_state.offset("fastbinsY") + i * S  # the head's member
+        chunks, sizes, problems = walk_singly_linked(reader, layout, f"fastbin[{i}]", head + H, slot, bound,
+                                                     "malloc(): unaligned fastbin chunk detected", H)
+        for chunk, got in zip(chunks, sizes):
+            if got != size:
+                problems.append(Problem(chunk, f"fastbin[{i}]: chunk {chunk:#x} has size {got:#x}, not {size:#x}",
+                                        "malloc(): memory corruption (fast)"))
+        chains.append(BinChain("fast", i, size, len(chunks), chunks, problems, sizes))
     return chains
 
 

@@ -199,17 +199,24 @@ def test_against_malloc_info(all_bins):
     """glibc's own malloc_info(): fast = fastbin chunks; rest = top + every chunk in bins 1..126,
     each counted with its raw size word (PREV_INUSE included), per malloc.c's malloc_info."""
     record = stage(all_bins, 1)
+    rows = doc(record, "heap chunks --summary --json")["summary"]
+    heap = check_malloc_info(record, rows)
+    system = {e.get("type"): int(e.get("size", "")) for e in heap.findall("system")}
+    assert system["current"] == doc(record, "heap --json")["arenas"][0]["system_mem"]
+
+
+def check_malloc_info(record, rows):
+    """glibc's malloc_info() totals against our summary rows; returns its <heap> element."""
     heap = ET.fromstring(record["truth"]["malloc_info"]).find("heap")
     assert heap is not None
     totals = {e.get("type"): (int(e.get("count", "")), int(e.get("size", ""))) for e in heap.findall("total")}
-    chunks = doc(record, "heap chunks --json")["chunks"]
-    fast = [c for c in chunks if c["bin"] == "fast"]
-    assert totals.get("fast", (0, 0)) == (len(fast), sum(c["size"] for c in fast))  # no fastbins: 2.43+
-    binned = [c for c in chunks if c["bin"] in ("unsorted", "small", "large")]
-    top = doc(record, "heap top --json")
-    assert totals["rest"] == (1 + len(binned), top["size"] + sum(c["size"] + 1 for c in binned))
-    system = {e.get("type"): int(e.get("size", "")) for e in heap.findall("system")}
-    assert system["current"] == doc(record, "heap --json")["arenas"][0]["system_mem"]
+    fast = [r for r in rows if r["bin"] == "fast"]
+    assert totals.get("fast", (0, 0)) == (sum(r["count"] for r in fast), sum(r["bytes"] for r in fast))  # none: 2.43+
+    binned = [r for r in rows if r["bin"] in ("unsorted", "small", "large")]
+    top = [r for r in rows if r["state"] == "top"]
+    assert totals["rest"] == (1 + sum(r["count"] for r in binned),
+                              top[0]["size"] + sum(r["bytes"] + r["count"] for r in binned))
+    return heap
 
 
 def test_summary_totals(all_bins):
@@ -427,15 +434,7 @@ def test_many_text_and_json_agree(many):
 
 def test_many_against_malloc_info(many):
     record = stage(many, 1)
-    heap = ET.fromstring(record["truth"]["malloc_info"]).find("heap")
-    assert heap is not None
-    totals = {e.get("type"): (int(e.get("count", "")), int(e.get("size", ""))) for e in heap.findall("total")}
     rows = doc(record, "heap chunks --summary --json")["summary"]
-    fast = [r for r in rows if r["bin"] == "fast"]
-    assert totals.get("fast", (0, 0)) == (sum(r["count"] for r in fast), sum(r["bytes"] for r in fast))
-    binned = [r for r in rows if r["bin"] in ("unsorted", "small", "large")]
-    top = [r for r in rows if r["state"] == "top"]
-    assert totals["rest"] == (1 + sum(r["count"] for r in binned),
-                              top[0]["size"] + sum(r["bytes"] + r["count"] for r in binned))
+    check_malloc_info(record, rows)
     counts = doc(record, "heap --json")["counts"]
     assert counts["in_use"] == sum(r["count"] for r in rows if r["state"] == "in_use")
