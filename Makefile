@@ -9,7 +9,7 @@ VPY     := $(VENV)/bin/python
 SAMPLES := $(patsubst c_samples/%.c,build/%,$(wildcard c_samples/*.c))
 GDB     := gdb -q -nx -batch -ex 'set pagination off' -ex 'set debuginfod enabled off'
 
-.PHONY: all samples demo test lint unit integration bench readme check-tools clean
+.PHONY: all samples demo test lint fuzz bench readme check-tools clean
 
 all: samples
 
@@ -46,6 +46,10 @@ lint: $(VENV)/.installed
 
 test: check-tools samples lint
 	$(VPY) -m pytest -q
+
+# The long fuzz run of the model on corrupted synthetic heaps (make test runs a short one).
+fuzz: $(VENV)/.installed
+	GDB_HEAP_FUZZ_EXAMPLES=10000 $(VPY) -m pytest -q tests/test_fuzz.py
 
 bench: samples
 	$(PYTHON) bench/bench.py --readme
