@@ -17,7 +17,7 @@ samples: $(SAMPLES)
 
 build/%: c_samples/%.c c_samples/sample.h
 	@mkdir -p build
-	$(CC) $(CFLAGS) -o $@ $<
+	$(CC) $(CFLAGS) -o $@ $< -pthread
 
 check-tools:
 	@command -v gdb >/dev/null || { echo "make: gdb is missing; install it (Debian: apt install gdb)"; exit 1; }

@@ -13,7 +13,7 @@ from .args import Args, parse, parse_count
 from .errors import HeapError, MemoryReadError
 from .gdbmemory import GdbMemory
 from .heap import Anchors, Heap
-from .locate import locate, warn_once, word_size, require_process
+from .locate import locate, other_thread_tcaches, require_process, warn_once, word_size
 from .memory import Reader
 from .model import BIN_KINDS, SIZE_BITS, Arena, Chunk, Problem, chunk_at, classify, summarise
 from .style import Style
@@ -60,7 +60,8 @@ def open_heap() -> Heap:
     found = locate(reader)
     glibc = f"{found.version[0]}.{found.version[1]}" if found.version else None
     anchors = Anchors(found.main_arena, found.mp, glibc, found.located_by, found.tcache,
-                      found.thread_arena, found.notes + [f"tcache found by {found.tcache_found_by}"])
+                      found.thread_arena, found.notes + [f"tcache found by {found.tcache_found_by}"],
+                      other_thread_tcaches(reader, found.libc_path) if found.layout.features.tcache else [])
     for note in found.notes:
         warn_once(note)
     return Heap(reader, found.layout, anchors)

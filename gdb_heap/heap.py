@@ -27,6 +27,7 @@ class Anchors:
     tcache: Optional[int] = None  # the selected thread's tcache_perthread_struct
     thread_arena: Optional[int] = None  # the selected thread's arena
     notes: List[str] = field(default_factory=list)
+    other_tcaches: List[int] = field(default_factory=list)  # the other threads' tcache structs
 
 
 @dataclass
@@ -56,6 +57,7 @@ class Heap:
         self._mp: Optional[MallocPar] = None
         self._arenas: Optional[List[Arena]] = None
         self._chains: Dict[Tuple[int, Tuple[str, ...]], Tuple[List[BinChain], List[Problem]]] = {}
+        self._all_tcache: Optional[FreeIndex] = None
 
     # -- state -----------------------------------------------------------------------------
     @property
@@ -108,18 +110,29 @@ class Heap:
 
     @property
     def tcache(self) -> Optional[int]:
-        """The selected thread's tcache_perthread_struct, if it is a chunk of some heap.
+        """The selected thread's tcache_perthread_struct, if it is a chunk of some heap."""
+        return self.anchors.tcache if self._in_a_heap(self.anchors.tcache) else None
 
-        glibc 2.43 points `tcache` at a static all-zero dummy until the thread's first free:
-        that is not a tcache to walk (its zero num_slots would read as full bins).
-        """
-        address = self.anchors.tcache
-        if not address:
-            return None
-        for arena in self.arenas:
-            if any(r.first_chunk < address < r.end for r in arena.heaps):
-                return address
-        return None
+    def _in_a_heap(self, address: Optional[int]) -> bool:
+        """glibc 2.43 points `tcache` at a static all-zero dummy until the thread's first free:
+        that is not a tcache to walk (its zero num_slots would read as full bins)."""
+        return bool(address) and any(r.first_chunk < address < r.end  # type: ignore[operator]
+                                     for arena in self.arenas for r in arena.heaps)
+
+    def all_tcache_index(self) -> FreeIndex:
+        """Chunks in any thread's tcache (the contract: they are free, bin tcache)."""
+        if self._all_tcache is None:
+            index: FreeIndex = {}
+            for address in [self.tcache] + self.anchors.other_tcaches:
+                if address and self._in_a_heap(address):
+                    try:
+                        chains = model.read_tcache(self.reader, self.layout, address, self.mp)
+                    except MemoryReadError:
+                        continue  # its damage is reported where that thread's tcache is shown
+                    for where, chunk in model.free_index(chains).items():
+                        index.setdefault(where, chunk)
+            self._all_tcache = index
+        return self._all_tcache
 
     # -- bins ------------------------------------------------------------------------------
     def bins(self, arena: Arena, kinds: Sequence[str] = model.BIN_KINDS) -> Tuple[List[BinChain], List[Problem]]:
@@ -131,13 +144,10 @@ class Heap:
         return self._chains[key]
 
     def free_index(self, arena: Arena) -> FreeIndex:
-        chains, _ = self.bins(arena)
-        index = model.free_index(chains)
-        if arena is not self.selected_arena() and self.tcache:
-            # Tcache belongs to threads: a chunk of this arena may sit in the selected thread's.
-            tchains, _ = self.bins(self.selected_arena(), ("tcache",))
-            for address, where in model.free_index(tchains).items():
-                index.setdefault(address, where)
+        chains, _ = self.bins(arena, tuple(k for k in model.BIN_KINDS if k != "tcache"))
+        index = self.all_tcache_index().copy()  # tcache belongs to threads, not to arenas
+        for address, where in model.free_index(chains).items():
+            index.setdefault(address, where)
         return index
 
     # -- chunks ----------------------------------------------------------------------------

@@ -214,7 +214,7 @@ def locate(reader: Reader) -> Located:
     tcache, tcache_how = (None, "this glibc has no tcache")
     if layout.features.tcache:
         tcache, tcache_how = _tls_pointer("tcache", reader, libc_path)
-        if tcache is None:
+        if tcache is None and _is_main_thread():
             try:
                 sbrk_base = reader.word(mp + layout.malloc_par.offset("sbrk_base"))
             except MemoryReadError:
@@ -224,6 +224,41 @@ def locate(reader: Reader) -> Located:
     thread_arena, _ = _tls_pointer("thread_arena", reader, libc_path)
     return Located(size_sz, main_arena, mp, version, libc_path, layout, located_by, tcache or None,
                    tcache_how, thread_arena or None, notes)
+
+
+def _is_main_thread() -> bool:
+    thread = gdb.selected_thread()
+    return thread is not None and thread.ptid[1] in (0, thread.inferior.pid)
+
+
+def other_thread_tcaches(reader: Reader, libc_path: Optional[str]) -> List[int]:
+    """Every other thread's tcache pointer: a chunk in any thread's tcache is free.
+
+    Switches gdb to each thread in turn (which changes nothing in the inferior) and back to
+    the thread and frame the user had selected.
+    """
+    selected = gdb.selected_thread()
+    if selected is None:
+        return []
+    others = [t for t in selected.inferior.threads() if t.is_valid() and t.ptid != selected.ptid]
+    if not others:
+        return []
+    try:
+        frame: Optional[gdb.Frame] = gdb.selected_frame()
+    except gdb.error:
+        frame = None
+    found = []
+    try:
+        for thread in others:
+            thread.switch()
+            value, _ = _tls_pointer("tcache", reader, libc_path)
+            if value:
+                found.append(value)
+    finally:
+        selected.switch()
+        if frame is not None and frame.is_valid():
+            frame.select()
+    return found
 
 
 def warn_once(message: str) -> None:

@@ -90,6 +90,30 @@ def tcache():
             "entries": [int(t["entries"][i]) for i in range(n)]}
 
 
+def tcache_chunks(S):
+    """Chunk addresses in the selected thread's tcache, through gdb's reading of `*tcache`."""
+    t = tcache()
+    chunks: List[int] = []
+    for e in t.get("entries", []):
+        while e and len(chunks) < 100000:
+            chunks.append(e - 2 * S)
+            stored = raw_word(e)
+            e = stored ^ (e >> 12) if PARAMS.get("safe_linking") else stored
+    return chunks
+
+
+def every_thread_tcache(S):
+    """thread number -> its tcache's chunks; gdb's selected thread and frame are restored."""
+    selected, frame = gdb.selected_thread(), gdb.selected_frame()
+    out = {}
+    for thread in gdb.selected_inferior().threads():
+        thread.switch()
+        out[str(thread.num)] = tcache_chunks(S)
+    selected.switch()
+    frame.select()
+    return out
+
+
 def heap_walk(S):
     """Chunk addresses and size words from mp_.sbrk_base to the end of top, via debug info."""
     top = ival("main_arena.top")
@@ -141,6 +165,8 @@ def truth():
                 e = stored ^ (e >> 12) if PARAMS.get("safe_linking") else stored
             chains.append(tchain)
         t["tcache"]["chains"] = chains
+    if PARAMS.get("thread_tcaches"):
+        t["thread_tcaches"] = every_thread_tcache(S)
     try:
         t["malloc_info"] = gdb.parse_and_eval("(char *) mi_buf").string()
     except gdb.error:

@@ -52,7 +52,7 @@ def sample(name: str) -> str:
         info = _other_glibc()
         other = os.path.join(BUILD, f"glibc-{info['VERSION']}", name)
         os.makedirs(os.path.dirname(other), exist_ok=True)
-        subprocess.run(["gcc", "-g", "-O0", "-o", other, os.path.join(ROOT, "c_samples", f"{name}.c"),
+        subprocess.run(["gcc", "-g", "-O0", "-pthread", "-o", other, os.path.join(ROOT, "c_samples", f"{name}.c"),
                         f"-Wl,--dynamic-linker={info['LOADER']}", f"-Wl,-rpath,{info['LIBDIR']}"], check=True)
         return other
     return path
@@ -81,14 +81,14 @@ def gdb_batch(commands: Sequence[str], program: Optional[str] = None, pre: Seque
 
 def probe(program: str, commands: Sequence[str] = (), args: Sequence[str] = (), *,
           chunk_for_pointers: bool = False, truth: bool = True, before_run: Sequence[str] = (),
-          last_stage: Optional[int] = None) -> Dict[str, Any]:
+          last_stage: Optional[int] = None, thread_tcaches: bool = False) -> Dict[str, Any]:
     """Run the program to each checkpoint, running `commands` there; see tests/gdb_probe.py."""
     with tempfile.TemporaryDirectory(prefix="gdb_heap_test.") as tmp:
         params: Dict[str, Any] = {
             "init": INIT, "commands": list(commands), "args": list(args), "truth": truth,
             "chunk_for_pointers": chunk_for_pointers, "before_run": list(before_run),
             "program_out": os.path.join(tmp, "program.out"), "result": os.path.join(tmp, "result.json"),
-            "safe_linking": version_tuple(host_glibc()) >= (2, 32),
+            "safe_linking": version_tuple(host_glibc()) >= (2, 32), "thread_tcaches": thread_tcaches,
         }
         if last_stage is not None:
             params["last_stage"] = last_stage

@@ -438,3 +438,47 @@ def test_many_against_malloc_info(many):
     check_malloc_info(record, rows)
     counts = doc(record, "heap --json")["counts"]
     assert counts["in_use"] == sum(r["count"] for r in rows if r["state"] == "in_use")
+
+
+# -- threads: every thread's tcache ------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def threads():
+    return probe(sample("threads"), ["up", "heap chunks --all-arenas --json", "heap --json", "frame",
+                                     "heap bins --json", "heap arenas --json"], thread_tcaches=True)
+
+
+def test_chunks_in_any_threads_tcache_are_free(threads):
+    """The contract: a chunk in any thread's tcache is free, bin tcache, whichever thread is selected."""
+    record = stage(threads, 1)
+    truth = record["truth"]["thread_tcaches"]
+    in_some_tcache = {c for chunks in truth.values() for c in chunks}
+    assert len([t for t in truth.values() if t]) >= 3  # the workers' tcaches hold chunks
+    chunks = [c for a in doc(record, "heap chunks --all-arenas --json")["arenas"] for c in a["chunks"]]
+    tcache_free = {c["address"] for c in chunks if (c["state"], c["bin"]) == ("free", "tcache")}
+    assert tcache_free == in_some_tcache
+    # Every pointer a worker freed is in its tcache (requests up to 464 bytes: tcache sizes).
+    S = record["truth"]["S"]
+    ptrs = {name: int(addr, 16) - 2 * S for name, addr, _ in facts(record, "ptr")}
+    freed = {ptrs[name] for (name,) in facts(record, "free")}
+    assert freed == in_some_tcache
+    assert doc(record, "heap --json")["counts"]["tcache"] == len(in_some_tcache)
+
+
+def test_thread_arenas_are_listed_in_ring_order(threads):
+    record = stage(threads, 1)
+    arenas = doc(record, "heap arenas --json")["arenas"]
+    assert arenas[0]["address"] == record["truth"]["main_arena"] and arenas[0]["main"]
+    assert len(arenas) == 4  # main + one per worker (the workers malloc at the same time)
+    for a, b in zip(arenas, arenas[1:] + arenas[:1]):
+        assert a["next"] == b["address"]
+    S = record["truth"]["S"]
+    ptrs = [int(addr, 16) - 2 * S for _, addr, _ in facts(record, "ptr")]
+    chunks = {c["address"] for a in doc(record, "heap chunks --all-arenas --json")["arenas"] for c in a["chunks"]}
+    assert set(ptrs) <= chunks  # every worker chunk is found by walking the thread arenas' heaps
+
+
+def test_selected_frame_is_kept(threads):
+    """Looking at other threads' tcaches switches threads inside gdb: the user's frame stays."""
+    record = stage(threads, 1)
+    assert record["commands"]["frame"]["out"].startswith("#1 ")
