@@ -46,28 +46,30 @@ class ImageMemory:
 
 BLOCK = 1 << 16  # bytes per cached block
 PAGE = 1 << 12
-# At most this many blocks are cached: 320 MiB, so gdb stays under about 450 MiB on any heap
+# At most this many blocks are cached: 288 MiB, so gdb stays near 430 MiB on any heap
 # (bench/bench.py measures it).  Once the cache is full, blocks it lacks are read exactly as
 # asked and not kept: each free chunk is visited once by the bin walks, so a small read per
 # link beats re-reading whole blocks in a cycle (what an LRU would do on a big heap).
-CACHE_BLOCKS = 5120
+CACHE_BLOCKS = 4608
 
 
 class Slab:
-    """Room for cached blocks, taken from anonymous mappings made 16 MiB at a time and filled
-    in by the kernel in one go (MAP_POPULATE): keeping gdb's own read buffers instead would
-    fault every page in one by one, measured twice as slow on a 320 MiB cache."""
+    """Room for cached blocks, taken from anonymous mappings that the kernel fills in one go
+    (MAP_POPULATE): keeping gdb's own read buffers instead faults every page in one by one,
+    measured twice as slow on a 320 MiB cache.  Mappings double from 1 MiB up to 16 MiB, so
+    a small heap costs little."""
 
-    SEGMENT = 16 << 20
+    FIRST, LARGEST = 1 << 20, 16 << 20
 
     def __init__(self) -> None:
         self._segments: List[mmap.mmap] = []
-        self._used = self.SEGMENT
+        self._size = self._used = 0
 
     def store(self, data: Bytes) -> memoryview:
-        if self._used + len(data) > self.SEGMENT:
+        if self._used + len(data) > self._size:
+            self._size = min(self.LARGEST, max(self.FIRST, 2 * self._size, len(data)))
             flags = mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS | getattr(mmap, "MAP_POPULATE", 0)
-            self._segments.append(mmap.mmap(-1, self.SEGMENT, flags=flags))
+            self._segments.append(mmap.mmap(-1, self._size, flags=flags))
             self._used = 0
         start = self._used
         view = memoryview(self._segments[-1])[start:start + len(data)]
