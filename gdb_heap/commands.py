@@ -61,7 +61,7 @@ def open_heap() -> Heap:
     glibc = f"{found.version[0]}.{found.version[1]}" if found.version else None
     anchors = Anchors(found.main_arena, found.mp, glibc, found.located_by, found.tcache,
                       found.thread_arena, found.notes + [f"tcache found by {found.tcache_found_by}"],
-                      other_thread_tcaches(reader, found.libc_path) if found.layout.features.tcache else [])
+                      lambda: other_thread_tcaches(reader, found.libc_path) if found.layout.features.tcache else [])
     for note in found.notes:
         warn_once(note)
     return Heap(reader, found.layout, anchors)

@@ -7,7 +7,7 @@ synthetic memory image.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Dict, Iterator, List, Optional, Sequence, Tuple
+from typing import Callable, Dict, Iterator, List, Optional, Sequence, Tuple
 
 from . import model
 from .errors import HeapError, MemoryReadError
@@ -27,7 +27,9 @@ class Anchors:
     tcache: Optional[int] = None  # the selected thread's tcache_perthread_struct
     thread_arena: Optional[int] = None  # the selected thread's arena
     notes: List[str] = field(default_factory=list)
-    other_tcaches: List[int] = field(default_factory=list)  # the other threads' tcache structs
+    # The other threads' tcache structs, found only when a command classifies chunks (it
+    # means visiting every thread).
+    other_tcaches: Callable[[], List[int]] = list
 
 
 @dataclass
@@ -123,7 +125,7 @@ class Heap:
         """Chunks in any thread's tcache (the contract: they are free, bin tcache)."""
         if self._all_tcache is None:
             index: FreeIndex = {}
-            for address in [self.tcache] + self.anchors.other_tcaches:
+            for address in [self.tcache] + self.anchors.other_tcaches():
                 if address and self._in_a_heap(address):
                     try:
                         chains = model.read_tcache(self.reader, self.layout, address, self.mp)
