@@ -178,13 +178,10 @@ Type "help heap SUBCOMMAND" for each.  Every command takes --json for one JSON d
         counts: Counter[str] = Counter({k: 0 for k in ("in_use",) + BIN_KINDS})
         problems: List[Problem] = []
         for arena in heap.arenas:
-            free = heap.free_index(arena)
-            for address, _ in heap.chunks(arena, problems):
-                state, kind, _ = classify(address, arena.state.top, free)
-                if state == "in_use":
-                    counts["in_use"] += 1
-                elif kind:
-                    counts[kind] += 1
+            rows = summarise(heap.chunk_batches(arena, problems), arena.state.top, heap.free_index(arena))
+            for (state, kind, _), n in rows.items():
+                if state != "top":
+                    counts[kind or "in_use"] += n
         a = heap.anchors
         if args.flag("--json"):
             print_json(out, {"glibc": a.glibc, "located_by": a.located_by,
