@@ -358,9 +358,7 @@ neighbours, and which malloc(n) requests produce a chunk of this size: that answ
         else:
             top, free = -1, {}
         c = chunk_at(heap.reader, layout, chunk_addr, top, free)
-        requests = layout.requests_for(c.size) if not c.is_mmapped else None
-        if c.is_mmapped:
-            requests = (max(0, c.size - 2 * layout.size_sz - 4095 + 1), c.size - 2 * layout.size_sz)
+        requests = layout.mmapped_requests_for(c.size) if c.is_mmapped else layout.requests_for(c.size)
         if args.flag("--json"):
             doc = json.loads(render.chunk_json(c.address, c.size_field, c.state, c.bin, c.bin_index,
                                                layout.size_sz))

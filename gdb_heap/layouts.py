@@ -221,6 +221,13 @@ class GlibcLayout:
         low = 0 if size == self.minsize else size - self.malloc_alignment - self.size_sz + 1
         return (low, high)
 
+    def mmapped_requests_for(self, size: int, pagesize: int = 4096) -> Tuple[int, int]:
+        """The malloc(n) requests that sysmalloc_mmap serves with a mapping of this chunk
+        size: it maps ALIGN_UP(request2size(n) + SIZE_SZ, pagesize) bytes (up to 2.42)."""
+        high = size - 2 * self.size_sz
+        low = max(0, size - pagesize - 2 * self.size_sz + 1)
+        return (low, high)
+
     def in_smallbin_range(self, size: int) -> bool:
         return size < self.min_large_size
 
