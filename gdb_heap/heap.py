@@ -131,8 +131,8 @@ class Heap:
                         chains = model.read_tcache(self.reader, self.layout, address, self.mp)
                     except MemoryReadError:
                         continue  # its damage is reported where that thread's tcache is shown
-                    for where, chunk in model.free_index(chains).items():
-                        index.setdefault(where, chunk)
+                    for chunk, where in model.free_index(chains).items():
+                        index.setdefault(chunk, where)
             self._all_tcache = index
         return self._all_tcache
 
@@ -147,9 +147,8 @@ class Heap:
 
     def free_index(self, arena: Arena) -> FreeIndex:
         chains, _ = self.bins(arena, tuple(k for k in model.BIN_KINDS if k != "tcache"))
-        index = self.all_tcache_index().copy()  # tcache belongs to threads, not to arenas
-        for address, where in model.free_index(chains).items():
-            index.setdefault(address, where)
+        index = model.free_index(chains)
+        index.update(self.all_tcache_index())  # tcache belongs to threads, not to arenas
         return index
 
     # -- chunks ----------------------------------------------------------------------------

@@ -492,10 +492,8 @@ FreeIndex = Dict[int, Tuple[str, int]]
 def free_index(chains: Sequence[BinChain]) -> FreeIndex:
     """chunk address -> (bin kind, index), for classifying chunks in one lookup each."""
     index: FreeIndex = {}
-    for bin_chain in chains:
-        where = (bin_chain.kind, bin_chain.index)  # one tuple per bin, shared by its chunks
-        for chunk in bin_chain.chunks:
-            index.setdefault(chunk, where)
+    for bin_chain in reversed(chains):  # a chunk in two bins (damage) is named by the first
+        index.update(dict.fromkeys(bin_chain.chunks, (bin_chain.kind, bin_chain.index)))
     return index
 
 
