@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from bisect import bisect_left, bisect_right
 from collections import Counter
+from itertools import accumulate, repeat
+from operator import and_
 from dataclasses import dataclass, field
 from typing import Dict, Iterable, Iterator, List, Optional, Sequence, Set, Tuple
 
@@ -523,7 +525,7 @@ def walk_region_batches(reader: Reader, layout: GlibcLayout, region: HeapRegion,
     bad = mask | (1 << (8 * S + 1))
     notbits = ~SIZE_BITS
     pos, end = region.first_chunk, region.end
-    last = pos
+    last_size = 0
     top_here = region.first_chunk <= top < end
     limit = top if top_here else end  # ordinary chunks end where top begins
     while pos < limit:
@@ -534,36 +536,37 @@ def walk_region_batches(reader: Reader, layout: GlibcLayout, region: HeapRegion,
             return
         stop = min(limit, base + len(words) * S - S)
         skew = S - base
-        addresses: List[int] = []
+        first = pos
         sizes: List[int] = []
-        add_address, add_size = addresses.append, sizes.append
+        add_size = sizes.append
         sizef = 0
-        # The hot loop: a million turns.  A size that runs past the limit is noticed after it.
+        # The hot loop: a million turns, so it keeps only the size fields; the addresses are
+        # their running sum, done at C speed below.  A size running past the limit is
+        # noticed after the loop.
         while pos < stop:
             sizef = words[(pos + skew) >> shift]
             csize = sizef & notbits
             if (csize - minsize) & bad:
                 break  # a size glibc would never write: handled below
-            add_address(pos)
             add_size(sizef)
-            last = pos
             pos += csize
         else:
-            yield addresses, sizes
+            last_size = sizef & notbits  # the batch's last chunk: it may have run past the limit
+            yield _addresses(first, sizes), sizes
             continue
         csize = sizef & notbits
         if region.fenceposts and csize in (0, 2 * S):
-            yield addresses, sizes  # an old thread heap ends with fenceposts: not chunks
+            yield _addresses(first, sizes), sizes  # an old thread heap ends with fenceposts
             return
-        add_address(pos)
         add_size(sizef)
-        yield addresses, sizes
+        yield _addresses(first, sizes), sizes
         problems.append(Problem(pos, f"chunk {pos:#x} has an invalid size {csize:#x} (below MINSIZE "
                                      f"{minsize:#x} or not a multiple of {mask + 1}); the walk stops here",
                                 "malloc_consolidate(): invalid chunk size"))
         return
     if pos > limit:  # the last chunk's size ran past where chunks may go
-        lsize = pos - last
+        last = pos - last_size
+        lsize = last_size
         where = f"into the top chunk at {top:#x}" if top_here else f"past the end of its heap ({end:#x})"
         problems.append(Problem(last, f"chunk {last:#x} of size {lsize:#x} runs {where}; the walk stops here"))
         return
@@ -576,6 +579,11 @@ def walk_region_batches(reader: Reader, layout: GlibcLayout, region: HeapRegion,
         yield [top], [reader.word(top + S)]
     except MemoryReadError:
         problems.append(Problem(top, f"the top chunk at {top:#x} is not readable"))
+
+
+def _addresses(first: int, sizes: List[int]) -> List[int]:
+    """The chunk addresses of a batch: `first`, then each plus its chunk size (C speed)."""
+    return list(accumulate(map(and_, sizes[:-1], repeat(~SIZE_BITS)), initial=first)) if sizes else []
 
 
 def walk_region(reader: Reader, layout: GlibcLayout, region: HeapRegion, top: int,
