@@ -455,7 +455,8 @@ def test_many_against_malloc_info(many):
 @pytest.fixture(scope="module")
 def threads():
     return probe(sample("threads"), ["up", "heap chunks --all-arenas --json", "heap --json", "frame",
-                                     "heap bins --json", "heap arenas --json"], thread_tcaches=True)
+                                     "heap bins --json", "heap arenas --json"], thread_tcaches=True,
+                 chunk_for_pointers=True)
 
 
 def test_chunks_in_any_threads_tcache_are_free(threads):
@@ -492,3 +493,18 @@ def test_selected_frame_is_kept(threads):
     """Looking at other threads' tcaches switches threads inside gdb: the user's frame stays."""
     record = stage(threads, 1)
     assert record["commands"]["frame"]["out"].startswith("#1 ")
+
+
+def test_chunk_in_a_thread_arena(threads):
+    """heap chunk on a worker's pointer: its arena is a thread arena, its size request2size's,
+    and a freed one sits in a tcache (its worker's)."""
+    record = stage(threads, 1)
+    S = record["truth"]["S"]
+    main = record["truth"]["main_arena"]
+    thread_arenas = {a["address"] for a in doc(record, "heap arenas --json")["arenas"]} - {main}
+    freed = {name for (name,) in facts(record, "free")}
+    for name, addr, request in facts(record, "ptr"):
+        c = doc(record, f"heap chunk {addr} --json")
+        assert c["arena"] in thread_arenas and c["non_main_arena"], name
+        assert c["size"] == request2size(int(request), S) and c["understood_as"] == "user_pointer"
+        assert (c["state"], c["bin"]) == (("free", "tcache") if name in freed else ("in_use", None)), name
