@@ -245,7 +245,9 @@ def chunk_detail_lines(c: Chunk, how: str, arena: Optional[Arena], layout: Glibc
         yield "                (glibc still counts it as in use: the next chunk keeps PREV_INUSE set)"
     yield f"  user data     {c.user_address:#x}, {c.usable_size} usable bytes"
     requests = layout.requests_for(c.size)
-    if requests and not c.is_mmapped:
+    if c.state == "top":
+        yield "                (the top chunk: new chunks are cut from its start; no malloc returned it)"
+    elif requests and not c.is_mmapped:
         yield (f"  requests      malloc({requests[0]}) to malloc({requests[1]}) give a chunk of this size "
                f"(request + {S} rounded up to {layout.malloc_alignment}, at least {layout.minsize})")
     for name, value in links:
