@@ -21,7 +21,6 @@ from .memory import Bytes, Reader
 BIN_KINDS = ("tcache", "fast", "unsorted", "small", "large")
 PREV_INUSE, IS_MMAPPED, NON_MAIN_ARENA = 0x1, 0x2, 0x4
 SIZE_BITS = 0x7
-NONCONTIGUOUS_BIT = 0x2
 MAX_ARENAS = 4096  # far above glibc's own limit (8 x cores)
 MAX_HEAPS_PER_ARENA = 1 << 16
 MAX_TCACHE_CHAIN = 1 << 16  # counts are uint16: a longer chain is a loop or damage

@@ -190,7 +190,7 @@ def bins_lines(chains: Sequence[BinChain], problems: Sequence[Problem], style: S
     yield from problem_lines(problems, style)
 
 
-def arena_lines(arena: Arena, style: Style, verbose: bool = True) -> Iterator[str]:
+def arena_lines(arena: Arena, style: Style) -> Iterator[str]:
     s = arena.state
     kind = "main arena" if arena.main else "arena"
     yield (f"{style('heading', kind)} {style('address', f'{arena.address:#x}')}: top "
