@@ -376,7 +376,7 @@ neighbours, and which malloc(n) requests produce a chunk of this size: that answ
                 next_info = (nxt, nsize & ~SIZE_BITS, render.state_text(state, kind, index))
             except MemoryReadError:
                 pass
-        out.lines(render.chunk_detail_lines(c, how, arena, layout, heap, links, prev_chunk, next_info, style()))
+        out.lines(render.chunk_detail_lines(c, how, arena, layout, links, prev_chunk, next_info, style()))
 
     @staticmethod
     def _links(heap: Heap, c: Chunk) -> List[Tuple[str, int]]:

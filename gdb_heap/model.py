@@ -112,6 +112,7 @@ class Chunk:
     bin: Optional[str]
     bin_index: Optional[int]
     size_sz: int
+    prev_size: Optional[int] = None  # read with the header where a command shows it
 
     @property
     def size(self) -> int:
@@ -651,8 +652,8 @@ def summarise(batches: Iterable[Batch], top: int, free: FreeIndex,
 
 def chunk_at(reader: Reader, layout: GlibcLayout, address: int, top: int, free: FreeIndex) -> Chunk:
     try:
-        sizef = reader.word(address + layout.size_sz)
+        prev_size, sizef = reader.words(address, 2)  # the whole header in one read
     except MemoryReadError:
         raise HeapError(f"cannot read a chunk header at {address:#x}; give an address inside a heap") from None
     state, kind, index = classify(address, top, free)
-    return Chunk(address, sizef, state, kind, index, layout.size_sz)
+    return Chunk(address, sizef, state, kind, index, layout.size_sz, prev_size)

@@ -10,7 +10,7 @@ import json
 import string
 from typing import Callable, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
 
-from .heap import Heap, Top
+from .heap import Top
 from .layouts import GlibcLayout
 from .model import (IS_MMAPPED, NON_MAIN_ARENA, PREV_INUSE, SIZE_BITS, Arena, BinChain, Chunk,
                     Problem)
@@ -215,7 +215,7 @@ def top_lines(top: Top, arena: Arena, style: Style) -> Iterator[str]:
                f"the heap grows ({'sbrk' if arena.main else 'heap_info / mprotect'})")
 
 
-def chunk_detail_lines(c: Chunk, how: str, arena: Optional[Arena], layout: GlibcLayout, heap: Heap,
+def chunk_detail_lines(c: Chunk, how: str, arena: Optional[Arena], layout: GlibcLayout,
                        links: List[Tuple[str, int]], prev_chunk: Optional[int],
                        next_info: Optional[Tuple[int, int, str]], style: Style) -> Iterator[str]:
     S = layout.size_sz
@@ -226,10 +226,7 @@ def chunk_detail_lines(c: Chunk, how: str, arena: Optional[Arena], layout: Glibc
         yield f"  arena         {arena.address:#x} ({'main' if arena.main else 'thread'} arena)"
     elif c.is_mmapped:
         yield "  arena         none: an mmapped chunk, a mapping of its own that no arena or bin holds"
-    try:
-        prev_size = heap.reader.word(c.address)
-    except Exception:
-        prev_size = None
+    prev_size = c.prev_size
     if prev_size is not None:
         meaning = ("the size of the free chunk before it" if not c.prev_inuse else
                    "not in use (the previous chunk is in use; these bytes end its data)")

@@ -243,7 +243,7 @@ def test_chunk_detail_lines(heap_and_s):
     free = heap.free_index(arena)
     rec = next(c for c in s.chunks if c.bin == "tcache")
     c = model.chunk_at(heap.reader, s.layout, rec.address, s.top, free)
-    text = "\n".join(plain_lines(render.chunk_detail_lines(c, "user_pointer", arena, s.layout, heap, [], None,
+    text = "\n".join(plain_lines(render.chunk_detail_lines(c, "user_pointer", arena, s.layout, [], None,
                                                            None, Style(False))))
     assert f"{rec.address:#x}" in text and f"{rec.address + 2 * s.S:#x}" in text
     low, high = s.layout.requests_for(rec.size)
