@@ -1,0 +1,88 @@
+"""Finding malloc's state without symbols, on synthetic images whose addresses the builder chose."""
+
+import pytest
+
+from gdb_heap import heuristics
+from gdb_heap.layouts import FEATURES
+from tests.synthetic import every_bin_heap, uninitialised_image
+
+VERSIONS = [v for v, _ in FEATURES]
+
+
+@pytest.mark.parametrize("word", [8, 4])
+@pytest.mark.parametrize("version", VERSIONS)
+def test_main_arena_and_mp_found_in_libc_data(version, word):
+    _, s = every_bin_heap(version, word)
+    reader = s.reader()
+    libc = (s.libc_base, s.libc_base + len(s.libc_bytes))
+    arenas = heuristics.arena_candidates(reader, s.layout, [libc])
+    assert [c.address for c in arenas] == [s.arena]
+    mps = heuristics.mp_candidates(reader, s.layout, [libc], s.arena)
+    assert [c.address for c in mps] == [s.mp]
+
+
+@pytest.mark.parametrize("word", [8, 4])
+def test_uninitialised_arena_is_found_and_has_no_mp(word):
+    s = uninitialised_image((2, 36), word)
+    reader = s.reader()
+    libc = (s.libc_base, s.libc_base + len(s.libc_bytes))
+    assert [c.address for c in heuristics.arena_candidates(reader, s.layout, [libc])] == [s.arena]
+    assert heuristics.mp_candidates(reader, s.layout, [libc], s.arena) == []
+
+
+def test_no_arena_in_unrelated_data():
+    _, s = every_bin_heap((2, 36), 8)
+    reader = s.reader()
+    heap = (s.sbrk_base, s.heap_end)
+    assert heuristics.arena_candidates(reader, s.layout, [heap]) == []
+
+
+def test_damaged_arena_is_not_a_candidate():
+    _, s = every_bin_heap((2, 36), 8)
+    s.poke(s.arena + s.layout.malloc_state.offset("next"), s.arena + 8)  # next leads nowhere sane
+    reader = s.reader()
+    libc = (s.libc_base, s.libc_base + len(s.libc_bytes))
+    assert heuristics.arena_candidates(reader, s.layout, [libc]) == []
+
+
+@pytest.mark.parametrize("word", [8, 4])
+@pytest.mark.parametrize("version", [(2, 27), (2, 31), (2, 36), (2, 43)])
+def test_version_inferred_from_memory_includes_the_truth(version, word):
+    _, s = every_bin_heap(version, word)
+    found = heuristics.matching_versions(s.reader(), word, s.arena, s.mp)
+    # The versions are rows of the table; the truth's row (the newest row at or before it) must fit.
+    row = max(v for v in VERSIONS if v <= version)
+    assert row in found
+
+
+@pytest.mark.parametrize("word", [8, 4])
+@pytest.mark.parametrize("version", [(2, 27), (2, 29), (2, 30), (2, 31), (2, 32), (2, 36), (2, 41), (2, 42), (2, 43)])
+def test_version_narrowed_by_the_tcache_chunk(version, word):
+    """Static binaries carry no version string: the first chunk (the tcache struct) and its
+    chains' safe-linking pick the row; the truth's row must be the newest one left."""
+    _, s = every_bin_heap(version, word)
+    reader = s.reader()
+    found = heuristics.matching_versions(reader, word, s.arena, s.mp)
+    narrowed = heuristics.narrow_versions(reader, word, found, s.sbrk_base)
+    row = max(v for v in VERSIONS if v <= version)
+    assert row in narrowed
+    same_layout = {(2, 35), (2, 37)}  # only global_max_fast's type differs, which nothing reads
+    assert set(narrowed) - {row} <= (same_layout if row in same_layout else set()), narrowed
+
+
+@pytest.mark.parametrize("word", [8, 4])
+def test_pristine_arena_before_the_first_malloc(word):
+    """Before malloc's first call only `next = &main_arena` and attached_threads = 1 are set."""
+    from gdb_heap.layouts import layout_for
+    from gdb_heap.memory import ImageMemory, Reader
+    L = layout_for((2, 36), word)
+    base = 0x7F0000000000 if word == 8 else 0xF7000000
+    data = bytearray(0x2000)
+    arena = base + 0x840
+    off = 0x840 + L.malloc_state.offset("next")
+    data[off:off + word] = arena.to_bytes(word, "little")
+    off = 0x840 + L.malloc_state.offset("attached_threads")
+    data[off:off + word] = (1).to_bytes(word, "little")
+    reader = Reader(ImageMemory({base: data}), word)
+    assert heuristics.pristine_arena_candidates(reader, L, [(base, base + len(data))]) == [arena]
+    assert heuristics.arena_candidates(reader, L, [(base, base + len(data))]) == []
