@@ -181,12 +181,18 @@ def mp_candidates(reader: Reader, layout: GlibcLayout, spans: Sequence[Span],
         return []
     S = layout.size_sz
     sbrk_off = layout.malloc_par.offset("sbrk_base")
+    arena_end = main_arena + layout.malloc_state.size
+    # sbrk_base is the lowest address of the main heap: no chunk the arena links to is below it.
+    own = {model.bin_at(layout, main_arena, i) for i in range(1, NBINS)}
+    lowest = min([x for x in state.bins + state.fastbinsY if x and x not in own] + [state.top])
     found = []
     for span in _bounded(spans):
         base, words = _words(reader, span)
         for k, w in enumerate(words):
-            if w and w <= state.top < w + state.system_mem:
+            if w and w <= lowest and w <= state.top < w + state.system_mem:
                 address = base + k * S - sbrk_off
+                if address < arena_end and main_arena < address + layout.malloc_par.size:
+                    continue  # a window onto main_arena's own fields
                 score = valid_mp(reader, layout, address, state)
                 if score:
                     found.append(Candidate(address, score))

@@ -325,7 +325,8 @@ def locate(reader: Reader) -> Located:
     if version is None:
         versions = heuristics.matching_versions(reader, size_sz, main_arena, mp)
         try:
-            sbrk = reader.word(mp + layout.malloc_par.offset("sbrk_base"))
+            sbrk = reader.word(mp + layout_for(max(versions or [NEWEST_KNOWN]), size_sz)
+                               .malloc_par.offset("sbrk_base"))
         except MemoryReadError:
             sbrk = 0
         versions = heuristics.narrow_versions(reader, size_sz, versions, sbrk) or [NEWEST_KNOWN]
