@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass
-from typing import Dict, Iterable, List, Optional, Sequence, Tuple
+from typing import Iterable, List, Optional, Sequence, Tuple
 
 from . import model
 from .errors import MemoryReadError
@@ -23,6 +23,7 @@ Span = Tuple[int, int]  # [start, end)
 MAX_SCAN = 64 << 20  # bytes any one search may read in all
 MIN_EMPTY_BINS = 16  # self-pointing bins needed before an address is worth validating
 TLS_WINDOW = 64 << 10  # how far below the thread pointer the static TLS blocks are searched
+TLS_NEIGHBOURS = 0x100  # malloc's TLS variables (thread_arena, tcache) lie this close together
 TCB_SCAN = 128 << 10  # bytes searched at each end of a mapping for a thread's TCB
 PTHREAD_TID_WINDOW = 0x800  # struct pthread's tid lies within this many bytes of its start
 
@@ -339,14 +340,25 @@ def tls_slots(reader: Reader, tp: int, low: int) -> Tuple[int, Tuple[int, ...]]:
     return _words(reader, (start, tp))
 
 
-def tls_tcache(reader: Reader, layout: GlibcLayout, tp: int, low: int,
-               heaps: Sequence[Span]) -> Tuple[Optional[int], Optional[int]]:
-    """(tcache, its slot): the TLS word pointing at a chunk of sizeof(tcache_perthread_struct)
-    inside one of `heaps`.  glibc 2.43's static dummy is not in a heap, so it is not found."""
-    want = layout.request2size(layout.tcache_perthread.size)
+def tls_arena(reader: Reader, tp: int, low: int, arenas: Sequence[int]) -> Tuple[Optional[int], Optional[int]]:
+    """(thread_arena, its slot): the TLS word nearest the TCB holding an arena's address (the
+    thread's stack lies below the static TLS blocks, so nearer means TLS)."""
     base, words = tls_slots(reader, tp, low)
+    wanted = set(arenas)
+    for k in range(len(words) - 1, -1, -1):
+        if words[k] in wanted:
+            return words[k], base + k * reader.size_sz
+    return None, None
+
+
+def tls_tcache(reader: Reader, layout: GlibcLayout, arena_slot: int, heaps: Sequence[Span]) -> Optional[int]:
+    """tcache: malloc's TLS variables sit together, so the word near thread_arena's slot that
+    points at a chunk of sizeof(tcache_perthread_struct) inside one of `heaps`.  (glibc
+    2.43's static dummy is in no heap: a thread that has not freed yet has no tcache here.)"""
+    want = layout.request2size(layout.tcache_perthread.size)
     S, H = layout.size_sz, layout.header_size
-    best: Dict[int, int] = {}
+    base, words = _words(reader, (arena_slot - TLS_NEIGHBOURS, arena_slot + TLS_NEIGHBOURS))
+    found = []
     for k, w in enumerate(words):
         chunk = w - H
         if w % layout.malloc_alignment or not any(s <= chunk < e for s, e in heaps):
@@ -356,18 +368,5 @@ def tls_tcache(reader: Reader, layout: GlibcLayout, tp: int, low: int,
         except MemoryReadError:
             continue
         if size == want:
-            best[base + k * S] = w
-    if len(set(best.values())) != 1:
-        return None, None
-    slot = max(best)  # the same pointer twice: take the one nearest the TCB
-    return best[slot], slot
-
-
-def tls_arena(reader: Reader, tp: int, low: int, arenas: Sequence[int]) -> Optional[int]:
-    """thread_arena: the TLS word holding one of the arenas' addresses (nearest the TCB)."""
-    base, words = tls_slots(reader, tp, low)
-    wanted = set(arenas)
-    for k in range(len(words) - 1, -1, -1):
-        if words[k] in wanted:
-            return words[k]
-    return None
+            found.append((abs(base + k * S - arena_slot), w))
+    return min(found)[1] if found else None

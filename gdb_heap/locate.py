@@ -223,10 +223,10 @@ def thread_tls(ctx: Context) -> ThreadTls:
                 pass
         where = mappings.containing(ctx.maps, tp)
         low = where.start if where else tp - heuristics.TLS_WINDOW
-        tcache, _ = heuristics.tls_tcache(reader, layout, tp, low, ctx.heaps)
-        arena = heuristics.tls_arena(reader, tp, low, ctx.arenas)
+        arena, slot = heuristics.tls_arena(reader, tp, low, ctx.arenas)
+        tcache = heuristics.tls_tcache(reader, layout, slot, ctx.heaps) if slot is not None else None
         if tcache is not None:
-            return ThreadTls(tcache, "heuristic: the TLS word below the thread pointer that points at a "
+            return ThreadTls(tcache, "heuristic: the TLS word next to thread_arena that points at a "
                                      "tcache-sized chunk", arena)
     if _is_main_thread() and ctx.heaps:
         first = _first_chunk_tcache(reader, layout, ctx.heaps[0][0])
