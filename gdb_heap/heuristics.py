@@ -114,6 +114,27 @@ def pristine_arena_candidates(reader: Reader, layout: GlibcLayout, spans: Sequen
     return found
 
 
+def pristine_mp_candidates(reader: Reader, layout: GlibcLayout, spans: Sequence[Span]) -> List[int]:
+    """mp_ before the first malloc: its static initialiser's defaults (128 KiB thresholds and
+    top_pad, 65536 mmaps at most) and no sbrk_base yet."""
+    S = reader.size_sz
+    mp = layout.malloc_par
+    default = 128 * 1024
+    found = []
+    for span in _bounded(spans):
+        base, words = _words(reader, span)
+        for k in range(len(words) - 2):
+            if words[k] == default and words[k + 1] == default and words[k + 2] == default:
+                address = base + k * S - mp.offset("trim_threshold")
+                try:
+                    s = model.StructBytes(reader, mp, address)
+                except MemoryReadError:
+                    continue
+                if s.get("n_mmaps_max") == 65536 and s.get("sbrk_base") == 0 and s.get("n_mmaps") == 0:
+                    found.append(address)
+    return found
+
+
 def valid_arena(reader: Reader, layout: GlibcLayout, address: int) -> int:
     """A score > 0 when the malloc_state at `address` is self-consistent, else 0.
 
@@ -213,20 +234,39 @@ def valid_mp(reader: Reader, layout: GlibcLayout, address: int, state: model.Mal
         return 0
     if get("mmapped_mem") % 4096 or get("mmap_threshold") > 1 << 40:
         return 0
-    score = 1
+    if get("arena_test") > 1 << 16 or get("arena_max") > 1 << 16:  # numbers of arenas
+        return 0
+    for name in ("thp_pagesize", "hp_pagesize"):  # 0 or a page size (2.35+)
+        if s.has(name) and get(name) and (get(name) & (get(name) - 1) or get(name) < 4096):
+            return 0
+    # Defaults (a tunable or mallopt may change them): NARENAS_FROM_NCORES(1) arenas to test,
+    # no arena_max, and trim_threshold twice a dynamic mmap_threshold or both 128 KiB.
+    score = 1 + (get("arena_test") == (8 if layout.size_sz == 8 else 2)) + (get("arena_max") == 0)
+    score += get("trim_threshold") in (128 * 1024, 2 * get("mmap_threshold"))
     if s.has("tcache_count"):
         bins = get("tcache_small_bins" if s.has("tcache_small_bins") else "tcache_bins")
         if bins > 1024 or get("tcache_count") > 0xFFFF:
             return 0
         score += bins == layout.features.tcache_small_bins
-    # The first chunk of the main heap says PREV_INUSE (nothing precedes it).
+    # The first chunk of the main heap says PREV_INUSE (nothing precedes it); up to 2.42 it is
+    # the main thread's tcache struct.
     first = layout.first_chunk(get("sbrk_base"))
     try:
-        if first != state.top and not reader.word(first + layout.size_sz) & model.PREV_INUSE:
-            return 0
+        size_field = reader.word(first + layout.size_sz)
     except MemoryReadError:
         return 0
+    if first != state.top and not size_field & model.PREV_INUSE:
+        return 0
+    if layout.features.tcache and size_field & ~model.SIZE_BITS == layout.request2size(layout.tcache_perthread.size):
+        score += 3
     return score + (get("n_mmaps_max") == 65536) + (get("top_pad") == 128 * 1024)
+
+
+def best(found: Sequence[Candidate]) -> Optional[Candidate]:
+    """The one candidate to take: the only one, or one that passed clearly more checks."""
+    if len(found) == 1 or (len(found) > 1 and found[0].score >= found[1].score + 2):
+        return found[0]
+    return None
 
 
 # -- layouts when the version is unknown ----------------------------------------------------
@@ -236,22 +276,38 @@ def distinct_layouts(size_sz: int) -> List[GlibcLayout]:
     return [layout_for(version, size_sz) for version, _ in reversed(FEATURES)]
 
 
-def matching_versions(reader: Reader, size_sz: int, main_arena: int, mp: Optional[int]) -> List[Version]:
-    """The table's versions whose malloc_state (and malloc_par, given mp) fit memory."""
-    versions = []
+@dataclass
+class Inferred:
+    version: Version  # a row of the version table
+    main_arena: int
+    mp: int
+    score: int
+
+
+def infer_state(reader: Reader, size_sz: int, spans: Sequence[Span], main_arena: Optional[int] = None,
+                mp: Optional[int] = None) -> List[Inferred]:
+    """When the version is unknown (a static program): every (row, main_arena, mp_) that fits
+    memory, best first.  Known addresses (ELF symbols) are checked rather than searched."""
+    out = []
     for layout in distinct_layouts(size_sz):
-        if not valid_arena(reader, layout, main_arena):
-            continue
-        if mp is not None:
+        if main_arena is not None:
+            arenas = [Candidate(main_arena, valid_arena(reader, layout, main_arena))]
+        else:
+            arenas = arena_candidates(reader, layout, spans)
+        for a in arenas:
+            if not a.score:
+                continue
             try:
-                state = model.read_malloc_state(reader, layout, main_arena)
-                sbrk = model.StructBytes(reader, layout.malloc_par, mp).get("sbrk_base")
+                state = model.read_malloc_state(reader, layout, a.address)
             except MemoryReadError:
                 continue
-            if not (sbrk and sbrk <= state.top < sbrk + state.system_mem and valid_mp(reader, layout, mp, state)):
-                continue
-        versions.append(layout.version)
-    return versions
+            if mp is not None:
+                mps = [Candidate(mp, valid_mp(reader, layout, mp, state))]
+            else:
+                mps = mp_candidates(reader, layout, spans, a.address)
+            out += [Inferred(layout.version, a.address, m.address, a.score + m.score) for m in mps if m.score]
+    out.sort(key=lambda i: (-i.score, tuple(-x for x in i.version)))
+    return out
 
 
 def narrow_versions(reader: Reader, size_sz: int, versions: Sequence[Version], sbrk_base: int) -> List[Version]:

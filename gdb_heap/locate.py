@@ -15,9 +15,11 @@ import gdb  # type: ignore[import-not-found,unused-ignore]
 
 from . import heuristics, mappings, model
 from .errors import HeapError, MemoryReadError
-from .layouts import GlibcLayout, StructLayout, Version, layout_for, NEWEST_KNOWN, OLDEST_SUPPORTED
+from .layouts import FEATURES, GlibcLayout, StructLayout, Version, layout_for, NEWEST_KNOWN, OLDEST_SUPPORTED
 from .memory import Reader
 
+NOT_INITIALISED = ("the heap is not initialised yet: the program has not called malloc (no heap, no chunks); "
+                   "continue past its first malloc")
 BANNER = re.compile(rb"release version (\d+)\.(\d+)")
 _version_cache: Dict[Tuple[str, int, float], Optional[Version]] = {}
 _warned: Set[str] = set()
@@ -278,8 +280,9 @@ def _not_glibc(maps: List[mappings.Mapping]) -> Optional[str]:
 
 
 def _one(kind: str, found: List[heuristics.Candidate], where: str, setting: str) -> int:
-    if len(found) == 1:
-        return found[0].address
+    chosen = heuristics.best(found)
+    if chosen is not None:
+        return chosen.address
     if not found:
         raise HeapError(f"no {kind} found in {where}: the program may not use glibc's malloc, or not have "
                         f"called malloc yet; if you know the address, set heap {setting} ADDR")
@@ -307,34 +310,29 @@ def locate(reader: Reader) -> Located:
         raise HeapError(f"glibc {version[0]}.{version[1]} is older than {OLDEST_SUPPORTED[0]}."
                         f"{OLDEST_SUPPORTED[1]}, the oldest this tool knows; use a newer glibc")
     layout = _check_layout(layout_for(version, size_sz))
-    if main_arena is None:
-        candidates: List[heuristics.Candidate] = []
-        for trial in ([layout] if version else heuristics.distinct_layouts(size_sz)):
-            candidates = heuristics.arena_candidates(reader, trial, spans)
-            if candidates:
-                layout = trial
-                break
-        if not candidates and heuristics.pristine_arena_candidates(reader, layout, spans):
-            raise HeapError("the heap is not initialised yet: the program has not called malloc (no heap, "
-                            "no chunks); continue past its first malloc")
-        main_arena = _one("main_arena", candidates, where, "main-arena")
-        how.append("main_arena by its self-pointing bins")
-    if mp is None:
-        mp = _one("mp_", heuristics.mp_candidates(reader, layout, spans, main_arena), where, "mp")
-        how.append("mp_ by its sbrk_base")
     if version is None:
-        versions = heuristics.matching_versions(reader, size_sz, main_arena, mp)
-        try:
-            sbrk = reader.word(mp + layout_for(max(versions or [NEWEST_KNOWN]), size_sz)
-                               .malloc_par.offset("sbrk_base"))
-        except MemoryReadError:
-            sbrk = 0
-        versions = heuristics.narrow_versions(reader, size_sz, versions, sbrk) or [NEWEST_KNOWN]
-        layout = _check_layout(layout_for(max(versions), size_sz))
-        span = "-".join(f"{v[0]}.{v[1]}" for v in sorted({min(versions), max(versions)}))
+        found_arena, found_mp, rows = _infer(reader, size_sz, spans, main_arena, mp, where)
+        how += [] if main_arena is not None else ["main_arena by its self-pointing bins"]
+        how += [] if mp is not None else ["mp_ by its sbrk_base"]
+        main_arena, mp = found_arena, found_mp
+        layout = _check_layout(layout_for(max(rows), size_sz))
         notes.append(f"the glibc version is not written in {os.path.basename(libc_path or '?')} (static?); "
-                     f"memory matches the {span} layout")
-    elif version > NEWEST_KNOWN:
+                     f"memory matches glibc {_rows_span(rows)}'s layout")
+    if main_arena is None:
+        candidates = heuristics.arena_candidates(reader, layout, spans)
+        pristine = [] if candidates else heuristics.pristine_arena_candidates(reader, layout, spans)
+        if pristine:  # before the first malloc: commands say so, as they do with symbols
+            main_arena = _one("main_arena", [heuristics.Candidate(a, 1) for a in pristine], where, "main-arena")
+            how.append("main_arena by its static initialiser (malloc not called yet)")
+        else:
+            main_arena = _one("main_arena", candidates, where, "main-arena")
+            how.append("main_arena by its self-pointing bins")
+    if mp is None:
+        found = heuristics.mp_candidates(reader, layout, spans, main_arena) or [
+            heuristics.Candidate(a, 1) for a in heuristics.pristine_mp_candidates(reader, layout, spans)]
+        mp = _one("mp_", found, where, "mp")
+        how.append("mp_ by its sbrk_base")
+    if version is not None and version > NEWEST_KNOWN:
         if not heuristics.valid_arena(reader, layout, main_arena):
             notes.append(f"main_arena at {main_arena:#x} does not look like the {NEWEST_KNOWN[0]}."
                          f"{NEWEST_KNOWN[1]} layout; results may be wrong")
@@ -355,6 +353,37 @@ def locate(reader: Reader) -> Located:
         tls.arena = thread_tls(ctx).arena
     return Located(size_sz, main_arena, mp, version, libc_path, layout, located_by, tls.tcache or None,
                    tls.tcache_how, tls.arena or None, notes, ctx)
+
+
+def _infer(reader: Reader, size_sz: int, spans: List[Tuple[int, int]], main_arena: Optional[int],
+           mp: Optional[int], where: str) -> Tuple[int, int, List[Version]]:
+    """main_arena, mp_ and the table rows that fit them, for a C library without a version."""
+    fits = heuristics.infer_state(reader, size_sz, spans, main_arena, mp)
+    if not fits:
+        for layout in heuristics.distinct_layouts(size_sz):
+            if heuristics.pristine_arena_candidates(reader, layout, spans):
+                raise HeapError(NOT_INITIALISED)
+        _one("main_arena", [], where, "main-arena")
+    top = fits[0]
+    rivals = {(f.main_arena, f.mp) for f in fits if f.score > top.score - 2}
+    if len(rivals) > 1:
+        listed = ", ".join(f"main_arena {a:#x} with mp_ {m:#x}" for a, m in sorted(rivals))
+        raise HeapError(f"several candidates in {where} ({listed}); choose with set heap main-arena ADDR "
+                        "and set heap mp ADDR")
+    rows = [f.version for f in fits if (f.main_arena, f.mp, f.score) == (top.main_arena, top.mp, top.score)]
+    try:
+        sbrk = reader.word(top.mp + layout_for(max(rows), size_sz).malloc_par.offset("sbrk_base"))
+    except MemoryReadError:
+        sbrk = 0
+    return top.main_arena, top.mp, heuristics.narrow_versions(reader, size_sz, rows, sbrk) or rows
+
+
+def _rows_span(rows: List[Version]) -> str:
+    """"2.35-2.37" for rows 2.35 and 2.37: from the oldest row to the last version the newest covers."""
+    later = [v for v, _ in FEATURES if v > max(rows)]
+    last = (later[0][0], later[0][1] - 1) if later else max(rows)
+    first = min(rows)
+    return f"{first[0]}.{first[1]}" + ("" if last == first else f"-{last[0]}.{last[1]}")
 
 
 def _context(reader: Reader, layout: GlibcLayout, libc_path: Optional[str], maps: List[mappings.Mapping],

@@ -49,7 +49,7 @@ def test_damaged_arena_is_not_a_candidate():
 @pytest.mark.parametrize("version", [(2, 27), (2, 31), (2, 36), (2, 43)])
 def test_version_inferred_from_memory_includes_the_truth(version, word):
     _, s = every_bin_heap(version, word)
-    found = heuristics.matching_versions(s.reader(), word, s.arena, s.mp)
+    found = [f.version for f in heuristics.infer_state(s.reader(), word, [], s.arena, s.mp)]
     # The versions are rows of the table; the truth's row (the newest row at or before it) must fit.
     row = max(v for v in VERSIONS if v <= version)
     assert row in found
@@ -63,7 +63,7 @@ def test_version_narrowed_by_the_tcache_chunk(version, word):
     chains' safe-linking pick the row; the truth's row must be the newest one left."""
     _, s = every_bin_heap(version, word)
     reader = s.reader()
-    found = heuristics.matching_versions(reader, word, s.arena, s.mp)
+    found = [f.version for f in heuristics.infer_state(reader, word, [], s.arena, s.mp)]
     narrowed = heuristics.narrow_versions(reader, word, found, s.sbrk_base)
     row = max(v for v in VERSIONS if v <= version)
     assert row in narrowed
