@@ -11,10 +11,10 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass
-from typing import Iterable, List, Optional, Sequence, Tuple
+from typing import Iterable, Iterator, List, Optional, Sequence, Tuple
 
 from . import model
-from .errors import MemoryReadError
+from .errors import HeapError, MemoryReadError
 from .layouts import FEATURES, NBINS, GlibcLayout, Version, layout_for
 from .memory import Reader
 
@@ -24,6 +24,7 @@ MAX_SCAN = 64 << 20  # bytes any one search may read in all
 MIN_EMPTY_BINS = 16  # self-pointing bins needed before an address is worth validating
 TLS_WINDOW = 64 << 10  # how far below the thread pointer the static TLS blocks are searched
 TLS_NEIGHBOURS = 0x100  # malloc's TLS variables (thread_arena, tcache) lie this close together
+PAGE = 4096
 TCB_SCAN = 128 << 10  # bytes searched at each end of a mapping for a thread's TCB
 PTHREAD_TID_WINDOW = 0x800  # struct pthread's tid lies within this many bytes of its start
 
@@ -35,7 +36,7 @@ class Candidate:
 
 
 def _words(reader: Reader, span: Span) -> Tuple[int, Tuple[int, ...]]:
-    """The span's words, starting at its first word-aligned address."""
+    """The span's words, starting at its first word-aligned address (none if unreadable)."""
     S = reader.size_sz
     start = (span[0] + S - 1) // S * S
     count = max(0, (span[1] - start) // S)
@@ -43,6 +44,18 @@ def _words(reader: Reader, span: Span) -> Tuple[int, Tuple[int, ...]]:
         return start, reader.words(start, count)
     except MemoryReadError:
         return start, ()
+
+
+def _pieces(reader: Reader, spans: Iterable[Span]) -> Iterator[Tuple[int, Tuple[int, ...]]]:
+    """(base, words) for the readable parts of bounded spans: a span that fails as a whole
+    (a hole in a core file, two mappings) is retried page by page."""
+    for span in _bounded(spans):
+        base, words = _words(reader, span)
+        if words or span[1] - span[0] < 2 * PAGE:
+            yield base, words
+            continue
+        for page in range(span[0] // PAGE * PAGE, span[1], PAGE):
+            yield _words(reader, (max(page, span[0]), min(page + PAGE, span[1])))
 
 
 def _bounded(spans: Iterable[Span]) -> List[Span]:
@@ -70,8 +83,7 @@ def arena_candidates(reader: Reader, layout: GlibcLayout, spans: Sequence[Span])
     S = reader.size_sz
     bins_off = layout.malloc_state.offset("bins")
     votes: Counter[int] = Counter()
-    for span in _bounded(spans):
-        base, words = _words(reader, span)
+    for base, words in _pieces(reader, spans):
         n = len(words)
         for k in range(n - 1):
             w = words[k]
@@ -98,8 +110,7 @@ def pristine_arena_candidates(reader: Reader, layout: GlibcLayout, spans: Sequen
     ms = layout.malloc_state
     next_off = ms.offset("next")
     found = []
-    for span in _bounded(spans):
-        base, words = _words(reader, span)
+    for base, words in _pieces(reader, spans):
         for k, w in enumerate(words):
             address = base + k * S - next_off
             if w != address or address < base:
@@ -121,8 +132,7 @@ def pristine_mp_candidates(reader: Reader, layout: GlibcLayout, spans: Sequence[
     mp = layout.malloc_par
     default = 128 * 1024
     found = []
-    for span in _bounded(spans):
-        base, words = _words(reader, span)
+    for base, words in _pieces(reader, spans):
         for k in range(len(words) - 2):
             if words[k] == default and words[k + 1] == default and words[k + 2] == default:
                 address = base + k * S - mp.offset("trim_threshold")
@@ -208,8 +218,7 @@ def mp_candidates(reader: Reader, layout: GlibcLayout, spans: Sequence[Span],
     own = {model.bin_at(layout, main_arena, i) for i in range(1, NBINS)}
     lowest = min([x for x in state.bins + state.fastbinsY if x and x not in own] + [state.top])
     found = []
-    for span in _bounded(spans):
-        base, words = _words(reader, span)
+    for base, words in _pieces(reader, spans):
         for k, w in enumerate(words):
             if w and w <= lowest and w <= state.top < w + state.system_mem:
                 address = base + k * S - sbrk_off
@@ -262,11 +271,16 @@ def valid_mp(reader: Reader, layout: GlibcLayout, address: int, state: model.Mal
     return score + (get("n_mmaps_max") == 65536) + (get("top_pad") == 128 * 1024)
 
 
-def best(found: Sequence[Candidate]) -> Optional[Candidate]:
-    """The one candidate to take: the only one, or one that passed clearly more checks."""
+def choose(kind: str, found: Sequence[Candidate], where: str, setting: str) -> int:
+    """The one candidate to take: the only one, or one that passed clearly more checks;
+    otherwise an error that lists them and names the setting that overrides the search."""
     if len(found) == 1 or (len(found) > 1 and found[0].score >= found[1].score + 2):
-        return found[0]
-    return None
+        return found[0].address
+    if not found:
+        raise HeapError(f"no {kind} found in {where}: the program may not use glibc's malloc, or not have "
+                        f"called malloc yet; if you know the address, set heap {setting} ADDR")
+    listed = ", ".join(f"{c.address:#x}" for c in found)
+    raise HeapError(f"several {kind} candidates in {where} ({listed}); choose one with set heap {setting} ADDR")
 
 
 # -- layouts when the version is unknown ----------------------------------------------------
@@ -375,8 +389,7 @@ def tcb_candidates(reader: Reader, spans: Sequence[Span], tid: int) -> List[int]
     address, and struct pthread (which begins with it) holds the thread's tid."""
     S = reader.size_sz
     found = []
-    for span in _bounded(spans):
-        base, words = _words(reader, span)
+    for base, words in _pieces(reader, spans):
         for k in range(len(words) - 2):
             a = base + k * S
             if words[k] == a and words[k + 2] == a and words[k + 1] and words[k + 1] % S == 0:

@@ -273,21 +273,11 @@ def _override(name: str) -> Optional[int]:
 
 
 def _not_glibc(maps: List[mappings.Mapping]) -> Optional[str]:
-    if any("ld-musl" in m.path or "libc.musl" in m.path for m in maps) or (
+    # musl's loader is its libc: /lib/ld-musl-ARCH.so.1, mapped from .../ARCH-linux-musl/libc.so.
+    if any(os.path.basename(m.path).startswith("ld-musl") or "-linux-musl/" in m.path for m in maps) or (
             _address_of("__malloc_context") is not None):
         return "this program uses musl's malloc, not glibc's; gdb_heap reads glibc's malloc only"
     return None
-
-
-def _one(kind: str, found: List[heuristics.Candidate], where: str, setting: str) -> int:
-    chosen = heuristics.best(found)
-    if chosen is not None:
-        return chosen.address
-    if not found:
-        raise HeapError(f"no {kind} found in {where}: the program may not use glibc's malloc, or not have "
-                        f"called malloc yet; if you know the address, set heap {setting} ADDR")
-    listed = ", ".join(f"{c.address:#x}" for c in found)
-    raise HeapError(f"several {kind} candidates in {where} ({listed}); choose one with set heap {setting} ADDR")
 
 
 def locate(reader: Reader) -> Located:
@@ -322,15 +312,16 @@ def locate(reader: Reader) -> Located:
         candidates = heuristics.arena_candidates(reader, layout, spans)
         pristine = [] if candidates else heuristics.pristine_arena_candidates(reader, layout, spans)
         if pristine:  # before the first malloc: commands say so, as they do with symbols
-            main_arena = _one("main_arena", [heuristics.Candidate(a, 1) for a in pristine], where, "main-arena")
+            main_arena = heuristics.choose("main_arena", [heuristics.Candidate(a, 1) for a in pristine], where,
+                                           "main-arena")
             how.append("main_arena by its static initialiser (malloc not called yet)")
         else:
-            main_arena = _one("main_arena", candidates, where, "main-arena")
+            main_arena = heuristics.choose("main_arena", candidates, where, "main-arena")
             how.append("main_arena by its self-pointing bins")
     if mp is None:
         found = heuristics.mp_candidates(reader, layout, spans, main_arena) or [
             heuristics.Candidate(a, 1) for a in heuristics.pristine_mp_candidates(reader, layout, spans)]
-        mp = _one("mp_", found, where, "mp")
+        mp = heuristics.choose("mp_", found, where, "mp")
         how.append("mp_ by its sbrk_base")
     if version is not None and version > NEWEST_KNOWN:
         if not heuristics.valid_arena(reader, layout, main_arena):
@@ -363,7 +354,7 @@ def _infer(reader: Reader, size_sz: int, spans: List[Tuple[int, int]], main_aren
         for layout in heuristics.distinct_layouts(size_sz):
             if heuristics.pristine_arena_candidates(reader, layout, spans):
                 raise HeapError(NOT_INITIALISED)
-        _one("main_arena", [], where, "main-arena")
+        heuristics.choose("main_arena", [], where, "main-arena")
     top = fits[0]
     rivals = {(f.main_arena, f.mp) for f in fits if f.score > top.score - 2}
     if len(rivals) > 1:

@@ -90,3 +90,40 @@ def test_pristine_arena_before_the_first_malloc(word):
     reader = Reader(ImageMemory({base: data}), word)
     assert heuristics.pristine_arena_candidates(reader, L, [(base, base + len(data))]) == [arena]
     assert heuristics.arena_candidates(reader, L, [(base, base + len(data))]) == []
+
+
+def test_choose_names_the_candidates_and_the_setting():
+    from gdb_heap.errors import HeapError
+    C = heuristics.Candidate
+    assert heuristics.choose("main_arena", [C(0x1000, 5)], "libc.so.6's data", "main-arena") == 0x1000
+    assert heuristics.choose("mp_", [C(0x2000, 7), C(0x3000, 4)], "x", "mp") == 0x2000  # clearly better
+    with pytest.raises(HeapError, match=r"several main_arena candidates in x \(0x1000, 0x2000\); "
+                                        r"choose one with set heap main-arena ADDR"):
+        heuristics.choose("main_arena", [C(0x1000, 5), C(0x2000, 5)], "x", "main-arena")
+    with pytest.raises(HeapError, match="no mp_ found in x.*set heap mp ADDR"):
+        heuristics.choose("mp_", [], "x", "mp")
+
+
+def test_two_arenas_in_the_data_are_both_listed():
+    """A second self-consistent copy of main_arena (and of the heap it points into) leaves the
+    heuristic two equal candidates: it must not pick one silently."""
+    _, s = every_bin_heap((2, 36), 8)
+    from gdb_heap.memory import ImageMemory, Reader
+    size = s.layout.malloc_state.size
+    copy_at = s.libc_base + 0x3000 + (s.arena - s.libc_base)
+    copy = bytearray(0x3000)
+    off = s.arena - s.libc_base
+    raw = s.libc_bytes[off:off + size]
+    # Rebase the copy's self-pointers (bins, next) onto the copy.
+    delta = copy_at - s.arena
+    for k in range(0, size, 8):
+        w = int.from_bytes(raw[k:k + 8], "little")
+        if s.arena <= w < s.arena + size:
+            w += delta
+        copy[off + k:off + k + 8] = w.to_bytes(8, "little")
+    memory = ImageMemory({s.sbrk_base: s.heap_bytes, s.libc_base: s.libc_bytes, s.libc_base + 0x3000: copy})
+    found = heuristics.arena_candidates(Reader(memory, 8), s.layout, [(s.libc_base, s.libc_base + 0x6000)])
+    assert sorted(c.address for c in found) == [s.arena, copy_at]
+    from gdb_heap.errors import HeapError
+    with pytest.raises(HeapError, match="several main_arena candidates"):
+        heuristics.choose("main_arena", found, "libc", "main-arena")
