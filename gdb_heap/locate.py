@@ -290,7 +290,11 @@ def locate(reader: Reader) -> Located:
         raise HeapError(why)
     progspace = gdb.current_progspace()
     program = progspace.filename if progspace else None
-    libc_path = (gdb.solib_name(main_arena) if main_arena else mappings.libc_path(maps)) or program
+    for name, symbol, address in (("main-arena", "main_arena", main_arena), ("mp", "mp_", mp)):
+        if address is not None and not reader.readable(address):
+            raise HeapError(f"cannot read {address:#x} (the {symbol} address); check the address or "
+                            f"`set heap {name}` (empty: find it again)")
+    libc_path = (main_arena and gdb.solib_name(main_arena)) or mappings.libc_path(maps) or program
     version = libc_version(libc_path)
     notes: List[str] = []
     spans = mappings.data_spans(maps, libc_path) if libc_path else []

@@ -55,8 +55,9 @@ def data_spans(maps: Sequence[Mapping], path: str) -> List[Tuple[int, int]]:
     """Where an object's static data can be: its writable mappings and the anonymous one just
     after them (.bss); every mapping of it when gdb gives no permissions (core files)."""
     spans: List[Tuple[int, int]] = []
+    real = os.path.realpath(path)  # gdb may name /lib/..., the kernel /usr/lib/...
     for i, m in enumerate(maps):
-        if m.path != path or m.writable is False:
+        if m.writable is False or not m.path or os.path.realpath(m.path) != real:
             continue
         spans.append((m.start, m.end))
         after = maps[i + 1] if i + 1 < len(maps) else None
