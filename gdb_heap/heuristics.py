@@ -9,16 +9,20 @@ Every search runs over a bounded list of spans.  gdb-free: locate.py supplies th
 
 from __future__ import annotations
 
+import os
+import re
 from collections import Counter
 from dataclasses import dataclass
-from typing import Iterable, Iterator, List, Optional, Sequence, Tuple
+from typing import Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
 
-from . import model
+from . import mappings, model
 from .errors import HeapError, MemoryReadError
 from .layouts import FEATURES, NBINS, GlibcLayout, Version, layout_for
 from .memory import Reader
 
 Span = Tuple[int, int]  # [start, end)
+
+BANNER = re.compile(rb"release version (\d+)\.(\d+)")  # libc's "GNU C Library ... release version 2.36."
 
 MAX_SCAN = 64 << 20  # bytes any one search may read in all
 MIN_EMPTY_BINS = 16  # self-pointing bins needed before an address is worth validating
@@ -384,21 +388,22 @@ def _chains_end_cleanly(reader: Reader, layout: GlibcLayout, tcache: int) -> boo
 
 # -- threads: TCB, tcache, thread_arena -----------------------------------------------------
 
-def tcb_candidates(reader: Reader, spans: Sequence[Span], tid: int) -> List[int]:
-    """Thread pointers: a TCB starts with tcbhead_t {tcb, dtv, self}, tcb == self == its own
-    address, and struct pthread (which begins with it) holds the thread's tid."""
+def thread_pointers(reader: Reader, spans: Sequence[Span], tids: Iterable[int]) -> Dict[int, List[int]]:
+    """Thread pointers by thread id: a TCB starts with tcbhead_t {tcb, dtv, self}, tcb == self
+    == its own address, and struct pthread (which begins with it) holds the thread's tid."""
     S = reader.size_sz
-    found = []
+    wanted = set(tids)
+    found: Dict[int, List[int]] = {}
     for base, words in _pieces(reader, spans):
         for k in range(len(words) - 2):
             a = base + k * S
             if words[k] == a and words[k + 2] == a and words[k + 1] and words[k + 1] % S == 0:
                 try:
-                    ids = reader.array(a, PTHREAD_TID_WINDOW // 4, 4)
+                    ids = set(reader.array(a, PTHREAD_TID_WINDOW // 4, 4)) & wanted
                 except MemoryReadError:
                     continue
-                if tid in ids:
-                    found.append(a)
+                for tid in ids:
+                    found.setdefault(tid, []).append(a)
     return found
 
 
@@ -439,3 +444,23 @@ def tls_tcache(reader: Reader, layout: GlibcLayout, arena_slot: int, heaps: Sequ
         if size == want:
             found.append((abs(base + k * S - arena_slot), w))
     return min(found)[1] if found else None
+
+
+# -- the version -------------------------------------------------------------------------------
+
+def banner_version(reader: Reader, maps: Sequence[mappings.Mapping], libc_path: str) -> Optional[Version]:
+    """libc's banner read from its mapped read-only data, when its file is not at hand (a core
+    file from another machine)."""
+    real = os.path.realpath(libc_path)
+    budget = 8 << 20
+    for m in maps:
+        if m.writable or not m.path or os.path.realpath(m.path) != real or m.end - m.start > budget:
+            continue
+        budget -= m.end - m.start
+        try:
+            found = BANNER.search(reader.read(m.start, m.end - m.start))
+        except MemoryReadError:
+            continue
+        if found:
+            return int(found.group(1)), int(found.group(2))
+    return None

@@ -20,7 +20,7 @@ from .memory import Reader
 
 NOT_INITIALISED = ("the heap is not initialised yet: the program has not called malloc (no heap, no chunks); "
                    "continue past its first malloc")
-BANNER = re.compile(rb"release version (\d+)\.(\d+)")
+BANNER = heuristics.BANNER
 _version_cache: Dict[Tuple[str, int, float], Optional[Version]] = {}
 _warned: Set[str] = set()
 
@@ -174,6 +174,7 @@ class Context:
     maps: List[mappings.Mapping]
     arenas: List[int]  # every arena's address
     heaps: List[Tuple[int, int]]  # every arena's heap spans: a tcache struct is a chunk in one
+    tcbs: Optional[Dict[int, List[int]]] = None  # i386: thread pointers by LWP, found once
 
 
 @dataclass
@@ -201,8 +202,11 @@ def thread_pointer(ctx: Context) -> Optional[int]:
     thread = gdb.selected_thread()
     if thread is None:
         return None
-    lwp = thread.ptid[1] or thread.inferior.pid
-    found = heuristics.tcb_candidates(ctx.reader, mappings.tcb_spans(ctx.maps, ctx.heaps, heuristics.TCB_SCAN), lwp)
+    if ctx.tcbs is None:  # one scan for every thread
+        lwps = [t.ptid[1] or t.inferior.pid for t in thread.inferior.threads()]
+        spans = mappings.tcb_spans(ctx.maps, ctx.heaps, heuristics.TCB_SCAN)
+        ctx.tcbs = heuristics.thread_pointers(ctx.reader, spans, lwps)
+    found = ctx.tcbs.get(thread.ptid[1] or thread.inferior.pid, [])
     return found[0] if len(found) == 1 else None
 
 
@@ -295,7 +299,7 @@ def locate(reader: Reader) -> Located:
             raise HeapError(f"cannot read {address:#x} (the {symbol} address); check the address or "
                             f"`set heap {name}` (empty: find it again)")
     libc_path = (main_arena and gdb.solib_name(main_arena)) or mappings.libc_path(maps) or program
-    version = libc_version(libc_path)
+    version = libc_version(libc_path) or (heuristics.banner_version(reader, maps, libc_path) if libc_path else None)
     notes: List[str] = []
     spans = mappings.data_spans(maps, libc_path) if libc_path else []
     where = f"{os.path.basename(libc_path)}'s data" if libc_path else "the program's data"

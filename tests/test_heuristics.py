@@ -127,3 +127,17 @@ def test_two_arenas_in_the_data_are_both_listed():
     from gdb_heap.errors import HeapError
     with pytest.raises(HeapError, match="several main_arena candidates"):
         heuristics.choose("main_arena", found, "libc", "main-arena")
+
+
+def test_version_from_the_banner_in_memory():
+    from gdb_heap.mappings import Mapping
+    from gdb_heap.memory import ImageMemory, Reader
+    text = b"\0GNU C Library (Debian GLIBC 2.41-12) stable release version 2.41.\n\0"
+    base = 0x7F0000000000
+    data = bytearray(0x2000)
+    data[0x1234:0x1234 + len(text)] = text
+    reader = Reader(ImageMemory({base: data, base + 0x2000: bytearray(0x1000)}), 8)
+    maps = [Mapping(base, base + 0x2000, None, "/nonexistent/libc.so.6"),
+            Mapping(base + 0x2000, base + 0x3000, "rw-p", "/nonexistent/libc.so.6")]
+    assert heuristics.banner_version(reader, maps, "/nonexistent/libc.so.6") == (2, 41)
+    assert heuristics.banner_version(reader, maps[1:], "/nonexistent/libc.so.6") is None
