@@ -50,24 +50,40 @@ def static_build(tmp_path_factory):
 
 # -- a dynamic program, libc without debug info ------------------------------------------------
 
-def test_without_symbols_the_heuristic_finds_what_debug_info_says():
+def test_without_symbols_the_heuristic_finds_what_debug_info_says(tmp_path):
     program = sample("threads")
     truth = at_checkpoint(program, ["p/x (long)&main_arena", "p/x (long)&mp_"] +
                           [c for n in (1, 2, 3, 4) for c in (f"thread {n}", "p/x (long)tcache")])
     arena, mp, *tcaches = hexes(r"\$\d+ = (0x[0-9a-f]+)", truth.stdout)
-    out = at_checkpoint(program, ["heap --json", "heap"] +
-                        [c for n in (1, 2, 3, 4) for c in (f"thread {n}", "echo @@\\n", "heap bins tcache")],
-                        pre=HIDDEN)
+    printed = tmp_path / "threads.out"
+    per_thread = [c for n in (1, 2, 3, 4) for c in ("echo @@\\n", f"thread {n}", "heap bins tcache --json",
+                                                    "heap bins tcache")]
+    out = gdb_batch(["break checkpoint", f"run > {printed}", "heap --json", "heap"] + per_thread, program,
+                    pre=HIDDEN)
+    no_traceback(out.stdout + out.stderr)
     overview = json_docs(out.stdout)[0]
     assert overview["located_by"].startswith("heuristic: main_arena by its self-pointing bins")
     assert overview["arenas"][0]["address"] == arena and overview["arenas"][0]["main"]
     assert re.search(rf"main_arena {arena:#x}, mp_ {mp:#x}\)", out.stdout)
     assert len(overview["arenas"]) == 4  # main + one per worker, found through `next`
-    # Each thread's tcache, found by the TLS scan, is the one gdb reads through debug info.
-    for section, want in zip(out.stdout.split("@@\n")[1:], tcaches):
-        got = hexes(r"tcache \(tcache_perthread_struct at (0x[0-9a-f]+)\)", section)
-        assert got == [want] or (got == [] and "tcache[" not in section)  # an empty tcache prints no header
     assert "tcache found by heuristic: the TLS word next to thread_arena" in out.stdout
+    # The sample prints each worker's LWP and the pointers it freed (each into its own tcache).
+    lines = [line.split() for line in printed.read_text().splitlines() if line.startswith("@ ")]
+    worker_of = {int(f[3]): f[2] for f in lines if f[1] == "tid"}
+    pointer = {f[2]: int(f[3], 16) for f in lines if f[1] == "ptr"}
+    freed: dict = {}
+    for f in lines:
+        if f[1] == "free":
+            freed.setdefault(f[2].split("_")[0], set()).add(pointer[f[2]])
+    assert len(worker_of) == 3
+    for section, want in zip(out.stdout.split("@@\n")[1:], tcaches):
+        lwp = int(re.search(r"\(LWP (\d+)\)", section).group(1))
+        entries = {c + 16 for b in json_docs(section)[0]["bins"] for c in b["chunks"]}  # user pointers
+        # Each thread's tcache, found by the TLS scan, is the one gdb reads through debug info,
+        # and holds exactly what that thread freed.
+        assert entries == freed.get(worker_of.get(lwp, "main"), set())
+        got = hexes(r"tcache \(tcache_perthread_struct at (0x[0-9a-f]+)\)", section)
+        assert got == [want] or (got == [] and not entries)  # an empty tcache prints no header
 
 
 def test_without_symbols_every_command_gives_the_same_json():
