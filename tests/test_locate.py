@@ -8,6 +8,7 @@ import os
 import re
 import shutil
 import subprocess
+from typing import Dict, Set
 
 import pytest
 
@@ -71,13 +72,13 @@ def test_without_symbols_the_heuristic_finds_what_debug_info_says(tmp_path):
     lines = [line.split() for line in printed.read_text().splitlines() if line.startswith("@ ")]
     worker_of = {int(f[3]): f[2] for f in lines if f[1] == "tid"}
     pointer = {f[2]: int(f[3], 16) for f in lines if f[1] == "ptr"}
-    freed: dict = {}
+    freed: Dict[str, Set[int]] = {}
     for f in lines:
         if f[1] == "free":
             freed.setdefault(f[2].split("_")[0], set()).add(pointer[f[2]])
     assert len(worker_of) == 3
     for section, want in zip(out.stdout.split("@@\n")[1:], tcaches):
-        lwp = int(re.search(r"\(LWP (\d+)\)", section).group(1))
+        lwp = int(re.findall(r"\(LWP (\d+)\)", section)[0])
         entries = {c + 16 for b in json_docs(section)[0]["bins"] for c in b["chunks"]}  # user pointers
         # Each thread's tcache, found by the TLS scan, is the one gdb reads through debug info,
         # and holds exactly what that thread freed.
