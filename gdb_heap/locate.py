@@ -238,7 +238,7 @@ def thread_tls(ctx: Context) -> ThreadTls:
         first = _first_chunk_tcache(reader, layout, ctx.heaps[0][0])
         if first is not None:
             return ThreadTls(first, "heuristic: the first chunk of the main heap", arena)
-    return ThreadTls(None, "not found (no tcache yet, or no way to read this thread's TLS)", arena)
+    return ThreadTls(None, "not found: this thread has no tcache yet, or its TLS cannot be read", arena)
 
 
 def _first_chunk_tcache(reader: Reader, layout: GlibcLayout, sbrk_base: int) -> Optional[int]:
@@ -344,7 +344,7 @@ def locate(reader: Reader) -> Located:
     else:
         located_by = "debug symbols" if layout.source.startswith("debug info") else "ELF symbols"
     ctx = _context(reader, layout, libc_path, maps, main_arena, mp)
-    tls = ThreadTls(None, "this glibc has no tcache", None)
+    tls = ThreadTls(None, "not found: this glibc has no tcache", None)
     if layout.features.tcache:
         tls = thread_tls(ctx)
     else:
