@@ -19,7 +19,8 @@ from typing import Dict, List, Optional, Sequence, Set, Tuple
 from .errors import MemoryReadError
 from .heap import Heap
 from .layouts import GlibcLayout, Version
-from .model import PREV_INUSE, SIZE_BITS, Arena, BinChain, HeapRegion, Problem, bin_at, walk_region_batches
+from .model import (PREV_INUSE, SIZE_BITS, Arena, BinChain, HeapRegion, Problem, bin_at, heap_initialised,
+                    walk_region_batches)
 
 # Every abort message a problem may carry, with the first glibc release whose malloc.c prints
 # it (checked against glibc's git tags 2.26 .. 2.42).  On an older glibc the problem has none.
@@ -177,6 +178,8 @@ class Checker:
     def top(self) -> None:
         state = self.arena.state
         top = state.top
+        if not heap_initialised(self.layout, state):
+            return  # no heap yet: nothing to check
         region = next((r for r in self.arena.heaps if r.first_chunk <= top < r.end), None)
         if region is None:
             self.add(top, f"top {top:#x} is outside the arena's heaps")
@@ -303,9 +306,9 @@ class Checker:
                         continue
                     k = bisect_right(addresses, chunk) - 1
                     if addresses[k] != chunk:
-                        self.add(chunk, f"{label(chain)} lists {chunk:#x}, which is inside chunk {addresses[k]:#x} "
-                                        f"(size {sizes[k] & ~SIZE_BITS:#x}): that chunk's size was overwritten, or the "
-                                        "list holds a forged chunk")
+                        self.add(addresses[k], f"chunk {addresses[k]:#x} (size {sizes[k] & ~SIZE_BITS:#x}) contains "
+                                               f"{chunk:#x}, which {label(chain)} lists: its size was overwritten "
+                                               "(overlapping chunks), or the list holds a forged chunk")
                     break
 
     def in_two_bins(self, chains: Sequence[BinChain]) -> None:

@@ -267,6 +267,8 @@ def check_lines(report: Report, style: Style) -> Iterator[str]:
     arena = report.arena
     n = len(report.problems)
     what = f"{n} problem{'s' * (n != 1)}" if n else "no problems found"
+    if not arena.heaps and not n:
+        what = "no heap yet (the arena has not allocated anything): nothing to check"
     yield (f"{style('heading', 'main arena' if arena.main else 'arena')} {style('address', f'{arena.address:#x}')}: "
            f"{what} ({report.chunks} chunks walked, {report.listed} chunks in bins checked)")
     yield from problem_lines(report.problems, style)
