@@ -68,7 +68,8 @@ def test_prev_size_disagrees_with_the_free_chunk(kind, abort):
     assert p.glibc_abort == abort
 
 
-@pytest.mark.parametrize("kind, abort", [("small", None), ("unsorted", "malloc(): invalid next->prev_inuse (unsorted)")])
+@pytest.mark.parametrize("kind, abort", [("small", None),
+                                         ("unsorted", "malloc(): invalid next->prev_inuse (unsorted)")])
 def test_chunk_in_a_bin_but_in_use_by_the_walk(kind, abort):
     free, after, s = small_heap(kind)
     s.poke(after + 8, 0x21)  # PREV_INUSE set again: the walk sees `free` in use
