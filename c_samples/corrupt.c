@@ -107,6 +107,25 @@ static void damaged(void *chunk)
     report_addr("damaged", chunk);
 }
 
+static void other(void *chunk)
+{
+    report_addr("other", chunk);
+}
+
+/* a and b of FAST_REQUEST bytes, each with a guard, freed a then b: to
+ * tcache[0] (b -> a), or with fast set, after filling tcache, to fastbin[0]. */
+static void free_two(void **a, void **b, int fast)
+{
+    *a = fill_and_report("a", FAST_REQUEST);
+    guard();
+    *b = fill_and_report("b", FAST_REQUEST);
+    guard();
+    if (fast)
+        fill_tcache(FAST_REQUEST);
+    free(*a);
+    free(*b);
+}
+
 int main(int argc, char **argv)
 {
     const char *stage = argc > 1 ? argv[1] : "";
@@ -133,51 +152,31 @@ int main(int argc, char **argv)
         report_free("c");
         ((size_t *)a)[3] = 0x61; /* b's size: 0x20 -> 0x60 (b, c, d) */
         damaged(chunk_of(victim));
-        printf("@ addr other 0x%" PRIxPTR "\n", (uintptr_t)chunk_of(c));
+        other(chunk_of(c));
         (void)d;
     } else if (strcmp(stage, "uaf_tcache") == 0 || strcmp(stage, "uaf_tcache_raw") == 0) {
-        a = fill_and_report("a", 24);
-        b = fill_and_report("b", 24);
-        guard();
-        free(a);
-        free(b); /* tcache[0]: b -> a */
+        free_two(&a, &b, 0); /* tcache[0]: b -> a */
         victim = b;
         *(void **)b = stage[10] == '_' ? (void *)&fake[2] : protect(b, &fake[2]);
         damaged(chunk_of(b));
     } else if (strcmp(stage, "uaf_fast") == 0 || strcmp(stage, "uaf_fast_raw") == 0) {
-        a = fill_and_report("a", FAST_REQUEST);
-        guard();
-        b = fill_and_report("b", FAST_REQUEST);
-        guard();
-        fill_tcache(FAST_REQUEST);
-        free(a);
-        free(b); /* fastbin[0]: b -> a (tcache full) */
+        free_two(&a, &b, 1); /* fastbin[0]: b -> a (tcache full) */
         victim = b;
         /* a fastbin fd holds a chunk address, not a user pointer */
         *(void **)b = stage[8] == '_' ? (void *)fake : protect(b, fake);
         damaged(chunk_of(b));
     } else if (strcmp(stage, "double_free") == 0) {
-        a = fill_and_report("a", FAST_REQUEST);
-        guard();
-        b = fill_and_report("b", FAST_REQUEST);
-        guard();
-        fill_tcache(FAST_REQUEST);
-        free(a);
-        free(b);
+        free_two(&a, &b, 1);
         free(a); /* not the fastbin's top, so "fasttop" does not see it */
         victim = b; /* b's fd leads back to a: the loop closes at b */
         damaged(chunk_of(b));
-        printf("@ addr other 0x%" PRIxPTR "\n", (uintptr_t)chunk_of(a));
+        other(chunk_of(a));
     } else if (strcmp(stage, "tcache_cycle") == 0) {
-        a = fill_and_report("a", 24);
-        b = fill_and_report("b", 24);
-        guard();
-        free(a);
-        free(b); /* tcache[0]: b -> a */
+        free_two(&a, &b, 0); /* tcache[0]: b -> a */
         *(void **)a = protect(a, b); /* a -> b: b -> a -> b -> ... */
         victim = a;
         damaged(chunk_of(a));
-        printf("@ addr other 0x%" PRIxPTR "\n", (uintptr_t)chunk_of(b));
+        other(chunk_of(b));
     } else if (strcmp(stage, "top_size") == 0) {
         a = fill_and_report("a", 24); /* the last chunk before top */
         ((size_t *)a)[3] = (size_t)-1; /* top's size field */

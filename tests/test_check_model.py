@@ -77,40 +77,35 @@ def test_chunk_in_a_bin_but_in_use_by_the_walk(kind, abort):
     assert p.glibc_abort == abort
 
 
-def test_chunk_in_two_bins():
+def laid_out(*plan):
+    """A heap of these (size, kind) chunks: their addresses and the built image."""
     b = HeapBuilder()
-    b.chunk(0x20)
-    t = b.chunk(0x20, "tcache")
-    b.chunk(0x20)
-    f = b.chunk(0x20, "fast")
-    b.chunk(0x20)
-    s = b.build()
+    addresses = [b.chunk(size, kind) for size, kind in plan]
+    return addresses, b.build()
+
+
+def test_chunk_in_two_bins():
+    (_, t, _, f, _), s = laid_out((0x20, None), (0x20, "tcache"), (0x20, None), (0x20, "fast"), (0x20, None))
     # f's fd (safe-linked with its own address) now leads to t: fastbin[0] f -> t
     s.poke(f + 16, ((f + 16) >> 12) ^ t)
     at(problems(s), t, "two bins", "tcache[0]", "fastbin[0]")
 
 
-def test_large_bin_nextsize_ring_and_order():
-    b = HeapBuilder()
-    b.chunk(0x20)
-    big = b.chunk(0x460, "large")
-    b.chunk(0x20)
-    small = b.chunk(0x440, "large")
-    b.chunk(0x20)
-    s = b.build()
+def two_large():
+    """Two chunks in one large bin: 0x460 first, then 0x440."""
+    (_, big, _, small, _), s = laid_out((0x20, None), (0x460, "large"), (0x20, None), (0x440, "large"), (0x20, None))
+    return big, small, s
+
+
+def test_large_bin_nextsize_ring():
+    big, small, s = two_large()
     s.poke(big + 32, big)  # fd_nextsize of the first chunk should be `small`
     p = at(problems(s), big, "fd_nextsize", f"expected {small:#x}")
     assert p.glibc_abort == "corrupted double-linked list (not small)"
 
 
 def test_large_bin_out_of_order():
-    b = HeapBuilder()
-    b.chunk(0x20)
-    big = b.chunk(0x460, "large")
-    b.chunk(0x20)
-    small = b.chunk(0x440, "large")
-    b.chunk(0x20)
-    s = b.build()
+    big, small, s = two_large()
     arena_bins = s.arena + s.layout.malloc_state.offset("bins")
     index = s.layout.bin_index(0x440)
     header = arena_bins + 2 * (index - 1) * 8 - 16
