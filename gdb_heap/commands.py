@@ -184,6 +184,10 @@ Type "help heap SUBCOMMAND" for each.  Every command takes --json for one JSON d
             for (state, kind, _), n in rows.items():
                 if state != "top":
                     counts[kind or "in_use"] += n
+            # The chains free_index walked (cached) cut where damaged: say so here too.
+            problems += heap.bins(arena, tuple(k for k in BIN_KINDS if k != "tcache"))[1]
+            if arena is heap.selected_arena():
+                problems += heap.bins(arena, ("tcache",))[1]
         a = heap.anchors
         if args.flag("--json"):
             print_json(out, {"glibc": a.glibc, "located_by": a.located_by,
@@ -552,7 +556,7 @@ exits non-zero (a CI job can gate on it).
         if found:
             out.flush()
             raise HeapError(f"{found} problem{'s' * (found != 1)} found in the heap; each is listed above "
-                            "at the chunk it damages (heap chunk ADDR shows one)")
+                            "at the chunk it damages (heap chunk ADDR shows that chunk's header and links)")
 
 
 def register() -> None:

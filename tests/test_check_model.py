@@ -209,3 +209,24 @@ def test_abort_messages_follow_the_glibc_version(text):
     assert glibc_abort(layout_for((2, 42), 4), text) == text
     if since > (2, 26):
         assert glibc_abort(layout_for((since[0], since[1] - 1), 8), text) is None
+
+
+def test_check_views():
+    from gdb_heap import render
+    from gdb_heap.style import Style
+    b = HeapBuilder()
+    b.chunk(0x20)
+    s = b.build()
+    s.poke(s.top + 8, 0xFFFFFFFFFFFFFFFF)
+    heap = s.heap()
+    report = check_arena(heap, heap.main_arena)
+    doc = render.check_doc(report)
+    assert doc == {"arena": s.arena, "problems": [
+        {"address": s.top, "message": report.problems[0].message, "glibc_abort": "malloc(): corrupted top size"}]}
+    lines = list(render.check_lines(report, Style(False)))
+    assert lines[0].startswith(f"main arena {s.arena:#x}: 1 problem (3 chunks walked, 0 chunks in bins checked)")
+    assert lines[1] == (f"problem at {s.top:#x}: {report.problems[0].message} "
+                        '(glibc would abort: "malloc(): corrupted top size")')
+    _, healthy = every_bin_heap()
+    heap = healthy.heap()
+    assert "no problems found" in next(render.check_lines(check_arena(heap, heap.main_arena), Style(False)))
