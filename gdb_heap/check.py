@@ -298,7 +298,15 @@ class Checker:
         """A chunk a bin lists inside the stretch the walk covered must be one the walk found;
         otherwise it lies inside another chunk (that one's size is wrong, or the bin holds a
         forged chunk)."""
-        spans = [(a[0], a[-1] + (s[-1] & ~SIZE_BITS), a, s) for a, s in walked if a]
+        top = self.arena.state.top
+        spans = []
+        for (addresses, sizes), region in zip(walked, self.arena.heaps):
+            if not addresses:
+                continue
+            end = addresses[-1] + (sizes[-1] & ~SIZE_BITS)
+            if region.first_chunk <= top < region.end and addresses[-1] != top:
+                end = addresses[-1]  # the walk broke on the last chunk's size: its extent means nothing
+            spans.append((addresses[0], end, addresses, sizes))
         for chain in chains:
             for chunk in chain.chunks:
                 for lo, hi, addresses, sizes in spans:

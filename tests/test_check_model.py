@@ -230,3 +230,12 @@ def test_check_views():
     _, healthy = every_bin_heap()
     heap = healthy.heap()
     assert "no problems found" in next(render.check_lines(check_arena(heap, heap.main_arena), Style(False)))
+
+
+def test_a_broken_walk_does_not_swallow_the_free_chunks_after_it():
+    (a, _, t, _), s = laid_out((0x20, None), (0x20, None), (0x30, "tcache"), (0x20, None))
+    s.poke(a + 8, 0x4141414141414140 | 1)  # an aligned, huge size: the walk runs past the heap
+    found = problems(s)
+    p = at(found, a, "runs")
+    assert p.glibc_abort == "double free or corruption (out)"
+    assert [q.address for q in found] == [a]  # not one "contains" per free chunk after it
