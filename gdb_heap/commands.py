@@ -9,8 +9,8 @@ from typing import Iterable, Iterator, List, Optional, Sequence, Tuple
 import gdb  # type: ignore[import-not-found,unused-ignore]
 
 from . import render
-from .check import Checker, check_arena
 from .args import Args, parse, parse_count
+from .check import Checker, check_arena
 from .errors import HeapError, MemoryReadError
 from .gdbmemory import GdbMemory
 from .heap import Anchors, Heap
