@@ -10,6 +10,7 @@ import gdb  # type: ignore[import-not-found,unused-ignore]
 
 from . import render
 from .args import Args, parse, parse_count
+from .check import Checker, check_arena
 from .errors import HeapError, MemoryReadError
 from .gdbmemory import GdbMemory
 from .heap import Anchors, Heap
@@ -161,7 +162,8 @@ Prints the glibc version found, how the allocator's state was located (debug sym
 named heuristic), every arena with its top chunk and system memory, each heap region, and
 how many chunks are in use or sit in each kind of bin (tcache, fast, unsorted, small, large).
 
-Subcommands: heap chunks, heap chunk ADDR, heap bins [KIND...], heap top, heap arenas.
+Subcommands: heap chunks, heap chunk ADDR, heap bins [KIND...], heap top, heap arenas,
+heap check.
 Type "help heap SUBCOMMAND" for each.  Every command takes --json for one JSON document
 (the shapes are in the project's command contract)."""
 
@@ -178,7 +180,7 @@ Type "help heap SUBCOMMAND" for each.  Every command takes --json for one JSON d
     def run(self, args: Args, out: Out) -> None:
         if args.rest:
             raise HeapError(f"undefined heap command {args.rest[0]!r}; the commands are chunks, chunk, "
-                            "bins, top, arenas (see help heap)")
+                            "bins, top, arenas, check (see help heap)")
         heap = open_heap()
         counts: Counter[str] = Counter({k: 0 for k in ("in_use",) + BIN_KINDS})
         problems: List[Problem] = []
@@ -187,6 +189,10 @@ Type "help heap SUBCOMMAND" for each.  Every command takes --json for one JSON d
             for (state, kind, _), n in rows.items():
                 if state != "top":
                     counts[kind or "in_use"] += n
+            # The chains free_index walked (cached) cut where damaged: say so here too.
+            problems += heap.bins(arena, tuple(k for k in BIN_KINDS if k != "tcache"))[1]
+            if arena is heap.selected_arena():
+                problems += heap.bins(arena, ("tcache",))[1]
         a = heap.anchors
         if args.flag("--json"):
             print_json(out, {"glibc": a.glibc, "located_by": a.located_by,
@@ -482,6 +488,9 @@ larger than the trim threshold, free gives the memory back to the kernel.
         st = style()
         for arena, t in tops:
             out.lines(render.top_lines(t, arena, st))
+            top_check = Checker(heap, arena)
+            top_check.top()  # a damaged top size is named here too, not only by heap check
+            out.lines(render.problem_lines(top_check.finish(), st))
 
 
 # -- heap arenas ---------------------------------------------------------------------------------
@@ -548,6 +557,52 @@ class AddressSetting(gdb.Parameter):
         return f"{self.what}: {svalue or 'found automatically'}"
 
 
+# -- heap check ----------------------------------------------------------------------------------
+
+class HeapCheck(HeapCommandBase):
+    """Check the integrity of an arena's heap, the way glibc's own checks do.
+
+Usage: heap check [--json] [--arena ADDR | --all-arenas]
+
+Walks the chunks and every bin and lists each problem with the address of the chunk whose
+header or links are damaged, what is wrong, and the message glibc would abort with when it
+trips over it.  Checked: chunk sizes (alignment, MINSIZE, inside the heap), the next chunk's
+PREV_INUSE and prev_size against the bins, top's size, each double-linked bin's fd/bk and
+its header's bk, the large bins' fd_nextsize/bk_nextsize ring and size order, sizes against
+their bin, fastbin and tcache chains (alignment, safe-linking, loops, links leaving every
+heap, tcache counts and keys), chunks a bin lists that the heap walk does not find, and
+chunks in two bins.  The selected thread's tcache is checked with its arena.
+
+Without --json the command ends with an error when it finds a problem, so `gdb -batch`
+exits non-zero (a CI job can gate on it).
+
+  --json         {"arena", "problems": [{"address", "message", "glibc_abort"}]}; never an
+                 error for problems found (with --all-arenas: {"arenas": [...]})
+  --arena ADDR   the arena at ADDR (default: the selected thread's arena, else main_arena)
+  --all-arenas   every arena in turn"""
+
+    name = "heap check"
+    flags = ("--json", "--all-arenas")
+    valued = ("--arena",)
+
+    def run(self, args: Args, out: Out) -> None:
+        self.no_extra(args)
+        heap = open_heap()
+        reports = [check_arena(heap, arena) for arena in arenas_for(heap, args)]
+        if args.flag("--json"):
+            docs = [render.check_doc(r) for r in reports]
+            print_json(out, {"arenas": docs} if args.flag("--all-arenas") else docs[0])
+            return
+        st = style()
+        for report in reports:
+            out.lines(render.check_lines(report, st))
+        found = sum(len(r.problems) for r in reports)
+        if found:
+            out.flush()
+            raise HeapError(f"{found} problem{'s' * (found != 1)} found in the heap; each is listed above "
+                            "at the chunk it damages (heap chunk ADDR shows that chunk's header and links)")
+
+
 def register() -> None:
     HeapSet()
     HeapShow()
@@ -559,3 +614,4 @@ def register() -> None:
     HeapBins()
     HeapTop()
     HeapArenas()
+    HeapCheck()

@@ -339,7 +339,8 @@ def walk_singly_linked(reader: Reader, layout: GlibcLayout, label: str, first: i
                 cut = (f"{label}: {member:#x} links to {mem - H:#x}, which is not aligned; the chain is cut "
                        "here", unaligned_abort)
             elif mem in seen:
-                cut = (f"{label}: {member:#x} links back to {mem - H:#x}, a loop; the chain is cut here", None)
+                cut = (f"{label}: {member:#x} links back to {mem - H:#x}, a loop ({mem - H:#x} is in the list "
+                       "twice: freed twice, or a link overwritten); the chain is cut here", None)
             elif len(chunks) >= bound:
                 cut = (f"{label}: longer than it can be ({bound} chunks); the chain is cut here", None)
             else:
@@ -562,13 +563,15 @@ def walk_region_batches(reader: Reader, layout: GlibcLayout, region: HeapRegion,
         yield _addresses(first, sizes), sizes
         problems.append(Problem(pos, f"chunk {pos:#x} has an invalid size {csize:#x} (below MINSIZE "
                                      f"{minsize:#x} or not a multiple of {mask + 1}); the walk stops here",
-                                "malloc_consolidate(): invalid chunk size"))
+                                "free(): invalid size"))
         return
     if pos > limit:  # the last chunk's size ran past where chunks may go
         last = pos - last_size
         lsize = last_size
         where = f"into the top chunk at {top:#x}" if top_here else f"past the end of its heap ({end:#x})"
-        problems.append(Problem(last, f"chunk {last:#x} of size {lsize:#x} runs {where}; the walk stops here"))
+        # free() of it in a contiguous (sbrk) heap: its next chunk lies past top's end.
+        out = "double free or corruption (out)" if region.heap_info is None and pos >= end else None
+        problems.append(Problem(last, f"chunk {last:#x} of size {lsize:#x} runs {where}; the walk stops here", out))
         return
     if not top_here:
         return

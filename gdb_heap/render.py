@@ -10,6 +10,7 @@ import json
 import string
 from typing import Callable, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
 
+from .check import Report
 from .heap import Top
 from .layouts import GlibcLayout
 from .model import (IS_MMAPPED, NON_MAIN_ARENA, PREV_INUSE, SIZE_BITS, Arena, BinChain, Chunk,
@@ -210,6 +211,8 @@ def top_lines(top: Top, arena: Arena, style: Style) -> Iterator[str]:
     if top.region:
         r = top.region
         where = "at the end of its heap" if top.end == r.end else f"{r.end - top.end:#x} bytes before its heap's end"
+        if top.end > r.end:
+            where = f"{top.end - r.end:#x} bytes past its heap's end"
         yield (f"  heap {r.start:#x}-{r.end:#x}: top starts at +{top.address - r.start:#x} and ends {where}")
         yield (f"  the next malloc that does not fit in a bin is cut from top; when top is too small "
                f"the heap grows ({'sbrk' if arena.main else 'heap_info / mprotect'})")
@@ -230,7 +233,7 @@ def chunk_detail_lines(c: Chunk, how: str, arena: Optional[Arena], layout: Glibc
     if prev_size is not None:
         meaning = ("the size of the free chunk before it" if not c.prev_inuse else
                    "not in use (the previous chunk is in use; these bytes end its data)")
-        if c.is_mmapped:
+        if c.is_mmapped and arena is None:
             meaning = "the alignment slack before the chunk in its mapping"
         yield f"  prev_size     {prev_size:#x}: {meaning}"
     flag_names = [n for n, bit in (("PREV_INUSE", PREV_INUSE), ("IS_MMAPPED", IS_MMAPPED),
@@ -254,3 +257,18 @@ def chunk_detail_lines(c: Chunk, how: str, arena: Optional[Arena], layout: Glibc
     if next_info is not None:
         addr, size, state = next_info
         yield f"  next          {addr:#x} (size {size:#x}, {state})"
+
+
+def check_doc(report: Report) -> Dict[str, object]:
+    return {"arena": report.arena.address, "problems": [problem_json(p, True) for p in report.problems]}
+
+
+def check_lines(report: Report, style: Style) -> Iterator[str]:
+    arena = report.arena
+    n = len(report.problems)
+    what = f"{n} problem{'s' * (n != 1)}" if n else "no problems found"
+    if not arena.heaps and not n:
+        what = "no heap yet (the arena has not allocated anything): nothing to check"
+    yield (f"{style('heading', 'main arena' if arena.main else 'arena')} {style('address', f'{arena.address:#x}')}: "
+           f"{what} ({report.chunks} chunks walked, {report.listed} chunks in bins checked)")
+    yield from problem_lines(report.problems, style)

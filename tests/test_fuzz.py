@@ -2,7 +2,7 @@
 
 A random valid heap (random chunk sizes, random bins, random free order) is built by
 tests/synthetic.py, then bytes and words of the heap region and of main_arena are
-overwritten at random.  Everything the model offers runs on the result and must:
+overwritten at random.  Everything the model offers, `heap check`'s checks included, runs on the result and must:
   - terminate, within a bounded number of underlying memory reads (derived below);
   - raise nothing but HeapError (MemoryReadError is one);
   - read memory only through the image: each read either returns bytes inside one region or
@@ -22,6 +22,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from gdb_heap import model
+from gdb_heap.check import ABORT_SINCE, Checker, check_arena
 from gdb_heap.errors import HeapError, MemoryReadError
 from gdb_heap.heap import Heap
 from gdb_heap.memory import BLOCK, PAGE, Bytes, ImageMemory, Reader
@@ -200,6 +201,15 @@ def exercise(s: Synthetic, probes: List[int]) -> Tuple[RecordingMemory, int]:
             assert t.end == t.address + t.size
         except HeapError:
             pass
+        report = check_arena(heap, arena)
+        assert report.chunks == len(chunks)
+        for p in report.problems:
+            assert isinstance(p.address, int) and p.message
+            assert p.glibc_abort is None or p.glibc_abort in ABORT_SINCE
+        assert [p.address for p in report.problems] == sorted(p.address for p in report.problems)
+        top_check = Checker(heap, arena)
+        top_check.top()
+        top_check.finish()
     try:
         heap.initialised  # noqa: B018
     except HeapError:
@@ -248,5 +258,6 @@ def test_valid_random_heaps_match_the_builder(built):
     assert [model.classify(a, s.top, free) for a, _ in chunks] == [(c.state, c.bin, c.index) for c in s.chunks]
     chains, bin_problems = heap.bins(arena)
     assert bin_problems == []
+    assert check_arena(heap, arena).problems == []  # no false alarm on a healthy heap
     assert [(c.kind, c.index, c.size, c.count, c.chunks) for c in chains] == [
         (c.kind, c.index, c.size, c.count, c.chunks) for c in s.chains]

@@ -1,0 +1,198 @@
+"""Integration tests of `heap check` and of every command on corrupted heaps (c_samples/corrupt.c),
+and the proof that the commands only read the inferior.
+
+The truth is the sample's own word: it prints the address of the chunk its damage touched
+("@ addr damaged"), the fake chunk it links to and the other chunk involved; the expected words
+are what the damage is (by hand, from the sample's source) and glibc's abort message is the
+literal string of malloc.c.
+"""
+
+import json
+import os
+import tempfile
+
+import pytest
+
+from tests.gdbrun import facts, gdb_batch, host_glibc, no_traceback, probe, sample, version_tuple
+
+GLIBC = version_tuple(host_glibc())
+SAFE_LINKING = GLIBC >= (2, 32)
+CHECK = "heap check --json"
+COMMANDS = ["heap", "heap --json", "heap chunks", "heap chunks --json", "heap chunks --summary",
+            "heap chunks --summary --json", "heap bins", "heap bins --json", "heap top", "heap top --json",
+            "heap arenas", "heap arenas --json", "heap chunk victim", "heap chunk victim --json",
+            "heap check", CHECK, "heap check --all-arenas --json", "heap chunks --all-arenas --json",
+            "heap bins --all-arenas"]
+UNALIGNED_TCACHE = "malloc(): unaligned tcache chunk detected"
+UNALIGNED_FAST = "malloc(): unaligned fastbin chunk detected"
+
+# stage -> (the words the problem at the damaged chunk says, glibc's abort message or None).
+# "{other}" and "{fake}" stand for the sample's printed addresses.
+STAGES = {
+    "overflow": (["0x4141414141414140", "runs"], "double free or corruption (out)"),
+    "overlap": (["size 0x60", "contains {other}", "tcache[0]", "overlapping"], None),
+    "uaf_tcache": (["tcache[0]", "links to {fake}", "outside any heap"], None),
+    "uaf_tcache_raw": (["tcache[0]"], UNALIGNED_TCACHE if SAFE_LINKING else None),
+    "uaf_fast": (["fastbin[0]", "links to {fake}", "outside the arena's heaps"], None),
+    "uaf_fast_raw": (["fastbin[0]"], UNALIGNED_FAST if SAFE_LINKING else None),
+    "double_free": (["fastbin[0]", "links back to {other}", "loop", "twice"], None),
+    "tcache_cycle": (["tcache[0]", "links back to {other}", "loop"], None),
+    "top_size": (["top chunk", "size 0xfffffffffffffff8", "system_mem"], "malloc(): corrupted top size"),
+    "smallbin_bk": (["small bin", "bk {fake}"], "malloc(): smallbin double linked list corrupted"),
+}
+if not SAFE_LINKING:  # without safe-linking, a raw link is a valid link
+    STAGES["uaf_tcache_raw"] = STAGES["uaf_tcache"]
+    STAGES["uaf_fast_raw"] = STAGES["uaf_fast"]
+
+
+@pytest.fixture(scope="module", params=sorted(STAGES))
+def corrupted(request):
+    stage = request.param
+    record = probe(sample("corrupt"), COMMANDS, [stage], truth=False)
+    assert len(record["stages"]) == 1, f"{stage}: the sample did not stop at its checkpoint"
+    return stage, record["stages"][0], record["gdb_stderr"]
+
+
+def addr(stage_record, label):
+    return next(int(f[1], 16) for f in facts(stage_record, "addr") if f[0] == label)
+
+
+def test_check_names_the_damaged_chunk(corrupted):
+    stage, rec, _ = corrupted
+    words, abort = STAGES[stage]
+    damaged = addr(rec, "damaged")
+    known = {label: f"{addr(rec, label):#x}" for label in ("fake", "other")
+             if any(f[0] == label for f in facts(rec, "addr"))}
+    problems = json.loads(rec["commands"][CHECK]["out"])["problems"]
+    here = [p for p in problems if p["address"] == damaged]
+    assert here, f"{stage}: no problem at {damaged:#x}: {problems}"
+    want = [w.format(**known) for w in words]
+    hit = [p for p in here if all(w in p["message"] for w in want)]
+    assert hit, f"{stage}: no problem at {damaged:#x} says {want}: {here}"
+    if abort is not None and (stage not in ("uaf_tcache_raw", "uaf_fast_raw") or "not aligned" in hit[0]["message"]):
+        assert hit[0]["glibc_abort"] == abort
+
+
+def test_every_command_stops_cleanly(corrupted):
+    stage, rec, stderr = corrupted
+    no_traceback(stderr)
+    for command in COMMANDS:
+        r = rec["commands"][command]
+        no_traceback(r["out"])
+        assert "internal error" not in r["out"], f"{stage}: {command}: {r['out']}"
+        if command.endswith("--json"):
+            assert r["ok"], f"{stage}: {command} failed: {r['out']}"
+            json.loads(r["out"])
+        elif not r["ok"]:  # a clean failure is one `heap:` line
+            assert r["out"].startswith("heap: ") and "\n" not in r["out"].strip(), (stage, command, r["out"])
+    assert not rec["commands"]["heap check"]["ok"]  # problems found: an error
+    assert "problem" in rec["commands"]["heap check"]["out"]
+    # Where a command lists problems, the damaged chunk's walk problem is among them (a walk
+    # broken by a size), or the command shows the chain it cut.
+    if stage == "overflow":
+        for command in ("heap chunks --json", "heap chunks --all-arenas --json"):
+            out = json.loads(rec["commands"][command]["out"])
+            doc = out["arenas"][0] if "arenas" in out else out
+            assert addr(rec, "damaged") in [p["address"] for p in doc["problems"]]
+
+
+def test_batch_exit_status_gates_on_problems():
+    bad = gdb_batch(["break checkpoint", "run top_size > /dev/null", "heap check"], sample("corrupt"))
+    assert bad.returncode != 0
+    assert "heap: 1 problem found in the heap" in bad.stderr
+    assert "malloc(): corrupted top size" in bad.stdout
+    as_json = gdb_batch(["break checkpoint", "run top_size > /dev/null", "heap check --json"], sample("corrupt"))
+    assert as_json.returncode == 0
+    lines = [line for line in as_json.stdout.splitlines() if line.startswith("{")]
+    assert len(json.loads(lines[-1])["problems"]) == 1
+
+
+@pytest.mark.parametrize("program", ["all_bins", "threads", "many"])
+def test_healthy_heaps_have_no_problems(program):
+    good = gdb_batch(["break checkpoint", "run > /dev/null", "heap check --all-arenas --json", "heap check"],
+                     sample(program))
+    no_traceback(good.stdout + good.stderr)
+    assert good.returncode == 0, good.stderr
+    lines = [line for line in good.stdout.splitlines() if line.startswith("{")]
+    docs = json.loads(lines[-1])["arenas"]
+    assert docs and all(d["problems"] == [] for d in docs)
+    assert "no problems found" in good.stdout
+
+
+def test_check_before_the_first_malloc():
+    r = gdb_batch(["break checkpoint", "run > /dev/null", "heap check --json", "heap check"], sample("first_malloc"))
+    assert r.returncode == 0, r.stderr
+    assert '"problems": []' in r.stdout
+    assert "nothing to check" in r.stdout
+
+
+def test_help_and_completion():
+    r = gdb_batch(["help heap check", "complete heap check --a", "complete heap ch"])
+    assert "Usage: heap check [--json] [--arena ADDR | --all-arenas]" in r.stdout
+    assert "the message glibc would abort with" in r.stdout
+    assert "heap check --all-arenas" in r.stdout and "heap check --arena" in r.stdout
+    assert "heap check" in r.stdout.splitlines()
+
+
+# -- read-only proof -------------------------------------------------------------------------
+
+READ_ONLY = r'''
+import hashlib, json, re
+import gdb
+
+def writable():
+    out = gdb.execute("info proc mappings", to_string=True)
+    spans = []
+    for line in out.splitlines():
+        m = re.match(r"\s*(0x[0-9a-f]+)\s+(0x[0-9a-f]+)\s+0x[0-9a-f]+\s+0x[0-9a-f]+\s+(\S+)", line)
+        if m and "w" in m.group(3):
+            spans.append((int(m.group(1), 16), int(m.group(2), 16)))
+    return spans
+
+def digest(spans):
+    inferior = gdb.selected_inferior()
+    return {f"{a:#x}": hashlib.sha256(bytes(inferior.read_memory(a, b - a))).hexdigest() for a, b in spans}
+
+calls, writes = [], []
+gdb.events.inferior_call.connect(lambda e: calls.append(type(e).__name__))
+gdb.events.memory_changed.connect(lambda e: writes.append(e.address))
+allocator = [gdb.Breakpoint(f, internal=True) for f in ("malloc", "free", "calloc", "realloc")]
+spans = writable()
+before = digest(spans)
+hits_before = [b.hit_count for b in allocator]
+results = {}
+for command in COMMANDS:
+    try:
+        gdb.execute(command, to_string=True)
+        results[command] = True
+    except gdb.error as e:
+        results[command] = str(e)
+after = digest(spans)
+print("READ_ONLY " + json.dumps({"spans": len(spans), "same": before == after,
+      "changed": [k for k in before if before[k] != after.get(k)], "calls": calls, "writes": writes,
+      "hits": [b.hit_count for b in allocator], "hits_before": hits_before, "results": results}))
+'''
+
+
+@pytest.mark.parametrize("program, args", [("all_bins", ""), ("threads", ""), ("corrupt", "smallbin_bk"),
+                                           ("corrupt", "double_free")])
+def test_commands_only_read_the_inferior(program, args):
+    commands = COMMANDS + ["heap chunks --limit 3", "heap bins --all-arenas --json", "heap top --all-arenas",
+                           "heap chunk victim" if program == "corrupt" else "heap chunks --all-arenas"]
+    with tempfile.NamedTemporaryFile("w", suffix=".py", delete=False) as f:
+        f.write(f"COMMANDS = {commands!r}\n" + READ_ONLY)
+        script = f.name
+    try:
+        r = gdb_batch(["break checkpoint", f"run {args} > /dev/null", f"source {script}"], sample(program))
+    finally:
+        os.unlink(script)
+    no_traceback(r.stderr)
+    line = next(line for line in r.stdout.splitlines() if line.startswith("READ_ONLY "))
+    result = json.loads(line[len("READ_ONLY "):])
+    assert result["spans"] >= 3  # the program's data, libc's data, heap, stack at least
+    assert result["same"], f"memory changed in {result['changed']}"
+    assert result["calls"] == [] and result["writes"] == []
+    assert result["hits"] == result["hits_before"]
+    ok = [c for c, v in result["results"].items() if v is True]
+    assert len(ok) >= len(commands) - 2, result["results"]  # heap check fails on purpose
+

@@ -1,0 +1,241 @@
+"""gdb_heap.check on synthetic heaps: healthy heaps have no problem; each damage, made by hand
+with glibc's layout rules (tests/synthetic.py), is named at the chunk it touched."""
+
+from typing import List
+
+import pytest
+
+from gdb_heap.check import ABORT_SINCE, check_arena, glibc_abort
+from gdb_heap.layouts import layout_for
+from gdb_heap.model import Problem
+from tests.synthetic import HeapBuilder, Synthetic, every_bin_heap, uninitialised_image
+
+CONFIGS = [((2, 36), 8), ((2, 27), 8), ((2, 31), 8), ((2, 42), 8), ((2, 43), 8), ((2, 36), 4), ((2, 26), 4)]
+
+
+def problems(s: Synthetic) -> List[Problem]:
+    heap = s.heap()
+    return check_arena(heap, heap.main_arena).problems
+
+
+def at(found: List[Problem], address: int, *words: str) -> Problem:
+    hits = [p for p in found if p.address == address and all(w in p.message for w in words)]
+    assert hits, f"no problem at {address:#x} saying {words}: {found}"
+    return hits[0]
+
+
+@pytest.mark.parametrize("version, word", CONFIGS)
+def test_healthy_heaps_have_no_problems(version, word):
+    _, s = every_bin_heap(version, word)
+    heap = s.heap()
+    report = check_arena(heap, heap.main_arena)
+    assert report.problems == []
+    assert report.chunks == len(s.chunks)
+    assert report.listed == sum(len(c.chunks) for c in s.chains)
+
+
+def test_no_heap_yet_is_not_a_problem():
+    s = uninitialised_image()
+    assert problems(s) == []
+
+
+def small_heap(kind: str, version=(2, 36), word=8):
+    b = HeapBuilder(version, word)
+    b.chunk(0x20)
+    free = b.chunk(0x100 if kind != "large" else 0x440, kind)
+    after = b.chunk(0x20)
+    b.chunk(0x20)
+    return free, after, b.build()
+
+
+def test_prev_inuse_clear_after_a_chunk_in_use():
+    b = HeapBuilder()
+    used = b.chunk(0x30)
+    nxt = b.chunk(0x20)
+    s = b.build()
+    s.poke(nxt + 8, 0x20)  # PREV_INUSE cleared: claims `used` is free
+    p = at(problems(s), nxt, "PREV_INUSE clear", f"{used:#x}", "in use")
+    assert p.glibc_abort == "double free or corruption (!prev)"
+
+
+@pytest.mark.parametrize("kind, abort", [("small", "corrupted size vs. prev_size"),
+                                         ("unsorted", "malloc(): mismatching next->prev_size (unsorted)"),
+                                         ("large", "corrupted size vs. prev_size")])
+def test_prev_size_disagrees_with_the_free_chunk(kind, abort):
+    free, after, s = small_heap(kind)
+    s.poke(after, 0x90)  # the footer no longer repeats the free chunk's size
+    p = at(problems(s), free, "prev_size is 0x90")
+    assert p.glibc_abort == abort
+
+
+@pytest.mark.parametrize("kind, abort", [("small", None),
+                                         ("unsorted", "malloc(): invalid next->prev_inuse (unsorted)")])
+def test_chunk_in_a_bin_but_in_use_by_the_walk(kind, abort):
+    free, after, s = small_heap(kind)
+    s.poke(after + 8, 0x21)  # PREV_INUSE set again: the walk sees `free` in use
+    p = at(problems(s), free, "PREV_INUSE set", "in use")
+    assert p.glibc_abort == abort
+
+
+def laid_out(*plan):
+    """A heap of these (size, kind) chunks: their addresses and the built image."""
+    b = HeapBuilder()
+    addresses = [b.chunk(size, kind) for size, kind in plan]
+    return addresses, b.build()
+
+
+def test_chunk_in_two_bins():
+    (_, t, _, f, _), s = laid_out((0x20, None), (0x20, "tcache"), (0x20, None), (0x20, "fast"), (0x20, None))
+    # f's fd (safe-linked with its own address) now leads to t: fastbin[0] f -> t
+    s.poke(f + 16, ((f + 16) >> 12) ^ t)
+    at(problems(s), t, "two bins", "tcache[0]", "fastbin[0]")
+
+
+def two_large():
+    """Two chunks in one large bin: 0x460 first, then 0x440."""
+    (_, big, _, small, _), s = laid_out((0x20, None), (0x460, "large"), (0x20, None), (0x440, "large"), (0x20, None))
+    return big, small, s
+
+
+def test_large_bin_nextsize_ring():
+    big, small, s = two_large()
+    s.poke(big + 32, big)  # fd_nextsize of the first chunk should be `small`
+    p = at(problems(s), big, "fd_nextsize", f"expected {small:#x}")
+    assert p.glibc_abort == "corrupted double-linked list (not small)"
+
+
+def test_large_bin_out_of_order():
+    big, small, s = two_large()
+    arena_bins = s.arena + s.layout.malloc_state.offset("bins")
+    index = s.layout.bin_index(0x440)
+    header = arena_bins + 2 * (index - 1) * 8 - 16
+    # swap the two chunks in the fd/bk chain: small first, then big
+    s.poke(arena_bins + 2 * (index - 1) * 8, small)
+    s.poke(arena_bins + 2 * (index - 1) * 8 + 8, big)
+    s.poke(small + 16, big)
+    s.poke(small + 24, header)
+    s.poke(big + 16, header)
+    s.poke(big + 24, small)
+    at(problems(s), big, "follows a smaller one")
+
+
+def test_bin_header_bk_is_not_the_last_chunk():
+    free, _, s = small_heap("small")
+    index = s.layout.bin_index(0x100)
+    bk_slot = s.arena + s.layout.malloc_state.offset("bins") + (2 * (index - 1) + 1) * 8
+    s.poke(bk_slot, free + 0x1000)
+    header = bk_slot - 8 - 16
+    p = at(problems(s), header, "the bin's bk", f"{free:#x}")
+    assert p.glibc_abort == "malloc(): smallbin double linked list corrupted"
+
+
+@pytest.mark.parametrize("version", [(2, 31), (2, 36)])
+def test_tcache_key_overwritten(version):
+    b = HeapBuilder(version)
+    b.chunk(0x20)
+    chunks = [b.chunk(0x30, "tcache") for _ in range(3)]
+    b.chunk(0x20)
+    s = b.build()
+    s.poke(chunks[1] + 24, 0x4141414141414141)
+    p = at(problems(s), chunks[1], "key 0x4141414141414141")
+    assert p.glibc_abort is None
+    assert [q.address for q in problems(s)] == [chunks[1]]
+
+
+def test_tcache_chunk_of_the_wrong_size():
+    b = HeapBuilder()
+    b.chunk(0x20)
+    t = b.chunk(0x30, "tcache")
+    b.chunk(0x20)
+    b.chunk(0x20)
+    s = b.build()
+    s.poke(t + 8, 0x51)  # 0x30 -> 0x50: still a valid walk (swallows the next chunk)
+    found = problems(s)
+    at(found, t, "tcache[1]", "size 0x50, not 0x30")
+
+
+@pytest.mark.parametrize("version, abort", [((2, 36), "malloc(): corrupted top size"), ((2, 27), None)])
+def test_top_size(version, abort):
+    b = HeapBuilder(version)
+    b.chunk(0x20)
+    s = b.build()
+    s.poke(s.top + 8, 0xFFFFFFFFFFFFFFFF)
+    p = at(problems(s), s.top, "system_mem")
+    assert p.glibc_abort == abort
+
+
+def test_top_short_of_its_heap_end():
+    b = HeapBuilder()
+    b.chunk(0x20)
+    s = b.build()
+    s.poke(s.top + 8, (s.top_size - 0x100) | 1)
+    at(problems(s), s.top, f"ends at {s.top + s.top_size - 0x100:#x}", f"heap ends at {s.heap_end:#x}")
+
+
+def test_invalid_size_of_a_fast_chunk_trips_malloc_consolidate():
+    b = HeapBuilder()
+    b.chunk(0x20)
+    f = b.chunk(0x20, "fast")
+    b.chunk(0x20)
+    s = b.build()
+    s.poke(f + 8, 0x28)  # not a multiple of 16
+    p = at(problems(s), f, "invalid size")
+    assert p.glibc_abort == "malloc_consolidate(): invalid chunk size"
+
+
+def test_invalid_size_of_a_chunk_in_use_trips_free():
+    b = HeapBuilder()
+    a = b.chunk(0x20)
+    b.chunk(0x20)
+    s = b.build()
+    s.poke(a + 8, 0x18)
+    p = at(problems(s), a, "invalid size")
+    assert p.glibc_abort == "free(): invalid size"
+
+
+def test_problems_are_sorted_and_unique():
+    free, after, s = small_heap("small")
+    s.poke(after + 8, 0x21)
+    s.poke(s.top + 8, 0xFFFFFFFFFFFFFFFF)
+    found = problems(s)
+    keys = [(p.address, p.message) for p in found]
+    assert keys == sorted(set(keys), key=keys.index) and [k[0] for k in keys] == sorted(k[0] for k in keys)
+
+
+@pytest.mark.parametrize("text", sorted(ABORT_SINCE))
+def test_abort_messages_follow_the_glibc_version(text):
+    since = ABORT_SINCE[text]
+    assert glibc_abort(layout_for(since, 8), text) == text
+    assert glibc_abort(layout_for((2, 42), 4), text) == text
+    if since > (2, 26):
+        assert glibc_abort(layout_for((since[0], since[1] - 1), 8), text) is None
+
+
+def test_check_views():
+    from gdb_heap import render
+    from gdb_heap.style import Style
+    b = HeapBuilder()
+    b.chunk(0x20)
+    s = b.build()
+    s.poke(s.top + 8, 0xFFFFFFFFFFFFFFFF)
+    heap = s.heap()
+    report = check_arena(heap, heap.main_arena)
+    doc = render.check_doc(report)
+    assert doc == {"arena": s.arena, "problems": [
+        {"address": s.top, "message": report.problems[0].message, "glibc_abort": "malloc(): corrupted top size"}]}
+    lines = list(render.check_lines(report, Style(False)))
+    assert lines[0].startswith(f"main arena {s.arena:#x}: 1 problem (3 chunks walked, 0 chunks in bins checked)")
+    assert lines[1] == (f"problem at {s.top:#x}: {report.problems[0].message} "
+                        '(glibc would abort: "malloc(): corrupted top size")')
+    _, healthy = every_bin_heap()
+    heap = healthy.heap()
+    assert "no problems found" in next(render.check_lines(check_arena(heap, heap.main_arena), Style(False)))
+
+
+def test_a_broken_walk_does_not_swallow_the_free_chunks_after_it():
+    (a, _, t, _), s = laid_out((0x20, None), (0x20, None), (0x30, "tcache"), (0x20, None))
+    s.poke(a + 8, 0x4141414141414140 | 1)  # an aligned, huge size: the walk runs past the heap
+    found = problems(s)
+    p = at(found, a, "runs")
+    assert p.glibc_abort == "double free or corruption (out)"
+    assert [q.address for q in found] == [a]  # not one "contains" per free chunk after it
