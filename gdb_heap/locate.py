@@ -15,7 +15,9 @@ import gdb  # type: ignore[import-not-found,unused-ignore]
 
 from .errors import HeapError, MemoryReadError
 from .layouts import GlibcLayout, StructLayout, Version, layout_for, NEWEST_KNOWN, OLDEST_SUPPORTED
+from .heap import ThreadInfo
 from .memory import Reader
+from .mmapped import Mapping, core_segments
 
 BANNER = re.compile(rb"release version (\d+)\.(\d+)")
 _version_cache: Dict[Tuple[str, int, float], Optional[Version]] = {}
@@ -231,8 +233,8 @@ def _is_main_thread() -> bool:
     return thread is not None and thread.ptid[1] in (0, thread.inferior.pid)
 
 
-def other_thread_tcaches(reader: Reader, libc_path: Optional[str]) -> List[int]:
-    """Every other thread's tcache pointer: a chunk in any thread's tcache is free.
+def threads_info(reader: Reader, libc_path: Optional[str]) -> List[ThreadInfo]:
+    """Every thread's tcache and thread_arena, in gdb's thread order.
 
     Switches gdb to each thread in turn (which changes nothing in the inferior) and back to
     the thread and frame the user had selected.
@@ -240,25 +242,71 @@ def other_thread_tcaches(reader: Reader, libc_path: Optional[str]) -> List[int]:
     selected = gdb.selected_thread()
     if selected is None:
         return []
-    others = [t for t in selected.inferior.threads() if t.is_valid() and t.ptid != selected.ptid]
-    if not others:
-        return []
     try:
         frame: Optional[gdb.Frame] = gdb.selected_frame()
     except gdb.error:
         frame = None
     found = []
     try:
-        for thread in others:
+        for thread in sorted(selected.inferior.threads(), key=lambda t: t.num):
+            if not thread.is_valid():
+                continue
             thread.switch()
-            value, _ = _tls_pointer("tcache", reader, libc_path)
-            if value:
-                found.append(value)
+            tcache, _ = _tls_pointer("tcache", reader, libc_path)
+            arena, _ = _tls_pointer("thread_arena", reader, libc_path)
+            found.append(ThreadInfo(thread.num, thread.ptid[1] or thread.inferior.pid, thread.ptid == selected.ptid,
+                                    tcache or None, arena or None))
     finally:
         selected.switch()
         if frame is not None and frame.is_valid():
             frame.select()
     return found
+
+
+# start, end, size, offset, [perms (gdb 12+)], objfile
+MAPPING_LINE = re.compile(r"^\s*(0x[0-9a-f]+)\s+(0x[0-9a-f]+)\s+0x[0-9a-f]+\s+0x[0-9a-f]+\s*"
+                          r"(?:([r-][w-][x-][ps])\s*)?(.*)$")
+CORE_HEADERS_MAX = 1 << 22
+CORE_FILE = re.compile(r"Local core dump file:\s*`(.*)', file type")
+
+
+def _proc_mappings() -> List[Mapping]:
+    """`info proc mappings`: every mapping of a live process; in a core, the file-backed ones."""
+    try:
+        text = gdb.execute("info proc mappings", to_string=True)
+    except gdb.error:
+        return []
+    out = []
+    for line in text.splitlines():
+        m = MAPPING_LINE.match(line)
+        if m:
+            out.append(Mapping(int(m.group(1), 16), int(m.group(2), 16), m.group(4).strip(),
+                               m.group(3) is None or m.group(3).startswith("r")))
+    return out
+
+
+def is_core() -> bool:
+    connection = getattr(gdb.selected_inferior(), "connection", None)
+    return getattr(connection, "type", None) == "core"
+
+
+def process_mappings() -> Tuple[List[Mapping], str]:
+    """The process's memory mappings and where they came from: /proc (through `info proc
+    mappings`) for a live process; a core file's own segments, named after the files its note
+    lists, for a core."""
+    if not is_core():
+        return _proc_mappings(), "info proc mappings"
+    m = CORE_FILE.search(gdb.execute("info files", to_string=True))
+    if not m or not os.path.isfile(m.group(1)):
+        raise HeapError("cannot find the core file's name in `info files`; load the core with "
+                        "gdb PROGRAM CORE or core-file CORE")
+    with open(m.group(1), "rb") as f:
+        data = f.read(CORE_HEADERS_MAX)  # a core's program headers follow its ELF header
+    segments = core_segments(data)
+    files = _proc_mappings()
+    for seg in segments:
+        seg.name = next((f.name or "?" for f in files if f.start < seg.end and seg.start < f.end), "")
+    return segments, "the core file's segments"
 
 
 def warn_once(message: str) -> None:
