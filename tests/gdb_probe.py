@@ -118,7 +118,8 @@ def arenas_truth(S):
     """Every arena on the next ring and its heap_info chain, through glibc's debug info."""
     heap_max = (64 << 20) if S == 8 else (1 << 20)  # HEAP_MAX_SIZE (x86-64 / i386)
     main = ival("(unsigned long) &main_arena")
-    out, a = [], main
+    out: List[Dict[str, Any]] = []
+    a = main
     while len(out) < 64:
         st = f"((struct malloc_state *) {a})"
         rec = {"address": a, "top": ival(f"(unsigned long) {st}->top"), "next": ival(f"(unsigned long) {st}->next"),

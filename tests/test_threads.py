@@ -108,7 +108,7 @@ def test_arenas_against_malloc_info(arenas):
 
 
 def tcache_by_thread(bins):
-    out = {}
+    out: dict = {}
     for b in bins:
         if b["kind"] == "tcache":
             out.setdefault(b["thread"], {})[b["index"]] = b
