@@ -3,6 +3,7 @@ info (the arena ring, heap_info chains, each thread's thread_arena and *tcache),
 malloc_info() per arena, and the pointers and LWPs the sample printed."""
 
 import xml.etree.ElementTree as ET
+from typing import Any, Dict
 
 import pytest
 
@@ -108,7 +109,7 @@ def test_arenas_against_malloc_info(arenas):
 
 
 def tcache_by_thread(bins):
-    out: dict = {}
+    out: Dict[int, Dict[int, Any]] = {}
     for b in bins:
         if b["kind"] == "tcache":
             out.setdefault(b["thread"], {})[b["index"]] = b
