@@ -13,7 +13,7 @@ from .args import Args, parse, parse_count
 from .errors import HeapError, MemoryReadError
 from .gdbmemory import GdbMemory
 from .heap import Anchors, Heap
-from .locate import locate, process_mappings, require_process, threads_info, warn_once, word_size
+from .locate import is_core, locate, process_mappings, require_process, threads_info, warn_once, word_size
 from .memory import Reader
 from .mmapped import mmapped_span
 from .model import BIN_KINDS, SIZE_BITS, Arena, Chunk, Problem, chunk_at, classify, summarise
@@ -57,7 +57,9 @@ class Out:
 
 def open_heap() -> Heap:
     require_process()
-    reader = Reader(GdbMemory(), word_size())
+    holes = [(m.missing_from, m.end) for m in process_mappings()[0] if m.missing_from is not None] \
+        if is_core() else []
+    reader = Reader(GdbMemory(holes), word_size())
     found = locate(reader)
     glibc = f"{found.version[0]}.{found.version[1]}" if found.version else None
     anchors = Anchors(found.main_arena, found.mp, glibc, found.located_by, found.tcache,
@@ -78,7 +80,8 @@ def style() -> Style:
 def evaluate_address(expression: str) -> int:
     try:
         value = gdb.parse_and_eval(expression)
-        if value.type.strip_typedefs().code in (gdb.TYPE_CODE_ARRAY, gdb.TYPE_CODE_FUNC) and value.address:
+        if value.type.strip_typedefs().code in (gdb.TYPE_CODE_ARRAY, gdb.TYPE_CODE_FUNC, gdb.TYPE_CODE_STRUCT) \
+                and value.address:  # an object names its address (main_arena, a struct)
             value = value.address
         return int(value.cast(gdb.lookup_type("unsigned long"))) & ((1 << (8 * word_size())) - 1)
     except (gdb.error, RuntimeError) as e:

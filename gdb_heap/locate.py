@@ -194,6 +194,11 @@ def locate(reader: Reader) -> Located:
     size_sz = reader.size_sz
     main_arena = _address_of("main_arena")
     mp = _address_of("mp_")
+    if (main_arena is None or mp is None) and is_core() and not any(
+            "libc" in (o.filename or "") for o in gdb.objfiles()):
+        raise HeapError("cannot find glibc's main_arena and mp_: gdb found no C library in this core file "
+                        "(it lacks the dynamic loader's data, e.g. filtered by coredump_filter); check that "
+                        "`info sharedlibrary` lists libc")
     if main_arena is None or mp is None:
         raise HeapError("cannot find glibc's main_arena and mp_ (no symbols for the C library); install "
                         "its debug symbols (Debian: apt install libc6-dbg) or check that the program "

@@ -31,6 +31,7 @@ class Mapping:
     end: int
     name: str = ""
     readable: bool = True  # its protection lets the process read it
+    missing_from: Optional[int] = None  # in a core file: where the bytes the core holds end
 
 
 @dataclass
@@ -139,11 +140,14 @@ def core_segments(data: bytes) -> List[Mapping]:
         if off + phentsize > len(data):
             break
         if is64:
-            p_type, p_flags, _, vaddr, _, _, memsz = struct.unpack_from(order + "IIQQQQQ", data, off)
+            p_type, p_flags, _, vaddr, _, filesz, memsz = struct.unpack_from(order + "IIQQQQQ", data, off)
         else:
-            p_type, _, vaddr, _, _, memsz, p_flags = struct.unpack_from(order + "IIIIIII", data, off)
+            p_type, _, vaddr, _, filesz, memsz, p_flags = struct.unpack_from(order + "IIIIIII", data, off)
         if p_type == 1 and memsz:  # PT_LOAD
-            out.append(Mapping(vaddr, vaddr + memsz, "", bool(p_flags & 4)))  # PF_R
+            # A mapping the core did not save (coredump_filter, gcore's choice) keeps its
+            # segment with fewer bytes in the file than in memory; gdb reads the rest as zeros.
+            out.append(Mapping(vaddr, vaddr + memsz, "", bool(p_flags & 4),  # PF_R
+                               vaddr + filesz if filesz < memsz else None))
     return out
 
 

@@ -77,13 +77,13 @@ def test_core_segments():
     """PT_LOAD program headers of an ELF64 core: one mapping each, PF_R as readable."""
     phdrs = [(1, 6, 0x1000, 0x555555554000, 0, 0x1000, 0x1000, 0x1000),  # rw
              (4, 0, 0x2000, 0, 0, 0x100, 0, 1),  # PT_NOTE: not a mapping
-             (1, 0, 0x3000, 0x7fffe8021000, 0, 0, 0x3fdf000, 0x1000)]  # ---p
+             (1, 0, 0x3000, 0x7fffe8021000, 0, 0, 0x3fdf000, 0x1000)]  # ---p, no bytes in the core
     head = bytearray(64)
     head[:6] = b"\x7fELF\x02\x01"
     struct.pack_into("<Q", head, 0x20, 64)
     struct.pack_into("<HH", head, 0x36, 56, len(phdrs))
     data = bytes(head) + b"".join(struct.pack("<IIQQQQQQ", *p) for p in phdrs)
-    assert core_segments(data) == [Mapping(0x555555554000, 0x555555555000, "", True),
-                                   Mapping(0x7fffe8021000, 0x7fffec000000, "", False)]
+    assert core_segments(data) == [Mapping(0x555555554000, 0x555555555000, "", True, None),
+                                   Mapping(0x7fffe8021000, 0x7fffec000000, "", False, 0x7fffe8021000)]
     assert core_segments(b"not an elf") == []
     assert core_segments(data[:100]) == []  # headers cut short: none taken
