@@ -262,8 +262,9 @@ class Heap:
             if self._mmapped_header(chunk):
                 return Found(chunk, how, None)
         if not self.reader.readable(address):
-            raise HeapError(f"{address:#x} is not readable: the process (or the core file) lacks that memory; "
-                            "give a chunk address or a pointer malloc returned (heap chunks lists them)")
+            raise HeapError(f"{address:#x} is not in any heap of this process; that memory is not readable "
+                            "(the process or the core file lacks it): give a chunk address or a pointer malloc "
+                            "returned (heap chunks lists them)")
         raise HeapError(f"{address:#x} is not in any heap of this process; give a chunk address or a "
                         "pointer malloc returned (heap chunks lists them)")
 

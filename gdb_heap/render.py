@@ -296,8 +296,9 @@ def chunk_detail_lines(c: Chunk, how: str, arena: Optional[Arena], layout: Glibc
         low, high = layout.mmapped_requests_for(c.size)
         yield (f"  mapping       {start:#x}-{end:#x} ({human(end - start)}), its own mmap: glibc munmaps it "
                f"on free (IS_MMAPPED); usable = size - {2 * S}")
-        yield (f"  requests      malloc({low}) to malloc({high}) give a mapping of this size when malloc "
-               f"serves them by mmap (request2size + {S}, page-rounded)")
+        if not c.prev_size:  # memalign's slack breaks the arithmetic
+            yield (f"  requests      malloc({low}) to malloc({high}) give a mapping of this size when malloc "
+                   f"serves them by mmap (request2size + {S}, page-rounded)")
     for name, value in links:
         yield f"  {name:<13} {style('address', f'{value:#x}')}"
     if prev_chunk is not None:

@@ -102,16 +102,22 @@ def tcache_chunks(S):
     return chunks
 
 
-def every_thread_tcache(S):
-    """thread number -> its tcache's chunks; gdb's selected thread and frame are restored."""
+def per_thread(read):
+    """thread number -> read(thread), with each thread selected in turn; gdb's selected thread
+    and frame are restored."""
     selected, frame = gdb.selected_thread(), gdb.selected_frame()
     out = {}
     for thread in gdb.selected_inferior().threads():
         thread.switch()
-        out[str(thread.num)] = tcache_chunks(S)
+        out[str(thread.num)] = read(thread)
     selected.switch()
     frame.select()
     return out
+
+
+def every_thread_tcache(S):
+    """thread number -> its tcache's chunks."""
+    return per_thread(lambda thread: tcache_chunks(S))
 
 
 def arenas_truth(S):
@@ -140,15 +146,8 @@ def arenas_truth(S):
 
 def threads_truth(S):
     """Per thread (gdb's number): its LWP, thread_arena, tcache and tcache chunks, by debug info."""
-    selected, frame = gdb.selected_thread(), gdb.selected_frame()
-    out = {}
-    for thread in gdb.selected_inferior().threads():
-        thread.switch()
-        out[str(thread.num)] = {"lwp": thread.ptid[1], "arena": ival("(unsigned long) thread_arena"),
-                                "tcache": ival("(unsigned long) tcache"), "chunks": tcache_chunks(S)}
-    selected.switch()
-    frame.select()
-    return out
+    return per_thread(lambda thread: {"lwp": thread.ptid[1], "arena": ival("(unsigned long) thread_arena"),
+                                      "tcache": ival("(unsigned long) tcache"), "chunks": tcache_chunks(S)})
 
 
 def heap_walk(S):

@@ -6,7 +6,7 @@ import xml.etree.ElementTree as ET
 
 import pytest
 
-from tests.gdbrun import doc, facts, probe, sample
+from tests.gdbrun import ANSI, doc, facts, gdb_batch, no_traceback, probe, sample
 
 COMMANDS = ["heap mmapped --json", "heap mmapped", "p mp_.mmap_threshold", "up", "heap chunk d", "heap chunk a",
             "heap chunk e --json", "heap chunks --json"]
@@ -106,3 +106,19 @@ def test_dynamic_threshold_moves_the_next_one_onto_the_heap(run):
     assert c["state"] == "in_use" and c["size"] == request2size(300000, second["truth"]["S"])
     assert back in {x["user_address"] for x in doc(second, "heap chunks --json")["chunks"]}
     assert json.dumps(doc(second, "heap mmapped --json")).count('"address"') == 3
+
+
+def test_help_completion_colour_and_errors():
+    r = gdb_batch(["help heap mmapped", "help heap bins", "complete heap mm", "complete heap bins --all-t",
+                   "complete heap mmapped --j"])
+    assert "Usage: heap mmapped [--json]" in r.stdout and "mp_.n_mmaps" in r.stdout
+    assert "--all-threads" in r.stdout
+    assert {"heap mmapped", "heap bins --all-threads", "heap mmapped --json"} <= set(r.stdout.splitlines())
+    r = gdb_batch(["heap mmapped"], sample("mmapped"))
+    assert r.stderr.strip().splitlines()[-1].startswith("heap: no process;") and r.returncode != 0
+    r = gdb_batch(["break checkpoint", "run > /dev/null", "set style enabled on", "heap mmapped",
+                   "heap mmapped --json"], sample("mmapped"))
+    no_traceback(r.stdout + r.stderr)
+    lines = [line for line in r.stdout.splitlines() if "0x" in line or line.startswith("{")]
+    assert any(ANSI.search(line) for line in lines if not line.startswith("{"))
+    assert not ANSI.search(next(line for line in lines if line.startswith("{")))
