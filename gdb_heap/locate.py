@@ -291,8 +291,13 @@ def _proc_mappings() -> List[Mapping]:
 
 
 def is_core() -> bool:
-    connection = getattr(gdb.selected_inferior(), "connection", None)
-    return getattr(connection, "type", None) == "core"
+    connection = getattr(gdb.selected_inferior(), "connection", None)  # gdb 12+
+    if connection is not None:
+        return getattr(connection, "type", None) == "core"
+    try:
+        return "Local core dump file" in gdb.execute("info files", to_string=True)
+    except gdb.error:
+        return False
 
 
 def process_mappings() -> Tuple[List[Mapping], str]:
