@@ -47,7 +47,8 @@ def _address_of(name: str) -> Optional[int]:
 
 
 def require_process() -> None:
-    if gdb.selected_inferior().pid == 0 or gdb.selected_thread() is None:
+    # A core file is as good as a process (its pid may be 0 when the core does not say).
+    if gdb.selected_thread() is None or (gdb.selected_inferior().pid == 0 and not is_core()):
         raise HeapError("no process; start the program (run, start) or load a core file first")
 
 

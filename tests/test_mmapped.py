@@ -87,3 +87,24 @@ def test_core_segments():
                                    Mapping(0x7fffe8021000, 0x7fffec000000, "", False, 0x7fffe8021000)]
     assert core_segments(b"not an elf") == []
     assert core_segments(data[:100]) == []  # headers cut short: none taken
+
+
+def test_views_say_what_is_missing():
+    """Text and JSON of a scan that found fewer chunks than glibc counts, and an unreadable mapping."""
+    from gdb_heap import render
+    from gdb_heap.heap import MmappedView
+    from gdb_heap.style import Style
+
+    base = 0x7f0000000000
+    reader = image({base: mmapped_chunk(0x2000)})
+    chunks, unreadable = scan(reader, L64, [Mapping(base, base + 0x2000), Mapping(base + 0x10000, base + 0x11000)])
+    view = MmappedView(chunks, unreadable, "test mappings", 2, 0x3000)
+    doc = render.mmapped_doc(view)
+    assert doc == {"chunks": [{"address": base, "size": 0x2000, "user_address": base + 16, "mapping_start": base,
+                               "mapping_end": base + 0x2000, "prev_size": 0}],
+                   "glibc_count": 2, "glibc_bytes": 0x3000,
+                   "unreadable": [{"start": base + 0x10000, "end": base + 0x11000}]}
+    text = "\n".join(render.mmapped_lines(view, Style(False)))
+    assert "1 mmapped chunk found" in text and "glibc counts 2 (mp_.n_mmaps)" in text
+    assert "the scan found 1 but glibc counts 2" in text
+    assert f"mapping {base + 0x10000:#x}-{base + 0x11000:#x} is not readable" in text
