@@ -145,9 +145,15 @@ def arenas_truth(S):
 
 
 def threads_truth(S):
-    """Per thread (gdb's number): its LWP, thread_arena, tcache and tcache chunks, by debug info."""
-    return per_thread(lambda thread: {"lwp": thread.ptid[1], "arena": ival("(unsigned long) thread_arena"),
-                                      "tcache": ival("(unsigned long) tcache"), "chunks": tcache_chunks(S)})
+    """Per thread (gdb's number): its LWP, thread_arena, tcache and tcache chunks, by debug info
+    (gdb's TLS support: {"error": ...} where it has none)."""
+    def read(thread):
+        try:
+            return {"lwp": thread.ptid[1], "arena": ival("(unsigned long) thread_arena"),
+                    "tcache": ival("(unsigned long) tcache"), "chunks": tcache_chunks(S)}
+        except gdb.error as e:
+            return {"error": str(e)}
+    return per_thread(read)
 
 
 def heap_walk(S):
