@@ -274,7 +274,8 @@ glibc keeps the next chunk's PREV_INUSE set: this command decides "free" by bin 
                 continue
             problems = []
             chunk_rows = self._rows(heap, arena, problems, limit)
-            notes = {}
+            notes = {t.tcache - 2 * S: f"tcache_perthread_struct of {render.thread_text(t)}"
+                     for t in heap.threads if t.tcache and not t.selected}
             if heap.tcache:
                 notes[heap.tcache - 2 * S] = "tcache_perthread_struct (the selected thread's tcache)"
             out.lines(render.chunk_lines(chunk_rows, read_preview, st, notes))

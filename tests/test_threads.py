@@ -12,7 +12,7 @@ from tests.gdbrun import doc, facts, probe, sample
 COMMANDS = ["heap arenas --json", "heap arenas", "heap --json", "heap chunks --all-arenas --json",
             "heap chunks --summary --all-arenas --json", "heap bins tcache --all-threads --json",
             "heap bins --all-threads --json", "heap bins tcache --all-threads", "heap bins tcache --json",
-            "thread 2", "heap bins --json tcache", "heap bins tcache", "thread 1"]
+            "heap chunks --all-arenas", "thread 2", "heap bins --json tcache", "heap bins tcache", "thread 1"]
 
 
 def request2size(n, S=8, A=16):
@@ -145,6 +145,13 @@ def test_every_threads_tcache(arenas):
     text = arenas["commands"]["heap bins tcache --all-threads"]["out"]
     for n, th in t.items():
         assert f"tcache of thread {n} (LWP {th['lwp']}), arena {th['arena']:#x}" in text
+    # heap chunks names each thread's tcache_perthread_struct chunk
+    S = arenas["truth"]["S"]
+    lines = arenas["commands"]["heap chunks --all-arenas"]["out"].splitlines()
+    for n, th in t.items():
+        label = ("(the selected thread's tcache)" if n == "1" else f"of thread {n} (LWP {th['lwp']})")
+        line = next(x for x in lines if x.startswith(f"{th['tcache'] - 2 * S:#018x}"))
+        assert line.endswith(f"tcache_perthread_struct {label}"), line
 
 
 def test_selected_threads_tcache_follows_gdb_thread(arenas):
