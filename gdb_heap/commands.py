@@ -14,8 +14,9 @@ from .check import Checker, check_arena
 from .errors import HeapError, MemoryReadError
 from .gdbmemory import GdbMemory
 from .heap import Anchors, Heap
-from .locate import locate, other_thread_tcaches, require_process, warn_once, word_size
+from .locate import locate, process_mappings, require_process, threads_info, warn_once, word_size
 from .memory import Reader
+from .mmapped import mmapped_span
 from .model import BIN_KINDS, SIZE_BITS, Arena, Chunk, Problem, chunk_at, classify, summarise
 from .style import Style
 
@@ -57,13 +58,14 @@ class Out:
 
 def open_heap() -> Heap:
     require_process()
-    reader = Reader(GdbMemory(), word_size())
-    found = locate(reader)
+    maps, source = process_mappings()
+    holes = [(m.missing_from, m.end) for m in maps if m.missing_from is not None]
+    reader = Reader(GdbMemory(holes), word_size())
+    found = locate(reader, maps)
     glibc = f"{found.version[0]}.{found.version[1]}" if found.version else None
     anchors = Anchors(found.main_arena, found.mp, glibc, found.located_by, found.tcache,
                       found.thread_arena, found.notes + [tcache_note(found.tcache_found_by)],
-                      lambda: other_thread_tcaches(found.context) if found.context and found.layout.features.tcache
-                      else [])
+                      lambda: threads_info(found.context), lambda: (maps, source))
     for note in found.notes:
         warn_once(note)
     return Heap(reader, found.layout, anchors)
@@ -83,7 +85,8 @@ def style() -> Style:
 def evaluate_address(expression: str) -> int:
     try:
         value = gdb.parse_and_eval(expression)
-        if value.type.strip_typedefs().code in (gdb.TYPE_CODE_ARRAY, gdb.TYPE_CODE_FUNC) and value.address:
+        if value.type.strip_typedefs().code in (gdb.TYPE_CODE_ARRAY, gdb.TYPE_CODE_FUNC, gdb.TYPE_CODE_STRUCT) \
+                and value.address:  # an object names its address (main_arena, a struct)
             value = value.address
         return int(value.cast(gdb.lookup_type("unsigned long"))) & ((1 << (8 * word_size())) - 1)
     except (gdb.error, RuntimeError) as e:
@@ -163,7 +166,7 @@ named heuristic), every arena with its top chunk and system memory, each heap re
 how many chunks are in use or sit in each kind of bin (tcache, fast, unsorted, small, large).
 
 Subcommands: heap chunks, heap chunk ADDR, heap bins [KIND...], heap top, heap arenas,
-heap check.
+heap check, heap mmapped.
 Type "help heap SUBCOMMAND" for each.  Every command takes --json for one JSON document
 (the shapes are in the project's command contract)."""
 
@@ -196,7 +199,8 @@ Type "help heap SUBCOMMAND" for each.  Every command takes --json for one JSON d
         a = heap.anchors
         if args.flag("--json"):
             print_json(out, {"glibc": a.glibc, "located_by": a.located_by,
-                             "arenas": [render.arena_doc(x) for x in heap.arenas], "counts": dict(counts)})
+                             "arenas": [render.arena_doc(x, heap.arena_threads(x)) for x in heap.arenas],
+                             "counts": dict(counts)})
             return
         st = style()
         out.line(f"glibc {a.glibc or 'version unknown'}, allocator state found by {a.located_by} "
@@ -208,7 +212,7 @@ Type "help heap SUBCOMMAND" for each.  Every command takes --json for one JSON d
                      "chunks); continue past its first malloc")
             return
         for arena in heap.arenas:
-            out.lines(render.arena_lines(arena, st))
+            out.lines(render.arena_lines(arena, st, heap.arena_threads(arena)))
         out.line(f"chunks: {counts['in_use']} in use; free: " +
                  ", ".join(f"{counts[k]} {k}" for k in BIN_KINDS) + " (plus one top chunk per arena)")
         out.lines(render.problem_lines(problems, st))
@@ -279,7 +283,8 @@ glibc keeps the next chunk's PREV_INUSE set: this command decides "free" by bin 
                 continue
             problems = []
             chunk_rows = self._rows(heap, arena, problems, limit)
-            notes = {}
+            notes = {t.tcache - 2 * S: f"tcache_perthread_struct of {render.thread_text(t)}"
+                     for t in heap.threads if t.tcache and not t.selected}
             if heap.tcache:
                 notes[heap.tcache - 2 * S] = "tcache_perthread_struct (the selected thread's tcache)"
             out.lines(render.chunk_lines(chunk_rows, read_preview, st, notes))
@@ -375,6 +380,10 @@ neighbours, and which malloc(n) requests produce a chunk of this size: that answ
                                                layout.size_sz))
             doc.update(understood_as=how, arena=arena.address if arena else None,
                        requests=list(requests) if requests else [0, 0])
+            if c.is_mmapped and arena is None and c.prev_size is not None:
+                start = c.address - c.prev_size
+                doc.update(prev_size=c.prev_size, mapping_start=start,
+                           mapping_end=start + mmapped_span(layout, c.prev_size, c.size))
             print_json(out, doc)
             return
         links = self._links(heap, c)
@@ -415,20 +424,23 @@ neighbours, and which malloc(n) requests produce a chunk of this size: that answ
 class HeapBins(HeapCommandBase):
     """Show the arena's non-empty bins, each chain in list order.
 
-Usage: heap bins [KIND...] [--json] [--arena ADDR | --all-arenas]
+Usage: heap bins [KIND...] [--json] [--arena ADDR | --all-arenas] [--all-threads]
 
 KIND is any of tcache, fast, unsorted, small, large (default: all).  tcache is the selected
-thread's (gdb's "thread N" selects another); its bins show the chunk size they hold and the
-count tcache keeps, checked against the walked chain.  Fastbin and tcache links are decoded
+thread's (gdb's "thread N" selects another; --all-threads shows every thread's, each named by
+its gdb thread number and LWP); its bins show the chunk size they hold and the count tcache
+keeps, checked against the walked chain.  Fastbin and tcache links are decoded
 from safe-linking (glibc 2.32+).  Unsorted and large bins show each chunk's size.  A chain
 that loops, leaves mapped memory, or is longer than it can be is cut there and reported.
 
   --json         {"arena", "bins": [{"kind", "index", "size", "count", "chunks"}], "problems"}
+                 (tcache bins add "thread" and "lwp": whose tcache it is)
   --arena ADDR   the arena at ADDR (default: the selected thread's arena, else main_arena)
-  --all-arenas   every arena in turn"""
+  --all-arenas   every arena in turn
+  --all-threads  every thread's tcache, in the document of the selected thread's arena"""
 
     name = "heap bins"
-    flags = ("--json", "--all-arenas")
+    flags = ("--json", "--all-arenas", "--all-threads")
     valued = ("--arena",)
     words = BIN_KINDS
 
@@ -439,9 +451,25 @@ that loops, leaves mapped memory, or is longer than it can be is cut there and r
         kinds = tuple(k for k in BIN_KINDS if k in args.rest) or BIN_KINDS
         heap = open_heap()
         arenas = arenas_for(heap, args)
-        results = [(arena, heap.bins(arena, kinds)) for arena in arenas]
+        all_threads = args.flag("--all-threads") and "tcache" in kinds
+        selected = heap.selected_arena()
+        # Every thread's tcache goes where the selected thread's would (else the first arena).
+        home = selected if selected in arenas else arenas[0]
+        results = [(arena, heap.bins(arena, tuple(k for k in kinds if k != "tcache") if all_threads else kinds))
+                   for arena in arenas]
+        tcaches = heap.thread_tcaches() if all_threads else []
+        me = next((t for t in heap.threads if t.selected), None) if "tcache" in kinds and not all_threads else None
         if args.flag("--json"):
-            docs = [render.bins_doc(a.address, chains, problems) for a, (chains, problems) in results]
+            docs = []
+            for arena, (chains, problems) in results:
+                doc = render.bins_doc(arena.address, chains, problems)
+                if arena is home and tcaches:
+                    doc["bins"] = [b for tc in tcaches for b in render.bins_doc(0, tc.chains, [], tc.thread)["bins"]] \
+                        + doc["bins"]
+                    doc["problems"] = [render.problem_json(p) for tc in tcaches for p in tc.problems] + doc["problems"]
+                elif me is not None:
+                    doc = render.bins_doc(arena.address, chains, problems, me)
+                docs.append(doc)
             print_json(out, {"arenas": docs} if args.flag("--all-arenas") else docs[0])
             return
         st = style()
@@ -455,8 +483,18 @@ that loops, leaves mapped memory, or is longer than it can be is cut there and r
         for arena, (chains, problems) in results:
             if args.flag("--all-arenas"):
                 out.line(st("heading", f"{'main arena' if arena.main else 'arena'} {arena.address:#x}"))
-            tcache = heap.tcache if arena is heap.selected_arena() else None
-            out.lines(render.bins_lines(chains, problems, st, size_of, tcache))
+            if arena is home and tcaches:
+                for tc in tcaches:
+                    where = f", arena {tc.thread.arena:#x}" if tc.thread.arena else ""
+                    out.lines(render.bins_lines(tc.chains, tc.problems, st, size_of, tc.address,
+                                                render.thread_text(tc.thread) + where))
+                if all_threads and not tcaches:
+                    out.line("no thread has a tcache with chunks")
+                if not chains and not problems:
+                    continue
+            tcache = heap.tcache if arena is selected else None
+            out.lines(render.bins_lines(chains, problems, st, size_of, tcache,
+                                        render.thread_text(me) if me and tcache else ""))
 
 
 # -- heap top ------------------------------------------------------------------------------------
@@ -496,13 +534,17 @@ larger than the trim threshold, free gives the memory back to the kernel.
 # -- heap arenas ---------------------------------------------------------------------------------
 
 class HeapArenas(HeapCommandBase):
-    """List every arena: address, main or not, top, system memory, heap regions.
+    """List every arena: address, main or not, top, system memory, heaps, threads.
 
 Usage: heap arenas [--json]
 
-The arenas are listed in the order of glibc's `next` ring, starting at main_arena.
+The arenas are listed in the order of glibc's `next` ring, starting at main_arena.  A thread
+arena's heaps are mmapped regions described by a heap_info at their start (its size in use
+and mprotect_size, the part made read-write), oldest first.  The threads attached to an arena
+are those whose thread_arena (a libc TLS variable) points at it; * marks the selected thread.
 
-  --json   {"arenas": [{"address", "main", "top", "system_mem", "next", "heaps": [{"start", "end"}]}]}"""
+  --json   {"arenas": [{"address", "main", "top", "system_mem", "next", "heaps": [{"start", "end",
+           "heap_info", "size", "mprotect_size"}], "threads": [{"thread", "lwp"}]}]}"""
 
     name = "heap arenas"
     flags = ("--json",)
@@ -511,11 +553,44 @@ The arenas are listed in the order of glibc's `next` ring, starting at main_aren
         self.no_extra(args)
         heap = open_heap()
         if args.flag("--json"):
-            print_json(out, {"arenas": [render.arena_doc(a) for a in heap.arenas]})
+            print_json(out, {"arenas": [render.arena_doc(a, heap.arena_threads(a)) for a in heap.arenas]})
             return
         st = style()
         for arena in heap.arenas:
-            out.lines(render.arena_lines(arena, st))
+            out.lines(render.arena_lines(arena, st, heap.arena_threads(arena)))
+
+
+# -- heap mmapped --------------------------------------------------------------------------------
+
+class HeapMmapped(HeapCommandBase):
+    """List the mmapped chunks: large blocks that are a mapping of their own.
+
+Usage: heap mmapped [--json]
+
+malloc serves a request of at least mp_.mmap_threshold (128 KiB at first; freeing such a
+chunk raises it) with a mapping of its own when top cannot: no arena or bin refers to it,
+and free gives it back with munmap.  glibc only counts them (mp_.n_mmaps, mp_.mmapped_mem),
+so this command looks for them: a chunk header that glibc would write (IS_MMAPPED, a whole
+number of pages) at the start of every anonymous mapping (from `info proc mappings` for a
+live process, from the core file's own segments for a core).  It prints glibc's count beside
+what it found, so a chunk it missed (its mapping merged with a neighbour) shows as a mismatch.
+Each chunk's prev_size is the slack between its mapping's start and the chunk (0 unless
+memalign placed it).
+
+  --json   {"chunks": [{"address", "size", "user_address", "mapping_start", "mapping_end",
+           "prev_size"}], "glibc_count", "glibc_bytes", "unreadable": [{"start", "end"}]}"""
+
+    name = "heap mmapped"
+    flags = ("--json",)
+
+    def run(self, args: Args, out: Out) -> None:
+        self.no_extra(args)
+        heap = open_heap()
+        view = heap.mmapped()
+        if args.flag("--json"):
+            print_json(out, render.mmapped_doc(view))
+            return
+        out.lines(render.mmapped_lines(view, style()))
 
 
 # -- settings ------------------------------------------------------------------------------------
@@ -615,3 +690,4 @@ def register() -> None:
     HeapTop()
     HeapArenas()
     HeapCheck()
+    HeapMmapped()

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from bisect import bisect_right
+from typing import Sequence, Tuple
+
 import gdb  # type: ignore[import-not-found,unused-ignore]
 
 from .errors import MemoryReadError
@@ -9,12 +12,20 @@ from .memory import Bytes
 
 
 class GdbMemory:
-    def __init__(self) -> None:
+    """`holes`: [start, end) ranges a core file has no bytes for, which gdb would read as
+    zeros; reading them is an error here, so the model says the memory is missing."""
+
+    def __init__(self, holes: Sequence[Tuple[int, int]] = ()) -> None:
         self.inferior = gdb.selected_inferior()
         self.reads = 0
+        self.holes = sorted(holes)
+        self._starts = [h[0] for h in self.holes]
 
     def read(self, address: int, length: int) -> Bytes:
         self.reads += 1
+        i = bisect_right(self._starts, address + length - 1) - 1
+        if i >= 0 and self.holes[i][1] > address:  # the last hole starting before the end overlaps?
+            raise MemoryReadError(address, length)
         try:
             return self.inferior.read_memory(address, length)
         except (gdb.MemoryError, gdb.error, OverflowError, ValueError):

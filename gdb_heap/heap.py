@@ -13,6 +13,8 @@ from . import model
 from .errors import HeapError, MemoryReadError
 from .layouts import GlibcLayout
 from .memory import Reader
+from .mappings import Mapping
+from .mmapped import MmappedChunk, mmapped_header, scan
 from .model import Arena, BinChain, FreeIndex, HeapRegion, MallocPar, Problem
 
 
@@ -27,9 +29,41 @@ class Anchors:
     tcache: Optional[int] = None  # the selected thread's tcache_perthread_struct
     thread_arena: Optional[int] = None  # the selected thread's arena
     notes: List[str] = field(default_factory=list)
-    # The other threads' tcache structs, found only when a command classifies chunks (it
+    # Every thread's tcache and arena, looked up only by the commands that need them (it
     # means visiting every thread).
-    other_tcaches: Callable[[], List[int]] = list
+    threads: Callable[[], List[ThreadInfo]] = list
+    # The process's mappings and where they came from, for finding mmapped chunks.
+    mappings: Callable[[], Tuple[List[Mapping], str]] = lambda: ([], "no mappings")
+
+
+@dataclass
+class ThreadInfo:
+    """One thread of the inferior: gdb's number, its LWP, and its libc TLS pointers."""
+
+    num: int
+    lwp: int
+    selected: bool
+    tcache: Optional[int]  # its tcache_perthread_struct (None: none, or not readable)
+    arena: Optional[int]  # its thread_arena (None: not attached to an arena yet, or not readable)
+
+
+@dataclass
+class ThreadTcache:
+    """One thread's tcache bins, for `heap bins --all-threads`."""
+
+    thread: ThreadInfo
+    address: int  # its tcache_perthread_struct
+    chains: List[BinChain]
+    problems: List[Problem]
+
+
+@dataclass
+class MmappedView:
+    chunks: List[MmappedChunk]
+    unreadable: List[Mapping]  # mappings the scan could not read (lacking from a core)
+    source: str  # where the mapping list came from
+    glibc_count: int  # mp_.n_mmaps
+    glibc_bytes: int  # mp_.mmapped_mem
 
 
 @dataclass
@@ -60,6 +94,7 @@ class Heap:
         self._arenas: Optional[List[Arena]] = None
         self._chains: Dict[Tuple[int, Tuple[str, ...]], Tuple[List[BinChain], List[Problem]]] = {}
         self._all_tcache: Optional[FreeIndex] = None
+        self._threads: Optional[List[ThreadInfo]] = None
 
     # -- state -----------------------------------------------------------------------------
     @property
@@ -121,11 +156,34 @@ class Heap:
         return bool(address) and any(r.first_chunk < address < r.end  # type: ignore[operator]
                                      for arena in self.arenas for r in arena.heaps)
 
+    @property
+    def threads(self) -> List[ThreadInfo]:
+        if self._threads is None:
+            self._threads = self.anchors.threads()
+        return self._threads
+
+    def arena_threads(self, arena: Arena) -> List[ThreadInfo]:
+        """The threads whose thread_arena is this arena."""
+        return [t for t in self.threads if t.arena == arena.address]
+
+    def thread_tcaches(self) -> List[ThreadTcache]:
+        """Every thread's tcache bins, in gdb's thread order (threads without one left out)."""
+        out = []
+        for t in self.threads:
+            address = self.anchors.tcache if t.selected else t.tcache
+            if address is None or not self._in_a_heap(address):
+                continue
+            chains, problems = model.read_bins(self.reader, self.layout, self.main_arena.state, address, self.mp,
+                                               ("tcache",))
+            out.append(ThreadTcache(t, address, chains, problems))
+        return out
+
     def all_tcache_index(self) -> FreeIndex:
         """Chunks in any thread's tcache (the contract: they are free, bin tcache)."""
         if self._all_tcache is None:
             index: FreeIndex = {}
-            for address in [self.tcache] + self.anchors.other_tcaches():
+            others = [t.tcache for t in self.threads if not t.selected]
+            for address in [self.tcache] + others:
                 if address and self._in_a_heap(address):
                     try:
                         chains = model.read_tcache(self.reader, self.layout, address, self.mp)
@@ -204,18 +262,25 @@ class Heap:
         for chunk, how in ((address - H, "user_pointer"), (address, "chunk")):
             if self._mmapped_header(chunk):
                 return Found(chunk, how, None)
+        if not self.reader.readable(address):
+            raise HeapError(f"{address:#x} is not in any heap of this process; that memory is not readable "
+                            "(the process or the core file lacks it): give a chunk address or a pointer malloc "
+                            "returned (heap chunks lists them)")
         raise HeapError(f"{address:#x} is not in any heap of this process; give a chunk address or a "
                         "pointer malloc returned (heap chunks lists them)")
 
     def _mmapped_header(self, chunk: int) -> bool:
-        """A plausible mmapped chunk: IS_MMAPPED set, page-sized span, aligned user pointer."""
-        if chunk < 0 or (chunk + self.layout.header_size) % self.layout.malloc_alignment:
-            return False
+        """A plausible mmapped chunk: a header glibc would write, its whole span readable."""
         try:
             prev_size, sizef = self.reader.words(chunk, 2)
         except MemoryReadError:
             return False
-        size = sizef & ~model.SIZE_BITS
-        span = prev_size + size + (self.layout.header_size if self.layout.features.mmap_chunk_v2 else 0)
-        return bool(sizef & model.IS_MMAPPED) and size > 0 and span % 4096 == 0 \
-            and self.reader.readable(chunk + size - 1)
+        return chunk >= 0 and mmapped_header(self.layout, chunk, prev_size, sizef) \
+            and self.reader.readable(chunk + (sizef & ~model.SIZE_BITS) - 1)
+
+    def mmapped(self) -> MmappedView:
+        """The mmapped chunks found at the starts of anonymous mappings (no arena lists them)."""
+        mappings, source = self.anchors.mappings()
+        heaps = [(r.start, r.end) for arena in self.arenas for r in arena.heaps]
+        chunks, unreadable = scan(self.reader, self.layout, mappings, heaps)
+        return MmappedView(chunks, unreadable, source, self.mp.n_mmaps, self.mp.mmapped_mem)

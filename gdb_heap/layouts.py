@@ -227,9 +227,14 @@ class GlibcLayout:
 
     def mmapped_requests_for(self, size: int, pagesize: int = 4096) -> Tuple[int, int]:
         """The malloc(n) requests that sysmalloc_mmap serves with a mapping of this chunk
-        size: it maps ALIGN_UP(request2size(n) + SIZE_SZ, pagesize) bytes (up to 2.42)."""
-        high = size - 2 * self.size_sz
-        low = max(0, size - pagesize - 2 * self.size_sz + 1)
+        size: it maps ALIGN_UP(request2size(n) + SIZE_SZ, pagesize) bytes (up to 2.42; + A - 1
+        where MALLOC_ALIGNMENT is larger than the chunk header).
+        request2size(n) is a multiple of MALLOC_ALIGNMENT, so the largest n is below the
+        usable size when that is not one."""
+        S, A = self.size_sz, self.malloc_alignment
+        pad = S if A == 2 * S else A - 1  # sysmalloc's slack when MALLOC_ALIGNMENT > CHUNK_HDR_SZ (i386)
+        high = (size - pad) // A * A - S
+        low = max(0, (size - pagesize - pad) // A * A - S + 1)
         return (low, high)
 
     def in_smallbin_range(self, size: int) -> bool:

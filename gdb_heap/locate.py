@@ -16,7 +16,9 @@ import gdb  # type: ignore[import-not-found,unused-ignore]
 from . import heuristics, mappings, model
 from .errors import HeapError, MemoryReadError
 from .layouts import FEATURES, GlibcLayout, StructLayout, Version, layout_for, NEWEST_KNOWN, OLDEST_SUPPORTED
+from .heap import ThreadInfo
 from .memory import Reader
+from .mmapped import core_segments
 
 NOT_INITIALISED = ("the heap is not initialised yet: the program has not called malloc (no heap, no chunks); "
                    "continue past its first malloc")
@@ -49,7 +51,8 @@ def _address_of(name: str) -> Optional[int]:
 
 
 def require_process() -> None:
-    if gdb.selected_inferior().pid == 0 or gdb.selected_thread() is None:
+    # A core file is as good as a process (its pid may be 0 when the core does not say).
+    if gdb.selected_thread() is None or (gdb.selected_inferior().pid == 0 and not is_core()):
         raise HeapError("no process; start the program (run, start) or load a core file first")
 
 
@@ -255,13 +258,6 @@ def _first_chunk_tcache(reader: Reader, layout: GlibcLayout, sbrk_base: int) -> 
 
 # -- the allocator's state ------------------------------------------------------------------
 
-def _maps() -> List[mappings.Mapping]:
-    try:
-        return mappings.parse(gdb.execute("info proc mappings", to_string=True))
-    except gdb.error:
-        return []
-
-
 def _override(name: str) -> Optional[int]:
     """`set heap main-arena EXPR` / `set heap mp EXPR`: the user's own address."""
     try:
@@ -284,14 +280,18 @@ def _not_glibc(maps: List[mappings.Mapping]) -> Optional[str]:
     return None
 
 
-def locate(reader: Reader) -> Located:
+def locate(reader: Reader, maps: List[mappings.Mapping]) -> Located:
     require_process()
     size_sz = reader.size_sz
-    maps = _maps()
     main_arena = _override("main-arena") or _address_of("main_arena")
     mp = _override("mp") or _address_of("mp_")
     if main_arena is None and (why := _not_glibc(maps)):
         raise HeapError(why)
+    if main_arena is None and is_core() and not any("libc" in (o.filename or "") for o in gdb.objfiles()) \
+            and not mappings.libc_path(maps):
+        raise HeapError("cannot find glibc's main_arena: gdb found no C library in this core file (it lacks "
+                        "the dynamic loader's data, e.g. filtered by coredump_filter); check that "
+                        "`info sharedlibrary` lists libc")
     progspace = gdb.current_progspace()
     program = progspace.filename if progspace else None
     for name, symbol, address in (("main-arena", "main_arena", main_arena), ("mp", "mp_", mp)):
@@ -402,8 +402,8 @@ def _is_main_thread() -> bool:
     return thread is not None and thread.ptid[1] in (0, thread.inferior.pid)
 
 
-def other_thread_tcaches(ctx: Context) -> List[int]:
-    """Every other thread's tcache pointer: a chunk in any thread's tcache is free.
+def threads_info(ctx: Optional[Context]) -> List[ThreadInfo]:
+    """Every thread's tcache and thread_arena, in gdb's thread order.
 
     Switches gdb to each thread in turn (which changes nothing in the inferior) and back to
     the thread and frame the user had selected.
@@ -411,25 +411,65 @@ def other_thread_tcaches(ctx: Context) -> List[int]:
     selected = gdb.selected_thread()
     if selected is None:
         return []
-    others = [t for t in selected.inferior.threads() if t.is_valid() and t.ptid != selected.ptid]
-    if not others:
-        return []
     try:
         frame: Optional[gdb.Frame] = gdb.selected_frame()
     except gdb.error:
         frame = None
     found = []
     try:
-        for thread in others:
+        for thread in sorted(selected.inferior.threads(), key=lambda t: t.num):
+            if not thread.is_valid():
+                continue
             thread.switch()
-            value = thread_tls(ctx).tcache
-            if value:
-                found.append(value)
+            tls = thread_tls(ctx) if ctx is not None else ThreadTls(None, "", None)
+            found.append(ThreadInfo(thread.num, thread.ptid[1] or thread.inferior.pid, thread.ptid == selected.ptid,
+                                    tls.tcache or None, tls.arena or None))
     finally:
         selected.switch()
         if frame is not None and frame.is_valid():
             frame.select()
     return found
+
+
+CORE_HEADERS_MAX = 1 << 22
+CORE_FILE = re.compile(r"Local core dump file:\s*`(.*)', file type")
+
+
+def _proc_mappings() -> List[mappings.Mapping]:
+    """`info proc mappings`: every mapping of a live process; in a core, the file-backed ones."""
+    try:
+        return mappings.parse(gdb.execute("info proc mappings", to_string=True))
+    except gdb.error:
+        return []
+
+
+def is_core() -> bool:
+    connection = getattr(gdb.selected_inferior(), "connection", None)  # gdb 12+
+    if connection is not None:
+        return getattr(connection, "type", None) == "core"
+    try:
+        return "Local core dump file" in gdb.execute("info files", to_string=True)
+    except gdb.error:
+        return False
+
+
+def process_mappings() -> Tuple[List[mappings.Mapping], str]:
+    """The process's memory mappings and where they came from: /proc (through `info proc
+    mappings`) for a live process; a core file's own segments, named after the files its note
+    lists, for a core."""
+    if not is_core():
+        return _proc_mappings(), "info proc mappings"
+    m = CORE_FILE.search(gdb.execute("info files", to_string=True))
+    if not m or not os.path.isfile(m.group(1)):
+        raise HeapError("cannot find the core file's name in `info files`; load the core with "
+                        "gdb PROGRAM CORE or core-file CORE")
+    with open(m.group(1), "rb") as f:
+        data = f.read(CORE_HEADERS_MAX)  # a core's program headers follow its ELF header
+    segments = core_segments(data)
+    files = _proc_mappings()
+    for seg in segments:
+        seg.path = next((f.path or "?" for f in files if f.start < seg.end and seg.start < f.end), "")
+    return segments, "the core file's segments"
 
 
 def warn_once(message: str) -> None:

@@ -1,7 +1,8 @@
 """The inferior's memory mappings, parsed from gdb's `info proc mappings` text.
 
 gdb-free: locate.py passes the text in.  A live process gives permissions and anonymous
-mappings; a core file (gdb 13) lists only the file-backed ones and no permissions.
+mappings; for a core file gdb 13 lists only the file-backed ones, without permissions, so
+locate.py takes the core's own segments instead (mmapped.core_segments).
 """
 
 from __future__ import annotations
@@ -15,16 +16,16 @@ _LINE = re.compile(r"^\s*(0x[0-9a-f]+)\s+(0x[0-9a-f]+)\s+0x[0-9a-f]+\s+0x[0-9a-f
 _LIBC = re.compile(r"^libc(\.so\.6|-\d+\.\d+\.so)$")
 
 
-@dataclass(frozen=True)
+@dataclass
 class Mapping:
+    """One memory mapping: [start, end), and the file it maps ("" for anonymous memory)."""
+
     start: int
     end: int
-    perms: Optional[str]  # "rw-p"; None where gdb does not say (core files)
-    path: str  # "" for anonymous memory; "[heap]", "[stack]" for the kernel's names
-
-    @property
-    def writable(self) -> Optional[bool]:
-        return None if self.perms is None else "w" in self.perms
+    path: str = ""  # "[heap]", "[stack]": the kernel's names for anonymous memory it knows
+    readable: bool = True  # its protection lets the process read it
+    missing_from: Optional[int] = None  # in a core file: where the bytes the core holds end
+    writable: Optional[bool] = None  # None where gdb does not say (core files' file mappings)
 
     @property
     def anonymous(self) -> bool:
@@ -36,7 +37,10 @@ def parse(text: str) -> List[Mapping]:
     for line in text.splitlines():
         m = _LINE.match(line)
         if m:
-            out.append(Mapping(int(m.group(1), 16), int(m.group(2), 16), m.group(3), m.group(4).strip()))
+            perms = m.group(3)
+            out.append(Mapping(int(m.group(1), 16), int(m.group(2), 16), m.group(4).strip(),
+                               readable=perms is None or perms.startswith("r"),
+                               writable=None if perms is None else perms[1] == "w"))
     return out
 
 

@@ -75,6 +75,8 @@ class HeapRegion:
     first_chunk: int
     heap_info: Optional[int] = None
     fenceposts: bool = False  # an old heap of a thread arena ends with fencepost chunks
+    info_size: int = 0  # heap_info.size: bytes of the heap in use
+    mprotect_size: int = 0  # heap_info.mprotect_size: bytes made read-write so far
 
 
 @dataclass
@@ -285,7 +287,8 @@ def thread_heaps(reader: Reader, layout: GlibcLayout, state: MallocState,
             except MemoryReadError:
                 pass
         regions.append(HeapRegion(start=address, end=end, first_chunk=first, heap_info=address,
-                                  fenceposts=bool(regions)))
+                                  fenceposts=bool(regions), info_size=size,
+                                  mprotect_size=info.get("mprotect_size")))
         address = prev
     regions.reverse()
     return regions

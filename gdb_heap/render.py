@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import json
 import string
-from typing import Callable, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
 
 from .check import Report
-from .heap import Top
+from .heap import MmappedView, ThreadInfo, Top
 from .layouts import GlibcLayout
+from .mmapped import mmapped_span
 from .model import (IS_MMAPPED, NON_MAIN_ARENA, PREV_INUSE, SIZE_BITS, Arena, BinChain, Chunk,
-                    Problem)
+                    HeapRegion, Problem)
 from .style import Style
 
 PREVIEW_BYTES = 16
@@ -82,9 +83,13 @@ def chunks_json(glibc: Optional[str], arena: int, rows: Iterator[str], problems:
     yield '], "problems": %s}' % _j([problem_json(p) for p in problems])
 
 
-def bins_doc(arena: int, chains: Sequence[BinChain], problems: Sequence[Problem]) -> Dict[str, object]:
+def bins_doc(arena: int, chains: Sequence[BinChain], problems: Sequence[Problem],
+             thread: Optional[ThreadInfo] = None) -> Dict[str, Any]:
+    """`thread`: whose tcache the tcache bins are (its number and LWP are added to them)."""
+    owner = thread_doc(thread) if thread is not None else {}
     return {"arena": arena,
-            "bins": [{"kind": c.kind, "index": c.index, "size": c.size, "count": c.count, "chunks": c.chunks}
+            "bins": [dict({"kind": c.kind, "index": c.index, "size": c.size, "count": c.count, "chunks": c.chunks},
+                          **(owner if c.kind == "tcache" else {}))
                      for c in chains],
             "problems": [problem_json(p) for p in problems]}
 
@@ -93,11 +98,35 @@ def top_doc(top: Top) -> Dict[str, object]:
     return {"arena": top.arena, "address": top.address, "size": top.size, "end": top.end}
 
 
-def arena_doc(arena: Arena) -> Dict[str, object]:
+def heap_doc(h: HeapRegion) -> Dict[str, object]:
+    """A heap region; a thread arena's heap adds its heap_info's fields."""
+    doc: Dict[str, object] = {"start": h.start, "end": h.end}
+    if h.heap_info is not None:
+        doc.update(heap_info=h.heap_info, size=h.info_size, mprotect_size=h.mprotect_size)
+    return doc
+
+
+def thread_doc(t: ThreadInfo) -> Dict[str, object]:
+    return {"thread": t.num, "lwp": t.lwp}
+
+
+def arena_doc(arena: Arena, threads: Optional[Sequence[ThreadInfo]] = None) -> Dict[str, object]:
+    """An arena; `threads`: the threads attached to it, when they were looked up."""
     s = arena.state
-    return {"address": arena.address, "main": arena.main, "top": s.top, "system_mem": s.system_mem,
-            "next": s.next, "max_system_mem": s.max_system_mem, "attached_threads": s.attached_threads,
-            "flags": s.flags, "heaps": [{"start": h.start, "end": h.end} for h in arena.heaps]}
+    doc = {"address": arena.address, "main": arena.main, "top": s.top, "system_mem": s.system_mem,
+           "next": s.next, "max_system_mem": s.max_system_mem, "attached_threads": s.attached_threads,
+           "flags": s.flags, "heaps": [heap_doc(h) for h in arena.heaps]}
+    if threads is not None:
+        doc["threads"] = [thread_doc(t) for t in threads]
+    return doc
+
+
+def mmapped_doc(view: MmappedView) -> Dict[str, object]:
+    return {"chunks": [{"address": c.address, "size": c.size_field & ~SIZE_BITS, "user_address": c.user_address,
+                        "mapping_start": c.mapping_start, "mapping_end": c.mapping_end, "prev_size": c.prev_size}
+                       for c in view.chunks],
+            "glibc_count": view.glibc_count, "glibc_bytes": view.glibc_bytes,
+            "unreadable": [{"start": m.start, "end": m.end} for m in view.unreadable]}
 
 
 def summary_doc(arena: int, rows: Dict[Tuple[str, Optional[str], int], int]) -> Dict[str, object]:
@@ -165,8 +194,10 @@ def _hex_or_unknown(value: Optional[int]) -> str:
 
 
 def bins_lines(chains: Sequence[BinChain], problems: Sequence[Problem], style: Style,
-               sizes: Callable[[int], Optional[int]], tcache: Optional[int]) -> Iterator[str]:
-    titles = {"tcache": "tcache" + (f" (tcache_perthread_struct at {tcache:#x})" if tcache else ""),
+               sizes: Callable[[int], Optional[int]], tcache: Optional[int], owner: str = "") -> Iterator[str]:
+    """The bins' chains; `owner` names the thread whose tcache this is (--all-threads)."""
+    titles = {"tcache": "tcache" + (f" of {owner}" if owner else "") +
+              (f" (tcache_perthread_struct at {tcache:#x})" if tcache else ""),
               "fast": "fastbins", "unsorted": "unsorted bin", "small": "small bins", "large": "large bins"}
     current = None
     for c in chains:
@@ -191,14 +222,26 @@ def bins_lines(chains: Sequence[BinChain], problems: Sequence[Problem], style: S
     yield from problem_lines(problems, style)
 
 
-def arena_lines(arena: Arena, style: Style) -> Iterator[str]:
+def thread_text(t: ThreadInfo) -> str:
+    return f"thread {t.num} (LWP {t.lwp})"
+
+
+def arena_lines(arena: Arena, style: Style, threads: Optional[Sequence[ThreadInfo]] = None) -> Iterator[str]:
     s = arena.state
     kind = "main arena" if arena.main else "arena"
     yield (f"{style('heading', kind)} {style('address', f'{arena.address:#x}')}: top "
            f"{style('address', f'{s.top:#x}')}, system memory {s.system_mem:#x} ({human(s.system_mem)}), "
            f"next {s.next:#x}")
+    if threads is not None:
+        yield "  threads: " + (", ".join(thread_text(t) + " *" * t.selected for t in threads) or
+                               "none attached now") + f" (glibc counts {s.attached_threads} attached)"
     for h in arena.heaps:
-        yield f"  heap {style('address', f'{h.start:#x}')}-{style('address', f'{h.end:#x}')} ({human(h.end - h.start)})"
+        span = f"{style('address', f'{h.start:#x}')}-{style('address', f'{h.end:#x}')}"
+        line = f"  heap {span} ({human(h.end - h.start)})"
+        if h.heap_info is not None:
+            line += (f": heap_info at {h.heap_info:#x}, size {h.info_size:#x}, mprotect_size "
+                     f"{h.mprotect_size:#x}")
+        yield line
     if not arena.heaps:
         yield "  no heap yet (the arena has not allocated anything)"
     yield from problem_lines(arena.problems, style)
@@ -250,6 +293,15 @@ def chunk_detail_lines(c: Chunk, how: str, arena: Optional[Arena], layout: Glibc
     elif requests and not c.is_mmapped:
         yield (f"  requests      malloc({requests[0]}) to malloc({requests[1]}) give a chunk of this size "
                f"(request + {S} rounded up to {layout.malloc_alignment}, at least {layout.minsize})")
+    elif c.is_mmapped and c.prev_size is not None:
+        start = c.address - c.prev_size
+        end = start + mmapped_span(layout, c.prev_size, c.size)
+        low, high = layout.mmapped_requests_for(c.size)
+        yield (f"  mapping       {start:#x}-{end:#x} ({human(end - start)}), its own mmap: glibc munmaps it "
+               f"on free (IS_MMAPPED); usable = size - {2 * S}")
+        if not c.prev_size:  # memalign's slack breaks the arithmetic
+            yield (f"  requests      malloc({low}) to malloc({high}) give a mapping of this size when malloc "
+                   f"serves them by mmap (request2size + {S}, page-rounded)")
     for name, value in links:
         yield f"  {name:<13} {style('address', f'{value:#x}')}"
     if prev_chunk is not None:
@@ -272,3 +324,21 @@ def check_lines(report: Report, style: Style) -> Iterator[str]:
     yield (f"{style('heading', 'main arena' if arena.main else 'arena')} {style('address', f'{arena.address:#x}')}: "
            f"{what} ({report.chunks} chunks walked, {report.listed} chunks in bins checked)")
     yield from problem_lines(report.problems, style)
+
+
+def mmapped_lines(view: MmappedView, style: Style) -> Iterator[str]:
+    yield style("heading", f"{'chunk':<18} {'size':>10}  {'user data':<18} {'mapping':<33} slack")
+    a0, a1 = style.codes("address")
+    for c in view.chunks:
+        yield (f"{a0}{c.address:#018x}{a1} {style('size', f'{c.size_field & ~SIZE_BITS:#10x}')}  "
+               f"{c.user_address:#018x} {c.mapping_start:#x}-{c.mapping_end:#x} {c.prev_size:#x}")
+    found = sum(c.size_field & ~SIZE_BITS for c in view.chunks)
+    yield (f"{len(view.chunks)} mmapped chunk{'s' * (len(view.chunks) != 1)} found ({human(found)}) in "
+           f"anonymous mappings ({view.source}); glibc counts {view.glibc_count} "
+           f"(mp_.n_mmaps), {human(view.glibc_bytes)} (mp_.mmapped_mem)")
+    if len(view.chunks) != view.glibc_count:
+        yield style("problem", f"the scan found {len(view.chunks)} but glibc counts {view.glibc_count}: a chunk "
+                               "whose mapping merged with a neighbour, or damaged headers")
+    for m in view.unreadable:
+        yield style("problem", f"mapping {m.start:#x}-{m.end:#x} is not readable (not in the core file?); "
+                               "its chunks are not shown")

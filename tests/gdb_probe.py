@@ -102,16 +102,58 @@ def tcache_chunks(S):
     return chunks
 
 
-def every_thread_tcache(S):
-    """thread number -> its tcache's chunks; gdb's selected thread and frame are restored."""
+def per_thread(read):
+    """thread number -> read(thread), with each thread selected in turn; gdb's selected thread
+    and frame are restored."""
     selected, frame = gdb.selected_thread(), gdb.selected_frame()
     out = {}
     for thread in gdb.selected_inferior().threads():
         thread.switch()
-        out[str(thread.num)] = tcache_chunks(S)
+        out[str(thread.num)] = read(thread)
     selected.switch()
     frame.select()
     return out
+
+
+def every_thread_tcache(S):
+    """thread number -> its tcache's chunks."""
+    return per_thread(lambda thread: tcache_chunks(S))
+
+
+def arenas_truth(S):
+    """Every arena on the next ring and its heap_info chain, through glibc's debug info."""
+    heap_max = (64 << 20) if S == 8 else (1 << 20)  # HEAP_MAX_SIZE (x86-64 / i386)
+    main = ival("(unsigned long) &main_arena")
+    out: List[Dict[str, Any]] = []
+    a = main
+    while len(out) < 64:
+        st = f"((struct malloc_state *) {a})"
+        rec = {"address": a, "top": ival(f"(unsigned long) {st}->top"), "next": ival(f"(unsigned long) {st}->next"),
+               "system_mem": ival(f"{st}->system_mem"), "attached_threads": ival(f"{st}->attached_threads"),
+               "heaps": []}
+        h = rec["top"] & ~(heap_max - 1) if a != main else 0
+        while h and len(rec["heaps"]) < 1000:
+            hi = f"((heap_info *) {h})"
+            rec["heaps"].append({"heap_info": h, "ar_ptr": ival(f"(unsigned long) {hi}->ar_ptr"),
+                                 "size": ival(f"{hi}->size"), "mprotect_size": ival(f"{hi}->mprotect_size")})
+            h = ival(f"(unsigned long) {hi}->prev")
+        out.append(rec)
+        a = rec["next"]
+        if a == main:
+            break
+    return out
+
+
+def threads_truth(S):
+    """Per thread (gdb's number): its LWP, thread_arena, tcache and tcache chunks, by debug info
+    (gdb's TLS support: {"error": ...} where it has none)."""
+    def read(thread):
+        try:
+            return {"lwp": thread.ptid[1], "arena": ival("(unsigned long) thread_arena"),
+                    "tcache": ival("(unsigned long) tcache"), "chunks": tcache_chunks(S)}
+        except gdb.error as e:
+            return {"error": str(e)}
+    return per_thread(read)
 
 
 def heap_walk(S):
@@ -167,6 +209,9 @@ def truth():
         t["tcache"]["chains"] = chains
     if PARAMS.get("thread_tcaches"):
         t["thread_tcaches"] = every_thread_tcache(S)
+    if PARAMS.get("arenas_truth"):
+        t["arenas"] = arenas_truth(S)
+        t["threads"] = threads_truth(S)
     try:
         t["malloc_info"] = gdb.parse_and_eval("(char *) mi_buf").string()
     except gdb.error:

@@ -81,7 +81,8 @@ def gdb_batch(commands: Sequence[str], program: Optional[str] = None, pre: Seque
 
 def probe(program: str, commands: Sequence[str] = (), args: Sequence[str] = (), *,
           chunk_for_pointers: bool = False, truth: bool = True, before_run: Sequence[str] = (),
-          last_stage: Optional[int] = None, thread_tcaches: bool = False) -> Dict[str, Any]:
+          last_stage: Optional[int] = None, thread_tcaches: bool = False,
+          arenas_truth: bool = False) -> Dict[str, Any]:
     """Run the program to each checkpoint, running `commands` there; see tests/gdb_probe.py."""
     with tempfile.TemporaryDirectory(prefix="gdb_heap_test.") as tmp:
         params: Dict[str, Any] = {
@@ -89,6 +90,7 @@ def probe(program: str, commands: Sequence[str] = (), args: Sequence[str] = (), 
             "chunk_for_pointers": chunk_for_pointers, "before_run": list(before_run),
             "program_out": os.path.join(tmp, "program.out"), "result": os.path.join(tmp, "result.json"),
             "safe_linking": version_tuple(host_glibc()) >= (2, 32), "thread_tcaches": thread_tcaches,
+            "arenas_truth": arenas_truth,
         }
         if last_stage is not None:
             params["last_stage"] = last_stage

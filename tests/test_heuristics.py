@@ -137,7 +137,7 @@ def test_version_from_the_banner_in_memory():
     data = bytearray(0x2000)
     data[0x1234:0x1234 + len(text)] = text
     reader = Reader(ImageMemory({base: data, base + 0x2000: bytearray(0x1000)}), 8)
-    maps = [Mapping(base, base + 0x2000, None, "/nonexistent/libc.so.6"),
-            Mapping(base + 0x2000, base + 0x3000, "rw-p", "/nonexistent/libc.so.6")]
+    maps = [Mapping(base, base + 0x2000, "/nonexistent/libc.so.6"),
+            Mapping(base + 0x2000, base + 0x3000, "/nonexistent/libc.so.6", writable=True)]
     assert heuristics.banner_version(reader, maps, "/nonexistent/libc.so.6") == (2, 41)
     assert heuristics.banner_version(reader, maps[1:], "/nonexistent/libc.so.6") is None

@@ -1,0 +1,151 @@
+"""Core files: at a checkpoint gdb writes a core (generate-core-file); a fresh gdb loads it
+(gdb PROGRAM CORE) and every command must print the same JSON as on the live process."""
+
+import json
+import struct
+import os
+import tempfile
+from typing import Dict, List
+
+import pytest
+
+from tests.gdbrun import facts, gdb_batch, no_traceback, probe, sample
+
+COMMANDS = ["heap --json", "heap chunks --json", "heap chunks --all-arenas --json",
+            "heap chunks --summary --all-arenas --json", "heap bins --json", "heap bins --all-arenas --json",
+            "heap bins --all-threads --json", "heap top --json", "heap top --all-arenas --json",
+            "heap arenas --json", "heap mmapped --json"]
+MARK = "@@gdb_heap_core@@"
+
+
+def core_saved_whole(record, core: str) -> None:
+    """The core gdb wrote holds the whole process, or the test is skipped (saying why)."""
+    gcore = record["commands"][f"generate-core-file {core}"]
+    assert gcore["ok"] and os.path.getsize(core) > 0
+    lost = [line for line in gcore["out"].splitlines()
+            if "Memory read failed for corefile section" in line and "0xffffffffff600000" not in line]
+    if lost:  # the vsyscall page aside, gdb wrote zeros where it could not read: not the process
+        pytest.skip(f"gdb's generate-core-file could not save the whole process ({lost[0]}; glibc 2.42+ "
+                    "guards thread stacks with MADV_GUARD_INSTALL pages that gdb 13 cannot read)")
+
+
+def live_and_core(name: str, tmp: str, text_commands: List[str]):
+    core = os.path.join(tmp, "core")
+    program = sample(name)
+    (record,) = probe(program, COMMANDS + text_commands + [f"generate-core-file {core}"], truth=False,
+                      chunk_for_pointers=True, last_stage=1)["stages"]
+    core_saved_whole(record, core)
+    commands = [c for c in record["commands"] if c.startswith("heap")]
+    return record, on_core_file(program, core, commands)
+
+
+def on_core_file(program: str, core: str, commands: List[str]) -> Dict[str, str]:
+    script: List[str] = [f"core-file {core}"]
+    for i, command in enumerate(commands):
+        script += [f"echo {MARK}{i}\\n", command]
+    r = gdb_batch(script, program)
+    no_traceback(r.stdout + r.stderr)
+    out: Dict[str, str] = {}
+    for piece in r.stdout.split(MARK)[1:]:
+        number, _, body = piece.partition("\n")
+        out[commands[int(number)]] = body
+    return out
+
+
+@pytest.fixture(scope="module")
+def arenas():
+    with tempfile.TemporaryDirectory(prefix="gdb_heap_core.") as tmp:
+        yield live_and_core("arenas", tmp, ["heap", "heap arenas", "heap bins tcache --all-threads"])
+
+
+@pytest.fixture(scope="module")
+def mmapped():
+    with tempfile.TemporaryDirectory(prefix="gdb_heap_core.") as tmp:
+        yield live_and_core("mmapped", tmp, ["heap mmapped"])
+
+
+def check_same(record, core):
+    json_commands = [c for c in record["commands"] if c.startswith("heap") and c.endswith("--json")]
+    assert len(json_commands) > len(COMMANDS)  # heap chunk ADDR --json for every printed pointer too
+    for command in json_commands:
+        live = record["commands"][command]
+        assert live["ok"], f"{command} failed live: {live['out']}"
+        assert command in core and core[command].strip(), f"{command} printed nothing on the core"
+        assert json.loads(core[command]) == json.loads(live["out"]), command
+
+
+def test_threads_core_gives_the_same_json(arenas):
+    record, core = arenas
+    check_same(record, core)
+    # and the core really has the threads' arenas and tcaches
+    a = json.loads(core["heap arenas --json"])["arenas"]
+    assert len(a) == 4 and all(x["threads"] for x in a)
+    bins = json.loads(core["heap bins --all-threads --json"])["bins"]
+    assert len({b["thread"] for b in bins if b["kind"] == "tcache"}) == 4
+    for command in ("heap", "heap arenas", "heap bins tcache --all-threads"):
+        assert core[command] == record["commands"][command]["out"], command
+
+
+def test_mmapped_core_gives_the_same_json(mmapped):
+    record, core = mmapped
+    check_same(record, core)
+    found = json.loads(core["heap mmapped --json"])
+    assert len(found["chunks"]) == found["glibc_count"] == int(facts(record, "n_mmaps")[-1][0])
+    assert "the core file's segments" in core["heap mmapped"]
+    assert core["heap mmapped"].splitlines()[:-1] == record["commands"]["heap mmapped"]["out"].splitlines()[:-1]
+
+
+def drop_segment(core: str, address: int) -> None:
+    """Make the core lack the mapping holding `address`, as a filtered mapping does: its
+    PT_LOAD segment keeps its place but no bytes (p_filesz = 0).  ELF64 little-endian."""
+    with open(core, "r+b") as f:
+        head = f.read(64)
+        assert head[:6] == b"\x7fELF\x02\x01"
+        phoff = struct.unpack_from("<Q", head, 0x20)[0]
+        phentsize, phnum = struct.unpack_from("<HH", head, 0x36)
+        for i in range(phnum):
+            f.seek(phoff + i * phentsize)
+            p_type, _, _, vaddr, _, _, memsz = struct.unpack("<IIQQQQQ", f.read(48))
+            if p_type == 1 and vaddr <= address < vaddr + memsz:
+                f.seek(phoff + i * phentsize + 32)
+                f.write(struct.pack("<Q", 0))
+                return
+    raise AssertionError(f"no segment holds {address:#x}")
+
+
+def test_a_core_lacking_mappings_says_which_and_goes_on():
+    """A core without the mmapped chunks' mapping and without one thread arena's heap: the
+    commands name what is missing and show the rest."""
+    with tempfile.TemporaryDirectory(prefix="gdb_heap_core.") as tmp:
+        core = os.path.join(tmp, "core")
+        program = sample("mmapped")
+        (record,) = probe(program, ["heap mmapped --json", "heap chunks --json", f"generate-core-file {core}"],
+                          truth=False, last_stage=1)["stages"]
+        core_saved_whole(record, core)
+        m1m = next(int(a, 16) for name, a, _ in facts(record, "ptr") if name == "m1m")
+        drop_segment(core, m1m)
+        out = on_core_file(program, core, ["heap mmapped --json", "heap mmapped", "heap chunks --json",
+                                           f"heap chunk {m1m:#x}"])
+        found = json.loads(out["heap mmapped --json"])
+        live = json.loads(record["commands"]["heap mmapped --json"]["out"])
+        lost = [u for u in found["unreadable"] if u["start"] <= m1m < u["end"]]
+        assert len(lost) == 1 and found["glibc_count"] == live["glibc_count"] == 4
+        assert found["chunks"] == [c for c in live["chunks"] if not lost[0]["start"] <= c["address"] < lost[0]["end"]]
+        assert f"mapping {lost[0]['start']:#x}-{lost[0]['end']:#x} is not readable" in out["heap mmapped"]
+        assert "but glibc counts 4" in out["heap mmapped"]
+        assert json.loads(out["heap chunks --json"]) == json.loads(record["commands"]["heap chunks --json"]["out"])
+
+        threads_core = os.path.join(tmp, "threads_core")
+        program = sample("arenas")
+        (record,) = probe(program, ["heap arenas --json", f"generate-core-file {threads_core}"], truth=False,
+                          last_stage=1)["stages"]
+        core_saved_whole(record, threads_core)
+        arenas = json.loads(record["commands"]["heap arenas --json"]["out"])["arenas"]
+        gone = arenas[2]
+        drop_segment(threads_core, gone["heaps"][0]["start"])
+        out = on_core_file(program, threads_core, ["heap arenas", "heap arenas --json",
+                                                   "heap chunks --arena main_arena --json"])
+        kept = json.loads(out["heap arenas --json"])["arenas"]
+        assert kept == arenas[:2]  # the ring is cut where the lost arena was
+        assert f"arena {gone['address']:#x} is not readable; the arena list is cut here" in out["heap arenas"]
+        assert json.loads(out["heap chunks --arena main_arena --json"])["problems"] == []

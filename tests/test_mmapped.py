@@ -1,0 +1,111 @@
+"""The mmapped-chunk scan on synthetic memory: mappings in, chunks out (no gdb)."""
+
+import struct
+
+from gdb_heap.layouts import layout_for
+from gdb_heap.memory import ImageMemory, Reader
+from gdb_heap.mappings import Mapping
+from gdb_heap.mmapped import core_segments, scan
+
+L64 = layout_for((2, 36), 8)
+PAGE = 4096
+IS_MMAPPED = 2
+
+
+def image(regions):
+    return Reader(ImageMemory({a: bytearray(d) for a, d in regions.items()}), 8)
+
+
+def mmapped_chunk(length, prev_size=0):
+    """A mapping of `length` bytes holding one mmapped chunk as glibc writes it."""
+    data = bytearray(length)
+    struct.pack_into("<QQ", data, prev_size, prev_size, (length - prev_size) | IS_MMAPPED)
+    return data
+
+
+def test_one_chunk_per_mapping_and_merged_mappings():
+    a, b = mmapped_chunk(0x31000), mmapped_chunk(0x4a000)
+    base = 0x7f0000000000
+    reader = image({base: a + b, base + 0x100000: mmapped_chunk(0x2000)})
+    mappings = [Mapping(base, base + len(a) + len(b)), Mapping(base + 0x100000, base + 0x102000)]
+    chunks, unreadable = scan(reader, L64, mappings)
+    assert unreadable == []
+    assert [(c.address, c.size_field & ~7, c.user_address, c.mapping_start, c.mapping_end) for c in chunks] == [
+        (base, 0x31000, base + 16, base, base + 0x31000),  # the kernel merged these two mappings
+        (base + 0x31000, 0x4a000, base + 0x31010, base + 0x31000, base + 0x7b000),
+        (base + 0x100000, 0x2000, base + 0x100010, base + 0x100000, base + 0x102000)]
+
+
+def test_memalign_chunk_is_found_past_the_stale_header():
+    """memalign moves the chunk up inside its mapping and leaves the first header behind."""
+    base = 0x7f0000000000
+    data = mmapped_chunk(0x40000)
+    lead = 0x10000 - 16  # the user pointer lands on a 64 KiB boundary
+    struct.pack_into("<QQ", data, lead, lead, (0x40000 - lead) | IS_MMAPPED)
+    (c,), _ = scan(image({base: data}), L64, [Mapping(base, base + len(data))])
+    assert (c.address, c.prev_size, c.user_address % 0x10000, c.mapping_start, c.mapping_end) == (
+        base + lead, lead, 0, base, base + 0x40000)
+
+
+def test_what_is_not_an_mmapped_chunk():
+    base = 0x7f0000000000
+    heap_chunk = bytearray(PAGE)
+    struct.pack_into("<QQ", heap_chunk, 0, 0, 0x291)  # a heap chunk: no IS_MMAPPED
+    too_long = mmapped_chunk(PAGE)
+    struct.pack_into("<Q", too_long, 8, 0x3000 | IS_MMAPPED)  # runs past its mapping
+    thread_heap = bytearray(PAGE)
+    struct.pack_into("<QQQQ", thread_heap, 0, base + 0x30, 0, 0x21000, 0x21000)  # heap_info
+    stack = bytearray(PAGE)  # zeros
+    regions = {base: heap_chunk, base + 0x10000: too_long, base + 0x20000: thread_heap, base + 0x30000: stack,
+               base + 0x40000: mmapped_chunk(PAGE), base + 0x50000: mmapped_chunk(PAGE)}
+    mappings = [Mapping(a, a + PAGE) for a in regions]
+    mappings[4].path = "/usr/lib/libfoo.so"  # file-backed: skipped
+    mappings.append(Mapping(base + 0x60000, base + 0x61000))  # not in memory (a core without it)
+    mappings.append(Mapping(base + 0x70000, base + 0x71000, readable=False))  # PROT_NONE: not looked at
+    chunks, unreadable = scan(image(regions), L64, mappings, skip=[(base + 0x20000, base + 0x21000)])
+    assert [c.address for c in chunks] == [base + 0x50000]
+    assert [(m.start, m.end) for m in unreadable] == [(base + 0x60000, base + 0x61000)]
+
+
+def test_a_damaged_chain_stops_inside_its_mapping():
+    base = 0x7f0000000000
+    data = mmapped_chunk(0x2000) + bytearray(0x2000)  # second header zeroed
+    chunks, _ = scan(image({base: data}), L64, [Mapping(base, base + len(data))])
+    assert [c.address for c in chunks] == [base]
+
+
+def test_core_segments():
+    """PT_LOAD program headers of an ELF64 core: one mapping each, PF_R as readable, PF_W as writable."""
+    phdrs = [(1, 6, 0x1000, 0x555555554000, 0, 0x1000, 0x1000, 0x1000),  # rw
+             (4, 0, 0x2000, 0, 0, 0x100, 0, 1),  # PT_NOTE: not a mapping
+             (1, 0, 0x3000, 0x7fffe8021000, 0, 0, 0x3fdf000, 0x1000)]  # ---p, no bytes in the core
+    head = bytearray(64)
+    head[:6] = b"\x7fELF\x02\x01"
+    struct.pack_into("<Q", head, 0x20, 64)
+    struct.pack_into("<HH", head, 0x36, 56, len(phdrs))
+    data = bytes(head) + b"".join(struct.pack("<IIQQQQQQ", *p) for p in phdrs)
+    assert core_segments(data) == [Mapping(0x555555554000, 0x555555555000, "", True, None, True),
+                                   Mapping(0x7fffe8021000, 0x7fffec000000, "", False, 0x7fffe8021000, False)]
+    assert core_segments(b"not an elf") == []
+    assert core_segments(data[:100]) == []  # headers cut short: none taken
+
+
+def test_views_say_what_is_missing():
+    """Text and JSON of a scan that found fewer chunks than glibc counts, and an unreadable mapping."""
+    from gdb_heap import render
+    from gdb_heap.heap import MmappedView
+    from gdb_heap.style import Style
+
+    base = 0x7f0000000000
+    reader = image({base: mmapped_chunk(0x2000)})
+    chunks, unreadable = scan(reader, L64, [Mapping(base, base + 0x2000), Mapping(base + 0x10000, base + 0x11000)])
+    view = MmappedView(chunks, unreadable, "test mappings", 2, 0x3000)
+    doc = render.mmapped_doc(view)
+    assert doc == {"chunks": [{"address": base, "size": 0x2000, "user_address": base + 16, "mapping_start": base,
+                               "mapping_end": base + 0x2000, "prev_size": 0}],
+                   "glibc_count": 2, "glibc_bytes": 0x3000,
+                   "unreadable": [{"start": base + 0x10000, "end": base + 0x11000}]}
+    text = "\n".join(render.mmapped_lines(view, Style(False)))
+    assert "1 mmapped chunk found" in text and "glibc counts 2 (mp_.n_mmaps)" in text
+    assert "the scan found 1 but glibc counts 2" in text
+    assert f"mapping {base + 0x10000:#x}-{base + 0x11000:#x} is not readable" in text
