@@ -1,0 +1,226 @@
+"""The glibc test matrix: `make matrix` = fetch, build, run, table.
+
+  python3 tools/matrix.py fetch   other glibcs + build packages into .cache/glibc (tools/glibc-matrix.sh)
+  python3 tools/matrix.py build   the samples per version and arch under build/matrix/<version>/{dynamic,static}/
+  python3 tools/matrix.py run [CONFIG_GLOB ...]   the live suite per config, results in build/matrix/results.json
+
+A config is VERSION[-i386]/{dynamic,static}/{symbols,nosymbols}, e.g. 2.31-i386/static/nosymbols.
+Dynamic samples are compiled once per arch against the oldest sysroot (so they need nothing newer
+than its symbol versions) and linked once per version with that version's loader and rpath baked
+in.  Static samples are built per version against that version's libc.a.  tests/gdbrun.py picks
+the config from GDB_HEAP_GLIBC / GDB_HEAP_LINK / GDB_HEAP_SYMBOLS, which `run` sets.
+"""
+
+import argparse
+import fnmatch
+import glob
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+from typing import Dict, List, Optional, Tuple
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+CACHE = os.path.join(ROOT, ".cache", "glibc")
+OUT = os.path.join(ROOT, "build", "matrix")
+SAMPLES_DIR = os.path.join(ROOT, "c_samples")
+SUITES = "bullseye bookworm trixie sid experimental"
+CFLAGS = ["-g", "-O0", "-Wall", "-Wextra", "-pthread"]
+# Debian suite that ships lib32gcc-N-dev for the host's gcc major version N.
+GCC_SUITE = {"10": "bullseye", "12": "bookworm", "14": "trixie"}
+# Samples that cannot apply to a build kind, with the reason printed when skipped.
+NOT_APPLICABLE: Dict[str, str] = {}
+
+
+def log(msg: str) -> None:
+    print(f"matrix: {msg}", flush=True)
+
+
+def gcc_major() -> str:
+    return subprocess.run(["gcc", "-dumpversion"], capture_output=True, text=True, check=True).stdout.strip().split(".")[0]
+
+
+def extras() -> List[str]:
+    """Packages the build needs beside the glibcs: 32-bit libgcc for `gcc -m32` without multilib,
+    matching the host gcc; gcc 10's libgcc for static links against 2.31 (gcc 12's libgcc_eh
+    needs _dl_find_object, a 2.35 symbol)."""
+    major = gcc_major()
+    suite = GCC_SUITE.get(major, "sid")
+    return [f"lib32gcc-{major}-dev/{suite}", f"lib32gcc-s1/{suite}", "libgcc-10-dev/bullseye",
+            "lib32gcc-10-dev/bullseye"]
+
+
+def extra_dir(pkg: str) -> str:
+    name, suite = pkg.split("/")
+    return os.path.join(CACHE, "extra", f"{name}_{suite}")
+
+
+# -- fetch -----------------------------------------------------------------------------------
+
+def fetch() -> int:
+    env = dict(os.environ, GLIBC_MATRIX_SUITES=os.environ.get("GLIBC_MATRIX_SUITES", SUITES),
+               GLIBC_MATRIX_ARCHES="amd64 i386", GLIBC_MATRIX_DEV="1", GLIBC_MATRIX_EXTRA=" ".join(extras()))
+    rc = subprocess.run(["bash", os.path.join(ROOT, "tools", "glibc-matrix.sh"), CACHE], env=env).returncode
+    got = versions()
+    if not got:
+        log("no glibc version could be prepared; nothing to test")
+        return 1
+    if rc:
+        log(f"some suites could not be prepared (see above); going on with {', '.join(got)}")
+    return 0
+
+
+def info(version: str) -> Dict[str, str]:
+    path = os.path.join(CACHE, version, "info")
+    with open(path) as f:
+        return dict(line.rstrip("\n").split("=", 1) for line in f if "=" in line)
+
+
+def versions() -> List[str]:
+    """Prepared versions, from the fetch's matrix.txt, oldest first ("2.31", "2.31-i386", ...)."""
+    path = os.path.join(CACHE, "matrix.txt")
+    if not os.path.exists(path):
+        return []
+    with open(path) as f:
+        names = [line.split()[0] for line in f if line.strip()]
+    return sorted(names, key=lambda v: (version_tuple(v), v))
+
+
+def version_tuple(v: str) -> Tuple[int, ...]:
+    return tuple(int(x) for x in v.split("-")[0].split("."))
+
+
+def arch_of(version: str) -> str:
+    return "i386" if version.endswith("-i386") else "amd64"
+
+
+# -- build -----------------------------------------------------------------------------------
+
+def sysroot_flags(version: str, static: bool) -> List[str]:
+    """gcc flags to compile and link against one version's sysroot.  Debian's gcc searches its
+    own multiarch dirs before --sysroot, hence -B/-L for every dir (reference §2, §4, §5)."""
+    arch = arch_of(version)
+    root = os.path.join(CACHE, version, info(version)["SYSROOT"])
+    tri = "i386-linux-gnu" if arch == "i386" else "x86_64-linux-gnu"
+    gcc_dirs = []
+    if static and version_tuple(version) < (2, 35):  # gcc 12's libgcc_eh wants _dl_find_object
+        gcc_dirs.append(extra_dir("libgcc-10-dev/bullseye" if arch == "amd64" else "lib32gcc-10-dev/bullseye")
+                        + ("/usr/lib/gcc/x86_64-linux-gnu/10" + ("/32" if arch == "i386" else "")))
+    flags = ["-m32"] if arch == "i386" else []
+    flags += [f"--sysroot={root}"]
+    for d in gcc_dirs:
+        flags += [f"-B{d}/", f"-L{d}"]
+    flags += [f"-B{root}/usr/lib/{tri}/", f"-L{root}/usr/lib/{tri}", f"-L{root}/lib/{tri}"]
+    if arch == "i386":
+        major = gcc_major()
+        pkg = next(e for e in extras() if e.startswith(f"lib32gcc-{major}-dev/"))
+        g = extra_dir(pkg) + f"/usr/lib/gcc/x86_64-linux-gnu/{major}/32"
+        s1 = extra_dir(next(e for e in extras() if e.startswith("lib32gcc-s1/")))
+        flags += [f"-B{g}/", f"-L{g}", f"-L{s1}/usr/lib32", f"-L{root}/usr/lib32"]
+    return flags
+
+
+def run_cc(argv: List[str]) -> Optional[str]:
+    p = subprocess.run(argv, capture_output=True, text=True)
+    errors = [line for line in p.stderr.splitlines() if "error" in line or "cannot find" in line]
+    return None if p.returncode == 0 else (errors or p.stderr.strip().splitlines() or ["failed"])[0]
+
+
+def samples() -> List[str]:
+    return sorted(os.path.basename(p)[:-2] for p in glob.glob(os.path.join(SAMPLES_DIR, "*.c")))
+
+
+def strip_libc_symbols(binary: str, obj: str, out: str) -> Optional[str]:
+    """A static binary with every symbol removed except the sample's own (so tests can still
+    `break checkpoint`): main_arena, mp_, tcache and all of libc are nameless, as in a stripped
+    build.  The sample's DWARF stays."""
+    nm = subprocess.run(["nm", "--defined-only", obj], capture_output=True, text=True, check=True).stdout
+    keep = {line.split()[-1] for line in nm.splitlines() if line.strip()}
+    allsyms = subprocess.run(["nm", binary], capture_output=True, text=True, check=True).stdout
+    drop = {line.split()[-1] for line in allsyms.splitlines() if len(line.split()) >= 2} - keep
+    listfile = out + ".strip"
+    with open(listfile, "w") as f:
+        f.write("\n".join(sorted(drop)) + "\n")
+    args = ["objcopy", f"--strip-symbols={listfile}", binary, out]
+    err = run_cc(args)
+    os.unlink(listfile)
+    return err
+
+
+def build() -> int:
+    have = versions()
+    if not have:
+        log("nothing fetched: run `python3 tools/matrix.py fetch` first")
+        return 1
+    built = 0
+    for arch in ("amd64", "i386"):
+        vs = [v for v in have if arch_of(v) == arch]
+        if not vs:
+            log(f"{arch}: no glibc fetched, skipped")
+            continue
+        oldest = vs[0]
+        objdir = os.path.join(OUT, "obj", arch)
+        os.makedirs(objdir, exist_ok=True)
+        objs = {}
+        for s in samples():
+            obj = os.path.join(objdir, s + ".o")
+            err = run_cc(["gcc", *CFLAGS, *sysroot_flags(oldest, False), "-c", "-o", obj,
+                          os.path.join(SAMPLES_DIR, s + ".c")])
+            if err:
+                log(f"{arch}: {s} does not compile against glibc {oldest}, skipped: {err}")
+                continue
+            objs[s] = obj
+        for v in vs:
+            i = info(v)
+            base = os.path.join(CACHE, v)
+            loader, libdir = os.path.join(base, i["LOADER"]), os.path.join(base, i["LIBDIR"])
+            for link in ("dynamic", "static"):
+                os.makedirs(os.path.join(OUT, v, link), exist_ok=True)
+            for s, obj in objs.items():
+                # dynamic: the object built on the oldest sysroot, bound to this version's loader
+                out = os.path.join(OUT, v, "dynamic", s)
+                err = run_cc(["gcc", *CFLAGS, *sysroot_flags(oldest, False), "-o", out, obj,
+                              f"-Wl,--dynamic-linker={loader}", f"-Wl,-rpath,{libdir}"])
+                if err:
+                    log(f"{v}: dynamic {s} does not link, skipped: {err}")
+                else:
+                    built += 1
+                # static: compiled and linked against this version's own headers and libc.a
+                out = os.path.join(OUT, v, "static", s)
+                sobj = out + ".o"
+                err = run_cc(["gcc", *CFLAGS, *sysroot_flags(v, True), "-c", "-o", sobj,
+                              os.path.join(SAMPLES_DIR, s + ".c")])
+                err = err or run_cc(["gcc", *CFLAGS, "-static", *sysroot_flags(v, True), "-o", out, sobj])
+                err = err or strip_libc_symbols(out, sobj, out + ".stripped")
+                if err:
+                    log(f"{v}: static {s} does not build, skipped: {err}")
+                    for p in (out, out + ".stripped"):
+                        if os.path.exists(p):
+                            os.unlink(p)
+                else:
+                    built += 1
+            log(f"{v}: built {', '.join(sorted(os.listdir(os.path.join(OUT, v, 'dynamic'))))} "
+                f"(static: {len([p for p in os.listdir(os.path.join(OUT, v, 'static')) if '.' not in p])})")
+    if not built:
+        log("no sample could be built")
+        return 1
+    return 0
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("step", choices=["fetch", "build", "run"])
+    ap.add_argument("configs", nargs="*", help="globs over config names (run only), e.g. '2.31*/dynamic/*'")
+    a = ap.parse_args()
+    if a.step == "fetch":
+        return fetch()
+    if a.step == "build":
+        return build()
+    return run(a.configs)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
