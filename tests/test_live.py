@@ -8,7 +8,7 @@ import xml.etree.ElementTree as ET
 
 import pytest
 
-from tests.gdbrun import ANSI, doc, facts, gdb_batch, host_glibc, no_traceback, probe, sample, version_tuple
+from tests.gdbrun import ANSI, CONFIG, doc, facts, gdb_batch, host_glibc, no_traceback, probe, sample, version_tuple
 
 COMMANDS = ["heap --json", "heap chunks --json", "heap bins --json", "heap top --json", "heap arenas --json",
             "heap chunks --summary --json", "heap", "heap chunks", "heap bins", "heap top",
@@ -130,7 +130,7 @@ def test_bins_match_gdb(all_bins):
         if kind == "tcache":
             count = tc["counts"][i] if tc["counts_field"] == "counts" else t["tcache_count"] - tc["counts"][i]
             assert b["count"] == count == len(b["chunks"])
-            assert b["size"] == 32 + 16 * i  # MINSIZE + index * MALLOC_ALIGNMENT
+            assert b["size"] == request2size(0, t["S"]) + 16 * i  # MINSIZE + index * MALLOC_ALIGNMENT
         else:
             assert b["count"] == len(b["chunks"])
         if kind in ("fast", "small"):
@@ -192,7 +192,10 @@ def test_overview_counts(all_bins):
     t = record["truth"]
     ov = doc(record, "heap --json")
     assert ov["glibc"] == host_glibc()
-    assert ov["located_by"] == "debug symbols"
+    if CONFIG.symbols and not CONFIG.static:
+        assert ov["located_by"] == "debug symbols"
+    else:  # libc's debug info is hidden (or, static, there is none): the tool must say how else
+        assert ov["located_by"] and ov["located_by"] != "debug symbols"
     assert [a["address"] for a in ov["arenas"]] == [t["main_arena"]]
     chunks = doc(record, "heap chunks --json")["chunks"]
     for kind in ("tcache", "fast", "unsorted", "small", "large"):
@@ -463,6 +466,8 @@ def test_chunks_in_any_threads_tcache_are_free(threads):
     """The contract: a chunk in any thread's tcache is free, bin tcache, whichever thread is selected."""
     record = stage(threads, 1)
     truth = record["truth"]["thread_tcaches"]
+    if "error" in truth:
+        pytest.skip(f"no truth for other threads' tcaches on {CONFIG.name}: {truth['error']}")
     in_some_tcache = {c for chunks in truth.values() for c in chunks}
     assert len([t for t in truth.values() if t]) >= 3  # the workers' tcaches hold chunks
     chunks = [c for a in doc(record, "heap chunks --all-arenas --json")["arenas"] for c in a["chunks"]]

@@ -16,8 +16,6 @@ import fnmatch
 import glob
 import json
 import os
-import re
-import shutil
 import subprocess
 import sys
 import time
@@ -40,7 +38,8 @@ def log(msg: str) -> None:
 
 
 def gcc_major() -> str:
-    return subprocess.run(["gcc", "-dumpversion"], capture_output=True, text=True, check=True).stdout.strip().split(".")[0]
+    out = subprocess.run(["gcc", "-dumpversion"], capture_output=True, text=True, check=True).stdout
+    return out.strip().split(".")[0]
 
 
 def extras() -> List[str]:
@@ -210,16 +209,123 @@ def build() -> int:
     return 0
 
 
+# -- run -------------------------------------------------------------------------------------
+
+def configs() -> List[str]:
+    return [f"{v}/{link}/{sym}" for v in versions() for link in ("dynamic", "static")
+            for sym in ("symbols", "nosymbols")]
+
+
+def live_test_files() -> List[str]:
+    """Every test file that runs gdb on the samples (uses tests/gdbrun.py)."""
+    out = []
+    for path in sorted(glob.glob(os.path.join(ROOT, "tests", "test_*.py"))):
+        with open(path) as f:
+            if "gdbrun" in f.read():
+                out.append(os.path.relpath(path, ROOT))
+    return out
+
+
+def junit_counts(path: str) -> Dict[str, object]:
+    """passed/failed/skipped/errors and the failures' first lines, from pytest's JUnit XML."""
+    import xml.etree.ElementTree as ET
+
+    counts: Dict[str, object] = {"passed": 0, "failed": 0, "skipped": 0, "errors": 0}
+    failures: List[Dict[str, str]] = []
+    skips: Dict[str, int] = {}
+    for case in ET.parse(path).getroot().iter("testcase"):
+        name = f"{case.get('classname', '').split('.')[-1]}::{case.get('name')}"
+        kinds = {child.tag: child for child in case}
+        if "failure" in kinds or "error" in kinds:
+            tag = "failure" if "failure" in kinds else "error"
+            counts["failed" if tag == "failure" else "errors"] += 1  # type: ignore[operator]
+            msg = (kinds[tag].get("message") or "").strip().splitlines()
+            failures.append({"test": name, "kind": tag, "message": (msg[0] if msg else "")[:300]})
+        elif "skipped" in kinds:
+            counts["skipped"] += 1  # type: ignore[operator]
+            reason = (kinds["skipped"].get("message") or "").strip()
+            skips[reason] = skips.get(reason, 0) + 1
+        else:
+            counts["passed"] += 1  # type: ignore[operator]
+    counts["failures"] = failures
+    counts["skips"] = skips
+    return counts
+
+
+def run_config(name: str, files: List[str]) -> Dict[str, object]:
+    version, link, sym = name.split("/")
+    junit = os.path.join(OUT, "junit", name.replace("/", "_") + ".xml")
+    os.makedirs(os.path.dirname(junit), exist_ok=True)
+    env = dict(os.environ, GDB_HEAP_GLIBC=os.path.join(CACHE, version), GDB_HEAP_LINK=link,
+               GDB_HEAP_SYMBOLS="1" if sym == "symbols" else "0", PYTHONDONTWRITEBYTECODE="1")
+    start = time.monotonic()
+    p = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", f"--junitxml={junit}",
+                        *files], cwd=ROOT, env=env, capture_output=True, text=True)
+    seconds = round(time.monotonic() - start, 1)
+    with open(os.path.join(OUT, "junit", name.replace("/", "_") + ".log"), "w") as f:
+        f.write(p.stdout + p.stderr)
+    result: Dict[str, object] = {"config": name, "version": version.split("-")[0], "arch": arch_of(version),
+                                 "link": link, "symbols": sym == "symbols", "seconds": seconds}
+    if os.path.exists(junit):
+        result.update(junit_counts(junit))
+    else:
+        result.update(passed=0, failed=0, skipped=0, errors=1, failures=[
+            {"test": "pytest", "kind": "error", "message": (p.stdout + p.stderr).strip()[-300:]}])
+    return result
+
+
+def run(patterns: List[str], jobs: int = 1) -> int:
+    from concurrent.futures import ThreadPoolExecutor
+
+    todo = [c for c in configs() if not patterns or any(fnmatch.fnmatch(c, pat) for pat in patterns)]
+    if not todo:
+        log("no config to run (fetch and build first, or check the patterns)")
+        return 1
+    missing = [c for c in todo if not os.path.isdir(os.path.join(OUT, c.split("/")[0], c.split("/")[1]))]
+    if missing:
+        log(f"not built: {', '.join(missing)}; run `python3 tools/matrix.py build`")
+        return 1
+    files = live_test_files()
+    results_path = os.path.join(OUT, "results.json")
+    results: Dict[str, object] = {}
+    if os.path.exists(results_path):
+        with open(results_path) as f:
+            results = json.load(f).get("configs", {})
+    start = time.monotonic()
+    with ThreadPoolExecutor(max_workers=jobs) as pool:
+        for r in pool.map(lambda c: run_config(c, files), todo):
+            results[str(r["config"])] = r
+            log(f"{r['config']}: {r['passed']} passed, {r['failed']} failed, {r['skipped']} skipped, "
+                f"{r['errors']} errors in {r['seconds']} s")
+            for fl in r["failures"]:  # type: ignore[attr-defined]
+                log(f"    {fl['kind']} {fl['test']}: {fl['message'][:160]}")
+    total = round(time.monotonic() - start, 1)
+    order = {c: i for i, c in enumerate(configs())}
+    doc = {"files": files, "jobs": jobs, "last_run_seconds": total, "last_run_configs": todo,
+           "configs": dict(sorted(results.items(), key=lambda kv: order.get(kv[0], 1 << 30)))}
+    with open(results_path, "w") as f:
+        json.dump(doc, f, indent=1)
+    log(f"{len(todo)} configs in {total} s; results in {os.path.relpath(results_path, ROOT)}")
+    bad = [c for c in todo if results[c]["failed"] or results[c]["errors"]]  # type: ignore[index]
+    ran = [c for c in todo if results[c]["passed"]]  # type: ignore[index]
+    if not ran:
+        log("no config ran any test")
+        return 1
+    return 1 if bad else 0
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("step", choices=["fetch", "build", "run"])
     ap.add_argument("configs", nargs="*", help="globs over config names (run only), e.g. '2.31*/dynamic/*'")
+    ap.add_argument("-j", "--jobs", type=int, default=int(os.environ.get("MATRIX_JOBS", "1")),
+                    help="configs run at the same time (default $MATRIX_JOBS or 1)")
     a = ap.parse_args()
     if a.step == "fetch":
         return fetch()
     if a.step == "build":
         return build()
-    return run(a.configs)
+    return run(a.configs, a.jobs)
 
 
 if __name__ == "__main__":
