@@ -133,7 +133,7 @@ def raw_word(address):
 def field_offset(struct, field):
     """A field's offset, from glibc's debug info (struct malloc_chunk's fd, mchunk_size)."""
     for f in gdb.lookup_type(struct).fields():
-        if f.name == field:
+        if f.name == field and f.bitpos is not None:
             return f.bitpos // 8
     raise gdb.error(f"{struct} has no field {field}")
 
@@ -153,6 +153,8 @@ def libc_tls():
     if "libc_modid" not in ANCHORS:
         S = anchors()["S"]
         blk = gdb.block_for_pc(address_of("_dl_debug_state"))
+        if blk is None:
+            raise gdb.error("no debug info for ld.so (its link_map type finds libc's TLS module)")
         lmp = gdb.lookup_type("struct link_map", blk).pointer()
         lm = gdb.Value(address_of("_r_debug") + S).cast(lmp.pointer()).dereference()
         for _ in range(1000):

@@ -2,6 +2,7 @@
 
   python3 tools/matrix.py fetch   other glibcs + build packages into .cache/glibc (tools/glibc-matrix.sh)
   python3 tools/matrix.py build   the samples per version and arch under build/matrix/<version>/{dynamic,static}/
+                                  (and nosyms/: the static ones with libc's ELF symbols stripped)
   python3 tools/matrix.py run [CONFIG_GLOB ...]   the live suite per config, results in build/matrix/results.json
 
 A config is VERSION[-i386]/{dynamic,static}/{symbols,nosymbols}, e.g. 2.31-i386/static/nosymbols.
@@ -149,6 +150,33 @@ def strip_libc_symbols(binary: str, obj: str, out: str) -> Optional[str]:
     return err
 
 
+SMOKE_ARGS = {"many": ["100"]}
+
+
+def smoke(binary: str, sample: str) -> Optional[str]:
+    """Why the freshly built sample does not run to its end, or None."""
+    try:
+        p = subprocess.run([binary, *SMOKE_ARGS.get(sample, [])], capture_output=True, timeout=60)
+    except subprocess.TimeoutExpired:
+        return "hangs when run (60 s)"
+    if p.returncode:
+        return f"crashes when run (killed by signal {-p.returncode})" if p.returncode < 0 else (
+            f"fails when run (exit status {p.returncode})")
+    return None
+
+
+def skip_note(path: str, why: str) -> None:
+    """Leave the reason beside the missing binary: the tests skip with it (tests/gdbrun.py)."""
+    with open(path + ".skip", "w") as f:
+        f.write(why + "\n")
+    if os.path.exists(path):
+        os.unlink(path)
+
+
+def listing(folder: str) -> str:
+    return ", ".join(sorted(p for p in os.listdir(folder) if "." not in p)) or "none"
+
+
 def build() -> int:
     have = versions()
     if not have:
@@ -176,15 +204,19 @@ def build() -> int:
             i = info(v)
             base = os.path.join(CACHE, v)
             loader, libdir = os.path.join(base, i["LOADER"]), os.path.join(base, i["LIBDIR"])
-            for link in ("dynamic", "static"):
+            for link in ("dynamic", "static", "nosyms"):
                 os.makedirs(os.path.join(OUT, v, link), exist_ok=True)
             for s, obj in objs.items():
+                for old in glob.glob(os.path.join(OUT, v, "*", s + ".skip")):
+                    os.unlink(old)
                 # dynamic: the object built on the oldest sysroot, bound to this version's loader
                 out = os.path.join(OUT, v, "dynamic", s)
                 err = run_cc(["gcc", *CFLAGS, *sysroot_flags(oldest, False), "-o", out, obj,
                               f"-Wl,--dynamic-linker={loader}", f"-Wl,-rpath,{libdir}"])
+                err = err or smoke(out, s)
                 if err:
-                    log(f"{v}: dynamic {s} does not link, skipped: {err}")
+                    log(f"{v}: dynamic {s} skipped: {err}")
+                    skip_note(out, err)
                 else:
                     built += 1
                 # static: compiled and linked against this version's own headers and libc.a
@@ -193,16 +225,18 @@ def build() -> int:
                 err = run_cc(["gcc", *CFLAGS, *sysroot_flags(v, True), "-c", "-o", sobj,
                               os.path.join(SAMPLES_DIR, s + ".c")])
                 err = err or run_cc(["gcc", *CFLAGS, "-static", *sysroot_flags(v, True), "-o", out, sobj])
-                err = err or strip_libc_symbols(out, sobj, out + ".stripped")
+                # its copy without libc's symbols: same path length, so that the stack (argv[0])
+                # and every address match between the tool's session and the truth's
+                err = err or strip_libc_symbols(out, sobj, os.path.join(OUT, v, "nosyms", s))
+                err = err or smoke(out, s)
                 if err:
-                    log(f"{v}: static {s} does not build, skipped: {err}")
-                    for p in (out, out + ".stripped"):
-                        if os.path.exists(p):
-                            os.unlink(p)
+                    log(f"{v}: static {s} skipped: {err}")
+                    for p in (out, os.path.join(OUT, v, "nosyms", s)):
+                        skip_note(p, err)
                 else:
                     built += 1
-            log(f"{v}: built {', '.join(sorted(os.listdir(os.path.join(OUT, v, 'dynamic'))))} "
-                f"(static: {len([p for p in os.listdir(os.path.join(OUT, v, 'static')) if '.' not in p])})")
+            log(f"{v}: dynamic: {listing(os.path.join(OUT, v, 'dynamic'))}; "
+                f"static: {listing(os.path.join(OUT, v, 'static'))}")
     if not built:
         log("no sample could be built")
         return 1
