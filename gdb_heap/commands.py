@@ -61,7 +61,8 @@ def open_heap() -> Heap:
     glibc = f"{found.version[0]}.{found.version[1]}" if found.version else None
     anchors = Anchors(found.main_arena, found.mp, glibc, found.located_by, found.tcache,
                       found.thread_arena, found.notes + [f"tcache found by {found.tcache_found_by}"],
-                      lambda: other_thread_tcaches(reader, found.libc_path) if found.layout.features.tcache else [])
+                      lambda: other_thread_tcaches(found.context) if found.context and found.layout.features.tcache
+                      else [])
     for note in found.notes:
         warn_once(note)
     return Heap(reader, found.layout, anchors)
@@ -504,7 +505,50 @@ The arenas are listed in the order of glibc's `next` ring, starting at main_aren
             out.lines(render.arena_lines(arena, st))
 
 
+# -- settings ------------------------------------------------------------------------------------
+
+class HeapSet(gdb.Command):
+    """Settings of the heap commands.
+
+set heap main-arena EXPR: where main_arena is, when the C library has no symbols and the
+  heuristic finds none or several (empty: find it again).
+set heap mp EXPR: the same for mp_."""
+
+    def __init__(self) -> None:
+        super().__init__("set heap", gdb.COMMAND_DATA, gdb.COMPLETE_NONE, True)
+
+
+class HeapShow(gdb.Command):
+    """Show the settings of the heap commands (see help set heap)."""
+
+    def __init__(self) -> None:
+        super().__init__("show heap", gdb.COMMAND_DATA, gdb.COMPLETE_NONE, True)
+
+
+class AddressSetting(gdb.Parameter):
+    """An address (any gdb expression) that overrides what the heap commands find themselves."""
+
+    def __init__(self, name: str, what: str) -> None:
+        self.set_doc = f"Set where {what} is (an address or expression; empty: find it automatically)."
+        self.show_doc = f"Show where the heap commands take {what} to be."
+        self.__doc__ = (f"Where {what} is, for the heap commands, when the C library has no symbols.\n"
+                        f"Empty (the default): found from symbols or by the heuristic.")
+        self.what = what
+        super().__init__(f"heap {name}", gdb.COMMAND_DATA, gdb.PARAM_STRING)
+        self.value = ""
+
+    def get_set_string(self) -> str:
+        return f"heap: {self.what} is {self.value}" if self.value else f"heap: {self.what} is found automatically"
+
+    def get_show_string(self, svalue: str) -> str:
+        return f"{self.what}: {svalue or 'found automatically'}"
+
+
 def register() -> None:
+    HeapSet()
+    HeapShow()
+    AddressSetting("main-arena", "main_arena")
+    AddressSetting("mp", "mp_")
     HeapOverview()
     HeapChunks()
     HeapChunk()

@@ -70,6 +70,7 @@ class Features:
     heap_info_pagesize: bool = False  # heap_info.pagesize (2.35+)
     global_max_fast_type: str = "size_t"  # uint8 from 2.37
     mmap_chunk_v2: bool = False  # 2.43: mmapped chunk size excludes a trailing header
+    tcache_unsorted_limit: bool = True  # malloc_par.tcache_unsorted_limit (removed in 2.44)
 
 
 # The version table: each row applies from its version on, until a later row overrides.
@@ -84,6 +85,7 @@ FEATURES: List[Tuple[Version, Dict[str, object]]] = [
     ((2, 42), dict(tcache_free_slots=True, tcache_large_bins=12)),
     ((2, 43), dict(fastbins=False, have_fastchunks=False, tcache_fill=16, mp_thp_mode=True,
                    mmap_chunk_v2=True)),
+    ((2, 44), dict(tcache_unsorted_limit=False)),
 ]
 
 OLDEST_SUPPORTED: Version = (2, 26)
@@ -131,7 +133,9 @@ def _malloc_par_spec(f: Features) -> List[FieldSpec]:
         # 2.42 renamed tcache_bins to tcache_small_bins (it counts the small bins only).
         spec += [("tcache_small_bins" if f.tcache_large_bins else "tcache_bins", "size_t", 1),
                  ("tcache_max_bytes", "size_t", 1),
-                 ("tcache_count", "size_t", 1), ("tcache_unsorted_limit", "size_t", 1)]
+                 ("tcache_count", "size_t", 1)]
+        if f.tcache_unsorted_limit:
+            spec.append(("tcache_unsorted_limit", "size_t", 1))
     return spec
 
 

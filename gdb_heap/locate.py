@@ -13,11 +13,14 @@ from typing import Dict, List, Optional, Set, Tuple
 
 import gdb  # type: ignore[import-not-found,unused-ignore]
 
+from . import heuristics, mappings, model
 from .errors import HeapError, MemoryReadError
-from .layouts import GlibcLayout, StructLayout, Version, layout_for, NEWEST_KNOWN, OLDEST_SUPPORTED
+from .layouts import FEATURES, GlibcLayout, StructLayout, Version, layout_for, NEWEST_KNOWN, OLDEST_SUPPORTED
 from .memory import Reader
 
-BANNER = re.compile(rb"release version (\d+)\.(\d+)")
+NOT_INITIALISED = ("the heap is not initialised yet: the program has not called malloc (no heap, no chunks); "
+                   "continue past its first malloc")
+BANNER = heuristics.BANNER
 _version_cache: Dict[Tuple[str, int, float], Optional[Version]] = {}
 _warned: Set[str] = set()
 
@@ -35,6 +38,7 @@ class Located:
     tcache_found_by: str
     thread_arena: Optional[int]
     notes: List[str] = field(default_factory=list)
+    context: Optional[Context] = None
 
 
 def _address_of(name: str) -> Optional[int]:
@@ -123,16 +127,15 @@ def _tls_offset_in_libc(name: str) -> Optional[int]:
     return int(m.group(1), 16) if m else None
 
 
-def _libc_tls_base(reader: Reader, libc_path: Optional[str]) -> Optional[int]:
-    """x86-64 static TLS: libc's block sits at $fs_base - link_map.l_tls_offset.
+def _libc_tls_base(reader: Reader, libc_path: Optional[str], tp: int) -> Optional[int]:
+    """x86 static TLS (variant II): libc's block sits at the thread pointer - l_tls_offset.
 
     Reads libc's link_map from _r_debug (no libthread_db needed); l_tls_offset's offset in
     the private part of struct link_map comes from ld.so's debug info.
     """
-    if reader.size_sz != 8 or not libc_path:
+    if not libc_path:
         return None
     try:
-        fs_base = int(gdb.parse_and_eval("(unsigned long)$fs_base"))
         r_debug = int(gdb.parse_and_eval("(unsigned long)&_r_debug"))
         ld_block = gdb.block_for_pc(int(gdb.parse_and_eval("(unsigned long)&_dl_debug_state")))
         if ld_block is None:
@@ -141,7 +144,7 @@ def _libc_tls_base(reader: Reader, libc_path: Optional[str]) -> Optional[int]:
     except (gdb.error, RuntimeError):
         return None
     offsets = {f.name: f.bitpos // 8 for f in link_map.fields() if f.bitpos is not None}
-    if "l_tls_offset" not in offsets or fs_base == 0:
+    if "l_tls_offset" not in offsets:
         return None
     S = reader.size_sz
     try:
@@ -152,27 +155,90 @@ def _libc_tls_base(reader: Reader, libc_path: Optional[str]) -> Optional[int]:
             name_ptr = reader.word(lm + S)
             name = reader.read(name_ptr, 256).split(b"\0", 1)[0].decode(errors="replace")
             if name and os.path.basename(name) == os.path.basename(libc_path):
-                return fs_base - reader.word(lm + offsets["l_tls_offset"])
+                return tp - reader.word(lm + offsets["l_tls_offset"])
             lm = reader.word(lm + 3 * S)  # l_next
     except MemoryReadError:
         return None
     return None
 
 
-def _tls_pointer(name: str, reader: Reader, libc_path: Optional[str]) -> Tuple[Optional[int], str]:
-    """The value of libc's TLS pointer variable `name` in the selected thread, and how."""
+# -- thread-local variables: tcache, thread_arena ------------------------------------------
+
+@dataclass
+class Context:
+    """What the per-thread searches need, gathered once per command."""
+
+    reader: Reader
+    layout: GlibcLayout
+    libc_path: Optional[str]
+    maps: List[mappings.Mapping]
+    arenas: List[int]  # every arena's address
+    heaps: List[Tuple[int, int]]  # every arena's heap spans: a tcache struct is a chunk in one
+    tcbs: Optional[Dict[int, List[int]]] = None  # i386: thread pointers by LWP, found once
+
+
+@dataclass
+class ThreadTls:
+    tcache: Optional[int]
+    tcache_how: str
+    arena: Optional[int]
+
+
+def _gdb_tls(name: str) -> Optional[int]:
     try:
-        return int(gdb.parse_and_eval(f"(unsigned long){name}")), "debug symbols (gdb's TLS support)"
+        return int(gdb.parse_and_eval(f"(unsigned long){name}"))
     except gdb.error:
-        pass
-    offset = _tls_offset_in_libc(name)
-    base = _libc_tls_base(reader, libc_path) if offset is not None else None
-    if base is not None and offset is not None:
+        return None
+
+
+def thread_pointer(ctx: Context) -> Optional[int]:
+    """The selected thread's TCB address.  x86-64: $fs_base.  i386: gdb shows only the %gs
+    selector, so the TCB is found in memory by its self-pointers and the thread's LWP."""
+    if ctx.reader.size_sz == 8:
         try:
-            return reader.word(base + offset), "thread pointer + libc's TLS offset"
-        except MemoryReadError:
-            pass
-    return None, "not found"
+            return int(gdb.parse_and_eval("(unsigned long)$fs_base")) or None
+        except gdb.error:
+            return None
+    thread = gdb.selected_thread()
+    if thread is None:
+        return None
+    if ctx.tcbs is None:  # one scan for every thread
+        lwps = [t.ptid[1] or t.inferior.pid for t in thread.inferior.threads()]
+        spans = mappings.tcb_spans(ctx.maps, ctx.heaps, heuristics.TCB_SCAN)
+        ctx.tcbs = heuristics.thread_pointers(ctx.reader, spans, lwps)
+    found = ctx.tcbs.get(thread.ptid[1] or thread.inferior.pid, [])
+    return found[0] if len(found) == 1 else None
+
+
+def thread_tls(ctx: Context) -> ThreadTls:
+    """The selected thread's tcache and thread_arena, and how the tcache was found."""
+    tcache, arena = _gdb_tls("tcache"), _gdb_tls("thread_arena")
+    if tcache is not None:
+        return ThreadTls(tcache, "debug symbols (gdb's TLS support)", arena)
+    reader, layout = ctx.reader, ctx.layout
+    tp = thread_pointer(ctx)
+    if tp is not None:
+        base = _libc_tls_base(reader, ctx.libc_path, tp)
+        offsets = [_tls_offset_in_libc(n) for n in ("tcache", "thread_arena")]
+        if base is not None and offsets[0] is not None:
+            try:
+                tcache = reader.word(base + offsets[0])
+                arena = reader.word(base + offsets[1]) if offsets[1] is not None else None
+                return ThreadTls(tcache, "the thread pointer + libc's TLS offset (debug symbols)", arena)
+            except MemoryReadError:
+                pass
+        where = mappings.containing(ctx.maps, tp)
+        low = where.start if where else tp - heuristics.TLS_WINDOW
+        arena, slot = heuristics.tls_arena(reader, tp, low, ctx.arenas)
+        tcache = heuristics.tls_tcache(reader, layout, slot, ctx.heaps) if slot is not None else None
+        if tcache is not None:
+            return ThreadTls(tcache, "heuristic: the TLS word next to thread_arena that points at a "
+                                     "tcache-sized chunk", arena)
+    if _is_main_thread() and ctx.heaps:
+        first = _first_chunk_tcache(reader, layout, ctx.heaps[0][0])
+        if first is not None:
+            return ThreadTls(first, "heuristic: the first chunk of the main heap", arena)
+    return ThreadTls(None, "not found (no tcache yet, or no way to read this thread's TLS)", arena)
 
 
 def _first_chunk_tcache(reader: Reader, layout: GlibcLayout, sbrk_base: int) -> Optional[int]:
@@ -187,43 +253,149 @@ def _first_chunk_tcache(reader: Reader, layout: GlibcLayout, sbrk_base: int) -> 
     return first + layout.header_size if size == layout.request2size(layout.tcache_perthread.size) else None
 
 
+# -- the allocator's state ------------------------------------------------------------------
+
+def _maps() -> List[mappings.Mapping]:
+    try:
+        return mappings.parse(gdb.execute("info proc mappings", to_string=True))
+    except gdb.error:
+        return []
+
+
+def _override(name: str) -> Optional[int]:
+    """`set heap main-arena EXPR` / `set heap mp EXPR`: the user's own address."""
+    try:
+        text = str(gdb.parameter(f"heap {name}") or "").strip()
+    except (gdb.error, RuntimeError):
+        return None
+    if not text:
+        return None
+    try:
+        return int(gdb.parse_and_eval(f"(unsigned long)({text})"))
+    except gdb.error as e:
+        raise HeapError(f"set heap {name} {text}: {e}; give an address or an expression") from None
+
+
+def _not_glibc(maps: List[mappings.Mapping]) -> Optional[str]:
+    # musl's loader is its libc: /lib/ld-musl-ARCH.so.1, mapped from .../ARCH-linux-musl/libc.so.
+    if any(os.path.basename(m.path).startswith("ld-musl") or "-linux-musl/" in m.path for m in maps) or (
+            _address_of("__malloc_context") is not None):
+        return "this program uses musl's malloc, not glibc's; gdb_heap reads glibc's malloc only"
+    return None
+
+
 def locate(reader: Reader) -> Located:
     require_process()
     size_sz = reader.size_sz
-    main_arena = _address_of("main_arena")
-    mp = _address_of("mp_")
-    if main_arena is None or mp is None:
-        raise HeapError("cannot find glibc's main_arena and mp_ (no symbols for the C library); install "
-                        "its debug symbols (Debian: apt install libc6-dbg) or check that the program "
-                        "uses glibc's malloc")
+    maps = _maps()
+    main_arena = _override("main-arena") or _address_of("main_arena")
+    mp = _override("mp") or _address_of("mp_")
+    if main_arena is None and (why := _not_glibc(maps)):
+        raise HeapError(why)
     progspace = gdb.current_progspace()
-    libc_path = gdb.solib_name(main_arena) or (progspace.filename if progspace else None)
-    version = libc_version(libc_path)
+    program = progspace.filename if progspace else None
+    for name, symbol, address in (("main-arena", "main_arena", main_arena), ("mp", "mp_", mp)):
+        if address is not None and not reader.readable(address):
+            raise HeapError(f"cannot read {address:#x} (the {symbol} address); check the address or "
+                            f"`set heap {name}` (empty: find it again)")
+    libc_path = (main_arena and gdb.solib_name(main_arena)) or mappings.libc_path(maps) or program
+    version = libc_version(libc_path) or (heuristics.banner_version(reader, maps, libc_path) if libc_path else None)
     notes: List[str] = []
-    if version is None:
-        notes.append("the glibc version was not found in the C library's file; assuming the newest layout")
-    elif version > NEWEST_KNOWN:
-        notes.append(f"glibc {version[0]}.{version[1]} is newer than any tested version; using the "
-                     f"{NEWEST_KNOWN[0]}.{NEWEST_KNOWN[1]} layout")
-    elif version < OLDEST_SUPPORTED:
+    spans = mappings.data_spans(maps, libc_path) if libc_path else []
+    where = f"{os.path.basename(libc_path)}'s data" if libc_path else "the program's data"
+    how: List[str] = []
+    if version is not None and version < OLDEST_SUPPORTED:
         raise HeapError(f"glibc {version[0]}.{version[1]} is older than {OLDEST_SUPPORTED[0]}."
                         f"{OLDEST_SUPPORTED[1]}, the oldest this tool knows; use a newer glibc")
     layout = _check_layout(layout_for(version, size_sz))
+    if version is None:
+        found_arena, found_mp, rows = _infer(reader, size_sz, spans, main_arena, mp, where)
+        how += [] if main_arena is not None else ["main_arena by its self-pointing bins"]
+        how += [] if mp is not None else ["mp_ by its sbrk_base"]
+        main_arena, mp = found_arena, found_mp
+        layout = _check_layout(layout_for(max(rows), size_sz))
+        notes.append(f"the glibc version is not written in {os.path.basename(libc_path or '?')} (static?); "
+                     f"memory matches glibc {_rows_span(rows)}'s layout")
+    if main_arena is None:
+        candidates = heuristics.arena_candidates(reader, layout, spans)
+        pristine = [] if candidates else heuristics.pristine_arena_candidates(reader, layout, spans)
+        if pristine:  # before the first malloc: commands say so, as they do with symbols
+            main_arena = heuristics.choose("main_arena", [heuristics.Candidate(a, 1) for a in pristine], where,
+                                           "main-arena")
+            how.append("main_arena by its static initialiser (malloc not called yet)")
+        else:
+            main_arena = heuristics.choose("main_arena", candidates, where, "main-arena")
+            how.append("main_arena by its self-pointing bins")
+    if mp is None:
+        found = heuristics.mp_candidates(reader, layout, spans, main_arena) or [
+            heuristics.Candidate(a, 1) for a in heuristics.pristine_mp_candidates(reader, layout, spans)]
+        mp = heuristics.choose("mp_", found, where, "mp")
+        how.append("mp_ by its sbrk_base")
+    if version is not None and version > NEWEST_KNOWN:
+        if not heuristics.valid_arena(reader, layout, main_arena):
+            notes.append(f"main_arena at {main_arena:#x} does not look like the {NEWEST_KNOWN[0]}."
+                         f"{NEWEST_KNOWN[1]} layout; results may be wrong")
+        notes.append(f"glibc {version[0]}.{version[1]} is newer than any tested version; using the "
+                     f"{NEWEST_KNOWN[0]}.{NEWEST_KNOWN[1]} layout")
     notes += layout.notes
-    located_by = "debug symbols" if layout.source.startswith("debug info") else "ELF symbols"
-    tcache, tcache_how = (None, "this glibc has no tcache")
+    if _override("main-arena") or _override("mp"):
+        located_by = "set heap main-arena / mp (the user's addresses)"
+    elif how:
+        located_by = "heuristic: " + ", ".join(how) + f" in {where}"
+    else:
+        located_by = "debug symbols" if layout.source.startswith("debug info") else "ELF symbols"
+    ctx = _context(reader, layout, libc_path, maps, main_arena, mp)
+    tls = ThreadTls(None, "this glibc has no tcache", None)
     if layout.features.tcache:
-        tcache, tcache_how = _tls_pointer("tcache", reader, libc_path)
-        if tcache is None and _is_main_thread():
-            try:
-                sbrk_base = reader.word(mp + layout.malloc_par.offset("sbrk_base"))
-            except MemoryReadError:
-                sbrk_base = 0
-            tcache = _first_chunk_tcache(reader, layout, sbrk_base)
-            tcache_how = "heuristic: the first chunk of the main heap" if tcache else "not found"
-    thread_arena, _ = _tls_pointer("thread_arena", reader, libc_path)
-    return Located(size_sz, main_arena, mp, version, libc_path, layout, located_by, tcache or None,
-                   tcache_how, thread_arena or None, notes)
+        tls = thread_tls(ctx)
+    else:
+        tls.arena = thread_tls(ctx).arena
+    return Located(size_sz, main_arena, mp, version, libc_path, layout, located_by, tls.tcache or None,
+                   tls.tcache_how, tls.arena or None, notes, ctx)
+
+
+def _infer(reader: Reader, size_sz: int, spans: List[Tuple[int, int]], main_arena: Optional[int],
+           mp: Optional[int], where: str) -> Tuple[int, int, List[Version]]:
+    """main_arena, mp_ and the table rows that fit them, for a C library without a version."""
+    fits = heuristics.infer_state(reader, size_sz, spans, main_arena, mp)
+    if not fits:
+        for layout in heuristics.distinct_layouts(size_sz):
+            if heuristics.pristine_arena_candidates(reader, layout, spans):
+                raise HeapError(NOT_INITIALISED)
+        heuristics.choose("main_arena", [], where, "main-arena")
+    top = fits[0]
+    rivals = {(f.main_arena, f.mp) for f in fits if f.score > top.score - 2}
+    if len(rivals) > 1:
+        listed = ", ".join(f"main_arena {a:#x} with mp_ {m:#x}" for a, m in sorted(rivals))
+        raise HeapError(f"several candidates in {where} ({listed}); choose with set heap main-arena ADDR "
+                        "and set heap mp ADDR")
+    rows = [f.version for f in fits if (f.main_arena, f.mp, f.score) == (top.main_arena, top.mp, top.score)]
+    try:
+        sbrk = reader.word(top.mp + layout_for(max(rows), size_sz).malloc_par.offset("sbrk_base"))
+    except MemoryReadError:
+        sbrk = 0
+    return top.main_arena, top.mp, heuristics.narrow_versions(reader, size_sz, rows, sbrk) or rows
+
+
+def _rows_span(rows: List[Version]) -> str:
+    """"2.35-2.37" for rows 2.35 and 2.37: from the oldest row to the last version the newest covers."""
+    later = [v for v, _ in FEATURES if v > max(rows)]
+    last = (later[0][0], later[0][1] - 1) if later else max(rows)
+    first = min(rows)
+    return f"{first[0]}.{first[1]}" + ("" if last == first else f"-{last[0]}.{last[1]}")
+
+
+def _context(reader: Reader, layout: GlibcLayout, libc_path: Optional[str], maps: List[mappings.Mapping],
+             main_arena: int, mp: int) -> Context:
+    arenas: List[int] = []
+    heaps: List[Tuple[int, int]] = []
+    try:
+        for arena in model.read_arenas(reader, layout, main_arena, model.read_malloc_par(reader, layout, mp)):
+            arenas.append(arena.address)
+            heaps += [(r.start, r.end) for r in arena.heaps]
+    except MemoryReadError:
+        pass
+    return Context(reader, layout, libc_path, maps, arenas, heaps)
 
 
 def _is_main_thread() -> bool:
@@ -231,7 +403,7 @@ def _is_main_thread() -> bool:
     return thread is not None and thread.ptid[1] in (0, thread.inferior.pid)
 
 
-def other_thread_tcaches(reader: Reader, libc_path: Optional[str]) -> List[int]:
+def other_thread_tcaches(ctx: Context) -> List[int]:
     """Every other thread's tcache pointer: a chunk in any thread's tcache is free.
 
     Switches gdb to each thread in turn (which changes nothing in the inferior) and back to
@@ -251,7 +423,7 @@ def other_thread_tcaches(reader: Reader, libc_path: Optional[str]) -> List[int]:
     try:
         for thread in others:
             thread.switch()
-            value, _ = _tls_pointer("tcache", reader, libc_path)
+            value = thread_tls(ctx).tcache
             if value:
                 found.append(value)
     finally:

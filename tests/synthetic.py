@@ -313,7 +313,7 @@ class HeapBuilder:
                     put(chunk + 2 * S, protect(chunk + 2 * S, nxt))
                 fast_any = fast_any or bool(members)
         binmap = [0] * 4
-        for i in range(1, 127):
+        for i in range(1, 128):
             kind = "unsorted" if i == 1 else "small" if i < 64 else "large"
             members = chains.get((kind, i), [])
             header = bin_at(i)

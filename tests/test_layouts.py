@@ -104,6 +104,8 @@ MP_X86_64 = {
     **{v: (0x28, 0x38, 0x48, 0x50, 0x58, 0x60, 0x70) for v in [(2, 26), (2, 27), (2, 30), (2, 31), (2, 34)]},
     **{v: (0x3C, 0x50, 0x60, 0x68, 0x70, 0x78, 0x88) for v in [(2, 35), (2, 36), (2, 37), (2, 41), (2, 42)]},
     (2, 43): (0x44, 0x58, 0x68, 0x70, 0x78, 0x80, 0x90),
+    # 2.44 dropped tcache_unsorted_limit (ptype/o struct malloc_par, Debian's 2.44-3 debug info)
+    (2, 44): (0x44, 0x58, 0x68, 0x70, 0x78, 0x80, 0x88),
 }
 
 
@@ -126,7 +128,7 @@ def test_malloc_par_x86_64_pre_tcache():
 
 
 @pytest.mark.parametrize("version,sbrk_base", [((2, 24), 0x2C), ((2, 26), 0x2C), ((2, 34), 0x2C),
-                                               ((2, 35), 0x38), ((2, 42), 0x38)])
+                                               ((2, 35), 0x38), ((2, 42), 0x38), ((2, 44), 0x3C)])
 def test_malloc_par_i386_sbrk_base(version, sbrk_base):
     p = layout_for(version, 4).malloc_par
     assert p.offset("sbrk_base") == sbrk_base

@@ -1,0 +1,89 @@
+"""The inferior's memory mappings, parsed from gdb's `info proc mappings` text.
+
+gdb-free: locate.py passes the text in.  A live process gives permissions and anonymous
+mappings; a core file (gdb 13) lists only the file-backed ones and no permissions.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass
+from typing import List, Optional, Sequence, Tuple
+
+_LINE = re.compile(r"^\s*(0x[0-9a-f]+)\s+(0x[0-9a-f]+)\s+0x[0-9a-f]+\s+0x[0-9a-f]+\s*([r-][w-][x-][ps])?\s*(.*)$")
+_LIBC = re.compile(r"^libc(\.so\.6|-\d+\.\d+\.so)$")
+
+
+@dataclass(frozen=True)
+class Mapping:
+    start: int
+    end: int
+    perms: Optional[str]  # "rw-p"; None where gdb does not say (core files)
+    path: str  # "" for anonymous memory; "[heap]", "[stack]" for the kernel's names
+
+    @property
+    def writable(self) -> Optional[bool]:
+        return None if self.perms is None else "w" in self.perms
+
+    @property
+    def anonymous(self) -> bool:
+        return not self.path or self.path.startswith("[")
+
+
+def parse(text: str) -> List[Mapping]:
+    out = []
+    for line in text.splitlines():
+        m = _LINE.match(line)
+        if m:
+            out.append(Mapping(int(m.group(1), 16), int(m.group(2), 16), m.group(3), m.group(4).strip()))
+    return out
+
+
+def is_libc(path: str) -> bool:
+    return bool(_LIBC.match(os.path.basename(path)))
+
+
+def libc_path(maps: Sequence[Mapping]) -> Optional[str]:
+    for m in maps:
+        if m.path and is_libc(m.path):
+            return m.path
+    return None
+
+
+def data_spans(maps: Sequence[Mapping], path: str) -> List[Tuple[int, int]]:
+    """Where an object's static data can be: its writable mappings and the anonymous one just
+    after them (.bss); every mapping of it when gdb gives no permissions (core files)."""
+    spans: List[Tuple[int, int]] = []
+    real = os.path.realpath(path)  # gdb may name /lib/..., the kernel /usr/lib/...
+    for i, m in enumerate(maps):
+        if m.writable is False or not m.path or os.path.realpath(m.path) != real:
+            continue
+        spans.append((m.start, m.end))
+        after = maps[i + 1] if i + 1 < len(maps) else None
+        if after is not None and after.start == m.end and after.path == "" and after.writable:
+            spans.append((after.start, after.end))
+    return spans
+
+
+def containing(maps: Sequence[Mapping], address: int) -> Optional[Mapping]:
+    for m in maps:
+        if m.start <= address < m.end:
+            return m
+    return None
+
+
+def tcb_spans(maps: Sequence[Mapping], heaps: Sequence[Tuple[int, int]], edge: int) -> List[Tuple[int, int]]:
+    """Where a thread's TCB can be (i386, where gdb shows no thread pointer): the top of each
+    writable anonymous mapping (a thread's stack holds its TCB at its high end), the start of
+    [heap] (a static program's main thread takes its TLS from sbrk) and ld.so's data (the main
+    thread's, from ld.so's own allocator).  `edge` bytes at each end, arena heaps skipped."""
+    spans = []
+    for m in maps:
+        if m.writable is False or any(s <= m.start < e for s, e in heaps):
+            continue
+        if m.anonymous or "ld-linux" in m.path or m.path.endswith("ld.so"):
+            spans.append((max(m.start, m.end - edge), m.end))
+            if m.end - m.start > edge:
+                spans.append((m.start, m.start + edge))
+    return spans

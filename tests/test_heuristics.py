@@ -1,0 +1,143 @@
+"""Finding malloc's state without symbols, on synthetic images whose addresses the builder chose."""
+
+import pytest
+
+from gdb_heap import heuristics
+from gdb_heap.layouts import FEATURES
+from tests.synthetic import every_bin_heap, uninitialised_image
+
+VERSIONS = [v for v, _ in FEATURES]
+
+
+@pytest.mark.parametrize("word", [8, 4])
+@pytest.mark.parametrize("version", VERSIONS)
+def test_main_arena_and_mp_found_in_libc_data(version, word):
+    _, s = every_bin_heap(version, word)
+    reader = s.reader()
+    libc = (s.libc_base, s.libc_base + len(s.libc_bytes))
+    arenas = heuristics.arena_candidates(reader, s.layout, [libc])
+    assert [c.address for c in arenas] == [s.arena]
+    mps = heuristics.mp_candidates(reader, s.layout, [libc], s.arena)
+    assert [c.address for c in mps] == [s.mp]
+
+
+@pytest.mark.parametrize("word", [8, 4])
+def test_uninitialised_arena_is_found_and_has_no_mp(word):
+    s = uninitialised_image((2, 36), word)
+    reader = s.reader()
+    libc = (s.libc_base, s.libc_base + len(s.libc_bytes))
+    assert [c.address for c in heuristics.arena_candidates(reader, s.layout, [libc])] == [s.arena]
+    assert heuristics.mp_candidates(reader, s.layout, [libc], s.arena) == []
+
+
+def test_no_arena_in_unrelated_data():
+    _, s = every_bin_heap((2, 36), 8)
+    reader = s.reader()
+    heap = (s.sbrk_base, s.heap_end)
+    assert heuristics.arena_candidates(reader, s.layout, [heap]) == []
+
+
+def test_damaged_arena_is_not_a_candidate():
+    _, s = every_bin_heap((2, 36), 8)
+    s.poke(s.arena + s.layout.malloc_state.offset("next"), s.arena + 8)  # next leads nowhere sane
+    reader = s.reader()
+    libc = (s.libc_base, s.libc_base + len(s.libc_bytes))
+    assert heuristics.arena_candidates(reader, s.layout, [libc]) == []
+
+
+@pytest.mark.parametrize("word", [8, 4])
+@pytest.mark.parametrize("version", [(2, 27), (2, 31), (2, 36), (2, 43)])
+def test_version_inferred_from_memory_includes_the_truth(version, word):
+    _, s = every_bin_heap(version, word)
+    found = [f.version for f in heuristics.infer_state(s.reader(), word, [], s.arena, s.mp)]
+    # The versions are rows of the table; the truth's row (the newest row at or before it) must fit.
+    row = max(v for v in VERSIONS if v <= version)
+    assert row in found
+
+
+@pytest.mark.parametrize("word", [8, 4])
+@pytest.mark.parametrize("version", [(2, 27), (2, 29), (2, 30), (2, 31), (2, 32), (2, 36), (2, 41), (2, 42), (2, 43),
+                                     (2, 44)])
+def test_version_narrowed_by_the_tcache_chunk(version, word):
+    """Static binaries carry no version string: the first chunk (the tcache struct) and its
+    chains' safe-linking pick the row; the truth's row must be the newest one left."""
+    _, s = every_bin_heap(version, word)
+    reader = s.reader()
+    found = [f.version for f in heuristics.infer_state(reader, word, [], s.arena, s.mp)]
+    narrowed = heuristics.narrow_versions(reader, word, found, s.sbrk_base)
+    row = max(v for v in VERSIONS if v <= version)
+    assert row in narrowed
+    # Rows that read the same: 2.37 changed only global_max_fast's type, 2.44 only dropped
+    # mp_'s last field; nothing reads either.
+    alike = [{(2, 35), (2, 37)}, {(2, 43), (2, 44)}]
+    allowed = next((group for group in alike if row in group), {row})
+    assert set(narrowed) <= allowed and row in narrowed, narrowed
+
+
+@pytest.mark.parametrize("word", [8, 4])
+def test_pristine_arena_before_the_first_malloc(word):
+    """Before malloc's first call only `next = &main_arena` and attached_threads = 1 are set."""
+    from gdb_heap.layouts import layout_for
+    from gdb_heap.memory import ImageMemory, Reader
+    L = layout_for((2, 36), word)
+    base = 0x7F0000000000 if word == 8 else 0xF7000000
+    data = bytearray(0x2000)
+    arena = base + 0x840
+    off = 0x840 + L.malloc_state.offset("next")
+    data[off:off + word] = arena.to_bytes(word, "little")
+    off = 0x840 + L.malloc_state.offset("attached_threads")
+    data[off:off + word] = (1).to_bytes(word, "little")
+    reader = Reader(ImageMemory({base: data}), word)
+    assert heuristics.pristine_arena_candidates(reader, L, [(base, base + len(data))]) == [arena]
+    assert heuristics.arena_candidates(reader, L, [(base, base + len(data))]) == []
+
+
+def test_choose_names_the_candidates_and_the_setting():
+    from gdb_heap.errors import HeapError
+    C = heuristics.Candidate
+    assert heuristics.choose("main_arena", [C(0x1000, 5)], "libc.so.6's data", "main-arena") == 0x1000
+    assert heuristics.choose("mp_", [C(0x2000, 7), C(0x3000, 4)], "x", "mp") == 0x2000  # clearly better
+    with pytest.raises(HeapError, match=r"several main_arena candidates in x \(0x1000, 0x2000\); "
+                                        r"choose one with set heap main-arena ADDR"):
+        heuristics.choose("main_arena", [C(0x1000, 5), C(0x2000, 5)], "x", "main-arena")
+    with pytest.raises(HeapError, match="no mp_ found in x.*set heap mp ADDR"):
+        heuristics.choose("mp_", [], "x", "mp")
+
+
+def test_two_arenas_in_the_data_are_both_listed():
+    """A second self-consistent copy of main_arena (and of the heap it points into) leaves the
+    heuristic two equal candidates: it must not pick one silently."""
+    _, s = every_bin_heap((2, 36), 8)
+    from gdb_heap.memory import ImageMemory, Reader
+    size = s.layout.malloc_state.size
+    copy_at = s.libc_base + 0x3000 + (s.arena - s.libc_base)
+    copy = bytearray(0x3000)
+    off = s.arena - s.libc_base
+    raw = s.libc_bytes[off:off + size]
+    # Rebase the copy's self-pointers (bins, next) onto the copy.
+    delta = copy_at - s.arena
+    for k in range(0, size, 8):
+        w = int.from_bytes(raw[k:k + 8], "little")
+        if s.arena <= w < s.arena + size:
+            w += delta
+        copy[off + k:off + k + 8] = w.to_bytes(8, "little")
+    memory = ImageMemory({s.sbrk_base: s.heap_bytes, s.libc_base: s.libc_bytes, s.libc_base + 0x3000: copy})
+    found = heuristics.arena_candidates(Reader(memory, 8), s.layout, [(s.libc_base, s.libc_base + 0x6000)])
+    assert sorted(c.address for c in found) == [s.arena, copy_at]
+    from gdb_heap.errors import HeapError
+    with pytest.raises(HeapError, match="several main_arena candidates"):
+        heuristics.choose("main_arena", found, "libc", "main-arena")
+
+
+def test_version_from_the_banner_in_memory():
+    from gdb_heap.mappings import Mapping
+    from gdb_heap.memory import ImageMemory, Reader
+    text = b"\0GNU C Library (Debian GLIBC 2.41-12) stable release version 2.41.\n\0"
+    base = 0x7F0000000000
+    data = bytearray(0x2000)
+    data[0x1234:0x1234 + len(text)] = text
+    reader = Reader(ImageMemory({base: data, base + 0x2000: bytearray(0x1000)}), 8)
+    maps = [Mapping(base, base + 0x2000, None, "/nonexistent/libc.so.6"),
+            Mapping(base + 0x2000, base + 0x3000, "rw-p", "/nonexistent/libc.so.6")]
+    assert heuristics.banner_version(reader, maps, "/nonexistent/libc.so.6") == (2, 41)
+    assert heuristics.banner_version(reader, maps[1:], "/nonexistent/libc.so.6") is None

@@ -1,0 +1,151 @@
+"""Finding malloc's state on this machine's glibc without debug symbols, in static programs and
+in programs that do not use glibc: each checked against gdb's own reading of the debug info
+(in a second run: gdb turns address randomisation off, so both runs see the same addresses),
+`nm`'s symbol table, or the programs' printed pointers."""
+
+import json
+import os
+import re
+import shutil
+import subprocess
+
+import pytest
+
+from tests.gdbrun import OTHER_GLIBC, ROOT, gdb_batch, no_traceback, sample
+
+pytestmark = pytest.mark.skipif(bool(OTHER_GLIBC), reason="uses this machine's own glibc and compilers")
+
+HIDDEN = ["set debug-file-directory /nonexistent"]  # before the program loads: no libc debug info
+PROGRAMS = os.path.join(ROOT, "tests", "programs")
+
+
+def at_checkpoint(program, commands, pre=(), breakpoint="break checkpoint"):
+    out = gdb_batch([breakpoint, "run > /dev/null"] + list(commands), program, pre=pre)
+    no_traceback(out.stdout + out.stderr)
+    return out
+
+
+def json_docs(text):
+    return [json.loads(line) for line in text.splitlines() if line.startswith("{")]
+
+
+def hexes(pattern, text):
+    return [int(x, 16) for x in re.findall(pattern, text)]
+
+
+@pytest.fixture(scope="module")
+def static_build(tmp_path_factory):
+    """all_bins linked statically (ELF symbols, no libc debug info) and a stripped copy."""
+    d = tmp_path_factory.mktemp("static")
+    program = str(d / "all_bins")
+    built = subprocess.run(["gcc", "-g", "-O0", "-static", "-pthread", "-o", program,
+                            os.path.join(ROOT, "c_samples", "all_bins.c")], capture_output=True, text=True)
+    if built.returncode:
+        pytest.skip(f"no static glibc here (libc.a): {built.stderr.strip()[:200]}")
+    subprocess.run(["strip", "-o", program + ".stripped", program], check=True)
+    nm = subprocess.run(["nm", program], capture_output=True, text=True, check=True).stdout
+    symbols = {parts[2]: int(parts[0], 16) for parts in (line.split() for line in nm.splitlines()) if len(parts) == 3}
+    return program, symbols
+
+
+# -- a dynamic program, libc without debug info ------------------------------------------------
+
+def test_without_symbols_the_heuristic_finds_what_debug_info_says():
+    program = sample("threads")
+    truth = at_checkpoint(program, ["p/x (long)&main_arena", "p/x (long)&mp_"] +
+                          [c for n in (1, 2, 3, 4) for c in (f"thread {n}", "p/x (long)tcache")])
+    arena, mp, *tcaches = hexes(r"\$\d+ = (0x[0-9a-f]+)", truth.stdout)
+    out = at_checkpoint(program, ["heap --json", "heap"] +
+                        [c for n in (1, 2, 3, 4) for c in (f"thread {n}", "echo @@\\n", "heap bins tcache")],
+                        pre=HIDDEN)
+    overview = json_docs(out.stdout)[0]
+    assert overview["located_by"].startswith("heuristic: main_arena by its self-pointing bins")
+    assert overview["arenas"][0]["address"] == arena and overview["arenas"][0]["main"]
+    assert re.search(rf"main_arena {arena:#x}, mp_ {mp:#x}\)", out.stdout)
+    assert len(overview["arenas"]) == 4  # main + one per worker, found through `next`
+    # Each thread's tcache, found by the TLS scan, is the one gdb reads through debug info.
+    for section, want in zip(out.stdout.split("@@\n")[1:], tcaches):
+        got = hexes(r"tcache \(tcache_perthread_struct at (0x[0-9a-f]+)\)", section)
+        assert got == [want] or (got == [] and "tcache[" not in section)  # an empty tcache prints no header
+    assert "tcache found by heuristic: the TLS word next to thread_arena" in out.stdout
+
+
+def test_without_symbols_every_command_gives_the_same_json():
+    program = sample("all_bins")
+    commands = ["heap chunks --json", "heap bins --json", "heap top --json", "heap arenas --json",
+                "heap chunks --summary --json"]
+    with_symbols = json_docs(at_checkpoint(program, commands).stdout)
+    without = json_docs(at_checkpoint(program, commands, pre=HIDDEN).stdout)
+    assert len(with_symbols) == len(commands) and without == with_symbols
+
+
+def test_before_the_first_malloc_without_symbols():
+    out = at_checkpoint(sample("first_malloc"), ["heap", "heap chunks --json"], pre=HIDDEN)
+    assert "the heap is not initialised yet" in out.stdout
+    assert "main_arena by its static initialiser" in out.stdout
+    assert json_docs(out.stdout)[0]["chunks"] == []
+
+
+def test_set_heap_main_arena_overrides_the_search():
+    program = sample("all_bins")
+    arena = hexes(r"\$1 = (0x[0-9a-f]+)", at_checkpoint(program, ["p/x (long)&main_arena"]).stdout)[0]
+    out = at_checkpoint(program, [f"set heap main-arena {arena:#x}", "show heap main-arena", "heap --json"],
+                        pre=HIDDEN)
+    assert f"main_arena: {arena:#x}" in out.stdout
+    overview = json_docs(out.stdout)[0]
+    assert overview["arenas"][0]["address"] == arena
+    assert overview["located_by"].startswith("set heap main-arena")
+    bad = at_checkpoint(program, ["set heap main-arena 0x10", "heap"], pre=HIDDEN)
+    assert "heap: cannot read 0x10 (the main_arena address); check the address or `set heap main-arena`" in bad.stderr
+
+
+# -- static programs -------------------------------------------------------------------------
+
+def test_static_with_elf_symbols(static_build):
+    program, symbols = static_build
+    out = at_checkpoint(program, ["heap --json", "heap"])
+    overview = json_docs(out.stdout)[0]
+    assert overview["glibc"] is None  # a static program carries no version string
+    assert overview["located_by"] == "ELF symbols"
+    assert overview["arenas"][0]["address"] == symbols["main_arena"]
+    assert f"mp_ {symbols['mp_']:#x}" in out.stdout
+    assert "memory matches glibc 2." in out.stderr + out.stdout
+
+
+def test_static_stripped_matches_static_with_symbols(static_build):
+    program, symbols = static_build
+    stop = f"break *{symbols['checkpoint']:#x}"  # strip keeps the code where it was
+    commands = ["heap --json", "heap chunks --json", "heap bins --json", "heap top --json", "heap"]
+    known = at_checkpoint(program, commands, breakpoint=stop)
+    found = at_checkpoint(program + ".stripped", commands, breakpoint=stop)
+    a, b = json_docs(known.stdout), json_docs(found.stdout)
+    assert b[0]["located_by"] == "heuristic: main_arena by its self-pointing bins, mp_ by its sbrk_base in " \
+                                 "all_bins.stripped's data"
+    assert f"mp_ {symbols['mp_']:#x}" in found.stdout
+    a[0].pop("located_by"), b[0].pop("located_by")
+    assert a == b and len(b) == 4
+    assert b[2]["bins"] and any(x["kind"] == "tcache" for x in b[2]["bins"])
+
+
+# -- not glibc -------------------------------------------------------------------------------
+
+def test_musl_is_named(tmp_path):
+    if not shutil.which("musl-gcc"):
+        pytest.skip("musl-gcc is not installed (Debian: apt install musl-tools)")
+    for flags in ([], ["-static"]):
+        program = str(tmp_path / ("plain" + "".join(flags)))
+        subprocess.run(["musl-gcc", "-g", *flags, "-o", program, os.path.join(PROGRAMS, "plain_malloc.c")],
+                       check=True)
+        out = at_checkpoint(program, ["heap"])
+        assert "heap: this program uses musl's malloc, not glibc's" in out.stderr, out.stderr
+
+
+def test_program_without_a_c_library(tmp_path):
+    program = str(tmp_path / "no_libc")
+    built = subprocess.run(["gcc", "-g", "-static", "-nostdlib", "-o", program, os.path.join(PROGRAMS, "no_libc.c")],
+                           capture_output=True, text=True)
+    if built.returncode:
+        pytest.skip(f"cannot build a libc-free program here: {built.stderr.strip()[:200]}")
+    out = at_checkpoint(program, ["heap"])
+    assert re.search(r"heap: no main_arena found in no_libc's data: the program may not use glibc's malloc.*"
+                     r"set heap main-arena ADDR", out.stderr), out.stderr
