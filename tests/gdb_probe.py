@@ -73,7 +73,7 @@ def anchors():
         if PARAMS.get("static"):
             ANCHORS["tcache_offset"] = tls_offset(gdb.execute("info address tcache", to_string=True))
             ANCHORS["static_dtv"] = address_of("_dl_static_dtv")
-            for name in ("_dl_stack_used", "_dl_stack_user"):
+            for name in ("_dl_stack_used", "_dl_stack_user", "stack_used", "__stack_user"):
                 try:
                     ANCHORS[name] = address_of(name)
                 except gdb.error:
@@ -169,16 +169,71 @@ def libc_tls():
 
 def thread_dtv(main):
     """The selected thread's dtv: the initial one for the main thread; else tcbhead_t.dtv, the
-    word after the thread pointer ($fs_base on x86-64; on i386 gdb has no segment base)."""
+    word after the thread pointer ($fs_base on x86-64); on i386, where gdb shows no segment
+    base, the dtv in the thread's struct pthread, found by its tid on glibc's thread lists."""
     if main:
         return anchors()["static_dtv"] + 2 * anchors()["S"] if PARAMS.get("static") else libc_tls()[2]
     try:
         tp = ival("(unsigned long) $fs_base")
-    except gdb.error as e:
-        raise gdb.error(f"no thread pointer for this thread ({e})") from None
-    if tp == 0:
-        raise gdb.error("no thread pointer for this thread ($fs_base unavailable, i386)")
-    return raw_word(tp + anchors()["S"])
+    except gdb.error:
+        tp = 0
+    if tp:
+        return raw_word(tp + anchors()["S"])
+    lwp = gdb.selected_thread().ptid[1]
+    dtvs = pthread_dtvs()
+    if lwp not in dtvs:
+        raise gdb.error(f"thread {lwp} is on none of glibc's thread lists")
+    return dtvs[lwp]
+
+
+def member_offset(struct, name, depth=0):
+    """A member's offset, looking inside anonymous unions and structs (struct pthread's
+    header sits in one)."""
+    for f in struct.strip_typedefs().fields():
+        if f.bitpos is None:
+            continue
+        if f.name == name:
+            return f.bitpos // 8
+        if not f.name and depth < 4:
+            try:
+                return f.bitpos // 8 + member_offset(f.type, name, depth + 1)
+            except KeyError:
+                pass
+    raise KeyError(f"{struct} has no member {name}")
+
+
+def list_heads():
+    """Addresses of glibc's lists of struct pthread (threads on their own stacks and on user
+    stacks): in ld.so's _rtld_global since 2.34, libpthread's statics before."""
+    if PARAMS.get("static"):
+        return [anchors()[n] for n in ("_dl_stack_used", "_dl_stack_user", "stack_used", "__stack_user")
+                if n in anchors()]
+    for names in (("_rtld_global._dl_stack_used", "_rtld_global._dl_stack_user"), ("stack_used", "__stack_user")):
+        try:
+            return [address_of(n) for n in names]
+        except gdb.error:
+            continue
+    raise gdb.error("no list of threads found (_dl_stack_used, stack_used)")
+
+
+def pthread_dtvs():
+    """LWP -> dtv, from every struct pthread on glibc's lists (offsets from its debug info)."""
+    if "pthread_dtvs" not in ANCHORS:
+        pthread = gdb.lookup_type("struct pthread")
+        offsets = {name: member_offset(pthread, name) for name in ("list", "tid", "header")}
+        dtv_at = offsets["header"] + member_offset(gdb.lookup_type("tcbhead_t"), "dtv")
+        out = {}
+        for head in list_heads():
+            p = raw_word(head)
+            for _ in range(10000):
+                if p in (head, 0):
+                    break
+                pd = p - offsets["list"]
+                tid = int.from_bytes(bytes(gdb.selected_inferior().read_memory(pd + offsets["tid"], 4)), "little")
+                out[tid] = raw_word(pd + dtv_at)
+                p = raw_word(p)
+        ANCHORS["pthread_dtvs"] = out
+    return ANCHORS["pthread_dtvs"]
 
 
 def tcache_address(main=True):

@@ -12,7 +12,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BUILD = os.path.join(ROOT, "build")
 INIT = os.path.join(ROOT, "gdb_heap", "init.py")
 PROBE = os.path.join(ROOT, "tests", "gdb_probe.py")
-TIMEOUT = 300
+TIMEOUT = int(os.environ.get("GDB_HEAP_TIMEOUT", "300"))  # seconds per gdb session
 TRUTH_ATTEMPTS = 5
 EMPTY_DEBUG_DIR = os.path.join(BUILD, "no-debug-files")  # `set debug-file-directory` here hides libc's symbols
 

@@ -53,7 +53,8 @@ def table(doc: Dict[str, Any]) -> str:
     if skips:
         lines.append("Skips:")
         for reason in sorted(skips):
-            lines.append(f"- {reason}: {', '.join(skips[reason])}")
+            where = "every config" if len(skips[reason]) == len(configs) else ", ".join(skips[reason])
+            lines.append(f"- {reason}: {where}")
     return "\n".join(lines) + "\n"
 
 
