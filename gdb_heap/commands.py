@@ -60,12 +60,16 @@ def open_heap() -> Heap:
     found = locate(reader)
     glibc = f"{found.version[0]}.{found.version[1]}" if found.version else None
     anchors = Anchors(found.main_arena, found.mp, glibc, found.located_by, found.tcache,
-                      found.thread_arena, found.notes + [f"tcache found by {found.tcache_found_by}"],
+                      found.thread_arena, found.notes + [tcache_note(found.tcache_found_by)],
                       lambda: other_thread_tcaches(found.context) if found.context and found.layout.features.tcache
                       else [])
     for note in found.notes:
         warn_once(note)
     return Heap(reader, found.layout, anchors)
+
+
+def tcache_note(how: str) -> str:
+    return f"tcache {how}" if how.startswith("not found") else f"tcache found by {how}"
 
 
 def style() -> Style:

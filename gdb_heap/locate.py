@@ -238,7 +238,7 @@ def thread_tls(ctx: Context) -> ThreadTls:
         first = _first_chunk_tcache(reader, layout, ctx.heaps[0][0])
         if first is not None:
             return ThreadTls(first, "heuristic: the first chunk of the main heap", arena)
-    return ThreadTls(None, "not found (no tcache yet, or no way to read this thread's TLS)", arena)
+    return ThreadTls(None, "not found: this thread has no tcache yet, or its TLS cannot be read", arena)
 
 
 def _first_chunk_tcache(reader: Reader, layout: GlibcLayout, sbrk_base: int) -> Optional[int]:
@@ -308,14 +308,19 @@ def locate(reader: Reader) -> Located:
         raise HeapError(f"glibc {version[0]}.{version[1]} is older than {OLDEST_SUPPORTED[0]}."
                         f"{OLDEST_SUPPORTED[1]}, the oldest this tool knows; use a newer glibc")
     layout = _check_layout(layout_for(version, size_sz))
-    if version is None:
+    newer = version is not None and version > NEWEST_KNOWN
+    if version is None or newer:  # no row to trust: the rows that fit memory
         found_arena, found_mp, rows = _infer(reader, size_sz, spans, main_arena, mp, where)
         how += [] if main_arena is not None else ["main_arena by its self-pointing bins"]
         how += [] if mp is not None else ["mp_ by its sbrk_base"]
         main_arena, mp = found_arena, found_mp
         layout = _check_layout(layout_for(max(rows), size_sz))
-        notes.append(f"the glibc version is not written in {os.path.basename(libc_path or '?')} (static?); "
-                     f"memory matches glibc {_rows_span(rows)}'s layout")
+        if newer and version:
+            notes.append(f"glibc {version[0]}.{version[1]} is newer than any version this tool was tested "
+                         f"on; memory matches glibc {_rows_span(rows)}'s layout, which is used")
+        else:
+            notes.append(f"the glibc version is not written in {os.path.basename(libc_path or '?')} (static?); "
+                         f"memory matches glibc {_rows_span(rows)}'s layout")
     if main_arena is None:
         candidates = heuristics.arena_candidates(reader, layout, spans)
         pristine = [] if candidates else heuristics.pristine_arena_candidates(reader, layout, spans)
@@ -331,12 +336,6 @@ def locate(reader: Reader) -> Located:
             heuristics.Candidate(a, 1) for a in heuristics.pristine_mp_candidates(reader, layout, spans)]
         mp = heuristics.choose("mp_", found, where, "mp")
         how.append("mp_ by its sbrk_base")
-    if version is not None and version > NEWEST_KNOWN:
-        if not heuristics.valid_arena(reader, layout, main_arena):
-            notes.append(f"main_arena at {main_arena:#x} does not look like the {NEWEST_KNOWN[0]}."
-                         f"{NEWEST_KNOWN[1]} layout; results may be wrong")
-        notes.append(f"glibc {version[0]}.{version[1]} is newer than any tested version; using the "
-                     f"{NEWEST_KNOWN[0]}.{NEWEST_KNOWN[1]} layout")
     notes += layout.notes
     if _override("main-arena") or _override("mp"):
         located_by = "set heap main-arena / mp (the user's addresses)"
@@ -345,7 +344,7 @@ def locate(reader: Reader) -> Located:
     else:
         located_by = "debug symbols" if layout.source.startswith("debug info") else "ELF symbols"
     ctx = _context(reader, layout, libc_path, maps, main_arena, mp)
-    tls = ThreadTls(None, "this glibc has no tcache", None)
+    tls = ThreadTls(None, "not found: this glibc has no tcache", None)
     if layout.features.tcache:
         tls = thread_tls(ctx)
     else:

@@ -8,6 +8,7 @@ import os
 import re
 import shutil
 import subprocess
+from typing import Dict, Set
 
 import pytest
 
@@ -50,24 +51,40 @@ def static_build(tmp_path_factory):
 
 # -- a dynamic program, libc without debug info ------------------------------------------------
 
-def test_without_symbols_the_heuristic_finds_what_debug_info_says():
+def test_without_symbols_the_heuristic_finds_what_debug_info_says(tmp_path):
     program = sample("threads")
     truth = at_checkpoint(program, ["p/x (long)&main_arena", "p/x (long)&mp_"] +
                           [c for n in (1, 2, 3, 4) for c in (f"thread {n}", "p/x (long)tcache")])
     arena, mp, *tcaches = hexes(r"\$\d+ = (0x[0-9a-f]+)", truth.stdout)
-    out = at_checkpoint(program, ["heap --json", "heap"] +
-                        [c for n in (1, 2, 3, 4) for c in (f"thread {n}", "echo @@\\n", "heap bins tcache")],
-                        pre=HIDDEN)
+    printed = tmp_path / "threads.out"
+    per_thread = [c for n in (1, 2, 3, 4) for c in ("echo @@\\n", f"thread {n}", "heap bins tcache --json",
+                                                    "heap bins tcache")]
+    out = gdb_batch(["break checkpoint", f"run > {printed}", "heap --json", "heap"] + per_thread, program,
+                    pre=HIDDEN)
+    no_traceback(out.stdout + out.stderr)
     overview = json_docs(out.stdout)[0]
     assert overview["located_by"].startswith("heuristic: main_arena by its self-pointing bins")
     assert overview["arenas"][0]["address"] == arena and overview["arenas"][0]["main"]
     assert re.search(rf"main_arena {arena:#x}, mp_ {mp:#x}\)", out.stdout)
     assert len(overview["arenas"]) == 4  # main + one per worker, found through `next`
-    # Each thread's tcache, found by the TLS scan, is the one gdb reads through debug info.
-    for section, want in zip(out.stdout.split("@@\n")[1:], tcaches):
-        got = hexes(r"tcache \(tcache_perthread_struct at (0x[0-9a-f]+)\)", section)
-        assert got == [want] or (got == [] and "tcache[" not in section)  # an empty tcache prints no header
     assert "tcache found by heuristic: the TLS word next to thread_arena" in out.stdout
+    # The sample prints each worker's LWP and the pointers it freed (each into its own tcache).
+    lines = [line.split() for line in printed.read_text().splitlines() if line.startswith("@ ")]
+    worker_of = {int(f[3]): f[2] for f in lines if f[1] == "tid"}
+    pointer = {f[2]: int(f[3], 16) for f in lines if f[1] == "ptr"}
+    freed: Dict[str, Set[int]] = {}
+    for f in lines:
+        if f[1] == "free":
+            freed.setdefault(f[2].split("_")[0], set()).add(pointer[f[2]])
+    assert len(worker_of) == 3
+    for section, want in zip(out.stdout.split("@@\n")[1:], tcaches):
+        lwp = int(re.findall(r"\(LWP (\d+)\)", section)[0])
+        entries = {c + 16 for b in json_docs(section)[0]["bins"] for c in b["chunks"]}  # user pointers
+        # Each thread's tcache, found by the TLS scan, is the one gdb reads through debug info,
+        # and holds exactly what that thread freed.
+        assert entries == freed.get(worker_of.get(lwp, "main"), set())
+        got = hexes(r"tcache \(tcache_perthread_struct at (0x[0-9a-f]+)\)", section)
+        assert got == [want] or (got == [] and not entries)  # an empty tcache prints no header
 
 
 def test_without_symbols_every_command_gives_the_same_json():
@@ -149,3 +166,37 @@ def test_program_without_a_c_library(tmp_path):
     out = at_checkpoint(program, ["heap"])
     assert re.search(r"heap: no main_arena found in no_libc's data: the program may not use glibc's malloc.*"
                      r"set heap main-arena ADDR", out.stderr), out.stderr
+
+
+# -- a glibc newer than the table ------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def newer_libc(tmp_path_factory):
+    """This machine's libc with its banner saying 2.99: a version newer than any row."""
+    libc = subprocess.run(["gcc", "-print-file-name=libc.so.6"], capture_output=True, text=True).stdout.strip()
+    data = bytearray(open(os.path.realpath(libc), "rb").read())
+    found = re.search(rb"release version (\d+\.\d+)", data)
+    if not found:
+        pytest.skip("this machine's libc has no banner to change")
+    data[found.start(1):found.end(1)] = b"2.99"[:len(found.group(1))].ljust(len(found.group(1)), b"9")
+    d = tmp_path_factory.mktemp("newer")
+    (d / "libc.so.6").write_bytes(bytes(data))
+    return str(d)
+
+
+@pytest.mark.parametrize("pre", [[], HIDDEN], ids=["symbols", "no-symbols"])
+def test_newer_glibc_is_read_with_the_layout_memory_matches(newer_libc, pre):
+    program = sample("all_bins")
+    commands = ["heap chunks --json", "heap bins --json", "heap --json", "heap"]
+    same = json_docs(at_checkpoint(program, commands[:2]).stdout)
+    out = at_checkpoint(program, commands, pre=list(pre) + [f"set environment LD_LIBRARY_PATH={newer_libc}"])
+    docs = json_docs(out.stdout)
+    assert docs[2]["glibc"] == "2.99"
+
+    def shape(chunks, bins):  # libc loads elsewhere from another folder: compare all but addresses
+        return ([(c["size"], c["state"], c["bin"], c["bin_index"]) for c in chunks["chunks"]],
+                [(b["kind"], b["index"], b["size"], b["count"]) for b in bins["bins"]])
+    assert shape(*docs[:2]) == shape(*same) and len(same[0]["chunks"]) > 100
+    warning = "glibc 2.99 is newer than any version this tool was tested on; memory matches glibc"
+    assert out.stderr.count(f"heap: warning: {warning}") == 1  # once, however many commands
+    assert warning in out.stdout  # and in the overview
