@@ -192,10 +192,10 @@ def probe(program: str, commands: Sequence[str] = (), args: Sequence[str] = (), 
 
 def _addresses(facts: List[List[str]]) -> Tuple[List[Tuple[str, ...]], List[str]]:
     """What must match between two sessions: every fact, with the pointers' names dropped
-    (threads race for their names and arenas, not for the addresses the arenas hand out)."""
+    (threads could race for their names and arenas, not for the addresses the arenas hand out)."""
     ptrs = {f[2]: f[3] for f in facts if f[1] == "ptr"}
-    plain = sorted(tuple(f[1:]) if f[1] not in ("ptr", "free") else (f[1],) + tuple(f[3:]) for f in facts
-                   if f[1] != "free")
+    plain = sorted(tuple(f[1:]) if f[1] != "ptr" else (f[1],) + tuple(f[3:]) for f in facts
+                   if f[1] not in ("free", "tid"))  # a thread's LWP differs in every run
     return plain, sorted(ptrs.get(f[2], f[2]) for f in facts if f[1] == "free")
 
 
