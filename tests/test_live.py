@@ -52,12 +52,18 @@ def tcache_truth_readable(t):
         "these tests need a gdb whose libthread_db matches the inferior's glibc")
 
 
+def check_glibc_version(found):
+    if CONFIG.static and found is None:
+        return  # a static program carries no glibc version string; the tool may only infer a range
+    assert found == host_glibc()
+
+
 def check_chunks_against_truth(record):
     t = record["truth"]
     tcache_truth_readable(t)
     chunks = doc(record, "heap chunks --json")
     assert chunks["arena"] == t["main_arena"]
-    assert chunks["glibc"] == host_glibc()
+    check_glibc_version(chunks["glibc"])
     got = [(c["address"], c["size"], c["prev_inuse"]) for c in chunks["chunks"]]
     want = [(a, s & ~7, bool(s & 1)) for a, s in t["chunks"]]
     assert got == want
@@ -191,7 +197,7 @@ def test_overview_counts(all_bins):
     record = stage(all_bins, 1)
     t = record["truth"]
     ov = doc(record, "heap --json")
-    assert ov["glibc"] == host_glibc()
+    check_glibc_version(ov["glibc"])
     if CONFIG.symbols and not CONFIG.static:
         assert ov["located_by"] == "debug symbols"
     else:  # libc's debug info is hidden (or, static, there is none): the tool must say how else
@@ -308,13 +314,16 @@ def test_heap_lives_at_the_program_break(first_malloc):
     addrs = {label: int(a, 16) for label, a in facts(record, "addr")}
     heap = doc(record, "heap --json")["arenas"][0]["heaps"][0]
     assert heap["end"] == sbrk["after_first_malloc"]
-    assert heap["start"] >= sbrk["start"]
+    if not CONFIG.static:  # a static program's startup already called malloc: its heap began before main
+        assert heap["start"] >= sbrk["start"]
     assert addrs["global_bss"] < heap["start"] < addrs["stack"]
 
 
 # -- before the first malloc -----------------------------------------------------------------
 
 def test_before_first_malloc(first_malloc):
+    if CONFIG.static:
+        pytest.skip("a static program's startup (_dl_non_dynamic_init) calls malloc before main")
     record = stage(first_malloc, 1)
     assert not record["truth"]["initialised"]
     text = record["commands"]["heap"]
@@ -336,7 +345,9 @@ ERRORS = [
 
 def one_error_line(gdb_result):
     no_traceback(gdb_result.stdout + gdb_result.stderr)
-    lines = [line for line in gdb_result.stderr.splitlines() if line.startswith("heap:")]
+    # a warning (e.g. "heap: warning: the glibc version is not written in ...") is not an error
+    lines = [line for line in gdb_result.stderr.splitlines()
+             if line.startswith("heap:") and not line.startswith("heap: warning:")]
     return lines
 
 

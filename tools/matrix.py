@@ -153,7 +153,7 @@ def strip_libc_symbols(binary: str, obj: str, out: str) -> Optional[str]:
 SMOKE_ARGS = {"many": ["100"]}
 # A gdb session on these samples takes seconds; one that takes minutes is a hang (reported as
 # an error of the tests that needed it), not worth the suite's default of 300 s per session.
-SESSION_TIMEOUT = 120
+SESSION_TIMEOUT = 60
 
 
 def smoke(binary: str, sample: str) -> Optional[str]:
@@ -330,6 +330,16 @@ def run(patterns: List[str], jobs: int = 1) -> int:
         with open(results_path) as f:
             results = json.load(f).get("configs", {})
     start = time.monotonic()
+    order = {c: i for i, c in enumerate(configs())}
+
+    def save() -> None:  # after every config: an interrupted run keeps what it measured
+        doc = {"files": files, "jobs": jobs, "last_run_seconds": round(time.monotonic() - start, 1),
+               "last_run_configs": todo,
+               "configs": dict(sorted(results.items(), key=lambda kv: order.get(kv[0], 1 << 30)))}
+        with open(results_path + ".new", "w") as f:
+            json.dump(doc, f, indent=1)
+        os.replace(results_path + ".new", results_path)
+
     with ThreadPoolExecutor(max_workers=jobs) as pool:
         for r in pool.map(lambda c: run_config(c, files), todo):
             results[str(r["config"])] = r
@@ -337,12 +347,8 @@ def run(patterns: List[str], jobs: int = 1) -> int:
                 f"{r['errors']} errors in {r['seconds']} s")
             for fl in r["failures"]:  # type: ignore[attr-defined]
                 log(f"    {fl['kind']} {fl['test']}: {fl['message'][:160]}")
+            save()
     total = round(time.monotonic() - start, 1)
-    order = {c: i for i, c in enumerate(configs())}
-    doc = {"files": files, "jobs": jobs, "last_run_seconds": total, "last_run_configs": todo,
-           "configs": dict(sorted(results.items(), key=lambda kv: order.get(kv[0], 1 << 30)))}
-    with open(results_path, "w") as f:
-        json.dump(doc, f, indent=1)
     log(f"{len(todo)} configs in {total} s; results in {os.path.relpath(results_path, ROOT)}")
     bad = [c for c in todo if results[c]["failed"] or results[c]["errors"]]  # type: ignore[index]
     ran = [c for c in todo if results[c]["passed"]]  # type: ignore[index]
