@@ -59,7 +59,7 @@ MATRIX_JOBS ?= 2
 matrix: check-tools $(VENV)/.installed
 	$(PYTHON) tools/matrix.py fetch
 	$(PYTHON) tools/matrix.py build
-	$(VPY) tools/matrix.py run -j $(MATRIX_JOBS) $(MATRIX_CONFIGS); rc=$$?; $(PYTHON) tools/matrix_table.py; exit $$rc
+	$(VPY) tools/matrix.py run -j $(MATRIX_JOBS) $(foreach c,$(MATRIX_CONFIGS),'$(c)'); rc=$$?; $(PYTHON) tools/matrix_table.py; exit $$rc
 
 # The README's matrix table from the last `make matrix`.
 matrix-readme:
