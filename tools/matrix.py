@@ -361,7 +361,7 @@ def main() -> int:
     ap.add_argument("configs", nargs="*", help="globs over config names (run only), e.g. '2.31*/dynamic/*'")
     ap.add_argument("-j", "--jobs", type=int, default=int(os.environ.get("MATRIX_JOBS", "1")),
                     help="configs run at the same time (default $MATRIX_JOBS or 1)")
-    a = ap.parse_args()
+    a = ap.parse_intermixed_args()
     if a.step == "fetch":
         return fetch()
     if a.step == "build":
