@@ -9,7 +9,7 @@ VPY     := $(VENV)/bin/python
 SAMPLES := $(patsubst c_samples/%.c,build/%,$(wildcard c_samples/*.c))
 GDB     := gdb -q -nx -batch -ex 'set pagination off' -ex 'set debuginfod enabled off'
 
-.PHONY: all samples demo test lint fuzz bench readme check-tools clean
+.PHONY: all samples demo test lint fuzz bench readme check-tools clean matrix matrix-readme
 
 all: samples
 
@@ -50,6 +50,20 @@ test: check-tools samples lint
 # The long fuzz run of the model on corrupted synthetic heaps (make test runs a short one).
 fuzz: $(VENV)/.installed
 	GDB_HEAP_FUZZ_EXAMPLES=10000 $(VPY) -m pytest -q tests/test_fuzz.py
+
+# The glibc matrix (tools/matrix.py): Debian's glibcs 2.31..newest, amd64 and i386, fetched
+# into .cache/glibc; the samples built per version (dynamic and static); the live tests per
+# config (version x arch x symbols or not x dynamic or static); results in build/matrix/results.json.
+# MATRIX_CONFIGS='2.31*/dynamic/*' picks configs; MATRIX_JOBS how many run at once.
+MATRIX_JOBS ?= 2
+matrix: check-tools $(VENV)/.installed
+	$(PYTHON) tools/matrix.py fetch
+	$(PYTHON) tools/matrix.py build
+	$(VPY) tools/matrix.py run -j $(MATRIX_JOBS) $(foreach c,$(MATRIX_CONFIGS),'$(c)'); rc=$$?; $(PYTHON) tools/matrix_table.py; exit $$rc
+
+# The README's matrix table from the last `make matrix`.
+matrix-readme:
+	$(PYTHON) tools/matrix_table.py --readme
 
 bench: samples
 	$(PYTHON) bench/bench.py --readme

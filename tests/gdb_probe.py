@@ -9,6 +9,7 @@ named by $GDB_HEAP_PROBE; results go to the file named inside it.
 
 import json
 import os
+import re
 from typing import Any, Dict, List
 
 import gdb
@@ -37,10 +38,63 @@ def facts(path):
     return lines
 
 
+# -- where glibc's state is --------------------------------------------------------------------
+# Addresses come from symbols (debug info, or a static binary's ELF symbols); in a static binary
+# the types come from the matching libc6-dbg file, added with an offset only after the
+# addresses are taken (its own main_arena would shadow the program's).  Everything else is
+# read through casts of those addresses.
+
+ANCHORS: Dict[str, Any] = {}
+
+
+def word_size():
+    return ival("sizeof(void *)")
+
+
+def address_of(name):
+    return ival(f"(unsigned long) &{name}")
+
+
+def tls_offset(text):
+    """tcache's offset in its module's TLS block, from `info address tcache`: "a thread-local
+    variable at offset 0x10 in the thread-local storage for `libc.so.6'" (debug info) or
+    "is at 0x48 in a file compiled without debugging" (a static binary's ELF symbol)."""
+    m = re.search(r"at offset (0x[0-9a-f]+)", text) or re.search(r"is at (0x[0-9a-f]+) in a file compiled", text)
+    if not m:
+        raise gdb.error(f"no TLS offset for tcache in: {text.strip()}")
+    return int(m.group(1), 16)
+
+
+def anchors():
+    if not ANCHORS:
+        ANCHORS["S"] = word_size()
+        ANCHORS["main_arena"] = address_of("main_arena")
+        ANCHORS["mp_"] = address_of("mp_")
+        if PARAMS.get("static"):
+            ANCHORS["tcache_offset"] = tls_offset(gdb.execute("info address tcache", to_string=True))
+            ANCHORS["static_dtv"] = address_of("_dl_static_dtv")
+            for name in ("_dl_stack_used", "_dl_stack_user", "stack_used", "__stack_user"):
+                try:
+                    ANCHORS[name] = address_of(name)
+                except gdb.error:
+                    pass
+            gdb.execute(f"add-symbol-file {PARAMS['types_file']} -o {PARAMS['types_offset']:#x}", to_string=True)
+    return ANCHORS
+
+
+def arena():
+    return f"(*(struct malloc_state *) {anchors()['main_arena']})"
+
+
+def mp():
+    return f"(*(struct malloc_par *) {anchors()['mp_']})"
+
+
 def walk_regular_bins(S):
     """Bins 1..126 from main_arena.bins, following fd through struct malloc_chunk."""
     chains = {}
-    bins = gdb.parse_and_eval("main_arena.bins")
+    bins = gdb.parse_and_eval(f"{arena()}.bins")
+    fd = field_offset("struct malloc_chunk", "fd")
     for i in range(1, 127):
         slot = bins[2 * (i - 1)]
         assert slot.address is not None
@@ -49,7 +103,7 @@ def walk_regular_bins(S):
         chain: List[int] = []
         while p not in (header, 0) and len(chain) < 100000:  # 0: bins not set up before malloc_init
             chain.append(p)
-            p = ival(f"((struct malloc_chunk *) {p})->fd")
+            p = raw_word(p + fd)
         if chain:
             chains[i] = chain
     return chains
@@ -57,7 +111,7 @@ def walk_regular_bins(S):
 
 def fastbins():
     try:
-        heads = gdb.parse_and_eval("main_arena.fastbinsY")
+        heads = gdb.parse_and_eval(f"{arena()}.fastbinsY")
     except gdb.error:
         return None  # glibc 2.43+: no fastbins
     lo, hi = heads.type.range()
@@ -71,28 +125,154 @@ def fastbins():
 
 
 def raw_word(address):
-    return ival(f"*(unsigned long *) {address}")
+    """One word of inferior memory (bulk reads, not gdb expressions: a heap has 30000 chunks)."""
+    S = anchors()["S"]
+    return int.from_bytes(bytes(gdb.selected_inferior().read_memory(address, S)), "little")
 
 
-def tcache():
+def field_offset(struct, field):
+    """A field's offset, from glibc's debug info (struct malloc_chunk's fd, mchunk_size)."""
+    for f in gdb.lookup_type(struct).fields():
+        if f.name == field and f.bitpos is not None:
+            return f.bitpos // 8
+    raise gdb.error(f"{struct} has no field {field}")
+
+
+# -- the thread-local `tcache`, with or without gdb's TLS support -----------------------------
+# gdb reads `tcache` only through a libthread_db matching the inferior's glibc (not for 2.31,
+# 2.43+, most i386).  Otherwise: the thread's dtv (struct dtv_t array: 2 words an entry,
+# entry[modid].pointer.val = the module's TLS block) plus tcache's offset in libc's block.
+
+def dtv_entry(dtv, modid):
+    return raw_word(dtv + modid * 2 * anchors()["S"])
+
+
+def libc_tls():
+    """(libc's TLS module id, tcache's offset in it, the initial thread's dtv) in a dynamic
+    program, through ld.so's debug info (reference: running-other-glibc.md §3)."""
+    if "libc_modid" not in ANCHORS:
+        S = anchors()["S"]
+        blk = gdb.block_for_pc(address_of("_dl_debug_state"))
+        if blk is None:
+            raise gdb.error("no debug info for ld.so (its link_map type finds libc's TLS module)")
+        lmp = gdb.lookup_type("struct link_map", blk).pointer()
+        lm = gdb.Value(address_of("_r_debug") + S).cast(lmp.pointer()).dereference()
+        for _ in range(1000):
+            if "libc.so" in lm["l_name"].string():
+                break
+            lm = lm["l_next"].dereference()
+        ANCHORS["libc_modid"] = int(lm["l_tls_modid"])
+        ANCHORS["tcache_offset"] = tls_offset(gdb.execute("info address tcache", to_string=True))
+        ANCHORS["initial_dtv"] = ival("(unsigned long) _rtld_global._dl_initial_dtv")
+    return ANCHORS["libc_modid"], ANCHORS["tcache_offset"], ANCHORS["initial_dtv"]
+
+
+def thread_dtv(main):
+    """The selected thread's dtv: the initial one for the main thread; else tcbhead_t.dtv, the
+    word after the thread pointer ($fs_base on x86-64); on i386, where gdb shows no segment
+    base, the dtv in the thread's struct pthread, found by its tid on glibc's thread lists."""
+    if main:
+        return anchors()["static_dtv"] + 2 * anchors()["S"] if PARAMS.get("static") else libc_tls()[2]
     try:
-        if ival("(unsigned long) tcache") == 0:
-            return {"error": "tcache is NULL"}
-        t = gdb.parse_and_eval("*tcache")
+        tp = ival("(unsigned long) $fs_base")
+    except gdb.error:
+        tp = 0
+    if tp:
+        return raw_word(tp + anchors()["S"])
+    lwp = gdb.selected_thread().ptid[1]
+    dtvs = pthread_dtvs()
+    if lwp not in dtvs:
+        raise gdb.error(f"thread {lwp} is on none of glibc's thread lists")
+    return dtvs[lwp]
+
+
+def member_offset(struct, name, depth=0):
+    """A member's offset, looking inside anonymous unions and structs (struct pthread's
+    header sits in one)."""
+    for f in struct.strip_typedefs().fields():
+        if f.bitpos is None:
+            continue
+        if f.name == name:
+            return f.bitpos // 8
+        if not f.name and depth < 4:
+            try:
+                return f.bitpos // 8 + member_offset(f.type, name, depth + 1)
+            except KeyError:
+                pass
+    raise KeyError(f"{struct} has no member {name}")
+
+
+def list_heads():
+    """Addresses of glibc's lists of struct pthread (threads on their own stacks and on user
+    stacks): in ld.so's _rtld_global since 2.34, libpthread's statics before."""
+    if PARAMS.get("static"):
+        return [anchors()[n] for n in ("_dl_stack_used", "_dl_stack_user", "stack_used", "__stack_user")
+                if n in anchors()]
+    for names in (("_rtld_global._dl_stack_used", "_rtld_global._dl_stack_user"), ("stack_used", "__stack_user")):
+        try:
+            return [address_of(n) for n in names]
+        except gdb.error:
+            continue
+    raise gdb.error("no list of threads found (_dl_stack_used, stack_used)")
+
+
+def pthread_dtvs():
+    """LWP -> dtv, from every struct pthread on glibc's lists (offsets from its debug info)."""
+    if "pthread_dtvs" not in ANCHORS:
+        pthread = gdb.lookup_type("struct pthread")
+        offsets = {name: member_offset(pthread, name) for name in ("list", "tid", "header")}
+        dtv_at = offsets["header"] + member_offset(gdb.lookup_type("tcbhead_t"), "dtv")
+        out = {}
+        for head in list_heads():
+            p = raw_word(head)
+            for _ in range(10000):
+                if p in (head, 0):
+                    break
+                pd = p - offsets["list"]
+                tid = int.from_bytes(bytes(gdb.selected_inferior().read_memory(pd + offsets["tid"], 4)), "little")
+                out[tid] = raw_word(pd + dtv_at)
+                p = raw_word(p)
+        ANCHORS["pthread_dtvs"] = out
+    return ANCHORS["pthread_dtvs"]
+
+
+def tcache_address(main=True):
+    """&tcache in the selected thread: gdb's own TLS support first, then the dtv workaround."""
+    if not PARAMS.get("static"):
+        try:
+            return address_of("tcache"), "gdb"
+        except gdb.error:
+            pass
+    dtv = thread_dtv(main)
+    if PARAMS.get("static"):
+        return dtv_entry(dtv, 1) + anchors()["tcache_offset"], "dtv"  # the program is module 1
+    modid, offset, _ = libc_tls()
+    return dtv_entry(dtv, modid) + offset, "dtv"
+
+
+def tcache(main=True):
+    try:
+        where, how = tcache_address(main)
+        pointer = raw_word(where)
+        if pointer == 0:
+            return {"error": "tcache is NULL", "via": how}
+        t = gdb.parse_and_eval(f"*(tcache_perthread_struct *) {pointer}")
         t.fetch_lazy()
     except gdb.error as e:
         return {"error": str(e)}
     names = [f.name for f in t.type.strip_typedefs().fields()]
     counts_name = "counts" if "counts" in names else "num_slots"
     n = t[counts_name].type.range()[1] + 1
-    return {"address": ival("(unsigned long) tcache"), "counts_field": counts_name,
+    return {"address": pointer, "counts_field": counts_name, "via": how,
             "counts": [int(t[counts_name][i]) for i in range(n)],
             "entries": [int(t["entries"][i]) for i in range(n)]}
 
 
-def tcache_chunks(S):
+def tcache_chunks(S, main=True):
     """Chunk addresses in the selected thread's tcache, through gdb's reading of `*tcache`."""
-    t = tcache()
+    t = tcache(main)
+    if "error" in t and t["error"] != "tcache is NULL":
+        raise gdb.error(f"tcache of thread {gdb.selected_thread().num}: {t['error']}")
     chunks: List[int] = []
     for e in t.get("entries", []):
         while e and len(chunks) < 100000:
@@ -107,17 +287,21 @@ def per_thread(read):
     and frame are restored."""
     selected, frame = gdb.selected_thread(), gdb.selected_frame()
     out = {}
-    for thread in gdb.selected_inferior().threads():
-        thread.switch()
-        out[str(thread.num)] = read(thread)
-    selected.switch()
-    frame.select()
+    try:
+        for thread in gdb.selected_inferior().threads():
+            thread.switch()
+            out[str(thread.num)] = read(thread)
+    except gdb.error as e:
+        return {"error": str(e)}
+    finally:
+        selected.switch()
+        frame.select()
     return out
 
 
 def every_thread_tcache(S):
     """thread number -> its tcache's chunks."""
-    return per_thread(lambda thread: tcache_chunks(S))
+    return per_thread(lambda thread: tcache_chunks(S, main=thread.num == 1))
 
 
 def arenas_truth(S):
@@ -150,7 +334,7 @@ def threads_truth(S):
     def read(thread):
         try:
             return {"lwp": thread.ptid[1], "arena": ival("(unsigned long) thread_arena"),
-                    "tcache": ival("(unsigned long) tcache"), "chunks": tcache_chunks(S)}
+                    "tcache": ival("(unsigned long) tcache"), "chunks": tcache_chunks(S, main=thread.num == 1)}
         except gdb.error as e:
             return {"error": str(e)}
     return per_thread(read)
@@ -158,14 +342,16 @@ def threads_truth(S):
 
 def heap_walk(S):
     """Chunk addresses and size words from mp_.sbrk_base to the end of top, via debug info."""
-    top = ival("main_arena.top")
-    start = ival("mp_.sbrk_base")
+    top = ival(f"{arena()}.top")
+    start = ival(f"{mp()}.sbrk_base")
     while (start + 2 * S) % 16:
         start += S
     chunks: List[List[int]] = []
+    size_at = field_offset("struct malloc_chunk", "mchunk_size")
+    memory = bytes(gdb.selected_inferior().read_memory(start, top + size_at + S - start))
     p = start
     while len(chunks) < 200000:
-        size = ival(f"((struct malloc_chunk *) {p})->mchunk_size")
+        size = int.from_bytes(memory[p - start + size_at: p - start + size_at + S], "little")
         chunks.append([p, size])
         if p == top or size & ~7 == 0:
             break
@@ -174,11 +360,12 @@ def heap_walk(S):
 
 
 def truth():
-    S = ival("sizeof(size_t)")
-    t = {"S": S, "main_arena": ival("(unsigned long) &main_arena"), "top": ival("main_arena.top"),
-         "system_mem": ival("main_arena.system_mem"), "sbrk_base": ival("mp_.sbrk_base"),
-         "tcache_count": ival("mp_.tcache_count"), "n_mmaps": ival("mp_.n_mmaps"),
-         "unsorted_header": ival("(unsigned long) &main_arena.bins[0]") - 2 * S}
+    S = anchors()["S"]
+    a, m = arena(), mp()
+    t = {"S": S, "main_arena": anchors()["main_arena"], "top": ival(f"{a}.top"),
+         "system_mem": ival(f"{a}.system_mem"), "sbrk_base": ival(f"{m}.sbrk_base"),
+         "tcache_count": ival(f"{m}.tcache_count"), "n_mmaps": ival(f"{m}.n_mmaps"),
+         "unsorted_header": ival(f"(unsigned long) &{a}.bins[0]") - 2 * S}
     initial = t["top"] in (0, t["unsorted_header"])
     t["initialised"] = not initial and t["sbrk_base"] != 0
     if t["initialised"]:
@@ -196,7 +383,7 @@ def truth():
                 p = stored ^ ((p + 2 * S) >> 12) if PARAMS.get("safe_linking") else stored
             entry["chain"] = chain
     t["fastbins"] = {str(k): v for k, v in fb.items()} if fb is not None else None
-    t["tcache"] = tcache()
+    t["tcache"] = tcache(main=gdb.selected_thread().num == 1)
     if "entries" in t["tcache"]:
         chains = []
         for e in t["tcache"]["entries"]:

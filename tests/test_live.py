@@ -8,7 +8,7 @@ import xml.etree.ElementTree as ET
 
 import pytest
 
-from tests.gdbrun import ANSI, doc, facts, gdb_batch, host_glibc, no_traceback, probe, sample, version_tuple
+from tests.gdbrun import ANSI, CONFIG, doc, facts, gdb_batch, host_glibc, no_traceback, probe, sample, version_tuple
 
 COMMANDS = ["heap --json", "heap chunks --json", "heap bins --json", "heap top --json", "heap arenas --json",
             "heap chunks --summary --json", "heap", "heap chunks", "heap bins", "heap top",
@@ -52,12 +52,18 @@ def tcache_truth_readable(t):
         "these tests need a gdb whose libthread_db matches the inferior's glibc")
 
 
+def check_glibc_version(found):
+    if CONFIG.static and found is None:
+        return  # a static program carries no glibc version string; the tool may only infer a range
+    assert found == host_glibc()
+
+
 def check_chunks_against_truth(record):
     t = record["truth"]
     tcache_truth_readable(t)
     chunks = doc(record, "heap chunks --json")
     assert chunks["arena"] == t["main_arena"]
-    assert chunks["glibc"] == host_glibc()
+    check_glibc_version(chunks["glibc"])
     got = [(c["address"], c["size"], c["prev_inuse"]) for c in chunks["chunks"]]
     want = [(a, s & ~7, bool(s & 1)) for a, s in t["chunks"]]
     assert got == want
@@ -130,7 +136,7 @@ def test_bins_match_gdb(all_bins):
         if kind == "tcache":
             count = tc["counts"][i] if tc["counts_field"] == "counts" else t["tcache_count"] - tc["counts"][i]
             assert b["count"] == count == len(b["chunks"])
-            assert b["size"] == 32 + 16 * i  # MINSIZE + index * MALLOC_ALIGNMENT
+            assert b["size"] == request2size(0, t["S"]) + 16 * i  # MINSIZE + index * MALLOC_ALIGNMENT
         else:
             assert b["count"] == len(b["chunks"])
         if kind in ("fast", "small"):
@@ -191,8 +197,11 @@ def test_overview_counts(all_bins):
     record = stage(all_bins, 1)
     t = record["truth"]
     ov = doc(record, "heap --json")
-    assert ov["glibc"] == host_glibc()
-    assert ov["located_by"] == "debug symbols"
+    check_glibc_version(ov["glibc"])
+    if CONFIG.symbols and not CONFIG.static:
+        assert ov["located_by"] == "debug symbols"
+    else:  # libc's debug info is hidden (or, static, there is none): the tool must say how else
+        assert ov["located_by"] and ov["located_by"] != "debug symbols"
     assert [a["address"] for a in ov["arenas"]] == [t["main_arena"]]
     chunks = doc(record, "heap chunks --json")["chunks"]
     for kind in ("tcache", "fast", "unsorted", "small", "large"):
@@ -305,13 +314,16 @@ def test_heap_lives_at_the_program_break(first_malloc):
     addrs = {label: int(a, 16) for label, a in facts(record, "addr")}
     heap = doc(record, "heap --json")["arenas"][0]["heaps"][0]
     assert heap["end"] == sbrk["after_first_malloc"]
-    assert heap["start"] >= sbrk["start"]
+    if not CONFIG.static:  # a static program's startup already called malloc: its heap began before main
+        assert heap["start"] >= sbrk["start"]
     assert addrs["global_bss"] < heap["start"] < addrs["stack"]
 
 
 # -- before the first malloc -----------------------------------------------------------------
 
 def test_before_first_malloc(first_malloc):
+    if CONFIG.static:
+        pytest.skip("a static program's startup (_dl_non_dynamic_init) calls malloc before main")
     record = stage(first_malloc, 1)
     assert not record["truth"]["initialised"]
     text = record["commands"]["heap"]
@@ -333,7 +345,9 @@ ERRORS = [
 
 def one_error_line(gdb_result):
     no_traceback(gdb_result.stdout + gdb_result.stderr)
-    lines = [line for line in gdb_result.stderr.splitlines() if line.startswith("heap:")]
+    # a warning (e.g. "heap: warning: the glibc version is not written in ...") is not an error
+    lines = [line for line in gdb_result.stderr.splitlines()
+             if line.startswith("heap:") and not line.startswith("heap: warning:")]
     return lines
 
 
@@ -463,6 +477,8 @@ def test_chunks_in_any_threads_tcache_are_free(threads):
     """The contract: a chunk in any thread's tcache is free, bin tcache, whichever thread is selected."""
     record = stage(threads, 1)
     truth = record["truth"]["thread_tcaches"]
+    if "error" in truth:
+        pytest.skip(f"no truth for other threads' tcaches on {CONFIG.name}: {truth['error']}")
     in_some_tcache = {c for chunks in truth.values() for c in chunks}
     assert len([t for t in truth.values() if t]) >= 3  # the workers' tcaches hold chunks
     chunks = [c for a in doc(record, "heap chunks --all-arenas --json")["arenas"] for c in a["chunks"]]
