@@ -56,7 +56,7 @@ class Out:
             self.parts, self.size = [], 0
 
 
-def open_heap() -> Heap:
+def open_heap(args: Args) -> Heap:
     require_process()
     maps, source = process_mappings()
     holes = [(m.missing_from, m.end) for m in maps if m.missing_from is not None]
@@ -66,8 +66,9 @@ def open_heap() -> Heap:
     anchors = Anchors(found.main_arena, found.mp, glibc, found.located_by, found.tcache,
                       found.thread_arena, found.notes + [tcache_note(found.tcache_found_by)],
                       lambda: threads_info(found.context), lambda: (maps, source))
-    for note in found.notes:
-        warn_once(note)
+    if not args.flag("--json"):  # a JSON document is all --json prints (notes: heap's overview)
+        for note in found.notes:
+            warn_once(note)
     return Heap(reader, found.layout, anchors)
 
 
@@ -184,7 +185,7 @@ Type "help heap SUBCOMMAND" for each.  Every command takes --json for one JSON d
         if args.rest:
             raise HeapError(f"undefined heap command {args.rest[0]!r}; the commands are chunks, chunk, "
                             "bins, top, arenas, check (see help heap)")
-        heap = open_heap()
+        heap = open_heap(args)
         counts: Counter[str] = Counter({k: 0 for k in ("in_use",) + BIN_KINDS})
         problems: List[Problem] = []
         for arena in heap.arenas:
@@ -245,7 +246,7 @@ glibc keeps the next chunk's PREV_INUSE set: this command decides "free" by bin 
     def run(self, args: Args, out: Out) -> None:
         self.no_extra(args)
         limit = parse_count(self.name, args.values["--limit"]) if "--limit" in args.values else None
-        heap = open_heap()
+        heap = open_heap(args)
         arenas = arenas_for(heap, args)
         as_json = args.flag("--json")
         st = style()
@@ -362,7 +363,7 @@ neighbours, and which malloc(n) requests produce a chunk of this size: that answ
         if not args.rest:
             raise HeapError("give a chunk address or a pointer malloc returned, e.g. heap chunk p")
         address = evaluate_address(" ".join(args.rest))
-        heap = open_heap()
+        heap = open_heap(args)
         if not heap.initialised:
             raise HeapError("the heap is not initialised yet: the program has not called malloc; continue "
                             "past its first malloc")
@@ -449,7 +450,7 @@ that loops, leaves mapped memory, or is longer than it can be is cut there and r
             if word not in BIN_KINDS:
                 raise HeapError(f"unknown bin kind {word!r}; the kinds are {', '.join(BIN_KINDS)}")
         kinds = tuple(k for k in BIN_KINDS if k in args.rest) or BIN_KINDS
-        heap = open_heap()
+        heap = open_heap(args)
         arenas = arenas_for(heap, args)
         all_threads = args.flag("--all-threads") and "tcache" in kinds
         selected = heap.selected_arena()
@@ -516,7 +517,7 @@ larger than the trim threshold, free gives the memory back to the kernel.
 
     def run(self, args: Args, out: Out) -> None:
         self.no_extra(args)
-        heap = open_heap()
+        heap = open_heap(args)
         arenas = arenas_for(heap, args)
         tops = [(arena, heap.top(arena)) for arena in arenas]
         if args.flag("--json"):
@@ -551,7 +552,7 @@ are those whose thread_arena (a libc TLS variable) points at it; * marks the sel
 
     def run(self, args: Args, out: Out) -> None:
         self.no_extra(args)
-        heap = open_heap()
+        heap = open_heap(args)
         if args.flag("--json"):
             print_json(out, {"arenas": [render.arena_doc(a, heap.arena_threads(a)) for a in heap.arenas]})
             return
@@ -585,7 +586,7 @@ memalign placed it).
 
     def run(self, args: Args, out: Out) -> None:
         self.no_extra(args)
-        heap = open_heap()
+        heap = open_heap(args)
         view = heap.mmapped()
         if args.flag("--json"):
             print_json(out, render.mmapped_doc(view))
@@ -662,7 +663,7 @@ exits non-zero (a CI job can gate on it).
 
     def run(self, args: Args, out: Out) -> None:
         self.no_extra(args)
-        heap = open_heap()
+        heap = open_heap(args)
         reports = [check_arena(heap, arena) for arena in arenas_for(heap, args)]
         if args.flag("--json"):
             docs = [render.check_doc(r) for r in reports]

@@ -280,8 +280,64 @@ def _not_glibc(maps: List[mappings.Mapping]) -> Optional[str]:
     return None
 
 
+@dataclass
+class State:
+    """What the search for malloc's state found: it holds while the inferior stays stopped."""
+
+    main_arena: int
+    mp: int
+    version: Optional[Version]
+    libc_path: Optional[str]
+    layout: GlibcLayout
+    located_by: str
+    notes: List[str]
+    tcbs: Optional[Dict[int, List[int]]] = None  # i386 thread pointers, once searched
+
+
+_states: Dict[Tuple[object, ...], State] = {}
+
+
+def _forget(*_: object) -> None:
+    """The inferior ran, loaded code or had memory written: search again next time."""
+    _states.clear()
+
+
+for _event in ("stop", "cont", "exited", "new_objfile", "clear_objfiles", "memory_changed", "new_inferior"):
+    if hasattr(gdb.events, _event):
+        getattr(gdb.events, _event).connect(_forget)
+
+
+def _state_key() -> Tuple[object, ...]:
+    inferior = gdb.selected_inferior()
+    settings = []
+    for name in ("main-arena", "mp"):
+        try:
+            settings.append(str(gdb.parameter(f"heap {name}") or ""))
+        except (gdb.error, RuntimeError):
+            settings.append("")
+    progspace = gdb.current_progspace()
+    return (inferior.num, inferior.pid, progspace.filename if progspace else None, *settings)
+
+
 def locate(reader: Reader, maps: List[mappings.Mapping]) -> Located:
     require_process()
+    key = _state_key()
+    state = _states.get(key)
+    if state is None or state.layout.size_sz != reader.size_sz:
+        state = _states[key] = _search(reader, maps)
+    ctx = _context(reader, state.layout, state.libc_path, maps, state.main_arena, state.mp)
+    ctx.tcbs = state.tcbs
+    tls = ThreadTls(None, "not found: this glibc has no tcache", None)
+    if state.layout.features.tcache:
+        tls = thread_tls(ctx)
+    else:
+        tls.arena = thread_tls(ctx).arena
+    state.tcbs = ctx.tcbs
+    return Located(reader.size_sz, state.main_arena, state.mp, state.version, state.libc_path, state.layout,
+                   state.located_by, tls.tcache or None, tls.tcache_how, tls.arena or None, list(state.notes), ctx)
+
+
+def _search(reader: Reader, maps: List[mappings.Mapping]) -> State:
     size_sz = reader.size_sz
     main_arena = _override("main-arena") or _address_of("main_arena")
     mp = _override("mp") or _address_of("mp_")
@@ -343,14 +399,7 @@ def locate(reader: Reader, maps: List[mappings.Mapping]) -> Located:
         located_by = "heuristic: " + ", ".join(how) + f" in {where}"
     else:
         located_by = "debug symbols" if layout.source.startswith("debug info") else "ELF symbols"
-    ctx = _context(reader, layout, libc_path, maps, main_arena, mp)
-    tls = ThreadTls(None, "not found: this glibc has no tcache", None)
-    if layout.features.tcache:
-        tls = thread_tls(ctx)
-    else:
-        tls.arena = thread_tls(ctx).arena
-    return Located(size_sz, main_arena, mp, version, libc_path, layout, located_by, tls.tcache or None,
-                   tls.tcache_how, tls.arena or None, notes, ctx)
+    return State(main_arena, mp, version, libc_path, layout, located_by, notes)
 
 
 def _infer(reader: Reader, size_sz: int, spans: List[Tuple[int, int]], main_arena: Optional[int],
