@@ -13,7 +13,7 @@ import os
 import re
 from collections import Counter
 from dataclasses import dataclass
-from typing import Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
+from typing import Dict, Iterable, Iterator, List, Optional, Sequence, Set, Tuple
 
 from . import mappings, model
 from .errors import HeapError, MemoryReadError
@@ -398,13 +398,22 @@ def thread_pointers(reader: Reader, spans: Sequence[Span], tids: Iterable[int]) 
         for k in range(len(words) - 2):
             a = base + k * S
             if words[k] == a and words[k + 2] == a and words[k + 1] and words[k + 1] % S == 0:
-                try:
-                    ids = set(reader.array(a, PTHREAD_TID_WINDOW // 4, 4)) & wanted
-                except MemoryReadError:
-                    continue
+                ids = _tids_near(reader, a) & wanted
                 for tid in ids:
-                    found.setdefault(tid, []).append(a)
+                    if a not in found.setdefault(tid, []):  # spans may overlap
+                        found[tid].append(a)
     return found
+
+
+def _tids_near(reader: Reader, tcb: int) -> Set[int]:
+    """The 32-bit words after a TCB candidate (struct pthread's tid among them), up to the end
+    of readable memory (a thread's TCB can sit in the last page of its stack mapping)."""
+    for length in (PTHREAD_TID_WINDOW, (tcb // PAGE + 1) * PAGE - tcb):
+        try:
+            return set(reader.array(tcb, length // 4, 4))
+        except MemoryReadError:
+            continue
+    return set()
 
 
 def tls_slots(reader: Reader, tp: int, low: int) -> Tuple[int, Tuple[int, ...]]:

@@ -208,9 +208,34 @@ def thread_pointer(ctx: Context) -> Optional[int]:
     if ctx.tcbs is None:  # one scan for every thread
         lwps = [t.ptid[1] or t.inferior.pid for t in thread.inferior.threads()]
         spans = mappings.tcb_spans(ctx.maps, ctx.heaps, heuristics.TCB_SCAN)
+        # A thread's TCB sits at the top of its stack allocation, just above the little of
+        # it that a stopped thread uses (its mapping may have merged with a neighbour).
+        spans += [(sp, sp + heuristics.TCB_SCAN) for sp in _stack_pointers()]
         ctx.tcbs = heuristics.thread_pointers(ctx.reader, spans, lwps)
     found = ctx.tcbs.get(thread.ptid[1] or thread.inferior.pid, [])
     return found[0] if len(found) == 1 else None
+
+
+def _stack_pointers() -> List[int]:
+    """Every thread's $sp (gdb switches threads to read them, then back to the user's)."""
+    selected = gdb.selected_thread()
+    try:
+        frame: Optional[gdb.Frame] = gdb.selected_frame()
+    except gdb.error:
+        frame = None
+    sps = []
+    try:
+        for thread in selected.inferior.threads():
+            thread.switch()
+            try:
+                sps.append(int(gdb.parse_and_eval("(unsigned long)$sp")))
+            except gdb.error:
+                continue
+    finally:
+        selected.switch()
+        if frame is not None and frame.is_valid():
+            frame.select()
+    return sps
 
 
 def thread_tls(ctx: Context) -> ThreadTls:
