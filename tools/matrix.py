@@ -150,9 +150,7 @@ def strip_libc_symbols(binary: str, obj: str, out: str) -> Optional[str]:
     return err
 
 
-SMOKE_ARGS = {"many": ["100"]}
-
-
+SMOKE_ARGS = {"many": ["100"], "corrupt": ["overflow"]}  # what each needs to run to its end
 
 def smoke(binary: str, sample: str) -> Optional[str]:
     """Why the freshly built sample does not run to its end, or None."""
