@@ -62,9 +62,14 @@ def scan_mapping(reader: Reader, layout: GlibcLayout, mapping: Mapping) -> List[
     found: List[MmappedChunk] = []
     pos = mapping.start
     while pos < mapping.end and len(found) < MAX_CHUNKS_PER_MAPPING:
+        # sysmalloc moves the chunk up until its user pointer is aligned (i386: 8 bytes, its
+        # prev_size then says 8); memalign moves it further (prev_size: its whole slack).
+        lead = layout.first_chunk(pos) - pos
         try:
-            prev_size = reader.word(pos)
-            # prev_size is the slack memalign left (0 for plain malloc): it stays inside the mapping
+            prev_size = reader.word(pos + lead)
+            if prev_size != lead:
+                prev_size = reader.word(pos)
+            # prev_size is the slack before the chunk: it stays inside the mapping
             size_field = reader.word(pos + prev_size + layout.size_sz) if prev_size < mapping.end - pos else 0
         except MemoryReadError:
             break
@@ -72,15 +77,16 @@ def scan_mapping(reader: Reader, layout: GlibcLayout, mapping: Mapping) -> List[
         if not mmapped_header(layout, chunk, prev_size, size_field, mapping.end):
             break
         end = pos + mmapped_span(layout, prev_size, size_field & ~SIZE_BITS)
-        if prev_size == 0:
-            chunk, prev_size, size_field = _memaligned(reader, layout, chunk, size_field)
+        if prev_size == lead:
+            chunk, prev_size, size_field = _memaligned(reader, layout, chunk, prev_size, size_field)
         found.append(MmappedChunk(chunk, chunk + layout.header_size, prev_size, size_field, pos, end,
                                   mapping.start, mapping.end))
         pos = end
     return found
 
 
-def _memaligned(reader: Reader, layout: GlibcLayout, chunk: int, size_field: int) -> Tuple[int, int, int]:
+def _memaligned(reader: Reader, layout: GlibcLayout, chunk: int, lead: int,
+                size_field: int) -> Tuple[int, int, int]:
     """memalign on an mmapped chunk moves the chunk up inside its mapping and leaves the old
     header where it was: the real one says prev_size = its offset, size = the rest.  Looked for
     in the first MEMALIGN_SEARCH bytes; (chunk, prev_size, size field) of the one to show."""
@@ -89,13 +95,13 @@ def _memaligned(reader: Reader, layout: GlibcLayout, chunk: int, size_field: int
     try:
         words = reader.unpacker(length // S).unpack(reader.read(chunk, length)) if length > 0 else ()
     except MemoryReadError:
-        return chunk, 0, size_field
+        return chunk, lead, size_field
     step = layout.malloc_alignment // S
     for i in range(step, len(words) - 1, step):
         off = i * S
-        if words[i] == off and words[i + 1] == (size - off) | IS_MMAPPED:
-            return chunk + off, off, words[i + 1]
-    return chunk, 0, size_field
+        if words[i] == lead + off and words[i + 1] == (size - off) | IS_MMAPPED:
+            return chunk + off, lead + off, words[i + 1]
+    return chunk, lead, size_field
 
 
 def scan(reader: Reader, layout: GlibcLayout, mappings: Sequence[Mapping],

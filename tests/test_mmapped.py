@@ -109,3 +109,23 @@ def test_views_say_what_is_missing():
     assert "1 mmapped chunk found" in text and "glibc counts 2 (mp_.n_mmaps)" in text
     assert "the scan found 1 but glibc counts 2" in text
     assert f"mapping {base + 0x10000:#x}-{base + 0x11000:#x} is not readable" in text
+
+
+def test_i386_chunks_start_eight_bytes_in():
+    """i386: chunk2mem of a fresh mapping is 8 bytes off MALLOC_ALIGNMENT (16), so sysmalloc
+    moves the chunk 8 bytes up and records that correction as prev_size (malloc.c, sysmalloc's
+    mmap path); memalign then adds its own slack to the same prev_size."""
+    L32 = layout_for((2, 36), 4)
+    base = 0xF7B00000
+    plain = bytearray(0x31000)
+    struct.pack_into("<II", plain, 8, 8, (0x31000 - 8) | IS_MMAPPED)
+    aligned = bytearray(0x40000)
+    struct.pack_into("<II", aligned, 8, 8, (0x40000 - 8) | IS_MMAPPED)  # the header left behind
+    slack = 0x10000 - 8  # the user pointer on a 64 KiB boundary
+    struct.pack_into("<II", aligned, slack, slack, (0x40000 - slack) | IS_MMAPPED)
+    reader = Reader(ImageMemory({base: plain + aligned}), 4)
+    chunks, _ = scan(reader, L32, [Mapping(base, base + 0x71000)])
+    assert [(c.address, c.prev_size, c.size_field & ~7, c.user_address, c.mapping_start, c.mapping_end)
+            for c in chunks] == [
+        (base + 8, 8, 0x31000 - 8, base + 16, base, base + 0x31000),
+        (base + 0x31000 + slack, slack, 0x40000 - slack, base + 0x41000, base + 0x31000, base + 0x71000)]
