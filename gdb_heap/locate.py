@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import re
 from dataclasses import dataclass, field, replace
-from typing import Dict, List, Optional, Set, Tuple
+from typing import Callable, Dict, List, Optional, Set, Tuple, TypeVar
 
 import gdb  # type: ignore[import-not-found,unused-ignore]
 
@@ -20,6 +20,7 @@ from .heap import ThreadInfo
 from .memory import Reader
 from .mmapped import core_segments
 
+T = TypeVar("T")
 NOT_INITIALISED = ("the heap is not initialised yet: the program has not called malloc (no heap, no chunks); "
                    "continue past its first malloc")
 BANNER = heuristics.BANNER
@@ -216,26 +217,39 @@ def thread_pointer(ctx: Context) -> Optional[int]:
     return found[0] if len(found) == 1 else None
 
 
-def _stack_pointers() -> List[int]:
-    """Every thread's $sp (gdb switches threads to read them, then back to the user's)."""
+def _visit_threads(visit: Callable[[gdb.InferiorThread], T]) -> List[T]:
+    """visit(thread) with each live thread selected in turn, in gdb's order; then the user's
+    thread and frame are selected again.  Switching threads changes nothing in the inferior."""
     selected = gdb.selected_thread()
+    if selected is None:
+        return []
     try:
         frame: Optional[gdb.Frame] = gdb.selected_frame()
     except gdb.error:
         frame = None
-    sps = []
+    out = []
     try:
-        for thread in selected.inferior.threads():
-            thread.switch()
-            try:
-                sps.append(int(gdb.parse_and_eval("(unsigned long)$sp")))
-            except gdb.error:
-                continue
+        for thread in sorted(selected.inferior.threads(), key=lambda t: t.num):
+            if thread.is_valid():
+                thread.switch()
+                out.append(visit(thread))
     finally:
         selected.switch()
         if frame is not None and frame.is_valid():
             frame.select()
-    return sps
+    return out
+
+
+def _stack_pointer(_: gdb.InferiorThread) -> Optional[int]:
+    try:
+        return int(gdb.parse_and_eval("(unsigned long)$sp"))
+    except gdb.error:
+        return None
+
+
+def _stack_pointers() -> List[int]:
+    """Every thread's $sp."""
+    return [sp for sp in _visit_threads(_stack_pointer) if sp is not None]
 
 
 def thread_tls(ctx: Context) -> ThreadTls:
@@ -477,32 +491,17 @@ def _is_main_thread() -> bool:
 
 
 def threads_info(ctx: Optional[Context]) -> List[ThreadInfo]:
-    """Every thread's tcache and thread_arena, in gdb's thread order.
-
-    Switches gdb to each thread in turn (which changes nothing in the inferior) and back to
-    the thread and frame the user had selected.
-    """
+    """Every thread's tcache and thread_arena, in gdb's thread order."""
     selected = gdb.selected_thread()
     if selected is None:
         return []
-    try:
-        frame: Optional[gdb.Frame] = gdb.selected_frame()
-    except gdb.error:
-        frame = None
-    found = []
-    try:
-        for thread in sorted(selected.inferior.threads(), key=lambda t: t.num):
-            if not thread.is_valid():
-                continue
-            thread.switch()
-            tls = thread_tls(ctx) if ctx is not None else ThreadTls(None, "", None)
-            found.append(ThreadInfo(thread.num, thread.ptid[1] or thread.inferior.pid, thread.ptid == selected.ptid,
-                                    tls.tcache or None, tls.arena or None))
-    finally:
-        selected.switch()
-        if frame is not None and frame.is_valid():
-            frame.select()
-    return found
+    chosen = selected.ptid
+
+    def visit(thread: gdb.InferiorThread) -> ThreadInfo:
+        tls = thread_tls(ctx) if ctx is not None else ThreadTls(None, "", None)
+        return ThreadInfo(thread.num, thread.ptid[1] or thread.inferior.pid, thread.ptid == chosen,
+                          tls.tcache or None, tls.arena or None)
+    return _visit_threads(visit)
 
 
 CORE_HEADERS_MAX = 1 << 22
