@@ -62,14 +62,15 @@ def open_heap(args: Args) -> Heap:
     holes = [(m.missing_from, m.end) for m in maps if m.missing_from is not None]
     reader = Reader(GdbMemory(holes), word_size())
     found = locate(reader, maps)
-    glibc = f"{found.version[0]}.{found.version[1]}" if found.version else None
-    anchors = Anchors(found.main_arena, found.mp, glibc, found.located_by, found.tcache,
-                      found.thread_arena, found.notes + [tcache_note(found.tcache_found_by)],
+    state, tls = found.state, found.tls
+    glibc = f"{state.version[0]}.{state.version[1]}" if state.version else None
+    anchors = Anchors(state.main_arena, state.mp, glibc, state.located_by, tls.tcache or None,
+                      tls.arena or None, state.notes + [tcache_note(tls.tcache_how)],
                       lambda: threads_info(found.context), lambda: (maps, source))
     if not args.flag("--json"):  # a JSON document is all --json prints (notes: heap's overview)
-        for note in found.notes:
+        for note in state.notes:
             warn_once(note)
-    return Heap(reader, found.layout, anchors)
+    return Heap(reader, state.layout, anchors)
 
 
 def tcache_note(how: str) -> str:

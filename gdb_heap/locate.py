@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 import re
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from typing import Callable, Dict, List, Optional, Set, Tuple, TypeVar
 
 import gdb  # type: ignore[import-not-found,unused-ignore]
@@ -30,18 +30,11 @@ _warned: Set[str] = set()
 
 @dataclass
 class Located:
-    size_sz: int
-    main_arena: int
-    mp: int
-    version: Optional[Version]
-    libc_path: Optional[str]
-    layout: GlibcLayout
-    located_by: str
-    tcache: Optional[int]  # the selected thread's tcache_perthread_struct, None if it has none
-    tcache_found_by: str
-    thread_arena: Optional[int]
-    notes: List[str] = field(default_factory=list)
-    context: Optional[Context] = None
+    """What one command found: the search's State and the selected thread's TLS pointers."""
+
+    state: State
+    tls: ThreadTls
+    context: Context
 
 
 def _address_of(name: str) -> Optional[int]:
@@ -372,8 +365,7 @@ def locate(reader: Reader, maps: List[mappings.Mapping]) -> Located:
     else:
         tls.arena = thread_tls(ctx).arena
     state.tcbs = ctx.tcbs
-    return Located(reader.size_sz, state.main_arena, state.mp, state.version, state.libc_path, state.layout,
-                   state.located_by, tls.tcache or None, tls.tcache_how, tls.arena or None, list(state.notes), ctx)
+    return Located(state, tls, ctx)
 
 
 def _search(reader: Reader, maps: List[mappings.Mapping]) -> State:
