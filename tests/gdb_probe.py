@@ -56,7 +56,7 @@ def address_of(name):
 
 
 def tls_offset(text):
-    """tcache's offset in its module's TLS block, from `info address tcache`: "a thread-local
+    """A TLS variable's offset in its module's TLS block, from `info address tcache`: "a thread-local
     variable at offset 0x10 in the thread-local storage for `libc.so.6'" (debug info) or
     "is at 0x48 in a file compiled without debugging" (a static binary's ELF symbol)."""
     m = re.search(r"at offset (0x[0-9a-f]+)", text) or re.search(r"is at (0x[0-9a-f]+) in a file compiled", text)
@@ -65,13 +65,17 @@ def tls_offset(text):
     return int(m.group(1), 16)
 
 
+TLS_NAMES = ("tcache", "thread_arena")  # malloc's thread-local variables the truth reads
+
+
 def anchors():
     if not ANCHORS:
         ANCHORS["S"] = word_size()
         ANCHORS["main_arena"] = address_of("main_arena")
         ANCHORS["mp_"] = address_of("mp_")
         if PARAMS.get("static"):
-            ANCHORS["tcache_offset"] = tls_offset(gdb.execute("info address tcache", to_string=True))
+            for name in TLS_NAMES:
+                ANCHORS[f"{name}_offset"] = tls_offset(gdb.execute(f"info address {name}", to_string=True))
             ANCHORS["static_dtv"] = address_of("_dl_static_dtv")
             for name in ("_dl_stack_used", "_dl_stack_user", "stack_used", "__stack_user"):
                 try:
@@ -148,7 +152,7 @@ def dtv_entry(dtv, modid):
 
 
 def libc_tls():
-    """(libc's TLS module id, tcache's offset in it, the initial thread's dtv) in a dynamic
+    """(libc's TLS module id, the initial thread's dtv) in a dynamic
     program, through ld.so's debug info (reference: running-other-glibc.md §3)."""
     if "libc_modid" not in ANCHORS:
         S = anchors()["S"]
@@ -162,9 +166,10 @@ def libc_tls():
                 break
             lm = lm["l_next"].dereference()
         ANCHORS["libc_modid"] = int(lm["l_tls_modid"])
-        ANCHORS["tcache_offset"] = tls_offset(gdb.execute("info address tcache", to_string=True))
+        for name in TLS_NAMES:
+            ANCHORS[f"{name}_offset"] = tls_offset(gdb.execute(f"info address {name}", to_string=True))
         ANCHORS["initial_dtv"] = ival("(unsigned long) _rtld_global._dl_initial_dtv")
-    return ANCHORS["libc_modid"], ANCHORS["tcache_offset"], ANCHORS["initial_dtv"]
+    return ANCHORS["libc_modid"], ANCHORS["initial_dtv"]
 
 
 def thread_dtv(main):
@@ -172,7 +177,7 @@ def thread_dtv(main):
     word after the thread pointer ($fs_base on x86-64); on i386, where gdb shows no segment
     base, the dtv in the thread's struct pthread, found by its tid on glibc's thread lists."""
     if main:
-        return anchors()["static_dtv"] + 2 * anchors()["S"] if PARAMS.get("static") else libc_tls()[2]
+        return anchors()["static_dtv"] + 2 * anchors()["S"] if PARAMS.get("static") else libc_tls()[1]
     try:
         tp = ival("(unsigned long) $fs_base")
     except gdb.error:
@@ -236,23 +241,28 @@ def pthread_dtvs():
     return ANCHORS["pthread_dtvs"]
 
 
-def tcache_address(main=True):
-    """&tcache in the selected thread: gdb's own TLS support first, then the dtv workaround."""
+def tls_address(name, main=True):
+    """&name (a libc TLS variable) in the selected thread: gdb's own TLS support first, then
+    the thread's dtv plus the variable's offset in libc's TLS block."""
     if not PARAMS.get("static"):
         try:
-            return address_of("tcache"), "gdb"
+            return address_of(name), "gdb"
         except gdb.error:
             pass
     dtv = thread_dtv(main)
     if PARAMS.get("static"):
-        return dtv_entry(dtv, 1) + anchors()["tcache_offset"], "dtv"  # the program is module 1
-    modid, offset, _ = libc_tls()
-    return dtv_entry(dtv, modid) + offset, "dtv"
+        return dtv_entry(dtv, 1) + anchors()[f"{name}_offset"], "dtv"  # the program is module 1
+    modid, _ = libc_tls()
+    return dtv_entry(dtv, modid) + ANCHORS[f"{name}_offset"], "dtv"
+
+
+def tls_word(name, main=True):
+    return raw_word(tls_address(name, main)[0])
 
 
 def tcache(main=True):
     try:
-        where, how = tcache_address(main)
+        where, how = tls_address("tcache", main)
         pointer = raw_word(where)
         if pointer == 0:
             return {"error": "tcache is NULL", "via": how}
@@ -307,7 +317,7 @@ def every_thread_tcache(S):
 def arenas_truth(S):
     """Every arena on the next ring and its heap_info chain, through glibc's debug info."""
     heap_max = (64 << 20) if S == 8 else (1 << 20)  # HEAP_MAX_SIZE (x86-64 / i386)
-    main = ival("(unsigned long) &main_arena")
+    main = anchors()["main_arena"]
     out: List[Dict[str, Any]] = []
     a = main
     while len(out) < 64:
@@ -330,11 +340,12 @@ def arenas_truth(S):
 
 def threads_truth(S):
     """Per thread (gdb's number): its LWP, thread_arena, tcache and tcache chunks, by debug info
-    (gdb's TLS support: {"error": ...} where it has none)."""
+    (gdb's TLS support, or the dtv where gdb has none; {"error": ...} where neither works)."""
     def read(thread):
         try:
-            return {"lwp": thread.ptid[1], "arena": ival("(unsigned long) thread_arena"),
-                    "tcache": ival("(unsigned long) tcache"), "chunks": tcache_chunks(S, main=thread.num == 1)}
+            main = thread.num == 1
+            return {"lwp": thread.ptid[1], "arena": tls_word("thread_arena", main),
+                    "tcache": tls_word("tcache", main), "chunks": tcache_chunks(S, main=main)}
         except gdb.error as e:
             return {"error": str(e)}
     return per_thread(read)

@@ -186,7 +186,7 @@ def probe(program: str, commands: Sequence[str] = (), args: Sequence[str] = (), 
                 raise AssertionError(f"the truth session saw other addresses at checkpoint {m['stage']}, "
                                      f"{TRUTH_ATTEMPTS} times (ASLR on? threads racing?):\n{m['facts']}\n{t['facts']}")
         for mine, theirs in zip(result["stages"], other["stages"]):
-            mine["truth"] = theirs["truth"]
+            mine["truth"] = _with_my_lwps(theirs["truth"], mine["facts"], theirs["facts"])
         result["gdb_stderr"] += other["gdb_stderr"]
     return result
 
@@ -196,8 +196,23 @@ def _addresses(facts: List[List[str]]) -> Tuple[List[Tuple[str, ...]], List[str]
     (threads could race for their names and arenas, not for the addresses the arenas hand out)."""
     ptrs = {f[2]: f[3] for f in facts if f[1] == "ptr"}
     plain = sorted(tuple(f[1:]) if f[1] != "ptr" else (f[1],) + tuple(f[3:]) for f in facts
-                   if f[1] not in ("free", "tid"))  # a thread's LWP differs in every run
+                   if f[1] not in ("free",) + LWP_FACTS)  # a thread's LWP differs in every run
     return plain, sorted(ptrs.get(f[2], f[2]) for f in facts if f[1] == "free")
+
+
+LWP_FACTS = ("tid", "lwp")  # "@ lwp WORKER LWP": the kernel's thread id, new in every run
+
+
+def _with_my_lwps(truth: Dict[str, Any], mine: List[List[str]], theirs: List[List[str]]) -> Dict[str, Any]:
+    """The truth session's per-thread records, with each LWP replaced by the tool session's LWP
+    of the same worker (the sample names each worker's LWP in both)."""
+    if not truth or "threads" not in truth or "error" in truth["threads"]:
+        return truth
+    lwps = {f[2]: f[3] for f in mine if f[1] in LWP_FACTS}
+    to_mine = {int(f[3]): int(lwps[f[2]]) for f in theirs if f[1] in LWP_FACTS and f[2] in lwps}
+    threads = {n: dict(t, lwp=to_mine.get(t["lwp"], t["lwp"])) if "lwp" in t else t
+               for n, t in truth["threads"].items()}
+    return dict(truth, threads=threads)
 
 
 def _libc_debug_file() -> str:
