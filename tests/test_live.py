@@ -470,7 +470,7 @@ def test_many_against_malloc_info(many):
 def threads():
     return probe(sample("threads"), ["up", "heap chunks --all-arenas --json", "heap --json", "frame",
                                      "heap bins --json", "heap arenas --json"], thread_tcaches=True,
-                 chunk_for_pointers=True)
+                 chunk_for_pointers=True, arenas_truth=True)
 
 
 def test_chunks_in_any_threads_tcache_are_free(threads):
@@ -492,11 +492,23 @@ def test_chunks_in_any_threads_tcache_are_free(threads):
     assert doc(record, "heap --json")["counts"]["tcache"] == len(in_some_tcache)
 
 
+def worker_arenas(record):
+    """Worker name ("t1") -> the arena its thread is attached to (thread_arena, read by gdb in the
+    thread whose LWP the sample printed for that worker)."""
+    by_lwp = {t["lwp"]: t["arena"] for t in record["truth"]["threads"].values() if "arena" in t}
+    return {name: by_lwp[int(lwp)] for name, lwp in facts(record, "tid")}
+
+
 def test_thread_arenas_are_listed_in_ring_order(threads):
+    """The arena ring as glibc's debug info shows it.  Each worker made an arena of its own while
+    glibc's arena limit allowed (8 per core on 64-bit, 2 on 32-bit, counted from the CPUs glibc
+    sees), then shared one: the ring holds main_arena and one arena per distinct thread_arena."""
     record = stage(threads, 1)
     arenas = doc(record, "heap arenas --json")["arenas"]
     assert arenas[0]["address"] == record["truth"]["main_arena"] and arenas[0]["main"]
-    assert len(arenas) == 4  # main + one per worker (the workers malloc at the same time)
+    assert [a["address"] for a in arenas] == [a["address"] for a in record["truth"]["arenas"]]
+    attached = set(worker_arenas(record).values())
+    assert len(worker_arenas(record)) == 3 and {a["address"] for a in arenas} == attached | {arenas[0]["address"]}
     for a, b in zip(arenas, arenas[1:] + arenas[:1]):
         assert a["next"] == b["address"]
     S = record["truth"]["S"]
@@ -512,15 +524,16 @@ def test_selected_frame_is_kept(threads):
 
 
 def test_chunk_in_a_thread_arena(threads):
-    """heap chunk on a worker's pointer: its arena is a thread arena, its size request2size's,
-    and a freed one sits in a tcache (its worker's)."""
+    """heap chunk on a worker's pointer: its arena is its worker's thread_arena, its size
+    request2size's, and a freed one sits in a tcache (its worker's)."""
     record = stage(threads, 1)
     S = record["truth"]["S"]
     main = record["truth"]["main_arena"]
-    thread_arenas = {a["address"] for a in doc(record, "heap arenas --json")["arenas"]} - {main}
+    arena_of = worker_arenas(record)
     freed = {name for (name,) in facts(record, "free")}
     for name, addr, request in facts(record, "ptr"):
         c = doc(record, f"heap chunk {addr} --json")
-        assert c["arena"] in thread_arenas and c["non_main_arena"], name
+        want = arena_of[name.split("_")[0]]
+        assert c["arena"] == want and c["non_main_arena"] == (want != main), name
         assert c["size"] == request2size(int(request), S) and c["understood_as"] == "user_pointer"
         assert (c["state"], c["bin"]) == (("free", "tcache") if name in freed else ("in_use", None)), name
