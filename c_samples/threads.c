@@ -6,8 +6,9 @@
  * tcache, whatever the arena it came from: it is free, though only that
  * thread's mallocs can reuse it.
  *
- * Three worker threads, one after the other (so their arenas are made in the
- * same order, at the same addresses, in every run), each malloc NPER chunks
+ * Three worker threads, one after the other, once all three exist (so their
+ * stacks and arenas are mapped in the same order, at the same addresses, in
+ * every run), each malloc NPER chunks
  * of growing sizes and free every other one (into their own tcache), then
  * all threads meet at a barrier while the main thread stops in
  * checkpoint(1); the workers wait, alive, until it returns.
@@ -29,7 +30,7 @@ static pthread_barrier_t meet;
 static pthread_mutex_t print_lock = PTHREAD_MUTEX_INITIALIZER;
 static pthread_mutex_t turn_lock = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t turn_cond = PTHREAD_COND_INITIALIZER;
-static int turn = 1; /* the worker whose turn it is to allocate */
+static int turn = 0; /* the worker whose turn it is to allocate; 0: not before all exist */
 
 static void *worker(void *arg)
 {
@@ -75,6 +76,10 @@ int main(void)
     for (int t = 0; t < NWORKERS; t++)
         if (pthread_create(&threads[t], NULL, worker, (void *)(intptr_t)(t + 1)) != 0)
             return 1;
+    pthread_mutex_lock(&turn_lock);
+    turn = 1;
+    pthread_cond_broadcast(&turn_cond);
+    pthread_mutex_unlock(&turn_lock);
     pthread_barrier_wait(&meet);
     printf("@ checkpoint 1\n");
     checkpoint(1);
