@@ -10,6 +10,7 @@ abort message is the literal string of malloc.c.
 import json
 import os
 import tempfile
+from typing import Dict
 
 import pytest
 
@@ -49,7 +50,7 @@ FASTBIN_ONLY = ("uaf_fast", "uaf_fast_raw")  # their tcache equivalents are uaf_
 STATIC_STARTUP = "a static program's startup (_dl_non_dynamic_init) calls malloc before main"
 
 
-def sizes(S: int) -> dict:
+def sizes(S: int) -> Dict[str, int]:
     """The size fields the damage wrote, as the tool shows them (flag bits cleared): the overflow's
     "AAAA..." word, the grown chunk's three MINSIZE chunks (MINSIZE = 4 * SIZE_SZ on x86-64 and
     i386), the top chunk's -1."""
