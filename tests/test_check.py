@@ -33,15 +33,15 @@ UNALIGNED_FAST = "malloc(): unaligned fastbin chunk detected"
 # wrote, by SIZE_SZ (sizes()). The stages' chunks are MINSIZE: tcache[0] and fastbin[0] everywhere.
 STAGES = {
     "overflow": (["{overflowed:#x}", "runs"], "double free or corruption (out)"),
-    "overlap": (["size {grown:#x}", "contains {other}", "tcache[0]", "overlapping"], None),
-    "uaf_tcache": (["tcache[0]", "links to {fake}", "outside any heap"], None),
+    "overlap": (["size {grown:#x}", "contains {other:#x}", "tcache[0]", "overlapping"], None),
+    "uaf_tcache": (["tcache[0]", "links to {fake:#x}", "outside any heap"], None),
     "uaf_tcache_raw": (["tcache[0]"], UNALIGNED_TCACHE if SAFE_LINKING else None),
-    "uaf_fast": (["fastbin[0]", "links to {fake}", "outside the arena's heaps"], None),
+    "uaf_fast": (["fastbin[0]", "links to {fake:#x}", "outside the arena's heaps"], None),
     "uaf_fast_raw": (["fastbin[0]"], UNALIGNED_FAST if SAFE_LINKING else None),
-    "double_free": (["fastbin[0]" if FASTBINS else "tcache[0]", "links back to {other}", "loop", "twice"], None),
-    "tcache_cycle": (["tcache[0]", "links back to {other}", "loop"], None),
+    "double_free": (["fastbin[0]" if FASTBINS else "tcache[0]", "links back to {other:#x}", "loop", "twice"], None),
+    "tcache_cycle": (["tcache[0]", "links back to {other:#x}", "loop"], None),
     "top_size": (["top chunk", "size {all_ones:#x}", "system_mem"], "malloc(): corrupted top size"),
-    "smallbin_bk": (["small bin", "bk {fake}"], "malloc(): smallbin double linked list corrupted"),
+    "smallbin_bk": (["small bin", "bk {fake:#x}"], "malloc(): smallbin double linked list corrupted"),
 }
 if not SAFE_LINKING:  # without safe-linking, a raw link is a valid link
     STAGES["uaf_tcache_raw"] = STAGES["uaf_tcache"]
@@ -75,8 +75,7 @@ def test_check_names_the_damaged_chunk(corrupted):
     stage, rec, _ = corrupted
     words, abort = STAGES[stage]
     damaged = addr(rec, "damaged")
-    known = {label: f"{addr(rec, label):#x}" for label in ("fake", "other")
-             if any(f[0] == label for f in facts(rec, "addr"))}
+    known = {label: addr(rec, label) for label in ("fake", "other") if any(f[0] == label for f in facts(rec, "addr"))}
     known.update(sizes(int(facts(rec, "size_t")[0][0])))
     problems = json.loads(rec["commands"][CHECK]["out"])["problems"]
     here = [p for p in problems if p["address"] == damaged]
