@@ -61,7 +61,8 @@ def sizes(S: int) -> Dict[str, int]:
 def corrupted(request):
     stage = request.param
     if stage in FASTBIN_ONLY and not FASTBINS:
-        pytest.skip(f"{stage}: glibc 2.43 removed fastbins (glibc {host_glibc()}); uaf_tcache is its tcache equivalent")
+        equivalent = stage.replace("fast", "tcache")  # uaf_fast_raw -> uaf_tcache_raw
+        pytest.skip(f"{stage}: glibc 2.43 removed fastbins (this is {host_glibc()}); {equivalent} tests the tcache")
     record = probe(sample("corrupt"), COMMANDS, [stage], truth=False)
     assert len(record["stages"]) == 1, f"{stage}: the sample did not stop at its checkpoint"
     return stage, record["stages"][0], record["gdb_stderr"]
