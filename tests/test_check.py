@@ -169,8 +169,9 @@ def writable():
 PAGE = 4096
 
 def pieces(a, b):
-    """The span's bytes, halved down to pages where a read fails: glibc 2.43+ guards thread stacks
-    with MADV_GUARD_INSTALL, pages in a rw-p mapping that no read reaches (None: unreadable)."""
+    """The span's bytes, halved down to pages where a read fails (None: unreadable): from glibc 2.43
+    a thread stack's guard page sits inside its rw-p mapping (a madvise guard region), and no read
+    reaches it."""
     try:
         return [(a, bytes(gdb.selected_inferior().read_memory(a, b - a)))]
     except gdb.MemoryError:
