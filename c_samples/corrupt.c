@@ -113,8 +113,9 @@ static void *fill_and_report(const char *name, size_t request)
 static void guard(void);
 
 /* Frees TCACHE_FILL chunks of this request size, so the tcache bin of that
- * size is full and the next free of that size goes to a fastbin (or, from
- * 2.41, a small bin).  Each has a guard after it so nothing merges. */
+ * size is full and the next free of that size goes past it (a small chunk:
+ * to a fastbin; from 2.43, which has none, to its small bin).  Each has a
+ * guard after it so nothing merges. */
 static void fill_tcache(size_t request)
 {
     void *p[TCACHE_FILL];
