@@ -3,11 +3,16 @@
  *
  * usage: corrupt STAGE     (one damage per run; checkpoint 1 right after it)
  *
- *   overflow       a 24-byte chunk's data overflows into the next chunk's
- *                  size field ("AAAA..."), the chunk `victim`.
- *   overlap        an off-by-some write grows the next chunk's size from
- *                  0x20 to 0x60, so it swallows a free tcache chunk and
- *                  more (overlapping chunks); `victim` is the grown chunk.
+ * Every chunk the damage is about has the smallest size, MINSIZE (0x20 on
+ * x86-64, 0x10 on i386: malloc(3 * sizeof(size_t))), so it belongs to
+ * tcache[0] and fastbin[0] on every architecture.
+ *
+ *   overflow       a small chunk's data overflows into the next chunk's
+ *                  prev_size and size fields ("AAAA..."), the chunk `victim`.
+ *   overlap        an off-by-some write grows the next chunk's size to three
+ *                  chunks' worth (0x60 on x86-64, 0x30 on i386), so it
+ *                  swallows a free tcache chunk and more (overlapping chunks);
+ *                  `victim` is the grown chunk.
  *   uaf_tcache     use after free: a freed tcache chunk's next pointer is
  *                  overwritten, safe-linked correctly (PROTECT_PTR), with
  *                  the address of a fake chunk in .bss (`fake`).
@@ -16,8 +21,13 @@
  *   uaf_fast       use after free on a fastbin chunk's fd (tcache filled
  *                  first), safe-linked, to the fake chunk.
  *   uaf_fast_raw   the same without safe-linking.
- *   double_free    a double free into a fastbin: fill tcache, free(a),
- *                  free(b), free(a): fastbin a -> b -> a -> ...
+ *                  (Both refused from glibc 2.43, which has no fastbins: the
+ *                  tcache equivalent is uaf_tcache.)
+ *   double_free    a double free glibc does not notice, making a list loop:
+ *                  up to 2.42 into a fastbin: fill tcache, free(a), free(b),
+ *                  free(a): fastbin a -> b -> a -> ...; from 2.43 (no
+ *                  fastbins) into the tcache: free(a), free(b), a's tcache
+ *                  key overwritten (use after free), free(a): the same loop.
  *   tcache_cycle   use after free making a tcache list loop: b -> a -> b.
  *   top_size       the top chunk's size overwritten with -1 (house of force).
  *   smallbin_bk    a chunk sitting in a small bin gets its bk forged to the
@@ -26,10 +36,12 @@
  * Fact lines (besides "@ ptr"): "@ addr damaged 0xADDR" is the chunk (header
  * address) whose header or links the damage touched, the one `heap check`
  * must name; "@ addr fake 0xADDR" the fake chunk; "@ addr other 0xADDR" a
- * second chunk involved (the chunk freed twice, the one the loop returns to).
+ * second chunk involved (the chunk freed twice, the one the loop returns to);
+ * "@ size_t N" is sizeof(size_t), SIZE_SZ, which the sizes above follow.
  * Global `victim` holds the damaged chunk's user pointer (heap chunk victim).
  * Safe-linking is applied when the running glibc is 2.32 or later.  Written
- * for glibc 2.26-2.42 (tcache holds 7 chunks per size, fastbins exist).
+ * for glibc 2.26 and later (tcache holds 7 chunks per size up to 2.42, 16
+ * from 2.43, which also removed the fastbins).
  *
  * After the checkpoint the program leaves with _exit(), before glibc can
  * trip over the damage.
@@ -42,19 +54,32 @@
 #pragma GCC diagnostic ignored "-Wuse-after-free" /* the point of this sample */
 #endif
 
-#define TCACHE_FILL 7
-#define FAST_REQUEST 24 /* chunk size 0x20 on x86-64 */
+#define TCACHE_FILL 16 /* at least what a tcache bin holds: 7 up to glibc 2.42, 16 from 2.43 */
+#define SMALL_REQUEST (3 * sizeof(size_t)) /* chunk size MINSIZE: 0x20 on x86-64, 0x10 on i386 */
+#define MINSIZE (4 * sizeof(size_t))
 
-/* A fake chunk outside the heap, 16-byte aligned like a real one. */
+/* A fake chunk outside the heap, placed like a real one: its user pointer
+ * (FAKE_MEM) 16-byte aligned, its header 2 * SIZE_SZ before that. */
 size_t fake[8] __attribute__((aligned(16)));
+#define FAKE_MEM ((void *)((char *)fake + 16))
 void *victim;
 
-static int safe_linking(void)
+static int glibc_at_least(int want_major, int want_minor)
 {
     int major = 0, minor = 0;
 
     sscanf(gnu_get_libc_version(), "%d.%d", &major, &minor);
-    return major > 2 || (major == 2 && minor >= 32);
+    return major > want_major || (major == want_major && minor >= want_minor);
+}
+
+static int safe_linking(void)
+{
+    return glibc_at_least(2, 32);
+}
+
+static int has_fastbins(void)
+{
+    return !glibc_at_least(2, 43);
 }
 
 /* PROTECT_PTR (malloc.c): what glibc stores in a tcache next / fastbin fd. */
@@ -70,6 +95,12 @@ static void *chunk_of(void *mem)
     return (char *)mem - 2 * sizeof(size_t);
 }
 
+/* The size field of the chunk at `chunk` (prev_size is word 0). */
+static size_t *size_field(void *chunk)
+{
+    return (size_t *)chunk + 1;
+}
+
 static void *fill_and_report(const char *name, size_t request)
 {
     void *p = xmalloc(request);
@@ -81,8 +112,10 @@ static void *fill_and_report(const char *name, size_t request)
 
 static void guard(void);
 
-/* Frees TCACHE_FILL chunks of this request size, so the next free of that
- * size goes to a fastbin.  Each has a guard after it so nothing merges. */
+/* Frees TCACHE_FILL chunks of this request size, so the tcache bin of that
+ * size is full and the next free of that size goes past it (a small chunk:
+ * to a fastbin; from 2.43, which has none, to its small bin).  Each has a
+ * guard after it so nothing merges. */
 static void fill_tcache(size_t request)
 {
     void *p[TCACHE_FILL];
@@ -112,16 +145,16 @@ static void other(void *chunk)
     report_addr("other", chunk);
 }
 
-/* a and b of FAST_REQUEST bytes, each with a guard, freed a then b: to
+/* a and b of SMALL_REQUEST bytes, each with a guard, freed a then b: to
  * tcache[0] (b -> a), or with fast set, after filling tcache, to fastbin[0]. */
 static void free_two(void **a, void **b, int fast)
 {
-    *a = fill_and_report("a", FAST_REQUEST);
+    *a = fill_and_report("a", SMALL_REQUEST);
     guard();
-    *b = fill_and_report("b", FAST_REQUEST);
+    *b = fill_and_report("b", SMALL_REQUEST);
     guard();
     if (fast)
-        fill_tcache(FAST_REQUEST);
+        fill_tcache(SMALL_REQUEST);
     free(*a);
     free(*b);
 }
@@ -132,43 +165,51 @@ int main(int argc, char **argv)
     void *a, *b;
 
     setvbuf(stdout, NULL, _IONBF, 0);
-    report_addr("fake", fake);
-    fake[1] = 0x21; /* a plausible size field for the fake chunk */
+    printf("@ size_t %zu\n", sizeof(size_t));
+    report_addr("fake", chunk_of(FAKE_MEM));
+    *size_field(chunk_of(FAKE_MEM)) = MINSIZE | 1; /* a plausible size field for the fake chunk */
 
     if (strcmp(stage, "overflow") == 0) {
-        a = fill_and_report("a", 24);
-        victim = fill_and_report("b", 24);
-        (void)fill_and_report("c", 24);
-        memset(a, 'A', 24 + sizeof(size_t)); /* 8 bytes too many: b's size */
+        a = fill_and_report("a", SMALL_REQUEST);
+        victim = fill_and_report("b", SMALL_REQUEST);
+        (void)fill_and_report("c", SMALL_REQUEST);
+        /* a's usable bytes, then b's prev_size and size: up to b's data */
+        memset(a, 'A', (size_t)((char *)victim - (char *)a));
         damaged(chunk_of(victim));
     } else if (strcmp(stage, "overlap") == 0) {
         void *c, *d;
-        a = fill_and_report("a", 24);
-        victim = fill_and_report("b", 24);
-        c = fill_and_report("c", 24);
-        d = fill_and_report("d", 24);
-        (void)fill_and_report("e", 24);
+        a = fill_and_report("a", SMALL_REQUEST);
+        victim = fill_and_report("b", SMALL_REQUEST);
+        c = fill_and_report("c", SMALL_REQUEST);
+        d = fill_and_report("d", SMALL_REQUEST);
+        (void)fill_and_report("e", SMALL_REQUEST);
         free(c); /* tcache: inside b once b's size is grown */
         report_free("c");
-        ((size_t *)a)[3] = 0x61; /* b's size: 0x20 -> 0x60 (b, c, d) */
+        *size_field(chunk_of(victim)) = 3 * MINSIZE | 1; /* b's size grown over b, c and d */
         damaged(chunk_of(victim));
         other(chunk_of(c));
         (void)d;
     } else if (strcmp(stage, "uaf_tcache") == 0 || strcmp(stage, "uaf_tcache_raw") == 0) {
         free_two(&a, &b, 0); /* tcache[0]: b -> a */
         victim = b;
-        *(void **)b = stage[10] == '_' ? (void *)&fake[2] : protect(b, &fake[2]);
+        *(void **)b = stage[10] == '_' ? FAKE_MEM : protect(b, FAKE_MEM);
         damaged(chunk_of(b));
-    } else if (strcmp(stage, "uaf_fast") == 0 || strcmp(stage, "uaf_fast_raw") == 0) {
+    } else if ((strcmp(stage, "uaf_fast") == 0 || strcmp(stage, "uaf_fast_raw") == 0) && has_fastbins()) {
         free_two(&a, &b, 1); /* fastbin[0]: b -> a (tcache full) */
         victim = b;
         /* a fastbin fd holds a chunk address, not a user pointer */
-        *(void **)b = stage[8] == '_' ? (void *)fake : protect(b, fake);
+        *(void **)b = stage[8] == '_' ? chunk_of(FAKE_MEM) : protect(b, chunk_of(FAKE_MEM));
         damaged(chunk_of(b));
     } else if (strcmp(stage, "double_free") == 0) {
-        free_two(&a, &b, 1);
-        free(a); /* not the fastbin's top, so "fasttop" does not see it */
-        victim = b; /* b's fd leads back to a: the loop closes at b */
+        if (has_fastbins()) {
+            free_two(&a, &b, 1);
+            free(a); /* not the fastbin's top, so "fasttop" does not see it */
+        } else {
+            free_two(&a, &b, 0); /* tcache[0]: b -> a */
+            ((void **)a)[1] = NULL; /* a's tcache key: free() no longer sees a in the tcache */
+            free(a);
+        }
+        victim = b; /* b's link leads back to a: the loop closes at b */
         damaged(chunk_of(b));
         other(chunk_of(a));
     } else if (strcmp(stage, "tcache_cycle") == 0) {
@@ -178,10 +219,12 @@ int main(int argc, char **argv)
         damaged(chunk_of(a));
         other(chunk_of(b));
     } else if (strcmp(stage, "top_size") == 0) {
-        a = fill_and_report("a", 24); /* the last chunk before top */
-        ((size_t *)a)[3] = (size_t)-1; /* top's size field */
-        victim = (char *)a + 4 * sizeof(size_t);
-        damaged(chunk_of(victim));
+        void *top;
+        a = fill_and_report("a", SMALL_REQUEST); /* the last chunk before top */
+        top = (char *)chunk_of(a) + (*size_field(chunk_of(a)) & ~(size_t)7);
+        *size_field(top) = (size_t)-1;
+        victim = (char *)top + 2 * sizeof(size_t);
+        damaged(top);
     } else if (strcmp(stage, "smallbin_bk") == 0) {
         void *p[TCACHE_FILL];
         for (int i = 0; i < TCACHE_FILL; i++) {
@@ -192,11 +235,15 @@ int main(int argc, char **argv)
         guard();
         for (int i = 0; i < TCACHE_FILL; i++)
             free(p[i]);
-        free(a); /* tcache full: to the unsorted bin */
+        free(a); /* tcache full: to the unsorted bin (from 2.41 its small bin) */
         victim = a;
-        (void)xmalloc(4000); /* sorts a into small bin 16 */
-        ((void **)victim)[1] = fake; /* bk */
+        (void)xmalloc(4000); /* sorts a into its small bin */
+        ((void **)victim)[1] = chunk_of(FAKE_MEM); /* bk */
         damaged(chunk_of(a));
+    } else if (strncmp(stage, "uaf_fast", 8) == 0) {
+        fprintf(stderr, "corrupt: %s: glibc %s has no fastbins (glibc 2.43 removed them)\n", stage,
+                gnu_get_libc_version());
+        return 3;
     } else {
         fprintf(stderr, "usage: corrupt overflow|overlap|uaf_tcache|uaf_tcache_raw|uaf_fast|"
                         "uaf_fast_raw|double_free|tcache_cycle|top_size|smallbin_bk\n");
