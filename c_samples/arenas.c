@@ -177,6 +177,9 @@ int main(int argc, char **argv)
     pthread_t threads[NWORKERS];
 
     big = argc > 1 && strcmp(argv[1], "big") == 0;
+    /* glibc's own arena limit depends on the cores and the glibc (2 per core on 32-bit, but
+       it can go lower): one arena per thread on every machine */
+    mallopt(M_ARENA_MAX, NWORKERS + 1);
     mi_open();
     pthread_barrier_init(&meet, NULL, NWORKERS + 1);
     for (int t = 0; t < NWORKERS; t++)
