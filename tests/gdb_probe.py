@@ -376,6 +376,7 @@ def truth():
     t = {"S": S, "main_arena": anchors()["main_arena"], "top": ival(f"{a}.top"),
          "system_mem": ival(f"{a}.system_mem"), "sbrk_base": ival(f"{m}.sbrk_base"),
          "tcache_count": ival(f"{m}.tcache_count"), "n_mmaps": ival(f"{m}.n_mmaps"),
+         "mmap_threshold": ival(f"{m}.mmap_threshold"),
          "unsorted_header": ival(f"(unsigned long) &{a}.bins[0]") - 2 * S}
     initial = t["top"] in (0, t["unsorted_header"])
     t["initialised"] = not initial and t["sbrk_base"] != 0
