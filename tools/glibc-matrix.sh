@@ -117,7 +117,9 @@ if [ ${#MISSING[@]} -gt 0 ] || [ ${#MISSING_EXTRA[@]} -gt 0 ]; then
        -o Dir::State::Lists="$TMP/lists" -o Dir::Cache="$TMP/cache" -o Dir::State::status=/dev/null
        -o Dir::Cache::pkgcache=pkgcache.bin -o Dir::Cache::srcpkgcache=   # docker images turn pkgcache off: 7 s per apt call
        -o Acquire::Languages=none -o APT::Sandbox::User=root -o Acquire::Retries=2
-       -o Acquire::http::Timeout=30 -o Acquire::https::Timeout=30 -o Debug::NoLocking=1)
+       -o Acquire::http::Timeout=30 -o Acquire::https::Timeout=30 -o Debug::NoLocking=1
+       -o Acquire::Check-Valid-Until=false)  # a mirror's sid/experimental Release may be past its
+                                            # Valid-Until; signatures are still checked
   for a in $APT_ARCHES; do APT+=(-o APT::Architectures::="$a"); done
 
   timeout -k 10 "$TMO" apt-get "${APT[@]}" -q update > "$TMP/update.log" 2>&1
