@@ -5,7 +5,7 @@ import json
 import struct
 import os
 import tempfile
-from typing import Dict, List
+from typing import Dict, List, NamedTuple
 
 import pytest
 
@@ -95,20 +95,36 @@ def test_mmapped_core_gives_the_same_json(mmapped):
     assert core["heap mmapped"].splitlines()[:-1] == record["commands"]["heap mmapped"]["out"].splitlines()[:-1]
 
 
+class ElfClass(NamedTuple):
+    """Where the program headers are and how one reads, for one ELF class (little-endian)."""
+    word: str  # struct format of an address-sized field (e_phoff, p_filesz)
+    phoff_at: int
+    phnum_at: int  # offset of e_phentsize, e_phnum
+    phdr: str  # struct format of a program header up to p_memsz
+    vaddr: int  # index of p_vaddr, p_memsz in the unpacked header
+    memsz: int
+    filesz_at: int  # byte offset of p_filesz in the program header
+
+
+ELF_CLASSES = {1: ElfClass("<I", 0x1C, 0x2A, "<IIIIII", 2, 5, 16),  # ELFCLASS32
+               2: ElfClass("<Q", 0x20, 0x36, "<IIQQQQQ", 3, 6, 32)}  # ELFCLASS64
+
+
 def drop_segment(core: str, address: int) -> None:
     """Make the core lack the mapping holding `address`, as a filtered mapping does: its
-    PT_LOAD segment keeps its place but no bytes (p_filesz = 0).  ELF64 little-endian."""
+    PT_LOAD segment keeps its place but no bytes (p_filesz = 0).  ELF32 or ELF64, little-endian."""
     with open(core, "r+b") as f:
         head = f.read(64)
-        assert head[:6] == b"\x7fELF\x02\x01"
-        phoff = struct.unpack_from("<Q", head, 0x20)[0]
-        phentsize, phnum = struct.unpack_from("<HH", head, 0x36)
+        assert head[:4] == b"\x7fELF" and head[4] in ELF_CLASSES and head[5] == 1, head[:6]
+        elf = ELF_CLASSES[head[4]]
+        phoff = struct.unpack_from(elf.word, head, elf.phoff_at)[0]
+        phentsize, phnum = struct.unpack_from("<HH", head, elf.phnum_at)
         for i in range(phnum):
             f.seek(phoff + i * phentsize)
-            p_type, _, _, vaddr, _, _, memsz = struct.unpack("<IIQQQQQ", f.read(48))
-            if p_type == 1 and vaddr <= address < vaddr + memsz:
-                f.seek(phoff + i * phentsize + 32)
-                f.write(struct.pack("<Q", 0))
+            phdr = struct.unpack(elf.phdr, f.read(struct.calcsize(elf.phdr)))
+            if phdr[0] == 1 and phdr[elf.vaddr] <= address < phdr[elf.vaddr] + phdr[elf.memsz]:  # PT_LOAD
+                f.seek(phoff + i * phentsize + elf.filesz_at)
+                f.write(struct.pack(elf.word, 0))
                 return
     raise AssertionError(f"no segment holds {address:#x}")
 
