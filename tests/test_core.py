@@ -9,7 +9,9 @@ from typing import Dict, List, NamedTuple
 
 import pytest
 
+from gdb_heap import heuristics
 from tests.gdbrun import facts, gdb_batch, no_traceback, probe, sample
+from tests.synthetic import every_bin_heap
 
 COMMANDS = ["heap --json", "heap chunks --json", "heap chunks --all-arenas --json",
             "heap chunks --summary --all-arenas --json", "heap bins --json", "heap bins --all-arenas --json",
@@ -39,10 +41,20 @@ def live_and_core(name: str, tmp: str, text_commands: List[str]):
     return record, on_core_file(program, core, commands)
 
 
+# Each command's text as the live probe records it (tests/gdb_probe.py's run): gdb.execute's
+# to_string holds what the command writes to stdout and stderr (its warnings), an error its message.
+CAPTURE = """def capture(command):
+    try:
+        gdb.write(gdb.execute(command, to_string=True))
+    except gdb.error as e:
+        gdb.write(str(e))
+"""
+
+
 def on_core_file(program: str, core: str, commands: List[str]) -> Dict[str, str]:
-    script: List[str] = [f"core-file {core}"]
+    script: List[str] = [f"core-file {core}", f"python exec({CAPTURE!r})"]
     for i, command in enumerate(commands):
-        script += [f"echo {MARK}{i}\\n", command]
+        script += [f"echo {MARK}{i}\\n", f"python capture({command!r})"]
     r = gdb_batch(script, program)
     no_traceback(r.stdout + r.stderr)
     out: Dict[str, str] = {}
@@ -159,9 +171,24 @@ def test_a_core_lacking_mappings_says_which_and_goes_on():
         arenas = json.loads(record["commands"]["heap arenas --json"]["out"])["arenas"]
         gone = arenas[2]
         drop_segment(threads_core, gone["heaps"][0]["start"])
-        out = on_core_file(program, threads_core, ["heap arenas", "heap arenas --json",
-                                                   "heap chunks --arena main_arena --json"])
+        assert arenas[0]["main"]  # named by address: without libc's symbols gdb knows no main_arena
+        main = f"heap chunks --arena {arenas[0]['address']:#x} --json"
+        out = on_core_file(program, threads_core, ["heap arenas", "heap arenas --json", main])
         kept = json.loads(out["heap arenas --json"])["arenas"]
         assert kept == arenas[:2]  # the ring is cut where the lost arena was
         assert f"arena {gone['address']:#x} is not readable; the arena list is cut here" in out["heap arenas"]
-        assert json.loads(out["heap chunks --arena main_arena --json"])["problems"] == []
+        assert json.loads(out[main])["problems"] == []
+
+
+def test_arena_ring_cut_by_a_lost_arena_still_finds_main_arena():
+    """Without symbols main_arena is known by its `next` ring coming back; in a core that lacks
+    a thread arena's heap the ring runs into memory the core has no bytes for, and main_arena
+    is still the one candidate.  A ring into memory the process never had still rules it out."""
+    _, s = every_bin_heap((2, 36), 8)
+    lost = 0x7F0000000030  # an arena in a mapping the core saved without its bytes
+    s.poke(s.arena + s.layout.malloc_state.offset("next"), lost)
+    libc = [(s.libc_base, s.libc_base + len(s.libc_bytes))]
+    s.memory.lacks = [(lost - 0x30, lost + 0x21000)]
+    assert [c.address for c in heuristics.arena_candidates(s.reader(), s.layout, libc)] == [s.arena]
+    s.memory.lacks = []
+    assert heuristics.arena_candidates(s.reader(), s.layout, libc) == []
