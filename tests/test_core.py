@@ -141,9 +141,9 @@ def drop_segment(core: str, address: int) -> None:
     raise AssertionError(f"no segment holds {address:#x}")
 
 
-def test_a_core_lacking_mappings_says_which_and_goes_on():
-    """A core without the mmapped chunks' mapping and without one thread arena's heap: the
-    commands name what is missing and show the rest."""
+def test_a_core_lacking_an_mmapped_chunk_says_which_and_goes_on():
+    """A core without the mapping of one mmapped chunk: the commands name what is missing and
+    show the rest."""
     with tempfile.TemporaryDirectory(prefix="gdb_heap_core.") as tmp:
         core = os.path.join(tmp, "core")
         program = sample("mmapped")
@@ -161,8 +161,14 @@ def test_a_core_lacking_mappings_says_which_and_goes_on():
         assert found["chunks"] == [c for c in live["chunks"] if not lost[0]["start"] <= c["address"] < lost[0]["end"]]
         assert f"mapping {lost[0]['start']:#x}-{lost[0]['end']:#x} is not readable" in out["heap mmapped"]
         assert "but glibc counts 4" in out["heap mmapped"]
+        assert "that memory is not readable (the process or the core file lacks it)" in out[f"heap chunk {m1m:#x}"]
         assert json.loads(out["heap chunks --json"]) == json.loads(record["commands"]["heap chunks --json"]["out"])
 
+
+def test_a_core_lacking_a_thread_arena_says_which_and_goes_on():
+    """A core without one thread arena's heap (so without that arena): the arena list stops
+    there and says so; the main arena's chunks are whole."""
+    with tempfile.TemporaryDirectory(prefix="gdb_heap_core.") as tmp:
         threads_core = os.path.join(tmp, "threads_core")
         program = sample("arenas")
         (record,) = probe(program, ["heap arenas --json", f"generate-core-file {threads_core}"], truth=False,
