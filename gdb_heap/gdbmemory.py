@@ -21,10 +21,16 @@ class GdbMemory:
         self.holes = sorted(holes)
         self._starts = [h[0] for h in self.holes]
 
+    def _in_hole(self, address: int, length: int) -> bool:
+        i = bisect_right(self._starts, address + length - 1) - 1
+        return i >= 0 and self.holes[i][1] > address  # the last hole starting before the end overlaps?
+
+    def missing(self, address: int) -> bool:
+        return self._in_hole(address, 1)
+
     def read(self, address: int, length: int) -> Bytes:
         self.reads += 1
-        i = bisect_right(self._starts, address + length - 1) - 1
-        if i >= 0 and self.holes[i][1] > address:  # the last hole starting before the end overlaps?
+        if self._in_hole(address, length):
             raise MemoryReadError(address, length)
         try:
             return self.inferior.read_memory(address, length)

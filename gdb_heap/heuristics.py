@@ -153,7 +153,8 @@ def valid_arena(reader: Reader, layout: GlibcLayout, address: int) -> int:
     """A score > 0 when the malloc_state at `address` is self-consistent, else 0.
 
     Checks: every bin is empty (pointing at itself) or points outside the arena at an
-    aligned, readable chunk; top is aligned and readable; the `next` ring comes back.
+    aligned, readable chunk; top is aligned and readable; the `next` ring comes back (or
+    reaches an arena the core file lacks: `heap arenas` then says the list is cut there).
     """
     try:
         state = model.read_malloc_state(reader, layout, address)
@@ -183,11 +184,11 @@ def valid_arena(reader: Reader, layout: GlibcLayout, address: int) -> int:
     for fb in state.fastbinsY:
         if fb and (fb % S or not reader.readable(fb)):
             return 0
-    # The ring of arenas returns to this one.
+    # The ring of arenas returns to this one, or runs into an arena a core file lacks.
     seen = {address}
     nxt = state.next
     for _ in range(model.MAX_ARENAS):
-        if nxt == address:
+        if nxt == address or (not nxt % S and reader.missing(nxt)):
             break
         if nxt in seen or nxt == 0 or not reader.readable(nxt):
             return 0

@@ -18,6 +18,7 @@ from .errors import HeapError, MemoryReadError
 from .layouts import FEATURES, GlibcLayout, StructLayout, Version, layout_for, NEWEST_KNOWN, OLDEST_SUPPORTED
 from .heap import ThreadInfo
 from .memory import Reader
+from .elf import has_interpreter, program_headers
 from .mmapped import core_segments
 
 T = TypeVar("T")
@@ -368,19 +369,29 @@ def locate(reader: Reader, maps: List[mappings.Mapping]) -> Located:
     return Located(state, tls, ctx)
 
 
+def _statically_linked(program: Optional[str]) -> bool:
+    """The program file names no dynamic loader: its C library, if any, is in the program."""
+    try:
+        with open(program or "", "rb") as f:
+            data = f.read(ELF_HEADERS_MAX)
+    except OSError:
+        return False
+    return bool(program_headers(data)) and not has_interpreter(data)
+
+
 def _search(reader: Reader, maps: List[mappings.Mapping]) -> State:
     size_sz = reader.size_sz
     main_arena = _override("main-arena") or _address_of("main_arena")
     mp = _override("mp") or _address_of("mp_")
     if main_arena is None and (why := _not_glibc(maps)):
         raise HeapError(why)
+    progspace = gdb.current_progspace()
+    program = progspace.filename if progspace else None
     if main_arena is None and is_core() and not any("libc" in (o.filename or "") for o in gdb.objfiles()) \
-            and not mappings.libc_path(maps):
+            and not mappings.libc_path(maps) and not _statically_linked(program):
         raise HeapError("cannot find glibc's main_arena: gdb found no C library in this core file (it lacks "
                         "the dynamic loader's data, e.g. filtered by coredump_filter); check that "
                         "`info sharedlibrary` lists libc")
-    progspace = gdb.current_progspace()
-    program = progspace.filename if progspace else None
     for name, symbol, address in (("main-arena", "main_arena", main_arena), ("mp", "mp_", mp)):
         if address is not None and not reader.readable(address):
             raise HeapError(f"cannot read {address:#x} (the {symbol} address); check the address or "
@@ -497,6 +508,7 @@ def threads_info(ctx: Optional[Context]) -> List[ThreadInfo]:
 
 
 CORE_HEADERS_MAX = 1 << 22
+ELF_HEADERS_MAX = 1 << 16  # a program's program headers follow its ELF header
 CORE_FILE = re.compile(r"Local core dump file:\s*`(.*)', file type")
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import mmap
 import struct
-from typing import Dict, List, Literal, Optional, Protocol, Tuple, Union
+from typing import Dict, List, Literal, Optional, Protocol, Sequence, Tuple, Union
 
 from .errors import MemoryReadError
 
@@ -22,12 +22,18 @@ class Memory(Protocol):
         """Exactly `length` bytes at `address`, or raise MemoryReadError."""
         ...
 
+    def missing(self, address: int) -> bool:
+        """The process had memory at `address` that this image lacks (a core file's mapping
+        saved without its bytes): unreadable here, yet not a wild address."""
+        ...
+
 
 class ImageMemory:
     """Memory made of a few (address, bytes) regions: for tests and raw dumps."""
 
-    def __init__(self, regions: Optional[Dict[int, Bytes]] = None) -> None:
+    def __init__(self, regions: Optional[Dict[int, Bytes]] = None, lacks: Sequence[Tuple[int, int]] = ()) -> None:
         self.regions: List[Tuple[int, Bytes]] = sorted((regions or {}).items())
+        self.lacks = list(lacks)  # [start, end) ranges the image lacks (see Memory.missing)
         self.reads = 0
 
     def add(self, address: int, data: Bytes) -> None:
@@ -42,6 +48,9 @@ class ImageMemory:
             if start <= address and address + length <= start + len(data):
                 return data[address - start:address - start + length]
         raise MemoryReadError(address, length)
+
+    def missing(self, address: int) -> bool:
+        return any(start <= address < end for start, end in self.lacks)
 
 
 BLOCK = 1 << 16  # bytes per cached block
@@ -196,6 +205,10 @@ class Reader:
     def array(self, address: int, count: int, elem_size: int) -> Tuple[int, ...]:
         code = {1: "B", 2: "H", 4: "I", 8: "Q"}[elem_size]
         return struct.unpack(self._wfmt[0] + code * count, self.read(address, count * elem_size))
+
+    def missing(self, address: int) -> bool:
+        """See Memory.missing."""
+        return self.memory.missing(address)
 
     def readable(self, address: int) -> bool:
         try:

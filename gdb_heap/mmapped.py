@@ -9,10 +9,10 @@ mapping does, the scan tries the next header right after it.
 
 from __future__ import annotations
 
-import struct
 from dataclasses import dataclass
 from typing import List, Optional, Sequence, Tuple
 
+from .elf import PF_R, PF_W, PT_LOAD, program_headers
 from .errors import MemoryReadError
 from .layouts import GlibcLayout
 from .mappings import Mapping
@@ -124,27 +124,11 @@ def scan(reader: Reader, layout: GlibcLayout, mappings: Sequence[Mapping],
 def core_segments(data: bytes) -> List[Mapping]:
     """The PT_LOAD segments of an ELF core file (`data` holds its header and program headers),
     as mappings: a core has one per mapping of the process."""
-    if data[:4] != b"\x7fELF" or data[4] not in (1, 2) or data[5] not in (1, 2):
-        return []
-    is64, order = data[4] == 2, "<" if data[5] == 1 else ">"
-    phoff, phentsize, phnum = (struct.unpack_from(order + "Q", data, 0x20)[0], *struct.unpack_from(
-        order + "HH", data, 0x36)) if is64 else (struct.unpack_from(order + "I", data, 0x1c)[0], *struct.unpack_from(
-            order + "HH", data, 0x2a))
-    out = []
-    for i in range(min(phnum, 65535)):
-        off = phoff + i * phentsize
-        if off + phentsize > len(data):
-            break
-        if is64:
-            p_type, p_flags, _, vaddr, _, filesz, memsz = struct.unpack_from(order + "IIQQQQQ", data, off)
-        else:
-            p_type, _, vaddr, _, filesz, memsz, p_flags = struct.unpack_from(order + "IIIIIII", data, off)
-        if p_type == 1 and memsz:  # PT_LOAD
-            # A mapping the core did not save (coredump_filter, gcore's choice) keeps its
-            # segment with fewer bytes in the file than in memory; gdb reads the rest as zeros.
-            out.append(Mapping(vaddr, vaddr + memsz, "", bool(p_flags & 4),  # PF_R
-                               vaddr + filesz if filesz < memsz else None, bool(p_flags & 2)))  # PF_W
-    return out
+    # A mapping the core did not save (coredump_filter, gcore's choice) keeps its segment
+    # with fewer bytes in the file than in memory; gdb reads the rest as zeros.
+    return [Mapping(h.vaddr, h.vaddr + h.memsz, "", bool(h.flags & PF_R),
+                    h.vaddr + h.filesz if h.filesz < h.memsz else None, bool(h.flags & PF_W))
+            for h in program_headers(data) if h.type == PT_LOAD and h.memsz]
 
 
 def mapping_of(mappings: Sequence[Mapping], address: int) -> Optional[Mapping]:

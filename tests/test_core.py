@@ -5,11 +5,13 @@ import json
 import struct
 import os
 import tempfile
-from typing import Dict, List
+from typing import Dict, List, NamedTuple
 
 import pytest
 
+from gdb_heap import heuristics
 from tests.gdbrun import facts, gdb_batch, no_traceback, probe, sample
+from tests.synthetic import every_bin_heap
 
 COMMANDS = ["heap --json", "heap chunks --json", "heap chunks --all-arenas --json",
             "heap chunks --summary --all-arenas --json", "heap bins --json", "heap bins --all-arenas --json",
@@ -39,10 +41,20 @@ def live_and_core(name: str, tmp: str, text_commands: List[str]):
     return record, on_core_file(program, core, commands)
 
 
+# Each command's text as the live probe records it (tests/gdb_probe.py's run): gdb.execute's
+# to_string holds what the command writes to stdout and stderr (its warnings), an error its message.
+CAPTURE = """def capture(command):
+    try:
+        gdb.write(gdb.execute(command, to_string=True))
+    except gdb.error as e:
+        gdb.write(str(e))
+"""
+
+
 def on_core_file(program: str, core: str, commands: List[str]) -> Dict[str, str]:
-    script: List[str] = [f"core-file {core}"]
+    script: List[str] = [f"core-file {core}", f"python exec({CAPTURE!r})"]
     for i, command in enumerate(commands):
-        script += [f"echo {MARK}{i}\\n", command]
+        script += [f"echo {MARK}{i}\\n", f"python capture({command!r})"]
     r = gdb_batch(script, program)
     no_traceback(r.stdout + r.stderr)
     out: Dict[str, str] = {}
@@ -95,27 +107,43 @@ def test_mmapped_core_gives_the_same_json(mmapped):
     assert core["heap mmapped"].splitlines()[:-1] == record["commands"]["heap mmapped"]["out"].splitlines()[:-1]
 
 
+class ElfClass(NamedTuple):
+    """Where the program headers are and how one reads, for one ELF class (little-endian)."""
+    word: str  # struct format of an address-sized field (e_phoff, p_filesz)
+    phoff_at: int
+    phnum_at: int  # offset of e_phentsize, e_phnum
+    phdr: str  # struct format of a program header up to p_memsz
+    vaddr: int  # index of p_vaddr, p_memsz in the unpacked header
+    memsz: int
+    filesz_at: int  # byte offset of p_filesz in the program header
+
+
+ELF_CLASSES = {1: ElfClass("<I", 0x1C, 0x2A, "<IIIIII", 2, 5, 16),  # ELFCLASS32
+               2: ElfClass("<Q", 0x20, 0x36, "<IIQQQQQ", 3, 6, 32)}  # ELFCLASS64
+
+
 def drop_segment(core: str, address: int) -> None:
     """Make the core lack the mapping holding `address`, as a filtered mapping does: its
-    PT_LOAD segment keeps its place but no bytes (p_filesz = 0).  ELF64 little-endian."""
+    PT_LOAD segment keeps its place but no bytes (p_filesz = 0).  ELF32 or ELF64, little-endian."""
     with open(core, "r+b") as f:
         head = f.read(64)
-        assert head[:6] == b"\x7fELF\x02\x01"
-        phoff = struct.unpack_from("<Q", head, 0x20)[0]
-        phentsize, phnum = struct.unpack_from("<HH", head, 0x36)
+        assert head[:4] == b"\x7fELF" and head[4] in ELF_CLASSES and head[5] == 1, head[:6]
+        elf = ELF_CLASSES[head[4]]
+        phoff = struct.unpack_from(elf.word, head, elf.phoff_at)[0]
+        phentsize, phnum = struct.unpack_from("<HH", head, elf.phnum_at)
         for i in range(phnum):
             f.seek(phoff + i * phentsize)
-            p_type, _, _, vaddr, _, _, memsz = struct.unpack("<IIQQQQQ", f.read(48))
-            if p_type == 1 and vaddr <= address < vaddr + memsz:
-                f.seek(phoff + i * phentsize + 32)
-                f.write(struct.pack("<Q", 0))
+            phdr = struct.unpack(elf.phdr, f.read(struct.calcsize(elf.phdr)))
+            if phdr[0] == 1 and phdr[elf.vaddr] <= address < phdr[elf.vaddr] + phdr[elf.memsz]:  # PT_LOAD
+                f.seek(phoff + i * phentsize + elf.filesz_at)
+                f.write(struct.pack(elf.word, 0))
                 return
     raise AssertionError(f"no segment holds {address:#x}")
 
 
-def test_a_core_lacking_mappings_says_which_and_goes_on():
-    """A core without the mmapped chunks' mapping and without one thread arena's heap: the
-    commands name what is missing and show the rest."""
+def test_a_core_lacking_an_mmapped_chunk_says_which_and_goes_on():
+    """A core without the mapping of one mmapped chunk: the commands name what is missing and
+    show the rest."""
     with tempfile.TemporaryDirectory(prefix="gdb_heap_core.") as tmp:
         core = os.path.join(tmp, "core")
         program = sample("mmapped")
@@ -133,8 +161,14 @@ def test_a_core_lacking_mappings_says_which_and_goes_on():
         assert found["chunks"] == [c for c in live["chunks"] if not lost[0]["start"] <= c["address"] < lost[0]["end"]]
         assert f"mapping {lost[0]['start']:#x}-{lost[0]['end']:#x} is not readable" in out["heap mmapped"]
         assert "but glibc counts 4" in out["heap mmapped"]
+        assert "that memory is not readable (the process or the core file lacks it)" in out[f"heap chunk {m1m:#x}"]
         assert json.loads(out["heap chunks --json"]) == json.loads(record["commands"]["heap chunks --json"]["out"])
 
+
+def test_a_core_lacking_a_thread_arena_says_which_and_goes_on():
+    """A core without one thread arena's heap (so without that arena): the arena list stops
+    there and says so; the main arena's chunks are whole."""
+    with tempfile.TemporaryDirectory(prefix="gdb_heap_core.") as tmp:
         threads_core = os.path.join(tmp, "threads_core")
         program = sample("arenas")
         (record,) = probe(program, ["heap arenas --json", f"generate-core-file {threads_core}"], truth=False,
@@ -143,9 +177,24 @@ def test_a_core_lacking_mappings_says_which_and_goes_on():
         arenas = json.loads(record["commands"]["heap arenas --json"]["out"])["arenas"]
         gone = arenas[2]
         drop_segment(threads_core, gone["heaps"][0]["start"])
-        out = on_core_file(program, threads_core, ["heap arenas", "heap arenas --json",
-                                                   "heap chunks --arena main_arena --json"])
+        assert arenas[0]["main"]  # named by address: without libc's symbols gdb knows no main_arena
+        main = f"heap chunks --arena {arenas[0]['address']:#x} --json"
+        out = on_core_file(program, threads_core, ["heap arenas", "heap arenas --json", main])
         kept = json.loads(out["heap arenas --json"])["arenas"]
         assert kept == arenas[:2]  # the ring is cut where the lost arena was
         assert f"arena {gone['address']:#x} is not readable; the arena list is cut here" in out["heap arenas"]
-        assert json.loads(out["heap chunks --arena main_arena --json"])["problems"] == []
+        assert json.loads(out[main])["problems"] == []
+
+
+def test_arena_ring_cut_by_a_lost_arena_still_finds_main_arena():
+    """Without symbols main_arena is known by its `next` ring coming back; in a core that lacks
+    a thread arena's heap the ring runs into memory the core has no bytes for, and main_arena
+    is still the one candidate.  A ring into memory the process never had still rules it out."""
+    _, s = every_bin_heap((2, 36), 8)
+    lost = 0x7F0000000030  # an arena in a mapping the core saved without its bytes
+    s.poke(s.arena + s.layout.malloc_state.offset("next"), lost)
+    libc = [(s.libc_base, s.libc_base + len(s.libc_bytes))]
+    s.memory.lacks = [(lost - 0x30, lost + 0x21000)]
+    assert [c.address for c in heuristics.arena_candidates(s.reader(), s.layout, libc)] == [s.arena]
+    s.memory.lacks = []
+    assert heuristics.arena_candidates(s.reader(), s.layout, libc) == []

@@ -1,0 +1,52 @@
+"""Reading an ELF file's program headers (a core file's segments, a program's PT_INTERP).
+
+gdb-free: the bytes of the file's start go in.
+"""
+
+from __future__ import annotations
+
+import struct
+from typing import List, NamedTuple
+
+PT_LOAD = 1
+PT_INTERP = 3
+PF_W = 2
+PF_R = 4
+
+
+class ProgramHeader(NamedTuple):
+    type: int
+    flags: int
+    vaddr: int
+    filesz: int
+    memsz: int
+
+
+def program_headers(data: bytes) -> List[ProgramHeader]:
+    """The program headers of the ELF file `data` begins with (ELF32 or ELF64, either byte
+    order); those past the end of `data`, and any of a file that is not ELF, are left out."""
+    if data[:4] != b"\x7fELF" or data[4] not in (1, 2) or data[5] not in (1, 2):
+        return []
+    is64, order = data[4] == 2, "<" if data[5] == 1 else ">"
+    try:
+        phoff, phentsize, phnum = (struct.unpack_from(order + "Q", data, 0x20)[0], *struct.unpack_from(
+            order + "HH", data, 0x36)) if is64 else (struct.unpack_from(order + "I", data, 0x1c)[0],
+                                                     *struct.unpack_from(order + "HH", data, 0x2a))
+    except struct.error:
+        return []
+    out = []
+    for i in range(phnum):
+        off = phoff + i * phentsize
+        if off + phentsize > len(data):
+            break
+        if is64:
+            p_type, p_flags, _, vaddr, _, filesz, memsz = struct.unpack_from(order + "IIQQQQQ", data, off)
+        else:
+            p_type, _, vaddr, _, filesz, memsz, p_flags = struct.unpack_from(order + "IIIIIII", data, off)
+        out.append(ProgramHeader(p_type, p_flags, vaddr, filesz, memsz))
+    return out
+
+
+def has_interpreter(data: bytes) -> bool:
+    """A dynamically linked program names its loader (PT_INTERP); a static one does not."""
+    return any(h.type == PT_INTERP for h in program_headers(data))
