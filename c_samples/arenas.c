@@ -183,7 +183,7 @@ int main(int argc, char **argv)
     mi_open();
     pthread_barrier_init(&meet, NULL, NWORKERS + 1);
     for (int t = 0; t < NWORKERS; t++)
-        if (pthread_create(&threads[t], NULL, worker, (void *)(intptr_t)(t + 1)) != 0)
+        if (start_thread(&threads[t], worker, (void *)(intptr_t)(t + 1)) != 0)
             return 1;
     fill_bins(0); /* after pthread_create, whose own mallocs would split these chunks */
     pthread_mutex_lock(&turn_lock);

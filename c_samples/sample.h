@@ -33,6 +33,7 @@
 
 #include <inttypes.h>
 #include <malloc.h>
+#include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -162,6 +163,19 @@ static inline void report_sbrk(const char *label)
 }
 
 /* malloc() that gives up loudly: the samples rely on every allocation. */
+/* A thread whose stack has no guard page: glibc 2.42+ guards stacks with MADV_GUARD_INSTALL,
+ * which gdb 13 cannot read, so its generate-core-file would save the sample's threads without
+ * their stacks.  The samples never overflow a stack. */
+static inline int start_thread(pthread_t *thread, void *(*fn)(void *), void *arg)
+{
+    pthread_attr_t attr;
+    pthread_attr_init(&attr);
+    pthread_attr_setguardsize(&attr, 0);
+    int err = pthread_create(thread, &attr, fn, arg);
+    pthread_attr_destroy(&attr);
+    return err;
+}
+
 static inline void *xmalloc(size_t request)
 {
     void *p = malloc(request);

@@ -74,7 +74,7 @@ int main(void)
 
     pthread_barrier_init(&meet, NULL, NWORKERS + 1);
     for (int t = 0; t < NWORKERS; t++)
-        if (pthread_create(&threads[t], NULL, worker, (void *)(intptr_t)(t + 1)) != 0)
+        if (start_thread(&threads[t], worker, (void *)(intptr_t)(t + 1)) != 0)
             return 1;
     pthread_mutex_lock(&turn_lock);
     turn = 1;
