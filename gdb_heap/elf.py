@@ -34,6 +34,8 @@ def program_headers(data: bytes) -> List[ProgramHeader]:
                                                      *struct.unpack_from(order + "HH", data, 0x2a))
     except struct.error:
         return []
+    if phentsize < (56 if is64 else 32):  # too small for one entry: not a real ELF file
+        return []
     out = []
     for i in range(phnum):
         off = phoff + i * phentsize

@@ -88,6 +88,9 @@ def test_core_segments():
                                    Mapping(0x7fffe8021000, 0x7fffec000000, "", False, 0x7fffe8021000, False)]
     assert core_segments(b"not an elf") == []
     assert core_segments(data[:100]) == []  # headers cut short: none taken
+    tiny = bytearray(data)
+    struct.pack_into("<H", tiny, 0x36, 8)  # e_phentsize smaller than one ELF64 program header
+    assert core_segments(bytes(tiny)) == []
 
 
 def test_views_say_what_is_missing():
