@@ -80,6 +80,14 @@ if CONFIG.static and not CONFIG.glibc_dir:
 OTHER_GLIBC = CONFIG.glibc_dir
 
 
+def skip_if_static_startup() -> None:
+    """A test of the state before the first malloc cannot apply to a static program."""
+    if CONFIG.static:
+        import pytest
+
+        pytest.skip("a static program's startup (_dl_non_dynamic_init) calls malloc before main")
+
+
 def _gdb(debug_dir: str) -> List[str]:
     return ["gdb", "-q", "-nx", "-batch", "-ex", "set debuginfod enabled off",
             "-ex", f"set debug-file-directory {debug_dir}", "-ex", "set auto-load safe-path /"]

@@ -14,7 +14,8 @@ from typing import Dict
 
 import pytest
 
-from tests.gdbrun import CONFIG, facts, gdb_batch, host_glibc, no_traceback, probe, sample, version_tuple
+from tests.gdbrun import (facts, gdb_batch, host_glibc, no_traceback, probe, sample,
+    skip_if_static_startup, version_tuple)
 
 GLIBC = version_tuple(host_glibc())
 SAFE_LINKING = GLIBC >= (2, 32)
@@ -47,7 +48,6 @@ if not SAFE_LINKING:  # without safe-linking, a raw link is a valid link
     STAGES["uaf_tcache_raw"] = STAGES["uaf_tcache"]
     STAGES["uaf_fast_raw"] = STAGES["uaf_fast"]
 FASTBIN_ONLY = ("uaf_fast", "uaf_fast_raw")  # their tcache equivalents are uaf_tcache and uaf_tcache_raw
-STATIC_STARTUP = "a static program's startup (_dl_non_dynamic_init) calls malloc before main"
 
 
 def sizes(S: int) -> Dict[str, int]:
@@ -135,8 +135,7 @@ def test_healthy_heaps_have_no_problems(program):
 
 
 def test_check_before_the_first_malloc():
-    if CONFIG.static:
-        pytest.skip(STATIC_STARTUP)
+    skip_if_static_startup()
     r = gdb_batch(["break checkpoint", "run > /dev/null", "heap check --json", "heap check"], sample("first_malloc"))
     assert r.returncode == 0, r.stderr
     assert '"problems": []' in r.stdout

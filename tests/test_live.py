@@ -8,7 +8,8 @@ import xml.etree.ElementTree as ET
 
 import pytest
 
-from tests.gdbrun import ANSI, CONFIG, doc, facts, gdb_batch, host_glibc, no_traceback, probe, sample, version_tuple
+from tests.gdbrun import (ANSI, CONFIG, doc, facts, gdb_batch, host_glibc, no_traceback, probe, sample,
+    skip_if_static_startup, version_tuple)
 
 COMMANDS = ["heap --json", "heap chunks --json", "heap bins --json", "heap top --json", "heap arenas --json",
             "heap chunks --summary --json", "heap", "heap chunks", "heap bins", "heap top",
@@ -322,8 +323,7 @@ def test_heap_lives_at_the_program_break(first_malloc):
 # -- before the first malloc -----------------------------------------------------------------
 
 def test_before_first_malloc(first_malloc):
-    if CONFIG.static:
-        pytest.skip("a static program's startup (_dl_non_dynamic_init) calls malloc before main")
+    skip_if_static_startup()
     record = stage(first_malloc, 1)
     assert not record["truth"]["initialised"]
     text = record["commands"]["heap"]
