@@ -17,7 +17,7 @@ import fnmatch
 import glob
 import json
 import os
-import shutil
+import struct
 import subprocess
 import sys
 import time
@@ -165,16 +165,75 @@ def smoke(binary: str, sample: str) -> Optional[str]:
     return None
 
 
+R_386_GOT32, R_386_GOT32X = 3, 43
+
+
+def _ar_members(data: bytes) -> List[Tuple[int, bytes]]:
+    """(offset, bytes) of each member of an ar archive (System V/GNU layout)."""
+    out, pos = [], 8
+    while pos + 60 <= len(data):
+        size = int(data[pos + 48:pos + 58].strip() or 0)
+        out.append((pos + 60, data[pos + 60:pos + 60 + size]))
+        pos += 60 + size + (size & 1)
+    return out
+
+
+def _pushes_via_got32x(obj: bytes) -> List[int]:
+    """Offsets in `obj` (an ELF32 relocatable) of the type byte of each R_386_GOT32X that applies
+    to a `push foo@GOT(reg)` (ff /6)."""
+    if obj[:5] != b"\x7fELF\x01" or len(obj) < 52:
+        return []
+    shoff, = struct.unpack_from("<I", obj, 0x20)
+    shentsize, shnum = struct.unpack_from("<HH", obj, 0x2E)
+    if shentsize < 40 or shoff + shnum * shentsize > len(obj):
+        return []
+    sections = [struct.unpack_from("<IIIIIIIIII", obj, shoff + i * shentsize) for i in range(shnum)]
+    found = []
+    for _, sh_type, _, _, off, size, _, target, _, _ in sections:
+        if sh_type != 9 or target >= shnum:  # SHT_REL, applying to section `target`
+            continue
+        for rel in range(off, min(off + size, len(obj)) - 7, 8):
+            r_offset, r_info = struct.unpack_from("<II", obj, rel)
+            at = sections[target][4] + r_offset
+            if r_info & 0xFF == R_386_GOT32X and 2 <= at <= len(obj) and obj[at - 2] == 0xFF and (
+                    obj[at - 1] >> 3) & 7 == 6:
+                found.append(rel + 4)
+    return found
+
+
+def libc_a_fixed(version: str) -> Optional[str]:
+    """A folder with a copy of this i386 version's libc.a whose GOT32X pushes are plain GOT32, or
+    None when it has none.  2.43+ i386 libc.a (binutils 2.45) relocates `push foo@GOT(%ebx)` with
+    the relaxable R_386_GOT32X; ld 2.40 and 2.44 take any relaxable `ff /r` for a call or jmp and
+    write `jmp foo` (pthread_getattr_default_np then jumps into data).  GOT32 is never relaxed,
+    and the copy keeps every member's size, so its symbol index stays valid."""
+    if arch_of(version) != "i386":
+        return None
+    folder = os.path.join(OUT, version, "libc-fixed")
+    if not os.path.isdir(folder):
+        libc_a = os.path.join(CACHE, version, info(version)["SYSROOT"], "usr", "lib", "i386-linux-gnu", "libc.a")
+        with open(libc_a, "rb") as f:
+            data = bytearray(f.read())
+        patched = 0
+        for start, member in _ar_members(bytes(data)):
+            for at in _pushes_via_got32x(member):
+                data[start + at] = R_386_GOT32
+                patched += 1
+        os.makedirs(folder + ".new", exist_ok=True)
+        if patched:
+            with open(os.path.join(folder + ".new", "libc.a"), "wb") as f:
+                f.write(data)
+            log(f"{version}: libc.a copied with {patched} GOT32X pushes made GOT32 (the host's ld breaks them)")
+        os.replace(folder + ".new", folder)
+    return folder if os.path.exists(os.path.join(folder, "libc.a")) else None
+
+
 def link_static(version: str, sample: str, obj: str, out: str) -> Optional[str]:
-    """Link one static sample; why it cannot be built and run, or None.  Newer i386 libc.a (2.43+,
-    built with binutils 2.45) has R_386_GOT32X on `push foo@GOT(%ebx)`, which bookworm's ld 2.40
-    relaxes into a `jmp foo` (pthread_getattr_default_np then jumps into data): gold does not relax
-    it, so a sample that crashes is linked again with gold where the host has it."""
-    argv = ["gcc", *CFLAGS, "-static", *sysroot_flags(version, True), "-o", out, obj]
-    err = run_cc(argv) or smoke(out, sample)
-    if err and "crashes" in err and shutil.which("ld.gold"):
-        err = run_cc([*argv, "-fuse-ld=gold"]) or smoke(out, sample)
-    return err
+    """Link one static sample; why it cannot be built and run, or None."""
+    fixed = libc_a_fixed(version)
+    err = run_cc(["gcc", *CFLAGS, "-static", *([f"-L{fixed}"] if fixed else []), *sysroot_flags(version, True),
+                  "-o", out, obj])
+    return err or smoke(out, sample)
 
 
 def skip_note(path: str, why: str) -> None:
