@@ -9,7 +9,7 @@ VPY     := $(VENV)/bin/python
 SAMPLES := $(patsubst c_samples/%.c,build/%,$(wildcard c_samples/*.c))
 GDB     := gdb -q -nx -batch -ex 'set pagination off' -ex 'set debuginfod enabled off'
 
-.PHONY: all samples demo test lint fuzz bench readme check-tools clean matrix matrix-readme
+.PHONY: all samples demo test test-gdb lint fuzz bench readme check-tools clean matrix matrix-readme
 
 all: samples
 
@@ -46,6 +46,16 @@ lint: $(VENV)/.installed
 
 test: check-tools samples lint
 	$(VPY) -m pytest -q
+
+# The suite again under other releases' gdb (tools/gdb-versions.sh unpacks each, with its own
+# Python, into .cache/gdb, without root): GDB_SUITES=trixie is gdb 16.3 with Python 3.13.
+GDB_SUITES ?= trixie
+test-gdb: check-tools samples $(VENV)/.installed
+	@GDB_SUITES='$(GDB_SUITES)' bash tools/gdb-versions.sh .cache/gdb > build/gdb-versions.txt || exit 1; \
+	while read -r suite version bin; do \
+	  echo "== the suite under $$suite's gdb $$version"; \
+	  PATH="$$bin:$$PATH" $(VPY) -m pytest -q || exit 1; \
+	done < build/gdb-versions.txt
 
 # The long fuzz run of the model on corrupted synthetic heaps (make test runs a short one).
 fuzz: $(VENV)/.installed

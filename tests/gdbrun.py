@@ -248,11 +248,36 @@ def _probe_session(gdb: List[str], program: str, params: Dict[str, Any]) -> Dict
         return result
 
 
+# Lines gdb itself prints around or inside a command's output: its warnings (gdb 16 warns, per
+# thread, that a core's `.reg-xstate` note is too small, the first time a command reads the
+# registers), breakpoints, thread and inferior events. The tool's own warnings start "heap: ".
+GDB_OWN = re.compile(r"warning: |Breakpoint \d+ at |\[New |\[Thread |\[Inferior |Using host libthread_db"
+                     r"|Core was generated |Program terminated |Download failed")
+
+
+def tool_text(text: str) -> str:
+    """What a command printed, without the lines gdb printed around or inside it."""
+    return "".join(line for line in text.splitlines(keepends=True) if not GDB_OWN.match(line))
+
+
+def json_docs(text: str) -> List[Any]:
+    """Every JSON document in a session's or a command's output, in order: each is one line of
+    its own (every document is an object, printed on one line), whatever gdb or the program printed."""
+    return [json.loads(line) for line in text.splitlines() if line.startswith("{")]
+
+
+def json_doc(text: str) -> Any:
+    """The one JSON document a command printed (the test fails if there is not exactly one)."""
+    docs = json_docs(text)
+    assert len(docs) == 1, f"expected one JSON document, found {len(docs)} in:\n{text[:3000]}"
+    return docs[0]
+
+
 def doc(record: Dict[str, Any], command: str) -> Any:
     """The JSON document a command printed at a checkpoint (fails the test if it failed)."""
     r = record["commands"][command]
     assert r["ok"], f"{command} failed: {r['out']}"
-    return json.loads(r["out"])
+    return json_doc(r["out"])
 
 
 def facts(record: Dict[str, Any], kind: str) -> List[List[str]]:

@@ -14,7 +14,7 @@ from typing import Dict
 
 import pytest
 
-from tests.gdbrun import (facts, gdb_batch, host_glibc, no_traceback, probe, sample,
+from tests.gdbrun import (facts, gdb_batch, host_glibc, json_doc, no_traceback, probe, sample,
     skip_if_static_startup, version_tuple)
 
 GLIBC = version_tuple(host_glibc())
@@ -78,7 +78,7 @@ def test_check_names_the_damaged_chunk(corrupted):
     damaged = addr(rec, "damaged")
     known = {label: addr(rec, label) for label in ("fake", "other") if any(f[0] == label for f in facts(rec, "addr"))}
     known.update(sizes(int(facts(rec, "size_t")[0][0])))
-    problems = json.loads(rec["commands"][CHECK]["out"])["problems"]
+    problems = json_doc(rec["commands"][CHECK]["out"])["problems"]
     here = [p for p in problems if p["address"] == damaged]
     assert here, f"{stage}: no problem at {damaged:#x}: {problems}"
     want = [w.format(**known) for w in words]
@@ -97,7 +97,7 @@ def test_every_command_stops_cleanly(corrupted):
         assert "internal error" not in r["out"], f"{stage}: {command}: {r['out']}"
         if command.endswith("--json"):
             assert r["ok"], f"{stage}: {command} failed: {r['out']}"
-            json.loads(r["out"])
+            json_doc(r["out"])
         elif not r["ok"]:  # a clean failure is one `heap:` line
             assert r["out"].startswith("heap: ") and "\n" not in r["out"].strip(), (stage, command, r["out"])
     assert not rec["commands"]["heap check"]["ok"]  # problems found: an error
@@ -106,7 +106,7 @@ def test_every_command_stops_cleanly(corrupted):
     # broken by a size), or the command shows the chain it cut.
     if stage == "overflow":
         for command in ("heap chunks --json", "heap chunks --all-arenas --json"):
-            out = json.loads(rec["commands"][command]["out"])
+            out = json_doc(rec["commands"][command]["out"])
             doc = out["arenas"][0] if "arenas" in out else out
             assert addr(rec, "damaged") in [p["address"] for p in doc["problems"]]
 
@@ -118,8 +118,7 @@ def test_batch_exit_status_gates_on_problems():
     assert "malloc(): corrupted top size" in bad.stdout
     as_json = gdb_batch(["break checkpoint", "run top_size > /dev/null", "heap check --json"], sample("corrupt"))
     assert as_json.returncode == 0
-    lines = [line for line in as_json.stdout.splitlines() if line.startswith("{")]
-    assert len(json.loads(lines[-1])["problems"]) == 1
+    assert len(json_doc(as_json.stdout)["problems"]) == 1
 
 
 @pytest.mark.parametrize("program", ["all_bins", "threads", "many"])
@@ -128,8 +127,7 @@ def test_healthy_heaps_have_no_problems(program):
                      sample(program))
     no_traceback(good.stdout + good.stderr)
     assert good.returncode == 0, good.stderr
-    lines = [line for line in good.stdout.splitlines() if line.startswith("{")]
-    docs = json.loads(lines[-1])["arenas"]
+    docs = json_doc(good.stdout)["arenas"]
     assert docs and all(d["problems"] == [] for d in docs)
     assert "no problems found" in good.stdout
 

@@ -1,7 +1,6 @@
 """Core files: at a checkpoint gdb writes a core (generate-core-file); a fresh gdb loads it
 (gdb PROGRAM CORE) and every command must print the same JSON as on the live process."""
 
-import json
 import struct
 import os
 import tempfile
@@ -10,7 +9,7 @@ from typing import Dict, List, NamedTuple
 import pytest
 
 from gdb_heap import heuristics
-from tests.gdbrun import facts, gdb_batch, no_traceback, probe, sample
+from tests.gdbrun import doc, facts, gdb_batch, json_doc, no_traceback, probe, sample, tool_text
 from tests.synthetic import every_bin_heap
 
 COMMANDS = ["heap --json", "heap chunks --json", "heap chunks --all-arenas --json",
@@ -83,28 +82,29 @@ def check_same(record, core):
         live = record["commands"][command]
         assert live["ok"], f"{command} failed live: {live['out']}"
         assert command in core and core[command].strip(), f"{command} printed nothing on the core"
-        assert json.loads(core[command]) == json.loads(live["out"]), command
+        assert json_doc(core[command]) == json_doc(live["out"]), command
 
 
 def test_threads_core_gives_the_same_json(arenas):
     record, core = arenas
     check_same(record, core)
     # and the core really has the threads' arenas and tcaches
-    a = json.loads(core["heap arenas --json"])["arenas"]
+    a = json_doc(core["heap arenas --json"])["arenas"]
     assert len(a) == 4 and all(x["threads"] for x in a)
-    bins = json.loads(core["heap bins --all-threads --json"])["bins"]
+    bins = json_doc(core["heap bins --all-threads --json"])["bins"]
     assert len({b["thread"] for b in bins if b["kind"] == "tcache"}) == 4
     for command in ("heap", "heap arenas", "heap bins tcache --all-threads"):
-        assert core[command] == record["commands"][command]["out"], command
+        assert tool_text(core[command]) == tool_text(record["commands"][command]["out"]), command
 
 
 def test_mmapped_core_gives_the_same_json(mmapped):
     record, core = mmapped
     check_same(record, core)
-    found = json.loads(core["heap mmapped --json"])
+    found = json_doc(core["heap mmapped --json"])
     assert len(found["chunks"]) == found["glibc_count"] == int(facts(record, "n_mmaps")[-1][0])
     assert "the core file's segments" in core["heap mmapped"]
-    assert core["heap mmapped"].splitlines()[:-1] == record["commands"]["heap mmapped"]["out"].splitlines()[:-1]
+    assert tool_text(core["heap mmapped"]).splitlines()[:-1] == \
+        tool_text(record["commands"]["heap mmapped"]["out"]).splitlines()[:-1]
 
 
 class ElfClass(NamedTuple):
@@ -154,15 +154,15 @@ def test_a_core_lacking_an_mmapped_chunk_says_which_and_goes_on():
         drop_segment(core, m1m)
         out = on_core_file(program, core, ["heap mmapped --json", "heap mmapped", "heap chunks --json",
                                            f"heap chunk {m1m:#x}"])
-        found = json.loads(out["heap mmapped --json"])
-        live = json.loads(record["commands"]["heap mmapped --json"]["out"])
+        found = json_doc(out["heap mmapped --json"])
+        live = doc(record, "heap mmapped --json")
         lost = [u for u in found["unreadable"] if u["start"] <= m1m < u["end"]]
         assert len(lost) == 1 and found["glibc_count"] == live["glibc_count"] == 4
         assert found["chunks"] == [c for c in live["chunks"] if not lost[0]["start"] <= c["address"] < lost[0]["end"]]
         assert f"mapping {lost[0]['start']:#x}-{lost[0]['end']:#x} is not readable" in out["heap mmapped"]
         assert "but glibc counts 4" in out["heap mmapped"]
         assert "that memory is not readable (the process or the core file lacks it)" in out[f"heap chunk {m1m:#x}"]
-        assert json.loads(out["heap chunks --json"]) == json.loads(record["commands"]["heap chunks --json"]["out"])
+        assert json_doc(out["heap chunks --json"]) == doc(record, "heap chunks --json")
 
 
 def test_a_core_lacking_a_thread_arena_says_which_and_goes_on():
@@ -174,16 +174,16 @@ def test_a_core_lacking_a_thread_arena_says_which_and_goes_on():
         (record,) = probe(program, ["heap arenas --json", f"generate-core-file {threads_core}"], truth=False,
                           last_stage=1)["stages"]
         core_saved_whole(record, threads_core)
-        arenas = json.loads(record["commands"]["heap arenas --json"]["out"])["arenas"]
+        arenas = doc(record, "heap arenas --json")["arenas"]
         gone = arenas[2]
         drop_segment(threads_core, gone["heaps"][0]["start"])
         assert arenas[0]["main"]  # named by address: without libc's symbols gdb knows no main_arena
         main = f"heap chunks --arena {arenas[0]['address']:#x} --json"
         out = on_core_file(program, threads_core, ["heap arenas", "heap arenas --json", main])
-        kept = json.loads(out["heap arenas --json"])["arenas"]
+        kept = json_doc(out["heap arenas --json"])["arenas"]
         assert kept == arenas[:2]  # the ring is cut where the lost arena was
         assert f"arena {gone['address']:#x} is not readable; the arena list is cut here" in out["heap arenas"]
-        assert json.loads(out[main])["problems"] == []
+        assert json_doc(out[main])["problems"] == []
 
 
 def test_arena_ring_cut_by_a_lost_arena_still_finds_main_arena():

@@ -2,14 +2,13 @@
 from outside gdb_heap: gdb's reading of glibc's debug info, the samples' printed pointers,
 glibc's malloc_info() and request2size arithmetic done here by hand."""
 
-import json
 import re
 import xml.etree.ElementTree as ET
 
 import pytest
 
-from tests.gdbrun import (ANSI, CONFIG, doc, facts, gdb_batch, host_glibc, no_traceback, probe, sample,
-    skip_if_static_startup, version_tuple)
+from tests.gdbrun import (ANSI, CONFIG, doc, facts, gdb_batch, host_glibc, json_doc, json_docs, no_traceback, probe,
+    sample, skip_if_static_startup, version_tuple)
 
 COMMANDS = ["heap --json", "heap chunks --json", "heap bins --json", "heap top --json", "heap arenas --json",
             "heap chunks --summary --json", "heap", "heap chunks", "heap bins", "heap top",
@@ -164,7 +163,7 @@ def test_bins_kind_filter(all_bins):
     gdb = gdb_batch(["break checkpoint", "run > /dev/null", "heap bins tcache --json", "heap bins small large --json"],
                     sample("all_bins"))
     no_traceback(gdb.stdout + gdb.stderr)
-    docs = [json.loads(line) for line in gdb.stdout.splitlines() if line.startswith("{")]
+    docs = json_docs(gdb.stdout)
     assert {b["kind"] for b in docs[0]["bins"]} == {"tcache"}
     assert {b["kind"] for b in docs[1]["bins"]} == {"small", "large"}
 
@@ -287,7 +286,7 @@ def test_chunk_by_chunk_address(all_bins):
     gdb = gdb_batch(["break checkpoint", "run > /dev/null", f"heap chunk {first['address']} --json",
                      f"heap chunk {first['address']}"], sample("all_bins"))
     no_traceback(gdb.stdout + gdb.stderr)
-    c = json.loads(next(line for line in gdb.stdout.splitlines() if line.startswith("{")))
+    c = json_doc(gdb.stdout)
     assert c["understood_as"] == "chunk" and c["address"] == first["address"]
     assert "understood as a chunk address" in gdb.stdout
 
@@ -411,7 +410,7 @@ def test_colour_follows_gdb_style():
     assert any(ANSI.search(line) for line in coloured)
     json_line = next(line for line in on.splitlines() if line.startswith("{"))
     assert not ANSI.search(json_line)
-    json.loads(json_line)
+    json_doc(on)
     assert not ANSI.search(off)
 
 

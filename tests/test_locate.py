@@ -3,7 +3,6 @@ in programs that do not use glibc: each checked against gdb's own reading of the
 (in a second run: gdb turns address randomisation off, so both runs see the same addresses),
 `nm`'s symbol table, or the programs' printed pointers."""
 
-import json
 import os
 import re
 import shutil
@@ -12,7 +11,7 @@ from typing import Dict, List, Set
 
 import pytest
 
-from tests.gdbrun import OTHER_GLIBC, ROOT, gdb_batch, no_traceback, sample
+from tests.gdbrun import OTHER_GLIBC, ROOT, gdb_batch, json_docs, no_traceback, sample
 
 pytestmark = pytest.mark.skipif(bool(OTHER_GLIBC), reason="uses this machine's own glibc and compilers")
 
@@ -25,9 +24,6 @@ def at_checkpoint(program, commands, pre=(), breakpoint="break checkpoint"):
     no_traceback(out.stdout + out.stderr)
     return out
 
-
-def json_docs(text):
-    return [json.loads(line) for line in text.splitlines() if line.startswith("{")]
 
 
 def without_lwps(doc):

@@ -57,6 +57,8 @@ case $CACHE in *[[:space:]]*) die "the cache path must not contain white space: 
 exec 9>"$CACHE/.lock"
 flock -w "$TMO" 9 || die "another glibc-matrix run holds $CACHE/.lock"
 
+. "$(dirname "$0")/apt-private.sh"
+
 loader_name() { [ "$1" = i386 ] && echo ld-linux.so.2 || echo ld-linux-x86-64.so.2; }
 triplet()     { [ "$1" = i386 ] && echo i386-linux-gnu || echo x86_64-linux-gnu; }
 dirname_for() { [ "$2" = amd64 ] && echo "$1" || echo "$1-$2"; }   # upstream ver, arch
@@ -91,40 +93,13 @@ for e in $EXTRA; do
 done
 
 if [ ${#MISSING[@]} -gt 0 ] || [ ${#MISSING_EXTRA[@]} -gt 0 ]; then
-  # The archive URI, as this machine's apt sees it: the entry for the host's own suite.
-  codename=$(. /etc/os-release 2>/dev/null; echo "${VERSION_CODENAME:-}")
-  uris=$(apt-get --print-uris update 2>/dev/null | sed -nE "s|^'([^']+)/dists/([^/']+)/InRelease'.*|\1/ \2|p")
-  URI=$(echo "$uris" | awk -v c="$codename" 'c != "" && $2 == c {print $1; exit}')
-  [ -n "$URI" ] || URI=$(echo "$uris" | awk '$2 ~ /^(buster|bullseye|bookworm|trixie|forky|duke|sid|stable|testing|unstable|oldstable)$/ {print $1; exit}')
-  [ -n "$URI" ] || die "no Debian archive found in this machine's apt sources (apt-get --print-uris update)"
-  warn "archive: $URI (from the machine's apt sources)"
-
   TMP=$(mktemp -d "${TMPDIR:-/tmp}/glibc-matrix.XXXXXX") || die "mktemp failed"
-  mkdir -p "$TMP/lists/partial" "$TMP/cache/archives/partial" "$TMP/parts" "$TMP/prefs" "$TMP/debs"
-  KEY=/usr/share/keyrings/debian-archive-keyring.gpg
+  mkdir -p "$TMP/debs"
   APT_ARCHES=$ARCHES   # the extras (lib32gcc-*) are amd64 packages, even for an i386-only run
   [ ${#MISSING_EXTRA[@]} -gt 0 ] && case " $APT_ARCHES " in *" amd64 "*) ;; *) APT_ARCHES="amd64 $APT_ARCHES";; esac
-  opt="arch=$(echo $APT_ARCHES | tr ' ' ,)"; [ -r "$KEY" ] && opt="$opt signed-by=$KEY"
-  declare -A seen=()
   suites=(); for m in "${MISSING[@]}"; do suites+=("${m% *}"); done
   for e in "${MISSING_EXTRA[@]}"; do suites+=("${e#*/}"); done
-  for s in "${suites[@]}"; do
-    [ -n "${seen[$s]:-}" ] && continue; seen[$s]=1
-    echo "deb [$opt] $URI $s main" >> "$TMP/sources.list"
-  done
-  APT=(-o Dir::Etc::SourceList="$TMP/sources.list" -o Dir::Etc::SourceParts="$TMP/parts"
-       -o Dir::Etc::Preferences=/dev/null -o Dir::Etc::PreferencesParts="$TMP/prefs"
-       -o Dir::State::Lists="$TMP/lists" -o Dir::Cache="$TMP/cache" -o Dir::State::status=/dev/null
-       -o Dir::Cache::pkgcache=pkgcache.bin -o Dir::Cache::srcpkgcache=   # docker images turn pkgcache off: 7 s per apt call
-       -o Acquire::Languages=none -o APT::Sandbox::User=root -o Acquire::Retries=2
-       -o Acquire::http::Timeout=30 -o Acquire::https::Timeout=30 -o Debug::NoLocking=1
-       -o Acquire::Check-Valid-Until=false)  # a mirror's sid/experimental Release may be past its
-                                            # Valid-Until; signatures are still checked
-  for a in $APT_ARCHES; do APT+=(-o APT::Architectures::="$a"); done
-
-  timeout -k 10 "$TMO" apt-get "${APT[@]}" -q update > "$TMP/update.log" 2>&1
-  rc=$?
-  [ $rc -eq 124 ] || [ $rc -eq 137 ] && warn "apt-get update timed out after ${TMO}s"
+  apt_private_setup "$TMP" "$APT_ARCHES" "${suites[@]}" || exit 2
 
   for m in "${MISSING[@]}"; do
     s=${m% *}; a=${m#* }
@@ -167,10 +142,7 @@ $why}"
     for d in "$dl"/*.deb; do dpkg-deb -x "$d" "$stage/root" || { warn "dpkg-deb -x $d failed"; ok=0; }; done
     [ $ok = 1 ] || { FAILED+=("$s/$a"); rm -rf "$stage"; continue; }
     rm -rf "$stage/root/usr/share/doc" "$stage/root/usr/share/lintian" "$stage/root/usr/share/man"
-    # absolute symlinks (lib64/ld-linux-x86-64.so.2 -> /lib/...) would point at the host: make them relative
-    while IFS= read -r l; do
-      t=$(readlink "$l"); ln -srfn "$stage/root$t" "$l"
-    done < <(find "$stage/root" -type l -lname '/*')
+    relative_symlinks "$stage/root"
     tri=$(triplet "$a")
     libc=$(find "$stage/root" -path "*/debug/*" -prune -o -path "*/$tri/libc.so.6" -print | awk '{print length, $0}' | sort -n | head -n1 | cut -d' ' -f2-)
     [ -n "$libc" ] || { warn "no libc.so.6 in the $s ($a) packages"; FAILED+=("$s/$a"); rm -rf "$stage"; continue; }
@@ -211,9 +183,7 @@ $why}"
     fi
     stage="$CACHE/.stage-extra"; rm -rf "$stage"; mkdir -p "$stage"
     if ! dpkg-deb -x "$dl"/*.deb "$stage"; then warn "dpkg-deb -x failed for $e"; FAILED+=("$e"); continue; fi
-    while IFS= read -r l; do
-      t=$(readlink "$l"); ln -srfn "$stage$t" "$l"
-    done < <(find "$stage" -type l -lname '/*')
+    relative_symlinks "$stage"
     echo "PACKAGE=$(cd "$dl" && ls -- *.deb)" > "$stage/.info"; touch "$stage/.complete"
     mkdir -p "$CACHE/extra"; rm -rf "$dest" && mv "$stage" "$dest" || { warn "cannot move $stage to $dest"; FAILED+=("$e"); continue; }
     stage=""
