@@ -22,6 +22,7 @@
  *                               written for glibc 2.36 behaviour, informative
  *   @ sbrk LABEL 0xADDR         sbrk(0), the program break, at that moment
  *   @ addr LABEL 0xADDR         where something lives
+ *   @ freechunk NAME 0xCHUNK 0xSIZE  a free chunk (chunk address) of SIZE bytes
  *   @ checkpoint N              printed just before checkpoint(N) is called
  */
 #ifndef GDB_HEAP_SAMPLE_H

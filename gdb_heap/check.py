@@ -282,7 +282,7 @@ class Checker:
                         keys[chunk] = self.reader.word(chunk + H + S)
                     except MemoryReadError:
                         pass
-        if L.version < (2, 34):
+        if L.tcache_key_is_struct:
             expected = self.heap.tcache
         else:
             common = Counter(keys.values()).most_common(2)

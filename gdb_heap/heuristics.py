@@ -262,8 +262,8 @@ def valid_mp(reader: Reader, layout: GlibcLayout, address: int, state: model.Mal
         if bins > 1024 or get("tcache_count") > 0xFFFF:
             return 0
         score += bins == layout.features.tcache_small_bins
-    # The first chunk of the main heap says PREV_INUSE (nothing precedes it); up to 2.42 it is
-    # the main thread's tcache struct.
+    # The first chunk of the main heap says PREV_INUSE (nothing precedes it); it is often the
+    # main thread's tcache struct (see GlibcLayout.tcache_often_heads_main_heap).
     first = layout.first_chunk(get("sbrk_base"))
     try:
         size_field = reader.word(first + layout.size_sz)
@@ -271,7 +271,7 @@ def valid_mp(reader: Reader, layout: GlibcLayout, address: int, state: model.Mal
         return 0
     if first != state.top and not size_field & model.PREV_INUSE:
         return 0
-    if layout.features.tcache and size_field & ~model.SIZE_BITS == layout.request2size(layout.tcache_perthread.size):
+    if layout.tcache_often_heads_main_heap and size_field & ~model.SIZE_BITS == layout.tcache_chunk_size:
         score += 3
     return score + (get("n_mmaps_max") == 65536) + (get("top_pad") == 128 * 1024)
 
@@ -330,9 +330,10 @@ def infer_state(reader: Reader, size_sz: int, spans: Sequence[Span], main_arena:
 
 
 def narrow_versions(reader: Reader, size_sz: int, versions: Sequence[Version], sbrk_base: int) -> List[Version]:
-    """Tell apart rows whose arenas look alike by the main heap's first chunk, which up to
-    2.42 is the main thread's tcache_perthread_struct: its size gives the counts' width and
-    the bin count, and its chains' last links say whether safe-linking is on."""
+    """Tell apart rows whose arenas look alike by the main heap's first chunk, which is often
+    the main thread's tcache_perthread_struct (GlibcLayout.tcache_often_heads_main_heap): its
+    size gives the counts' width and the bin count, and its chains' last links say whether
+    safe-linking is on."""
     if not versions or not sbrk_base:
         return list(versions)
     layouts = [layout_for(v, size_sz) for v in versions]
@@ -341,15 +342,14 @@ def narrow_versions(reader: Reader, size_sz: int, versions: Sequence[Version], s
         size = reader.word(first + size_sz) & ~model.SIZE_BITS
     except MemoryReadError:
         return list(versions)
-    sized = [L for L in layouts if L.features.tcache and L.request2size(L.tcache_perthread.size) == size]
+    sized = [L for L in layouts if L.tcache_often_heads_main_heap and L.tcache_chunk_size == size]
     if not sized:
         return list(versions)
     tcache = first + layouts[0].header_size
     kept = [L for L in sized if _chains_end_cleanly(reader, L, tcache)] or sized
     keyed = _entries_keyed(reader, kept[0], tcache)  # 2.29-2.33: e->key = the tcache struct
     if keyed is not None:
-        kept = [L for L in kept if not L.features.tcache_key or L.version >= (2, 34) or keyed] or kept
-        kept = [L for L in kept if L.features.tcache_key or not keyed] or kept
+        kept = [L for L in kept if L.tcache_key_is_struct == keyed] or kept
     return [L.version for L in kept]
 
 
@@ -439,7 +439,7 @@ def tls_tcache(reader: Reader, layout: GlibcLayout, arena_slot: int, heaps: Sequ
     """tcache: malloc's TLS variables sit together, so the word near thread_arena's slot that
     points at a chunk of sizeof(tcache_perthread_struct) inside one of `heaps`.  (glibc
     2.43's static dummy is in no heap: a thread that has not freed yet has no tcache here.)"""
-    want = layout.request2size(layout.tcache_perthread.size)
+    want = layout.tcache_chunk_size
     S, H = layout.size_sz, layout.header_size
     base, words = _words(reader, (arena_slot - TLS_NEIGHBOURS, arena_slot + TLS_NEIGHBOURS))
     found = []

@@ -63,6 +63,14 @@ class Features:
     tcache_small_bins: int = 64  # TCACHE_MAX_BINS before 2.42, TCACHE_SMALL_BINS after
     tcache_large_bins: int = 0  # 2.42+: 12 large tcache bins
     tcache_key: bool = False  # tcache_entry.key (2.29+)
+    # tcache_entry.key holds tcache_key, a random word from getrandom (2.34+), instead of the
+    # owning tcache_perthread_struct's address (2.29-2.33).
+    tcache_key_random: bool = False
+    # When a thread's tcache_perthread_struct is allocated (tcache_init): "first call" = on the
+    # thread's first malloc/calloc/realloc/memalign/free, before that call's own chunk (2.26-2.41);
+    # "first small malloc" = on the first request below mp_.tcache_max_bytes (2.42); "first free"
+    # = on the first free or small-bin stash (2.43+).
+    tcache_init: str = "first call"
     tcache_fill: int = 7  # default mp_.tcache_count (16 from 2.43)
     safe_linking: bool = False  # PROTECT_PTR on tcache next and fastbin fd (2.32+)
     mp_thp: bool = False  # malloc_par.thp_pagesize/hp_pagesize/hp_flags (2.35+)
@@ -80,11 +88,12 @@ FEATURES: List[Tuple[Version, Dict[str, object]]] = [
     ((2, 29), dict(tcache_key=True)),
     ((2, 30), dict(tcache_counts_type="uint16")),
     ((2, 32), dict(safe_linking=True)),
+    ((2, 34), dict(tcache_key_random=True)),
     ((2, 35), dict(mp_thp=True, heap_info_pagesize=True)),
     ((2, 37), dict(global_max_fast_type="uint8")),
-    ((2, 42), dict(tcache_free_slots=True, tcache_large_bins=12)),
+    ((2, 42), dict(tcache_free_slots=True, tcache_large_bins=12, tcache_init="first small malloc")),
     ((2, 43), dict(fastbins=False, have_fastchunks=False, tcache_fill=16, mp_thp_mode=True,
-                   mmap_chunk_v2=True)),
+                   mmap_chunk_v2=True, tcache_init="first free")),
     ((2, 44), dict(tcache_unsorted_limit=False)),
 ]
 
@@ -193,6 +202,29 @@ class GlibcLayout:
     @property
     def tcache_bins(self) -> int:
         return self.features.tcache_small_bins + self.features.tcache_large_bins if self.features.tcache else 0
+
+    @property
+    def tcache_chunk_size(self) -> int:
+        """The chunk size of a tcache_perthread_struct: request2size(sizeof the struct)."""
+        return self.request2size(self.tcache_perthread.size)
+
+    @property
+    def tcache_heads_main_heap(self) -> bool:
+        """The main thread's tcache struct is the main heap's first chunk: tcache_init runs on
+        the thread's first malloc-family call, before that call's own chunk (2.26-2.41)."""
+        return self.features.tcache and self.features.tcache_init == "first call"
+
+    @property
+    def tcache_often_heads_main_heap(self) -> bool:
+        """The first chunk is likely the main thread's tcache struct: always up to 2.41, and in
+        2.42 whenever the program's first request is tcache-sized (most programs); 2.43+
+        allocates it on the first free, after other chunks."""
+        return self.features.tcache and self.features.tcache_init != "first free"
+
+    @property
+    def tcache_key_is_struct(self) -> bool:
+        """tcache_entry.key holds the owning tcache struct's address (2.29-2.33), not a random key."""
+        return self.features.tcache_key and not self.features.tcache_key_random
 
     @property
     def heap_max_size(self) -> int:

@@ -278,15 +278,15 @@ def thread_tls(ctx: Context) -> ThreadTls:
 
 
 def _first_chunk_tcache(reader: Reader, layout: GlibcLayout, sbrk_base: int) -> Optional[int]:
-    """Up to glibc 2.41 the main thread's tcache struct is the heap's first chunk."""
-    if not sbrk_base or layout.version >= (2, 42):
+    """The main thread's tcache struct when the layout says it is the heap's first chunk."""
+    if not sbrk_base or not layout.tcache_heads_main_heap:
         return None
     first = layout.first_chunk(sbrk_base)
     try:
         size = reader.word(first + layout.size_sz) & ~7
     except MemoryReadError:
         return None
-    return first + layout.header_size if size == layout.request2size(layout.tcache_perthread.size) else None
+    return first + layout.header_size if size == layout.tcache_chunk_size else None
 
 
 # -- the allocator's state ------------------------------------------------------------------

@@ -1,10 +1,11 @@
 """Synthetic memory images of a glibc heap, laid out by hand from glibc's rules.
 
 Nothing here calls the model's walkers: struct offsets come from gdb_heap.layouts (checked
-separately against the published numbers in test_layouts.py) and everything else follows
-malloc.c: chunk headers with PREV_INUSE set the way _int_free/_int_malloc leave them, bin
-headers at bin_at(i), tcache entries holding user pointers, safe-linking (PROTECT_PTR) on
-tcache next and fastbin fd from 2.32, large bins sorted by decreasing size with nextsize links.
+separately against the published numbers in test_layouts.py), bin numbers and sizes from the
+hand-written tables of tests/handbins.py, and everything else follows malloc.c: chunk headers
+with PREV_INUSE set the way _int_free/_int_malloc leave them, bin headers at bin_at(i), tcache
+entries holding user pointers, safe-linking (PROTECT_PTR) on tcache next and fastbin fd from
+2.32, large bins sorted by decreasing size with nextsize links.
 
 The builder keeps its own record of what it put where (`Synthetic.chunks`, `Synthetic.chains`)
 so tests compare the model's answers against that record.
@@ -26,6 +27,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 from gdb_heap.heap import Anchors, Heap
 from gdb_heap.layouts import GlibcLayout, Version, layout_for
 from gdb_heap.memory import ImageMemory, Reader
+from tests import handbins as hb
 
 PREV_INUSE = 0x1
 KINDS = ("tcache", "fast", "unsorted", "small", "large")
@@ -163,23 +165,23 @@ class HeapBuilder:
         self.tcache_count = tcache_count if tcache_count is not None else L.features.tcache_fill
         self.tcache_chunk: Optional[int] = None
         if self.has_tcache:
-            self.tcache_chunk = self.chunk(L.request2size(L.tcache_perthread.size))
+            self.tcache_chunk = self.chunk(hb.tcache_struct_chunk(version, word))
         self.max_fast = 0x80 if word == 8 else 0x40  # global_max_fast's default
 
     # -- laying out ---------------------------------------------------------------------------
     def chunk(self, size: int, kind: Optional[str] = None) -> int:
-        L = self.layout
-        if size < L.minsize or size % L.malloc_alignment:
+        L, S = self.layout, self.S
+        if size < hb.MINSIZE[S] or size % hb.MALLOC_ALIGNMENT:
             raise ValueError(f"bad chunk size {size:#x}")
         if kind is not None and kind not in KINDS:
             raise ValueError(kind)
-        if kind == "tcache" and (not self.has_tcache or L.tcache_index(size) >= L.features.tcache_small_bins):
+        if kind == "tcache" and (not self.has_tcache or hb.tcache_index(size, S) >= 64):
             raise ValueError(f"size {size:#x} does not go to tcache")
         if kind == "fast" and (not L.features.fastbins or size > self.max_fast):
             raise ValueError(f"size {size:#x} does not go to a fastbin")
-        if kind == "small" and not L.in_smallbin_range(size):
+        if kind == "small" and not hb.in_smallbin_range(size, S):
             raise ValueError(f"size {size:#x} is not a small bin size")
-        if kind == "large" and L.in_smallbin_range(size):
+        if kind == "large" and hb.in_smallbin_range(size, S):
             raise ValueError(f"size {size:#x} is not a large bin size")
         if kind in ("unsorted", "small", "large") and self.plan and self.plan[-1][2] in ("unsorted", "small", "large"):
             raise ValueError("two adjacent chunks in regular bins would have been consolidated")
@@ -198,7 +200,7 @@ class HeapBuilder:
     def build(self, *, top_size_min: Optional[int] = None, free_order: Optional[Sequence[int]] = None,
               extra_pages: int = 0) -> Synthetic:
         L, S = self.layout, self.S
-        A, H = L.malloc_alignment, L.header_size
+        H = L.header_size
         if self.plan and self.plan[-1][2] in ("unsorted", "small", "large"):
             raise ValueError("a chunk in a regular bin next to top would have been merged into top")
         top = self.pos
@@ -252,13 +254,13 @@ class HeapBuilder:
             assert kind is not None, f"{address:#x} is not free"
             size = sizes[address]
             if kind == "tcache":
-                index = L.tcache_index(size)
+                index = hb.tcache_index(size, S)
             elif kind == "fast":
-                index = L.fastbin_index(size)
+                index = hb.fastbin_index(size, S)
             elif kind == "unsorted":
                 index = 1
             else:
-                index = L.bin_index(size)
+                index = hb.bin_index(size, S)
             members = chains.setdefault((kind, index), [])
             if kind == "large":
                 pos = 0
@@ -376,15 +378,15 @@ class HeapBuilder:
                 if not members:
                     continue
                 if kind == "tcache":
-                    size = L.tcache_bin_size(index)
+                    size = hb.tcache_size(index, S)
                 elif kind == "fast":
-                    size = L.fastbin_size(index)
+                    size = hb.fastbin_size(index, S)
                 elif kind == "small":
-                    size = (index - L.smallbin_correction) * A
+                    size = hb.smallbin_size(index, S)
                 elif kind == "unsorted":
-                    size = L.minsize
+                    size = hb.MINSIZE[S]
                 else:
-                    size = self._large_min(index)
+                    size = hb.large_bin_starts(S)[index]
                 expected_chains.append(ExpectedChain(kind, index, size, len(members), list(members)))
 
         glibc = f"{self.version[0]}.{self.version[1]}"
@@ -403,14 +405,6 @@ class HeapBuilder:
             if a + s == address:
                 return s
         raise KeyError(address)
-
-    def _large_min(self, index: int) -> int:
-        """The smallest chunk size of large bin `index`, by scanning sizes (not bin_min_size)."""
-        L = self.layout
-        size = L.min_large_size
-        while L.largebin_index(size) < index:
-            size += L.malloc_alignment
-        return size
 
 
 # -- convenient ready-made heaps --------------------------------------------------------------

@@ -27,6 +27,7 @@ from gdb_heap.errors import HeapError, MemoryReadError
 from gdb_heap.heap import Heap
 from gdb_heap.memory import BLOCK, PAGE, Bytes, ImageMemory, Reader
 from gdb_heap.model import Problem
+from tests import handbins as hb
 from tests.synthetic import HeapBuilder, Synthetic
 
 EXAMPLES = int(os.environ.get("GDB_HEAP_FUZZ_EXAMPLES", "200"))
@@ -83,7 +84,7 @@ def valid_heaps(draw) -> Tuple[HeapBuilder, Synthetic]:
             kind = None
         if kind == "tcache":
             index = r % 13
-            size = L.tcache_bin_size(index)
+            size = hb.tcache_size(index, word)
             if tcache_left.get(index, 0) >= b.tcache_count:
                 kind = None
             else:

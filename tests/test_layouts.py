@@ -7,6 +7,7 @@ from typing import Dict, Tuple
 import pytest
 
 from gdb_heap.layouts import layout_for
+from tests import handbins as hb
 
 V_2_27_42 = [(2, 27), (2, 29), (2, 30), (2, 31), (2, 32), (2, 34), (2, 35), (2, 36), (2, 37), (2, 41), (2, 42)]
 
@@ -380,3 +381,28 @@ def test_features_by_version():
     assert f.tcache_free_slots and f.fastbins and f.tcache_fill == 7
     f = layout_for((2, 43), 8).features
     assert not f.fastbins and f.tcache_fill == 16
+
+
+@pytest.mark.parametrize("version,word", [((2, 36), 8), ((2, 36), 4), ((2, 42), 8), ((2, 42), 4), ((2, 43), 8)])
+def test_bins_against_the_hand_table(version, word):
+    """Every chunk size up to 1 MiB (and a few beyond) lands in the bin tests/handbins.py's
+    tables, worked out by hand from malloc.c's macros, say."""
+    L = layout_for(version, word)
+    assert (L.minsize, L.min_large_size) == (hb.MINSIZE[word], hb.MIN_LARGE_SIZE[word])
+    for size in list(range(hb.MINSIZE[word], 1 << 20, 16)) + [0xBFFF0, 0xC0000, 1 << 24, 1 << 30]:
+        assert L.bin_index(size) == hb.bin_index(size, word), hex(size)
+    for i in range(2, 64):
+        assert L.bin_min_size(i) == hb.smallbin_size(i, word)
+    for i, start in hb.large_bin_starts(word).items():
+        assert L.bin_min_size(i) == start, i
+    if L.features.fastbins:
+        for size in range(hb.MINSIZE[word], 0x81 if word == 8 else 0x41, 16):
+            assert L.fastbin_index(size) == hb.fastbin_index(size, word)
+            assert L.fastbin_size(hb.fastbin_index(size, word)) == size
+    for i in range(L.tcache_bins):
+        assert L.tcache_bin_size(i) == hb.tcache_size(i, word), i
+    edges = [e + d for e in hb.LARGE_TCACHE_START[word].values() for d in (-16, 0, 16)]
+    for size in list(range(hb.MINSIZE[word], 0x2000, 16)) + edges + [0x3FFFF0]:
+        if hb.tcache_index(size, word) < L.tcache_bins:
+            assert L.tcache_index(size) == hb.tcache_index(size, word), hex(size)
+    assert L.tcache_chunk_size == hb.tcache_struct_chunk(version, word)
