@@ -48,8 +48,9 @@ test: check-tools samples lint
 	$(VPY) -m pytest -q
 
 # The suite again under other releases' gdb (tools/gdb-versions.sh unpacks each, with its own
-# Python, into .cache/gdb, without root): GDB_SUITES=trixie is gdb 16.3 with Python 3.13.
-GDB_SUITES ?= trixie
+# Python, into .cache/gdb, without root): trixie's is gdb 16.3 with Python 3.13, bullseye's gdb 10.1
+# with Python 3.9.
+GDB_SUITES ?= trixie bullseye
 test-gdb: check-tools samples $(VENV)/.installed
 	@GDB_SUITES='$(GDB_SUITES)' bash tools/gdb-versions.sh .cache/gdb > build/gdb-versions.txt || exit 1; \
 	while read -r suite version bin; do \
