@@ -115,6 +115,7 @@ class Checker:
         self.tcache_entries([c for c in chains if c.kind == "tcache"])
         self.listed_but_not_walked(chains, walked)
         self.in_two_bins(chains)
+        self.top_in_a_bin(chains)
         listed = sum(len(c.chunks) for c in chains)
         return Report(arena, self.finish(), sum(len(a) for a, _ in walked), listed)
 
@@ -327,6 +328,14 @@ class Checker:
                 if other is not chain:
                     self.add(chunk, f"chunk {chunk:#x} is in two bins, {label(other)} and {label(chain)} "
                                     "(freed twice?)")
+
+    def top_in_a_bin(self, chains: Sequence[BinChain]) -> None:
+        """The commands show top as top (glibc's own view); a bin listing it is damage."""
+        top = self.arena.state.top
+        for chain in chains:
+            if top in chain.chunks:
+                self.add(top, f"the top chunk {top:#x} is listed by {label(chain)} (freed after it merged "
+                              "into top, or a forged link)")
 
 
 def check_arena(heap: Heap, arena: Arena) -> Report:

@@ -67,13 +67,37 @@ class MmappedView:
 
 
 @dataclass
-class Found:
-    """What an address given to `heap chunk` was understood as."""
+class Where:
+    """What an address is: the chunk holding it, where in that chunk, and the chunk's state."""
 
-    chunk: int
-    how: str  # "chunk" or "user_pointer"
-    arena: Optional[Arena]
+    address: int  # the address asked about
+    chunk: int  # the chunk holding it (its header's address)
+    size_field: int
+    header_size: int  # 2 * SIZE_SZ: the user pointer is chunk + header_size
+    arena: Optional[Arena]  # None: an mmapped chunk, which no arena holds
+    state: str  # in_use, free, top, mmapped (model.classify's states, plus mmapped)
+    bin: Optional[str] = None  # the bin listing a free chunk
+    bin_index: Optional[int] = None
     prev: Optional[int] = None  # the chunk before it in its heap, when a walk found it
+
+    @property
+    def user_address(self) -> int:
+        return self.chunk + self.header_size
+
+    @property
+    def offset(self) -> int:
+        """From the chunk's start (0: the address is the chunk)."""
+        return self.address - self.chunk
+
+    @property
+    def user_offset(self) -> int:
+        """From the user pointer (0: the address is what malloc returned; negative: in the header)."""
+        return self.address - self.user_address
+
+    @property
+    def how(self) -> str:
+        """"chunk", "user_pointer" (the address is one of them), or "inside" (neither)."""
+        return "chunk" if self.offset == 0 else "user_pointer" if self.user_offset == 0 else "inside"
 
 
 @dataclass
@@ -233,12 +257,14 @@ class Heap:
         region = next((r for r in arena.heaps if r.start <= top < r.end), None)
         return Top(arena.address, top, size, top + size, region)
 
-    def find_chunk(self, address: int) -> Found:
-        """Which chunk `address` means, and how it was understood.
+    def where(self, address: int) -> Where:
+        """The chunk holding `address`, in a heap or an mmapped chunk, and its state.
 
-        Heap chunks are found by walking the heap that holds the address, so an address is
-        only taken as a chunk where a chunk really starts.  Outside every heap, a valid
-        IS_MMAPPED header makes it an mmapped chunk.
+        Heap chunks are found by walking the heap that holds the address, so only real chunk
+        starts count (an address may be a chunk, its user pointer, or anywhere inside it, top
+        included).  Outside every heap, a valid IS_MMAPPED header at the address (or one
+        header before it) makes it an mmapped chunk; otherwise the mmapped chunks found at the
+        starts of mappings are searched for one containing it.
         """
         H = self.layout.header_size
         for arena in self.arenas:
@@ -248,20 +274,15 @@ class Heap:
                 scratch: List[Problem] = []
                 prev: Optional[int] = None
                 for chunk, sizef in model.walk_region(self.reader, self.layout, region, arena.state.top, scratch):
-                    if chunk == address:
-                        return Found(chunk, "chunk", arena, prev)
-                    if chunk + H == address:
-                        return Found(chunk, "user_pointer", arena, prev)
-                    if chunk < address < chunk + (sizef & ~model.SIZE_BITS):
-                        raise HeapError(f"{address:#x} is inside the chunk at {chunk:#x} (user pointer "
-                                        f"{chunk + H:#x}, offset {address - chunk - H:+d}), not at its "
-                                        "start; give the chunk or the user pointer")
+                    if chunk <= address < chunk + max(H + 1, sizef & ~model.SIZE_BITS):
+                        state, kind, index = model.classify(chunk, arena.state.top, self.free_index(arena))
+                        return Where(address, chunk, sizef, H, arena, state, kind, index, prev)
                     if chunk > address:
                         break
                     prev = chunk
-        for chunk, how in ((address - H, "user_pointer"), (address, "chunk")):
-            if self._mmapped_header(chunk):
-                return Found(chunk, how, None)
+        found = self._mmapped_at(address)
+        if found is not None:
+            return found
         if not self.reader.readable(address):
             raise HeapError(f"{address:#x} is not in any heap of this process; that memory is not readable "
                             "(the process or the core file lacks it): give a chunk address or a pointer malloc "
@@ -269,14 +290,30 @@ class Heap:
         raise HeapError(f"{address:#x} is not in any heap of this process; give a chunk address or a "
                         "pointer malloc returned (heap chunks lists them)")
 
-    def _mmapped_header(self, chunk: int) -> bool:
-        """A plausible mmapped chunk: a header glibc would write, its whole span readable."""
+    def _mmapped_at(self, address: int) -> Optional[Where]:
+        H = self.layout.header_size
+        for chunk in (address - H, address):  # the user pointer, the chunk: no scan needed
+            sizef = self._mmapped_header(chunk)
+            if sizef is not None:
+                return Where(address, chunk, sizef, H, None, "mmapped")
+        if not self.reader.readable(address):
+            return None
+        for c in self.mmapped().chunks:
+            if c.address <= address < c.address + (c.size_field & ~model.SIZE_BITS):
+                return Where(address, c.address, c.size_field, H, None, "mmapped")
+        return None
+
+    def _mmapped_header(self, chunk: int) -> Optional[int]:
+        """The size field of a plausible mmapped chunk at `chunk` (a header glibc would write,
+        its whole span readable), else None."""
         try:
             prev_size, sizef = self.reader.words(chunk, 2)
         except MemoryReadError:
-            return False
-        return chunk >= 0 and mmapped_header(self.layout, chunk, prev_size, sizef) \
-            and self.reader.readable(chunk + (sizef & ~model.SIZE_BITS) - 1)
+            return None
+        if chunk >= 0 and mmapped_header(self.layout, chunk, prev_size, sizef) \
+                and self.reader.readable(chunk + (sizef & ~model.SIZE_BITS) - 1):
+            return sizef
+        return None
 
     def mmapped(self) -> MmappedView:
         """The mmapped chunks found at the starts of anonymous mappings (no arena lists them)."""

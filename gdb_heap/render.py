@@ -11,10 +11,10 @@ import string
 from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
 
 from .check import Report
-from .heap import MmappedView, ThreadInfo, Top
+from .heap import MmappedView, ThreadInfo, Top, Where
+from .views import ArenaBins, ChunkView, Overview, TopView
 from .layouts import GlibcLayout
-from .mmapped import mmapped_span
-from .model import (IS_MMAPPED, NON_MAIN_ARENA, PREV_INUSE, SIZE_BITS, Arena, BinChain, Chunk,
+from .model import (BIN_KINDS, IS_MMAPPED, NON_MAIN_ARENA, PREV_INUSE, SIZE_BITS, Arena, BinChain, Chunk,
                     HeapRegion, Problem)
 from .style import Style
 
@@ -52,18 +52,52 @@ def _j(value: object) -> str:
     return json.dumps(value)
 
 
+CHUNK_KEYS = ("address", "size", "prev_inuse", "is_mmapped", "non_main_arena", "state", "bin", "bin_index",
+              "user_address", "usable_size")
+# The same object as a format string (fast for a million chunks); test_render checks it
+# against chunk_doc, key by key.
+_CHUNK_FORMAT = ('{"address": %d, "size": %d, "prev_inuse": %s, "is_mmapped": %s, "non_main_arena": %s, '
+                 '"state": "%s", "bin": %s, "bin_index": %s, "user_address": %d, "usable_size": %d}')
+
+
+def chunk_fields(address: int, size_field: int, state: str, kind: Optional[str], index: Optional[int],
+                 size_sz: int) -> Tuple[int, int, bool, bool, bool, str, Optional[str], Optional[int], int, int]:
+    """The values of a chunk object of the contract, in CHUNK_KEYS' order."""
+    size = size_field & ~SIZE_BITS
+    mmapped = bool(size_field & IS_MMAPPED)
+    usable = max(0, size - (2 if mmapped else 1) * size_sz)
+    return (address, size, bool(size_field & PREV_INUSE), mmapped, bool(size_field & NON_MAIN_ARENA), state,
+            kind, index, address + 2 * size_sz, usable)
+
+
+def chunk_doc(c: Chunk) -> Dict[str, object]:
+    return dict(zip(CHUNK_KEYS, chunk_fields(c.address, c.size_field, c.state, c.bin, c.bin_index, c.size_sz)))
+
+
 def chunk_json(address: int, size_field: int, state: str, kind: Optional[str], index: Optional[int],
                size_sz: int) -> str:
     """One chunk object of the contract, formatted directly (fast for a million chunks)."""
-    size = size_field & ~SIZE_BITS
-    mmapped = size_field & IS_MMAPPED
-    usable = max(0, size - (2 if mmapped else 1) * size_sz)
-    return ('{"address": %d, "size": %d, "prev_inuse": %s, "is_mmapped": %s, "non_main_arena": %s, '
-            '"state": "%s", "bin": %s, "bin_index": %s, "user_address": %d, "usable_size": %d}' % (
-                address, size, "true" if size_field & PREV_INUSE else "false",
-                "true" if mmapped else "false", "true" if size_field & NON_MAIN_ARENA else "false",
-                state, "null" if kind is None else '"%s"' % kind, "null" if index is None else index,
-                address + 2 * size_sz, usable))
+    a, size, p, m, n, state, kind, index, user, usable = chunk_fields(address, size_field, state, kind, index,
+                                                                      size_sz)
+    return _CHUNK_FORMAT % (a, size, "true" if p else "false", "true" if m else "false", "true" if n else "false",
+                            state, "null" if kind is None else '"%s"' % kind, "null" if index is None else index,
+                            user, usable)
+
+
+def chunk_view_doc(view: ChunkView) -> Dict[str, object]:
+    """`heap chunk --json`: the chunk object plus how the address was understood, its arena,
+    the request range; an mmapped chunk adds its mapping; an address inside the chunk adds
+    "inside": {"address", "offset", "user_offset"}."""
+    c, where = view.chunk, view.where
+    doc = chunk_doc(c)
+    doc.update(understood_as="user_pointer" if where.user_offset >= 0 else "chunk",
+               arena=where.arena.address if where.arena else None,
+               requests=list(view.requests) if view.requests else [0, 0])
+    if view.mapping is not None:
+        doc.update(prev_size=c.prev_size, mapping_start=view.mapping[0], mapping_end=view.mapping[1])
+    if where.how == "inside":
+        doc["inside"] = {"address": where.address, "offset": where.offset, "user_offset": where.user_offset}
+    return doc
 
 
 def problem_json(p: Problem, with_abort: bool = False) -> Dict[str, object]:
@@ -92,6 +126,22 @@ def bins_doc(arena: int, chains: Sequence[BinChain], problems: Sequence[Problem]
                           **(owner if c.kind == "tcache" else {}))
                      for c in chains],
             "problems": [problem_json(p) for p in problems]}
+
+
+def bins_view_doc(view: ArenaBins) -> Dict[str, Any]:
+    """One arena's `heap bins --json` document; every thread's tcache bins (--all-threads)
+    come first, each naming its thread."""
+    doc = bins_doc(view.arena.address, view.chains, view.problems, view.owner)
+    if view.threads:
+        doc["bins"] = [b for tc in view.threads for b in bins_doc(0, tc.chains, [], tc.thread)["bins"]] + doc["bins"]
+        doc["problems"] = [problem_json(p) for tc in view.threads for p in tc.problems] + doc["problems"]
+    return doc
+
+
+def overview_doc(glibc: Optional[str], located_by: str, arenas: Sequence[Tuple[Arena, Sequence[ThreadInfo]]],
+                 ov: Overview) -> Dict[str, object]:
+    return {"glibc": glibc, "located_by": located_by, "arenas": [arena_doc(a, t) for a, t in arenas],
+            "counts": ov.counts}
 
 
 def top_doc(top: Top) -> Dict[str, object]:
@@ -222,6 +272,50 @@ def bins_lines(chains: Sequence[BinChain], problems: Sequence[Problem], style: S
     yield from problem_lines(problems, style)
 
 
+def bins_view_lines(view: ArenaBins, style: Style, sizes: Callable[[int], Optional[int]]) -> Iterator[str]:
+    if view.threads is not None:
+        for tc in view.threads:
+            where = f", arena {tc.thread.arena:#x}" if tc.thread.arena else ""
+            yield from bins_lines(tc.chains, tc.problems, style, sizes, tc.address, thread_text(tc.thread) + where)
+        if not view.threads:
+            yield "no thread has a tcache with chunks"
+        if not view.chains and not view.problems:
+            return
+    owner = thread_text(view.owner) if view.owner and view.tcache else ""
+    yield from bins_lines(view.chains, view.problems, style, sizes, view.tcache, owner)
+
+
+def arena_heading(arena: Arena, style: Style) -> str:
+    """The title of one arena's part when a command shows every arena."""
+    return style("heading", f"{'main arena' if arena.main else 'arena'} {arena.address:#x}")
+
+
+def overview_lines(glibc: Optional[str], located_by: str, main_arena: int, mp: int, notes: Sequence[str],
+                   arenas: Sequence[Tuple[Arena, Sequence[ThreadInfo]]], ov: Overview,
+                   style: Style) -> Iterator[str]:
+    """`heap`'s text; `arenas` empty: the heap is not initialised yet."""
+    yield (f"glibc {glibc or 'version unknown'}, allocator state found by {located_by} "
+           f"(main_arena {main_arena:#x}, mp_ {mp:#x})")
+    for note in notes:
+        yield f"  {note}"
+    if not arenas:
+        yield ("the heap is not initialised yet: the program has not called malloc (no heap, no "
+               "chunks); continue past its first malloc")
+        return
+    for arena, threads in arenas:
+        yield from arena_lines(arena, style, threads)
+    counts = ov.counts
+    yield (f"chunks: {counts['in_use']} in use; free: " + ", ".join(f"{counts[k]} {k}" for k in BIN_KINDS) +
+           " (plus one top chunk per arena)")
+    yield from problem_lines(ov.problems, style)
+
+
+def tcache_notes(structs: Dict[int, Optional[ThreadInfo]]) -> Dict[int, str]:
+    """What `heap chunks` shows for the chunks holding a tcache_perthread_struct."""
+    return {chunk: f"tcache_perthread_struct of {thread_text(t)}" if t is not None else
+            "tcache_perthread_struct (the selected thread's tcache)" for chunk, t in structs.items()}
+
+
 def thread_text(t: ThreadInfo) -> str:
     return f"thread {t.num} (LWP {t.lwp})"
 
@@ -247,6 +341,11 @@ def arena_lines(arena: Arena, style: Style, threads: Optional[Sequence[ThreadInf
     yield from problem_lines(arena.problems, style)
 
 
+def top_view_lines(view: TopView, arena: Arena, style: Style) -> Iterator[str]:
+    yield from top_lines(view.top, arena, style)
+    yield from problem_lines(view.problems, style)
+
+
 def top_lines(top: Top, arena: Arena, style: Style) -> Iterator[str]:
     yield (f"top chunk {style('address', f'{top.address:#x}')} of {'main arena' if arena.main else 'arena'} "
            f"{arena.address:#x}")
@@ -261,13 +360,21 @@ def top_lines(top: Top, arena: Arena, style: Style) -> Iterator[str]:
                f"the heap grows ({'sbrk' if arena.main else 'heap_info / mprotect'})")
 
 
-def chunk_detail_lines(c: Chunk, how: str, arena: Optional[Arena], layout: GlibcLayout,
-                       links: List[Tuple[str, int]], prev_chunk: Optional[int],
-                       next_info: Optional[Tuple[int, int, str]], style: Style) -> Iterator[str]:
+def understood_text(where: Where) -> str:
+    """How `heap chunk` understood the address it was given."""
+    if where.how == "chunk":
+        return "a chunk address"
+    if where.how == "user_pointer":
+        return "the user pointer malloc returned"
+    return (f"an address inside the chunk: {where.offset:#x} bytes into it, "
+            f"{where.user_offset:+#x} from its user pointer {where.user_address:#x}")
+
+
+def chunk_detail_lines(view: ChunkView, layout: GlibcLayout, style: Style) -> Iterator[str]:
+    c, where, arena = view.chunk, view.where, view.where.arena
     S = layout.size_sz
-    given = c.user_address if how == "user_pointer" else c.address
-    understood = "the user pointer malloc returned" if how == "user_pointer" else "a chunk address"
-    yield f"{style('heading', 'chunk')} {style('address', f'{c.address:#x}')}  ({given:#x} understood as {understood})"
+    yield (f"{style('heading', 'chunk')} {style('address', f'{c.address:#x}')}  ({where.address:#x} understood as "
+           f"{understood_text(where)})")
     if arena is not None:
         yield f"  arena         {arena.address:#x} ({'main' if arena.main else 'thread'} arena)"
     elif c.is_mmapped:
@@ -287,28 +394,26 @@ def chunk_detail_lines(c: Chunk, how: str, arena: Optional[Arena], layout: Glibc
     if c.state == "free" and c.bin in ("tcache", "fast"):
         yield "                (glibc still counts it as in use: the next chunk keeps PREV_INUSE set)"
     yield f"  user data     {c.user_address:#x}, {c.usable_size} usable bytes"
-    requests = layout.requests_for(c.size)
     if c.state == "top":
         yield "                (the top chunk: new chunks are cut from its start; no malloc returned it)"
-    elif requests and not c.is_mmapped:
-        yield (f"  requests      malloc({requests[0]}) to malloc({requests[1]}) give a chunk of this size "
+    elif view.requests and not c.is_mmapped:
+        yield (f"  requests      malloc({view.requests[0]}) to malloc({view.requests[1]}) give a chunk of this size "
                f"(request + {S} rounded up to {layout.malloc_alignment}, at least {layout.minsize})")
-    elif c.is_mmapped and c.prev_size is not None:
-        start = c.address - c.prev_size
-        end = start + mmapped_span(layout, c.prev_size, c.size)
+    elif view.mapping is not None and c.prev_size is not None:
+        start, end = view.mapping
         low, high = layout.mmapped_requests_for(c.size)
         yield (f"  mapping       {start:#x}-{end:#x} ({human(end - start)}), its own mmap: glibc munmaps it "
                f"on free (IS_MMAPPED); usable = size - {2 * S}")
         if not c.prev_size:  # memalign's slack breaks the arithmetic
             yield (f"  requests      malloc({low}) to malloc({high}) give a mapping of this size when malloc "
                    f"serves them by mmap (request2size + {S}, page-rounded)")
-    for name, value in links:
+    for name, value in view.links:
         yield f"  {name:<13} {style('address', f'{value:#x}')}"
-    if prev_chunk is not None:
-        yield f"  previous      {prev_chunk:#x}"
-    if next_info is not None:
-        addr, size, state = next_info
-        yield f"  next          {addr:#x} (size {size:#x}, {state})"
+    if where.prev is not None:
+        yield f"  previous      {where.prev:#x}"
+    if view.next is not None:
+        n = view.next
+        yield f"  next          {n.address:#x} (size {n.size:#x}, {state_text(n.state, n.bin, n.bin_index)})"
 
 
 def check_doc(report: Report) -> Dict[str, object]:

@@ -8,14 +8,12 @@ from typing import Dict, List, NamedTuple
 
 import pytest
 
-from gdb_heap import heuristics
+from gdb_heap import heuristics, registry
 from tests.gdbrun import doc, facts, gdb_batch, json_doc, no_traceback, probe, sample, tool_text
 from tests.synthetic import every_bin_heap
 
-COMMANDS = ["heap --json", "heap chunks --json", "heap chunks --all-arenas --json",
-            "heap chunks --summary --all-arenas --json", "heap bins --json", "heap bins --all-arenas --json",
-            "heap bins --all-threads --json", "heap top --json", "heap top --all-arenas --json",
-            "heap arenas --json", "heap mmapped --json"]
+# Every command's JSON invocations from the registry (heap chunk ADDR --json: one per printed pointer).
+COMMANDS = registry.every_invocation(json_only=True)
 MARK = "@@gdb_heap_core@@"
 
 

@@ -163,7 +163,7 @@ def read_bound(s: Synthetic, n_arenas: int, n_probes: int) -> int:
     The Reader caches every block (64 KiB) or page it tried, readable or not, so successful
     reads are at most one per block plus one per page of the image, and every failed read ends
     one bounded walk: a bin chain (per arena: 126 regular bins, the fastbins, the tcache bins),
-    the heap walk, the arena ring, a find_chunk probe (a few header reads each).  Each ending
+    the heap walk, the arena ring, a where probe (a few header reads each).  Each ending
     costs at most a block read, a page read and a direct read of a straddling range, and a walk
     step that straddles a block boundary costs one direct read.  16 reads per ending covers it.
     """
@@ -217,8 +217,8 @@ def exercise(s: Synthetic, probes: List[int]) -> Tuple[RecordingMemory, int]:
         pass
     for address in probes:
         try:
-            found = heap.find_chunk(address)
-            assert found.how in ("chunk", "user_pointer")
+            found = heap.where(address)
+            assert found.chunk <= address
         except HeapError:
             pass
     return memory, read_bound(s, max(1, n_arenas), len(probes))

@@ -7,6 +7,7 @@ import xml.etree.ElementTree as ET
 
 import pytest
 
+from gdb_heap import registry
 from tests.gdbrun import (ANSI, CONFIG, doc, facts, gdb_batch, host_glibc, json_doc, json_docs, no_traceback, probe,
     sample, skip_if_static_startup, version_tuple)
 
@@ -376,12 +377,19 @@ def test_bad_input(command, message):
     assert r.returncode != 0  # gdb -batch reports the failed last command
 
 
-def test_chunk_inside_a_chunk_is_explained(all_bins):
+def test_chunk_inside_a_chunk_shows_that_chunk(all_bins):
     record = stage(all_bins, 1)
     c = doc(record, "heap chunks --json")["chunks"][1]
-    r = gdb_batch(["break checkpoint", "run > /dev/null", f"heap chunk {c['address'] + 24}"], sample("all_bins"))
-    lines = one_error_line(r)
-    assert lines and f"inside the chunk at {c['address']:#x}" in lines[0]
+    inner = c["address"] + 24
+    r = gdb_batch(["break checkpoint", "run > /dev/null", f"heap chunk {inner}", f"heap chunk {inner} --json"],
+                  sample("all_bins"))
+    assert r.returncode == 0, r.stderr
+    H = c["user_address"] - c["address"]  # 2 * SIZE_SZ, as the tool printed it
+    text, as_json = r.stdout.rsplit("\n{", 1)
+    assert f"chunk {c['address']:#x}  ({inner:#x} understood as an address inside the chunk: 0x18 bytes into it" in text
+    got = json_doc("{" + as_json)
+    assert got["address"] == c["address"] and got["size"] == c["size"]
+    assert got["inside"] == {"address": inner, "offset": 24, "user_offset": 24 - H}
 
 
 # -- help, completion, colour ------------------------------------------------------------------
@@ -389,6 +397,8 @@ def test_chunk_inside_a_chunk_is_explained(all_bins):
 def test_help_texts():
     r = gdb_batch(["help heap", "help heap chunks", "help heap chunk", "help heap bins", "help heap top",
                    "help heap arenas"])
+    for c in registry.SUBCOMMANDS:  # the overview's list comes from the registry
+        assert f"  {c.name:<12}  {c.summary}" in r.stdout
     for usage in ["Usage: heap [", "Usage: heap chunks", "Usage: heap chunk ADDR", "Usage: heap bins",
                   "Usage: heap top", "Usage: heap arenas"]:
         assert usage in r.stdout

@@ -10,8 +10,10 @@ from typing import Counter as CounterT, Iterator, List, Optional, Tuple
 import pytest
 
 from gdb_heap import model
+from gdb_heap.check import check_arena
 from gdb_heap.errors import HeapError
 from gdb_heap.heap import Heap
+from gdb_heap.mappings import Mapping
 from gdb_heap.memory import ImageMemory, Reader
 from gdb_heap.model import Problem
 from tests.synthetic import (HeapBuilder, Synthetic, every_bin_heap, many_chunks_heap,
@@ -386,7 +388,7 @@ def test_uninitialised_heap_has_no_heaps(version, word):
     with pytest.raises(HeapError):
         heap.top(arena)
     with pytest.raises(HeapError):
-        heap.find_chunk(0x555555560010)
+        heap.where(0x555555560010)
 
 
 def test_sbrk_base_zero_gives_no_heaps():
@@ -446,42 +448,97 @@ def test_misaligned_sbrk_base_does_not_hang():
     assert arenas
 
 
-# -- find_chunk ---------------------------------------------------------------------------------------
+# -- where -----------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("version,word", [((2, 36), 8), ((2, 36), 4), ((2, 27), 8)])
-def test_find_chunk(version, word):
+def test_where_finds_chunks_by_start_and_user_pointer(version, word):
     _, s = every_bin_heap(version, word)
     heap = s.heap()
     H = 2 * word
     for n, rec in enumerate(s.chunks):
-        found = heap.find_chunk(rec.address)
-        assert (found.chunk, found.how) == (rec.address, "chunk")
+        found = heap.where(rec.address)
+        assert (found.chunk, found.how, found.offset, found.user_offset) == (rec.address, "chunk", 0, -H)
         assert found.arena is heap.main_arena
         assert found.prev == (s.chunks[n - 1].address if n else None)
-        found = heap.find_chunk(rec.address + H)
-        assert (found.chunk, found.how) == (rec.address, "user_pointer")
-    rec = s.chunks[4]
-    with pytest.raises(HeapError, match="inside the chunk"):
-        heap.find_chunk(rec.address + H + word)
-    with pytest.raises(HeapError, match="inside the chunk"):
-        heap.find_chunk(s.top + 0x100)
+        assert (found.state, found.bin, found.bin_index) == (rec.state, rec.bin, rec.index)
+        found = heap.where(rec.address + H)
+        assert (found.chunk, found.how, found.offset, found.user_offset) == (rec.address, "user_pointer", H, 0)
     for outside in (0x1000, s.heap_end + 0x10000, s.arena, UNMAPPED):
         with pytest.raises(HeapError, match="not in any heap"):
-            heap.find_chunk(outside)
+            heap.where(outside)
 
 
-def test_find_mmapped_chunk():
+def test_where_inside_a_chunk_and_top():
+    """Addresses inside chunks: the chunk holding them, their offsets by hand."""
+    b = HeapBuilder((2, 36), 8)
+    used = b.chunk(0x30)
+    freed = b.chunk(0x40, "tcache")
+    s = b.build()
+    heap = s.heap()
+    w = heap.where(used + 0x10 + 5)  # 5 bytes into the user data
+    assert (w.chunk, w.how, w.offset, w.user_offset, w.state) == (used, "inside", 0x15, 5, "in_use")
+    w = heap.where(used + 0x2F)  # the chunk's last byte
+    assert (w.chunk, w.offset, w.user_offset) == (used, 0x2F, 0x1F)
+    w = heap.where(used + 8)  # the size field: inside the header, before the user pointer
+    assert (w.chunk, w.how, w.user_offset) == (used, "inside", -8)
+    w = heap.where(freed + 0x18)
+    assert (w.chunk, w.state, w.bin, w.bin_index, w.user_offset, w.prev) == (freed, "free", "tcache", 2, 8, used)
+    w = heap.where(s.top + 0x100)
+    assert (w.chunk, w.state, w.offset, w.prev) == (s.top, "top", 0x100, freed)
+
+
+def test_where_top_listed_by_a_bin_is_top():
+    """glibc's view: top is top; a bin listing it is a problem heap check reports."""
+    b = HeapBuilder((2, 36), 8)
+    b.chunk(0x30)
+    s = b.build()
+    tcache_struct = s.chunks[0].address + 0x10
+    entries = tcache_struct + s.layout.tcache_perthread.offset("entries")
+    s.poke(entries, s.top + 0x10)  # tcache[0] (size 0x20) now lists top
+    counts = s.layout.tcache_perthread.fields[s.layout.counts_field][0]
+    s.poke(tcache_struct + counts, 1, 2)
+    heap = s.heap()
+    assert heap.where(s.top).state == "top"
+    assert heap.free_index(heap.main_arena)[s.top] == ("tcache", 0)
+    report = check_arena(heap, heap.main_arena)
+    assert any(p.address == s.top and "top chunk" in p.message and "tcache[0]" in p.message
+               for p in report.problems), report.problems
+
+
+def mmapped_image(lead: int = 0):
+    """every_bin_heap plus one mmapped chunk of 0x22000 bytes in a mapping of its own, `lead`
+    bytes into it (memalign's slack), and the mapping list naming it."""
     _, s = every_bin_heap((2, 36), 8)
     base = 0x7FFFF7000000
     length = 0x22000
     region = bytearray(length)
-    region[8:16] = (length | 2).to_bytes(8, "little")  # prev_size 0, size | IS_MMAPPED
+    region[8:16] = (length | 2).to_bytes(8, "little")  # mmap's header (memalign leaves it behind)
+    region[lead:lead + 16] = lead.to_bytes(8, "little") + ((length - lead) | 2).to_bytes(8, "little")
     s.memory.add(base, region)
+    s.anchors.mappings = lambda: ([Mapping(base, base + length)], "synthetic")
+    return s, base + lead, length - lead
+
+
+def test_where_mmapped_chunk():
+    s, chunk, size = mmapped_image()
     heap = s.heap()
-    found = heap.find_chunk(base + 16)
-    assert (found.chunk, found.how, found.arena) == (base, "user_pointer", None)
-    c = model.chunk_at(heap.reader, s.layout, base, -1, {})
-    assert c.is_mmapped and c.usable_size == length - 16
+    w = heap.where(chunk + 16)
+    assert (w.chunk, w.how, w.arena, w.state) == (chunk, "user_pointer", None, "mmapped")
+    w = heap.where(chunk + 0x1234)  # inside: found by the scan of the mappings
+    assert (w.chunk, w.how, w.offset, w.user_offset, w.state) == (chunk, "inside", 0x1234, 0x1224, "mmapped")
+    w = heap.where(chunk + size - 1)
+    assert (w.chunk, w.offset) == (chunk, size - 1)
+    c = model.chunk_at(heap.reader, s.layout, chunk, -1, {})
+    assert c.is_mmapped and c.usable_size == size - 16
+
+
+def test_where_inside_a_memaligned_mmapped_chunk():
+    s, chunk, size = mmapped_image(lead=0x1000 - 16)
+    heap = s.heap()
+    w = heap.where(chunk + 0x100)
+    assert (w.chunk, w.offset, w.state) == (chunk, 0x100, "mmapped")
+    with pytest.raises(HeapError, match="not in any heap"):  # the slack before the chunk is no chunk
+        heap.where(chunk - 0x100)
 
 
 # -- summarise ------------------------------------------------------------------------------------------

@@ -7,7 +7,7 @@ from typing import Any, Dict, List, Optional, Tuple
 
 import pytest
 
-from gdb_heap import model, render
+from gdb_heap import model, render, views
 from gdb_heap.model import Problem
 from gdb_heap.style import Style
 from tests.synthetic import every_bin_heap
@@ -239,15 +239,22 @@ def test_summary_and_problem_lines():
 
 def test_chunk_detail_lines(heap_and_s):
     heap, s = heap_and_s
-    arena = heap.main_arena
-    free = heap.free_index(arena)
     rec = next(c for c in s.chunks if c.bin == "tcache")
-    c = model.chunk_at(heap.reader, s.layout, rec.address, s.top, free)
-    text = "\n".join(plain_lines(render.chunk_detail_lines(c, "user_pointer", arena, s.layout, [], None,
-                                                           None, Style(False))))
+    view = views.chunk_view(heap, rec.address + 2 * s.S)
+    text = "\n".join(plain_lines(render.chunk_detail_lines(view, s.layout, Style(False))))
     assert f"{rec.address:#x}" in text and f"{rec.address + 2 * s.S:#x}" in text
+    assert "understood as the user pointer malloc returned" in text
     low, high = s.layout.requests_for(rec.size)
     assert f"malloc({low})" in text and f"malloc({high})" in text
+
+
+def test_chunk_json_is_chunk_doc():
+    """The fast string and the dict are one shape: every flag, state and bin."""
+    for sizef in range(0x40, 0x48):
+        for state, kind, index in (("in_use", None, None), ("top", None, None), ("free", "small", 3)):
+            c = model.Chunk(0x1000, sizef, state, kind, index, 8)
+            assert json.loads(render.chunk_json(0x1000, sizef, state, kind, index, 8)) == render.chunk_doc(c)
+    assert tuple(render.chunk_doc(model.Chunk(0x1000, 0x21, "in_use", None, None, 8))) == render.CHUNK_KEYS
 
 
 def test_flags_and_state_text():
