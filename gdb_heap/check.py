@@ -6,7 +6,9 @@ tcache counts) plus the checks that need the walk and the bins side by side: the
 PREV_INUSE and prev_size against the bins, chunks listed in a bin that the walk does not find,
 links leaving every heap, a chunk in two bins, the large bins' nextsize ring, tcache sizes and
 keys, and top.  Each Problem names the chunk whose header or links are damaged and, where glibc
-has one, the message glibc prints when it trips over that damage (malloc.c's malloc_printerr).
+has one, the message glibc prints when it trips over that damage (glibc_checks' table): for a
+chunk in a bin, what the mallocs that take it out of its bin print (single-threaded); for an
+in-use chunk, what free() of it prints; None where that path does not check this damage.
 """
 
 from __future__ import annotations
@@ -16,41 +18,12 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import Dict, List, Optional, Sequence, Set, Tuple
 
+from . import glibc_checks as gc
 from .errors import MemoryReadError
 from .heap import Heap
-from .layouts import GlibcLayout, Version
-from .model import (PREV_INUSE, SIZE_BITS, Arena, BinChain, HeapRegion, Problem, bin_at, heap_initialised,
-                    walk_region_batches)
+from .model import (IS_MMAPPED, PREV_INUSE, SIZE_BITS, Arena, BinChain, HeapRegion, Problem, bin_at,
+                    bin_label, heap_initialised, walk_region_batches)
 
-# Every abort message a problem may carry, with the first glibc release whose malloc.c prints
-# it (checked against glibc's git tags 2.26 .. 2.42).  On an older glibc the problem has none.
-ABORT_SINCE: Dict[str, Version] = {
-    "corrupted size vs. prev_size": (2, 26),
-    "corrupted double-linked list (not small)": (2, 26),
-    "double free or corruption (!prev)": (2, 26),
-    "double free or corruption (out)": (2, 26),
-    "free(): invalid size": (2, 26),
-    "malloc(): memory corruption (fast)": (2, 26),
-    "malloc(): smallbin double linked list corrupted": (2, 26),
-    "malloc(): corrupted unsorted chunks": (2, 26),
-    "malloc_consolidate(): invalid chunk size": (2, 27),
-    "malloc(): corrupted top size": (2, 29),
-    "malloc(): invalid next->prev_inuse (unsorted)": (2, 29),
-    "malloc(): mismatching next->prev_size (unsorted)": (2, 29),
-    "malloc(): unsorted double linked list corrupted": (2, 29),
-    "malloc(): largebin double linked list corrupted (bk)": (2, 30),
-    "malloc(): unaligned tcache chunk detected": (2, 32),
-    "malloc(): unaligned fastbin chunk detected": (2, 32),
-}
-
-# unlink_chunk's chunksize(p) != prev_size(next_chunk(p)), or its unsorted-bin twin.
-PREV_SIZE_ABORTS = {"unsorted": "malloc(): mismatching next->prev_size (unsorted)",
-                    "small": "corrupted size vs. prev_size", "large": "corrupted size vs. prev_size"}
-# What malloc says when it takes the last chunk (bin->bk) of a bin whose bk chain is broken.
-LAST_ABORTS = {"unsorted": "malloc(): unsorted double linked list corrupted",
-               "small": "malloc(): smallbin double linked list corrupted", "large": None}
-INVALID_SIZE_ABORT = "free(): invalid size"
-NEXTSIZE_ABORT = "corrupted double-linked list (not small)"
 REGULAR = ("unsorted", "small", "large")
 
 
@@ -64,17 +37,8 @@ class Report:
     listed: int  # chunks found in bins (tcache included)
 
 
-def glibc_abort(layout: GlibcLayout, text: Optional[str]) -> Optional[str]:
-    """`text` if this glibc prints it, else None."""
-    if text is None or layout.version < ABORT_SINCE.get(text, (0, 0)):
-        return None
-    return text
-
-
 def label(chain: BinChain) -> str:
-    if chain.kind == "fast":
-        return f"fastbin[{chain.index}]"
-    return f"tcache[{chain.index}]" if chain.kind == "tcache" else f"{chain.kind} bin {chain.index}"
+    return bin_label(chain.kind, chain.index)
 
 
 class Checker:
@@ -84,7 +48,9 @@ class Checker:
         self.heap, self.arena = heap, arena
         self.layout, self.reader = heap.layout, heap.reader
         self.S = self.layout.size_sz
+        self.version = self.layout.version
         self.problems: List[Problem] = []
+        self.tcache_counts: Dict[int, int] = {}  # the selected thread's tcache: bin -> chunks
         self.regions: List[HeapRegion] = [r for a in heap.arenas for r in a.heaps]
 
     def add(self, address: int, message: str, abort: Optional[str] = None) -> None:
@@ -101,9 +67,14 @@ class Checker:
         walked = self.walk()
         regular = {c: (chain.kind, chain.index) for chain in chains if chain.kind in REGULAR for c in chain.chunks}
         fast = {c for chain in chains if chain.kind == "fast" for c in chain.chunks}
-        for p in self.problems:  # a fastbin chunk's bad size trips malloc_consolidate before free
-            if p.address in fast and p.glibc_abort == INVALID_SIZE_ABORT:
-                p.glibc_abort = "malloc_consolidate(): invalid chunk size"
+        self.tcache_counts = {c.index: c.count for c in chains if c.kind == "tcache"}
+        in_bins = {c for chain in chains for c in chain.chunks}
+        frees = {gc.text(n, self.version) for n in ("FREE_INVALID_SIZE", "FREE_INVALID_POINTER", "FREE_OUT")}
+        for i, p in enumerate(self.problems):
+            if p.glibc_abort in frees and (p.address in in_bins or not self.free_merges_or_checks(p)):
+                # A free chunk is not freed again (its bin's mallocs say what glibc prints),
+                # and a chunk the tcache or a fast bin takes never reaches the check.
+                self.problems[i] = Problem(p.address, p.message, None)
         self.neighbours(walked, regular, fast)
         self.top()
         for chain in chains:
@@ -120,16 +91,46 @@ class Checker:
         return Report(arena, self.finish(), sum(len(a) for a, _ in walked), listed)
 
     def finish(self) -> List[Problem]:
-        """Each problem once, by address, with the abort this glibc would print."""
+        """Each problem once, by address."""
         seen = set()
         out = []
         for p in self.problems:
             if (p.address, p.message) in seen:
                 continue
             seen.add((p.address, p.message))
-            out.append(Problem(p.address, p.message, glibc_abort(self.layout, p.glibc_abort)))
+            out.append(p)
         out.sort(key=lambda p: p.address)
         return out
+
+    # -- which of free()'s paths runs ------------------------------------------------------------
+    def free_merges(self, size_field: int) -> bool:
+        """Whether free() of an in-use chunk with this size field reaches _int_free's merging
+        path (its (top), (out), (!prev) and next-size checks): not an mmapped chunk, not taken
+        by a tcache bin with room (this thread's), not a fast bin size (default max_fast)."""
+        if size_field & IS_MMAPPED:
+            return False
+        L, mp = self.layout, self.heap.mp
+        size = size_field & ~SIZE_BITS
+        if self.heap.tcache:
+            if L.version >= (2, 42):
+                index, fits = L.tcache_index(size), size < mp.tcache_max_bytes
+            else:
+                index = (size - L.minsize + L.malloc_alignment - 1) // L.malloc_alignment
+                fits = index < mp.tcache_bins
+            if fits and self.tcache_counts.get(index, 0) < mp.tcache_count:
+                return False
+        max_fast = (17 * self.S) & ~(L.malloc_alignment - 1) if L.features.fastbins else 0  # set_max_fast(64*S/4)
+        return size > max_fast
+
+    def free_merges_or_checks(self, p: Problem) -> bool:
+        """free(): invalid size/pointer are checked before the tcache up to 2.41 (model.py decides
+        from 2.42); (out) is a merging-path check."""
+        if p.glibc_abort != gc.text("FREE_OUT", self.version):
+            return True
+        try:
+            return self.free_merges(self.reader.word(p.address + self.S))
+        except MemoryReadError:
+            return False
 
     # -- the chunk walk --------------------------------------------------------------------
     def walk(self) -> List[Tuple[List[int], List[int]]]:
@@ -150,20 +151,22 @@ class Checker:
         after a chunk in a regular bin, whose size the prev_size footer repeats."""
         for addresses, sizes in walked:
             prev: Optional[int] = None
+            prev_sizef = 0
             for address, sizef in zip(addresses, sizes):
                 where = regular.get(prev) if prev is not None else None
                 if sizef & PREV_INUSE:
-                    if where is not None and prev is not None:
-                        self.add(prev, f"chunk {prev:#x} is in the {where[0]} bin {where[1]} but the next chunk "
+                    if where is not None and prev is not None:  # checked by the unsorted loop only
+                        self.add(prev, f"chunk {prev:#x} is in {bin_label(*where)} but the next chunk "
                                        f"{address:#x} has PREV_INUSE set: the walk sees it in use",
-                                 "malloc(): invalid next->prev_inuse (unsorted)" if where[0] == "unsorted" else None)
+                                 gc.text("UNSORTED_NEXT_PREV_INUSE", self.version) if where[0] == "unsorted" else None)
                 elif prev is None:
                     self.add(address, f"chunk {address:#x} is the first of its heap but has PREV_INUSE clear")
-                elif where is None:
-                    state = "in a fastbin" if prev in fast else "in use"
+                elif where is None:  # free() of the chunk before checks it, if it gets that far
+                    state = "in a fast bin" if prev in fast else "in use"
+                    abort = gc.text("FREE_PREV", self.version) if prev not in fast and self.free_merges(
+                        prev_sizef) else None
                     self.add(address, f"chunk {address:#x} has PREV_INUSE clear, but the chunk before it, "
-                                      f"{prev:#x}, is {state} (not in a regular bin)",
-                             "double free or corruption (!prev)")
+                                      f"{prev:#x}, is {state} (not in a regular bin)", abort)
                 else:
                     try:
                         prev_size = self.reader.word(address)
@@ -171,10 +174,17 @@ class Checker:
                         continue
                     psize = address - prev
                     if prev_size != psize:
-                        self.add(prev, f"chunk {prev:#x} in the {where[0]} bin {where[1]} has size {psize:#x} "
+                        self.add(prev, f"chunk {prev:#x} in {bin_label(*where)} has size {psize:#x} "
                                        f"but the next chunk's prev_size is {prev_size:#x}",
-                                 PREV_SIZE_ABORTS[where[0]])
-                prev = address
+                                 self.prev_size_abort(where[0], prev_size, psize))
+                prev, prev_sizef = address, sizef
+
+    def prev_size_abort(self, kind: str, prev_size: int, size: int) -> Optional[str]:
+        """The unsorted loop compares prev_size without its low bits; a large bin's chunk is taken
+        by unlink_chunk, which compares it; a small bin's victim is taken without either."""
+        if kind == "unsorted":
+            return gc.text("UNSORTED_PREV_SIZE", self.version) if prev_size & ~SIZE_BITS != size else None
+        return gc.text("UNLINK_PREV_SIZE", self.version) if kind == "large" else None
 
     def top(self) -> None:
         state = self.arena.state
@@ -193,7 +203,7 @@ class Checker:
         end = self.heap_end(region)
         if size > state.system_mem:
             self.add(top, f"top chunk {top:#x} has size {size:#x}, more than the arena's system_mem "
-                          f"{state.system_mem:#x} (house of force?)", "malloc(): corrupted top size")
+                          f"{state.system_mem:#x} (house of force?)", gc.text("TOP_SIZE", self.version))
         elif size < self.layout.minsize or (self.S == 8 and size % self.layout.malloc_alignment):
             self.add(top, f"top chunk {top:#x} has an invalid size {size:#x}")
         elif end is not None and top + size != end:
@@ -244,7 +254,39 @@ class Checker:
         bk = self.arena.state.bins[2 * (chain.index - 1) + 1]
         if chain.chunks and bk != chain.chunks[-1]:
             self.add(header, f"{label(chain)}: the bin's bk is {bk:#x}, but the last chunk on its fd chain is "
-                             f"{chain.chunks[-1]:#x}", LAST_ABORTS[chain.kind])
+                             f"{chain.chunks[-1]:#x}", self.last_abort(chain.kind, header, bk))
+
+    def last_abort(self, kind: str, header: int, victim: int) -> Optional[str]:
+        """malloc takes the bin's bk as its victim: glibc's checks on it, read from memory (a
+        large bin is searched by size along bk_nextsize, not taken by its bk)."""
+        S = self.S
+        try:
+            sizef, fd, bk = self.reader.words(victim + S, 3)
+            bk_fd = self.reader.word(bk + 2 * S)
+        except MemoryReadError:
+            return None
+        if kind == "small":
+            return gc.text("SMALLBIN_DLL", self.version) if bk_fd != victim else None
+        if kind != "unsorted":
+            return None
+        v, size = self.version, sizef & ~SIZE_BITS
+        if v < (2, 29):  # the size check, then (2.28) the removal's
+            if sizef <= 2 * S or sizef > self.arena.state.system_mem:
+                return gc.text("UNSORTED_MEMORY_CORRUPTION", v)
+            return gc.text("UNSORTED_REMOVE", v) if bk_fd != victim else None
+        if size <= 2 * S or size > self.arena.state.system_mem:
+            return gc.text("UNSORTED_INVALID_SIZE", v)
+        try:
+            next_prev_size, next_sizef = self.reader.words(victim + size, 2)
+        except MemoryReadError:
+            return None
+        if next_sizef < 2 * S or next_sizef > self.arena.state.system_mem:
+            return gc.text("UNSORTED_INVALID_NEXT_SIZE", v)
+        if next_prev_size & ~SIZE_BITS != size:
+            return gc.text("UNSORTED_PREV_SIZE", v)
+        if bk_fd != victim or fd != header:
+            return gc.text("UNSORTED_DLL", v)
+        return gc.text("UNSORTED_NEXT_PREV_INUSE", v) if next_sizef & PREV_INUSE else None
 
     def nextsize_ring(self, chain: BinChain) -> None:
         """A large bin is sorted by decreasing size; the first chunk of each size is on the
@@ -263,10 +305,11 @@ class Checker:
             want = ring.get(chunk)
             if want is None and fd_ns:
                 self.add(chunk, f"{label(chain)}: chunk {chunk:#x} is not the first of its size, yet its "
-                                f"fd_nextsize is {fd_ns:#x} (should be NULL)", NEXTSIZE_ABORT)
+                                f"fd_nextsize is {fd_ns:#x} (should be NULL)", gc.text("UNLINK_NEXTSIZE", self.version))
             elif want is not None and (fd_ns, bk_ns) != want:
                 self.add(chunk, f"{label(chain)}: chunk {chunk:#x} has fd_nextsize {fd_ns:#x} and bk_nextsize "
-                                f"{bk_ns:#x}, expected {want[0]:#x} and {want[1]:#x}", NEXTSIZE_ABORT)
+                                f"{bk_ns:#x}, expected {want[0]:#x} and {want[1]:#x}",
+                         gc.text("UNLINK_NEXTSIZE", self.version) if fd_ns else None)  # NULL: not checked
 
     def tcache_entries(self, chains: Sequence[BinChain]) -> None:
         """tcache_entry.key: the owning tcache (2.29-2.33) or the process's tcache_key (2.34+).

@@ -12,8 +12,9 @@ from collections import Counter
 from itertools import accumulate, repeat
 from operator import and_
 from dataclasses import dataclass, field
-from typing import Dict, Iterable, Iterator, List, Optional, Sequence, Set, Tuple
+from typing import Callable, Dict, Iterable, Iterator, List, Optional, Sequence, Set, Tuple
 
+from . import glibc_checks as gc
 from .errors import HeapError, MemoryReadError
 from .layouts import NBINS, NSMALLBINS, GlibcLayout, StructLayout
 from .memory import Bytes, Reader
@@ -24,6 +25,11 @@ SIZE_BITS = 0x7
 MAX_ARENAS = 4096  # far above glibc's own limit (8 x cores)
 MAX_HEAPS_PER_ARENA = 1 << 16
 MAX_TCACHE_CHAIN = 1 << 16  # counts are uint16: a longer chain is a loop or damage
+
+
+def bin_label(kind: str, index: int) -> str:
+    """How every command names a bin: tcache[3], fast[0], unsorted, small[16], large[2]."""
+    return kind if kind == "unsorted" else f"{kind}[{index}]"
 
 
 @dataclass
@@ -312,8 +318,9 @@ def read_arenas(reader: Reader, layout: GlibcLayout, main_arena: int, mp: Malloc
 # Bins
 
 
-def walk_singly_linked(reader: Reader, layout: GlibcLayout, label: str, first: int, member: int,
-                       bound: int, unaligned_abort: str, skew: int) -> Tuple[List[int], List[int], List[Problem]]:
+def walk_singly_linked(reader: Reader, layout: GlibcLayout, label: str, first: int, member: int, bound: int,
+                       unaligned_abort: Callable[[int], Optional[str]],
+                       skew: int) -> Tuple[List[int], List[int], List[Problem]]:
     """A tcache bin or a fastbin: (chunks, their sizes, problems), in list order.
 
     Both keep their link in the word at the user pointer, safe-linked from 2.32 with that
@@ -321,7 +328,8 @@ def walk_singly_linked(reader: Reader, layout: GlibcLayout, label: str, first: i
     `skew` (0 or CHUNK_HDR_SZ) turns a link into a user pointer.  `first` is the head's user
     pointer, `member` where the head lives.
     A link that is unaligned, unreadable, loops or exceeds `bound` cuts the list, and the
-    problem is reported at the member holding that link.
+    problem is reported at the member holding that link; `unaligned_abort(k)` is what glibc
+    prints on meeting an unaligned pointer at position k of the list (0: the head).
     """
     S, H = layout.size_sz, layout.header_size
     amask = layout.malloc_alignment - 1
@@ -340,7 +348,7 @@ def walk_singly_linked(reader: Reader, layout: GlibcLayout, label: str, first: i
             cut: Optional[Tuple[str, Optional[str]]] = None
             if mem & amask:
                 cut = (f"{label}: {member:#x} links to {mem - H:#x}, which is not aligned; the chain is cut "
-                       "here", unaligned_abort)
+                       "here", unaligned_abort(len(chunks)))
             elif mem in seen:
                 cut = (f"{label}: {member:#x} links back to {mem - H:#x}, a loop ({mem - H:#x} is in the list "
                        "twice: freed twice, or a link overwritten); the chain is cut here", None)
@@ -375,6 +383,7 @@ def read_tcache(reader: Reader, layout: GlibcLayout, tcache: int, mp: MallocPar)
     counts = reader.array(tcache + c_off, nbins, c_size)
     entries = reader.words(tcache + t.offset("entries"), nbins)
     chains = []
+    unaligned = gc.text("TCACHE_UNALIGNED", layout.version)  # tcache_get, at whichever position
     for i in range(nbins):
         if layout.features.tcache_free_slots:
             count = (mp.tcache_count - counts[i]) if counts[i] <= mp.tcache_count else 0
@@ -383,43 +392,69 @@ def read_tcache(reader: Reader, layout: GlibcLayout, tcache: int, mp: MallocPar)
         if entries[i] == 0 and count == 0:
             continue
         # The head's member is the tcache_perthread_struct's own chunk.
-        chunks, sizes, problems = walk_singly_linked(reader, layout, f"tcache[{i}]", entries[i], tcache - H,
-                                                     MAX_TCACHE_CHAIN, "malloc(): unaligned tcache chunk detected", 0)
+        chunks, sizes, problems = walk_singly_linked(reader, layout, bin_label("tcache", i), entries[i],
+                                                     tcache - H, MAX_TCACHE_CHAIN, lambda k: unaligned, 0)
         if len(chunks) != count:
             where = chunks[-1] if chunks else tcache
-            problems.append(Problem(where, f"tcache[{i}]: the tcache counts {count} chunks but the chain "
+            problems.append(Problem(where, f"{bin_label('tcache', i)}: the tcache counts {count} chunks but the chain "
                                            f"holds {len(chunks)}"))
         chains.append(BinChain("tcache", i, layout.tcache_bin_size(i), count, chunks, problems, sizes))
     return chains
 
 
-def read_fastbins(reader: Reader, layout: GlibcLayout, state: MallocState) -> List[BinChain]:
+def is_victim(position: int, fill: int) -> bool:
+    """Whether malloc takes the chunk at `position` of a fast or small bin (0: the chunk it takes
+    first) as its victim, or stashes it into the tcache unchecked: each malloc of the bin's size
+    that reaches _int_malloc takes one victim and then stashes up to `fill` (mp_.tcache_count,
+    0 without a tcache) more into the then empty tcache bin, which the next mallocs use up."""
+    return position % (fill + 1) == 0
+
+
+def read_fastbins(reader: Reader, layout: GlibcLayout, state: MallocState, fill: int = 0) -> List[BinChain]:
+    """The fast bins; a problem's abort is what the mallocs of the bin's size print, single-threaded
+    (multi-threaded, REMOVE_FB reads each taken chunk's fd first: check.py says so)."""
     S, H = layout.size_sz, layout.header_size
+    v = layout.version
     bound = max(64, state.system_mem // layout.minsize + 1)
+    wrap = 1 << (8 * S)
     chains = []
+
+    def unaligned(position: int) -> Optional[str]:
+        return gc.text("FASTBIN_UNALIGNED_VICTIM" if is_victim(position, fill) else "FASTBIN_UNALIGNED_STASH", v)
+
     for i, head in enumerate(state.fastbinsY):
         if not head:
             continue
         size = layout.fastbin_size(i)
+        label = bin_label("fast", i)
         slot = state.address + layout.malloc_state.offset("fastbinsY") + i * S  # the head's member
-        chunks, sizes, problems = walk_singly_linked(reader, layout, f"fastbin[{i}]", head + H, slot, bound,
-                                                     "malloc(): unaligned fastbin chunk detected", H)
-        for chunk, got in zip(chunks, sizes):
-            if got != size:
-                problems.append(Problem(chunk, f"fastbin[{i}]: chunk {chunk:#x} has size {got:#x}, not {size:#x}",
-                                        "malloc(): memory corruption (fast)"))
+        chunks, sizes, problems = walk_singly_linked(reader, layout, label, head + H, slot, bound, unaligned, H)
+        for k, (chunk, got) in enumerate(zip(chunks, sizes)):
+            if got == size:
+                continue
+            if is_victim(k, fill):  # fastbin_index(chunksize(victim)) != idx
+                abort = gc.text("FASTBIN_VICTIM_SIZE", v) if layout.fastbin_index(got) != i else None
+            else:  # stashed: 2.42 compares csize2tidx, in size_t arithmetic
+                tidx = (got - layout.minsize + layout.malloc_alignment - 1) % wrap // layout.malloc_alignment
+                abort = gc.text("FASTBIN_STASH_SIZE", v) if tidx != layout.tcache_index(size) else None
+            problems.append(Problem(chunk, f"{label}: chunk {chunk:#x} has size {got:#x}, not {size:#x}", abort))
         chains.append(BinChain("fast", i, size, len(chunks), chunks, problems, sizes))
     return chains
 
 
-# What glibc prints when it unlinks a chunk whose bk does not point back (malloc.c).
-BK_ABORTS = {"unsorted": "malloc(): corrupted unsorted chunks",
-             "small": "malloc(): smallbin double linked list corrupted",
-             "large": "malloc(): largebin double linked list corrupted (bk)"}
+def bk_abort(layout: GlibcLayout, kind: str, from_tail: Optional[int], fill: int) -> Optional[str]:
+    """What the mallocs taking a chunk whose bk does not point back print; `from_tail` is its
+    place counted from the bin's last chunk, where malloc starts (None: unknown)."""
+    v = layout.version
+    if kind == "unsorted":  # each chunk in turn is the unsorted loop's victim
+        return gc.first(v, "UNSORTED_DLL", "UNSORTED_REMOVE")
+    if kind == "small":  # only the victim's bk is checked, the stashed chunks' are not
+        return gc.text("SMALLBIN_DLL", v) if from_tail is not None and is_victim(from_tail, fill) else None
+    return gc.text("UNLINK_DLL", v)  # a large bin's chunk is taken by unlink_chunk
 
 
 def read_regular_bins(reader: Reader, layout: GlibcLayout, state: MallocState,
-                      kinds: Sequence[str] = ("unsorted", "small", "large")) -> List[BinChain]:
+                      kinds: Sequence[str] = ("unsorted", "small", "large"), fill: int = 0) -> List[BinChain]:
     """Bins 1..126 (unsorted, small, large), following fd and checking each bk."""
     S = layout.size_sz
     bound = max(64, state.system_mem // layout.minsize + 1)
@@ -431,12 +466,14 @@ def read_regular_bins(reader: Reader, layout: GlibcLayout, state: MallocState,
         kind = "unsorted" if i == 1 else "small" if i < NSMALLBINS else "large"
         if kind not in kinds:
             continue
+        label = bin_label(kind, i)
         header = bin_at(layout, state.address, i)
         fd = state.bins[2 * (i - 1)]
         if fd in (header, 0):  # empty, or not set up yet (before malloc_init)
             continue
         chunks: List[int] = []
         problems: List[Problem] = []
+        bad_bk: List[Tuple[int, int, int]] = []  # (position, chunk, its bk)
         seen = set()
         sizes: List[int] = []
         prev, p = header, fd
@@ -445,17 +482,17 @@ def read_regular_bins(reader: Reader, layout: GlibcLayout, state: MallocState,
                                                  if i < NBINS - 2 else 1 << 64)
         while p != header:
             if len(chunks) >= bound:
-                problems.append(Problem(prev, f"{kind} bin {i}: longer than the arena can hold; cut here"))
+                problems.append(Problem(prev, f"{label}: longer than the arena can hold; cut here"))
                 break
             if p in seen:
-                problems.append(Problem(prev, f"{kind} bin {i}: the chain loops back to {p:#x}; cut here"))
+                problems.append(Problem(prev, f"{label}: the chain loops back to {p:#x}; cut here"))
                 break
             if not start <= p + S <= end - 3 * S:
                 try:
                     start, data = reader.span(p + S, 3 * S)
                     end = start + len(data)
                 except MemoryReadError:
-                    problems.append(Problem(prev, f"{kind} bin {i}: fd {p:#x} is not readable; the chain is "
+                    problems.append(Problem(prev, f"{label}: fd {p:#x} is not readable; the chain is "
                                                   "cut here"))
                     break
             sizef, nfd, nbk = unpack3(data, p + S - start)
@@ -463,13 +500,17 @@ def read_regular_bins(reader: Reader, layout: GlibcLayout, state: MallocState,
             chunks.append(p)
             sizes.append(sizef & ~SIZE_BITS)
             if nbk != prev:
-                problems.append(Problem(p, f"{kind} bin {i}: chunk {p:#x} has bk {nbk:#x}, expected {prev:#x}",
-                                        BK_ABORTS[kind]))
+                bad_bk.append((len(chunks) - 1, p, nbk))
             size = sizef & ~SIZE_BITS
             if not low <= size < high:
-                problems.append(Problem(p, f"{kind} bin {i}: chunk {p:#x} has size {size:#x}, which belongs "
+                problems.append(Problem(p, f"{label}: chunk {p:#x} has size {size:#x}, which belongs "
                                            f"in bin {layout.bin_index(size)}"))
             prev, p = p, nfd
+        whole = p == header and state.bins[2 * (i - 1) + 1] == prev  # glibc starts at the bin's bk
+        for k, chunk, bk in bad_bk:
+            abort = bk_abort(layout, kind, len(chunks) - 1 - k if whole else None, fill)
+            expected = chunks[k - 1] if k else header
+            problems.append(Problem(chunk, f"{label}: chunk {chunk:#x} has bk {bk:#x}, expected {expected:#x}", abort))
         chains.append(BinChain(kind, i, layout.bin_min_size(i), len(chunks), chunks, problems, sizes))
     return chains
 
@@ -484,9 +525,11 @@ def read_bins(reader: Reader, layout: GlibcLayout, state: MallocState, tcache: O
             chains += read_tcache(reader, layout, tcache, mp)
         except MemoryReadError as e:
             problems.append(Problem(tcache, f"the tcache at {tcache:#x} is not readable ({e})"))
+    fill = mp.tcache_count if tcache else 0  # how many chunks malloc stashes after its victim
     if "fast" in kinds:
-        chains += read_fastbins(reader, layout, state)
-    chains += read_regular_bins(reader, layout, state, [k for k in kinds if k in ("unsorted", "small", "large")])
+        chains += read_fastbins(reader, layout, state, fill)
+    chains += read_regular_bins(reader, layout, state, [k for k in kinds if k in ("unsorted", "small", "large")],
+                                fill)
     for one in chains:
         problems += one.problems
     return chains, problems
@@ -566,14 +609,14 @@ def walk_region_batches(reader: Reader, layout: GlibcLayout, region: HeapRegion,
         yield _addresses(first, sizes), sizes
         problems.append(Problem(pos, f"chunk {pos:#x} has an invalid size {csize:#x} (below MINSIZE "
                                      f"{minsize:#x} or not a multiple of {mask + 1}); the walk stops here",
-                                "free(): invalid size"))
+                                free_invalid_size_abort(layout, pos, sizef)))
         return
     if pos > limit:  # the last chunk's size ran past where chunks may go
         last = pos - last_size
         lsize = last_size
         where = f"into the top chunk at {top:#x}" if top_here else f"past the end of its heap ({end:#x})"
         # free() of it in a contiguous (sbrk) heap: its next chunk lies past top's end.
-        out = "double free or corruption (out)" if region.heap_info is None and pos >= end else None
+        out = gc.text("FREE_OUT", layout.version) if region.heap_info is None and pos >= end else None
         problems.append(Problem(last, f"chunk {last:#x} of size {lsize:#x} runs {where}; the walk stops here", out))
         return
     if not top_here:
@@ -585,6 +628,21 @@ def walk_region_batches(reader: Reader, layout: GlibcLayout, region: HeapRegion,
         yield [top], [reader.word(top + S)]
     except MemoryReadError:
         problems.append(Problem(top, f"the top chunk at {top:#x} is not readable"))
+
+
+def free_invalid_size_abort(layout: GlibcLayout, chunk: int, size_field: int) -> Optional[str]:
+    """What free() of a chunk whose size is below MINSIZE or misaligned prints."""
+    if size_field & IS_MMAPPED:
+        return None  # munmap_chunk's checks: not predicted
+    size = size_field & ~SIZE_BITS
+    wraps = chunk + size > 1 << (8 * layout.size_sz)  # p > -size: checked first up to 2.41
+    if layout.version <= (2, 41):
+        return gc.text("FREE_INVALID_POINTER" if wraps else "FREE_INVALID_SIZE", layout.version)
+    # From 2.42 a size below MINSIZE goes to the tcache unchecked (when its bin has room, which
+    # the walk does not know) and a misaligned one is not checked: only a size so large that
+    # p + size - MINSIZE overflows (never a tcache size) is sure to be refused.
+    overflows = size >= layout.minsize and chunk + size - layout.minsize >= 1 << (8 * layout.size_sz)
+    return gc.text("FREE_INVALID_SIZE", layout.version) if overflows else None
 
 
 def _addresses(first: int, sizes: List[int]) -> List[int]:

@@ -15,7 +15,7 @@ from .heap import MmappedView, ThreadInfo, Top, Where
 from .views import ArenaBins, ChunkView, Overview, TopView
 from .layouts import GlibcLayout
 from .model import (BIN_KINDS, IS_MMAPPED, NON_MAIN_ARENA, PREV_INUSE, SIZE_BITS, Arena, BinChain, Chunk,
-                    HeapRegion, Problem)
+                    HeapRegion, Problem, bin_label)
 from .style import Style
 
 PREVIEW_BYTES = 16
@@ -36,8 +36,8 @@ def flags_text(size_field: int) -> str:
 
 
 def state_text(state: str, kind: Optional[str], index: Optional[int]) -> str:
-    if state == "free":
-        return f"free {kind}[{index}]"
+    if state == "free" and kind is not None and index is not None:
+        return f"free {bin_label(kind, index)}"
     return "in use" if state == "in_use" else state
 
 
@@ -257,7 +257,8 @@ def bins_lines(chains: Sequence[BinChain], problems: Sequence[Problem], style: S
         size = f"size {c.size:#x}" if c.kind in ("tcache", "fast", "small") else f"sizes >= {c.size:#x}"
         if c.kind == "tcache" and c.index >= 64:
             size = f"sizes >= {c.size:#x}"
-        yield f"  {style('name', f'{c.kind}[{c.index}]')}  {style('size', size)}  {c.count} chunk{'s' * (c.count != 1)}"
+        name = style('name', bin_label(c.kind, c.index))
+        yield f"  {name}  {style('size', size)}  {c.count} chunk{'s' * (c.count != 1)}"
         a0, a1 = style.codes("address")
         if c.kind in ("unsorted", "large"):  # these bins mix sizes: show each chunk's
             known = c.sizes if len(c.sizes) == len(c.chunks) else [sizes(ch) for ch in c.chunks]

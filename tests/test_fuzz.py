@@ -22,7 +22,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from gdb_heap import model
-from gdb_heap.check import ABORT_SINCE, Checker, check_arena
+from gdb_heap.check import Checker, check_arena
+from gdb_heap.glibc_checks import TABLE
 from gdb_heap.errors import HeapError, MemoryReadError
 from gdb_heap.heap import Heap
 from gdb_heap.memory import BLOCK, PAGE, Bytes, ImageMemory, Reader
@@ -206,7 +207,7 @@ def exercise(s: Synthetic, probes: List[int]) -> Tuple[RecordingMemory, int]:
         assert report.chunks == len(chunks)
         for p in report.problems:
             assert isinstance(p.address, int) and p.message
-            assert p.glibc_abort is None or p.glibc_abort in ABORT_SINCE
+            assert p.glibc_abort is None or p.glibc_abort in {m.text for m in TABLE.values()}
         assert [p.address for p in report.problems] == sorted(p.address for p in report.problems)
         top_check = Checker(heap, arena)
         top_check.top()

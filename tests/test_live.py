@@ -431,10 +431,11 @@ def test_text_views_name_what_json_says(all_bins):
         line = next(line for line in text.splitlines() if re.match(rf"0x0*{c['address']:x}\b", line))
         assert f"{c['size']:#x}" in line
         if c["state"] == "free":
-            assert f"free {c['bin']}[{c['bin_index']}]" in line
+            label = "unsorted" if c["bin"] == "unsorted" else f"{c['bin']}[{c['bin_index']}]"
+            assert f"free {label}" in line
     bins_text = record["commands"]["heap bins"]["out"]
     for b in doc(record, "heap bins --json")["bins"]:
-        assert f"{b['kind']}[{b['index']}]" in bins_text
+        assert ("unsorted" if b["kind"] == "unsorted" else f"{b['kind']}[{b['index']}]") in bins_text
         assert all(f"{c:#x}" in bins_text for c in b["chunks"])
 
 

@@ -306,17 +306,37 @@ def test_regular_bin_loop_is_cut():
     assert any("loop" in p.message and p.address == c[-1] for p in problems)
 
 
-@pytest.mark.parametrize("kind,index", [("unsorted", 1), ("small", 16), ("large", 64)])
-def test_regular_bin_wrong_bk(kind, index):
-    _, s = every_bin_heap((2, 36), 8)
+# glibc's messages, copied from malloc.c: the unsorted loop's check 4 (2.29+), its removal check
+# (2.28 only, behind check 4 until 2.37), _int_malloc's small bin victim check, unlink_chunk.
+@pytest.mark.parametrize("kind,index,version,abort", [
+    ("unsorted", 1, (2, 36), "malloc(): unsorted double linked list corrupted"),
+    ("unsorted", 1, (2, 29), "malloc(): unsorted double linked list corrupted"),
+    ("unsorted", 1, (2, 28), "malloc(): corrupted unsorted chunks 3"),
+    ("unsorted", 1, (2, 27), None),
+    ("small", 16, (2, 36), "malloc(): smallbin double linked list corrupted"),
+    ("small", 16, (2, 26), "malloc(): smallbin double linked list corrupted"),
+    ("large", 64, (2, 36), "corrupted double-linked list"),
+    ("large", 64, (2, 27), "corrupted double-linked list")])
+def test_regular_bin_wrong_bk(kind, index, version, abort):
+    _, s = every_bin_heap(version, 8)
     c = s.chain(kind, index).chunks
-    s.poke(c[1] + 24, c[1])  # bk of the second chunk points at itself
+    s.poke(c[-1] + 24, c[-1])  # bk of the bin's last chunk (malloc's first victim) points at itself
     chains, problems = bins_of(s)
     got = next(x for x in chains if (x.kind, x.index) == (kind, index))
     assert got.chunks == c  # the fd walk is intact
     assert len(problems) == 1
-    assert problems[0].address == c[1]
-    assert problems[0].glibc_abort == model.BK_ABORTS[kind]
+    assert problems[0].address == c[-1]
+    assert problems[0].glibc_abort == abort
+
+
+def test_small_bin_chunk_stashed_with_a_wrong_bk():
+    """The one before the small bin's last chunk goes to the tcache after the victim: unchecked."""
+    _, s = every_bin_heap((2, 36), 8)
+    c = s.chain("small", 16).chunks
+    assert len(c) == 3
+    s.poke(c[1] + 24, c[1])
+    _, problems = bins_of(s)
+    assert [(p.address, p.glibc_abort) for p in problems] == [(c[1], None)]
 
 
 def test_tcache_unaligned_entry():
@@ -363,13 +383,23 @@ def test_wrong_bin_size_in_a_small_bin():
     assert any(p.address == c[0] and "belongs" in p.message for p in problems)
 
 
-def test_fastbin_chunk_of_the_wrong_size():
-    _, s = every_bin_heap((2, 36), 8)
+# fast[1] holds chunks of size 0x30; malloc takes its head as the victim and checks its size
+# ("memory corruption (fast)", up to 2.42), then stashes the next ones into the empty tcache bin,
+# which only 2.42 checks ("chunk size mismatch in fastbin").
+@pytest.mark.parametrize("version,position,abort", [
+    ((2, 36), 0, "malloc(): memory corruption (fast)"),
+    ((2, 26), 0, "malloc(): memory corruption (fast)"),
+    ((2, 42), 0, "malloc(): memory corruption (fast)"),
+    ((2, 36), 1, None),
+    ((2, 41), 1, None),
+    ((2, 42), 1, "malloc(): chunk size mismatch in fastbin")])
+def test_fastbin_chunk_of_the_wrong_size(version, position, abort):
+    _, s = every_bin_heap(version, 8)
     c = s.chain("fast", 1).chunks
-    s.poke(c[1] + 8, 0x40 | 1)
+    s.poke(c[position] + 8, 0x40 | 1)
     _, problems = bins_of(s)
-    assert [p.address for p in problems] == [c[1]]
-    assert problems[0].glibc_abort == "malloc(): memory corruption (fast)"
+    assert [p.address for p in problems] == [c[position]]
+    assert problems[0].glibc_abort == abort
 
 
 # -- arenas, top, initialisation -----------------------------------------------------------------------
