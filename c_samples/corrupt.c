@@ -1,5 +1,6 @@
 /*
- * corrupt.c - the heap damaged the classic ways, stopped before glibc notices.
+ * corrupt.c - the heap damaged the classic ways, stopped before glibc notices,
+ * then carried on until glibc notices.
  *
  * usage: corrupt STAGE     (one damage per run; checkpoint 1 right after it)
  *
@@ -30,8 +31,27 @@
  *                  key overwritten (use after free), free(a): the same loop.
  *   tcache_cycle   use after free making a tcache list loop: b -> a -> b.
  *   top_size       the top chunk's size overwritten with -1 (house of force).
- *   smallbin_bk    a chunk sitting in a small bin gets its bk forged to the
- *                  fake chunk (the classic smallbin / house of lore write).
+ *   smallbin_bk    a chunk sitting alone in a small bin gets its bk forged to
+ *                  the fake chunk (the classic smallbin / house of lore write).
+ *   invalid_size   an in-use chunk's size overwritten with 8 (below MINSIZE).
+ *   fast_size      a fastbin chunk's size overwritten with 2 * MINSIZE (the
+ *                  size of another fastbin).
+ *   consolidate_size  a fastbin chunk's size overwritten with 8.
+ *                  (fast_size and consolidate_size are refused from 2.43.)
+ *   unsorted_bk    a large chunk (LARGE: 0x500, past the tcache) sitting in
+ *                  the unsorted bin gets its bk forged to the fake chunk.
+ *   unsorted_prev_size   the chunk after a LARGE chunk in the unsorted bin
+ *                  gets its prev_size overwritten with 0.
+ *   unsorted_prev_inuse  ... gets its PREV_INUSE bit set.
+ *   large_prev_size      the same as unsorted_prev_size, the chunk sorted
+ *                  into its large bin first.
+ *   large_nextsize a large bin's only chunk gets its fd_nextsize forged to the
+ *                  fake chunk.
+ *   large_bk       a large bin's only chunk (0x440) gets its bk forged to the
+ *                  fake chunk; a bigger chunk of the same bin (0x450) waits in
+ *                  the unsorted bin.
+ *   prev_inuse     the chunk after an in-use LARGE chunk gets its PREV_INUSE
+ *                  bit cleared.
  *
  * Fact lines (besides "@ ptr"): "@ addr damaged 0xADDR" is the chunk (header
  * address) whose header or links the damage touched, the one `heap check`
@@ -43,8 +63,11 @@
  * for glibc 2.26 and later (tcache holds 7 chunks per size up to 2.42, 16
  * from 2.43, which also removed the fastbins).
  *
- * After the checkpoint the program leaves with _exit(), before glibc can
- * trip over the damage.
+ * After the checkpoint the program carries on (carry_on()): it makes the
+ * malloc or free calls the damage breaks in a real program, the ones whose
+ * check in glibc looks at the damaged chunk, so glibc prints its abort
+ * message on stderr and raises SIGABRT; where glibc has no check for the
+ * damage, the program leaves with _exit(0).  "@ carry on" is printed first.
  */
 #include "sample.h"
 
@@ -57,6 +80,13 @@
 #define TCACHE_FILL 16 /* at least what a tcache bin holds: 7 up to glibc 2.42, 16 from 2.43 */
 #define SMALL_REQUEST (3 * sizeof(size_t)) /* chunk size MINSIZE: 0x20 on x86-64, 0x10 on i386 */
 #define MINSIZE (4 * sizeof(size_t))
+/* Chunk sizes past the tcache (its largest chunk is 0x410 on x86-64, 0x400 on
+ * i386) and MIN_LARGE_SIZE: large bin chunks on both, freed to the unsorted bin. */
+#define LARGE_REQUEST (0x500 - sizeof(size_t))  /* chunk size 0x500 */
+#define LARGE_A_REQUEST (0x440 - sizeof(size_t)) /* 0x440 and 0x450: the same large bin */
+#define LARGE_B_REQUEST (0x450 - sizeof(size_t))
+#define SORT_REQUEST 0x1000 /* a large request no free chunk serves: sorts the unsorted bin */
+#define BAD_SIZE ((size_t)8 | 1) /* below MINSIZE on x86-64 and i386; PREV_INUSE */
 
 /* A fake chunk outside the heap, placed like a real one: its user pointer
  * (FAKE_MEM) 16-byte aligned, its header 2 * SIZE_SZ before that. */
@@ -80,6 +110,12 @@ static int safe_linking(void)
 static int has_fastbins(void)
 {
     return !glibc_at_least(2, 43);
+}
+
+/* How many chunks a tcache bin holds (mp_.tcache_count's default). */
+static int tcache_count(void)
+{
+    return glibc_at_least(2, 43) ? 16 : 7;
 }
 
 /* PROTECT_PTR (malloc.c): what glibc stores in a tcache next / fastbin fd. */
@@ -159,15 +195,80 @@ static void free_two(void **a, void **b, int fast)
     free(*b);
 }
 
+/* A LARGE chunk before a guard, freed: to the unsorted bin.  The guard is
+ * returned. */
+static void *free_large(const char *name, void **a, size_t request)
+{
+    void *g;
+
+    *a = fill_and_report(name, request);
+    g = xmalloc(40);
+    free(*a);
+    report_free(name);
+    return chunk_of(g);
+}
+
+/* The two words after a chunk's size: fd and bk (user data words 0 and 1). */
+static void **links(void *chunk)
+{
+    return (void **)((char *)chunk + 2 * sizeof(size_t));
+}
+
+static int is(const char *stage, const char *name)
+{
+    return strcmp(stage, name) == 0;
+}
+
+static void empty_tcache(size_t request)
+{
+    for (int i = 0; i < tcache_count(); i++)
+        (void)xmalloc(request);
+}
+
+/* After the checkpoint: the calls the damage breaks.  `other_mem` is the
+ * in-use chunk before the damaged one where freeing it is what trips glibc. */
+static void carry_on(const char *stage, void *other_mem)
+{
+    printf("@ carry on\n");
+    if (is(stage, "overflow") || is(stage, "overlap") || is(stage, "invalid_size")) {
+        free(victim); /* glibc's free checks the damaged size (overlap: none) */
+        (void)xmalloc(3 * MINSIZE - sizeof(size_t));
+    } else if (is(stage, "uaf_tcache") || is(stage, "uaf_tcache_raw") || is(stage, "tcache_cycle")) {
+        for (int i = 0; i < 3; i++)
+            (void)xmalloc(SMALL_REQUEST); /* the list's chunks, then where its link leads */
+    } else if (is(stage, "uaf_fast") || is(stage, "uaf_fast_raw") || is(stage, "double_free")
+               || is(stage, "fast_size")) {
+        empty_tcache(SMALL_REQUEST);
+        for (int i = 0; i < 3; i++)
+            (void)xmalloc(SMALL_REQUEST); /* from the fastbin, stashing the rest into the tcache */
+    } else if (is(stage, "consolidate_size")) {
+        (void)xmalloc(SORT_REQUEST); /* a large request consolidates the fastbins first */
+    } else if (is(stage, "top_size")) {
+        (void)xmalloc(SORT_REQUEST); /* from top */
+    } else if (is(stage, "smallbin_bk")) {
+        empty_tcache(0xf8);
+        (void)xmalloc(0xf8); /* the small bin's last chunk */
+    } else if (is(stage, "unsorted_bk") || is(stage, "unsorted_prev_size") || is(stage, "unsorted_prev_inuse")
+               || is(stage, "large_bk")) {
+        (void)xmalloc(SORT_REQUEST); /* takes the unsorted bin's chunks to their bins */
+    } else if (is(stage, "large_prev_size") || is(stage, "large_nextsize") || is(stage, "prev_inuse")) {
+        free(other_mem); /* merges with the free chunk after it (prev_inuse: checks the next's bit) */
+    }
+    _exit(0);
+}
+
 int main(int argc, char **argv)
 {
     const char *stage = argc > 1 ? argv[1] : "";
-    void *a, *b;
+    void *a, *b, *other_mem = NULL;
 
     setvbuf(stdout, NULL, _IONBF, 0);
     printf("@ size_t %zu\n", sizeof(size_t));
     report_addr("fake", chunk_of(FAKE_MEM));
     *size_field(chunk_of(FAKE_MEM)) = MINSIZE | 1; /* a plausible size field for the fake chunk */
+    /* and a list's end: a tcache next / fastbin fd holding NULL (PROTECT_PTR of
+     * NULL), which no bin's double-link check takes for a chunk */
+    *(void **)FAKE_MEM = protect(FAKE_MEM, NULL);
 
     if (strcmp(stage, "overflow") == 0) {
         a = fill_and_report("a", SMALL_REQUEST);
@@ -233,23 +334,75 @@ int main(int argc, char **argv)
         }
         a = fill_and_report("a", 0xf8);
         guard();
-        for (int i = 0; i < TCACHE_FILL; i++)
-            free(p[i]);
+        for (int i = 0; i < tcache_count(); i++)
+            free(p[i]); /* exactly a full tcache bin: a is the small bin's only chunk */
         free(a); /* tcache full: to the unsorted bin (from 2.41 its small bin) */
         victim = a;
         (void)xmalloc(4000); /* sorts a into its small bin */
         ((void **)victim)[1] = chunk_of(FAKE_MEM); /* bk */
         damaged(chunk_of(a));
-    } else if (strncmp(stage, "uaf_fast", 8) == 0) {
+    } else if (is(stage, "invalid_size")) {
+        a = fill_and_report("a", SMALL_REQUEST);
+        victim = fill_and_report("b", SMALL_REQUEST);
+        guard();
+        *size_field(chunk_of(victim)) = BAD_SIZE;
+        damaged(chunk_of(victim));
+    } else if ((is(stage, "fast_size") || is(stage, "consolidate_size")) && has_fastbins()) {
+        free_two(&a, &b, 1); /* fastbin[0]: b -> a (tcache full) */
+        victim = b;
+        *size_field(chunk_of(b)) = is(stage, "fast_size") ? 2 * MINSIZE | 1 : BAD_SIZE;
+        damaged(chunk_of(b));
+    } else if (is(stage, "unsorted_bk") || is(stage, "unsorted_prev_size") || is(stage, "unsorted_prev_inuse")) {
+        void *g = free_large("a", &a, LARGE_REQUEST);
+        victim = a;
+        if (is(stage, "unsorted_bk"))
+            links(chunk_of(a))[1] = chunk_of(FAKE_MEM);
+        else if (is(stage, "unsorted_prev_size"))
+            *(size_t *)g = 0; /* the guard's prev_size: a's footer */
+        else
+            *size_field(g) |= 1; /* the guard's PREV_INUSE */
+        damaged(chunk_of(a));
+    } else if (is(stage, "large_prev_size") || is(stage, "large_nextsize") || is(stage, "prev_inuse")) {
+        void *g;
+        other_mem = fill_and_report("m", LARGE_REQUEST); /* in use, right before a */
+        if (is(stage, "prev_inuse")) {
+            victim = fill_and_report("b", SMALL_REQUEST); /* in use, right after m */
+            guard();
+            *size_field(chunk_of(victim)) &= ~(size_t)1; /* says m is free */
+            damaged(chunk_of(victim));
+            other(chunk_of(other_mem));
+        } else {
+            g = free_large("a", &a, LARGE_REQUEST);
+            (void)xmalloc(SORT_REQUEST); /* a: to its large bin */
+            victim = a;
+            if (is(stage, "large_prev_size"))
+                *(size_t *)g = 0;
+            else
+                links(chunk_of(a))[2] = chunk_of(FAKE_MEM); /* fd_nextsize */
+            damaged(chunk_of(a));
+        }
+    } else if (is(stage, "large_bk")) {
+        b = fill_and_report("b", LARGE_B_REQUEST); /* before the damage: no malloc may take a */
+        guard();
+        free_large("a", &a, LARGE_A_REQUEST);
+        (void)xmalloc(SORT_REQUEST); /* a: alone in its large bin */
+        links(chunk_of(a))[1] = chunk_of(FAKE_MEM);
+        free(b); /* the unsorted bin; to be sorted in front of a, the smaller */
+        report_free("b");
+        victim = a;
+        damaged(chunk_of(a));
+    } else if (strncmp(stage, "uaf_fast", 8) == 0 || is(stage, "fast_size") || is(stage, "consolidate_size")) {
         fprintf(stderr, "corrupt: %s: glibc %s has no fastbins (glibc 2.43 removed them)\n", stage,
                 gnu_get_libc_version());
         return 3;
     } else {
         fprintf(stderr, "usage: corrupt overflow|overlap|uaf_tcache|uaf_tcache_raw|uaf_fast|"
-                        "uaf_fast_raw|double_free|tcache_cycle|top_size|smallbin_bk\n");
+                        "uaf_fast_raw|double_free|tcache_cycle|top_size|smallbin_bk|invalid_size|"
+                        "fast_size|consolidate_size|unsorted_bk|unsorted_prev_size|unsorted_prev_inuse|"
+                        "large_prev_size|large_nextsize|large_bk|prev_inuse\n");
         return 2;
     }
     printf("@ checkpoint 1\n");
     checkpoint(1);
-    _exit(0);
+    carry_on(stage, other_mem);
 }

@@ -418,12 +418,29 @@ def truth():
     return t
 
 
+def how_it_ended(end):
+    """Fills `end` with how the program stopped last: {"signal": "SIGABRT"} or {"exit_code": 0}
+    (gdb's own stop and exit events)."""
+    def stopped(event):
+        if isinstance(event, gdb.SignalEvent):
+            end.clear()
+            end["signal"] = event.stop_signal
+
+    def exited(event):
+        end.clear()
+        end["exit_code"] = getattr(event, "exit_code", None)
+    gdb.events.stop.connect(stopped)
+    gdb.events.exited.connect(exited)
+
+
 def main():
     gdb.execute("set pagination off")
     gdb.execute("set confirm off")
     gdb.execute(f"source {PARAMS['init']}")
     stages: List[Dict[str, Any]] = []
-    results = {"before_run": {c: run(c) for c in PARAMS.get("before_run", [])}, "stages": stages}
+    end: Dict[str, Any] = {}
+    how_it_ended(end)
+    results = {"before_run": {c: run(c) for c in PARAMS.get("before_run", [])}, "stages": stages, "end": end}
     gdb.execute("break checkpoint")
     args = " ".join(PARAMS.get("args", []))
     gdb.execute(f"run {args} > {PARAMS['program_out']}")

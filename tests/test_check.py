@@ -2,9 +2,12 @@
 and the proof that the commands only read the inferior.
 
 The truth is the sample's own word: it prints the address of the chunk its damage touched
-("@ addr damaged"), the fake chunk it links to, the other chunk involved and sizeof(size_t); the
-expected words are what the damage is (by hand, from the sample's source and SIZE_SZ) and glibc's
-abort message is the literal string of malloc.c.
+("@ addr damaged addr"), the fake chunk it links to, the other chunk involved and sizeof(size_t);
+the expected words are what the damage is (by hand, from the sample's source and SIZE_SZ).  The
+abort message `heap check` predicts is checked against glibc itself: after the checkpoint the
+sample carries on with the malloc or free the damage breaks, and glibc prints its message on the
+program's stderr and raises SIGABRT (or, where glibc has no check for the damage, the program
+exits cleanly and the tool must predict no abort).
 """
 
 import json
@@ -25,60 +28,71 @@ CHECK = "heap check --json"
 # Every command in every way the registry lists (`victim`: the damaged chunk's user pointer).
 COMMANDS = registry.every_invocation("victim")
 assert CHECK in COMMANDS and "heap check" in COMMANDS
-UNALIGNED_TCACHE = "malloc(): unaligned tcache chunk detected"
-# The damaged link is the fast bin head's fd: malloc takes the head, then stashes the next chunk
-# into the tcache and checks it there (before this was wrongly predicted without the " 3").
-UNALIGNED_FAST = "malloc(): unaligned fastbin chunk detected 3"
-
-# stage -> (the words the problem at the damaged chunk says, glibc's abort message or None).
-# "{other}" and "{fake}" stand for the sample's printed addresses, the sizes for what the damage
-# wrote, by SIZE_SZ (sizes()). The stages' chunks are MINSIZE: tcache[0] and fast[0] everywhere.
+# stage -> the words the problem at the damaged chunk says.  "{other}" and "{fake}" stand for the
+# sample's printed addresses, the sizes for what the damage wrote, by SIZE_SZ (sizes()). The
+# small stages' chunks are MINSIZE: tcache[0] and fast[0] everywhere; the large ones 0x500
+# (0x440 for large_bk), past the tcache, in the unsorted bin or, sorted, a large bin.
 STAGES = {
-    "overflow": (["{overflowed:#x}", "runs"], "double free or corruption (out)"),
-    "overlap": (["size {grown:#x}", "contains {other:#x}", "tcache[0]", "overlapping"], None),
-    "uaf_tcache": (["tcache[0]", "links to {fake:#x}", "outside any heap"], None),
-    "uaf_tcache_raw": (["tcache[0]"], UNALIGNED_TCACHE if SAFE_LINKING else None),
-    "uaf_fast": (["fast[0]", "links to {fake:#x}", "outside the arena's heaps"], None),
-    "uaf_fast_raw": (["fast[0]"], UNALIGNED_FAST if SAFE_LINKING else None),
-    "double_free": (["fast[0]" if FASTBINS else "tcache[0]", "links back to {other:#x}", "loop", "twice"], None),
-    "tcache_cycle": (["tcache[0]", "links back to {other:#x}", "loop"], None),
-    "top_size": (["top chunk", "size {all_ones:#x}", "system_mem"], "malloc(): corrupted top size"),
-    # The forged chunk is the first of ten in its small bin, ninth from the end malloc takes from:
-    # a malloc stashes it into the tcache after a victim, where glibc does not check its bk (the
-    # "tcache stashing unlink"); predicted before as "malloc(): smallbin double linked list corrupted".
-    "smallbin_bk": (["small[", "bk {fake:#x}"], None),
+    "overflow": ["{overflowed:#x}", "runs"],
+    "overlap": ["size {grown:#x}", "contains {other:#x}", "tcache[0]", "overlapping"],
+    "uaf_tcache": ["tcache[0]", "links to {fake:#x}", "outside any heap"],
+    "uaf_tcache_raw": ["tcache[0]"],
+    "uaf_fast": ["fast[0]", "links to {fake:#x}", "outside the arena's heaps"],
+    "uaf_fast_raw": ["fast[0]"],
+    "double_free": ["fast[0]" if FASTBINS else "tcache[0]", "links back to {other:#x}", "loop", "twice"],
+    "tcache_cycle": ["tcache[0]", "links back to {other:#x}", "loop"],
+    "top_size": ["top chunk", "size {all_ones:#x}", "system_mem"],
+    "smallbin_bk": ["small[", "bk {fake:#x}"],
+    "invalid_size": ["invalid size {bad:#x}"],
+    "fast_size": ["fast[0]", "has size {two_minsize:#x}"],
+    "consolidate_size": ["invalid size {bad:#x}"],
+    "unsorted_bk": ["unsorted", "bk {fake:#x}"],
+    "unsorted_prev_size": ["unsorted", "prev_size is 0x0"],
+    "unsorted_prev_inuse": ["unsorted", "PREV_INUSE set"],
+    "large_prev_size": ["large[", "prev_size is 0x0"],
+    "large_nextsize": ["large[", "fd_nextsize {fake:#x}"],
+    "large_bk": ["large[", "bk {fake:#x}"],
+    "prev_inuse": ["PREV_INUSE clear", "{other:#x}", "in use"],
 }
 if not SAFE_LINKING:  # without safe-linking, a raw link is a valid link
     STAGES["uaf_tcache_raw"] = STAGES["uaf_tcache"]
     STAGES["uaf_fast_raw"] = STAGES["uaf_fast"]
-FASTBIN_ONLY = ("uaf_fast", "uaf_fast_raw")  # their tcache equivalents are uaf_tcache and uaf_tcache_raw
-
-
+# their tcache equivalents are uaf_tcache and uaf_tcache_raw; the fastbin's size checks have none
+FASTBIN_ONLY = {"uaf_fast": "uaf_tcache", "uaf_fast_raw": "uaf_tcache_raw", "fast_size": None,
+                "consolidate_size": None}
 def sizes(S: int) -> Dict[str, int]:
     """The size fields the damage wrote, as the tool shows them (flag bits cleared): the overflow's
     "AAAA..." word, the grown chunk's three MINSIZE chunks (MINSIZE = 4 * SIZE_SZ on x86-64 and
-    i386), the top chunk's -1."""
-    return {"overflowed": int.from_bytes(b"A" * S, "little") & ~7, "grown": 3 * 4 * S, "all_ones": (1 << 8 * S) - 8}
+    i386), the top chunk's -1, the fastbin chunk's two MINSIZE, BAD_SIZE's 8."""
+    return {"overflowed": int.from_bytes(b"A" * S, "little") & ~7, "grown": 3 * 4 * S, "all_ones": (1 << 8 * S) - 8,
+            "two_minsize": 2 * 4 * S, "bad": 8}
 
 
 @pytest.fixture(scope="module", params=sorted(STAGES))
 def corrupted(request):
+    """One stage: the tool's record at the checkpoint, what glibc printed on the program's stderr
+    once it carried on, and how the program ended."""
     stage = request.param
     if stage in FASTBIN_ONLY and not FASTBINS:
-        equivalent = stage.replace("fast", "tcache")  # uaf_fast_raw -> uaf_tcache_raw
-        pytest.skip(f"{stage}: glibc 2.43 removed fastbins (this is {host_glibc()}); {equivalent} tests the tcache")
-    record = probe(sample("corrupt"), COMMANDS, [stage], truth=False)
+        equivalent = FASTBIN_ONLY[stage]
+        pytest.skip(f"{stage}: glibc 2.43 removed fastbins (this is {host_glibc()})"
+                    + (f"; {equivalent} tests the tcache" if equivalent else ""))
+    with tempfile.TemporaryDirectory(prefix="gdb_heap_corrupt.") as tmp:
+        stderr_file = os.path.join(tmp, "stderr")
+        record = probe(sample("corrupt"), COMMANDS, [stage, "2>", stderr_file], truth=False)
+        with open(stderr_file) as f:
+            printed = f.read()
     assert len(record["stages"]) == 1, f"{stage}: the sample did not stop at its checkpoint"
-    return stage, record["stages"][0], record["gdb_stderr"]
+    return stage, record["stages"][0], record["gdb_stderr"], printed, record["end"]
 
 
 def addr(stage_record, label):
     return next(int(f[1], 16) for f in facts(stage_record, "addr") if f[0] == label)
 
 
-def test_check_names_the_damaged_chunk(corrupted):
-    stage, rec, _ = corrupted
-    words, abort = STAGES[stage]
+def damaged_problem(stage, rec):
+    """The problem `heap check` reports at the damaged chunk with the stage's words."""
+    words = STAGES[stage]
     damaged = addr(rec, "damaged")
     known = {label: addr(rec, label) for label in ("fake", "other") if any(f[0] == label for f in facts(rec, "addr"))}
     known.update(sizes(int(facts(rec, "size_t")[0][0])))
@@ -88,12 +102,31 @@ def test_check_names_the_damaged_chunk(corrupted):
     want = [w.format(**known) for w in words]
     hit = [p for p in here if all(w in p["message"] for w in want)]
     assert hit, f"{stage}: no problem at {damaged:#x} says {want}: {here}"
-    if stage not in ("uaf_tcache_raw", "uaf_fast_raw") or "not aligned" in hit[0]["message"]:
-        assert hit[0]["glibc_abort"] == abort
+    return hit[0]
+
+
+def test_check_names_the_damaged_chunk(corrupted):
+    stage, rec, _, _, _ = corrupted
+    damaged_problem(stage, rec)
+
+
+def test_predicted_abort_is_what_glibc_prints(corrupted):
+    """The abort `heap check` predicts at the damaged chunk is the line glibc printed when the
+    program carried on (malloc_printerr: the message and a newline on stderr, then SIGABRT); no
+    prediction where the program went on to exit cleanly."""
+    stage, rec, _, printed, end = corrupted
+    predicted = damaged_problem(stage, rec)["glibc_abort"]
+    if printed:
+        assert printed.endswith("\n") and printed.count("\n") == 1, f"{stage}: glibc printed {printed!r}"
+        assert end == {"signal": "SIGABRT"}, f"{stage}: glibc printed {printed!r}, then the program ended {end}"
+    else:
+        assert end == {"exit_code": 0}, f"{stage}: the program ended {end} without a message from glibc"
+    glibc = printed[:-1] or None
+    assert predicted == glibc, f"{stage}: heap check predicts {predicted!r}, glibc printed {glibc!r}"
 
 
 def test_every_command_stops_cleanly(corrupted):
-    stage, rec, stderr = corrupted
+    stage, rec, stderr, _, _ = corrupted
     no_traceback(stderr)
     for command in COMMANDS:
         r = rec["commands"][command]
