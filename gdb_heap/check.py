@@ -19,8 +19,8 @@ from typing import Dict, List, Optional, Sequence, Set, Tuple
 from .errors import MemoryReadError
 from .heap import Heap
 from .layouts import GlibcLayout, Version
-from .model import (PREV_INUSE, SIZE_BITS, Arena, BinChain, HeapRegion, Problem, bin_at, heap_initialised,
-                    walk_region_batches)
+from .model import (NONCONTIGUOUS_BIT, PREV_INUSE, SIZE_BITS, Arena, BinChain, HeapRegion, Problem, bin_at,
+                    heap_initialised, walk_region_batches)
 
 # Every abort message a problem may carry, with the first glibc release whose malloc.c prints
 # it (checked against glibc's git tags 2.26 .. 2.42).  On an older glibc the problem has none.
@@ -200,9 +200,12 @@ class Checker:
                           f"{end:#x}")
 
     def heap_end(self, region: HeapRegion) -> Optional[int]:
-        """Where top must end: the program break (sbrk_base + system_mem) for the main arena,
-        the heap_info's start + size for a thread heap."""
+        """Where top must end: the program break (sbrk_base + system_mem, foreign sbrk bytes
+        included) for a contiguous main arena, the heap_info's start + size for a thread heap;
+        None where nothing says (a non-contiguous main arena's mmapped region)."""
         if region.heap_info is None:
+            if self.arena.state.flags & NONCONTIGUOUS_BIT:
+                return None
             return self.heap.mp.sbrk_base + self.arena.state.system_mem
         try:
             return region.heap_info + self.reader.word(region.heap_info + self.layout.heap_info.offset("size"))
