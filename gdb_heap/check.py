@@ -21,8 +21,8 @@ from typing import Dict, List, Optional, Sequence, Set, Tuple
 from . import glibc_checks as gc
 from .errors import MemoryReadError
 from .heap import Heap
-from .model import (IS_MMAPPED, PREV_INUSE, SIZE_BITS, Arena, BinChain, HeapRegion, Problem, bin_at,
-                    bin_label, heap_initialised, walk_region_batches)
+from .model import (IS_MMAPPED, NONCONTIGUOUS_BIT, PREV_INUSE, SIZE_BITS, Arena, BinChain, HeapRegion, Problem,
+                    bin_at, bin_label, heap_initialised, walk_region_batches)
 
 REGULAR = ("unsorted", "small", "large")
 
@@ -211,9 +211,12 @@ class Checker:
                           f"{end:#x}")
 
     def heap_end(self, region: HeapRegion) -> Optional[int]:
-        """Where top must end: the program break (sbrk_base + system_mem) for the main arena,
-        the heap_info's start + size for a thread heap."""
+        """Where top must end: the program break (sbrk_base + system_mem, foreign sbrk bytes
+        included) for a contiguous main arena, the heap_info's start + size for a thread heap;
+        None where nothing says (a non-contiguous main arena's mmapped region)."""
         if region.heap_info is None:
+            if self.arena.state.flags & NONCONTIGUOUS_BIT:
+                return None
             return self.heap.mp.sbrk_base + self.arena.state.system_mem
         try:
             return region.heap_info + self.reader.word(region.heap_info + self.layout.heap_info.offset("size"))

@@ -135,7 +135,8 @@ class Heap:
     def arenas(self) -> List[Arena]:
         if self._arenas is None:
             try:
-                self._arenas = model.read_arenas(self.reader, self.layout, self.anchors.main_arena, self.mp)
+                self._arenas = model.read_arenas(self.reader, self.layout, self.anchors.main_arena, self.mp,
+                                                 lambda: self.anchors.mappings()[0])
             except MemoryReadError:
                 raise HeapError(f"cannot read main_arena at {self.anchors.main_arena:#x}; the C library's "
                                 "data is not readable (a core file without it?)") from None
@@ -271,6 +272,11 @@ class Heap:
             for region in arena.heaps:
                 if not region.first_chunk <= address < region.end + H:
                     continue
+                if region.fencepost is not None and region.fencepost <= address < region.fencepost + 3 * H:
+                    raise HeapError(f"{address:#x} is in glibc's fencepost at {region.fencepost:#x}, two chunks of "
+                                    f"{H:#x} bytes that end the heap region {region.start:#x}-{region.end:#x} "
+                                    "where malloc carried on elsewhere; not a chunk the program got (heap arenas "
+                                    "lists the regions)")
                 scratch: List[Problem] = []
                 prev: Optional[int] = None
                 for chunk, sizef in model.walk_region(self.reader, self.layout, region, arena.state.top, scratch):

@@ -209,7 +209,8 @@ def valid_arena(reader: Reader, layout: GlibcLayout, address: int) -> int:
 def mp_candidates(reader: Reader, layout: GlibcLayout, spans: Sequence[Span],
                   main_arena: int) -> List[Candidate]:
     """malloc_par candidates: mp_.sbrk_base is where the main heap starts, so top lies in
-    [sbrk_base, sbrk_base + system_mem), and the other fields keep their own invariants."""
+    [sbrk_base, sbrk_base + system_mem) (unless the arena fell back to mmap: NONCONTIGUOUS_BIT),
+    and the other fields keep their own invariants."""
     try:
         state = model.read_malloc_state(reader, layout, main_arena)
     except MemoryReadError:
@@ -222,10 +223,11 @@ def mp_candidates(reader: Reader, layout: GlibcLayout, spans: Sequence[Span],
     # sbrk_base is the lowest address of the main heap: no chunk the arena links to is below it.
     own = {model.bin_at(layout, main_arena, i) for i in range(1, NBINS)}
     lowest = min([x for x in state.bins + state.fastbinsY if x and x not in own] + [state.top])
+    noncontiguous = state.flags & model.NONCONTIGUOUS_BIT
     found = []
     for base, words in _pieces(reader, spans):
         for k, w in enumerate(words):
-            if w and w <= lowest and w <= state.top < w + state.system_mem:
+            if w and w <= lowest and (noncontiguous or w <= state.top < w + state.system_mem):
                 address = base + k * S - sbrk_off
                 if address < arena_end and main_arena < address + layout.malloc_par.size:
                     continue  # a window onto main_arena's own fields

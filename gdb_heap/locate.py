@@ -480,7 +480,8 @@ def _context(reader: Reader, layout: GlibcLayout, libc_path: Optional[str], maps
     arenas: List[int] = []
     heaps: List[Tuple[int, int]] = []
     try:
-        for arena in model.read_arenas(reader, layout, main_arena, model.read_malloc_par(reader, layout, mp)):
+        for arena in model.read_arenas(reader, layout, main_arena, model.read_malloc_par(reader, layout, mp),
+                                       lambda: maps):
             arenas.append(arena.address)
             heaps += [(r.start, r.end) for r in arena.heaps]
     except MemoryReadError:

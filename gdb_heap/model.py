@@ -10,21 +10,26 @@ from __future__ import annotations
 from bisect import bisect_left, bisect_right
 from collections import Counter
 from itertools import accumulate, repeat
-from operator import and_
+from functools import reduce
+from operator import and_, or_
 from dataclasses import dataclass, field
 from typing import Callable, Dict, Iterable, Iterator, List, Optional, Sequence, Set, Tuple
 
 from . import glibc_checks as gc
 from .errors import HeapError, MemoryReadError
 from .layouts import NBINS, NSMALLBINS, GlibcLayout, StructLayout
-from .memory import Bytes, Reader
+from .mappings import Mapping
+from .memory import PAGE, Bytes, Reader
 
 BIN_KINDS = ("tcache", "fast", "unsorted", "small", "large")
 PREV_INUSE, IS_MMAPPED, NON_MAIN_ARENA = 0x1, 0x2, 0x4
 SIZE_BITS = 0x7
+NONCONTIGUOUS_BIT = 0x2  # malloc_state.flags: the main arena fell back to mmap (malloc.c)
 MAX_ARENAS = 4096  # far above glibc's own limit (8 x cores)
 MAX_HEAPS_PER_ARENA = 1 << 16
 MAX_TCACHE_CHAIN = 1 << 16  # counts are uint16: a longer chain is a loop or damage
+MAX_MAIN_REGIONS = 1 << 12  # regions of a non-contiguous main arena
+REGION_PROBES = 1 << 22  # candidate region starts looked at, at most, when searching for them
 
 
 def bin_label(kind: str, index: int) -> str:
@@ -74,13 +79,15 @@ class MallocState:
 
 @dataclass
 class HeapRegion:
-    """A stretch of chunks: the main arena's sbrk heap, or one mmapped heap of a thread arena."""
+    """A stretch of chunks: one region of the main arena's heap (the sbrk heap; more where it
+    was not contiguous), or one mmapped heap of a thread arena."""
 
-    start: int  # the region's first byte (sbrk_base, or the heap_info)
-    end: int  # one past the last byte holding chunks
+    start: int  # the region's first byte (sbrk_base, where sysmalloc carried on, or the heap_info)
+    end: int  # one past the region's last byte
     first_chunk: int
     heap_info: Optional[int] = None
     fenceposts: bool = False  # an old heap of a thread arena ends with fencepost chunks
+    fencepost: Optional[int] = None  # a main-arena region left behind: where its fencepost pair starts
     info_size: int = 0  # heap_info.size: bytes of the heap in use
     mprotect_size: int = 0  # heap_info.mprotect_size: bytes made read-write so far
 
@@ -241,20 +248,134 @@ def arena_ring(reader: Reader, layout: GlibcLayout, main_arena: int) -> Tuple[Li
     return states, problems
 
 
-def main_heap(reader: Reader, layout: GlibcLayout, state: MallocState, mp: MallocPar) -> List[HeapRegion]:
-    """The main arena's sbrk heap: from mp_.sbrk_base to the end of top."""
+def main_heap(reader: Reader, layout: GlibcLayout, state: MallocState, mp: MallocPar,
+              mappings: Callable[[], Sequence[Mapping]] = list,
+              problems: Optional[List[Problem]] = None) -> List[HeapRegion]:
+    """The main arena's heap: its regions in address order, the first at mp_.sbrk_base.
+
+    Usually one: the sbrk heap, from sbrk_base to the end of top.  When sbrk could not extend
+    it (a mapping above the break: sysmalloc then mmaps, and sets NONCONTIGUOUS_BIT) or the
+    program moved the break itself, sysmalloc carried on elsewhere and ended the old top with
+    a fencepost: two chunks of CHUNK_HDR_SZ.  glibc keeps no list of these regions, so they
+    are found from what it leaves: each region is a chain of chunks that ends at top or at a
+    fencepost pair, starting where sysmalloc carried on: after the foreign bytes in the sbrk
+    area, or at a page of an anonymous mapping (`mappings`, asked only when there are more).
+    """
     if not heap_initialised(layout, state) or mp.sbrk_base == 0:
         return []
+    problems = problems if problems is not None else []
     first = layout.first_chunk(mp.sbrk_base)
-    # Contiguous sbrk heap: it ends at the program break, sbrk_base + system_mem, which is
-    # also where top ends; a corrupted top size must not move that end.
-    end = mp.sbrk_base + state.system_mem
-    if not first <= state.top < end:
-        try:
-            end = state.top + chunksize(reader, state.top)
-        except MemoryReadError:
-            pass
-    return [HeapRegion(start=mp.sbrk_base, end=end, first_chunk=first)]
+    top_end = _top_end(reader, state.top)
+    # No region can be longer than the arena's system memory.
+    found = region_at(reader, layout, first, mp.sbrk_base + state.system_mem, state.top, top_end)
+    if found is None:  # damaged: the contiguous heap ends at the program break, sbrk_base + system_mem
+        end = mp.sbrk_base + state.system_mem
+        if state.flags & NONCONTIGUOUS_BIT and first <= state.top < end and top_end is not None:
+            end = top_end
+        return [HeapRegion(start=mp.sbrk_base, end=end, first_chunk=first)]
+    regions = [HeapRegion(start=mp.sbrk_base, end=found[0], first_chunk=first, fencepost=found[1])]
+    if found[1] is None:
+        return regions  # the usual case: one contiguous heap, ending at top
+    regions += _more_regions(reader, layout, state, regions[0], list(mappings()), top_end, problems)
+    if top_end is not None and not any(r.first_chunk <= state.top < r.end for r in regions):
+        problems.append(Problem(state.top, f"top {state.top:#x} is in none of the main arena's heap regions "
+                                           "found (see heap arenas)"))
+    return regions
+
+
+def _top_end(reader: Reader, top: int) -> Optional[int]:
+    try:
+        return top + chunksize(reader, top)
+    except MemoryReadError:
+        return None
+
+
+def region_at(reader: Reader, layout: GlibcLayout, first: int, limit: int, top: int,
+              top_end: Optional[int]) -> Optional[Tuple[int, Optional[int]]]:
+    """(end, fencepost) of a main-arena region whose first chunk is `first`: a chain of chunks
+    as glibc writes them (the first with PREV_INUSE, none with IS_MMAPPED or NON_MAIN_ARENA)
+    that ends at top (fencepost None) or at a fencepost pair before `limit` (the region then
+    ends there, rounded up to MALLOC_ALIGNMENT).  None otherwise."""
+    S, H = layout.size_sz, layout.header_size
+    mask = layout.malloc_alignment - 1
+    try:
+        if not reader.word(first + S) & PREV_INUSE:
+            return None
+    except MemoryReadError:
+        return None
+    # The heap walk itself, told to stop quietly at a fencepost: it is the fast loop.
+    trial = HeapRegion(start=first, end=limit, first_chunk=first, fenceposts=True)
+    problems: List[Problem] = []
+    pos = first
+    flags = 0
+    for addresses, sizes in walk_region_batches(reader, layout, trial, top, problems):
+        if addresses:
+            flags |= reduce(or_, sizes)
+            pos = addresses[-1] + (sizes[-1] & ~SIZE_BITS)
+            if addresses[-1] == top:
+                return (top_end, None) if not problems and top_end is not None and top_end <= limit else None
+    if problems or flags & (IS_MMAPPED | NON_MAIN_ARENA) or pos >= limit:
+        return None
+    try:
+        pair = [reader.word(pos + S) & ~SIZE_BITS, reader.word(pos + H + S) & ~SIZE_BITS]
+    except MemoryReadError:
+        return None
+    end = (pos + 2 * H + mask) & ~mask
+    return (end, pos) if pair == [H, H] and pos != first and end <= limit else None
+
+
+def _more_regions(reader: Reader, layout: GlibcLayout, state: MallocState, first: HeapRegion,
+                  maps: List[Mapping], top_end: Optional[int], problems: List[Problem]) -> List[HeapRegion]:
+    """The regions after the first: chains that end at top or a fencepost, starting at any
+    MALLOC_ALIGNMENT step after the previous region in the sbrk area (a foreign sbrk moved the
+    break by any amount), at page starts elsewhere (sysmalloc's mmap), lowest first."""
+    mask = layout.malloc_alignment - 1
+    S = layout.size_sz
+    regions: List[HeapRegion] = []
+    grown_up: List[HeapRegion] = []
+    mapped: List[HeapRegion] = []
+    probes = 0
+    for m in sorted(maps, key=lambda m: m.start):
+        if not m.readable or m.writable is False or not m.anonymous and m.path:
+            continue
+        sbrk_area = m.start <= first.start < m.end
+        pos = first.end if sbrk_area else m.start
+        if pos >= m.end:
+            continue
+        step = layout.malloc_alignment if sbrk_area else PAGE
+        while pos < m.end and len(regions) < MAX_MAIN_REGIONS:
+            if probes >= REGION_PROBES:
+                problems.append(Problem(pos, f"the search for the main arena's heap regions stopped at {pos:#x} "
+                                             f"after {REGION_PROBES} candidates; later regions are not shown"))
+                return _oldest_first(grown_up, mapped)
+            probes += 1
+            candidate = layout.first_chunk(pos)
+            try:
+                sizef = reader.word(candidate + S)
+            except MemoryReadError:
+                pos = (pos + PAGE) & ~(PAGE - 1)  # an unreadable page (a core without it)
+                continue
+            # A first chunk says PREV_INUSE and is of a size glibc writes: most candidates stop here.
+            if sizef & (PREV_INUSE | IS_MMAPPED | NON_MAIN_ARENA) != PREV_INUSE or \
+                    (sizef & ~SIZE_BITS) < layout.minsize or sizef & mask & ~SIZE_BITS:
+                pos += step
+                continue
+            found = region_at(reader, layout, candidate, m.end, state.top, top_end)
+            if found is None:
+                pos += step
+                continue
+            end, fencepost = found
+            regions.append(HeapRegion(start=pos, end=end, first_chunk=candidate, fencepost=fencepost))
+            (grown_up if sbrk_area else mapped).append(regions[-1])
+            pos = end if sbrk_area else (end + PAGE - 1) & ~(PAGE - 1)
+    return _oldest_first(grown_up, mapped)
+
+
+def _oldest_first(grown_up: List[HeapRegion], mapped: List[HeapRegion]) -> List[HeapRegion]:
+    """glibc records no order: the sbrk area grows up, the kernel places each new mapping
+    below the last, and the region holding top (no fencepost) is the newest."""
+    ordered = grown_up + mapped[::-1]
+    return [r for r in ordered if r.fencepost is not None] + [r for r in ordered if r.fencepost is None]
 
 
 def heap_for_ptr(layout: GlibcLayout, address: int) -> int:
@@ -300,13 +421,16 @@ def thread_heaps(reader: Reader, layout: GlibcLayout, state: MallocState,
     return regions
 
 
-def read_arenas(reader: Reader, layout: GlibcLayout, main_arena: int, mp: MallocPar) -> List[Arena]:
+def read_arenas(reader: Reader, layout: GlibcLayout, main_arena: int, mp: MallocPar,
+                mappings: Callable[[], Sequence[Mapping]] = list) -> List[Arena]:
+    """Every arena and its heaps; `mappings`: the process's, asked only for the regions of a
+    main arena that is not contiguous."""
     states, problems = arena_ring(reader, layout, main_arena)
     arenas = []
     for state in states:
         main = state.address == main_arena
         arena_problems: List[Problem] = []
-        heaps = (main_heap(reader, layout, state, mp) if main
+        heaps = (main_heap(reader, layout, state, mp, mappings, arena_problems) if main
                  else thread_heaps(reader, layout, state, arena_problems))
         arenas.append(Arena(state, main, heaps, arena_problems))
     if arenas:
@@ -571,7 +695,9 @@ def walk_region_batches(reader: Reader, layout: GlibcLayout, region: HeapRegion,
     # one test instead of two, a million times.
     bad = mask | (1 << (8 * S + 1))
     notbits = ~SIZE_BITS
-    pos, end = region.first_chunk, region.end
+    pos = region.first_chunk
+    # A main-arena region left behind ends in a fencepost pair: not chunks, glibc's marker.
+    end = region.end if region.fencepost is None else region.fencepost
     last_size = 0
     top_here = region.first_chunk <= top < end
     limit = top if top_here else end  # ordinary chunks end where top begins

@@ -149,10 +149,13 @@ def top_doc(top: Top) -> Dict[str, object]:
 
 
 def heap_doc(h: HeapRegion) -> Dict[str, object]:
-    """A heap region; a thread arena's heap adds its heap_info's fields."""
+    """A heap region; a thread arena's heap adds its heap_info's fields, a main-arena region
+    that sysmalloc left behind where its glibc fencepost is."""
     doc: Dict[str, object] = {"start": h.start, "end": h.end}
     if h.heap_info is not None:
         doc.update(heap_info=h.heap_info, size=h.info_size, mprotect_size=h.mprotect_size)
+    if h.fencepost is not None:
+        doc.update(fencepost=h.fencepost)
     return doc
 
 
@@ -336,6 +339,8 @@ def arena_lines(arena: Arena, style: Style, threads: Optional[Sequence[ThreadInf
         if h.heap_info is not None:
             line += (f": heap_info at {h.heap_info:#x}, size {h.info_size:#x}, mprotect_size "
                      f"{h.mprotect_size:#x}")
+        elif h.fencepost is not None:
+            line += f": ends with glibc's fencepost at {h.fencepost:#x} (the heap went on elsewhere)"
         yield line
     if not arena.heaps:
         yield "  no heap yet (the arena has not allocated anything)"

@@ -352,19 +352,23 @@ def threads_truth(S):
 
 
 def heap_walk(S):
-    """Chunk addresses and size words from mp_.sbrk_base to the end of top, via debug info."""
+    """Chunk addresses and size words from mp_.sbrk_base to the end of top, via debug info;
+    where the heap is not contiguous, to the first fencepost (a size of two words)."""
     top = ival(f"{arena()}.top")
     start = ival(f"{mp()}.sbrk_base")
     while (start + 2 * S) % 16:
         start += S
     chunks: List[List[int]] = []
     size_at = field_offset("struct malloc_chunk", "mchunk_size")
-    memory = bytes(gdb.selected_inferior().read_memory(start, top + size_at + S - start))
+    length = top + size_at + S - start
+    contiguous = 0 < length <= ival(f"{arena()}.system_mem")  # else top is in another region
+    memory = bytes(gdb.selected_inferior().read_memory(start, length)) if contiguous else b""
     p = start
     while len(chunks) < 200000:
-        size = int.from_bytes(memory[p - start + size_at: p - start + size_at + S], "little")
+        size = (int.from_bytes(memory[p - start + size_at: p - start + size_at + S], "little") if contiguous
+                else raw_word(p + size_at))
         chunks.append([p, size])
-        if p == top or size & ~7 == 0:
+        if p == top or size & ~7 <= 2 * S:
             break
         p += size & ~7
     return chunks

@@ -21,11 +21,12 @@ Usage:
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Dict, List, Optional, Sequence, Tuple
 
 from gdb_heap.heap import Anchors, Heap
 from gdb_heap.layouts import GlibcLayout, Version, layout_for
+from gdb_heap.mappings import Mapping
 from gdb_heap.memory import ImageMemory, Reader
 from tests import handbins as hb
 
@@ -491,3 +492,41 @@ def many_chunks_heap(n: int, version: Version = (2, 36), word: int = 8) -> Synth
         else:
             b.chunk(m)
     return b.build()
+
+
+def noncontiguous(s: Synthetic, mapped_at: int, length: int = 0x2000, first_size: int = 0x100) -> Synthetic:
+    """`s` as sysmalloc leaves it after falling back to mmap (malloc.c, glibc 2.36): the old top
+    shrunk by two CHUNK_HDR_SZ, rounded down to MALLOC_ALIGNMENT, then two fencepost chunks of
+    CHUNK_HDR_SZ | PREV_INUSE; a new region at `mapped_at` holding one in-use chunk of
+    `first_size` and the new top; NONCONTIGUOUS_BIT set and system_mem grown by `length`.
+    The old top is left in use (glibc frees it into a bin; that is beside the point here).
+    Returns the new image; `s.chunks` ends with the old top, the new chunk and the new top."""
+    L, S = s.layout, s.S
+    H = 2 * S  # CHUNK_HDR_SZ
+    old_size = (s.top_size - 2 * H) & ~(L.malloc_alignment - 1)
+    s.poke(s.top + S, old_size | 1)
+    fencepost = s.top + old_size
+    s.poke(fencepost + S, H | 1)
+    s.poke(fencepost + H + S, H | 1)
+    region = bytearray(length)
+    first = mapped_at
+    while (first + H) % L.malloc_alignment:
+        first += S
+    new_top = first + first_size
+    region[first - mapped_at + S:first - mapped_at + 2 * S] = (first_size | 1).to_bytes(S, "little")
+    top_size = mapped_at + length - new_top
+    region[new_top - mapped_at + S:new_top - mapped_at + 2 * S] = (top_size | 1).to_bytes(S, "little")
+    s.memory.add(mapped_at, region)
+    off = L.malloc_state.offset
+    s.poke(s.arena + off("top"), new_top)
+    s.poke(s.arena + off("flags"), s.peek(s.arena + off("flags"), 4) | 2, 4)
+    s.poke(s.arena + off("system_mem"), s.peek(s.arena + off("system_mem")) + length)
+    heap_map = Mapping(s.sbrk_base, s.heap_end, "[heap]")
+    new_map = Mapping(mapped_at, mapped_at + length)
+    anchors = replace(s.anchors, mappings=lambda: ([heap_map, new_map], "synthetic"))
+    chunks = [c for c in s.chunks if c.state != "top"]
+    chunks += [ExpectedChunk(s.top, old_size, old_size | 1, "in_use"),
+               ExpectedChunk(first, first_size, first_size | 1, "in_use"),
+               ExpectedChunk(new_top, top_size, top_size | 1, "top")]
+    return replace(s, anchors=anchors, top=new_top, top_size=top_size, chunks=chunks,
+                   regions=s.regions + [(mapped_at, mapped_at + length)])

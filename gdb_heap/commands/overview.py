@@ -42,7 +42,8 @@ and mprotect_size, the part made read-write), oldest first.  The threads attache
 are those whose thread_arena (a libc TLS variable) points at it; * marks the selected thread.
 
   --json   {"arenas": [{"address", "main", "top", "system_mem", "next", "heaps": [{"start", "end",
-           "heap_info", "size", "mprotect_size"}], "threads": [{"thread", "lwp"}]}]}"""
+           "heap_info", "size", "mprotect_size"}], "threads": [{"thread", "lwp"}]}]}
+           (a main-arena region sysmalloc left behind adds "fencepost": where glibc's pair starts)"""
 
     def run(self, args: Args, out: Out) -> None:
         self.no_extra(args)
