@@ -465,6 +465,9 @@ def _search(reader: Reader, maps: List[mappings.Mapping]) -> State:
         mp = heuristics.choose("mp_", found, where, "mp")
         how.append("mp_ by its sbrk_base")
     notes += layout.notes
+    other = other_allocator()
+    if other:
+        notes.insert(0, other)
     if _override("main-arena") or _override("mp"):
         located_by = "set heap main-arena / mp (the user's addresses)"
     elif how:
@@ -475,6 +478,29 @@ def _search(reader: Reader, maps: List[mappings.Mapping]) -> State:
         located_by += f"; {chosen[1]}"
     return State(main_arena, mp, version, libc_path, layout, located_by, notes,
                  allocator=chosen[0].path if chosen else None)
+
+
+# -- other allocators ---------------------------------------------------------------------------
+
+# A symbol each allocator's library or runtime defines, and the allocator's name.  Rust's
+# jemallocator prefixes jemalloc's names with _rjem_.
+OTHER_ALLOCATORS = (("__asan_init", "AddressSanitizer's allocator (ASan)"),
+                    ("__hwasan_init", "HWAddressSanitizer's allocator"),
+                    ("__tsan_init", "ThreadSanitizer's allocator"),
+                    ("__msan_init", "MemorySanitizer's allocator"),
+                    ("je_malloc", "jemalloc"), ("mallocx", "jemalloc"), ("_rjem_mallocx", "jemalloc (Rust's)"),
+                    ("tc_malloc", "tcmalloc"), ("mi_malloc", "mimalloc"))
+
+
+def other_allocator() -> Optional[str]:
+    """A note naming the allocator the program uses instead of glibc's malloc, found by its
+    symbols, or None."""
+    for symbol, name in OTHER_ALLOCATORS:
+        if _address_of(symbol) is not None:
+            return (f"this program allocates with {name} ({symbol}), not glibc's malloc: glibc's heap is not "
+                    "in use for its allocations; what follows is glibc's heap (only what calls glibc's malloc "
+                    "directly, if anything)")
+    return None
 
 
 # -- glibc's debug malloc: a second main_arena ------------------------------------------------
