@@ -14,7 +14,7 @@ from .errors import HeapError, MemoryReadError
 from .layouts import GlibcLayout
 from .memory import Reader
 from .mappings import Mapping
-from .mmapped import MmappedChunk, mmapped_header, scan
+from .mmapped import MmappedChunk, PageScan, find_all, mmapped_header
 from .model import Arena, BinChain, FreeIndex, HeapRegion, MallocPar, Problem
 
 
@@ -64,6 +64,7 @@ class MmappedView:
     source: str  # where the mapping list came from
     glibc_count: int  # mp_.n_mmaps
     glibc_bytes: int  # mp_.mmapped_mem
+    page_scan: Optional[PageScan] = None  # the scan of every page start, when it was needed
 
 
 @dataclass
@@ -322,8 +323,9 @@ class Heap:
         return None
 
     def mmapped(self) -> MmappedView:
-        """The mmapped chunks found at the starts of anonymous mappings (no arena lists them)."""
+        """The mmapped chunks found in anonymous mappings (no arena lists them)."""
         mappings, source = self.anchors.mappings()
         heaps = [(r.start, r.end) for arena in self.arenas for r in arena.heaps]
-        chunks, unreadable = scan(self.reader, self.layout, mappings, heaps)
-        return MmappedView(chunks, unreadable, source, self.mp.n_mmaps, self.mp.mmapped_mem)
+        chunks, unreadable, pages = find_all(self.reader, self.layout, mappings, heaps, self.mp.n_mmaps,
+                                             self.mp.mmapped_mem)
+        return MmappedView(chunks, unreadable, source, self.mp.n_mmaps, self.mp.mmapped_mem, pages)

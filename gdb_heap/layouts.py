@@ -369,3 +369,11 @@ def _padded_heap_info(raw: StructLayout, size_sz: int, alignment: int) -> Struct
     while (size + 2 * size_sz) % alignment:
         size += size_sz
     return replace(raw, size=size)
+
+
+def without_tcache(layout: GlibcLayout) -> GlibcLayout:
+    """The same glibc's malloc built with USE_TCACHE=0, as libc_malloc_debug.so is (its own copy
+    of malloc.c, used with MALLOC_CHECK_): no tcache, and malloc_par ends at sbrk_base."""
+    feats = replace(layout.features, tcache=False)
+    return replace(layout, features=feats,
+                   malloc_par=compute_struct("malloc_par", _malloc_par_spec(feats), layout.size_sz))

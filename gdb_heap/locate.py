@@ -15,7 +15,8 @@ import gdb  # type: ignore[import-not-found,unused-ignore]
 
 from . import heuristics, mappings, model
 from .errors import HeapError, MemoryReadError
-from .layouts import FEATURES, GlibcLayout, StructLayout, Version, layout_for, NEWEST_KNOWN, OLDEST_SUPPORTED
+from .layouts import (FEATURES, GlibcLayout, StructLayout, Version, layout_for, NEWEST_KNOWN, OLDEST_SUPPORTED,
+                      without_tcache)
 from .heap import ThreadInfo
 from .memory import Reader
 from .elf import has_interpreter, program_headers
@@ -71,10 +72,11 @@ def libc_version(libc_path: Optional[str]) -> Optional[Version]:
     return _version_cache[key]
 
 
-def _struct_from_debug(c_name: str) -> Optional[StructLayout]:
-    """A struct's layout as glibc's debug info describes it, or None without debug info."""
+def _struct_from_debug(c_name: str, given: Optional[gdb.Type] = None) -> Optional[StructLayout]:
+    """A struct's layout as glibc's debug info describes it, or None without debug info.
+    `given`: the type of the very variable read (two libraries may each define the struct)."""
     try:
-        t = gdb.lookup_type(c_name).strip_typedefs()
+        t = (given or gdb.lookup_type(c_name)).strip_typedefs()
     except gdb.error:
         return None
     fields: Dict[str, Tuple[int, int, int]] = {}
@@ -91,14 +93,16 @@ def _struct_from_debug(c_name: str) -> Optional[StructLayout]:
     return StructLayout(c_name.replace("struct ", ""), t.sizeof, fields)
 
 
-def _check_layout(layout: GlibcLayout) -> GlibcLayout:
-    """Compare the table's structs with debug info; where they disagree, debug info wins."""
+def _check_layout(layout: GlibcLayout, types: Optional[Dict[str, gdb.Type]] = None) -> GlibcLayout:
+    """Compare the table's structs with debug info; where they disagree, debug info wins.
+    `types`: the struct types of the main_arena and mp_ found (by malloc_state, malloc_par)."""
+    types = types or {}
     notes = list(layout.notes)
     changes: Dict[str, StructLayout] = {}
     for attr, c_name in (("malloc_state", "struct malloc_state"), ("malloc_par", "struct malloc_par"),
                          ("tcache_perthread", "tcache_perthread_struct"), ("heap_info", "heap_info")):
         ours: StructLayout = getattr(layout, attr)
-        theirs = _struct_from_debug(c_name)
+        theirs = _struct_from_debug(c_name, types.get(attr))
         if theirs is None:
             continue
         shared = [n for n in ours.fields if n in theirs.fields]
@@ -111,7 +115,7 @@ def _check_layout(layout: GlibcLayout) -> GlibcLayout:
             merged = dict(ours.fields)
             merged.update(theirs.fields)
             changes[attr] = StructLayout(ours.name, ours.size if attr == "heap_info" else theirs.size, merged)
-    source = "debug info (checked)" if _struct_from_debug("struct malloc_state") else "table"
+    source = "debug info (checked)" if _struct_from_debug("struct malloc_state", types.get("malloc_state")) else "table"
     return replace(layout, source=source, notes=tuple(notes), **changes)  # type: ignore[arg-type]
 
 
@@ -173,6 +177,7 @@ class Context:
     arenas: List[int]  # every arena's address
     heaps: List[Tuple[int, int]]  # every arena's heap spans: a tcache struct is a chunk in one
     tcbs: Optional[Dict[int, List[int]]] = None  # i386: thread pointers by LWP, found once
+    allocator: Optional[str] = None  # the library whose TLS variables to read, when several have them
 
 
 @dataclass
@@ -182,10 +187,14 @@ class ThreadTls:
     arena: Optional[int]
 
 
-def _gdb_tls(name: str) -> Optional[int]:
+def _gdb_tls(name: str, library: Optional[str] = None) -> Optional[int]:
+    """A TLS variable through gdb (debug symbols); `library`: the one of that library's copy."""
     try:
+        if library is not None:
+            symbol = _static_symbols(name).get(library)
+            return int(symbol.value()) if symbol is not None else None
         return int(gdb.parse_and_eval(f"(unsigned long){name}"))
-    except gdb.error:
+    except (gdb.error, RuntimeError):
         return None
 
 
@@ -248,7 +257,7 @@ def _stack_pointers() -> List[int]:
 
 def thread_tls(ctx: Context) -> ThreadTls:
     """The selected thread's tcache and thread_arena, and how the tcache was found."""
-    tcache, arena = _gdb_tls("tcache"), _gdb_tls("thread_arena")
+    tcache, arena = _gdb_tls("tcache", ctx.allocator), _gdb_tls("thread_arena", ctx.allocator)
     if tcache is not None:
         return ThreadTls(tcache, "debug symbols (gdb's TLS support)", arena)
     reader, layout = ctx.reader, ctx.layout
@@ -325,6 +334,7 @@ class State:
     located_by: str
     notes: List[str]
     tcbs: Optional[Dict[int, List[int]]] = None  # i386 thread pointers, once searched
+    allocator: Optional[str] = None  # the library holding main_arena, when several libraries have one
 
 
 _states: Dict[Tuple[object, ...], State] = {}
@@ -359,8 +369,8 @@ def locate(reader: Reader, maps: List[mappings.Mapping]) -> Located:
     if state is None or state.layout.size_sz != reader.size_sz:
         state = _states[key] = _search(reader, maps)
     ctx = _context(reader, state.layout, state.libc_path, maps, state.main_arena, state.mp)
-    ctx.tcbs = state.tcbs
-    tls = ThreadTls(None, "not found: this glibc has no tcache", None)
+    ctx.tcbs, ctx.allocator = state.tcbs, state.allocator
+    tls = ThreadTls(None, "not found: this malloc has no tcache (glibc before 2.26, or glibc's debug malloc)", None)
     if state.layout.features.tcache:
         tls = thread_tls(ctx)
     else:
@@ -381,8 +391,12 @@ def _statically_linked(program: Optional[str]) -> bool:
 
 def _search(reader: Reader, maps: List[mappings.Mapping]) -> State:
     size_sz = reader.size_sz
-    main_arena = _override("main-arena") or _address_of("main_arena")
-    mp = _override("mp") or _address_of("mp_")
+    chosen: Optional[Tuple[Allocator, str]] = None
+    if _override("main-arena") is None and _override("mp") is None:
+        found_libs = _allocators(size_sz)
+        chosen = _choose_allocator(found_libs) if len(found_libs) > 1 else None
+    main_arena = chosen[0].main_arena if chosen else _override("main-arena") or _address_of("main_arena")
+    mp = chosen[0].mp if chosen else _override("mp") or _address_of("mp_")
     if main_arena is None and (why := _not_glibc(maps)):
         raise HeapError(why)
     progspace = gdb.current_progspace()
@@ -397,7 +411,11 @@ def _search(reader: Reader, maps: List[mappings.Mapping]) -> State:
             raise HeapError(f"cannot read {address:#x} (the {symbol} address); check the address or "
                             f"`set heap {name}` (empty: find it again)")
     libc_path = (main_arena and gdb.solib_name(main_arena)) or mappings.libc_path(maps) or program
-    version = libc_version(libc_path) or (heuristics.banner_version(reader, maps, libc_path) if libc_path else None)
+    debug_malloc = bool(libc_path) and is_debug_malloc(libc_path or "")
+    # glibc's debug malloc carries no version banner: it comes with the libc beside it
+    banner_path = (mappings.libc_path(maps) or libc_path) if debug_malloc else libc_path
+    version = libc_version(banner_path) or (
+        heuristics.banner_version(reader, maps, banner_path) if banner_path else None)
     notes: List[str] = []
     spans = mappings.data_spans(maps, libc_path) if libc_path else []
     where = f"{os.path.basename(libc_path)}'s data" if libc_path else "the program's data"
@@ -405,14 +423,15 @@ def _search(reader: Reader, maps: List[mappings.Mapping]) -> State:
     if version is not None and version < OLDEST_SUPPORTED:
         raise HeapError(f"glibc {version[0]}.{version[1]} is older than {OLDEST_SUPPORTED[0]}."
                         f"{OLDEST_SUPPORTED[1]}, the oldest this tool knows; use a newer glibc")
-    layout = _check_layout(layout_for(version, size_sz))
+    types = {"malloc_state": chosen[0].arena_type, "malloc_par": chosen[0].mp_type} if chosen else {}
+    layout = _check_layout(_built_as(layout_for(version, size_sz), debug_malloc), types)
     newer = version is not None and version > NEWEST_KNOWN
     if version is None or newer:  # no row to trust: the rows that fit memory
         found_arena, found_mp, rows = _infer(reader, size_sz, spans, main_arena, mp, where)
         how += [] if main_arena is not None else ["main_arena by its self-pointing bins"]
         how += [] if mp is not None else ["mp_ by its sbrk_base"]
         main_arena, mp = found_arena, found_mp
-        layout = _check_layout(layout_for(max(rows), size_sz))
+        layout = _check_layout(_built_as(layout_for(max(rows), size_sz), debug_malloc), types)
         if newer and version:
             notes.append(f"glibc {version[0]}.{version[1]} is newer than any version this tool was tested "
                          f"on; memory matches glibc {_rows_span(rows)}'s layout, which is used")
@@ -421,6 +440,17 @@ def _search(reader: Reader, maps: List[mappings.Mapping]) -> State:
                          f"memory matches glibc {_rows_span(rows)}'s layout")
     if main_arena is None:
         candidates = heuristics.arena_candidates(reader, layout, spans)
+        debug_path = None if candidates or debug_malloc else next(
+            (m.path for m in maps if m.path and is_debug_malloc(m.path)), None)
+        if debug_path:  # libc's main_arena has no heap: glibc's debug malloc may be serving malloc
+            debug_layout = _check_layout(without_tcache(layout_for(layout.version, size_sz)))
+            debug_spans = mappings.data_spans(maps, debug_path)
+            found_debug = heuristics.arena_candidates(reader, debug_layout, debug_spans)
+            if found_debug:
+                candidates, spans, layout, libc_path = found_debug, debug_spans, debug_layout, debug_path
+                where = f"{os.path.basename(debug_path)}'s data"
+                notes.append(f"the main_arena of {os.path.basename(debug_path)}, glibc's debug malloc, which "
+                             "serves malloc itself (MALLOC_CHECK_ on); the one in libc is unused")
         pristine = [] if candidates else heuristics.pristine_arena_candidates(reader, layout, spans)
         if pristine:  # before the first malloc: commands say so, as they do with symbols
             main_arena = heuristics.choose("main_arena", [heuristics.Candidate(a, 1) for a in pristine], where,
@@ -435,13 +465,150 @@ def _search(reader: Reader, maps: List[mappings.Mapping]) -> State:
         mp = heuristics.choose("mp_", found, where, "mp")
         how.append("mp_ by its sbrk_base")
     notes += layout.notes
+    other = other_allocator()
+    if other:
+        notes.insert(0, other)
     if _override("main-arena") or _override("mp"):
         located_by = "set heap main-arena / mp (the user's addresses)"
     elif how:
         located_by = "heuristic: " + ", ".join(how) + f" in {where}"
     else:
         located_by = "debug symbols" if layout.source.startswith("debug info") else "ELF symbols"
-    return State(main_arena, mp, version, libc_path, layout, located_by, notes)
+    if chosen:
+        located_by += f"; {chosen[1]}"
+    return State(main_arena, mp, version, libc_path, layout, located_by, notes,
+                 allocator=chosen[0].path if chosen else None)
+
+
+# -- other allocators ---------------------------------------------------------------------------
+
+# A symbol each allocator's library or runtime defines, and the allocator's name.  Rust's
+# jemallocator prefixes jemalloc's names with _rjem_.
+OTHER_ALLOCATORS = (("__asan_init", "AddressSanitizer's allocator (ASan)"),
+                    ("__hwasan_init", "HWAddressSanitizer's allocator"),
+                    ("__tsan_init", "ThreadSanitizer's allocator"),
+                    ("__msan_init", "MemorySanitizer's allocator"),
+                    ("je_malloc", "jemalloc"), ("mallocx", "jemalloc"), ("_rjem_mallocx", "jemalloc (Rust's)"),
+                    ("tc_malloc", "tcmalloc"), ("mi_malloc", "mimalloc"))
+
+
+def other_allocator() -> Optional[str]:
+    """A note naming the allocator the program uses instead of glibc's malloc, found by its
+    symbols, or None."""
+    for symbol, name in OTHER_ALLOCATORS:
+        if _address_of(symbol) is not None:
+            return (f"this program allocates with {name} ({symbol}), not glibc's malloc: glibc's heap is not "
+                    "in use for its allocations; what follows is glibc's heap (only what calls glibc's malloc "
+                    "directly, if anything)")
+    return None
+
+
+# -- glibc's debug malloc: a second main_arena ------------------------------------------------
+
+DEBUG_MALLOC = "libc_malloc_debug"  # glibc's mtrace/mcheck/MALLOC_CHECK_ library (2.34+)
+MALLOC_CHECK_HOOK = 1 << 2  # malloc-debug.c's enum malloc_debug_hooks: MALLOC_CHECK_ is on
+
+
+def is_debug_malloc(path: str) -> bool:
+    return os.path.basename(path).startswith(DEBUG_MALLOC)
+
+
+def _built_as(layout: GlibcLayout, debug_malloc: bool) -> GlibcLayout:
+    """glibc builds libc_malloc_debug's copy of malloc.c with USE_TCACHE=0 (malloc/Makefile)."""
+    return without_tcache(layout) if debug_malloc else layout
+
+
+@dataclass
+class Allocator:
+    """One library's main_arena and mp_, found by its debug symbols."""
+
+    path: str  # the library (gdb's name for it)
+    main_arena: int
+    mp: int
+    in_use: bool  # its state shows a heap: top moved off its initial value, or sbrk_base set
+    arena_type: gdb.Type
+    mp_type: gdb.Type
+
+
+def _owner(symbol: gdb.Symbol) -> Optional[str]:
+    """The library a symbol belongs to (its separate debug file's owner)."""
+    symtab = symbol.symtab
+    if symtab is None:
+        return None
+    objfile = symtab.objfile
+    return str((objfile.owner or objfile).filename)
+
+
+def _static_symbols(name: str) -> Dict[str, gdb.Symbol]:
+    """Every library's static variable `name`, by library (gdb 10+'s lookup_static_symbols)."""
+    lookup = getattr(gdb, "lookup_static_symbols", None)
+    if lookup is None:
+        return {}
+    try:
+        return {path: s for s in lookup(name) if (path := _owner(s))}
+    except (gdb.error, RuntimeError):
+        return {}
+
+
+def _allocators(size_sz: int) -> List[Allocator]:
+    """Each library that has both main_arena and mp_ in its debug symbols: libc, and glibc's
+    debug malloc when it is preloaded (it holds a copy of malloc.c, with its own state)."""
+    arenas, mps = _static_symbols("main_arena"), _static_symbols("mp_")
+    found = []
+    for path, arena in arenas.items():
+        mp = mps.get(path)
+        if mp is None:
+            continue
+        try:
+            a, m = arena.value(), mp.value()
+            if a.address is None or m.address is None or arena.type is None or mp.type is None:
+                continue
+            initial_top = int(a["bins"].address or 0) - 2 * size_sz  # bin_at(1): top before the first sysmalloc
+            in_use = int(a["top"]) not in (0, initial_top) or int(m["sbrk_base"]) != 0
+            found.append(Allocator(path, int(a.address), int(m.address), in_use, arena.type, mp.type))
+        except (gdb.error, gdb.MemoryError, RuntimeError):
+            continue
+    return found
+
+
+def _malloc_check_on(path: str) -> bool:
+    hooks = _static_symbols("__malloc_debugging_hooks").get(path)
+    try:
+        return hooks is not None and bool(int(hooks.value()) & MALLOC_CHECK_HOOK)
+    except (gdb.error, gdb.MemoryError, RuntimeError):
+        return False
+
+
+def _choose_allocator(found: List[Allocator]) -> Tuple[Allocator, str]:
+    """The library whose main_arena the process uses, and a note saying which and why: the one
+    whose state shows a heap; if both or neither do, glibc's debug malloc when MALLOC_CHECK_ is
+    on (it then serves every malloc from its own copy), else libc (the debug library passes
+    malloc on to it)."""
+    debug = next((a for a in found if is_debug_malloc(a.path)), None)
+    checking = debug is not None and _malloc_check_on(debug.path)
+    used = [a for a in found if a.in_use]
+    if len(used) == 1:
+        chosen = used[0]
+    else:
+        chosen = debug if checking and debug is not None else next(
+            (a for a in found if not is_debug_malloc(a.path)), found[0])
+    name = os.path.basename(chosen.path)
+    others = ", ".join(os.path.basename(a.path) for a in found if a is not chosen)
+    if debug is None:
+        why = f"the main_arena of {name}"
+    elif chosen is debug:
+        why = (f"the main_arena of {name}, glibc's debug malloc" +
+               (", which serves malloc itself with MALLOC_CHECK_ on" if checking else ""))
+    else:
+        why = f"the main_arena of {name} ({os.path.basename(debug.path)} is preloaded and passes malloc on to it)"
+    unused = [a for a in found if a is not chosen and not a.in_use]
+    if unused:
+        why += f"; the one in {', '.join(os.path.basename(a.path) for a in unused)} is unused"
+    if len(used) > 1:
+        why += f"; {others} has a heap too: see it with set heap main-arena and set heap mp"
+    if not used:
+        why += "; no library's main_arena has a heap yet"
+    return chosen, why
 
 
 def _infer(reader: Reader, size_sz: int, spans: List[Tuple[int, int]], main_arena: Optional[int],

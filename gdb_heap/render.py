@@ -14,6 +14,7 @@ from .check import Report
 from .heap import MmappedView, ThreadInfo, Top, Where
 from .views import ArenaBins, ChunkView, Overview, TopView
 from .layouts import GlibcLayout
+from .mmapped import chunk_bytes as mapped_bytes
 from .model import (BIN_KINDS, IS_MMAPPED, NON_MAIN_ARENA, PREV_INUSE, SIZE_BITS, Arena, BinChain, Chunk,
                     HeapRegion, Problem, bin_label)
 from .style import Style
@@ -179,7 +180,10 @@ def mmapped_doc(view: MmappedView) -> Dict[str, object]:
                         "mapping_start": c.mapping_start, "mapping_end": c.mapping_end, "prev_size": c.prev_size}
                        for c in view.chunks],
             "glibc_count": view.glibc_count, "glibc_bytes": view.glibc_bytes,
-            "unreadable": [{"start": m.start, "end": m.end} for m in view.unreadable]}
+            "unreadable": [{"start": m.start, "end": m.end} for m in view.unreadable],
+            "page_scan": None if view.page_scan is None else {
+                "scanned": view.page_scan.scanned, "found": view.page_scan.found,
+                "complete": view.page_scan.complete}}
 
 
 def summary_doc(arena: int, rows: Dict[Tuple[str, Optional[str], int], int]) -> Dict[str, object]:
@@ -443,13 +447,21 @@ def mmapped_lines(view: MmappedView, style: Style) -> Iterator[str]:
     for c in view.chunks:
         yield (f"{a0}{c.address:#018x}{a1} {style('size', f'{c.size_field & ~SIZE_BITS:#10x}')}  "
                f"{c.user_address:#018x} {c.mapping_start:#x}-{c.mapping_end:#x} {c.prev_size:#x}")
-    found = sum(c.size_field & ~SIZE_BITS for c in view.chunks)
-    yield (f"{len(view.chunks)} mmapped chunk{'s' * (len(view.chunks) != 1)} found ({human(found)}) in "
+    found = mapped_bytes(view.chunks)  # what mp_.mmapped_mem counts: whole mappings, slack included
+    yield (f"{len(view.chunks)} mmapped chunk{'s' * (len(view.chunks) != 1)} found ({human(found)} mapped) in "
            f"anonymous mappings ({view.source}); glibc counts {view.glibc_count} "
            f"(mp_.n_mmaps), {human(view.glibc_bytes)} (mp_.mmapped_mem)")
-    if len(view.chunks) != view.glibc_count:
-        yield style("problem", f"the scan found {len(view.chunks)} but glibc counts {view.glibc_count}: a chunk "
-                               "whose mapping merged with a neighbour, or damaged headers")
+    pages = view.page_scan
+    if pages is not None:
+        yield (f"{pages.found} of them found at page starts inside merged anonymous mappings "
+               f"({human(pages.scanned)} read: the mappings did not start with a chunk)")
+    if len(view.chunks) != view.glibc_count or mapped_bytes(view.chunks) != view.glibc_bytes:
+        where = "" if pages is None else (
+            f" after reading every page start of the anonymous mappings ({human(pages.scanned)})" if pages.complete
+            else f"; the page scan stopped after reading {human(pages.scanned)} (its limit), so some may be unread")
+        yield style("problem", f"the scan found {len(view.chunks)} ({human(found)} mapped) "
+                               f"but glibc counts {view.glibc_count} ({human(view.glibc_bytes)}){where}: "
+                               "damaged headers, or a chunk glibc is mapping or unmapping right now")
     for m in view.unreadable:
         yield style("problem", f"mapping {m.start:#x}-{m.end:#x} is not readable (not in the core file?); "
                                "its chunks are not shown")

@@ -137,3 +137,39 @@ def test_help_completion_colour_and_errors():
     lines = [line for line in r.stdout.splitlines() if "0x" in line or line.startswith("{")]
     assert any(ANSI.search(line) for line in lines if not line.startswith("{"))
     assert not ANSI.search(next(line for line in lines if line.startswith("{")))
+
+
+# -- mmapped chunks inside a mapping that does not start with one (c_samples/mmap_merged.c) --------
+
+@pytest.fixture(scope="module")
+def merged():
+    return probe(sample("mmap_merged"), ["heap mmapped --json", "heap mmapped", "info proc mappings"])
+
+
+def test_chunks_after_the_programs_own_pages_in_a_merged_mapping(merged):
+    """The truth: the pointers the sample printed, mp_.n_mmaps read by gdb through debug info,
+    malloc_info's mmap total (= mp_.mmapped_mem), and the kernel's own list of mappings."""
+    record = stage(merged, 1)
+    got = doc(record, "heap mmapped --json")
+    ptrs = {name: int(addr, 16) for name, addr, _ in facts(record, "ptr")}
+    own = int(facts(record, "addr")[0][1], 16)
+    assert {c["user_address"] for c in got["chunks"]} == {ptrs["m1"], ptrs["m2"], ptrs["m3"]}
+    assert got["glibc_count"] == record["truth"]["n_mmaps"] == 3
+    heap = ET.fromstring(record["truth"]["malloc_info"])
+    mmap_total = next(e for e in heap.findall("total") if e.get("type") == "mmap")
+    assert int(mmap_total.get("size", "")) == got["glibc_bytes"] == sum(
+        c["mapping_end"] - c["mapping_start"] for c in got["chunks"])
+    # What makes the case: the kernel merged the program's own pages and m1's mapping into one
+    # mapping that starts elsewhere, so m1 is only found at a page start inside it.
+    maps = [tuple(int(x, 16) for x in line.split()[:2])
+            for line in record["commands"]["info proc mappings"]["out"].splitlines()
+            if line.strip().startswith("0x")]
+    m1 = next(c for c in got["chunks"] if c["user_address"] == ptrs["m1"])
+    start, end = next((s, e) for s, e in maps if s <= own < e)
+    assert start < own and start <= m1["mapping_start"] < end and start != m1["mapping_start"]
+    assert got["page_scan"]["complete"] and got["page_scan"]["found"] >= 1
+    # The decoy on own's second page (IS_MMAPPED, a size past the mapping) is not a chunk.
+    assert own + PAGE not in {c["address"] for c in got["chunks"]}
+    text = record["commands"]["heap mmapped"]["out"]
+    assert "3 mmapped chunks found" in text and "found at page starts inside merged anonymous mappings" in text
+    assert "but glibc counts" not in text

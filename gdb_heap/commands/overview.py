@@ -83,13 +83,16 @@ chunk raises it) with a mapping of its own when top cannot: no arena or bin refe
 and free gives it back with munmap.  glibc only counts them (mp_.n_mmaps, mp_.mmapped_mem),
 so this command looks for them: a chunk header that glibc would write (IS_MMAPPED, a whole
 number of pages) at the start of every anonymous mapping (from `info proc mappings` for a
-live process, from the core file's own segments for a core).  It prints glibc's count beside
-what it found, so a chunk it missed (its mapping merged with a neighbour) shows as a mismatch.
+live process, from the core file's own segments for a core), and after each chunk found.
+The kernel merges neighbouring anonymous mappings, so when those do not add up to glibc's
+counters, it reads every page start of the anonymous mappings (up to 1 GiB) until they do.
+It prints glibc's count beside what it found, and says when they still differ.
 Each chunk's prev_size is the slack between its mapping's start and the chunk (0 unless
 memalign placed it).
 
   --json   {"chunks": [{"address", "size", "user_address", "mapping_start", "mapping_end",
-           "prev_size"}], "glibc_count", "glibc_bytes", "unreadable": [{"start", "end"}]}"""
+           "prev_size"}], "glibc_count", "glibc_bytes", "unreadable": [{"start", "end"}],
+           "page_scan": null | {"scanned", "found", "complete"}}"""
 
     def run(self, args: Args, out: Out) -> None:
         self.no_extra(args)
