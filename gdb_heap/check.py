@@ -22,7 +22,7 @@ from . import glibc_checks as gc
 from .errors import MemoryReadError
 from .heap import Heap
 from .model import (IS_MMAPPED, NONCONTIGUOUS_BIT, PREV_INUSE, SIZE_BITS, Arena, BinChain, HeapRegion, Problem,
-                    bin_at, bin_label, heap_initialised, walk_region_batches)
+                    bin_at, bin_label, heap_initialised)
 
 REGULAR = ("unsorted", "small", "large")
 
@@ -139,7 +139,7 @@ class Checker:
         for region in self.arena.heaps:
             addresses: List[int] = []
             sizes: List[int] = []
-            for a, s in walk_region_batches(self.reader, self.layout, region, self.arena.state.top, self.problems):
+            for a, s in self.heap.region_batches(self.arena, region, self.problems):
                 addresses += a
                 sizes += s
             out.append((addresses, sizes))
@@ -153,6 +153,9 @@ class Checker:
             prev: Optional[int] = None
             prev_sizef = 0
             for address, sizef in zip(addresses, sizes):
+                if prev is not None and prev + (prev_sizef & ~SIZE_BITS) != address:
+                    prev, prev_sizef = address, sizef  # the walk skipped damage: the chunk before is unknown
+                    continue
                 where = regular.get(prev) if prev is not None else None
                 if sizef & PREV_INUSE:
                     if where is not None and prev is not None:  # checked by the unsorted loop only

@@ -13,7 +13,7 @@ from . import model
 from .errors import HeapError, MemoryReadError
 from .layouts import GlibcLayout
 from .memory import Reader
-from .mappings import Mapping
+from .mappings import Mapping, containing
 from .mmapped import MmappedChunk, PageScan, find_all, mmapped_header
 from .model import Arena, BinChain, FreeIndex, HeapRegion, MallocPar, Problem
 
@@ -34,6 +34,8 @@ class Anchors:
     threads: Callable[[], List[ThreadInfo]] = list
     # The process's mappings and where they came from, for finding mmapped chunks.
     mappings: Callable[[], Tuple[List[Mapping], str]] = lambda: ([], "no mappings")
+    # The symbol at an address ("fake in section .bss"; gdb's `info symbol`), None when none.
+    symbol: Callable[[int], Optional[str]] = lambda address: None
 
 
 @dataclass
@@ -80,6 +82,13 @@ class Where:
     bin: Optional[str] = None  # the bin listing a free chunk
     bin_index: Optional[int] = None
     prev: Optional[int] = None  # the chunk before it in its heap, when a walk found it
+    # Whether the walk confirmed the chunk's extent (its size led to the next chunk, or it is
+    # top); False for the chunk whose size broke the walk, and for headers no walk reached.
+    size_checked: bool = True
+    reached: bool = True  # found by a heap walk (False: the header was read where it was asked)
+    notes: List[str] = field(default_factory=list)  # why it was not reached; where it lives
+    problems: List[Problem] = field(default_factory=list)  # what is wrong with a header no walk reached
+    location: Optional[Location] = None  # a header outside every heap: where it lives
 
     @property
     def user_address(self) -> int:
@@ -102,6 +111,25 @@ class Where:
 
 
 @dataclass
+class Location:
+    """Where memory outside every heap lives: its mapping and the symbol there."""
+
+    mapping: Optional[str]  # the mapping's file, "[stack]", "anonymous"; None: no mapping is known
+    start: Optional[int]
+    end: Optional[int]
+    symbol: Optional[str]
+
+    def text(self) -> str:
+        if self.mapping is None:
+            place = "no mapping the process lists"
+        else:
+            name = {"[stack]": "the stack", "anonymous": "an anonymous mapping"}.get(self.mapping,
+                                                                                 f"a mapping of {self.mapping}")
+            place = f"{name} ({self.start:#x}-{self.end:#x})"
+        return place + (f", at {self.symbol}" if self.symbol else "")
+
+
+@dataclass
 class Top:
     arena: int
     address: int
@@ -120,6 +148,7 @@ class Heap:
         self._chains: Dict[Tuple[int, Tuple[str, ...]], Tuple[List[BinChain], List[Problem]]] = {}
         self._all_tcache: Optional[FreeIndex] = None
         self._threads: Optional[List[ThreadInfo]] = None
+        self._resync: Dict[int, model.Resync] = {}
 
     # -- state -----------------------------------------------------------------------------
     @property
@@ -236,10 +265,24 @@ class Heap:
         return index
 
     # -- chunks ----------------------------------------------------------------------------
+    def resync(self, arena: Arena) -> model.Resync:
+        """Where the arena's walk picks up after damage: the chunks its bins and every thread's
+        tcache list (read only when a walk breaks)."""
+        if arena.address not in self._resync:
+            self._resync[arena.address] = model.Resync(lambda: {
+                chunk: model.bin_label(kind, index) for chunk, (kind, index) in self.free_index(arena).items()})
+        return self._resync[arena.address]
+
+    def region_batches(self, arena: Arena, region: HeapRegion, problems: List[Problem]) -> Iterator[model.Batch]:
+        """Batches of one heap region's chunks: the one walk every command uses, carrying on
+        after damage where the bins say the heap resumes."""
+        return model.walk_region_batches(self.reader, self.layout, region, arena.state.top, problems,
+                                         self.resync(arena))
+
     def chunk_batches(self, arena: Arena, problems: List[Problem]) -> Iterator[model.Batch]:
         """Batches of the arena's chunks (addresses, size fields), oldest heap first."""
         for region in arena.heaps:
-            yield from model.walk_region_batches(self.reader, self.layout, region, arena.state.top, problems)
+            yield from self.region_batches(arena, region, problems)
 
     def chunks(self, arena: Arena, problems: List[Problem]) -> Iterator[Tuple[int, int]]:
         """(address, size field) of every chunk of the arena's heaps, oldest heap first."""
@@ -278,15 +321,9 @@ class Heap:
                                     f"{H:#x} bytes that end the heap region {region.start:#x}-{region.end:#x} "
                                     "where malloc carried on elsewhere; not a chunk the program got (heap arenas "
                                     "lists the regions)")
-                scratch: List[Problem] = []
-                prev: Optional[int] = None
-                for chunk, sizef in model.walk_region(self.reader, self.layout, region, arena.state.top, scratch):
-                    if chunk <= address < chunk + max(H + 1, sizef & ~model.SIZE_BITS):
-                        state, kind, index = model.classify(chunk, arena.state.top, self.free_index(arena))
-                        return Where(address, chunk, sizef, H, arena, state, kind, index, prev)
-                    if chunk > address:
-                        break
-                    prev = chunk
+                found = self._walk_to(arena, region, address)
+                if found is not None:
+                    return found
         found = self._mmapped_at(address)
         if found is not None:
             return found
@@ -296,6 +333,102 @@ class Heap:
                             "returned (heap chunks lists them)")
         raise HeapError(f"{address:#x} is not in any heap of this process; give a chunk address or a "
                         "pointer malloc returned (heap chunks lists them)")
+
+    def chunk_where(self, address: int) -> Where:
+        """The chunk `heap chunk ADDR` shows: the walked chunk holding the address (where()),
+        except where no walk vouches for it: then the header at the address itself (or one
+        header before it: a user pointer), inside a heap or not, with why no walk reached it,
+        its problems and where it lives."""
+        try:
+            where = self.where(address)
+        except HeapError:
+            direct = self.header_at(address, None)
+            if direct is None:
+                raise
+            return direct
+        if where.size_checked or where.how != "inside" or where.arena is None:
+            return where
+        return self.header_at(address, where) or where
+
+    def header_at(self, address: int, broken: Optional[Where]) -> Optional[Where]:
+        """The chunk header at `address` (or at address - 2 * SIZE_SZ, when a bin lists that
+        one or only its size is one glibc writes), read as it is; None where it is not
+        readable.  `broken`: the walked chunk whose bad size covers the address."""
+        L, H, S = self.layout, self.layout.header_size, self.layout.size_sz
+        named: FreeIndex = {}
+        for one in reversed(self.arenas):
+            named.update(self.free_index(one))
+
+        def plausible(chunk: int) -> bool:
+            try:
+                return model.plausible_size(L, self.reader.word(chunk + S))
+            except MemoryReadError:
+                return False
+        user = address - H
+        chunk = next((c for c in (user, address) if c in named), None) or \
+            next((c for c in (user, address) if plausible(c)), address)
+        try:
+            sizef = self.reader.word(chunk + S)
+        except MemoryReadError:
+            return None
+        region = next(((a, r) for a in self.arenas for r in a.heaps if r.first_chunk <= chunk < r.end), None)
+        arena = region[0] if region else None  # outside every heap: no arena's (a bin may still list it)
+        kind, index = named.get(chunk, (None, None))
+        state = "top" if arena is not None and chunk == arena.state.top else "free" if kind else "in_use"
+        where = Where(address, chunk, sizef, H, arena, state, kind, index, size_checked=False, reached=False)
+        if broken is not None:
+            where.notes.append(f"not reached by the heap walk: it lies inside chunk {broken.chunk:#x}, whose size "
+                               f"{broken.size_field & ~model.SIZE_BITS:#x} broke the walk (heap check); this is the "
+                               "header as memory holds it")
+        elif region is not None:
+            where.notes.append(f"not reached by the heap walk of the region {region[1].start:#x}-{region[1].end:#x}: "
+                               "the walk broke before it (heap check); this is the header as memory holds it")
+        else:
+            maps = self.anchors.mappings()[0]
+            m = containing(maps, chunk)
+            where.location = (Location(m.path or "anonymous", m.start, m.end, self.anchors.symbol(chunk)) if m
+                              else Location(None, None, None, self.anchors.symbol(chunk)))
+            where.notes.append(f"outside every heap: in {where.location.text()}")
+            if kind is not None:
+                where.problems.append(Problem(chunk, f"{model.bin_label(kind, index or 0)} lists chunk {chunk:#x}, "
+                                                     "which lies outside every heap (a forged chunk)"))
+        if (chunk + H) % L.malloc_alignment:
+            where.problems.append(Problem(chunk, f"chunk {chunk:#x} is not aligned to {L.malloc_alignment} "
+                                                 "bytes as glibc's chunks are"))
+        if not model.plausible_size(L, sizef):
+            where.problems.append(Problem(chunk, f"chunk {chunk:#x} has size field {sizef:#x}, not one glibc "
+                                                 f"writes for a heap chunk (at least {L.minsize:#x}, a multiple of "
+                                                 f"{L.malloc_alignment}, IS_MMAPPED clear)"))
+        return where
+
+    def _walk_to(self, arena: Arena, region: HeapRegion, address: int) -> Optional[Where]:
+        """The walked chunk of `region` holding `address`: the last one starting at or before
+        it, if its size reaches the address (a chunk before a gap the walk skipped reaches no
+        further than the gap: its size is what broke the walk)."""
+        H = self.layout.header_size
+        last: Optional[Tuple[int, int]] = None
+        before: Optional[Tuple[int, int]] = None
+        nxt: Optional[int] = None
+        problems: List[Problem] = []
+        for chunk, sizef in model.walk_region(self.reader, self.layout, region, arena.state.top, problems,
+                                              self.resync(arena)):
+            if chunk > address:
+                nxt = chunk
+                break
+            before, last = last, (chunk, sizef)
+        if last is None:
+            return None
+        chunk, sizef = last
+        size = sizef & ~model.SIZE_BITS
+        if not address < chunk + max(H + 1, size):
+            return None
+        state, kind, index = model.classify(chunk, arena.state.top, self.free_index(arena))
+        # The chunk before it is its neighbour only where the walk did not skip in between.
+        prev = before[0] if before is not None and before[0] + (before[1] & ~model.SIZE_BITS) == chunk else None
+        where = Where(address, chunk, sizef, H, arena, state, kind, index, prev)
+        where.size_checked = chunk == arena.state.top or nxt == chunk + size
+        where.problems = [p for p in problems if p.address == chunk]  # the walk broke on its size
+        return where
 
     def _mmapped_at(self, address: int) -> Optional[Where]:
         H = self.layout.header_size

@@ -688,6 +688,16 @@ def _proc_mappings() -> List[mappings.Mapping]:
         return []
 
 
+def symbol_at(address: int) -> Optional[str]:
+    """gdb's `info symbol`: "fake in section .bss" (library objects add "of PATH"); None when
+    no symbol covers the address."""
+    try:
+        text = gdb.execute(f"info symbol {address:#x}", to_string=True).strip()
+    except gdb.error:
+        return None
+    return None if not text or text.startswith("No symbol") else text.splitlines()[0]
+
+
 def is_core() -> bool:
     connection = getattr(gdb.selected_inferior(), "connection", None)  # gdb 12+
     if connection is not None:

@@ -678,14 +678,68 @@ def free_index(chains: Sequence[BinChain]) -> FreeIndex:
 Batch = Tuple[List[int], List[int]]
 
 
+class Resync:
+    """Where a walk broken by a damaged size may pick up again: the chunks glibc itself names
+    (a bin or a tcache entry lists them), sorted once, the first time a walk breaks: a healthy
+    heap never asks for them."""
+
+    def __init__(self, names: Callable[[], Dict[int, str]]) -> None:
+        self._names = names
+        self._sorted: Optional[List[int]] = None
+        self.labels: Dict[int, str] = {}
+
+    def after(self, low: int, high: int) -> List[int]:
+        """The named chunks strictly between low and high, lowest first."""
+        if self._sorted is None:
+            self.labels = self._names()
+            self._sorted = sorted(self.labels)
+        return self._sorted[bisect_right(self._sorted, low):bisect_left(self._sorted, high)]
+
+
+def plausible_size(layout: GlibcLayout, sizef: int) -> bool:
+    """A size glibc writes for a heap chunk: at least MINSIZE, aligned, not IS_MMAPPED."""
+    csize = sizef & ~SIZE_BITS
+    return csize >= layout.minsize and not csize & (layout.malloc_alignment - 1) and not sizef & IS_MMAPPED
+
+
+def resume_point(reader: Reader, layout: GlibcLayout, broken: int, limit: int, top: Optional[int],
+                 resync: Resync) -> Optional[Tuple[int, str]]:
+    """(chunk, who names it) where a walk that broke at chunk `broken` can carry on: the lowest
+    named chunk after it whose neighbours agree (an aligned header of a plausible size that
+    ends at `limit` or at another plausible chunk; with PREV_INUSE clear, a prev_size leading
+    back no further than `broken`), else top (`top`: the arena's top in this region).  Each
+    candidate is looked at once per walk: the walk only moves forward."""
+    H = layout.header_size
+    mask = layout.malloc_alignment - 1
+    for chunk in resync.after(broken, limit):
+        if (chunk + H) & mask:
+            continue
+        try:
+            prev_size, sizef = reader.words(chunk, 2)
+            nxt = chunk + (sizef & ~SIZE_BITS)
+            if not plausible_size(layout, sizef) or nxt > limit or \
+                    nxt < limit and not plausible_size(layout, reader.word(nxt + layout.size_sz)):
+                continue
+        except MemoryReadError:
+            continue
+        if sizef & PREV_INUSE or broken <= chunk - prev_size < chunk and not prev_size & mask:
+            return chunk, f"which {resync.labels[chunk]} lists"
+    if top is not None and top > broken and reader.readable(top + layout.size_sz):
+        return top, "the arena's top chunk"
+    return None
+
+
 def walk_region_batches(reader: Reader, layout: GlibcLayout, region: HeapRegion, top: int,
-                        problems: List[Problem]) -> Iterator[Batch]:
+                        problems: List[Problem], resync: Optional[Resync] = None) -> Iterator[Batch]:
     """Every chunk of a region, in address order, as batches of one memory block each: a
     million chunks cost a million cheap steps, and consumers can count whole batches at C
     speed (Counter, set intersection) instead of looking at each chunk in Python.
 
     Stops at top, at the region's end, or where a size breaks the walk (then a Problem names
-    the chunk carrying that size).
+    the chunk carrying that size).  With `resync`, a broken walk carries on at the next chunk
+    a bin lists, or at top, whose neighbours agree (resume_point), and the Problem says how
+    many bytes it skipped: the chunk before the gap keeps its bogus size, and the chunk after
+    it does not start where that size ends (consumers see the gap that way).
     """
     S = layout.size_sz
     minsize = layout.minsize
@@ -698,53 +752,62 @@ def walk_region_batches(reader: Reader, layout: GlibcLayout, region: HeapRegion,
     pos = region.first_chunk
     # A main-arena region left behind ends in a fencepost pair: not chunks, glibc's marker.
     end = region.end if region.fencepost is None else region.fencepost
-    last_size = 0
     top_here = region.first_chunk <= top < end
     limit = top if top_here else end  # ordinary chunks end where top begins
-    while pos < limit:
-        try:
-            base, words = reader.block_words(pos + S)
-        except MemoryReadError:
-            problems.append(Problem(pos, f"chunk {pos:#x} is not readable; the walk stops here"))
-            return
-        stop = min(limit, base + len(words) * S - S)
-        skew = S - base
-        first = pos
-        sizes: List[int] = []
-        add_size = sizes.append
-        sizef = 0
-        # The hot loop: a million turns, so it keeps only the size fields; the addresses are
-        # their running sum, done at C speed below.  A size running past the limit is
-        # noticed after the loop.
-        while pos < stop:
-            sizef = words[(pos + skew) >> shift]
+    while True:
+        last_size = 0
+        broke: Optional[Tuple[int, str, Optional[str]]] = None  # (chunk, why, what free() of it prints)
+        while pos < limit:
+            try:
+                base, words = reader.block_words(pos + S)
+            except MemoryReadError:
+                broke = (pos, f"chunk {pos:#x} is not readable", None)
+                break
+            stop = min(limit, base + len(words) * S - S)
+            skew = S - base
+            first = pos
+            sizes: List[int] = []
+            add_size = sizes.append
+            sizef = 0
+            # The hot loop: a million turns, so it keeps only the size fields; the addresses are
+            # their running sum, done at C speed below.  A size running past the limit is
+            # noticed after the loop.
+            while pos < stop:
+                sizef = words[(pos + skew) >> shift]
+                csize = sizef & notbits
+                if (csize - minsize) & bad:
+                    break  # a size glibc would never write: handled below
+                add_size(sizef)
+                pos += csize
+            else:
+                last_size = sizef & notbits  # the batch's last chunk: it may have run past the limit
+                yield _addresses(first, sizes), sizes
+                continue
             csize = sizef & notbits
-            if (csize - minsize) & bad:
-                break  # a size glibc would never write: handled below
+            if region.fenceposts and csize in (0, 2 * S):
+                yield _addresses(first, sizes), sizes  # an old thread heap ends with fenceposts
+                return
             add_size(sizef)
-            pos += csize
-        else:
-            last_size = sizef & notbits  # the batch's last chunk: it may have run past the limit
             yield _addresses(first, sizes), sizes
-            continue
-        csize = sizef & notbits
-        if region.fenceposts and csize in (0, 2 * S):
-            yield _addresses(first, sizes), sizes  # an old thread heap ends with fenceposts
+            broke = (pos, f"chunk {pos:#x} has an invalid size {csize:#x} (below MINSIZE {minsize:#x} or not a "
+                          f"multiple of {mask + 1})", free_invalid_size_abort(layout, pos, sizef))
+            break
+        if broke is None and pos > limit:  # the last chunk's size ran past where chunks may go
+            last = pos - last_size
+            where = f"into the top chunk at {top:#x}" if top_here else f"past the end of its heap ({end:#x})"
+            # free() of it in a contiguous (sbrk) heap: its next chunk lies past top's end.
+            out = gc.text("FREE_OUT", layout.version) if region.heap_info is None and pos >= end else None
+            broke = (last, f"chunk {last:#x} of size {last_size:#x} runs {where}", out)
+        if broke is None:
+            break
+        chunk, why, abort = broke
+        resumed = resume_point(reader, layout, chunk, limit, top if top_here else None, resync) if resync else None
+        if resumed is None:
+            problems.append(Problem(chunk, f"{why}; the walk stops here", abort))
             return
-        add_size(sizef)
-        yield _addresses(first, sizes), sizes
-        problems.append(Problem(pos, f"chunk {pos:#x} has an invalid size {csize:#x} (below MINSIZE "
-                                     f"{minsize:#x} or not a multiple of {mask + 1}); the walk stops here",
-                                free_invalid_size_abort(layout, pos, sizef)))
-        return
-    if pos > limit:  # the last chunk's size ran past where chunks may go
-        last = pos - last_size
-        lsize = last_size
-        where = f"into the top chunk at {top:#x}" if top_here else f"past the end of its heap ({end:#x})"
-        # free() of it in a contiguous (sbrk) heap: its next chunk lies past top's end.
-        out = gc.text("FREE_OUT", layout.version) if region.heap_info is None and pos >= end else None
-        problems.append(Problem(last, f"chunk {last:#x} of size {lsize:#x} runs {where}; the walk stops here", out))
-        return
+        pos, named = resumed
+        problems.append(Problem(chunk, f"{why}; the walk skips {pos - chunk:#x} bytes and resumes at {pos:#x}, "
+                                       f"{named}", abort))
     if not top_here:
         return
     if pos != top:
@@ -777,9 +840,9 @@ def _addresses(first: int, sizes: List[int]) -> List[int]:
 
 
 def walk_region(reader: Reader, layout: GlibcLayout, region: HeapRegion, top: int,
-                problems: List[Problem]) -> Iterator[Tuple[int, int]]:
+                problems: List[Problem], resync: Optional[Resync] = None) -> Iterator[Tuple[int, int]]:
     """(chunk address, raw size field) for every chunk of a region, in address order."""
-    for addresses, sizes in walk_region_batches(reader, layout, region, top, problems):
+    for addresses, sizes in walk_region_batches(reader, layout, region, top, problems, resync):
         yield from zip(addresses, sizes)
 
 

@@ -98,6 +98,11 @@ def chunk_view_doc(view: ChunkView) -> Dict[str, object]:
         doc.update(prev_size=c.prev_size, mapping_start=view.mapping[0], mapping_end=view.mapping[1])
     if where.how == "inside":
         doc["inside"] = {"address": where.address, "offset": where.offset, "user_offset": where.user_offset}
+    loc = where.location
+    doc.update(reached_by_walk=where.reached, notes=list(where.notes),
+               problems=[problem_json(p) for p in where.problems],
+               location=None if loc is None else {"mapping": loc.mapping, "start": loc.start, "end": loc.end,
+                                                  "symbol": loc.symbol})
     return doc
 
 
@@ -385,6 +390,8 @@ def chunk_detail_lines(view: ChunkView, layout: GlibcLayout, style: Style) -> It
     S = layout.size_sz
     yield (f"{style('heading', 'chunk')} {style('address', f'{c.address:#x}')}  ({where.address:#x} understood as "
            f"{understood_text(where)})")
+    for note in where.notes:
+        yield f"  {style('problem', 'note')}          {note}"
     if arena is not None:
         yield f"  arena         {arena.address:#x} ({'main' if arena.main else 'thread'} arena)"
     elif c.is_mmapped:
@@ -424,6 +431,7 @@ def chunk_detail_lines(view: ChunkView, layout: GlibcLayout, style: Style) -> It
     if view.next is not None:
         n = view.next
         yield f"  next          {n.address:#x} (size {n.size:#x}, {state_text(n.state, n.bin, n.bin_index)})"
+    yield from problem_lines(where.problems, style)
 
 
 def check_doc(report: Report) -> Dict[str, object]:

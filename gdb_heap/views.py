@@ -108,16 +108,18 @@ def chunk_view(heap: Heap, address: int) -> ChunkView:
     if not heap.initialised:
         raise HeapError("the heap is not initialised yet: the program has not called malloc; continue "
                         "past its first malloc")
-    where = heap.where(address)
+    where = heap.chunk_where(address)
     arena, layout = where.arena, heap.layout
     if arena is not None:
         top, free = arena.state.top, heap.free_index(arena)
     else:
         top, free = -1, {}
     c = model.chunk_at(heap.reader, layout, where.chunk, top, free)
+    if not where.reached:  # a header no walk reached: classified by every arena's bins
+        c.state, c.bin, c.bin_index = where.state, where.bin, where.bin_index
     requests = layout.mmapped_requests_for(c.size) if c.is_mmapped else layout.requests_for(c.size)
     view = ChunkView(where, c, requests, chunk_links(heap, c))
-    if c.is_mmapped and arena is None and c.prev_size is not None:
+    if c.is_mmapped and where.state == "mmapped" and c.prev_size is not None:
         start = c.address - c.prev_size
         view.mapping = (start, start + mmapped_span(layout, c.prev_size, c.size))
     if arena is not None and c.state != "top":

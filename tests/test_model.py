@@ -352,18 +352,23 @@ def test_tcache_unaligned_entry():
 
 @pytest.mark.parametrize("version,word", [((2, 36), 8), ((2, 36), 4), ((2, 27), 8)])
 @pytest.mark.parametrize("bad", ["zero", "eight", "unaligned", "huge", "past_end"])
-def test_corrupted_size_stops_the_walk(version, word, bad):
+def test_corrupted_size_breaks_the_walk_until_a_listed_chunk(version, word, bad):
+    """The walk breaks at the damaged chunk and picks up again at the next chunk the builder
+    freed into a bin (its header intact): everything after it is walked as built."""
     _, s = every_bin_heap(version, word)
     victim = s.chunks[5]
     assert victim.state in ("in_use", "free")
     value = {"zero": 0, "eight": 8, "unaligned": (victim.size + 8) | 1, "huge": 1 << (8 * word - 4),
              "past_end": (s.heap_end - victim.address + s.layout.malloc_alignment) | 1}[bad]
     s.poke(victim.address + word, value)
+    resumed = next(i for i, c in enumerate(s.chunks) if i > 5 and c.state != "in_use")
     with time_limit(5):
         _, chunks, problems = walk(s)
-    assert [a for a, _ in chunks] == [c.address for c in s.chunks[:6]]
-    assert chunks[-1] == (victim.address, value)
+    assert [a for a, _ in chunks] == [c.address for c in s.chunks[:6] + s.chunks[resumed:]]
+    assert chunks[5] == (victim.address, value)
     assert [p.address for p in problems] == [victim.address]
+    skipped = s.chunks[resumed].address - victim.address
+    assert f"skips {skipped:#x} bytes and resumes at {s.chunks[resumed].address:#x}" in problems[0].message
 
 
 def test_corrupted_top_size():

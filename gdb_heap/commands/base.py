@@ -17,7 +17,7 @@ from ..args import Args, parse
 from ..errors import HeapError
 from ..gdbmemory import GdbMemory
 from ..heap import Anchors, Heap
-from ..locate import locate, process_mappings, require_process, threads_info, warn_once, word_size
+from ..locate import locate, process_mappings, require_process, symbol_at, threads_info, warn_once, word_size
 from ..memory import Reader
 from ..model import Arena
 from ..style import Style
@@ -69,7 +69,7 @@ def open_heap(args: Args) -> Heap:
     glibc = f"{state.version[0]}.{state.version[1]}" if state.version else None
     anchors = Anchors(state.main_arena, state.mp, glibc, state.located_by, tls.tcache or None,
                       tls.arena or None, state.notes + [tcache_note(tls.tcache_how)],
-                      lambda: threads_info(found.context), lambda: (maps, source))
+                      lambda: threads_info(found.context), lambda: (maps, source), symbol_at)
     if not args.flag("--json"):  # a JSON document is all --json prints (notes: heap's overview)
         for note in state.notes:
             warn_once(note)
