@@ -10,6 +10,11 @@
  *
  *   overflow       a small chunk's data overflows into the next chunk's
  *                  prev_size and size fields ("AAAA..."), the chunk `victim`.
+ *   overflow_far   the same overflow from a into b's header, then chunks c
+ *                  and d (swallowed: b's bogus size covers them), e freed
+ *                  into tcache[0] (where the walk can pick up again), a guard,
+ *                  and f, whose size is overwritten with 8 (BAD_SIZE): `victim`
+ *                  and the damaged chunk are f, which free() aborts on.
  *   overlap        an off-by-some write grows the next chunk's size to three
  *                  chunks' worth (0x60 on x86-64, 0x30 on i386), so it
  *                  swallows a free tcache chunk and more (overlapping chunks);
@@ -17,6 +22,8 @@
  *   uaf_tcache     use after free: a freed tcache chunk's next pointer is
  *                  overwritten, safe-linked correctly (PROTECT_PTR), with
  *                  the address of a fake chunk in .bss (`fake`).
+ *   uaf_tcache_stack  the same, to a fake chunk on main's stack
+ *                  ("@ addr stackfake 0xADDR").
  *   uaf_tcache_raw the same, but written without safe-linking: the link
  *                  decodes to garbage.
  *   uaf_fast       use after free on a fastbin chunk's fd (tcache filled
@@ -230,10 +237,11 @@ static void empty_tcache(size_t request)
 static void carry_on(const char *stage, void *other_mem)
 {
     printf("@ carry on\n");
-    if (is(stage, "overflow") || is(stage, "overlap") || is(stage, "invalid_size")) {
+    if (is(stage, "overflow") || is(stage, "overflow_far") || is(stage, "overlap") || is(stage, "invalid_size")) {
         free(victim); /* glibc's free checks the damaged size (overlap: none) */
         (void)xmalloc(3 * MINSIZE - sizeof(size_t));
-    } else if (is(stage, "uaf_tcache") || is(stage, "uaf_tcache_raw") || is(stage, "tcache_cycle")) {
+    } else if (is(stage, "uaf_tcache") || is(stage, "uaf_tcache_raw") || is(stage, "uaf_tcache_stack")
+               || is(stage, "tcache_cycle")) {
         for (int i = 0; i < 3; i++)
             (void)xmalloc(SMALL_REQUEST); /* the list's chunks, then where its link leads */
     } else if (is(stage, "uaf_fast") || is(stage, "uaf_fast_raw") || is(stage, "double_free")
@@ -261,6 +269,8 @@ int main(int argc, char **argv)
 {
     const char *stage = argc > 1 ? argv[1] : "";
     void *a, *b, *other_mem = NULL;
+    /* A fake chunk on the stack, placed like `fake` (uaf_tcache_stack). */
+    size_t stack_fake[8] __attribute__((aligned(16))) = {0};
 
     setvbuf(stdout, NULL, _IONBF, 0);
     printf("@ size_t %zu\n", sizeof(size_t));
@@ -277,6 +287,22 @@ int main(int argc, char **argv)
         /* a's usable bytes, then b's prev_size and size: up to b's data */
         memset(a, 'A', (size_t)((char *)victim - (char *)a));
         damaged(chunk_of(victim));
+    } else if (is(stage, "overflow_far")) {
+        void *e;
+        a = fill_and_report("a", SMALL_REQUEST);
+        b = fill_and_report("b", SMALL_REQUEST);
+        (void)fill_and_report("c", SMALL_REQUEST);
+        (void)fill_and_report("d", SMALL_REQUEST);
+        e = fill_and_report("e", SMALL_REQUEST);
+        guard();
+        victim = fill_and_report("f", SMALL_REQUEST);
+        guard();
+        free(e); /* tcache[0]: a chunk a bin lists, after the swallowed ones */
+        report_free("e");
+        memset(a, 'A', (size_t)((char *)b - (char *)a)); /* b's prev_size and size */
+        *size_field(chunk_of(victim)) = BAD_SIZE;
+        damaged(chunk_of(victim));
+        other(chunk_of(b));
     } else if (strcmp(stage, "overlap") == 0) {
         void *c, *d;
         a = fill_and_report("a", SMALL_REQUEST);
@@ -294,6 +320,15 @@ int main(int argc, char **argv)
         free_two(&a, &b, 0); /* tcache[0]: b -> a */
         victim = b;
         *(void **)b = stage[10] == '_' ? FAKE_MEM : protect(b, FAKE_MEM);
+        damaged(chunk_of(b));
+    } else if (is(stage, "uaf_tcache_stack")) {
+        void *mem = (char *)stack_fake + 2 * sizeof(size_t);
+        stack_fake[1] = MINSIZE | 1;
+        *(void **)mem = protect(mem, NULL);
+        report_addr("stackfake", stack_fake);
+        free_two(&a, &b, 0); /* tcache[0]: b -> a */
+        victim = b;
+        *(void **)b = protect(b, mem);
         damaged(chunk_of(b));
     } else if ((strcmp(stage, "uaf_fast") == 0 || strcmp(stage, "uaf_fast_raw") == 0) && has_fastbins()) {
         free_two(&a, &b, 1); /* fastbin[0]: b -> a (tcache full) */
@@ -396,7 +431,7 @@ int main(int argc, char **argv)
                 gnu_get_libc_version());
         return 3;
     } else {
-        fprintf(stderr, "usage: corrupt overflow|overlap|uaf_tcache|uaf_tcache_raw|uaf_fast|"
+        fprintf(stderr, "usage: corrupt overflow|overflow_far|overlap|uaf_tcache|uaf_tcache_raw|uaf_tcache_stack|uaf_fast|"
                         "uaf_fast_raw|double_free|tcache_cycle|top_size|smallbin_bk|invalid_size|"
                         "fast_size|consolidate_size|unsorted_bk|unsorted_prev_size|unsorted_prev_inuse|"
                         "large_prev_size|large_nextsize|large_bk|prev_inuse\n");

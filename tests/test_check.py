@@ -37,6 +37,8 @@ STAGES = {
     "overlap": ["size {grown:#x}", "contains {other:#x}", "tcache[0]", "overlapping"],
     "uaf_tcache": ["tcache[0]", "links to {fake:#x}", "outside any heap"],
     "uaf_tcache_raw": ["tcache[0]"],
+    "uaf_tcache_stack": ["tcache[0]", "links to {stackfake:#x}", "outside any heap"],
+    "overflow_far": ["invalid size {bad:#x}", "resumes at"],  # past the overflow the walk skipped
     "uaf_fast": ["fast[0]", "links to {fake:#x}", "outside the arena's heaps"],
     "uaf_fast_raw": ["fast[0]"],
     "double_free": ["fast[0]" if FASTBINS else "tcache[0]", "links back to {other:#x}", "loop", "twice"],
@@ -94,7 +96,8 @@ def damaged_problem(stage, rec):
     """The problem `heap check` reports at the damaged chunk with the stage's words."""
     words = STAGES[stage]
     damaged = addr(rec, "damaged")
-    known = {label: addr(rec, label) for label in ("fake", "other") if any(f[0] == label for f in facts(rec, "addr"))}
+    known = {label: addr(rec, label) for label in ("fake", "other", "stackfake")
+             if any(f[0] == label for f in facts(rec, "addr"))}
     known.update(sizes(int(facts(rec, "size_t")[0][0])))
     problems = json_doc(rec["commands"][CHECK]["out"])["problems"]
     here = [p for p in problems if p["address"] == damaged]
