@@ -687,9 +687,11 @@ class Resync:
         self._names = names
         self._sorted: Optional[List[int]] = None
         self.labels: Dict[int, str] = {}
+        self.asked = False  # whether a walk broke and looked for where to resume
 
     def after(self, low: int, high: int) -> List[int]:
         """The named chunks strictly between low and high, lowest first."""
+        self.asked = True
         if self._sorted is None:
             self.labels = self._names()
             self._sorted = sorted(self.labels)
