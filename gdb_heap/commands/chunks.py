@@ -107,10 +107,15 @@ address is).  Shows the header fields (prev_size, size and its flag bits), the s
 bin holding the chunk if it is free, its links, its usable size, its neighbours, and which
 malloc(n) requests produce a chunk of this size: that answers "malloc(10) gives me how many
 bytes?".  Mmapped chunks are found too, an address inside one included.
+A header the heap walk does not reach (inside a chunk whose damaged size broke the walk, or
+outside every heap: a fake chunk a bin lists) is shown as memory holds it, at the address
+(or one header before it, a user pointer), with why no walk reached it, its problems and,
+outside the heaps, the mapping and symbol where it lives.
 
   --json   one JSON object: a chunk as in "heap chunks --json" plus "understood_as",
            "arena" and "requests": [LOW, HIGH]; for an address inside the chunk,
-           "inside": {"address", "offset", "user_offset"}"""
+           "inside": {"address", "offset", "user_offset"}; "reached_by_walk", "notes",
+           "problems" and "location": {"mapping", "start", "end", "symbol"} | null"""
 
     def run(self, args: Args, out: Out) -> None:
         if not args.rest:
