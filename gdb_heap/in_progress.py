@@ -70,7 +70,7 @@ class ThreadFrames:
 
     thread: int  # gdb's thread number
     lwp: int
-    frames: List[Optional[str]]  # function names, innermost first (None: gdb has no name)
+    frames: Sequence[Optional[str]]  # function names, innermost first (None: gdb has no name)
     arena: Optional[int] = None  # `av`/`ar_ptr` of its innermost allocator frame (debug info)
     thread_arena: Optional[int] = None  # its libc TLS thread_arena
 

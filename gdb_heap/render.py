@@ -110,13 +110,13 @@ def problem_json(p: Problem, with_abort: bool = False) -> Dict[str, object]:
     return doc
 
 
-def in_progress_json(mid: MidUpdate) -> List[Dict[str, object]]:
+def in_progress_json(mid: Optional[MidUpdate]) -> List[Dict[str, object]]:
     """The "in_progress" key: every thread inside the allocator, every arena whose mutex is held."""
-    return [in_progress.doc(c) for c in mid.calls]
+    return [in_progress.doc(c) for c in mid.calls] if mid is not None else []
 
 
 def chunks_json(glibc: Optional[str], arena: int, rows: Iterator[str], problems: List[Problem],
-                mid: MidUpdate) -> Iterator[str]:
+                mid: Optional[MidUpdate] = None) -> Iterator[str]:
     """The `heap chunks --json` document in pieces; `problems` is complete once rows are used up."""
     yield '{"glibc": %s, "arena": %d, "chunks": [' % (_j(glibc), arena)
     first = True
@@ -138,7 +138,7 @@ def bins_doc(arena: int, chains: Sequence[BinChain], problems: Sequence[Problem]
             "problems": [problem_json(p) for p in problems]}
 
 
-def bins_view_doc(view: ArenaBins, mid: MidUpdate) -> Dict[str, Any]:
+def bins_view_doc(view: ArenaBins, mid: Optional[MidUpdate] = None) -> Dict[str, Any]:
     """One arena's `heap bins --json` document; every thread's tcache bins (--all-threads)
     come first, each naming its thread."""
     doc = bins_doc(view.arena.address, view.chains, view.problems, view.owner)
@@ -150,7 +150,7 @@ def bins_view_doc(view: ArenaBins, mid: MidUpdate) -> Dict[str, Any]:
 
 
 def overview_doc(glibc: Optional[str], located_by: str, arenas: Sequence[Tuple[Arena, Sequence[ThreadInfo]]],
-                 ov: Overview, mid: MidUpdate) -> Dict[str, object]:
+                 ov: Overview, mid: Optional[MidUpdate] = None) -> Dict[str, object]:
     return {"glibc": glibc, "located_by": located_by, "arenas": [arena_doc(a, t) for a, t in arenas],
             "counts": ov.counts, "in_progress": in_progress_json(mid)}
 
@@ -436,7 +436,7 @@ def chunk_detail_lines(view: ChunkView, layout: GlibcLayout, style: Style) -> It
         yield f"  next          {n.address:#x} (size {n.size:#x}, {state_text(n.state, n.bin, n.bin_index)})"
 
 
-def check_doc(report: Report, mid: MidUpdate) -> Dict[str, object]:
+def check_doc(report: Report, mid: Optional[MidUpdate] = None) -> Dict[str, object]:
     """Each problem says whether it may be glibc's update in progress ("maybe_in_progress")."""
     marked = report.in_progress is not None
     return {"arena": report.arena.address,

@@ -14,9 +14,12 @@ from typing import Dict, List, Tuple
 
 import pytest
 
-from gdb_heap import in_progress, registry
+from gdb_heap import in_progress, registry, render
+from gdb_heap.check import check_arena
 from gdb_heap.in_progress import ThreadFrames
+from gdb_heap.style import Style
 from tests.gdbrun import CONFIG, gdb_batch, json_doc, no_traceback, sample, tool_text
+from tests.synthetic import HeapBuilder
 
 MARK = "@@gdb_heap_in_progress@@"
 CAPTURE = """def capture(command):
@@ -83,9 +86,11 @@ def mid_free():
         facts = printed(out)
         with open(err) as f:
             stderr = f.read()
-        (core_out,), _ = captured([f"core-file {core}"], JSON + TRUTH + ["heap", "heap check"], program) \
-            if os.path.exists(core) else ([{}], "")
-        yield {"checkpoint": checkpoint, "outputs": outputs, "whole": whole, "facts": facts, "stderr": stderr, "core": core_out, "program": program}
+        core_out: Dict[str, str] = {}
+        if os.path.exists(core):
+            (core_out,), _ = captured([f"core-file {core}"], JSON + TRUTH + ["heap", "heap check"], program)
+        yield {"checkpoint": checkpoint, "outputs": outputs, "whole": whole, "facts": facts, "stderr": stderr,
+               "core": core_out}
 
 
 def worker_lwp(r) -> int:
@@ -252,3 +257,27 @@ def test_find_aborting_and_tcache_and_unknown_arena():
     assert mid.mark(0x1234) and mid.mark(0x5678)  # no arena known: every arena may be changing
     deep = ThreadFrames(1, 101, ["f"] * in_progress.FRAMES + ["malloc"])
     assert in_progress.find([deep], []).calls == []  # beyond the frames looked at
+
+
+def test_check_marks_every_problem_of_an_arena_whose_mutex_is_held():
+    """A synthetic heap with top's size smashed: damage, until its arena's mutex (malloc_state's
+    first field, an int) says a thread holds it; then the same problem is listed, marked, and
+    not counted."""
+    b = HeapBuilder()
+    b.chunk(0x20)
+    s = b.build()
+    s.poke(s.top + 8, 0xFFFFFFFFFFFFFFFF)
+    report = check_arena(s.heap(), s.heap().main_arena)
+    assert (len(report.problems), report.damage, report.in_progress) == (1, 1, None)
+    s.poke(s.arena, 1, 4)
+    heap = s.heap()
+    report = check_arena(heap, heap.main_arena)
+    assert len(report.problems) == 1 and report.damage == 0
+    assert report.in_progress == f"arena {s.arena:#x}'s mutex is held"
+    doc = render.check_doc(report, heap.mid_update)
+    assert doc["problems"][0]["maybe_in_progress"] is True
+    assert doc["in_progress"] == [{"thread": None, "lwp": None, "function": None, "entry": None, "arena": s.arena,
+                                   "arena_from": "mutex", "locked": True, "aborting": False}]
+    lines = list(render.check_lines(report, Style(False)))
+    assert "1 problem, which may be glibc's update in progress" in lines[0]
+    assert lines[1].endswith(f"[may be glibc's update in progress: arena {s.arena:#x}'s mutex is held]")
