@@ -10,7 +10,7 @@ predicts, and the thread aborting inside free is not an update in progress."""
 import os
 import re
 import tempfile
-from typing import Dict, List, Tuple
+from typing import Any, Dict, List, Tuple
 
 import pytest
 
@@ -274,7 +274,7 @@ def test_check_marks_every_problem_of_an_arena_whose_mutex_is_held():
     report = check_arena(heap, heap.main_arena)
     assert len(report.problems) == 1 and report.damage == 0
     assert report.in_progress == f"arena {s.arena:#x}'s mutex is held"
-    doc = render.check_doc(report, heap.mid_update)
+    doc: Any = render.check_doc(report, heap.mid_update)
     assert doc["problems"][0]["maybe_in_progress"] is True
     assert doc["in_progress"] == [{"thread": None, "lwp": None, "function": None, "entry": None, "arena": s.arena,
                                    "arena_from": "mutex", "locked": True, "aborting": False}]
