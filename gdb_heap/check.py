@@ -35,6 +35,14 @@ class Report:
     problems: List[Problem]
     chunks: int  # chunks walked
     listed: int  # chunks found in bins (tcache included)
+    # Why every problem may be glibc's update in progress ("thread 2 (LWP 7) is in _int_free"):
+    # a thread is inside the allocator on this arena, or its mutex is held.  None: not so.
+    in_progress: Optional[str] = None
+
+    @property
+    def damage(self) -> int:
+        """The problems that count as damage: none of them when the arena is mid-update."""
+        return 0 if self.in_progress else len(self.problems)
 
 
 def label(chain: BinChain) -> str:
@@ -388,5 +396,8 @@ class Checker:
 
 
 def check_arena(heap: Heap, arena: Arena) -> Report:
-    """Every problem of one arena (and, in the selected thread's arena, its tcache)."""
-    return Checker(heap, arena).run()
+    """Every problem of one arena (and, in the selected thread's arena, its tcache), and whether
+    a thread stopped inside the allocator may be changing it."""
+    report = Checker(heap, arena).run()
+    report.in_progress = heap.mid_update.mark(arena.address)
+    return report

@@ -9,8 +9,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Callable, Dict, Iterator, List, Optional, Sequence, Tuple
 
-from . import model
+from . import in_progress, model
 from .errors import HeapError, MemoryReadError
+from .in_progress import MidUpdate, ThreadFrames
 from .layouts import GlibcLayout
 from .memory import Reader
 from .mappings import Mapping, containing
@@ -36,6 +37,8 @@ class Anchors:
     mappings: Callable[[], Tuple[List[Mapping], str]] = lambda: ([], "no mappings")
     # The symbol at an address ("fake in section .bss"; gdb's `info symbol`), None when none.
     symbol: Callable[[int], Optional[str]] = lambda address: None
+    # Every thread's innermost frames (in_progress.py): who is inside the allocator.
+    frames: Callable[[], List[ThreadFrames]] = list
 
 
 @dataclass
@@ -149,6 +152,7 @@ class Heap:
         self._all_tcache: Optional[FreeIndex] = None
         self._threads: Optional[List[ThreadInfo]] = None
         self._resync: Dict[int, model.Resync] = {}
+        self._mid_update: Optional[MidUpdate] = None
 
     # -- state -----------------------------------------------------------------------------
     @property
@@ -174,6 +178,14 @@ class Heap:
                 raise HeapError(f"main_arena at {self.anchors.main_arena:#x} is not readable; check the "
                                 "process or core file")
         return self._arenas
+
+    @property
+    def mid_update(self) -> MidUpdate:
+        """The threads stopped inside the allocator and the arenas whose mutex is held."""
+        if self._mid_update is None:
+            self._mid_update = in_progress.find(self.anchors.frames(),
+                                                [a.address for a in self.arenas if a.state.mutex])
+        return self._mid_update
 
     @property
     def main_arena(self) -> Arena:

@@ -220,7 +220,7 @@ def thread_pointer(ctx: Context) -> Optional[int]:
     return found[0] if len(found) == 1 else None
 
 
-def _visit_threads(visit: Callable[[gdb.InferiorThread], T]) -> List[T]:
+def visit_threads(visit: Callable[[gdb.InferiorThread], T]) -> List[T]:
     """visit(thread) with each live thread selected in turn, in gdb's order; then the user's
     thread and frame are selected again.  Switching threads changes nothing in the inferior."""
     selected = gdb.selected_thread()
@@ -252,7 +252,7 @@ def _stack_pointer(_: gdb.InferiorThread) -> Optional[int]:
 
 def _stack_pointers() -> List[int]:
     """Every thread's $sp."""
-    return [sp for sp in _visit_threads(_stack_pointer) if sp is not None]
+    return [sp for sp in visit_threads(_stack_pointer) if sp is not None]
 
 
 def thread_tls(ctx: Context) -> ThreadTls:
@@ -672,7 +672,7 @@ def threads_info(ctx: Optional[Context]) -> List[ThreadInfo]:
         tls = thread_tls(ctx) if ctx is not None else ThreadTls(None, "", None)
         return ThreadInfo(thread.num, thread.ptid[1] or thread.inferior.pid, thread.ptid == chosen,
                           tls.tcache or None, tls.arena or None)
-    return _visit_threads(visit)
+    return visit_threads(visit)
 
 
 CORE_HEADERS_MAX = 1 << 22

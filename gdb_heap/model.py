@@ -75,6 +75,7 @@ class MallocState:
     attached_threads: int
     system_mem: int
     max_system_mem: int
+    mutex: int = 0  # the arena's lock: non-zero while a thread holds it (mid-update)
 
 
 @dataclass
@@ -202,7 +203,7 @@ def read_malloc_state(reader: Reader, layout: GlibcLayout, address: int) -> Mall
         fastbinsY=arr("fastbinsY"), top=get("top"), last_remainder=get("last_remainder"),
         bins=arr("bins"), binmap=arr("binmap"), next=get("next"), next_free=get("next_free"),
         attached_threads=get("attached_threads"), system_mem=get("system_mem"),
-        max_system_mem=get("max_system_mem"))
+        max_system_mem=get("max_system_mem"), mutex=get("mutex"))
 
 
 def bin_at(layout: GlibcLayout, arena: int, index: int) -> int:

@@ -91,7 +91,7 @@ COMMANDS: Tuple[CommandSpec, ...] = (
     CommandSpec("heap arenas", "List every arena: address, main or not, top, system memory, heaps, threads.",
                 "heap arenas [--json]"),
     CommandSpec("heap check", "Check the integrity of an arena's heap, the way glibc's own checks do.",
-                "heap check [--json] [--arena ADDR | --all-arenas]", arenas=True),
+                "heap check [--json] [--strict] [--arena ADDR | --all-arenas]", arenas=True, flags=("--strict",)),
     CommandSpec("heap mmapped", "List the mmapped chunks: large blocks that are a mapping of their own.",
                 "heap mmapped [--json]"),
 )

@@ -10,8 +10,10 @@ import json
 import string
 from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
 
+from . import in_progress
 from .check import Report
 from .heap import MmappedView, ThreadInfo, Top, Where
+from .in_progress import MidUpdate
 from .views import ArenaBins, ChunkView, Overview, TopView
 from .layouts import GlibcLayout
 from .mmapped import chunk_bytes as mapped_bytes
@@ -113,14 +115,21 @@ def problem_json(p: Problem, with_abort: bool = False) -> Dict[str, object]:
     return doc
 
 
-def chunks_json(glibc: Optional[str], arena: int, rows: Iterator[str], problems: List[Problem]) -> Iterator[str]:
+def in_progress_json(mid: Optional[MidUpdate]) -> List[Dict[str, object]]:
+    """The "in_progress" key: every thread inside the allocator, every arena whose mutex is held."""
+    return [in_progress.doc(c) for c in mid.calls] if mid is not None else []
+
+
+def chunks_json(glibc: Optional[str], arena: int, rows: Iterator[str], problems: List[Problem],
+                mid: Optional[MidUpdate] = None) -> Iterator[str]:
     """The `heap chunks --json` document in pieces; `problems` is complete once rows are used up."""
     yield '{"glibc": %s, "arena": %d, "chunks": [' % (_j(glibc), arena)
     first = True
     for row in rows:
         yield row if first else ", " + row
         first = False
-    yield '], "problems": %s}' % _j([problem_json(p) for p in problems])
+    yield '], "problems": %s, "in_progress": %s}' % (_j([problem_json(p) for p in problems]),
+                                                     _j(in_progress_json(mid)))
 
 
 def bins_doc(arena: int, chains: Sequence[BinChain], problems: Sequence[Problem],
@@ -134,20 +143,21 @@ def bins_doc(arena: int, chains: Sequence[BinChain], problems: Sequence[Problem]
             "problems": [problem_json(p) for p in problems]}
 
 
-def bins_view_doc(view: ArenaBins) -> Dict[str, Any]:
+def bins_view_doc(view: ArenaBins, mid: Optional[MidUpdate] = None) -> Dict[str, Any]:
     """One arena's `heap bins --json` document; every thread's tcache bins (--all-threads)
     come first, each naming its thread."""
     doc = bins_doc(view.arena.address, view.chains, view.problems, view.owner)
     if view.threads:
         doc["bins"] = [b for tc in view.threads for b in bins_doc(0, tc.chains, [], tc.thread)["bins"]] + doc["bins"]
         doc["problems"] = [problem_json(p) for tc in view.threads for p in tc.problems] + doc["problems"]
+    doc["in_progress"] = in_progress_json(mid)
     return doc
 
 
 def overview_doc(glibc: Optional[str], located_by: str, arenas: Sequence[Tuple[Arena, Sequence[ThreadInfo]]],
-                 ov: Overview) -> Dict[str, object]:
+                 ov: Overview, mid: Optional[MidUpdate] = None) -> Dict[str, object]:
     return {"glibc": glibc, "located_by": located_by, "arenas": [arena_doc(a, t) for a, t in arenas],
-            "counts": ov.counts}
+            "counts": ov.counts, "in_progress": in_progress_json(mid)}
 
 
 def top_doc(top: Top) -> Dict[str, object]:
@@ -434,8 +444,12 @@ def chunk_detail_lines(view: ChunkView, layout: GlibcLayout, style: Style) -> It
     yield from problem_lines(where.problems, style)
 
 
-def check_doc(report: Report) -> Dict[str, object]:
-    return {"arena": report.arena.address, "problems": [problem_json(p, True) for p in report.problems]}
+def check_doc(report: Report, mid: Optional[MidUpdate] = None) -> Dict[str, object]:
+    """Each problem says whether it may be glibc's update in progress ("maybe_in_progress")."""
+    marked = report.in_progress is not None
+    return {"arena": report.arena.address,
+            "problems": [dict(problem_json(p, True), maybe_in_progress=marked) for p in report.problems],
+            "in_progress": in_progress_json(mid)}
 
 
 def check_lines(report: Report, style: Style) -> Iterator[str]:
@@ -444,9 +458,13 @@ def check_lines(report: Report, style: Style) -> Iterator[str]:
     what = f"{n} problem{'s' * (n != 1)}" if n else "no problems found"
     if not arena.heaps and not n:
         what = "no heap yet (the arena has not allocated anything): nothing to check"
+    if n and report.in_progress:
+        what += f", which may be glibc's update in progress ({report.in_progress}), not damage"
     yield (f"{style('heading', 'main arena' if arena.main else 'arena')} {style('address', f'{arena.address:#x}')}: "
            f"{what} ({report.chunks} chunks walked, {report.listed} chunks in bins checked)")
-    yield from problem_lines(report.problems, style)
+    marked = f" [may be glibc's update in progress: {report.in_progress}]" if report.in_progress else ""
+    for line in problem_lines(report.problems, style):
+        yield line + marked
 
 
 def mmapped_lines(view: MmappedView, style: Style) -> Iterator[str]:

@@ -90,7 +90,7 @@ def test_chunks_json_streaming(heap_and_s):
                                      (render.chunk_json(a, f, st, k, i, s.S) for a, f, st, k, i in got),
                                      problems))
     doc = json.loads("".join(pieces))
-    assert set(doc) == {"glibc", "arena", "chunks", "problems"}
+    assert set(doc) == {"glibc", "arena", "chunks", "problems", "in_progress"}
     assert doc["glibc"] == "2.36" and doc["arena"] == s.arena and doc["problems"] == []
     assert [c["address"] for c in doc["chunks"]] == [c.address for c in s.chunks]
     for c in doc["chunks"]:
@@ -99,7 +99,8 @@ def test_chunks_json_streaming(heap_and_s):
 
 def test_chunks_json_empty_and_with_problems():
     doc = json.loads("".join(render.chunks_json(None, 5, iter([]), [Problem(16, "bad \"size\"\n")])))
-    assert doc == {"glibc": None, "arena": 5, "chunks": [], "problems": [{"address": 16, "message": "bad \"size\"\n"}]}
+    assert doc == {"glibc": None, "arena": 5, "chunks": [], "problems": [{"address": 16, "message": "bad \"size\"\n"}],
+                   "in_progress": []}
 
 
 def test_chunks_json_problems_filled_while_streaming():

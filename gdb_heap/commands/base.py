@@ -15,8 +15,10 @@ import gdb  # type: ignore[import-not-found,unused-ignore]
 from .. import registry
 from ..args import Args, parse
 from ..errors import HeapError
+from ..frames import thread_frames
 from ..gdbmemory import GdbMemory
 from ..heap import Anchors, Heap
+from ..in_progress import note
 from ..locate import locate, process_mappings, require_process, symbol_at, threads_info, warn_once, word_size
 from ..memory import Reader
 from ..model import Arena
@@ -69,11 +71,15 @@ def open_heap(args: Args) -> Heap:
     glibc = f"{state.version[0]}.{state.version[1]}" if state.version else None
     anchors = Anchors(state.main_arena, state.mp, glibc, state.located_by, tls.tcache or None,
                       tls.arena or None, state.notes + [tcache_note(tls.tcache_how)],
-                      lambda: threads_info(found.context), lambda: (maps, source), symbol_at)
+                      lambda: threads_info(found.context), lambda: (maps, source), symbol=symbol_at,
+                      frames=lambda: thread_frames(found.context))
+    heap = Heap(reader, state.layout, anchors)
     if not args.flag("--json"):  # a JSON document is all --json prints (notes: heap's overview)
-        for note in state.notes:
-            warn_once(note)
-    return Heap(reader, state.layout, anchors)
+        for text in state.notes:
+            warn_once(text)
+        for call in heap.mid_update.calls:  # on every command: the heap may change under the user's eyes
+            gdb.write(f"heap: warning: {note(call)}\n", gdb.STDERR)
+    return heap
 
 
 def tcache_note(how: str) -> str:

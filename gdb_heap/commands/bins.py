@@ -34,7 +34,7 @@ that loops, leaves mapped memory, or is longer than it can be is cut there and r
         heap = open_heap(args)
         shown = views.bins_view(heap, arenas_for(heap, args), kinds, args.flag("--all-threads"))
         if args.flag("--json"):
-            out.json(one_or_all(args, [render.bins_view_doc(v) for v in shown]))
+            out.json(one_or_all(args, [render.bins_view_doc(v, heap.mid_update) for v in shown]))
             return
         st = style()
 

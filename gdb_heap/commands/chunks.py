@@ -94,7 +94,8 @@ The top chunk is "top" even if a bin lists it (heap check reports that).
             if i:
                 out.write(", ")
             for piece in render.chunks_json(heap.anchors.glibc, arena.address,
-                                            (render.chunk_json(*row, S) for row in rows), rows.problems):
+                                            (render.chunk_json(*row, S) for row in rows), rows.problems,
+                                            heap.mid_update):
                 out.write(piece)
         out.line("]}" if many else "")
 

@@ -28,7 +28,7 @@ Type "help heap SUBCOMMAND" for each.  Every command takes --json for one JSON d
         a = heap.anchors
         arenas = [(x, heap.arena_threads(x)) for x in heap.arenas]
         if args.flag("--json"):
-            out.json(render.overview_doc(a.glibc, a.located_by, arenas, ov))
+            out.json(render.overview_doc(a.glibc, a.located_by, arenas, ov, heap.mid_update))
             return
         out.lines(render.overview_lines(a.glibc, a.located_by, a.main_arena, a.mp, a.notes,
                                         arenas if heap.initialised else [], ov, style()))
