@@ -19,6 +19,7 @@ from ..gdbmemory import GdbMemory
 from ..heap import Anchors, Heap
 from ..locate import locate, process_mappings, require_process, threads_info, warn_once, word_size
 from ..memory import Reader
+from ..pointers import Namer
 from ..model import Arena
 from ..style import Style
 
@@ -87,6 +88,35 @@ def style() -> Style:
         return Style(False)
 
 
+def width() -> Optional[int]:
+    """gdb's `width`: None when unlimited (batch mode, `set width unlimited`)."""
+    try:
+        value = gdb.parameter("width")
+    except (gdb.error, RuntimeError):
+        return None
+    return int(value) if value else None
+
+
+def symbol_of(address: int) -> Optional[str]:
+    """gdb's `info symbol`: "main_arena+96", or None."""
+    try:
+        text = gdb.execute(f"info symbol {address:#x}", to_string=True)
+    except (gdb.error, RuntimeError):
+        return None
+    if not text or text.startswith("No symbol"):
+        return None
+    return text.split(" in section ")[0].strip().replace(" + ", "+")
+
+
+def namer(heap: Heap) -> Namer:
+    """What each pointer points at, for one command (symbols looked up once per address)."""
+    try:
+        maps = heap.anchors.mappings()[0]
+    except (gdb.error, RuntimeError, HeapError):
+        maps = []
+    return Namer(heap, symbol_of, maps)
+
+
 def evaluate_address(expression: str) -> int:
     try:
         value = gdb.parse_and_eval(expression)
@@ -128,7 +158,7 @@ class HeapCommand(gdb.Command):
         self.dont_repeat()
         out = Out()
         try:
-            self.run(parse(self.name, argument, self.spec.all_flags, self.spec.all_valued), out)
+            self.run(parse(self.name, argument, self.spec.all_flags, self.spec.all_valued, self.spec.counted), out)
             out.flush()
         except gdb.GdbError:
             raise

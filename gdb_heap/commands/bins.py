@@ -7,8 +7,8 @@ from typing import Optional
 from .. import render, views
 from ..args import Args
 from ..errors import HeapError, MemoryReadError
-from ..model import BIN_KINDS, SIZE_BITS
-from .base import HeapCommand, Out, arenas_for, implements, one_or_all, open_heap, style
+from ..model import BIN_KINDS, SIZE_BITS, Arena, BinChain
+from .base import HeapCommand, Out, arenas_for, implements, namer, one_or_all, open_heap, style, width
 
 
 @implements("heap bins")
@@ -44,7 +44,12 @@ that loops, leaves mapped memory, or is longer than it can be is cut there and r
             except MemoryReadError:
                 return None
 
+        names, cols = namer(heap), width()
         for view in shown:
             if args.flag("--all-arenas"):
                 out.line(render.arena_heading(view.arena, st))
-            out.lines(render.bins_view_lines(view, st, size_of))
+
+            def head(chain: BinChain, arena: Arena = view.arena, tcache: Optional[int] = view.tcache) -> str:
+                return names.bin_head(arena, chain, tcache)
+
+            out.lines(render.bins_view_lines(view, st, size_of, head, cols))
