@@ -89,9 +89,6 @@ COMMANDS: Tuple[CommandSpec, ...] = (
                 counted=("--dump",),
                 examples=("heap chunk (char *){pointer} + 3", "heap chunk (char *){pointer} + 3 --json",
                           "heap chunk {pointer} --dump", "heap chunk {pointer} --dump 64")),
-    CommandSpec("heap map", "Show chunks laid out in memory, word by word.",
-                "heap map [ADDR] [--count N] [--arena ADDR]", json=False, valued=("--count", "--arena"),
-                examples=("heap map --count 4", "heap map {pointer} --count 3")),
     CommandSpec("heap bins", "Show the arena's non-empty bins, each chain in list order.",
                 "heap bins [KIND...] [--json] [--arena ADDR | --all-arenas] [--all-threads]",
                 arenas=True, flags=("--all-threads",), words=BIN_KINDS,
@@ -104,6 +101,9 @@ COMMANDS: Tuple[CommandSpec, ...] = (
                 "heap check [--json] [--arena ADDR | --all-arenas]", arenas=True),
     CommandSpec("heap mmapped", "List the mmapped chunks: blocks with a mapping of their own.",
                 "heap mmapped [--json]"),
+    CommandSpec("heap map", "Show chunks laid out in memory, word by word.",
+                "heap map [ADDR] [--count N] [--arena ADDR]", json=False, valued=("--count", "--arena"),
+                examples=("heap map --count 4", "heap map {pointer} --count 3")),
 )
 
 BY_NAME: Dict[str, CommandSpec] = {c.name: c for c in COMMANDS}

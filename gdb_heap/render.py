@@ -602,11 +602,11 @@ def check_lines(report: Report, style: Style) -> Iterator[str]:
 
 
 def mmapped_lines(view: MmappedView, style: Style) -> Iterator[str]:
-    yield style("heading", f"{'chunk':<18} {'size':>10}  {'user data':<18} {'mapping':<33} slack")
+    yield style("heading", f"{'chunk':<14} {'size':>10}  {'user data':<14} {'mapping':<29} slack")
     a0, a1 = style.codes("address")
     for c in view.chunks:
-        yield (f"{a0}{c.address:#018x}{a1} {style('size', f'{c.size_field & ~SIZE_BITS:#10x}')}  "
-               f"{c.user_address:#018x} {c.mapping_start:#x}-{c.mapping_end:#x} {c.prev_size:#x}")
+        yield (f"{a0}{c.address:<#14x}{a1} {style('size', f'{c.size_field & ~SIZE_BITS:#10x}')}  "
+               f"{c.user_address:<#14x} {c.mapping_start:#x}-{c.mapping_end:#x} {c.prev_size:#x}")
     found = mapped_bytes(view.chunks)  # what mp_.mmapped_mem counts: whole mappings, slack included
     yield (f"{len(view.chunks)} mmapped chunk{'s' * (len(view.chunks) != 1)} found ({human(found)} mapped) in "
            f"anonymous mappings ({view.source}); glibc counts {view.glibc_count} "

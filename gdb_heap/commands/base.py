@@ -142,7 +142,7 @@ def one_or_all(args: Args, docs: Sequence[object]) -> object:
 
 
 class HeapCommand(gdb.Command):
-    """Shared by every heap command: error handling, completion, no repetition on Enter."""
+    """Shared by every heap command: errors, completion, no repetition on Enter."""
 
     spec: registry.CommandSpec
 

@@ -13,18 +13,22 @@ from .base import HeapCommand, Out, arenas_for, implements, namer, one_or_all, o
 
 @implements("heap bins")
 class HeapBins(HeapCommand):
-    """KIND is any of tcache, fast, unsorted, small, large (default: all).  tcache is the selected
-thread's (gdb's "thread N" selects another; --all-threads shows every thread's, each named by
-its gdb thread number and LWP); its bins show the chunk size they hold and the count tcache
-keeps, checked against the walked chain.  Fastbin and tcache links are decoded
-from safe-linking (glibc 2.32+).  Unsorted and large bins show each chunk's size.  A chain
-that loops, leaves mapped memory, or is longer than it can be is cut there and reported.
+    """KIND is any of tcache, fast, unsorted, small, large (default: all).  tcache is
+the selected thread's (gdb's "thread N" selects another; --all-threads shows
+every thread's, each named by its gdb thread number and LWP); its bins show the
+chunk size they hold and the count tcache keeps, checked against the walked
+chain.  Fastbin and tcache links are decoded from safe-linking (glibc 2.32+).
+Unsorted and large bins show each chunk's size.  A chain that loops, leaves
+mapped memory, or is longer than it can be is cut there and reported.
 
-  --json         {"arena", "bins": [{"kind", "index", "size", "count", "chunks"}], "problems"}
-                 (tcache bins add "thread" and "lwp": whose tcache it is)
-  --arena ADDR   the arena at ADDR (default: the selected thread's arena, else main_arena)
+  --json         {"arena", "bins": [{"kind", "index", "size", "count",
+                 "chunks"}], "problems"} (tcache bins add "thread" and "lwp":
+                 whose tcache it is)
+  --arena ADDR   the arena at ADDR (default: the selected thread's arena, else
+                 main_arena)
   --all-arenas   every arena in turn
-  --all-threads  every thread's tcache, in the document of the selected thread's arena"""
+  --all-threads  every thread's tcache, in the document of the selected thread's
+                 arena"""
 
     def run(self, args: Args, out: Out) -> None:
         for word in args.rest:

@@ -34,24 +34,27 @@ def chunk_filter(command: str, args: Args) -> views.ChunkFilter:
 @implements("heap chunks")
 class HeapChunks(HeapCommand):
     """One line per chunk: its address (the chunk header, glibc's mchunkptr), the user
-pointer (what malloc returned: chunk + 2 * SIZE_SZ), its size, the flag bits of the size
-field (P = PREV_INUSE, M = IS_MMAPPED, N = NON_MAIN_ARENA; a dot when clear), its state
-and its first user words as x/2gx shows them, with their ASCII (as many as fit gdb's
-width).  The state is "in use", "top", or "free BIN[INDEX]" naming the bin that holds
-the chunk, however deep in its list.  Chunks in tcache and fastbins are free for the
-program although glibc keeps the next chunk's PREV_INUSE set: this command decides
-"free" by bin membership.  The top chunk is "top" even if a bin lists it (heap check
-reports that).
+pointer (what malloc returned: chunk + 2 * SIZE_SZ), its size, the flag bits of
+the size field (P = PREV_INUSE, M = IS_MMAPPED, N = NON_MAIN_ARENA; a dot when
+clear), its state and its first user words as x/2gx shows them, with their ASCII
+(as many as fit gdb's width).  The state is "in use", "top", or "free
+BIN[INDEX]" naming the bin that holds the chunk, however deep in its list.
+Chunks in tcache and fastbins are free for the program although glibc keeps the
+next chunk's PREV_INUSE set: this command decides "free" by bin membership.  The
+top chunk is "top" even if a bin lists it (heap check reports that).
 
   --state S      only chunks in that state: in_use, free or top
-  --bin KIND     only free chunks in bins of that kind (tcache, fast, unsorted, small,
-                 large)
+  --bin KIND     only free chunks in bins of that kind (tcache, fast, unsorted,
+                 small, large)
   --min-size N   only chunks of at least N bytes (--max-size N: at most)
   --from ADDR    only chunks at or after ADDR (--to ADDR: before ADDR)
   --limit N      stop after N chunks (and say so)
-  --summary      counts and bytes by state, bin and size instead of one line each
-  --json         one JSON document: {"glibc", "arena", "chunks": [...], "problems"}
-  --arena ADDR   the arena at ADDR (default: the selected thread's, else main_arena)
+  --summary      counts and bytes by state, bin and size instead of one line
+                 each
+  --json         one JSON document: {"glibc", "arena", "chunks": [...],
+                 "problems"}
+  --arena ADDR   the arena at ADDR (default: the selected thread's, else
+                 main_arena)
   --all-arenas   every arena in turn
 The filters apply to the text, the JSON and the summary alike."""
 
@@ -138,28 +141,31 @@ The filters apply to the text, the JSON and the summary alike."""
 
 @implements("heap chunk")
 class HeapChunk(HeapCommand):
-    """ADDR is a gdb expression: the chunk's address, the pointer malloc returned, or any
-address inside a chunk (the output says which it understood, and how far into the chunk
-an inner address is).  Shows the header fields (prev_size, size and its flag bits), the
-state and the bin holding the chunk if it is free, its first user words (as x/2gx shows
-them), its links, its usable size, its neighbours, and which malloc(n) requests produce
-a chunk of this size: that answers "malloc(10) gives me how many bytes?".  Mmapped
-chunks are found too, an address inside one included.
-Every link is shown as stored and named: a safe-linked word (tcache next, fastbin fd,
-glibc 2.32+) as stored (the mangled value) and as glibc reveals it ((address >> 12) ^
-stored); each pointer says what it points at: a chunk (chunk 0x...+0x10), a bin's head
-in its arena (<main_arena+96> unsorted), a symbol, a mapping.
+    """ADDR is a gdb expression: the chunk's address, the pointer malloc returned, or
+any address inside a chunk (the output says which it understood, and how far
+into the chunk an inner address is).  Shows the header fields (prev_size, size
+and its flag bits), the state and the bin holding the chunk if it is free, its
+first user words (as x/2gx shows them), its links, its usable size, its
+neighbours, and which malloc(n) requests produce a chunk of this size: that
+answers "malloc(10) gives me how many bytes?".  Mmapped chunks are found too, an
+address inside one included. Every link is shown as stored and named: a
+safe-linked word (tcache next, fastbin fd, glibc 2.32+) as stored (the mangled
+value) and as glibc reveals it ((address >> 12) ^ stored); each pointer says
+what it points at: a chunk (chunk 0x...+0x10), a bin's head in its arena
+(<main_arena+96> unsorted), a symbol, a mapping.
 
-  --dump [N]  the chunk's bytes from its header, two words a line (x/2gx's view) with
-              their ASCII and the header and link fields named: N bytes (default the
-              chunk, at most 0x400)
-  --json      one JSON object: a chunk as in "heap chunks --json" plus "understood_as",
-              "arena" and "requests": [LOW, HIGH]; for an address inside the chunk,
-              "inside": {"address", "offset", "user_offset"}; and "prev_size", "fd",
-              "fd_stored", "bk", "fd_nextsize", "bk_nextsize" (null when not a link of
-              its bin), "tcache_next": {"stored", "revealed"}, "tcache_key", "pointers"
-              (each link's meaning), "first_words", "prev_chunk" and "next_chunk"
-              ({"address", "size", "state", "bin", "bin_index"} or null)"""
+  --dump [N]  the chunk's bytes from its header, two words a line (x/2gx's view)
+              with their ASCII and the header and link fields named: N bytes
+              (default the chunk, at most 0x400)
+  --json      one JSON object: a chunk as in "heap chunks --json" plus
+              "understood_as", "arena" and "requests": [LOW, HIGH]; for an
+              address inside the chunk, "inside": {"address", "offset",
+              "user_offset"}; and "prev_size", "fd", "fd_stored", "bk",
+              "fd_nextsize", "bk_nextsize" (null when not a link of its bin),
+              "tcache_next": {"stored", "revealed"}, "tcache_key", "pointers"
+              (each link's meaning), "first_words", "prev_chunk" and
+              "next_chunk" ({"address", "size", "state", "bin", "bin_index"} or
+              null)"""
 
     def run(self, args: Args, out: Out) -> None:
         if not args.rest:
@@ -189,15 +195,15 @@ in its arena (<main_arena+96> unsorted), a symbol, a mapping.
 
 @implements("heap map")
 class HeapMap(HeapCommand):
-    """The chunks as they lie in memory, from the chunk holding ADDR (default: the arena's
-first chunk): each line is 16 bytes, two words on 64-bit as x/2gx shows them, then
-their ASCII when gdb's width leaves room.  A marker column starts each chunk with "+"
-and continues it with "|" (":" stands for the middle of a long chunk, left out), so the
-boundaries read without colour too; with `set style enabled on` chunks alternate
-between two colours, their header words (prev_size, size) underlined, top in its own.
-Notes give each chunk's size, flags and state, and each free chunk's links with what
-they point at (a chunk, a bin's head in the arena); a safe-linked word says what it
-reveals.
+    """The chunks as they lie in memory, from the chunk holding ADDR (default: the
+arena's first chunk): each line is 16 bytes, two words on 64-bit as x/2gx shows
+them, then their ASCII when gdb's width leaves room.  A marker column starts
+each chunk with "+" and continues it with "|" (":" stands for the middle of a
+long chunk, left out), so the boundaries read without colour too; in colour
+(gdb's style enabled) chunks alternate between two colours, their header words
+(prev_size, size) underlined, top in its own.  Notes give each chunk's size,
+flags and state, and each free chunk's links with what they point at (a chunk, a
+bin's head in the arena); a safe-linked word says what it reveals.
 
   --count N     chunks to show (default 10)
   --arena ADDR  the arena whose heap to show (default: the selected thread's)"""
