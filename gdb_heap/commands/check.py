@@ -6,7 +6,7 @@ from .. import render
 from ..args import Args
 from ..check import check_arena
 from ..errors import HeapError
-from .base import HeapCommand, Out, arenas_for, implements, one_or_all, open_heap, style
+from .base import HeapCommand, Out, arenas_for, implements, one_or_all, open_heap, style, width
 
 
 @implements("heap check")
@@ -41,7 +41,7 @@ Without --json the command ends with an error when it finds a problem, so
             return
         st = style()
         for report in reports:
-            out.lines(render.check_lines(report, st))
+            out.lines(render.fit_all(render.check_lines(report, st), width()))
         found = sum(len(r.problems) for r in reports)
         if found:
             out.flush()

@@ -5,7 +5,7 @@ from __future__ import annotations
 from .. import registry, render, views
 from ..args import Args
 from ..errors import HeapError
-from .base import HeapCommand, Out, arenas_for, implements, one_or_all, open_heap, style
+from .base import HeapCommand, Out, arenas_for, implements, one_or_all, open_heap, style, width
 
 
 @implements("heap")
@@ -31,8 +31,8 @@ document (the shapes are in the project's command contract)."""
         if args.flag("--json"):
             out.json(render.overview_doc(a.glibc, a.located_by, arenas, ov))
             return
-        out.lines(render.overview_lines(a.glibc, a.located_by, a.main_arena, a.mp, a.notes,
-                                        arenas if heap.initialised else [], ov, style()))
+        out.lines(render.fit_all(render.overview_lines(a.glibc, a.located_by, a.main_arena, a.mp, a.notes,
+                                                       arenas if heap.initialised else [], ov, style()), width()))
 
 
 @implements("heap arenas")
@@ -56,7 +56,7 @@ libc TLS variable) points at it; * marks the selected thread.
             return
         st = style()
         for arena in heap.arenas:
-            out.lines(render.arena_lines(arena, st, heap.arena_threads(arena)))
+            out.lines(render.fit_all(render.arena_lines(arena, st, heap.arena_threads(arena)), width()))
 
 
 @implements("heap top")
@@ -77,7 +77,7 @@ the kernel.
             return
         st = style()
         for arena, t in tops:
-            out.lines(render.top_view_lines(t, arena, st))
+            out.lines(render.fit_all(render.top_view_lines(t, arena, st), width()))
 
 
 @implements("heap mmapped")
@@ -106,4 +106,4 @@ start and the chunk (0 unless memalign placed it).
         if args.flag("--json"):
             out.json(render.mmapped_doc(view))
             return
-        out.lines(render.mmapped_lines(view, style()))
+        out.lines(render.fit_all(render.mmapped_lines(view, style()), width()))
