@@ -52,7 +52,7 @@ def test_help_fits_80_columns():
             if isinstance(node, ast.ClassDef):
                 names = [d.args[0].value for d in node.decorator_list if isinstance(d, ast.Call) and d.args
                          and isinstance(d.args[0], ast.Constant)]
-                text = registry.help_text(names[0], ast.get_docstring(node, clean=False) or "") if names else \
+                text = registry.help_text(str(names[0]), ast.get_docstring(node, clean=False) or "") if names else \
                     ast.get_docstring(node, clean=False) or ""
                 helps[names[0] if names else node.name] = text
     assert set(registry.BY_NAME) <= set(helps)
