@@ -39,7 +39,12 @@ def first():
     if CONFIG.get("ARCH") != "amd64" or not CONFIG.symbols:
         pytest.skip("these compare with x/2gx and main_arena's symbols: x86-64 with libc's symbols")
     chunks_doc, bins_doc, arena = session(["heap chunks --json", "heap bins --json", "p/x (long) &main_arena"])
-    return json_doc(chunks_doc), json_doc(bins_doc), int(HEX.search(arena).group(0), 16)
+    return json_doc(chunks_doc), json_doc(bins_doc), value(arena)
+
+
+def value(text):
+    """The number gdb's `p/x` printed."""
+    return int(HEX.findall(text)[0], 16)
 
 
 def chain(bins, kind, index=None):
@@ -57,8 +62,8 @@ def test_links_stored_revealed_and_named(first):
         cmds += [f"heap chunk {c:#x} --json", f"x/6gx {c:#x}", f"heap chunk {c:#x}"]
     cmds += ["p/x (long) &main_arena.bins[0]", f"p/x (long) &main_arena.bins[{2 * (large['index'] - 1)}]"]
     out = session(cmds)
-    bins0 = int(HEX.search(out[-2]).group(0), 16)
-    large_bins = int(HEX.search(out[-1]).group(0), 16)
+    bins0 = value(out[-2])
+    large_bins = value(out[-1])
     docs = {}
     for i, c in enumerate((tcache, fast, unsorted, large["chunks"][0])):
         doc, words, text = json_doc(out[3 * i]), x_words(out[3 * i + 1]), out[3 * i + 2]

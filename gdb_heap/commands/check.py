@@ -12,8 +12,8 @@ from .base import HeapCommand, Out, arenas_for, implements, one_or_all, open_hea
 @implements("heap check")
 class HeapCheck(HeapCommand):
     """Walks the chunks and every bin and lists each problem with the address of the
-chunk whose header or links are damaged, what is wrong, and the message glibc
-would abort with when it trips over it.  Checked: chunk sizes (alignment,
+chunk whose header or links are damaged, what is wrong, and
+the message glibc would abort with when it trips over it.  Checked: chunk sizes (alignment,
 MINSIZE, inside the heap), the next chunk's PREV_INUSE and prev_size against the
 bins, top's size, each double-linked bin's fd/bk and its header's bk, the large
 bins' fd_nextsize/bk_nextsize ring and size order, sizes against their bin,
