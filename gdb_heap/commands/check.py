@@ -13,14 +13,14 @@ from .base import HeapCommand, Out, arenas_for, implements, one_or_all, open_hea
 class HeapCheck(HeapCommand):
     """Walks the chunks and every bin and lists each problem with the address of the
 chunk whose header or links are damaged, what is wrong, and
-the message glibc would abort with when it trips over it.  Checked: chunk sizes (alignment,
-MINSIZE, inside the heap), the next chunk's PREV_INUSE and prev_size against the
-bins, top's size, each double-linked bin's fd/bk and its header's bk, the large
-bins' fd_nextsize/bk_nextsize ring and size order, sizes against their bin,
-fastbin and tcache chains (alignment, safe-linking, loops, links leaving every
-heap, tcache counts and keys), chunks a bin lists that the heap walk does not
-find, chunks in two bins, and a bin listing the top chunk.  The selected
-thread's tcache is checked with its arena.
+the message glibc would abort with when it trips over it.
+Checked: chunk sizes (alignment, MINSIZE, inside the heap), the next chunk's
+PREV_INUSE and prev_size against the bins, top's size, each double-linked bin's
+fd/bk and its header's bk, the large bins' fd_nextsize/bk_nextsize ring and size
+order, sizes against their bin, fastbin and tcache chains (alignment,
+safe-linking, loops, links leaving every heap, tcache counts and keys), chunks a
+bin lists that the heap walk does not find, chunks in two bins, and a bin
+listing the top chunk.  The selected thread's tcache is checked with its arena.
 
 Without --json the command ends with an error when it finds a problem, so
 `gdb -batch` exits non-zero (a CI job can gate on it).
