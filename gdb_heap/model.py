@@ -37,6 +37,13 @@ def bin_label(kind: str, index: int) -> str:
     return kind if kind == "unsorted" else f"{kind}[{index}]"
 
 
+def state_text(state: str, kind: Optional[str], index: Optional[int]) -> str:
+    """A chunk's state as the commands print it: "in use", "top", "free tcache[3]"."""
+    if state == "free" and kind is not None and index is not None:
+        return f"free {bin_label(kind, index)}"
+    return "in use" if state == "in_use" else state
+
+
 @dataclass
 class Problem:
     address: int

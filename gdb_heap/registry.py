@@ -8,6 +8,7 @@ commands/ decorated with @implements("heap NAME").
 
 from __future__ import annotations
 
+import textwrap
 from dataclasses import dataclass
 from typing import Dict, List, Optional, Sequence, Tuple
 
@@ -29,6 +30,7 @@ class CommandSpec:
     valued: Tuple[str, ...] = ()  # its other options with a value
     words: Tuple[str, ...] = ()  # positional words to complete (bin kinds)
     address: bool = False  # takes an address (a gdb expression) as its argument
+    counted: Tuple[str, ...] = ()  # its options that take a number when one follows
     # Invocations beyond the ones every command gets (see invocations()): "{pointer}" stands
     # for an expression giving a pointer malloc returned.
     examples: Tuple[str, ...] = ()
@@ -43,7 +45,7 @@ class CommandSpec:
 
     @property
     def completions(self) -> List[str]:
-        return list(self.all_flags) + list(self.all_valued) + list(self.words)
+        return list(self.all_flags) + list(self.all_valued) + list(self.counted) + list(self.words)
 
     @property
     def word(self) -> str:
@@ -73,27 +75,35 @@ class CommandSpec:
 
 
 COMMANDS: Tuple[CommandSpec, ...] = (
-    CommandSpec("heap", "Show glibc malloc's heap: version, arenas, top chunks, heap regions and chunk counts.",
+    CommandSpec("heap", "Show glibc malloc's heap: version, arenas, top chunks, regions, counts.",
                 "heap [--json]"),
     CommandSpec("heap chunks", "List every chunk of an arena's heap(s) in address order.",
-                "heap chunks [--limit N] [--summary] [--json] [--arena ADDR | --all-arenas]",
-                arenas=True, flags=("--summary",), valued=("--limit",),
+                "heap chunks [--state in_use|free|top] [--bin KIND] [--min-size N] [--max-size N] "
+                "[--from ADDR] [--to ADDR] [--limit N] [--summary] [--json] [--arena ADDR | --all-arenas]",
+                arenas=True, flags=("--summary",),
+                valued=("--limit", "--state", "--bin", "--min-size", "--max-size", "--from", "--to"),
                 examples=("heap chunks --limit 3", "heap chunks --summary", "heap chunks --summary --json",
-                          "heap chunks --summary --all-arenas --json")),
-    CommandSpec("heap chunk", "Show one chunk in detail.", "heap chunk ADDR [--json]", address=True,
-                examples=("heap chunk (char *){pointer} + 3", "heap chunk (char *){pointer} + 3 --json")),
+                          "heap chunks --summary --all-arenas --json", "heap chunks --state free --json",
+                          "heap chunks --bin tcache --min-size 0x30 --summary")),
+    CommandSpec("heap chunk", "Show one chunk in detail.", "heap chunk ADDR [--dump [N]] [--json]", address=True,
+                counted=("--dump",),
+                examples=("heap chunk (char *){pointer} + 3", "heap chunk (char *){pointer} + 3 --json",
+                          "heap chunk {pointer} --dump", "heap chunk {pointer} --dump 64")),
     CommandSpec("heap bins", "Show the arena's non-empty bins, each chain in list order.",
                 "heap bins [KIND...] [--json] [--arena ADDR | --all-arenas] [--all-threads]",
                 arenas=True, flags=("--all-threads",), words=BIN_KINDS,
                 examples=("heap bins --all-threads --json", "heap bins tcache --all-threads", "heap bins small fast")),
-    CommandSpec("heap top", "Show the top chunk: the free space at the end of the heap that malloc cuts new "
-                "chunks from.", "heap top [--json] [--arena ADDR | --all-arenas]", arenas=True),
-    CommandSpec("heap arenas", "List every arena: address, main or not, top, system memory, heaps, threads.",
+    CommandSpec("heap top", "Show the top chunk, the free space new chunks are cut from.",
+                "heap top [--json] [--arena ADDR | --all-arenas]", arenas=True),
+    CommandSpec("heap arenas", "List every arena: address, top, system memory, heaps, threads.",
                 "heap arenas [--json]"),
-    CommandSpec("heap check", "Check the integrity of an arena's heap, the way glibc's own checks do.",
+    CommandSpec("heap check", "Check an arena's heap the way glibc's own checks do.",
                 "heap check [--json] [--strict] [--arena ADDR | --all-arenas]", arenas=True, flags=("--strict",)),
-    CommandSpec("heap mmapped", "List the mmapped chunks: large blocks that are a mapping of their own.",
+    CommandSpec("heap mmapped", "List the mmapped chunks: blocks with a mapping of their own.",
                 "heap mmapped [--json]"),
+    CommandSpec("heap map", "Show chunks laid out in memory, word by word.",
+                "heap map [ADDR] [--count N] [--arena ADDR]", json=False, valued=("--count", "--arena"),
+                examples=("heap map --count 4", "heap map {pointer} --count 3")),
 )
 
 BY_NAME: Dict[str, CommandSpec] = {c.name: c for c in COMMANDS}
@@ -115,17 +125,27 @@ def undefined_command(word: str) -> str:
             "(see help heap)")
 
 
+HELP_WIDTH = 80  # help lines are wrapped for an 80-column terminal
+
+
+def wrap(text: str, indent: str = "", first: str = "") -> str:
+    """`text` wrapped at HELP_WIDTH, its first line after `first`, the others after `indent`."""
+    return textwrap.fill(text, HELP_WIDTH, initial_indent=first, subsequent_indent=indent,
+                         break_on_hyphens=False, break_long_words=False)
+
+
 def subcommand_list() -> str:
     """`help heap`'s list: each subcommand and its summary."""
     width = max(len(c.name) for c in SUBCOMMANDS)
-    return "\n".join(f"  {c.name:<{width}}  {c.summary}" for c in SUBCOMMANDS)
+    return "\n".join(wrap(c.summary, " " * (width + 4), f"  {c.name:<{width}}  ") for c in SUBCOMMANDS)
 
 
 def help_text(name: str, body: str) -> str:
     """A command's gdb help: summary line, usage, then the class's own text (where
     "{subcommands}" stands for the list of subcommands)."""
     c = spec(name)
-    return f"{c.summary}\n\nUsage: {c.usage}\n\n{body.strip()}".replace("{subcommands}", subcommand_list())
+    usage = wrap(c.usage, " " * len("Usage: heap "), "Usage: ")
+    return f"{c.summary}\n\n{usage}\n\n{body.strip()}".replace("{subcommands}", subcommand_list())
 
 
 def every_invocation(pointer: Optional[str] = None, json_only: bool = False,

@@ -1,5 +1,6 @@
 """registry.py: one declaration per command, and everything that lists commands takes it from there."""
 
+import ast
 import pathlib
 import re
 
@@ -18,27 +19,46 @@ def test_usage_names_every_option_and_only_those():
     for c in registry.COMMANDS:
         assert c.usage.startswith(c.name + " ") or c.usage == c.name, c.name
         named = set(re.findall(r"--[a-z-]+", c.usage))
-        assert named == set(c.all_flags) | set(c.all_valued), c.name
+        assert named == set(c.all_flags) | set(c.all_valued) | set(c.counted), c.name
 
 
 def test_options_of_a_command_with_arenas():
     chunks = registry.spec("heap chunks")
     assert chunks.all_flags == ("--json", "--summary", "--all-arenas")
-    assert chunks.all_valued == ("--limit", "--arena")
+    assert chunks.all_valued == ("--limit", "--state", "--bin", "--min-size", "--max-size", "--from", "--to",
+                                 "--arena")
     assert registry.spec("heap mmapped").all_flags == ("--json",) and registry.spec("heap mmapped").all_valued == ()
 
 
 def test_undefined_command_lists_every_subcommand():
     message = registry.undefined_command("frobnicate")
     assert message == ("undefined heap command 'frobnicate'; the commands are chunks, chunk, bins, top, arenas, "
-                       "check, mmapped (see help heap)")
+                       "check, mmapped, map (see help heap)")
 
 
 def test_help_text():
     text = registry.help_text("heap", "Subcommands:\n{subcommands}\n")
     lines = text.splitlines()
     assert lines[0] == registry.PREFIX.summary and lines[2] == "Usage: heap [--json]"
-    assert "  heap mmapped  List the mmapped chunks: large blocks that are a mapping of their own." in lines
+    assert "  heap mmapped  List the mmapped chunks: blocks with a mapping of their own." in lines
+
+
+def test_help_fits_80_columns():
+    """Every line of every command's help (the registry's summary and usage, then the class's
+    docstring), and `help heap`'s list, within 80 columns: gdb splits longer ones mid-word."""
+    helps = {}
+    for path in COMMANDS_DIR.glob("*.py"):  # the modules import gdb: read their classes' docstrings
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ClassDef):
+                names = [d.args[0].value for d in node.decorator_list if isinstance(d, ast.Call) and d.args
+                         and isinstance(d.args[0], ast.Constant)]
+                text = registry.help_text(str(names[0]), ast.get_docstring(node, clean=False) or "") if names else \
+                    ast.get_docstring(node, clean=False) or ""
+                helps[names[0] if names else node.name] = text
+    assert set(registry.BY_NAME) <= set(helps)
+    for name, text in helps.items():
+        for line in text.splitlines():
+            assert len(line) <= 80, (name, line)
 
 
 def test_invocations():

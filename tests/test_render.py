@@ -261,8 +261,8 @@ def test_chunk_json_is_chunk_doc():
 def test_flags_and_state_text():
     assert render.flags_text(0x21) == "P.."
     assert render.flags_text(0x27) == "PMN"
-    assert render.state_text("free", "small", 16) == "free small[16]"
-    assert render.state_text("in_use", None, None) == "in use"
+    assert model.state_text("free", "small", 16) == "free small[16]"
+    assert model.state_text("in_use", None, None) == "in use"
     assert render.human(100) == "100 B" and render.human(2048) == "2.0 KiB"
 
 

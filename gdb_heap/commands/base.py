@@ -21,6 +21,7 @@ from ..heap import Anchors, Heap
 from ..in_progress import note
 from ..locate import locate, process_mappings, require_process, symbol_at, threads_info, warn_once, word_size
 from ..memory import Reader
+from ..pointers import Namer
 from ..model import Arena
 from ..style import Style
 
@@ -93,6 +94,35 @@ def style() -> Style:
         return Style(False)
 
 
+def width() -> Optional[int]:
+    """gdb's `width`: None when unlimited (batch mode, `set width unlimited`)."""
+    try:
+        value = gdb.parameter("width")
+    except (gdb.error, RuntimeError):
+        return None
+    return int(value) if value else None
+
+
+def symbol_of(address: int) -> Optional[str]:
+    """gdb's `info symbol`: "main_arena+96", or None."""
+    try:
+        text = gdb.execute(f"info symbol {address:#x}", to_string=True)
+    except (gdb.error, RuntimeError):
+        return None
+    if not text or text.startswith("No symbol"):
+        return None
+    return text.split(" in section ")[0].strip().replace(" + ", "+")
+
+
+def namer(heap: Heap) -> Namer:
+    """What each pointer points at, for one command (symbols looked up once per address)."""
+    try:
+        maps = heap.anchors.mappings()[0]
+    except (gdb.error, RuntimeError, HeapError):
+        maps = []
+    return Namer(heap, symbol_of, maps)
+
+
 def evaluate_address(expression: str) -> int:
     try:
         value = gdb.parse_and_eval(expression)
@@ -118,7 +148,7 @@ def one_or_all(args: Args, docs: Sequence[object]) -> object:
 
 
 class HeapCommand(gdb.Command):
-    """Shared by every heap command: error handling, completion, no repetition on Enter."""
+    """Shared by every heap command: errors, completion, no repetition on Enter."""
 
     spec: registry.CommandSpec
 
@@ -134,7 +164,7 @@ class HeapCommand(gdb.Command):
         self.dont_repeat()
         out = Out()
         try:
-            self.run(parse(self.name, argument, self.spec.all_flags, self.spec.all_valued), out)
+            self.run(parse(self.name, argument, self.spec.all_flags, self.spec.all_valued, self.spec.counted), out)
             out.flush()
         except gdb.GdbError:
             raise
