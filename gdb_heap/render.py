@@ -23,6 +23,12 @@ PREVIEW_BYTES = 16
 _PRINTABLE = bytes(c if chr(c) in string.printable and c >= 0x20 and c < 0x7f else ord(".") for c in range(256))
 
 
+def addr(n: int) -> str:
+    """An address as every command writes it: 0x55555555a2c0, no zero padding, so an address
+    copied from one output is found in another."""
+    return f"{n:#x}"
+
+
 def human(n: int) -> str:
     for unit in ("B", "KiB", "MiB", "GiB"):
         if n < 1024 or unit == "GiB":
@@ -200,7 +206,8 @@ def summary_order(rows: Dict[Tuple[str, Optional[str], int], int]) -> List[Tuple
 
 # -- text ------------------------------------------------------------------------------------
 
-CHUNK_HEADER = f"{'chunk':<18} {'size':>9}  {'flags'}  {'state':<18} user data"
+ADDR_WIDTH = 14  # 0x7fffffffffff: the widest x86-64 user-space address
+CHUNK_HEADER = f"{'chunk':<{ADDR_WIDTH}} {'size':>9}  {'flags'}  {'state':<18} user data"
 
 
 def chunk_lines(rows: Iterable[Tuple[int, int, str, Optional[str], Optional[int]]],
@@ -219,7 +226,9 @@ def chunk_lines(rows: Iterable[Tuple[int, int, str, Optional[str], Optional[int]
         label = labels.get((state, kind, index))
         if label is None:
             label = labels[state, kind, index] = style(state, f"{state_text(state, kind, index):<18}")
-        head = f"{a0}{address:#018x}{a1} {s0}{size_field & ~SIZE_BITS:#9x}{s1}  {flags[size_field & 7]}    {label}"
+        # addr()'s format, inline (a million lines)
+        head = (f"{a0}{address:<#{ADDR_WIDTH}x}{a1} {s0}{size_field & ~SIZE_BITS:#9x}{s1}  "
+                f"{flags[size_field & 7]}    {label}")
         if state == "top":
             yield head.rstrip()
         elif address in notes:
@@ -442,11 +451,11 @@ def check_lines(report: Report, style: Style) -> Iterator[str]:
 
 
 def mmapped_lines(view: MmappedView, style: Style) -> Iterator[str]:
-    yield style("heading", f"{'chunk':<18} {'size':>10}  {'user data':<18} {'mapping':<33} slack")
+    yield style("heading", f"{'chunk':<{ADDR_WIDTH}} {'size':>10}  {'user data':<{ADDR_WIDTH}} {'mapping':<29} slack")
     a0, a1 = style.codes("address")
     for c in view.chunks:
-        yield (f"{a0}{c.address:#018x}{a1} {style('size', f'{c.size_field & ~SIZE_BITS:#10x}')}  "
-               f"{c.user_address:#018x} {c.mapping_start:#x}-{c.mapping_end:#x} {c.prev_size:#x}")
+        yield (f"{a0}{addr(c.address):<{ADDR_WIDTH}}{a1} {style('size', f'{c.size_field & ~SIZE_BITS:#10x}')}  "
+               f"{addr(c.user_address):<{ADDR_WIDTH}} {addr(c.mapping_start)}-{addr(c.mapping_end)} {c.prev_size:#x}")
     found = mapped_bytes(view.chunks)  # what mp_.mmapped_mem counts: whole mappings, slack included
     yield (f"{len(view.chunks)} mmapped chunk{'s' * (len(view.chunks) != 1)} found ({human(found)} mapped) in "
            f"anonymous mappings ({view.source}); glibc counts {view.glibc_count} "
@@ -465,3 +474,4 @@ def mmapped_lines(view: MmappedView, style: Style) -> Iterator[str]:
     for m in view.unreadable:
         yield style("problem", f"mapping {m.start:#x}-{m.end:#x} is not readable (not in the core file?); "
                                "its chunks are not shown")
+
