@@ -22,7 +22,7 @@ Type "help heap SUBCOMMAND" for each.  Every command takes --json for one JSON d
 
     def run(self, args: Args, out: Out) -> None:
         if args.rest:
-            raise HeapError(registry.undefined_command(args.rest[0]))
+            raise HeapError(registry.undefined_command(args.rest[0], self.name))
         heap = open_heap(args)
         ov = views.overview(heap)
         a = heap.anchors
