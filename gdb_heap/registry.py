@@ -101,6 +101,11 @@ COMMANDS: Tuple[CommandSpec, ...] = (
                 "heap check [--json] [--arena ADDR | --all-arenas]", arenas=True),
     CommandSpec("heap mmapped", "List the mmapped chunks: large blocks that are a mapping of their own.",
                 "heap mmapped [--json]"),
+    CommandSpec("heap where", "Say what an address is: chunk, malloc's state, stack, global, mapping.",
+                "heap where ADDR [--json]", address=True,
+                examples=("heap where (char *){pointer} + 3", "heap where (char *){pointer} + 3 --json")),
+    CommandSpec("heap layout", "Show the address space as malloc sees it: heaps, arenas, stacks, libc.",
+                "heap layout", json=False),
 )
 
 BY_NAME: Dict[str, CommandSpec] = {c.name: c for c in COMMANDS}

@@ -17,6 +17,7 @@ from .layouts import GlibcLayout
 from .mmapped import chunk_bytes as mapped_bytes
 from .model import (BIN_KINDS, IS_MMAPPED, NON_MAIN_ARENA, PREV_INUSE, SIZE_BITS, Arena, BinChain, Chunk,
                     HeapRegion, Problem, bin_label)
+from .places import Item, Place, Region
 from .style import Style
 
 PREVIEW_BYTES = 16
@@ -475,3 +476,73 @@ def mmapped_lines(view: MmappedView, style: Style) -> Iterator[str]:
         yield style("problem", f"mapping {m.start:#x}-{m.end:#x} is not readable (not in the core file?); "
                                "its chunks are not shown")
 
+
+# -- heap where, heap layout -----------------------------------------------------------------
+
+def _signed(n: int) -> str:
+    return f"{n:+#x}"
+
+
+def where_lines(place: Place, style: Style) -> Iterator[str]:
+    """`heap where`: a headline saying what the address is, then the details, one a line."""
+    a = style("address", addr(place.address))
+    w = place.where
+    if w is not None:
+        st = "mmapped" if w.state == "mmapped" else state_text(w.state, w.bin, w.bin_index)
+        what = {"chunk": "the chunk", "user_pointer": "the user pointer of chunk"}.get(w.how, "inside chunk")
+        yield f"{a} is {what} {style('address', addr(w.chunk))} ({st})"
+        yield (f"  offset    {_signed(w.offset)} from the chunk, {_signed(w.user_offset)} from the user pointer "
+               f"{addr(w.user_address)}")
+        yield f"  size      {w.size_field & ~SIZE_BITS:#x}"
+        if w.arena is not None:
+            yield f"  arena     {addr(w.arena.address)} ({'main' if w.arena.main else 'thread'} arena)"
+    elif place.kind in ("arena", "tcache", "heap_info", "malloc_par"):
+        yield f"{a} is {place.expression}"
+        if place.kind == "tcache":
+            t = place.owner
+            whose = f"thread {t.num}'s (LWP {t.lwp})" if t else "the selected thread's"
+            yield f"  tcache    {whose}, in chunk {addr(place.chunk or 0)}"
+        if place.meaning:
+            yield f"  meaning   {place.meaning}"
+        yield f"  offset    {_signed(place.offset or 0)} from the start of the struct"
+    elif place.kind == "heap_reserve":
+        yield f"{a} is past the chunks of a heap of arena {addr(place.arena or 0)}"
+        yield f"  meaning   {place.meaning}"
+        yield f"  offset    {_signed(place.offset or 0)} from its heap_info"
+    elif place.kind == "stack":
+        t = place.owner
+        yield f"{a} is in thread {place.thread}'s stack" + (f" (LWP {t.lwp})" if t else "")
+        yield f"  offset    {_signed(place.offset or 0)} from its $sp"
+    elif place.kind == "symbol":
+        yield f"{a} is {place.symbol}"
+    elif place.kind == "mapping":
+        yield f"{a} is in a mapping, {place.offset or 0:#x} bytes from its start"
+    else:
+        yield f"{a} is in no mapping of the process: nothing is there"
+    if place.symbol and place.kind != "symbol":
+        yield f"  symbol    {place.symbol}"
+    if place.span is not None:
+        m = place.span
+        yield f"  mapping   {addr(m.start)}-{addr(m.end)} {m.path or '(anonymous)'}"
+
+
+def layout_lines(regions: Sequence[Region], loose: Sequence[Item], style: Style) -> Iterator[str]:
+    """`heap layout`: each mapping (range, size, protection, name), malloc's things and the
+    threads' stacks and TLS under the one they start in."""
+    span = 2 * ADDR_WIDTH + 1
+
+    def item(i: Item) -> str:
+        where = f"{addr(i.start)}-{addr(i.end)}" if i.end != i.start else addr(i.start)
+        return f"  {where:<{span}} {i.what}" if i.end != i.start else f"  {where} {i.what}"
+
+    for r in regions:
+        m = r.mapping
+        where = f"{addr(m.start)}-{addr(m.end)}"
+        yield (f"{style('address', where)}{' ' * (span - len(where))} {human(m.end - m.start):>9} "
+               f"{m.perms:<4} {style('name', r.name)}").rstrip()
+        for i in r.items:
+            yield item(i)
+    if loose:
+        yield "in no mapping gdb lists:"
+        for i in loose:
+            yield item(i)

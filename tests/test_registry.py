@@ -31,7 +31,7 @@ def test_options_of_a_command_with_arenas():
 def test_undefined_command_lists_every_subcommand():
     message = registry.undefined_command("frobnicate")
     assert message == ("undefined heap command 'frobnicate'; the commands are chunks, chunk, bins, top, arenas, "
-                       "check, mmapped (see help heap)")
+                       "check, mmapped, where, layout (see help heap)")
     assert registry.undefined_command("x", "gheap").startswith("undefined gheap command 'x';")
 
 
@@ -97,3 +97,4 @@ def test_an_address_completes_as_an_expression():
     assert complete("heap chunk", "--json ") == registry.EXPRESSION
     assert complete("heap chunk", "p --") == ["json"]  # gdb replaces what follows the last "-"
     assert complete("heap chunk", "p --json --") == []
+    assert complete("heap where", "main_ar") == registry.EXPRESSION
