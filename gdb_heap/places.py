@@ -273,7 +273,7 @@ def layout_items(heap: Heap) -> List[Item]:
                 number = f" (region {n})" if len(arena.heaps) > 1 else ""
                 items.append(Item(r.start, r.end, f"{name}'s heap{number}"))
                 continue
-            items.append(Item(r.heap_info, r.heap_info + r.info_size, f"heap of {name}, size {r.info_size:#x}"))
+            items.append(Item(r.heap_info, r.heap_info + r.info_size, f"heap of {name}: in use (size)"))
             if r.mprotect_size > r.info_size:
                 items.append(Item(r.heap_info + r.info_size, r.heap_info + r.mprotect_size,
                                   "  writable, unused (mprotect_size)"))

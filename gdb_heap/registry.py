@@ -101,10 +101,10 @@ COMMANDS: Tuple[CommandSpec, ...] = (
                 "heap check [--json] [--arena ADDR | --all-arenas]", arenas=True),
     CommandSpec("heap mmapped", "List the mmapped chunks: large blocks that are a mapping of their own.",
                 "heap mmapped [--json]"),
-    CommandSpec("heap where", "Say what an address is: chunk, malloc's state, stack, global, mapping.",
+    CommandSpec("heap where", "Say what an address is: chunk, malloc's state, stack, global.",
                 "heap where ADDR [--json]", address=True,
                 examples=("heap where (char *){pointer} + 3", "heap where (char *){pointer} + 3 --json")),
-    CommandSpec("heap layout", "Show the address space as malloc sees it: heaps, arenas, stacks, libc.",
+    CommandSpec("heap layout", "Show the address space as malloc sees it, thread by thread.",
                 "heap layout", json=False),
 )
 

@@ -28,16 +28,19 @@ def symbol_at(address: int) -> Optional[Tuple[str, int]]:
 
 @implements("heap where")
 class HeapWhere(HeapCommand):
-    """ADDR is a gdb expression.  The most precise answer first: a field of malloc's own state
-(main_arena.bins[4] and the bin whose header that word is, a field of mp_, of a thread
-arena's heap_info, of a thread's tcache: entries[3], counts[3]); a chunk (how far into it and
-from its user pointer, its state and bin; an mmapped chunk too); the unused end of a thread
-arena's heap (made writable, or only reserved); a thread's stack; a global (symbol+offset);
-a mapping (its name in `info proc mappings`); or nothing.
+    """ADDR is a gdb expression.  The most precise answer first: a field of malloc's
+own state (main_arena.bins[4] and the bin whose header that word is; a field of
+mp_, of a thread arena's heap_info, of a thread's tcache: entries[3],
+counts[3]);
+a chunk (how far into it and from its user pointer, its state and bin; an
+mmapped chunk too); the unused end of a thread arena's heap (made writable, or
+only reserved); a thread's stack; a global (symbol+offset); a mapping (its name
+in `info proc mappings`); or nothing.
 
-  --json   {"address", "kind", "chunk", "offset", "arena", "thread", "field", "symbol",
-           "mapping"}: kind is chunk, mmapped, arena, malloc_par, heap_info, heap_reserve,
-           tcache, stack, symbol, mapping or nothing; a key that does not apply is null"""
+  --json   {"address", "kind", "chunk", "offset", "arena", "thread", "field",
+           "symbol", "mapping"}: kind is chunk, mmapped, arena, malloc_par,
+           heap_info, heap_reserve, tcache, stack, symbol, mapping or nothing;
+           a key that does not apply is null"""
 
     def run(self, args: Args, out: Out) -> None:
         if not args.rest:
@@ -52,12 +55,13 @@ a mapping (its name in `info proc mappings`); or nothing.
 
 @implements("heap layout")
 class HeapLayout(HeapCommand):
-    """Each mapping of the process (its range, size, protection and name, from `info proc
-mappings`), and under the one each starts in: main_arena and each thread arena's
-malloc_state, the main arena's heap, each thread arena's heap (the part in use, heap_info's
-size; the part made writable, mprotect_size; the rest of its HEAP_MAX_SIZE reservation, not
-writable), the top chunks, mp_, the mmapped chunks, every thread's tcache, stack pointer and
-thread pointer (its TLS ends there), with the arena and threads each belongs to."""
+    """Each mapping of the process (range, size, protection and name, from `info
+proc mappings`), and under the one each starts in: main_arena and each thread
+arena's malloc_state, the main arena's heap, each thread arena's heap (the part
+in use: heap_info's size; the part made writable: mprotect_size; the rest of its
+HEAP_MAX_SIZE reservation, not writable), the top chunks, mp_, the mmapped
+chunks, and every thread's tcache, stack pointer and thread pointer (its TLS
+ends there), with the arena and threads each belongs to."""
 
     def run(self, args: Args, out: Out) -> None:
         self.no_extra(args)
