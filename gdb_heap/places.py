@@ -28,8 +28,8 @@ class Place:
     """One answer of `heap where`: the keys of its JSON document, and what the text adds."""
 
     address: int
-    # chunk, mmapped, arena, malloc_par, heap_info, heap_reserve, tcache, stack, symbol, mapping,
-    # nothing
+    # chunk, mmapped, arena, malloc_par, heap_info, heap_reserve, heap, tcache, stack, symbol,
+    # mapping, nothing
     kind: str
     chunk: Optional[int] = None
     offset: Optional[int] = None  # from the start of what `kind` names (chunk, struct, $sp, symbol, mapping)
@@ -144,6 +144,19 @@ def _reserve_place(heap: Heap, address: int) -> Optional[Place]:
     return None
 
 
+def _region_place(heap: Heap, address: int) -> Optional[Place]:
+    """In an arena's heap region where no chunk walk reached: glibc's fencepost at the end of
+    a region left behind, or past where the walk broke on a damaged size."""
+    for arena in heap.arenas:
+        for r in arena.heaps:
+            if r.start <= address < r.end + heap.layout.header_size:
+                fence = r.fencepost is not None and r.fencepost <= address < r.fencepost + 3 * heap.layout.header_size
+                meaning = ("glibc's fencepost, the two chunks ending a region malloc left behind" if fence else
+                           "no chunk walk reaches it: damaged before it (see heap check)")
+                return Place(address, "heap", offset=address - r.start, arena=arena.address, meaning=meaning)
+    return None
+
+
 def tcache_structs(heap: Heap) -> List[Tuple[Optional[ThreadInfo], int]]:
     """Every thread's tcache_perthread_struct (the selected thread's as the anchors have it)."""
     out: List[Tuple[Optional[ThreadInfo], int]] = []
@@ -213,7 +226,7 @@ def describe(heap: Heap, address: int, symbol: SymbolLookup) -> Place:
     span = containing(maps, address)
     place = (_malloc_state_place(heap, address) or _heap_info_place(heap, address) or
              _tcache_place(heap, address) or _chunk_place(heap, address) or _reserve_place(heap, address) or
-             _stack_place(heap, address, span))
+             _region_place(heap, address) or _stack_place(heap, address, span))
     sym = symbol(address)
     if place is None:
         if sym is not None:

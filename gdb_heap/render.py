@@ -509,6 +509,10 @@ def where_lines(place: Place, style: Style) -> Iterator[str]:
         yield f"{a} is past the chunks of a heap of arena {addr(place.arena or 0)}"
         yield f"  meaning   {place.meaning}"
         yield f"  offset    {_signed(place.offset or 0)} from its heap_info"
+    elif place.kind == "heap":
+        yield f"{a} is in a heap of arena {addr(place.arena or 0)}, in no chunk"
+        yield f"  meaning   {place.meaning}"
+        yield f"  offset    {_signed(place.offset or 0)} from the heap's start"
     elif place.kind == "stack":
         t = place.owner
         yield f"{a} is in thread {place.thread}'s stack" + (f" (LWP {t.lwp})" if t else "")

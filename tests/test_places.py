@@ -116,3 +116,27 @@ def test_layout_puts_each_thing_in_its_mapping():
     assert f"  {s.tcache:#x} thread 1's tcache" in lines
     assert f"  {s.arena:#x}-{s.arena + 0x898:#x} main_arena (main arena, thread 1)" in lines  # sizeof 2.36
     assert lines[-2:] == ["in no mapping gdb lists:", "  0x7ffffffde100 thread 1's stack pointer (LWP 101)"]
+
+
+def test_past_a_damaged_size_is_the_heap_not_a_chunk():
+    s, c = built()
+    s.poke(c["used"] + 8, 0x9)  # a size below MINSIZE: the walk stops at this chunk
+    p = places.describe(s.heap(), c["guard"] + 4, no_symbol)
+    assert (p.kind, p.arena, p.offset, p.chunk) == ("heap", s.arena, c["guard"] + 4 - s.sbrk_base, None)
+    assert fits(render.where_lines(p, Style(False)))[0] == f"{c['guard'] + 4:#x} is in a heap of arena " \
+                                                          f"{s.arena:#x}, in no chunk"
+
+
+def test_i386_offsets():
+    """i386, 2.36: tcache counts are 64 uint16 (0x80 bytes), entries 4-byte pointers after them;
+    malloc_state: mutex, flags, have_fastchunks 0..0xc, fastbinsY 0xc (NFASTBINS 11 on i386),
+    top 0x38, last_remainder 0x3c, bins 0x40."""
+    b = HeapBuilder((2, 36), 4)
+    b.chunk(0x20)
+    s = b.build()
+    heap, tcache = s.heap(), s.tcache
+    assert tcache is not None
+    e = places.describe(heap, tcache + 0x80 + 3 * 4, no_symbol)
+    assert (e.kind, e.field, e.chunk) == ("tcache", "entries[3]", tcache - 8)
+    assert places.describe(heap, s.arena + 0x38, no_symbol).field == "top"
+    assert places.describe(heap, s.arena + 0x40 + 5 * 4, no_symbol).meaning == "small[3]'s header: its bk (last chunk)"

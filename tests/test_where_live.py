@@ -43,9 +43,11 @@ def value(text):
 def mappings(text):
     rows = []
     for line in text.splitlines():
-        m = re.match(r"\s*(0x[0-9a-f]+)\s+(0x[0-9a-f]+)\s+0x[0-9a-f]+\s+0x[0-9a-f]+\s+(\S+)\s*(.*)$", line)
+        # gdb 12+ has a Perms column; gdb 10 does not
+        m = re.match(r"\s*(0x[0-9a-f]+)\s+(0x[0-9a-f]+)\s+0x[0-9a-f]+\s+0x[0-9a-f]+(?:\s+([r-][w-][x-][ps]))?\s*(.*)$",
+                     line)
         if m:
-            rows.append((int(m.group(1), 16), int(m.group(2), 16), m.group(3), m.group(4).strip()))
+            rows.append((int(m.group(1), 16), int(m.group(2), 16), m.group(3) or "", m.group(4).strip()))
     return rows
 
 
@@ -89,6 +91,8 @@ def test_where_against_gdb(tmp_path):
     assert text.splitlines()[:2] == [f"{bins4:#x} is main_arena.bins[4]", "  meaning   small[3]'s header: its fd "
                                                                          "(first chunk)"]
 
+    if not o["p/x (unsigned long)tcache"].strip():
+        return  # this gdb reads no TLS variable (gdb 10 finds no libthread_db for this glibc)
     tcache = value(o["p/x (unsigned long)tcache"])
     for field in ("entries[3]", "counts[3]"):
         address = value(o[f"p/x (unsigned long)&tcache->{field}"])
@@ -124,7 +128,9 @@ def test_where_a_printed_pointer_and_a_mapping(tmp_path):
     maps = mappings(out[0])
     vvar = next(r for r in maps if r[3] == "[vvar]")
     ptr = int(search(r"^@ ptr t1_1 (0x[0-9a-f]+) ", printed, re.M).group(1), 16)
-    cmds = [f"heap where {ptr + 5} --json", f"heap where {ptr + 5}", "thread 2", "p/x (unsigned long)thread_arena",
+    # the chunk's arena: heap_info.ar_ptr, the first word of its heap (HEAP_MAX_SIZE-aligned)
+    cmds = [f"heap where {ptr + 5} --json", f"heap where {ptr + 5}", "thread 2",
+            f"p/x *(unsigned long *){ptr & ~(HEAP_MAX_SIZE - 1):#x}",
             f"heap where {vvar[0] + 8} --json", f"info symbol {vvar[0] + 8}"]
     out, _ = session(cmds, tmp_path)
     o = dict(zip(cmds, out))
@@ -148,7 +154,8 @@ def test_layout_against_the_mappings(tmp_path):
     rows = [line for line in lines if not line.startswith(" ")]
     # every mapping gdb lists, in its order, with its protection
     assert [tuple(int(x, 16) for x in r.split()[0].split("-")) for r in rows] == [(m[0], m[1]) for m in maps]
-    assert [r.split()[3] for r in rows] == [m[2] for m in maps]
+    if all(m[2] for m in maps):
+        assert [r.split()[3] for r in rows] == [m[2] for m in maps]
     # each thread's $sp, under the mapping holding it; each thread arena's heap: writable up to
     # heap_info + mprotect_size (gdb's `info proc mappings`: an rw-p mapping), reserved to HEAP_MAX_SIZE
     for n in (1, 2, 3, 4):
@@ -157,13 +164,13 @@ def test_layout_against_the_mappings(tmp_path):
         under = containing(maps, sp)
         block = layout.split(f"{under[0]:#x}-{under[1]:#x}")[1].split("\n0x")[0]
         assert f"  {sp:#x} thread {n}'s stack pointer" in block
-        if n == 1:
+        if n == 1 or not out[i + 2].strip():  # gdb 10 reads no TLS variable with this glibc
             continue
         arena = value(out[i + 2])
         info = arena & ~(HEAP_MAX_SIZE - 1)
         writable = containing(maps, info)
-        assert writable[0] == info and writable[2] == "rw-p"
+        assert writable[0] == info and writable[2] in ("rw-p", "")
         reserved = containing(maps, writable[1])
-        assert reserved[2] == "---p" and reserved[1] == info + HEAP_MAX_SIZE
+        assert reserved[2] in ("---p", "") and reserved[1] == info + HEAP_MAX_SIZE
         assert f"  {writable[1]:#x}-{reserved[1]:#x}   reserved, not writable (HEAP_MAX_SIZE)" in lines
         assert any(line.startswith(f"  {info:#x}-") and f"heap of arena {arena:#x}" in line for line in lines)

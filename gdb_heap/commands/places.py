@@ -31,16 +31,16 @@ class HeapWhere(HeapCommand):
     """ADDR is a gdb expression.  The most precise answer first: a field of malloc's
 own state (main_arena.bins[4] and the bin whose header that word is; a field of
 mp_, of a thread arena's heap_info, of a thread's tcache: entries[3],
-counts[3]);
-a chunk (how far into it and from its user pointer, its state and bin; an
-mmapped chunk too); the unused end of a thread arena's heap (made writable, or
-only reserved); a thread's stack; a global (symbol+offset); a mapping (its name
-in `info proc mappings`); or nothing.
+counts[3]); a chunk (how far into it and from its user pointer, its state and
+bin; an mmapped chunk too); the unused end of a thread arena's heap (made
+writable, or only reserved); heap bytes no chunk walk reaches; a thread's
+stack; a global (symbol+offset); a mapping (its name in `info proc mappings`);
+or nothing.
 
   --json   {"address", "kind", "chunk", "offset", "arena", "thread", "field",
            "symbol", "mapping"}: kind is chunk, mmapped, arena, malloc_par,
-           heap_info, heap_reserve, tcache, stack, symbol, mapping or nothing;
-           a key that does not apply is null"""
+           heap_info, heap_reserve, heap, tcache, stack, symbol, mapping or
+           nothing; a key that does not apply is null"""
 
     def run(self, args: Args, out: Out) -> None:
         if not args.rest:
