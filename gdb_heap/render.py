@@ -536,14 +536,17 @@ def layout_lines(regions: Sequence[Region], loose: Sequence[Item], style: Style)
     span = 2 * ADDR_WIDTH + 1
 
     def item(i: Item) -> str:
-        where = f"{addr(i.start)}-{addr(i.end)}" if i.end != i.start else addr(i.start)
-        return f"  {where:<{span}} {i.what}" if i.end != i.start else f"  {where} {i.what}"
+        if i.end == i.start:  # a point: $sp, a thread pointer, a top chunk
+            return f"  {style('address', addr(i.start))} {i.what}"
+        where = f"{addr(i.start)}-{addr(i.end)}"
+        return f"  {style('address', where)}{' ' * (span - len(where))} {i.what}"
 
     for r in regions:
         m = r.mapping
         where = f"{addr(m.start)}-{addr(m.end)}"
-        yield (f"{style('address', where)}{' ' * (span - len(where))} {human(m.end - m.start):>9} "
-               f"{m.perms:<4} {style('name', r.name)}").rstrip()
+        yield (f"{style('address', where)}{' ' * (span - len(where))} "
+               f"{style('size', f'{human(m.end - m.start):>9}')} {style('dim', f'{m.perms:<4}')} "
+               f"{style('heading', r.name)}").rstrip()
         for i in r.items:
             yield item(i)
     if loose:
