@@ -50,6 +50,8 @@ class ThreadInfo:
     selected: bool
     tcache: Optional[int]  # its tcache_perthread_struct (None: none, or not readable)
     arena: Optional[int]  # its thread_arena (None: not attached to an arena yet, or not readable)
+    sp: Optional[int] = None  # its stack pointer, when gdb can read its registers
+    tp: Optional[int] = None  # its thread pointer (the TCB, where its static TLS ends), when known
 
 
 @dataclass

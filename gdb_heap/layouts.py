@@ -33,6 +33,15 @@ class StructLayout:
     def has(self, name: str) -> bool:
         return name in self.fields
 
+    def field_at(self, offset: int) -> Optional[Tuple[str, int, int]]:
+        """The field holding byte `offset` of the struct: (name, element index or -1 for a
+        scalar, offset into that element); None for padding or outside the struct."""
+        for name, (start, size, count) in self.fields.items():
+            if start <= offset < start + size * count:
+                index, inner = divmod(offset - start, size)
+                return name, (index if count > 1 else -1), inner
+        return None
+
 
 FieldSpec = Tuple[str, str, int]
 

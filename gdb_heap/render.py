@@ -20,9 +20,16 @@ from .layouts import GlibcLayout
 from .mmapped import chunk_bytes as mapped_bytes
 from .model import (BIN_KINDS, IS_MMAPPED, NON_MAIN_ARENA, PREV_INUSE, SIZE_BITS, Arena, BinChain, Chunk,
                     HeapRegion, Problem, bin_label, state_text)
+from .places import Item, Place, Region
 from .style import Style
 
 _PRINTABLE = bytes(c if chr(c) in string.printable and c >= 0x20 and c < 0x7f else ord(".") for c in range(256))
+
+
+def addr(n: int) -> str:
+    """An address as every command writes it: 0x55555555a2c0, no zero padding, so an address
+    copied from one output is found in another."""
+    return f"{n:#x}"
 
 
 def human(n: int) -> str:
@@ -38,9 +45,6 @@ def flags_text(size_field: int) -> str:
                                                                ("N", NON_MAIN_ARENA)))
 
 
-def addr(n: int) -> str:
-    """An address, written one way everywhere: unpadded hex, as gdb prints pointers."""
-    return f"{n:#x}"
 
 
 def word_text(value: int, size_sz: int) -> str:
@@ -292,6 +296,9 @@ def summary_order(rows: Dict[Tuple[str, Optional[str], int], int]) -> List[Tuple
 
 
 # -- text ------------------------------------------------------------------------------------
+
+ADDR_WIDTH = 14  # 0x7fffffffffff: the widest x86-64 user-space address
+
 
 def chunk_columns(size_sz: int) -> Tuple[int, str]:
     """`heap chunks`' address column width and heading (addresses unpadded, as everywhere;
@@ -628,11 +635,11 @@ def check_lines(report: Report, style: Style) -> Iterator[str]:
 
 
 def mmapped_lines(view: MmappedView, style: Style) -> Iterator[str]:
-    yield style("heading", f"{'chunk':<14} {'size':>10}  {'user data':<14} {'mapping':<29} slack")
+    yield style("heading", f"{'chunk':<{ADDR_WIDTH}} {'size':>10}  {'user data':<{ADDR_WIDTH}} {'mapping':<29} slack")
     a0, a1 = style.codes("address")
     for c in view.chunks:
-        yield (f"{a0}{c.address:<#14x}{a1} {style('size', f'{c.size_field & ~SIZE_BITS:#10x}')}  "
-               f"{c.user_address:<#14x} {c.mapping_start:#x}-{c.mapping_end:#x} {c.prev_size:#x}")
+        yield (f"{a0}{addr(c.address):<{ADDR_WIDTH}}{a1} {style('size', f'{c.size_field & ~SIZE_BITS:#10x}')}  "
+               f"{addr(c.user_address):<{ADDR_WIDTH}} {addr(c.mapping_start)}-{addr(c.mapping_end)} {c.prev_size:#x}")
     found = mapped_bytes(view.chunks)  # what mp_.mmapped_mem counts: whole mappings, slack included
     yield (f"{len(view.chunks)} mmapped chunk{'s' * (len(view.chunks) != 1)} found ({human(found)} mapped) in "
            f"anonymous mappings ({view.source}); glibc counts {view.glibc_count} "
@@ -651,3 +658,81 @@ def mmapped_lines(view: MmappedView, style: Style) -> Iterator[str]:
     for m in view.unreadable:
         yield style("problem", f"mapping {m.start:#x}-{m.end:#x} is not readable (not in the core file?); "
                                "its chunks are not shown")
+
+
+# -- heap where, heap layout -----------------------------------------------------------------
+
+def _signed(n: int) -> str:
+    return f"{n:+#x}"
+
+
+def where_lines(place: Place, style: Style) -> Iterator[str]:
+    """`heap where`: a headline saying what the address is, then the details, one a line."""
+    a = style("address", addr(place.address))
+    w = place.where
+    if w is not None:
+        st = "mmapped" if w.state == "mmapped" else state_text(w.state, w.bin, w.bin_index)
+        what = {"chunk": "the chunk", "user_pointer": "the user pointer of chunk"}.get(w.how, "inside chunk")
+        yield f"{a} is {what} {style('address', addr(w.chunk))} ({st})"
+        yield (f"  offset    {_signed(w.offset)} from the chunk, {_signed(w.user_offset)} from the user pointer "
+               f"{addr(w.user_address)}")
+        yield f"  size      {w.size_field & ~SIZE_BITS:#x}"
+        if w.arena is not None:
+            yield f"  arena     {addr(w.arena.address)} ({'main' if w.arena.main else 'thread'} arena)"
+    elif place.kind in ("arena", "tcache", "heap_info", "malloc_par"):
+        yield f"{a} is {place.expression}"
+        if place.kind == "tcache":
+            t = place.owner
+            whose = f"thread {t.num}'s (LWP {t.lwp})" if t else "the selected thread's"
+            yield f"  tcache    {whose}, in chunk {addr(place.chunk or 0)}"
+        if place.meaning:
+            yield f"  meaning   {place.meaning}"
+        yield f"  offset    {_signed(place.offset or 0)} from the start of the struct"
+    elif place.kind == "heap_reserve":
+        yield f"{a} is past the chunks of a heap of arena {addr(place.arena or 0)}"
+        yield f"  meaning   {place.meaning}"
+        yield f"  offset    {_signed(place.offset or 0)} from its heap_info"
+    elif place.kind == "heap":
+        yield f"{a} is in a heap of arena {addr(place.arena or 0)}, in no chunk"
+        yield f"  meaning   {place.meaning}"
+        yield f"  offset    {_signed(place.offset or 0)} from the heap's start"
+    elif place.kind == "stack":
+        t = place.owner
+        yield f"{a} is in thread {place.thread}'s stack" + (f" (LWP {t.lwp})" if t else "")
+        yield f"  offset    {_signed(place.offset or 0)} from its $sp"
+    elif place.kind == "symbol":
+        yield f"{a} is {place.symbol}"
+    elif place.kind == "mapping":
+        yield f"{a} is in a mapping, {place.offset or 0:#x} bytes from its start"
+    else:
+        yield f"{a} is in no mapping of the process: nothing is there"
+    if place.symbol and place.kind != "symbol":
+        yield f"  symbol    {place.symbol}"
+    if place.span is not None:
+        m = place.span
+        yield f"  mapping   {addr(m.start)}-{addr(m.end)} {m.path or '(anonymous)'}"
+
+
+def layout_lines(regions: Sequence[Region], loose: Sequence[Item], style: Style) -> Iterator[str]:
+    """`heap layout`: each mapping (range, size, protection, name), malloc's things and the
+    threads' stacks and TLS under the one they start in."""
+    span = 2 * ADDR_WIDTH + 1
+
+    def item(i: Item) -> str:
+        if i.end == i.start:  # a point: $sp, a thread pointer, a top chunk
+            return f"  {style('address', addr(i.start))} {i.what}"
+        where = f"{addr(i.start)}-{addr(i.end)}"
+        return f"  {style('address', where)}{' ' * (span - len(where))} {i.what}"
+
+    for r in regions:
+        m = r.mapping
+        where = f"{addr(m.start)}-{addr(m.end)}"
+        yield (f"{style('address', where)}{' ' * (span - len(where))} "
+               f"{style('size', f'{human(m.end - m.start):>9}')} {style('dim', f'{m.perms:<4}')} "
+               f"{style('heading', r.name)}").rstrip()
+        for i in r.items:
+            yield item(i)
+    if loose:
+        yield "in no mapping gdb lists:"
+        for i in loose:
+            yield item(i)

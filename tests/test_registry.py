@@ -33,7 +33,8 @@ def test_options_of_a_command_with_arenas():
 def test_undefined_command_lists_every_subcommand():
     message = registry.undefined_command("frobnicate")
     assert message == ("undefined heap command 'frobnicate'; the commands are chunks, chunk, bins, top, arenas, "
-                       "check, mmapped, map (see help heap)")
+                       "check, mmapped, map, where, layout (see help heap)")
+    assert registry.undefined_command("x", "gheap").startswith("undefined gheap command 'x';")
 
 
 def test_help_text():
@@ -73,3 +74,47 @@ def test_invocations():
     json_only = registry.every_invocation(json_only=True)
     assert all(i.endswith("--json") for i in json_only) and "heap mmapped --json" in json_only
     assert not any(i.startswith("heap chunk ") for i in json_only)
+
+
+def test_help_under_the_second_prefix():
+    text = registry.help_text("heap chunks", "body", "gheap")
+    assert text.splitlines()[2] == "Usage: gheap chunks [--state in_use|free|top] [--bin KIND] [--min-size N]"
+    listing = registry.help_text("heap", "{subcommands}", "gheap")
+    assert "  gheap mmapped  List the mmapped chunks: blocks with a mapping of their own." in listing
+    assert registry.spec("heap chunks").named("gheap") == "gheap chunks" and registry.PREFIX.named("gheap") == "gheap"
+
+
+def complete(name, text, word=None):
+    """As gdb calls complete(): `word` is the last word from its last '-' or blank on."""
+    if word is None:
+        word = re.split(r"[\s-]", text)[-1]
+    return registry.completion(registry.spec(name), text, word)
+
+
+def test_completion_offers_each_option_once():
+    chunks = "heap chunks"
+    # gdb's word stops at '-': for "--li" it replaces "li", so "mit" completes it
+    assert complete(chunks, "--li") == ["limit"]
+    filters = ["--state", "--bin", "--min-size", "--max-size", "--from", "--to"]
+    assert complete(chunks, "") == ["--json", "--summary", "--all-arenas", "--limit"] + filters + ["--arena"]
+    assert complete(chunks, "--json ") == ["--summary", "--all-arenas", "--limit"] + filters + ["--arena"]
+    assert complete(chunks, "--json --all-arenas ") == ["--summary", "--limit"] + filters  # --arena excludes it
+    assert complete(chunks, "--arena=x --summary ") == ["--json", "--limit"] + filters
+    assert complete("heap bins", "small ") == ["--json", "--all-threads", "--all-arenas", "--arena", "tcache", "fast",
+                                                "unsorted", "large"]
+
+
+def test_completion_after_an_option_with_a_value():
+    assert complete("heap chunks", "--limit ") == []  # a number: nothing, never an option
+    assert complete("heap chunks", "--limit 1") == []
+    assert complete("heap chunks", "--arena ") == registry.EXPRESSION
+    assert complete("heap chunks", "--arena main_ar") == registry.EXPRESSION
+    assert complete("heap chunks", "--limit=") == []
+
+
+def test_an_address_completes_as_an_expression():
+    assert complete("heap chunk", "") == registry.EXPRESSION
+    assert complete("heap chunk", "--json ") == registry.EXPRESSION
+    assert complete("heap chunk", "p --") == ["json", "dump"]  # gdb replaces what follows the last "-"
+    assert complete("heap chunk", "p --json --") == ["dump"]
+    assert complete("heap where", "main_ar") == registry.EXPRESSION

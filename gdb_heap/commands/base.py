@@ -8,7 +8,7 @@ run() parses nothing itself (the options are checked before) and calls gdb-free 
 from __future__ import annotations
 
 import json
-from typing import Callable, Dict, Iterable, List, Optional, Sequence, Type, TypeVar
+from typing import Callable, Dict, Iterable, List, Optional, Sequence, Type, TypeVar, Union
 
 import gdb  # type: ignore[import-not-found,unused-ignore]
 
@@ -151,14 +151,13 @@ class HeapCommand(gdb.Command):
     """Shared by every heap command: errors, completion, no repetition on Enter."""
 
     spec: registry.CommandSpec
+    body: str  # the class's own help text
 
-    def __init__(self) -> None:
+    def __init__(self, prefix: str = "heap") -> None:
+        self.name = self.spec.named(prefix)  # "heap chunks" or "gheap chunks"
+        self.__doc__ = registry.help_text(self.spec.name, self.body, prefix)  # gdb reads it from self
         # No completer class: gdb then asks our complete() method.
-        super().__init__(self.spec.name, gdb.COMMAND_DATA, prefix=self.spec is registry.PREFIX)
-
-    @property
-    def name(self) -> str:
-        return self.spec.name
+        super().__init__(self.name, gdb.COMMAND_DATA, prefix=self.spec is registry.PREFIX)
 
     def invoke(self, argument: str, from_tty: bool) -> None:
         self.dont_repeat()
@@ -179,8 +178,9 @@ class HeapCommand(gdb.Command):
             raise gdb.GdbError(f"heap: internal error ({type(e).__name__}: {e}); please report it with "
                                f"the command you ran") from None
 
-    def complete(self, text: str, word: Optional[str]) -> List[str]:
-        return complete_from(self.spec.completions, text, word)
+    def complete(self, text: str, word: Optional[str]) -> Union[List[str], int]:
+        found = registry.completion(self.spec, text, word)
+        return gdb.COMPLETE_EXPRESSION if found == registry.EXPRESSION else found  # type: ignore[return-value]
 
     def run(self, args: Args, out: Out) -> None:
         raise NotImplementedError
@@ -188,14 +188,6 @@ class HeapCommand(gdb.Command):
     def no_extra(self, args: Args) -> None:
         if args.rest:
             raise HeapError(f"unexpected argument {args.rest[0]!r}; see help {self.name}")
-
-
-def complete_from(candidates: List[str], text: str, word: Optional[str]) -> List[str]:
-    """Candidates extending the last word typed.  gdb's `word` stops at '-', so the match is
-    made on the whole last word and only the part gdb will replace is returned."""
-    last = "" if not text or text.endswith(" ") else text.split()[-1]
-    cut = len(last) - len(word or "")
-    return [c[cut:] for c in candidates if c.startswith(last)]
 
 
 CLASSES: Dict[str, Type[HeapCommand]] = {}
@@ -207,7 +199,8 @@ def implements(name: str) -> Callable[[C], C]:
     that head its help (the class docstring is the rest)."""
     def tie(cls: C) -> C:
         cls.spec = registry.spec(name)
-        cls.__doc__ = registry.help_text(name, cls.__doc__ or "")
+        cls.body = cls.__doc__ or ""
+        cls.__doc__ = registry.help_text(name, cls.body)
         CLASSES[name] = cls
         return cls
     return tie

@@ -23,7 +23,7 @@ document (the shapes are in the project's command contract)."""
 
     def run(self, args: Args, out: Out) -> None:
         if args.rest:
-            raise HeapError(registry.undefined_command(args.rest[0]))
+            raise HeapError(registry.undefined_command(args.rest[0], self.name))
         heap = open_heap(args)
         ov = views.overview(heap)
         a = heap.anchors
