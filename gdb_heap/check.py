@@ -8,7 +8,11 @@ links leaving every heap, a chunk in two bins, the large bins' nextsize ring, tc
 keys, and top.  Each Problem names the chunk whose header or links are damaged and, where glibc
 has one, the message glibc prints when it trips over that damage (glibc_checks' table): for a
 chunk in a bin, what the mallocs that take it out of its bin print (single-threaded); for an
-in-use chunk, what free() of it prints; None where that path does not check this damage.
+in-use chunk, what free() of it prints; None where that path does not check this damage.  Other
+paths of glibc that check the same damage and print something else go in the Problem's
+other_paths, by name: "malloc_consolidate" (a fast bin chunk's size, on a large request or the
+free of a large chunk), "sorting a chunk into its large bin" (the bk of the chunk a newcomer is
+sorted in front of).
 """
 
 from __future__ import annotations
@@ -74,7 +78,7 @@ class Checker:
             if p.glibc_abort in frees and (p.address in in_bins or not self.free_merges_or_checks(p)):
                 # A free chunk is not freed again (its bin's mallocs say what glibc prints),
                 # and a chunk the tcache or a fast bin takes never reaches the check.
-                self.problems[i] = Problem(p.address, p.message, None)
+                self.problems[i] = Problem(p.address, p.message, None, p.other_paths)
         self.neighbours(walked, regular, fast)
         self.top()
         for chain in chains:

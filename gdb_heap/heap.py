@@ -280,6 +280,7 @@ class Heap:
                                     "lists the regions)")
                 scratch: List[Problem] = []
                 prev: Optional[int] = None
+                sizef = 0
                 for chunk, sizef in model.walk_region(self.reader, self.layout, region, arena.state.top, scratch):
                     if chunk <= address < chunk + max(H + 1, sizef & ~model.SIZE_BITS):
                         state, kind, index = model.classify(chunk, arena.state.top, self.free_index(arena))
@@ -287,6 +288,11 @@ class Heap:
                     if chunk > address:
                         break
                     prev = chunk
+                else:
+                    if scratch and prev is not None and address > prev:  # past where the walk broke
+                        raise HeapError(f"{address:#x} lies in heap {region.start:#x}-{region.end:#x} after the walk "
+                                        f"broke at chunk {prev:#x} (size {sizef & ~model.SIZE_BITS:#x}): no chunk "
+                                        f"there can be trusted; heap chunk {prev:#x} shows the damaged chunk")
         found = self._mmapped_at(address)
         if found is not None:
             return found

@@ -219,7 +219,8 @@ def test_check_views():
     report = check_arena(heap, heap.main_arena)
     doc = render.check_doc(report)
     assert doc == {"arena": s.arena, "problems": [
-        {"address": s.top, "message": report.problems[0].message, "glibc_abort": "malloc(): corrupted top size"}]}
+        {"address": s.top, "message": report.problems[0].message, "glibc_abort": "malloc(): corrupted top size",
+         "other_paths": []}]}
     lines = list(render.check_lines(report, Style(False)))
     assert lines[0].startswith(f"main arena {s.arena:#x}: 1 problem (3 chunks walked, 0 chunks in bins checked)")
     assert lines[1] == (f"problem at {s.top:#x}: {report.problems[0].message} "

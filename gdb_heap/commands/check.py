@@ -24,8 +24,9 @@ its arena.
 Without --json the command ends with an error when it finds a problem, so `gdb -batch`
 exits non-zero (a CI job can gate on it).
 
-  --json         {"arena", "problems": [{"address", "message", "glibc_abort"}]}; never an
-                 error for problems found (with --all-arenas: {"arenas": [...]})
+  --json         {"arena", "problems": [{"address", "message", "glibc_abort", "other_paths":
+                 [{"path", "glibc_abort"}]}]}; never an error for problems found (with
+                 --all-arenas: {"arenas": [...]})
   --arena ADDR   the arena at ADDR (default: the selected thread's arena, else main_arena)
   --all-arenas   every arena in turn"""
 
