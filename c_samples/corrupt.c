@@ -74,6 +74,8 @@
  * address) whose header or links the damage touched, the one `heap check`
  * must name; "@ addr fake 0xADDR" the fake chunk; "@ addr other 0xADDR" a
  * second chunk involved (the chunk freed twice, the one the loop returns to);
+ * "@ addr key 0xKEY" (tcache_key) the key field of an intact tcache entry, as
+ * glibc's free wrote it;
  * "@ size_t N" is sizeof(size_t), SIZE_SZ, which the sizes above follow.
  * Global `victim` holds the damaged chunk's user pointer (heap chunk victim).
  * Safe-linking is applied when the running glibc is 2.32 or later.  Written
@@ -395,11 +397,11 @@ int main(int argc, char **argv)
         *size_field(chunk_of(victim)) |= NON_MAIN_ARENA;
         damaged(chunk_of(victim));
     } else if (is(stage, "tcache_key")) {
-        void *c;
-        free_two(&a, &b, 0); /* tcache[0]: b -> a */
-        c = fill_and_report("c", SMALL_REQUEST);
+        void *c = fill_and_report("c", SMALL_REQUEST);
         guard();
+        free_two(&a, &b, 0); /* tcache[0]: b -> a */
         free(c); /* tcache[0]: c -> b -> a */
+        report_addr("key", (void *)((size_t *)a)[1]); /* what glibc's free wrote: its tcache key */
         ((size_t *)b)[1] ^= 0x5a5a; /* b's key: overwritten, still no pointer */
         victim = b;
         damaged(chunk_of(b));

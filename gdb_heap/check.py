@@ -18,7 +18,6 @@ sorted in front of).
 from __future__ import annotations
 
 from bisect import bisect_right
-from collections import Counter
 from dataclasses import dataclass
 from typing import Dict, List, Optional, Sequence, Set, Tuple
 
@@ -319,8 +318,8 @@ class Checker:
                          gc.text("UNLINK_NEXTSIZE", self.version) if fd_ns else None)  # NULL: not checked
 
     def tcache_entries(self, chains: Sequence[BinChain]) -> None:
-        """tcache_entry.key: the owning tcache (2.29-2.33) or the process's tcache_key (2.34+).
-        The key is random from 2.34: the value most entries share stands for it."""
+        """tcache_entry.key: the owning tcache (2.29-2.33) or the process's tcache_key (2.34+),
+        read at its symbol or found in the C library's data (Heap.tcache_key)."""
         L = self.layout
         if not L.features.tcache_key or not chains:
             return
@@ -333,17 +332,14 @@ class Checker:
                         keys[chunk] = self.reader.word(chunk + H + S)
                     except MemoryReadError:
                         pass
-        if L.tcache_key_is_struct:
-            expected = self.heap.tcache
-        else:
-            common = Counter(keys.values()).most_common(2)
-            if not common or common[0][1] < 2 or len(common) > 1 and common[1][1] == common[0][1]:
-                return
-            expected = common[0][0]
-        for chunk, key in keys.items():
-            if key != expected:
-                self.add(chunk, f"tcache: chunk {chunk:#x} has key {key:#x}, not the tcache key {expected:#x}: "
-                                "overwritten after free (glibc's double-free check no longer sees it)")
+        key = self.heap.tcache_key(sorted(set(keys.values())))
+        if key is None:
+            return  # no entry carries a key glibc's data holds: nothing to compare with
+        for chunk, value in keys.items():
+            if value != key.value:
+                self.add(chunk, f"tcache: chunk {chunk:#x} has key {value:#x}, not the tcache key {key.value:#x} "
+                                f"({key.how}): overwritten after free (glibc's double-free check no longer "
+                                "sees it)")
 
     def listed_but_not_walked(self, chains: Sequence[BinChain], walked: List[Tuple[List[int], List[int]]]) -> None:
         """A chunk a bin lists inside the stretch the walk covered must be one the walk found;

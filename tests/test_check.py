@@ -12,13 +12,14 @@ exits cleanly and the tool must predict no abort).
 
 import json
 import os
+import re
 import tempfile
 from typing import Dict
 
 import pytest
 
 from gdb_heap import registry
-from tests.gdbrun import (facts, gdb_batch, host_glibc, json_doc, no_traceback, probe, sample,
+from tests.gdbrun import (CONFIG, facts, gdb_batch, host_glibc, json_doc, no_traceback, probe, sample,
     skip_if_static_startup, version_tuple)
 
 GLIBC = version_tuple(host_glibc())
@@ -58,6 +59,7 @@ STAGES = {
     "large_bk": ["large[", "bk {fake:#x}"],
     "large_bk_sort": ["large[", "bk {fake:#x}"],
     "prev_inuse": ["PREV_INUSE clear", "{other:#x}", "in use"],
+    "tcache_key": ["tcache", "has key", "not the tcache key"],
 }
 # Stages whose carry-on takes another path of glibc than the one the problem's glibc_abort
 # documents (malloc taking the chunk out of its bin): the path's name in the problem's other_paths.
@@ -171,6 +173,21 @@ def test_every_command_stops_cleanly(corrupted):
             out = json_doc(rec["commands"][command]["out"])
             doc = out["arenas"][0] if "arenas" in out else out
             assert addr(rec, "damaged") in [p["address"] for p in doc["problems"]]
+
+
+def test_tcache_key_is_glibcs():
+    """The key heap check holds the tcache entries to is glibc's: the key field glibc's free()
+    wrote into an intact entry (the sample prints it) and, with libc's symbols, gdb's own reading
+    of tcache_key (2.34+; before, the key is the tcache struct's address).  Only the entry whose
+    key the sample overwrote is blamed, not the two intact ones."""
+    rec = probe(sample("corrupt"), [CHECK, "p/x tcache_key"], ["tcache_key"], truth=False)["stages"][0]
+    key = addr(rec, "key")
+    if CONFIG.symbols and GLIBC >= (2, 34):
+        printed = re.search(r"= (0x[0-9a-f]+)", rec["commands"]["p/x tcache_key"]["out"])
+        assert printed and int(printed.group(1), 16) == key, rec["commands"]["p/x tcache_key"]
+    keyed = [p for p in json_doc(rec["commands"][CHECK]["out"])["problems"] if "has key" in p["message"]]
+    assert [p["address"] for p in keyed] == [addr(rec, "damaged")], keyed
+    assert f"not the tcache key {key:#x}" in keyed[0]["message"]
 
 
 def test_batch_exit_status_gates_on_problems():

@@ -147,6 +147,49 @@ def test_tcache_key_overwritten(version):
     assert [q.address for q in problems(s)] == [chunks[1]]
 
 
+@pytest.mark.parametrize("word", [8, 4])
+def test_tcache_key_without_symbols(word):
+    """Without tcache_key's symbol the key is the word of libc's data that an entry's key field
+    equals: one tcache chunk is enough, and two entries overwritten alike are both blamed, not
+    the one intact entry (what a majority vote would do)."""
+    from dataclasses import replace
+
+    from tests.synthetic import TCACHE_KEY, TCACHE_KEY_OFFSET
+    key = TCACHE_KEY & ((1 << 8 * word) - 1)
+    b = HeapBuilder((2, 36), word)
+    b.chunk(0x20)
+    chunks = [b.chunk(4 * word * 2, "tcache") for _ in range(3)]
+    b.chunk(0x20)
+    s = b.build()
+    s.anchors = replace(s.anchors, tcache_key=None)
+    for chunk in chunks[:2]:
+        s.poke(chunk + 3 * word, 0x41414141)
+    heap = s.heap()
+    found = heap.tcache_key([0x41414141, key])
+    assert found is not None and found.value == key and f"{s.libc_base + TCACHE_KEY_OFFSET:#x}" in found.how
+    blamed = [p for p in check_arena(heap, heap.main_arena).problems if "key" in p.message]
+    assert [p.address for p in blamed] == chunks[:2]
+    assert all(f"not the tcache key {key:#x}" in p.message for p in blamed)
+
+
+def test_tcache_key_single_chunk_and_no_key_in_libc():
+    """One tcache chunk, its key overwritten: found by tcache_key's symbol; with neither the
+    symbol nor the key in libc's data, nothing is claimed."""
+    from dataclasses import replace
+
+    from tests.synthetic import TCACHE_KEY_OFFSET
+    b = HeapBuilder((2, 36))
+    b.chunk(0x20)
+    one = b.chunk(0x30, "tcache")
+    b.chunk(0x20)
+    s = b.build()
+    s.poke(one + 24, 0x4242424242424242)
+    at(problems(s), one, "key 0x4242424242424242", "tcache_key's symbol")
+    s.poke(s.libc_base + TCACHE_KEY_OFFSET, 0)
+    s.anchors = replace(s.anchors, tcache_key=None)
+    assert problems(s) == []
+
+
 def test_tcache_chunk_of_the_wrong_size():
     b = HeapBuilder()
     b.chunk(0x20)

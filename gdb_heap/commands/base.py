@@ -69,7 +69,8 @@ def open_heap(args: Args) -> Heap:
     glibc = f"{state.version[0]}.{state.version[1]}" if state.version else None
     anchors = Anchors(state.main_arena, state.mp, glibc, state.located_by, tls.tcache or None,
                       tls.arena or None, state.notes + [tcache_note(tls.tcache_how)],
-                      lambda: threads_info(found.context), lambda: (maps, source))
+                      lambda: threads_info(found.context), lambda: (maps, source), state.tcache_key,
+                      state.data_spans)
     if not args.flag("--json"):  # a JSON document is all --json prints (notes: heap's overview)
         for note in state.notes:
             warn_once(note)
