@@ -60,6 +60,7 @@ STAGES = {
     "large_bk_sort": ["large[", "bk {fake:#x}"],
     "prev_inuse": ["PREV_INUSE clear", "{other:#x}", "in use"],
     "tcache_key": ["tcache", "has key", "not the tcache key"],
+    "non_main_arena": ["NON_MAIN_ARENA", "main arena"],
 }
 # Stages whose carry-on takes another path of glibc than the one the problem's glibc_abort
 # documents (malloc taking the chunk out of its bin): the path's name in the problem's other_paths.

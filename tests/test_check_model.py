@@ -280,3 +280,18 @@ def test_a_broken_walk_does_not_swallow_the_free_chunks_after_it():
     p = at(found, a, "runs")
     assert p.glibc_abort == "double free or corruption (out)"
     assert [q.address for q in found] == [a]  # not one "contains" per free chunk after it
+
+
+def test_non_main_arena_bit_on_a_main_heap_chunk():
+    """House of mind: free() of a main-heap chunk with NON_MAIN_ARENA looks for a heap_info at the
+    chunk's address rounded down to HEAP_MAX_SIZE (64 MiB on x86-64); the image has nothing
+    there, so free() would fault."""
+    b = HeapBuilder((2, 36))
+    b.chunk(0x20)
+    victim = b.chunk(0x500)
+    b.chunk(0x20)
+    s = b.build()
+    s.poke(victim + 8, 0x500 | 0x4 | 0x1)
+    base = victim & ~(64 * 1024 * 1024 - 1)
+    p = at(problems(s), victim, "NON_MAIN_ARENA set", f"heap_info at {base:#x}", "SIGSEGV")
+    assert p.glibc_abort is None

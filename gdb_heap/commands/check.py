@@ -17,8 +17,10 @@ trips over it.  Checked: chunk sizes (alignment, MINSIZE, inside the heap), the 
 PREV_INUSE and prev_size against the bins, top's size, each double-linked bin's fd/bk and
 its header's bk, the large bins' fd_nextsize/bk_nextsize ring and size order, sizes against
 their bin, fastbin and tcache chains (alignment, safe-linking, loops, links leaving every
-heap, tcache counts and keys), chunks a bin lists that the heap walk does not find, chunks
-in two bins, and a bin listing the top chunk.  The selected thread's tcache is checked with
+heap, tcache counts and keys against glibc's tcache_key), each chunk's NON_MAIN_ARENA bit
+against its arena (and, when set in the main arena, the heap_info free() would read), chunks
+a bin lists that the heap walk does not find, chunks in two bins, and a bin listing the top
+chunk.  The selected thread's tcache is checked with
 its arena.
 
 Without --json the command ends with an error when it finds a problem, so `gdb -batch`
