@@ -5,14 +5,14 @@ walk, bin chains that loop, unaligned or unreadable links, bk pointers that do n
 tcache counts) plus the checks that need the walk and the bins side by side: the next chunk's
 PREV_INUSE and prev_size against the bins, chunks listed in a bin that the walk does not find,
 links leaving every heap, a chunk in two bins, the large bins' nextsize ring, tcache sizes and
-keys, each chunk's NON_MAIN_ARENA bit against its arena, and top.  Each Problem names the
-chunk whose header or links are damaged and, where glibc has one, the message glibc prints when it trips over that damage (glibc_checks' table): for a
-chunk in a bin, what the mallocs that take it out of its bin print (single-threaded); for an
-in-use chunk, what free() of it prints; None where that path does not check this damage.  Other
-paths of glibc that check the same damage and print something else go in the Problem's
-other_paths, by name: "malloc_consolidate" (a fast bin chunk's size, on a large request or the
-free of a large chunk), "sorting a chunk into its large bin" (the bk of the chunk a newcomer is
-sorted in front of).
+keys, each chunk's NON_MAIN_ARENA bit against its arena, and top.  Each Problem names the chunk
+whose header or links are damaged and, where glibc has one, the message glibc prints when it
+trips over that damage (glibc_checks' table): for a chunk in a bin, what the mallocs that take
+it out of its bin print (single-threaded); for an in-use chunk, what free() of it prints; None
+where that path does not check this damage.  Other paths of glibc that check the same damage and
+print something else go in the Problem's other_paths, by name: "malloc_consolidate" (a fast bin
+chunk's size, on a large request or the free of a large chunk), "sorting a chunk into its large
+bin" (the bk of the chunk a newcomer is sorted in front of).
 """
 
 from __future__ import annotations
