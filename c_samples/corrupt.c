@@ -381,7 +381,7 @@ int main(int argc, char **argv)
         free(a);
         free(b);
         (void)xmalloc(4000); /* sorts both into their small bin: b -> a, a the victim (its last) */
-        fake[3] = (size_t)links(chunk_of(b))[1]; /* the fake chunk's bk: b's, the bin */
+        links(chunk_of(FAKE_MEM))[1] = links(chunk_of(b))[1]; /* the fake chunk's bk: b's, the bin */
         links(chunk_of(b))[1] = chunk_of(FAKE_MEM); /* b's bk */
         victim = b;
         damaged(chunk_of(b));
