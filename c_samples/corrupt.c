@@ -229,6 +229,32 @@ static void *free_large(const char *name, void **a, size_t request)
     return chunk_of(g);
 }
 
+/* a (and b, unless NULL) of chunk size 0x100 in their small bin, each with a
+ * guard: a full tcache bin first, then a, b freed (to the unsorted bin; from
+ * 2.41 straight to the small bin) and a request no free chunk serves sorts
+ * them there, b in front of a. */
+static void small_bin(void **a, void **b)
+{
+    void *p[TCACHE_FILL];
+
+    for (int i = 0; i < TCACHE_FILL; i++) {
+        p[i] = xmalloc(0xf8); /* chunk size 0x100 */
+        guard();
+    }
+    *a = fill_and_report("a", 0xf8);
+    guard();
+    if (b) {
+        *b = fill_and_report("b", 0xf8);
+        guard();
+    }
+    for (int i = 0; i < tcache_count(); i++)
+        free(p[i]); /* exactly a full tcache bin */
+    free(*a);
+    if (b)
+        free(*b);
+    (void)xmalloc(4000);
+}
+
 /* The two words after a chunk's size: fd and bk (user data words 0 and 1). */
 static void **links(void *chunk)
 {
@@ -352,35 +378,12 @@ int main(int argc, char **argv)
         victim = (char *)top + 2 * sizeof(size_t);
         damaged(top);
     } else if (strcmp(stage, "smallbin_bk") == 0) {
-        void *p[TCACHE_FILL];
-        for (int i = 0; i < TCACHE_FILL; i++) {
-            p[i] = xmalloc(0xf8); /* chunk size 0x100 */
-            guard();
-        }
-        a = fill_and_report("a", 0xf8);
-        guard();
-        for (int i = 0; i < tcache_count(); i++)
-            free(p[i]); /* exactly a full tcache bin: a is the small bin's only chunk */
-        free(a); /* tcache full: to the unsorted bin (from 2.41 its small bin) */
+        small_bin(&a, NULL); /* a is the small bin's only chunk */
         victim = a;
-        (void)xmalloc(4000); /* sorts a into its small bin */
         ((void **)victim)[1] = chunk_of(FAKE_MEM); /* bk */
         damaged(chunk_of(a));
     } else if (is(stage, "smallbin_stash_bk")) {
-        void *p[TCACHE_FILL];
-        for (int i = 0; i < TCACHE_FILL; i++) {
-            p[i] = xmalloc(0xf8); /* chunk size 0x100 */
-            guard();
-        }
-        a = fill_and_report("a", 0xf8);
-        guard();
-        b = fill_and_report("b", 0xf8);
-        guard();
-        for (int i = 0; i < tcache_count(); i++)
-            free(p[i]); /* a full tcache bin */
-        free(a);
-        free(b);
-        (void)xmalloc(4000); /* sorts both into their small bin: b -> a, a the victim (its last) */
+        small_bin(&a, &b); /* b -> a, a the victim (the bin's last) */
         links(chunk_of(FAKE_MEM))[1] = links(chunk_of(b))[1]; /* the fake chunk's bk: b's, the bin */
         links(chunk_of(b))[1] = chunk_of(FAKE_MEM); /* b's bk */
         victim = b;
