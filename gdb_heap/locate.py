@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 import re
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Callable, Dict, List, Optional, Set, Tuple, TypeVar
 
 import gdb  # type: ignore[import-not-found,unused-ignore]
@@ -343,6 +343,8 @@ class State:
     notes: List[str]
     tcbs: Optional[Dict[int, List[int]]] = None  # i386 thread pointers, once searched
     allocator: Optional[str] = None  # the library holding main_arena, when several libraries have one
+    tcache_key: Optional[int] = None  # the address of glibc's tcache_key (2.34+), by its symbol
+    data_spans: List[Tuple[int, int]] = field(default_factory=list)  # the C library's writable data
 
 
 _states: Dict[Tuple[object, ...], State] = {}
@@ -484,8 +486,11 @@ def _search(reader: Reader, maps: List[mappings.Mapping]) -> State:
         located_by = "debug symbols" if layout.source.startswith("debug info") else "ELF symbols"
     if chosen:
         located_by += f"; {chosen[1]}"
+    key = _address_of("tcache_key") if layout.features.tcache_key_random else None
+    if key is not None and spans and not any(a <= key < b for a, b in spans):
+        key = None  # a symbol of that name elsewhere (the program's own), not glibc's
     return State(main_arena, mp, version, libc_path, layout, located_by, notes,
-                 allocator=chosen[0].path if chosen else None)
+                 allocator=chosen[0].path if chosen else None, tcache_key=key, data_spans=spans)
 
 
 # -- other allocators ---------------------------------------------------------------------------

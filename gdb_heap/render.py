@@ -194,6 +194,7 @@ def problem_json(p: Problem, with_abort: bool = False) -> Dict[str, object]:
     doc: Dict[str, object] = {"address": p.address, "message": p.message}
     if with_abort:
         doc["glibc_abort"] = p.glibc_abort
+        doc["other_paths"] = [{"path": path, "glibc_abort": text} for path, text in p.other_paths]
     return doc
 
 
@@ -344,6 +345,7 @@ def chunk_lines(rows: Iterable[Tuple[int, int, str, Optional[str], Optional[int]
 def problem_lines(problems: Sequence[Problem], style: Style) -> Iterator[str]:
     for p in problems:
         abort = f' (glibc would abort: "{p.glibc_abort}")' if p.glibc_abort else ""
+        abort += "".join(f' ({path}: "{text}")' for path, text in p.other_paths)
         yield style("problem", f"problem at {p.address:#x}: {p.message}{abort}")
 
 

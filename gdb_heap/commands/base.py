@@ -73,7 +73,8 @@ def open_heap(args: Args) -> Heap:
     anchors = Anchors(state.main_arena, state.mp, glibc, state.located_by, tls.tcache or None,
                       tls.arena or None, state.notes + [tcache_note(tls.tcache_how)],
                       lambda: threads_info(found.context), lambda: (maps, source), symbol=symbol_at,
-                      frames=lambda: thread_frames(found.context))
+                      frames=lambda: thread_frames(found.context), tcache_key=state.tcache_key,
+                      libc_data=state.data_spans)
     heap = Heap(reader, state.layout, anchors)
     if not args.flag("--json"):  # a JSON document is all --json prints (notes: heap's overview)
         for text in state.notes:

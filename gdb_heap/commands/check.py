@@ -18,9 +18,12 @@ Checked: chunk sizes (alignment, MINSIZE, inside the heap), the next chunk's
 PREV_INUSE and prev_size against the bins, top's size, each double-linked bin's
 fd/bk and its header's bk, the large bins' fd_nextsize/bk_nextsize ring and size
 order, sizes against their bin, fastbin and tcache chains (alignment,
-safe-linking, loops, links leaving every heap, tcache counts and keys), chunks a
-bin lists that the heap walk does not find, chunks in two bins, and a bin
-listing the top chunk.  The selected thread's tcache is checked with its arena.
+safe-linking, loops, links leaving every heap, tcache counts and keys against
+glibc's tcache_key), each chunk's NON_MAIN_ARENA bit against its arena (and,
+when set in the main arena, the heap_info free() would read), chunks a bin lists
+that the heap walk does not find, chunks in two bins, and a bin listing the top
+chunk.
+The selected thread's tcache is checked with its arena.
 
 Without --json the command ends with an error when it finds a problem, so
 `gdb -batch` exits non-zero (a CI job can gate on it).
@@ -35,6 +38,7 @@ stopped mid-free); --strict counts them.  A thread aborting inside the allocator
 (malloc_printerr) is not an update in progress: glibc found that damage itself.
 
   --json         {"arena", "problems": [{"address", "message", "glibc_abort",
+                 "other_paths": [{"path", "glibc_abort"}],
                  "maybe_in_progress"}], "in_progress": [{"thread", "lwp",
                  "function", "entry", "arena", "arena_from", "locked",
                  "aborting"}]}; never an error for problems found (with
