@@ -12,7 +12,7 @@ from collections import Counter
 from itertools import accumulate, repeat
 from operator import and_
 from dataclasses import dataclass, field
-from typing import Dict, Iterable, Iterator, List, Optional, Sequence, Set, Tuple
+from typing import Container, Dict, Iterable, Iterator, List, Optional, Sequence, Set, Tuple
 
 from .errors import HeapError, MemoryReadError
 from .layouts import NBINS, NSMALLBINS, GlibcLayout, StructLayout
@@ -366,8 +366,10 @@ def walk_singly_linked(reader: Reader, layout: GlibcLayout, label: str, first: i
     return chunks, sizes, problems
 
 
-def read_tcache(reader: Reader, layout: GlibcLayout, tcache: int, mp: MallocPar) -> List[BinChain]:
-    """The non-empty bins of one thread's tcache_perthread_struct, each chain in list order."""
+def read_tcache(reader: Reader, layout: GlibcLayout, tcache: int, mp: MallocPar,
+                only: Optional[Container[int]] = None) -> List[BinChain]:
+    """The non-empty bins of one thread's tcache_perthread_struct, each chain in list order
+    (`only`: just those bin indices)."""
     t = layout.tcache_perthread
     nbins = layout.tcache_bins
     H = layout.header_size
@@ -380,7 +382,7 @@ def read_tcache(reader: Reader, layout: GlibcLayout, tcache: int, mp: MallocPar)
             count = (mp.tcache_count - counts[i]) if counts[i] <= mp.tcache_count else 0
         else:
             count = counts[i]
-        if entries[i] == 0 and count == 0:
+        if (entries[i] == 0 and count == 0) or (only is not None and i not in only):
             continue
         # The head's member is the tcache_perthread_struct's own chunk.
         chunks, sizes, problems = walk_singly_linked(reader, layout, f"tcache[{i}]", entries[i], tcache - H,
@@ -393,12 +395,13 @@ def read_tcache(reader: Reader, layout: GlibcLayout, tcache: int, mp: MallocPar)
     return chains
 
 
-def read_fastbins(reader: Reader, layout: GlibcLayout, state: MallocState) -> List[BinChain]:
+def read_fastbins(reader: Reader, layout: GlibcLayout, state: MallocState,
+                  only: Optional[Container[int]] = None) -> List[BinChain]:
     S, H = layout.size_sz, layout.header_size
     bound = max(64, state.system_mem // layout.minsize + 1)
     chains = []
     for i, head in enumerate(state.fastbinsY):
-        if not head:
+        if not head or (only is not None and i not in only):
             continue
         size = layout.fastbin_size(i)
         slot = state.address + layout.malloc_state.offset("fastbinsY") + i * S  # the head's member
@@ -419,8 +422,10 @@ BK_ABORTS = {"unsorted": "malloc(): corrupted unsorted chunks",
 
 
 def read_regular_bins(reader: Reader, layout: GlibcLayout, state: MallocState,
-                      kinds: Sequence[str] = ("unsorted", "small", "large")) -> List[BinChain]:
-    """Bins 1..126 (unsorted, small, large), following fd and checking each bk."""
+                      kinds: Sequence[str] = ("unsorted", "small", "large"),
+                      only: Optional[Container[int]] = None) -> List[BinChain]:
+    """Bins 1..126 (unsorted, small, large), following fd and checking each bk (`only`: just
+    those bin indices)."""
     S = layout.size_sz
     bound = max(64, state.system_mem // layout.minsize + 1)
     unpack3 = reader.unpacker(3).unpack_from
@@ -429,7 +434,7 @@ def read_regular_bins(reader: Reader, layout: GlibcLayout, state: MallocState,
     chains = []
     for i in range(1, NBINS - 1):
         kind = "unsorted" if i == 1 else "small" if i < NSMALLBINS else "large"
-        if kind not in kinds:
+        if kind not in kinds or (only is not None and i not in only):
             continue
         header = bin_at(layout, state.address, i)
         fd = state.bins[2 * (i - 1)]
