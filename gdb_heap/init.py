@@ -11,6 +11,8 @@ if _here not in sys.path:
 
 import gdb_heap.commands  # noqa: E402
 import gdb_heap.functions  # noqa: E402
+import gdb_heap.printers  # noqa: E402
 
 gdb_heap.commands.register()
 gdb_heap.functions.register()
+gdb_heap.printers.register()
