@@ -20,7 +20,7 @@ from .locate import libc_version
 
 NAME = "gdb_heap"
 FLAG_NAMES = ((0x1, "PREV_INUSE"), (0x2, "IS_MMAPPED"), (0x4, "NON_MAIN_ARENA"))
-ARENA_FLAGS = ((0x1, "FASTCHUNKS_BIT"), (0x2, "NONCONTIGUOUS_BIT"), (0x4, "ARENA_CORRUPTION_BIT"))
+ARENA_FLAGS = ((0x2, "NONCONTIGUOUS_BIT"), (0x4, "ARENA_CORRUPTION_BIT"))
 Child = Tuple[str, Union[gdb.Value, str]]
 
 
