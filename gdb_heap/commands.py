@@ -170,7 +170,7 @@ how many chunks are in use or sit in each kind of bin (tcache, fast, unsorted, s
 Subcommands: heap chunks, heap chunk ADDR, heap bins [KIND...], heap top, heap arenas,
 heap check, heap mmapped.
 Type "help heap SUBCOMMAND" for each.  Every command takes --json for one JSON document
-(the shapes are in the project's command contract)."""
+(the shapes are in the command contract: docs/commands.md in gdb_heap's source)."""
 
     name = "heap"
     flags = ("--json",)
