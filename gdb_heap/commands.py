@@ -19,6 +19,7 @@ from .memory import Reader
 from .mmapped import mmapped_span
 from .model import BIN_KINDS, SIZE_BITS, Arena, Chunk, Problem, chunk_at, classify, summarise
 from .style import Style
+from .terminal import colour_wanted
 
 WRITE_BATCH = 1 << 20  # characters per gdb.write call when streaming
 
@@ -78,10 +79,7 @@ def tcache_note(how: str) -> str:
 
 
 def style() -> Style:
-    try:
-        return Style(bool(gdb.parameter("style enabled")))
-    except (gdb.error, RuntimeError):
-        return Style(False)
+    return Style(colour_wanted())
 
 
 def evaluate_address(expression: str) -> int:

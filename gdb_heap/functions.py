@@ -41,7 +41,11 @@ class HeapFunction(gdb.Function):
     def __init__(self) -> None:
         super().__init__(self.fname)
 
-    def invoke(self, pointer: gdb.Value, mode: Optional[gdb.Value] = None) -> gdb.Value:
+    def invoke(self, *args: gdb.Value) -> gdb.Value:
+        if len(args) not in (1, 2):
+            raise gdb.GdbError(f'heap: ${self.fname} takes a pointer and, optionally, "chunk"; see help function '
+                               f'{self.fname}')
+        pointer, mode = args[0], args[1] if len(args) == 2 else None
         try:
             address = int(pointer.cast(gdb.lookup_type("unsigned long")))
             return self.compute(address, _as_chunk(mode), lambda: open_heap(parse("heap", "--json", ("--json",))))

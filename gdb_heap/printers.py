@@ -10,7 +10,7 @@ They only read the value gdb already holds (plus the glibc version, for safe-lin
 
 from __future__ import annotations
 
-from typing import Iterator, List, Optional, Tuple, Union
+from typing import Any, Iterator, List, Optional, Tuple, Union, cast
 
 import gdb  # type: ignore[import-not-found,unused-ignore]
 import gdb.printing  # type: ignore[import-not-found,unused-ignore]
@@ -37,6 +37,10 @@ def flags_text(flags: int) -> str:
 
 def _int(value: gdb.Value) -> int:
     return int(value.cast(gdb.lookup_type("unsigned long"))) if value.type.code == gdb.TYPE_CODE_PTR else int(value)
+
+
+def _offset(value: gdb.Value, name: str) -> int:
+    return (value.type.strip_typedefs()[name].bitpos or 0) // 8
 
 
 def _fields(value: gdb.Value) -> List[str]:
@@ -84,7 +88,7 @@ class StatePrinter(Printer):
         address = _int(v.address) if v.address is not None else None
         bins = v["bins"]
         S = bins[0].type.sizeof
-        bins_start = address + v.type.strip_typedefs()["bins"].bitpos // 8 if address is not None else None
+        bins_start = address + _offset(v, "bins") if address is not None else None
         for name in _fields(v):
             if name == "flags":
                 yield name, flags_text(int(v[name]))
@@ -129,7 +133,7 @@ class EntryPrinter(Printer):
         stored = _int(v["next"])
         linked = safe_linking()
         if linked and v.address is not None:
-            field = _int(v.address) + v.type.strip_typedefs()["next"].bitpos // 8
+            field = _int(v.address) + _offset(v, "next")
             revealed = (field >> 12) ^ stored if stored else 0
             yield "next", gdb.Value(revealed).cast(v["next"].type)
             yield "next (stored)", f"{stored:#x}"
@@ -163,7 +167,7 @@ def build() -> gdb.printing.RegexpCollectionPrettyPrinter:
                               ("tcache_entry", "^tcache_entry$", EntryPrinter),
                               ("heap_info", "^_heap_info$", HeapInfoPrinter),
                               ("malloc_par", "^malloc_par$", ParPrinter)):
-        pp.add_printer(name, regexp, cls)
+        pp.add_printer(name, regexp, cast(Any, cls))  # a class is the factory gdb.printing calls
     return pp
 
 

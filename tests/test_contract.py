@@ -90,8 +90,10 @@ def contract() -> Tuple[Dict[str, Set[str]], Dict[str, Set[str]]]:
     for m in re.finditer(r"^`(heap[^`]*--json)`(?::\s*`(\{.*?\})`|\n```json\n(.*?)```)", shapes_text, re.M | re.S):
         shapes[m.group(1)], refs[m.group(1)] = shape_paths(m.group(2) or m.group(3))
     # Every list's problems: the shape the chunks section gives them.
-    problem, _ = shape_paths(re.search(r"`problems` lists .*? as `(\{.*?\})`", shapes_text, re.S).group(1))
-    for name, paths in shapes.items():
+    problems_bullet = re.search(r"`problems` lists .*? as `(\{.*?\})`", shapes_text, re.S)
+    assert problems_bullet, "docs/commands.md: the chunks section no longer gives the shape of a problem"
+    problem, _ = shape_paths(problems_bullet.group(1))
+    for paths in shapes.values():
         if "problems" in paths and not any(p.startswith("problems[].") for p in paths):
             paths |= {f"problems[].{p}" for p in problem}
     # heap --json holds heap arenas' arenas.
@@ -100,7 +102,9 @@ def contract() -> Tuple[Dict[str, Set[str]], Dict[str, Set[str]]]:
             assert "heap arenas" in what, f"{name}: unknown reference <{what}>"
             shapes[name] |= {p for p in shapes["heap arenas --json"] if p.startswith(at + ".")}
     # heap chunk ADDR --json: a chunk object of heap chunks, plus the keys the prose names.
-    prose = re.search(r"`heap chunk ADDR --json`: (.*?)\n\n", shapes_text, re.S).group(1)
+    chunk_prose = re.search(r"`heap chunk ADDR --json`: (.*?)\n\n", shapes_text, re.S)
+    assert chunk_prose, "docs/commands.md: no paragraph on heap chunk ADDR --json"
+    prose = chunk_prose.group(1)
     shapes["heap chunk ADDR --json"] = {p[len("chunks[]."):] for p in shapes["heap chunks --json"]
                                         if p.startswith("chunks[].")} | set(re.findall(r'`"(\w+)":', prose))
     table = md[md.index("### Keys beyond the shapes"):md.index("## Errors")]
@@ -137,8 +141,8 @@ SESSIONS: List[Tuple[str, List[str], List[str]]] = [
     # (sample, its arguments, commands: each is run as is; "heap chunk" ones after `up` into main)
     ("all_bins", [], ["heap --json", "heap chunks --json", "heap bins --json", "heap top --json", "heap arenas --json",
                       "heap check --json", "heap mmapped --json", "heap chunks --summary --json",
-                      "heap chunks --json --all-arenas", "heap bins --json --all-arenas", "heap top --json --all-arenas",
-                      "heap check --json --all-arenas"]),
+                      "heap chunks --json --all-arenas", "heap bins --json --all-arenas",
+                      "heap top --json --all-arenas", "heap check --json --all-arenas"]),
     ("threads", [], ["heap --json", "heap arenas --json", "heap bins --json --all-threads"]),
     ("mmapped", [], ["heap mmapped --json", "heap chunk small --json", "heap chunk a --json"]),
     ("corrupt", ["overflow"], ["heap chunks --json", "heap check --json"]),
@@ -153,7 +157,7 @@ def command_name(command: str) -> str:
 
 
 @pytest.fixture(scope="module")
-def printed() -> List[Tuple[str, str, dict]]:
+def printed() -> List[Tuple[str, str, Dict[str, object]]]:
     out = []
     for name, args, commands in SESSIONS:
         script = ["break checkpoint", "run " + " ".join(args) + " > /dev/null", "up"]

@@ -29,7 +29,8 @@ def test_install_is_idempotent_and_removable():
         with open(gdbinit) as f:
             lines = f.read().splitlines()
         assert lines[0] == "set history save on"
-        assert lines[2:] == [f"source {os.path.join(ROOT, 'gdb_heap', 'init.py')}"] and lines[1].startswith("# gdb_heap")
+        assert lines[1].startswith("# gdb_heap")
+        assert lines[2:] == [f"source {os.path.join(ROOT, 'gdb_heap', 'init.py')}"]
         g = run(GDB + ["-ex", "help heap", "-ex", "info pretty-printer"], home)
         assert "Show glibc malloc's heap" in g.stdout and "gdb_heap" in g.stdout, g.stderr
         r = run([sys.executable, "-m", "gdb_heap.install", "--remove"], home)
