@@ -11,8 +11,10 @@
  *                 mapped, an mmapped chunk).  Each pointer is printed with
  *                 malloc_usable_size(), the freed ones after their free too
  *                 (glibc only reads their headers).
- *   then:         free(small) again: glibc aborts with "free(): double free
- *                 detected in tcache 2" unless a debugger stops it first.
+ *   then, with the argument "twice": free(small) again: glibc aborts with
+ *                 "free(): double free detected in tcache 2" unless a
+ *                 debugger stops it first.  Without it the program ends here
+ *                 (so that it runs to its end, as every sample does).
  *
  * Prints: @ ptr NAME ADDR REQUEST, @ usable NAME N (malloc_usable_size),
  * @ free NAME, @ double_free NAME just before the second free.
@@ -24,7 +26,7 @@ static void report_usable(const char *name, void *p)
     printf("@ usable %s %zu\n", name, malloc_usable_size(p));
 }
 
-int main(void)
+int main(int argc, char **argv)
 {
     setvbuf(stdout, NULL, _IONBF, 0); /* printf never mallocs a buffer */
     mi_open();
@@ -52,6 +54,8 @@ int main(void)
     report_usable("big", big_again); /* in the unsorted bin: 0 */
     CHECKPOINT(1);
 
+    if (argc < 2 || strcmp(argv[1], "twice") != 0)
+        return 0;
     printf("@ double_free small\n");
     free(small_again);
     printf("@ survived\n");

@@ -142,8 +142,9 @@ Usage: $heap_is_free (P [, "chunk"])
 
 Returns:
   1 if the chunk is in the selected thread's tcache, a fastbin, the unsorted bin or its small
-  or large bin; else 0 (in use, top, or mmapped; and for a null pointer).  Only the bins of
-  the chunk's size are walked.  Other threads' tcaches are not looked at: in a condition on
+  or large bin; else 0: in use, top, or mmapped, and for any pointer that is no chunk of a
+  heap (a null pointer; ld.so's own frees at start-up, before libc's malloc exists), so that
+  a condition on free never stops on an error.  Only the bins of the chunk's size are walked.  Other threads' tcaches are not looked at: in a condition on
   free, the selected thread is the one freeing, whose tcache glibc checks.
 
 Example (amd64-linux): stop on a double free before glibc sees it
@@ -152,10 +153,12 @@ Example (amd64-linux): stop on a double free before glibc sees it
     fname = "heap_is_free"
 
     def compute(self, address: int, as_chunk: bool, heap: Callable[[], Heap]) -> gdb.Value:
-        if address == 0:
+        try:
+            h = heap()
+            p = resolve(h, address, as_chunk)
+        except HeapError:  # no chunk of any heap there (or no malloc state yet): no bin holds it
             return gdb.Value(0)
-        h = heap()
-        return gdb.Value(int(held_by_bin(h, resolve(h, address, as_chunk))))
+        return gdb.Value(int(held_by_bin(h, p)))
 
 
 class HeapArenaFunction(HeapFunction):

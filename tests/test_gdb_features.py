@@ -135,8 +135,10 @@ class Terminal:
 
 
 def clean(text: str) -> List[str]:
+    """Lines as the terminal shows them, without bracketed-paste codes and the tool's notes
+    (`heap: warning: ...`, on stderr: the batch session's stdout has none)."""
     text = re.sub(r"\x1b\[\?2004[hl]", "", text).replace("\r", "")
-    return [line for line in text.splitlines() if line.strip()]
+    return [line for line in text.splitlines() if line.strip() and not line.startswith("heap: warning: ")]
 
 
 def without_preview(lines: List[str]) -> List[str]:

@@ -1,5 +1,6 @@
 """The one-line install (python3 -m gdb_heap.install) with HOME in a temporary folder, and the
-package that `pip install` builds, as gdb sees them."""
+package that `pip install` builds, as gdb sees them.  The host's gdb and no sample: not one of
+the glibc matrix's live tests (it does not use tests/gdbrun.py)."""
 
 import os
 import subprocess
@@ -8,7 +9,7 @@ import tempfile
 
 import pytest
 
-from tests.gdbrun import ROOT
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 GDB = ["gdb", "-q", "-batch", "-ex", "set debuginfod enabled off"]  # no -nx: ~/.gdbinit is the point
 
