@@ -144,8 +144,9 @@ Returns:
   1 if the chunk is in the selected thread's tcache, a fastbin, the unsorted bin or its small
   or large bin; else 0: in use, top, or mmapped, and for any pointer that is no chunk of a
   heap (a null pointer; ld.so's own frees at start-up, before libc's malloc exists), so that
-  a condition on free never stops on an error.  Only the bins of the chunk's size are walked.  Other threads' tcaches are not looked at: in a condition on
-  free, the selected thread is the one freeing, whose tcache glibc checks.
+  a condition on free never stops on an error.  Only the bins of the chunk's size are
+  walked.  Other threads' tcaches are not looked at: in a condition on free, the selected
+  thread is the one freeing, whose tcache glibc checks.
 
 Example (amd64-linux): stop on a double free before glibc sees it
   break free if $heap_is_free($rdi)"""
