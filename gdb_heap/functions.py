@@ -118,7 +118,8 @@ Usage: $heap_usable (P [, "chunk"])
 """ + ARGUMENT_HELP + """
 
 Returns:
-  glibc's musable(): size - 2*SIZE_SZ for an mmapped chunk, size - SIZE_SZ for a chunk in
+  glibc's musable(): size - 2*SIZE_SZ for an mmapped chunk (size - SIZE_SZ from glibc
+  2.43, whose mmapped chunks carry a trailing header), size - SIZE_SZ for a chunk in
   use (the next chunk's PREV_INUSE set; a chunk in tcache or a fastbin counts), 0 for a chunk
   free in the unsorted, small or large bins; 0 for a null pointer, as malloc_usable_size.
 

@@ -63,12 +63,13 @@ def resolve(heap: Heap, address: int, as_chunk: bool = False) -> PointerChunk:
 
 
 def usable_size(heap: Heap, p: PointerChunk) -> int:
-    """musable() in malloc.c (2.31..2.44): size - 2*SIZE_SZ for an mmapped chunk; size - SIZE_SZ
-    when the next chunk's PREV_INUSE says it is in use (so also in tcache or a fastbin); else 0.
+    """musable() in malloc.c: an mmapped chunk's size - 2*SIZE_SZ (size - SIZE_SZ from 2.43,
+    whose mmapped chunks end with a header of their own: memsize()); size - SIZE_SZ when the
+    next chunk's PREV_INUSE says it is in use (so also in tcache or a fastbin); else 0.
     (2.31's dumped-heap and malloc-check cases do not arise in a live program's own heap.)"""
     S = heap.layout.size_sz
     if p.is_mmapped:
-        return p.size - 2 * S
+        return p.size - (1 if heap.layout.features.mmap_chunk_v2 else 2) * S
     try:
         next_sizef = heap.reader.word(p.chunk + p.size + S)
     except MemoryReadError:
