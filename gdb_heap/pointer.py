@@ -90,10 +90,10 @@ def held_by_bin(heap: Heap, p: PointerChunk) -> bool:
     if tcache and layout.features.tcache:
         index = layout.tcache_index(size)
         if index < layout.tcache_bins:
-            chains += read_tcache(reader, layout, tcache, heap.mp, (index,))
+            chains += read_tcache(reader, layout, tcache, heap.mp, only=(index,))
     state = arena.state
     fast = layout.fastbin_index(size)
     if 0 <= fast < len(state.fastbinsY):
-        chains += read_fastbins(reader, layout, state, (fast,))
+        chains += read_fastbins(reader, layout, state, only=(fast,))
     chains += read_regular_bins(reader, layout, state, only=(1, layout.bin_index(size)))
     return any(p.chunk in chain.chunks for chain in chains)
