@@ -9,7 +9,8 @@ VPY     := $(VENV)/bin/python
 SAMPLES := $(patsubst c_samples/%.c,build/%,$(wildcard c_samples/*.c))
 GDB     := gdb -q -nx -batch -ex 'set pagination off' -ex 'set debuginfod enabled off'
 
-.PHONY: all samples demo test test-gdb lint fuzz bench readme check-tools clean matrix matrix-readme
+.PHONY: all samples demo test test-gdb lint fuzz bench readme check-tools clean matrix matrix-readme \
+        install-gdbinit uninstall-gdbinit
 
 all: samples
 
@@ -81,6 +82,13 @@ bench: samples
 
 readme: samples
 	$(PYTHON) tools/readme_examples.py
+
+# Every gdb session of the user sources this checkout's gdb_heap/init.py (idempotent), or no more.
+install-gdbinit:
+	$(PYTHON) -m gdb_heap.install
+
+uninstall-gdbinit:
+	$(PYTHON) -m gdb_heap.install --remove
 
 clean:
 	rm -rf build

@@ -120,7 +120,14 @@ def _check_layout(layout: GlibcLayout, types: Optional[Dict[str, gdb.Type]] = No
 
 
 def _tls_offset_in_libc(name: str) -> Optional[int]:
-    """The offset of a TLS variable in libc's TLS block, from `info address`."""
+    """The offset of a TLS variable in libc's TLS block, from `info address`.  Asked only of a
+    symbol gdb knows: a gdb.execute that fails inside a breakpoint condition ($heap_is_free)
+    leaves the stopped thread marked running in gdb 10 to 13 ("Selected thread is running")."""
+    try:
+        gdb.parse_and_eval(f"&{name}")
+    except gdb.error as e:
+        if "No symbol" in str(e):
+            return None
     try:
         text = gdb.execute(f"info address {name}", to_string=True)
     except gdb.error:

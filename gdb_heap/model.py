@@ -13,7 +13,7 @@ from itertools import accumulate, repeat
 from functools import reduce
 from operator import and_, or_
 from dataclasses import dataclass, field
-from typing import Callable, Dict, Iterable, Iterator, List, Optional, Sequence, Set, Tuple
+from typing import Callable, Container, Dict, Iterable, Iterator, List, Optional, Sequence, Set, Tuple
 
 from . import glibc_checks as gc
 from .errors import HeapError, MemoryReadError
@@ -511,8 +511,10 @@ def walk_singly_linked(reader: Reader, layout: GlibcLayout, label: str, first: i
     return chunks, sizes, problems
 
 
-def read_tcache(reader: Reader, layout: GlibcLayout, tcache: int, mp: MallocPar) -> List[BinChain]:
-    """The non-empty bins of one thread's tcache_perthread_struct, each chain in list order."""
+def read_tcache(reader: Reader, layout: GlibcLayout, tcache: int, mp: MallocPar,
+                only: Optional[Container[int]] = None) -> List[BinChain]:
+    """The non-empty bins of one thread's tcache_perthread_struct, each chain in list order
+    (`only`: just those bin indices)."""
     t = layout.tcache_perthread
     nbins = layout.tcache_bins
     H = layout.header_size
@@ -526,7 +528,7 @@ def read_tcache(reader: Reader, layout: GlibcLayout, tcache: int, mp: MallocPar)
             count = (mp.tcache_count - counts[i]) if counts[i] <= mp.tcache_count else 0
         else:
             count = counts[i]
-        if entries[i] == 0 and count == 0:
+        if (entries[i] == 0 and count == 0) or (only is not None and i not in only):
             continue
         # The head's member is the tcache_perthread_struct's own chunk.
         chunks, sizes, problems = walk_singly_linked(reader, layout, bin_label("tcache", i), entries[i],
@@ -547,9 +549,11 @@ def is_victim(position: int, fill: int) -> bool:
     return position % (fill + 1) == 0
 
 
-def read_fastbins(reader: Reader, layout: GlibcLayout, state: MallocState, fill: int = 0) -> List[BinChain]:
+def read_fastbins(reader: Reader, layout: GlibcLayout, state: MallocState, fill: int = 0,
+                  only: Optional[Container[int]] = None) -> List[BinChain]:
     """The fast bins; a problem's abort is what the mallocs of the bin's size print, single-threaded
-    (multi-threaded, REMOVE_FB reads each taken chunk's fd first: check.py says so)."""
+    (multi-threaded, REMOVE_FB reads each taken chunk's fd first: check.py says so); `only`: just
+    those bin indices."""
     S, H = layout.size_sz, layout.header_size
     v = layout.version
     bound = max(64, state.system_mem // layout.minsize + 1)
@@ -560,7 +564,7 @@ def read_fastbins(reader: Reader, layout: GlibcLayout, state: MallocState, fill:
         return gc.text("FASTBIN_UNALIGNED_VICTIM" if is_victim(position, fill) else "FASTBIN_UNALIGNED_STASH", v)
 
     for i, head in enumerate(state.fastbinsY):
-        if not head:
+        if not head or (only is not None and i not in only):
             continue
         size = layout.fastbin_size(i)
         label = bin_label("fast", i)
@@ -608,8 +612,10 @@ SORTING_INTO_LARGE_BIN = "sorting a chunk into its large bin"
 
 
 def read_regular_bins(reader: Reader, layout: GlibcLayout, state: MallocState,
-                      kinds: Sequence[str] = ("unsorted", "small", "large"), fill: int = 0) -> List[BinChain]:
-    """Bins 1..126 (unsorted, small, large), following fd and checking each bk."""
+                      kinds: Sequence[str] = ("unsorted", "small", "large"), fill: int = 0,
+                      only: Optional[Container[int]] = None) -> List[BinChain]:
+    """Bins 1..126 (unsorted, small, large), following fd and checking each bk (`only`: just
+    those bin indices)."""
     S, v = layout.size_sz, layout.version
     bound = max(64, state.system_mem // layout.minsize + 1)
     unpack3 = reader.unpacker(3).unpack_from
@@ -618,7 +624,7 @@ def read_regular_bins(reader: Reader, layout: GlibcLayout, state: MallocState,
     chains = []
     for i in range(1, NBINS - 1):
         kind = "unsorted" if i == 1 else "small" if i < NSMALLBINS else "large"
-        if kind not in kinds:
+        if kind not in kinds or (only is not None and i not in only):
             continue
         label = bin_label(kind, i)
         header = bin_at(layout, state.address, i)

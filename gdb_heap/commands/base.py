@@ -24,6 +24,7 @@ from ..memory import Reader
 from ..pointers import Namer
 from ..model import Arena
 from ..style import Style
+from ..terminal import colour_wanted
 
 WRITE_BATCH = 1 << 20  # characters per gdb.write call when streaming
 
@@ -89,10 +90,7 @@ def tcache_note(how: str) -> str:
 
 
 def style() -> Style:
-    try:
-        return Style(bool(gdb.parameter("style enabled")))
-    except (gdb.error, RuntimeError):
-        return Style(False)
+    return Style(colour_wanted())
 
 
 def width() -> Optional[int]:

@@ -19,7 +19,8 @@ Subcommands:
 {subcommands}
 
 Type "help heap SUBCOMMAND" for each.  Every command takes --json for one JSON
-document (the shapes are in the project's command contract)."""
+document (the shapes are in the command contract: docs/commands.md in gdb_heap's
+source)."""
 
     def run(self, args: Args, out: Out) -> None:
         if args.rest:
