@@ -94,6 +94,11 @@ COMMANDS: Tuple[CommandSpec, ...] = (
                 "heap check [--json] [--strict] [--arena ADDR | --all-arenas]", arenas=True, flags=("--strict",)),
     CommandSpec("heap mmapped", "List the mmapped chunks: large blocks that are a mapping of their own.",
                 "heap mmapped [--json]"),
+    # Only showing the calls is run by the read-only proof: start sets breakpoints (gdb's own).
+    CommandSpec("heap trace", "Trace every malloc and free as the program runs, and why each did what it did.",
+                "heap trace [start [--ring N] | stop | clear] [--last N] [--thread N] [--json]",
+                valued=("--ring", "--last", "--thread"), words=("start", "stop", "clear"),
+                examples=("heap trace --last 3", "heap trace --thread 1 --json")),
 )
 
 BY_NAME: Dict[str, CommandSpec] = {c.name: c for c in COMMANDS}

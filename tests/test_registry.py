@@ -31,7 +31,7 @@ def test_options_of_a_command_with_arenas():
 def test_undefined_command_lists_every_subcommand():
     message = registry.undefined_command("frobnicate")
     assert message == ("undefined heap command 'frobnicate'; the commands are chunks, chunk, bins, top, arenas, "
-                       "check, mmapped (see help heap)")
+                       "check, mmapped, trace (see help heap)")
 
 
 def test_help_text():

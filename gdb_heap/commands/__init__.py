@@ -1,14 +1,14 @@
 """The `heap` gdb commands: parse arguments, ask the gdb-free side, hand the data to a renderer.
 
 One module per family (overview: heap, arenas, top, mmapped; chunks: chunks, chunk; bins;
-check), the shared plumbing in base.py, the settings in settings.py.  Which commands exist, and
+check; trace), the shared plumbing in base.py, the settings in settings.py.  Which commands exist, and
 their options, is registry.py's: register() creates one gdb command per registry entry.
 """
 
 from __future__ import annotations
 
 from .. import registry
-from . import bins, check, chunks, overview  # noqa: F401  (their @implements fill base.CLASSES)
+from . import bins, check, chunks, overview, trace  # noqa: F401  (their @implements fill base.CLASSES)
 from .base import CLASSES
 from .settings import AddressSetting, HeapSet, HeapShow
 
