@@ -9,7 +9,7 @@ VPY     := $(VENV)/bin/python
 SAMPLES := $(patsubst c_samples/%.c,build/%,$(wildcard c_samples/*.c))
 GDB     := gdb -q -nx -batch -ex 'set pagination off' -ex 'set debuginfod enabled off'
 
-.PHONY: all samples demo test test-gdb lint fuzz bench readme check-tools clean matrix matrix-readme
+.PHONY: all samples demo test test-gdb lint fuzz bench bench-trace readme check-tools clean matrix matrix-readme
 
 all: samples
 
@@ -78,6 +78,11 @@ matrix-readme:
 
 bench: samples
 	$(PYTHON) bench/bench.py --readme
+	$(PYTHON) bench/trace_rate.py --readme
+
+# The traced call rate of heap trace alone (bench/trace_rate.py).
+bench-trace: samples
+	$(PYTHON) bench/trace_rate.py --readme
 
 readme: samples
 	$(PYTHON) tools/readme_examples.py

@@ -131,13 +131,13 @@ def came_from(layout: GlibcLayout, before: State, after: State, chunk: int, size
         i = layout.tcache_index(size)
         if i < len(t.heads) and t.heads[i] == chunk:
             why.from_, why.bin_index = "tcache", i
-            why.text = f"the head of {bin_label('tcache', i)} (the thread's cache of {size:#x}-byte chunks)"
+            why.text = f"taken from the head of {bin_label('tcache', i)} (the thread's cache of {size:#x}-byte chunks)"
             return why
     for state in before.arenas.values():
         f = layout.fastbin_index(size)
         if 0 <= f < len(state.fastbinsY) and state.fastbinsY[f] == chunk:
             why.from_, why.bin_index = "fast", f
-            why.text = f"the head of {bin_label('fast', f)}"
+            why.text = f"taken from the head of {bin_label('fast', f)}"
             return why
     remainder = _remainder(layout, after, chunk + size, size_at)
     consolidated = _consolidated(before, after)
@@ -158,12 +158,12 @@ def came_from(layout: GlibcLayout, before: State, after: State, chunk: int, size
             return why
         if chunk in before.unsorted.get(address, ()):
             why.from_, why.bin_index = "unsorted", 1
-            why.text = "the unsorted bin" + (", split" + remainder if remainder else " (an exact fit)")
+            why.text = "taken from the unsorted bin" + (", split" + remainder if remainder else " (an exact fit)")
             return why
         for i, (fd, bk) in _bin_heads(layout, state).items():
             if chunk in (fd, bk) and i > 1:
                 why.from_, why.bin_index = _kind(i), i
-                why.text = f"{bin_label(_kind(i), i)}" + (", split" + remainder if remainder else "")
+                why.text = f"taken from {bin_label(_kind(i), i)}" + (", split" + remainder if remainder else "")
                 return why
     for address in after.arenas:
         if address not in before.arenas:
@@ -174,7 +174,7 @@ def came_from(layout: GlibcLayout, before: State, after: State, chunk: int, size
     whole = size + (_size(size_at, chunk + size) if remainder else 0)
     i = layout.bin_index(whole)
     why.from_, why.bin_index = _kind(i), i
-    why.text = f"{bin_label(_kind(i), i)} (a {whole:#x}-byte chunk inside its chain)" + (
+    why.text = f"taken from {bin_label(_kind(i), i)} (a {whole:#x}-byte chunk inside its chain)" + (
         ", split" + remainder if remainder else "")
     return why
 
@@ -212,7 +212,7 @@ def went_to(layout: GlibcLayout, before: State, after: State, chunk: int, size_f
         i = layout.tcache_index(size)
         if i < len(t.heads) and t.heads[i] == chunk:
             why.to, why.bin_index = "tcache", i
-            why.text = f"{bin_label('tcache', i)}, now holding {t.counts[i]}"
+            why.text = f"into {bin_label('tcache', i)}, now holding {t.counts[i]}"
             return why
     full = ""
     if t is not None and layout.tcache_index(size) < len(t.counts):
@@ -222,7 +222,7 @@ def went_to(layout: GlibcLayout, before: State, after: State, chunk: int, size_f
         f = layout.fastbin_index(size)
         if 0 <= f < len(state.fastbinsY) and state.fastbinsY[f] == chunk:
             why.to, why.bin_index = "fast", f
-            why.text = f"{bin_label('fast', f)}{full}"
+            why.text = f"into {bin_label('fast', f)}{full}"
             return why
     tail = "; fast bins consolidated" if _consolidated(before, after) else ""
     for address, state in after.arenas.items():
@@ -242,7 +242,7 @@ def went_to(layout: GlibcLayout, before: State, after: State, chunk: int, size_f
                 why.to, why.bin_index = "unsorted", 1
                 why.merged_with = ([held] if held < chunk else []) + (
                     [chunk + size] if held + held_size > chunk + size else [])
-                why.text = "the unsorted bin" + _merged(why.merged_with) + full + tail
+                why.text = "into the unsorted bin" + _merged(why.merged_with) + full + tail
                 return why
     why.text = "not in any bin head the trace reads" + tail
     return why

@@ -17,19 +17,20 @@ from __future__ import annotations
 import collections
 import os
 import re
+import struct
 from dataclasses import dataclass, field
 from typing import Deque, Dict, List, Optional, Tuple
 
 import gdb  # type: ignore[import-not-found,unused-ignore]
 
-from . import elf, mappings, model
+from . import elf, heuristics, mappings, model
 from .errors import HeapError, MemoryReadError
 from .explain import (ARG_COUNTS, CALLS, SYSCALLS, UNSORTED_READ, Call, Record, State, Syscall, TcacheState,
                       explain)
 from .gdbmemory import GdbMemory
 from .layouts import GlibcLayout
-from .locate import Context, is_core, locate, process_mappings, require_process, thread_tls, word_size
-from .memory import Reader
+from .locate import is_core, locate, process_mappings, require_process, word_size
+from .memory import PAGE, Reader
 
 DEFAULT_RING = 10_000
 MAX_RETURN_SITES = 1 << 14  # distinct return addresses given a breakpoint, at most
@@ -52,7 +53,6 @@ class Pending:
     ret: int  # the return address
     sp: int  # the stack pointer at entry (pointing at the return address)
     before: State
-    tcache: Optional[int]
     caller: Optional[str]
     size_field_before: Optional[int]
     syscalls: List[Syscall] = field(default_factory=list)
@@ -125,14 +125,13 @@ class Tracer:
         state = found.state
         self.layout: GlibcLayout = state.layout
         self.main_arena, self.mp = state.main_arena, state.mp
-        self.ctx: Context = found.context
         self.S = self.layout.size_sz
+        self._tls()
         libc = mappings.libc_path(maps)  # as the process maps it
         # glibc's code: libc and the dynamic loader (whose calloc is libc's, called by pthread_create)
         self.glibc = [s for s in (_span(maps, libc), _span(maps, _loader(maps))) if s is not None]
         self.inferior = gdb.selected_inferior()
         self.pending: Dict[int, Pending] = {}
-        self.tcaches: Dict[int, int] = {}  # gdb's global thread number -> its tcache, once it has one
         self.callers: Dict[int, Optional[str]] = {}  # return address outside libc -> caller
         self.returns: Dict[int, _Return] = {}
         self.entries: List[_Entry] = []
@@ -174,16 +173,60 @@ class Tracer:
         except MemoryReadError:
             return None
 
-    def tcache_of(self, thread: gdb.InferiorThread) -> Optional[int]:
-        key = thread.global_num
-        if key not in self.tcaches and self.layout.features.tcache:
-            self.ctx.reader.clear()  # what locate read before is stale
-            found = thread_tls(self.ctx).tcache
-            if found:
-                self.tcaches[key] = found
-        return self.tcaches.get(key)
+    def _tls(self) -> None:
+        """How to find a thread's tcache inside a breakpoint's handler, where gdb must run no
+        command: x86-64, the distance from the thread pointer to libc's `tcache` slot (the same
+        in every thread: static TLS), from debug symbols now or found later in memory; else
+        gdb's TLS support (debug symbols)."""
+        self.tls_delta: Optional[int] = None
+        self.tls_symbol = False
+        if not self.layout.features.tcache:
+            return
+        try:
+            slot = int(gdb.parse_and_eval("(unsigned long)&tcache"))
+            self.tls_symbol = True
+            if self.S == 8:
+                self.tls_delta = int(gdb.parse_and_eval("(unsigned long)$fs_base")) - slot
+        except gdb.error:
+            pass
 
-    def state(self, tcache: Optional[int]) -> State:
+    def _find_tls_delta(self, frame: gdb.Frame, arenas: Dict[int, model.MallocState], mp: model.MallocPar) -> None:
+        """Without symbols: locate.py's heuristic (thread_arena's slot holds an arena, tcache
+        is the word near it pointing at a tcache-sized chunk), by memory reads only."""
+        tp = self.register(frame, "fs_base")
+        if not tp:
+            return
+        arena_slot = None
+        # The TLS area's mapping is not known here (gdb runs no command in a handler): windows
+        # that shrink to the thread pointer's own page until one is readable and holds it.
+        for window in (heuristics.TLS_WINDOW, 4 * PAGE + (tp & (PAGE - 1)), PAGE + (tp & (PAGE - 1)),
+                       tp & (PAGE - 1)):
+            _, arena_slot = heuristics.tls_arena(self.reader, tp, tp - window, list(arenas))
+            if arena_slot is not None:
+                break
+        if arena_slot is None:
+            return
+        heaps = [(mp.sbrk_base, mp.sbrk_base + arenas[self.main_arena].system_mem)] + [
+            (model.heap_for_ptr(self.layout, a.top), model.heap_for_ptr(self.layout, a.top) + self.layout.heap_max_size)
+            for address, a in arenas.items() if address != self.main_arena]
+        value = heuristics.tls_tcache(self.reader, self.layout, arena_slot, heaps)
+        for slot in range(arena_slot - heuristics.TLS_NEIGHBOURS, arena_slot + heuristics.TLS_NEIGHBOURS, self.S):
+            if value is not None and self.word(slot) == value:
+                self.tls_delta = tp - slot
+                return
+
+    def tcache_of(self, frame: gdb.Frame, arenas: Dict[int, model.MallocState], mp: model.MallocPar) -> Optional[int]:
+        if not self.layout.features.tcache:
+            return None
+        if self.tls_delta is None and self.S == 8 and not self.tls_symbol:
+            self._find_tls_delta(frame, arenas, mp)
+        if self.tls_delta is not None:
+            return self.word(self.register(frame, "fs_base") - self.tls_delta) or None
+        if self.tls_symbol:
+            return int(gdb.parse_and_eval("(unsigned long)tcache")) or None
+        return None
+
+    def state(self, frame: gdb.Frame) -> State:
         """The allocator's state that a call can change: every arena, mp_'s counters, the tcache."""
         layout, reader = self.layout, self.reader
         arenas: Dict[int, model.MallocState] = {}
@@ -195,6 +238,7 @@ class Tracer:
                 break
         mp = model.read_malloc_par(reader, layout, self.mp)
         unsorted = {a: self._unsorted(s) for a, s in arenas.items()}
+        tcache = self.tcache_of(frame, arenas, mp)
         return State(arenas, mp.n_mmaps, mp.mmapped_mem, self._tcache(tcache, mp) if tcache else None, unsorted)
 
     def _unsorted(self, state: model.MallocState) -> Tuple[int, ...]:
@@ -217,12 +261,12 @@ class Tracer:
             return None
         c_off, c_size, _ = t.fields[layout.counts_field]
         n = layout.tcache_bins
-        order = self.reader.order
-        counts = [int.from_bytes(raw[c_off + i * c_size:c_off + (i + 1) * c_size], order) for i in range(n)]
+        end = "<" if self.reader.order == "little" else ">"
+        counts = list(struct.unpack_from(f"{end}{n}{'H' if c_size == 2 else 'B'}", raw, c_off))
         if layout.features.tcache_free_slots:  # 2.42: the counts are free slots
             counts = [mp.tcache_count - c if c <= mp.tcache_count else 0 for c in counts]
         e_off, H = t.offset("entries"), layout.header_size
-        heads = [int.from_bytes(raw[e_off + i * self.S:e_off + (i + 1) * self.S], order) for i in range(n)]
+        heads = struct.unpack_from(f"{end}{n}{'Q' if self.S == 8 else 'I'}", raw, e_off)
         return TcacheState(address, tuple(counts), tuple(h - H if h else 0 for h in heads))
 
     def in_libc(self, pc: int) -> bool:
@@ -264,8 +308,7 @@ class Tracer:
         args = self.args(frame, sp, ARG_COUNTS[name])
         freed = args[0] if name in ("free", "realloc") else 0
         size_field = self.size_at(freed - self.layout.header_size) if freed else None
-        tcache = self.tcache_of(thread)
-        self.pending[thread.global_num] = Pending(name, args, ret, sp, self.state(tcache), tcache, self.caller(ret),
+        self.pending[thread.global_num] = Pending(name, args, ret, sp, self.state(frame), self.caller(ret),
                                                   size_field)
         self.watch_return(ret)
 
@@ -311,8 +354,7 @@ class Tracer:
             pointer, shown = None, result
         else:
             pointer, shown = result, result
-        tcache = p.tcache if p.tcache is not None else self.tcache_of(thread)  # the first call makes it
-        after = self.state(tcache)
+        after = self.state(frame)
         call = Call(p.name, p.args, shown, pointer, p.size_field_before, p.syscalls)
         why = explain(self.layout, p.before, after, call, self.size_at)
         LOG.seq += 1

@@ -11,14 +11,15 @@ import json
 import os
 import re
 import tempfile
-from typing import Any, Dict, List, Tuple
+from typing import Any, Dict, List, Sequence, Tuple
 
 import pytest
 
-from tests.gdbrun import CONFIG, ROOT, gdb_batch, host_glibc, json_doc, no_traceback, sample, version_tuple
+from tests.gdbrun import (CONFIG, EMPTY_DEBUG_DIR, ROOT, gdb_batch, host_glibc, json_doc, no_traceback, sample,
+    version_tuple)
 
-pytestmark = pytest.mark.skipif(CONFIG.glibc_dir is not None or CONFIG.static or not CONFIG.symbols,
-                                reason="the truth is read through the host libc's debug info")
+HOST = pytest.mark.skipif(CONFIG.glibc_dir is not None or CONFIG.static or not CONFIG.symbols,
+                          reason="the truth is read through the host libc's debug info")
 
 FASTBINS = version_tuple(host_glibc()) < (2, 43)
 
@@ -64,13 +65,13 @@ print("TRACE_AFTER " + gdb.execute("heap trace --json", to_string=True))
 '''
 
 
-def run_walk(ring: str = "") -> Tuple[Dict[str, Any], List[str], Any]:
+def run_walk(ring: str = "", pre: Sequence[str] = ()) -> Tuple[Dict[str, Any], List[str], Any]:
     with tempfile.TemporaryDirectory(prefix="gdb_heap_trace.") as tmp:
         output = os.path.join(tmp, "out")
         script = os.path.join(tmp, "walk.py")
         with open(script, "w") as f:
             f.write(f"OUTPUT = {output!r}\nRING = {ring!r}\n" + WALK)
-        r = gdb_batch([f"source {script}"], sample("trace_walk"))
+        r = gdb_batch([f"source {script}"], sample("trace_walk"), pre=pre)
         no_traceback(r.stdout + r.stderr)
         with open(output) as f:
             printed = f.read().splitlines()
@@ -98,17 +99,22 @@ def source_line(text: str) -> int:
         return next(i for i, line in enumerate(f, 1) if text in line)
 
 
-def test_the_calls_are_what_the_program_did(walk):
-    end, printed, _ = walk
-    p = pointers(printed)
-    calls = json_doc(end["trace"])["calls"]
-    # What trace_walk.c does, in order, with the pointers it printed.
+def expected_calls(p: Dict[str, int]) -> List[Tuple[str, List[int], Any]]:
+    """What trace_walk.c does up to its last checkpoint, in order, with the pointers it printed."""
     expected = [("malloc", [24], p["a"]), ("free", [p["a"]], None), ("malloc", [24], p["b"])]
     expected += [("malloc", [24], p[f"f{i}"]) for i in range(8)] + [("free", [p[f"f{i}"]], None) for i in range(8)]
     expected += [("malloc", [n], p[k]) for k, n in (("u", 0x500), ("g", 40), ("v", 0x500), ("w", 0x500),
                                                      ("h", 40), ("t", 0x600))]
     expected += [("free", [p[k]], None) for k in "uvwt"]
-    expected += [("malloc", [200000], p["big"]), ("free", [p["big"]], None)]
+    return expected + [("malloc", [200000], p["big"]), ("free", [p["big"]], None)]
+
+
+@HOST
+def test_the_calls_are_what_the_program_did(walk):
+    end, printed, _ = walk
+    p = pointers(printed)
+    calls = json_doc(end["trace"])["calls"]
+    expected = expected_calls(p)
     assert [(c["call"], c["args"], c["result"]) for c in calls] == expected
     assert [c["seq"] for c in calls] == list(range(1, len(expected) + 1))
     assert {c["thread"] for c in calls} == {1}
@@ -117,6 +123,7 @@ def test_the_calls_are_what_the_program_did(walk):
     assert json_doc(end["trace"])["tracing"] is True and json_doc(end["trace"])["dropped"] == 0
 
 
+@HOST
 def test_why_each_call_did_what_it_did(walk):
     end, printed, _ = walk
     p = pointers(printed)
@@ -163,6 +170,7 @@ def test_why_each_call_did_what_it_did(walk):
     assert first["caller"].startswith("xmalloc at ")
 
 
+@HOST
 def test_text_and_stop_leave_nothing_behind(walk):
     end, _, after = walk
     text = end["text"]
@@ -176,6 +184,7 @@ def test_text_and_stop_leave_nothing_behind(walk):
     assert after["tracing"] is False and len(after["calls"]) == 31
 
 
+@HOST
 def test_the_ring_keeps_the_last_calls_and_counts_the_rest():
     end, _, _ = run_walk("--ring 5")
     doc = json_doc(end["trace"])
@@ -241,3 +250,16 @@ def test_trace_errors_are_one_line():
     assert lines[2] == "heap: --ring goes with heap trace start"
     assert lines[3].startswith("heap: --last wants a number")
     no_traceback(r.stdout + r.stderr)
+
+
+@pytest.mark.skipif(CONFIG.arch != "amd64", reason="i386: the tcache's TLS slot is found through debug symbols only")
+def test_without_libc_symbols():
+    """libc's debug info hidden: the functions are found by libc's exported symbols, the tcache by
+    its TLS slot next to thread_arena's; the calls and the tcache's part are the same."""
+    end, printed, _ = run_walk(pre=[f"set debug-file-directory {EMPTY_DEBUG_DIR}"])
+    p = pointers(printed)
+    calls = json_doc(end["trace"])["calls"]
+    assert [(c["call"], c["args"], c["result"]) for c in calls] == expected_calls(p)
+    assert (calls[1]["to"], calls[1]["bin_index"], calls[2]["from"]) == ("tcache", 0, "tcache")
+    assert [c["to"] for c in calls[11:18]] == ["tcache"] * 7
+    assert calls[29]["from"] == "mmap" and calls[30]["to"] == "munmap"
