@@ -118,6 +118,20 @@ def _grew(before: State, after: State, arena: int, syscalls: Sequence[Syscall]) 
         any(s.name in ("brk", "mprotect") for s in syscalls)
 
 
+def _head(layout: GlibcLayout, state: State, chunk: int, size: int) -> Optional[Tuple[str, int]]:
+    """("tcache", i) or ("fast", i) when the chunk heads the thread's tcache bin or a fast bin
+    of its size in `state`."""
+    t = state.tcache
+    i = layout.tcache_index(size)
+    if t is not None and i < len(t.heads) and t.heads[i] == chunk:
+        return "tcache", i
+    f = layout.fastbin_index(size)
+    for one in state.arenas.values():
+        if 0 <= f < len(one.fastbinsY) and one.fastbinsY[f] == chunk:
+            return "fast", f
+    return None
+
+
 def came_from(layout: GlibcLayout, before: State, after: State, chunk: int, size_field: int,
               size_at: SizeAt, syscalls: Sequence[Syscall]) -> Why:
     """Where an allocated chunk was before the call."""
@@ -126,19 +140,12 @@ def came_from(layout: GlibcLayout, before: State, after: State, chunk: int, size
     if size_field & IS_MMAPPED:
         why.from_, why.text = "mmap", "a mapping of its own (mmap: the request is at or above the mmap threshold)"
         return why
-    t = before.tcache
-    if t is not None:
-        i = layout.tcache_index(size)
-        if i < len(t.heads) and t.heads[i] == chunk:
-            why.from_, why.bin_index = "tcache", i
-            why.text = f"taken from the head of {bin_label('tcache', i)} (the thread's cache of {size:#x}-byte chunks)"
-            return why
-    for state in before.arenas.values():
-        f = layout.fastbin_index(size)
-        if 0 <= f < len(state.fastbinsY) and state.fastbinsY[f] == chunk:
-            why.from_, why.bin_index = "fast", f
-            why.text = f"taken from the head of {bin_label('fast', f)}"
-            return why
+    head = _head(layout, before, chunk, size)
+    if head is not None:
+        why.from_, why.bin_index = head
+        why.text = f"taken from the head of {bin_label(*head)}" + (
+            f" (the thread's cache of {size:#x}-byte chunks)" if head[0] == "tcache" else "")
+        return why
     remainder = _remainder(layout, after, chunk + size, size_at)
     consolidated = _consolidated(before, after)
     for address, state in before.arenas.items():
@@ -208,22 +215,16 @@ def went_to(layout: GlibcLayout, before: State, after: State, chunk: int, size_f
         why.to, why.text = "munmap", "unmapped (an mmapped chunk is given back to the kernel whole)"
         return why
     t = after.tcache
-    if t is not None:
-        i = layout.tcache_index(size)
-        if i < len(t.heads) and t.heads[i] == chunk:
-            why.to, why.bin_index = "tcache", i
-            why.text = f"into {bin_label('tcache', i)}, now holding {t.counts[i]}"
-            return why
     full = ""
     if t is not None and layout.tcache_index(size) < len(t.counts):
         i = layout.tcache_index(size)
         full = f" ({bin_label('tcache', i)} is full: {t.counts[i]})" if t.counts[i] else ""
-    for state in after.arenas.values():
-        f = layout.fastbin_index(size)
-        if 0 <= f < len(state.fastbinsY) and state.fastbinsY[f] == chunk:
-            why.to, why.bin_index = "fast", f
-            why.text = f"into {bin_label('fast', f)}{full}"
-            return why
+    head = _head(layout, after, chunk, size)
+    if head is not None:
+        why.to, why.bin_index = head
+        why.text = f"into {bin_label(*head)}" + (f", now holding {t.counts[head[1]]}" if t is not None and
+                                                 head[0] == "tcache" else full)
+        return why
     tail = "; fast bins consolidated" if _consolidated(before, after) else ""
     for address, state in after.arenas.items():
         top_size = _size(size_at, state.top)

@@ -340,8 +340,7 @@ class Tracer:
         sp = self.sp(frame)
         if p.inner is not None and p.inner[1] == pc and sp == p.inner[2] + self.S:
             p.inner[0].result = self.result(frame, p.inner[0].name)
-            p.inner = None
-            return
+            p.inner = None  # and when the call tail-called the wrapper (2.31's free: munmap), it returns too
         if p.ret != pc or sp != p.sp + self.S:
             return  # not this call's return (a jump here, or a deeper recursion)
         del self.pending[thread.global_num]
