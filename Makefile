@@ -9,8 +9,8 @@ VPY     := $(VENV)/bin/python
 SAMPLES := $(patsubst c_samples/%.c,build/%,$(wildcard c_samples/*.c))
 GDB     := gdb -q -nx -batch -ex 'set pagination off' -ex 'set debuginfod enabled off'
 
-.PHONY: all samples demo test test-gdb lint fuzz bench readme check-tools clean matrix matrix-readme \
-        install-gdbinit uninstall-gdbinit
+.PHONY: all samples demo test test-gdb lint fuzz bench bench-trace readme check-tools clean matrix \
+        matrix-readme install-gdbinit uninstall-gdbinit
 
 all: samples
 
@@ -79,6 +79,11 @@ matrix-readme:
 
 bench: samples
 	$(PYTHON) bench/bench.py --readme
+	$(PYTHON) bench/trace_rate.py --readme
+
+# The traced call rate of heap trace alone (bench/trace_rate.py).
+bench-trace: samples
+	$(PYTHON) bench/trace_rate.py --readme
 
 readme: samples
 	$(PYTHON) tools/readme_examples.py

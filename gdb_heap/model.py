@@ -7,6 +7,7 @@ loop over inferior data is bounded (a heap's end, a chain's length cap, a visite
 
 from __future__ import annotations
 
+import struct
 from bisect import bisect_left, bisect_right
 from collections import Counter
 from itertools import accumulate, repeat
@@ -190,8 +191,14 @@ class StructBytes:
         if not self.layout.has(name):
             return ()
         off, size, count = self.layout.fields[name]
+        code = _UNSIGNED.get(size)
+        if code is not None:  # one unpack for the whole array (heap trace reads arenas per call)
+            return struct.unpack_from(f"{'<' if self.order == 'little' else '>'}{count}{code}", self.raw, off)
         return tuple(int.from_bytes(self.raw[off + i * size:off + (i + 1) * size], self.order)
                      for i in range(count))
+
+
+_UNSIGNED = {1: "B", 2: "H", 4: "I", 8: "Q"}
 
 
 def read_malloc_par(reader: Reader, layout: GlibcLayout, address: int) -> MallocPar:

@@ -116,6 +116,11 @@ COMMANDS: Tuple[CommandSpec, ...] = (
                 examples=("heap where (char *){pointer} + 3", "heap where (char *){pointer} + 3 --json")),
     CommandSpec("heap layout", "Show the address space as malloc sees it, thread by thread.",
                 "heap layout", json=False),
+    # Only showing the calls is run by the read-only proof: start sets breakpoints (gdb's own).
+    CommandSpec("heap trace", "Trace every malloc and free as the program runs, and why.",
+                "heap trace [start [--ring N] | stop | clear] [--last N] [--thread N] [--json]",
+                valued=("--ring", "--last", "--thread"), words=("start", "stop", "clear"),
+                examples=("heap trace --last 3", "heap trace --thread 1 --json")),
 )
 
 BY_NAME: Dict[str, CommandSpec] = {c.name: c for c in COMMANDS}

@@ -33,7 +33,7 @@ def test_options_of_a_command_with_arenas():
 def test_undefined_command_lists_every_subcommand():
     message = registry.undefined_command("frobnicate")
     assert message == ("undefined heap command 'frobnicate'; the commands are chunks, chunk, bins, top, arenas, "
-                       "check, mmapped, map, where, layout (see help heap)")
+                       "check, mmapped, map, where, layout, trace (see help heap)")
     assert registry.undefined_command("x", "gheap").startswith("undefined gheap command 'x';")
 
 

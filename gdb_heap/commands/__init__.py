@@ -1,7 +1,7 @@
 """The `heap` gdb commands: parse arguments, ask the gdb-free side, hand the data to a renderer.
 
 One module per family (overview: heap, arenas, top, mmapped; chunks: chunks, chunk; bins;
-check), the shared plumbing in base.py, the settings in settings.py.  Which commands exist, and
+check; trace), the shared plumbing in base.py, the settings in settings.py.  Which commands exist, and
 their options, is registry.py's: register() creates one gdb command per registry entry under
 each of registry.PREFIXES ("heap chunks" and "gheap chunks").
 """
@@ -13,7 +13,7 @@ from typing import Optional
 import gdb  # type: ignore[import-not-found,unused-ignore]
 
 from .. import registry
-from . import bins, check, chunks, overview, places  # noqa: F401  (their @implements fill base.CLASSES)
+from . import bins, check, chunks, overview, places, trace  # noqa: F401  (their @implements fill base.CLASSES)
 from .base import CLASSES
 from .settings import AddressSetting, HeapSet, HeapShow
 
