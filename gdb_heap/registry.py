@@ -94,6 +94,16 @@ COMMANDS: Tuple[CommandSpec, ...] = (
                 "heap check [--json] [--arena ADDR | --all-arenas]", arenas=True),
     CommandSpec("heap mmapped", "List the mmapped chunks: large blocks that are a mapping of their own.",
                 "heap mmapped [--json]"),
+    CommandSpec("heap try-free", "Say what free(ADDR) would do now: glibc's checks in order, the abort or where "
+                "the chunk goes.", "heap try-free ADDR [--chunk] [--json]", flags=("--chunk",), address=True),
+    CommandSpec("heap try-malloc", "Say what malloc(SIZE) would do now: the chunk it returns and from where, the "
+                "side effects, or the abort.", "heap try-malloc SIZE [--calloc] [--json]", flags=("--calloc",),
+                examples=("heap try-malloc 24", "heap try-malloc 24 --json", "heap try-malloc 0x500 --calloc --json",
+                          "heap try-malloc 0x30000 --json")),
+    CommandSpec("heap fake-chunks", "Find places at or before TARGET where a fake chunk header passes glibc's "
+                "fast bin or tcache checks.", "heap fake-chunks TARGET [--size N] [--window N] [--json]",
+                valued=("--size", "--window"), address=True,
+                examples=("heap fake-chunks {pointer} --window 0x40 --json",)),
 )
 
 BY_NAME: Dict[str, CommandSpec] = {c.name: c for c in COMMANDS}

@@ -8,7 +8,7 @@ their options, is registry.py's: register() creates one gdb command per registry
 from __future__ import annotations
 
 from .. import registry
-from . import bins, check, chunks, overview  # noqa: F401  (their @implements fill base.CLASSES)
+from . import bins, check, chunks, overview, predict  # noqa: F401  (their @implements fill base.CLASSES)
 from .base import CLASSES
 from .settings import AddressSetting, HeapSet, HeapShow
 
