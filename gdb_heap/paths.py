@@ -99,6 +99,7 @@ class MallocResult(Outcome):
     user_address: Optional[int] = None
     source: Optional[str] = None  # "from": tcache, fast, small, unsorted, large, last_remainder, top, mmap
     bin_index: Optional[int] = None
+    top_after: Optional[int] = None  # the arena's top once the call returns (None: unknown, sysmalloc)
 
 
 class Sim:
@@ -676,6 +677,8 @@ def try_malloc(reader: Reader, ctx: Context, request: int, calloc: bool = False)
     _run(sim, out, body)
     if out.chunk is not None:
         out.user_address = out.chunk + sim.H
+    if out.aborts is None and out.crashes is None and not out.gave_up and not out.steps[-1].startswith("sysmalloc"):
+        out.top_after = sim.top
     return out
 
 

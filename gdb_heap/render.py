@@ -479,7 +479,7 @@ def free_doc(r: FreeResult) -> Dict[str, object]:
 def malloc_doc(r: MallocResult) -> Dict[str, object]:
     return {"request": r.request, "chunk": r.chunk, "user_address": r.user_address, "from": r.source,
             "bin_index": r.bin_index, "aborts": r.aborts, "failed_check": r.failed_check, "crashes": r.crashes,
-            "gave_up": r.gave_up, "side_effects": r.side_effects, "steps": r.steps}
+            "gave_up": r.gave_up, "top_after": r.top_after, "side_effects": r.side_effects, "steps": r.steps}
 
 
 def fake_doc(target: int, found: Sequence[FakeChunk]) -> Dict[str, object]:
