@@ -33,7 +33,7 @@ if TYPE_CHECKING:
     from .heap import Heap
 
 MAX_ITERS = 10000  # _int_malloc's bound on the unsorted bin loop
-BUDGET = 1 << 20  # words read or written by one prediction, at most: a loop in damaged links ends here
+BUDGET = 1 << 18  # words read or written by one prediction, at most: a loop in damaged links ends here
 FASTBIN_CONSOLIDATION_THRESHOLD = 65536
 BINMAPSHIFT = 5
 
