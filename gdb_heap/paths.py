@@ -36,6 +36,7 @@ MAX_ITERS = 10000  # _int_malloc's bound on the unsorted bin loop
 BUDGET = 1 << 18  # words read or written by one prediction, at most: a loop in damaged links ends here
 FASTBIN_CONSOLIDATION_THRESHOLD = 65536
 BINMAPSHIFT = 5
+MMAP_HP = 0x1  # 2.43: prev_size's flag for a huge-page mapping
 
 
 class Abort(Exception):
@@ -516,9 +517,16 @@ def _tcache_free(sim: Sim, out: FreeResult, p: int, size: int, retry: bool) -> b
 
 
 def _munmap(sim: Sim, out: FreeResult, p: int, size: int) -> None:
-    block = p - sim.word(p)
-    total = sim.word(p) + size
-    sim.check(bool((block | total) & (sim.ctx.pagesize - 1)), "MUNMAP_INVALID_POINTER")
+    offset = sim.word(p)
+    if sim.L.features.mmap_chunk_v2:  # mmap_base_offset: prev_size without MMAP_HP; a trailing header
+        offset &= ~MMAP_HP
+        size += sim.H
+    block = p - offset
+    total = offset + size
+    # From 2.29 the user pointer's offset in its page must be 0 or a power of two too.
+    in_page = (p + sim.H) & (sim.ctx.pagesize - 1) if sim.v >= (2, 29) else 0
+    sim.check(bool((block | total) & (sim.ctx.pagesize - 1)) or bool(in_page & (in_page - 1)),
+              "MUNMAP_INVALID_POINTER")
     out.to = "munmap"
     out.steps.append(f"an mmapped chunk: munmap of {total:#x} bytes at {block:#x}")
 
@@ -671,7 +679,8 @@ def try_malloc(reader: Reader, ctx: Context, request: int, calloc: bool = False)
             out.steps.append("the request exceeds PTRDIFF_MAX: NULL, errno ENOMEM")
             return
         out.steps.append(f"{'calloc' if calloc else 'malloc'}({request:#x}): chunk size {nb:#x}")
-        if not calloc and _tcache_malloc(sim, out, nb):
+        # calloc asks the tcache from 2.41 (tcache_try_malloc, then __libc_calloc's own copy)
+        if (not calloc or sim.v >= (2, 41)) and _tcache_malloc(sim, out, nb):
             return
         _int_malloc(sim, out, nb)
     _run(sim, out, body)

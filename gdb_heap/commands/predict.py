@@ -64,10 +64,12 @@ class HeapTryMalloc(HeapCommand):
 version over the current memory without changing it, for the selected thread (its tcache and
 arena): the tcache, the fast bin, the small bin, malloc_consolidate for large requests, the
 unsorted bin (exact fits, last_remainder, each other chunk sorted into its bin), the large bin,
-the binmap search, top, and sysmalloc (mmap from mp_.mmap_threshold).  Says which chunk comes
+the binmap search, top, and sysmalloc (mmap from mp_.mmap_threshold; where the heap grows,
+the chunk is taken to be cut from top, as it is when sbrk extends the heap in place).  Says which chunk comes
 back and from where, the side effects on the way, or glibc's abort message.
 
-  --calloc  calloc(1, SIZE): _int_malloc directly, the tcache is not asked
+  --calloc  calloc(1, SIZE): up to glibc 2.40 _int_malloc directly (the tcache is not
+            asked); from 2.41 the tcache first, as malloc
   --json    {"request", "chunk", "user_address", "from", "bin_index", "aborts", "failed_check",
             "crashes", "gave_up", "side_effects", "steps"}"""
 
