@@ -23,6 +23,7 @@
  *   free_tcache free_fast free_small free_unsorted free_merge_back
  *   free_merge_forward free_merge_both free_into_top free_trim free_munmap
  *   double_free_tcache double_free_fast free_misaligned free_top
+ *   free_fake_tcache (a fake chunk of 8 * S in .bss, freed: "house of spirit")
  *   malloc_tcache malloc_fast malloc_small malloc_unsorted_exact
  *   malloc_sort_then_top malloc_large_split malloc_binmap_small
  *   malloc_last_remainder malloc_top malloc_mmap malloc_consolidate
@@ -44,6 +45,10 @@
 #define BIG 0x1000           /* a large request nothing free serves */
 #define FILL_MAX 16
 
+/* A fake chunk outside the heap, placed like a real one: its user pointer
+ * FAKE_MEM 16-byte aligned, its header 2 * SIZE_SZ before that. */
+size_t fake[16] __attribute__((aligned(16)));
+#define FAKE_MEM ((void *)((char *)fake + 16))
 void *target;    /* the pointer free() gets after checkpoint 1 */
 size_t request;  /* the size malloc() gets after checkpoint 1 */
 
@@ -189,6 +194,10 @@ int main(int argc, char **argv)
     } else if (is(stage, "free_top")) {
         a = named("a", SMALL);
         target = (char *)a + (((size_t *)a)[-1] & ~(size_t)7); /* top's user pointer */
+    } else if (is(stage, "free_fake_tcache")) {
+        ((size_t *)FAKE_MEM)[-1] = 8 * S | 1; /* its size field: 0x40 (x86-64), 0x20 (i386) */
+        report_addr("fake", (char *)FAKE_MEM - 2 * S);
+        target = FAKE_MEM;
     } else if (is(stage, "malloc_tcache")) {
         free(named("a", SMALL));
         guard();

@@ -39,6 +39,10 @@ BINMAPSHIFT = 5
 MMAP_HP = 0x1  # 2.43: prev_size's flag for a huge-page mapping
 
 
+def misaligned_chunk(L: GlibcLayout, p: int) -> bool:
+    return bool((p if L.malloc_alignment == L.header_size else p + L.header_size) & (L.malloc_alignment - 1))
+
+
 class Abort(Exception):
     """glibc's malloc_printerr: the path ends with this message."""
 
@@ -208,8 +212,14 @@ class Sim:
     def set_bkn(self, p: int, v: int) -> None:
         self.put(p + self.H + 3 * self.S, v)
 
-    def misaligned(self, p: int) -> bool:
-        return bool(p & self.mask)
+    def misaligned(self, mem: int) -> bool:
+        """!aligned_OK(mem): a user pointer (a tcache entry)."""
+        return bool(mem & self.mask)
+
+    def misaligned_chunk(self, p: int) -> bool:
+        """misaligned_chunk(p): the chunk itself where MALLOC_ALIGNMENT is CHUNK_HDR_SZ, else its
+        user pointer (i386: 16-byte alignment, 8-byte headers)."""
+        return misaligned_chunk(self.L, p)
 
     def protect(self, pos: int, ptr: int) -> int:
         return ((pos >> 12) ^ ptr) if self.L.features.safe_linking else ptr
@@ -349,7 +359,7 @@ class Sim:
             p = self.word(slot)
             self.put(slot, 0)
             while p:
-                self.check(self.misaligned(p), "CONSOLIDATE_UNALIGNED")
+                self.check(self.misaligned_chunk(p), "CONSOLIDATE_UNALIGNED")
                 self.check(self.L.fastbin_index(self.size(p) & 0xFFFFFFFF) != i, "CONSOLIDATE_SIZE")
                 nextp = self.reveal(p + self.H, self.fd(p))
                 size = self.size(p)
@@ -423,7 +433,7 @@ def _free(sim: Sim, out: FreeResult, p: int, retry: bool) -> None:
     sizef = sim.sizef(p)
     out.steps.append(f"free({p + sim.H:#x}): chunk {p:#x}, size {size:#x}")
     if v >= (2, 42):
-        sim.check(sim.misaligned(p), "FREE_INVALID_POINTER")
+        sim.check(sim.misaligned_chunk(p), "FREE_INVALID_POINTER")
         if sim.tcache is not None and size < sim.ctx.mp.tcache_max_bytes:
             if _tcache_free(sim, out, p, size, retry):
                 return
@@ -438,7 +448,7 @@ def _free(sim: Sim, out: FreeResult, p: int, retry: bool) -> None:
         _munmap(sim, out, p, size)
         return
     sim.av = arena_for_chunk(sim, p)
-    sim.check(p > (-size & sim.wrap) or sim.misaligned(p), "FREE_INVALID_POINTER")
+    sim.check(p > (-size & sim.wrap) or sim.misaligned_chunk(p), "FREE_INVALID_POINTER")
     sim.check(size < L.minsize or bool(size & sim.mask), "FREE_INVALID_SIZE")
     out.steps.append("the pointer and size pass: aligned, at least MINSIZE, no wrap")
     if L.features.tcache and sim.tcache is None:
@@ -918,7 +928,7 @@ def _from_fastbin(sim: Sim, out: MallocResult, nb: int) -> Optional[int]:
     victim = sim.word(slot)
     if not victim:
         return None
-    sim.check(sim.misaligned(victim), "FASTBIN_UNALIGNED_VICTIM")
+    sim.check(sim.misaligned_chunk(victim), "FASTBIN_UNALIGNED_VICTIM")
     sim.put(slot, sim.reveal(victim + sim.H, sim.fd(victim)))
     sim.check(L.fastbin_index(sim.size(victim) & 0xFFFFFFFF) != idx, "FASTBIN_VICTIM_SIZE")
     out.steps.append(f"fast[{idx}] is not empty: its first chunk {victim:#x}")
@@ -929,7 +939,7 @@ def _from_fastbin(sim: Sim, out: MallocResult, nb: int) -> Optional[int]:
             tc_victim = sim.word(slot)
             if not tc_victim:
                 break
-            sim.check(sim.misaligned(tc_victim), "FASTBIN_UNALIGNED_STASH")
+            sim.check(sim.misaligned_chunk(tc_victim), "FASTBIN_UNALIGNED_STASH")
             sim.check(sim.tidx(sim.size(tc_victim)) != tc_idx, "FASTBIN_STASH_SIZE")
             sim.put(slot, sim.reveal(tc_victim + sim.H, sim.fd(tc_victim)))
             sim.tcache_put(tc_victim, tc_idx)
@@ -1073,7 +1083,7 @@ def fake_chunks(reader: Reader, layout: GlibcLayout, target: int, tcache_bins: i
     fast = layout.features.fastbins
     max_fast = (64 * S // 4 + S) & ~(A - 1)
     for c in range(target, start - 1, -1):
-        aligned = c % A == 0
+        aligned = not misaligned_chunk(layout, c)
         if not aligned and step != 1:
             continue
         off = c - lo + S

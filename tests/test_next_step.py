@@ -24,7 +24,8 @@ MALLOC = "heap try-malloc request --json"
 CALLOC = "heap try-malloc request --calloc --json"
 FREE_STAGES = ["free_tcache", "free_fast", "free_small", "free_unsorted", "free_merge_back", "free_merge_forward",
                "free_merge_both", "free_into_top", "free_trim", "free_munmap", "double_free_tcache",
-               "double_free_fast", "free_misaligned", "free_top"]
+               "double_free_fast", "free_misaligned", "free_top", "free_fake_tcache"]
+FAKE = "heap fake-chunks &fake[6] --json"  # 4 words into the fake chunk's user data
 MALLOC_STAGES = ["malloc_tcache", "malloc_fast", "malloc_small", "malloc_unsorted_exact", "malloc_sort_then_top",
                  "malloc_large_split", "malloc_binmap_small", "malloc_last_remainder", "malloc_top", "malloc_mmap",
                  "malloc_consolidate", "malloc_unsorted_to_tcache", "calloc_skips_tcache"]
@@ -42,7 +43,8 @@ def run(request):
     command = command_for(stage)
     with tempfile.TemporaryDirectory(prefix="gdb_heap_next.") as tmp:
         stderr_file = os.path.join(tmp, "stderr")
-        record = probe(sample("next_step"), [command], [stage, "2>", stderr_file])
+        commands = [command] + ([FAKE] if stage == "free_fake_tcache" else [])
+        record = probe(sample("next_step"), commands, [stage, "2>", stderr_file])
         with open(stderr_file) as f:
             printed = f.read()
     no_traceback(record["gdb_stderr"])
@@ -52,6 +54,26 @@ def run(request):
     assert r["ok"], f"{stage}: {command} failed: {r['out']}"
     return {"stage": stage, "prediction": json_doc(r["out"]), "before": stages[0],
             "after": stages[1] if len(stages) > 1 else None, "printed": printed, "end": record["end"]}
+
+
+def test_fake_chunks_lists_the_fake_chunk_glibc_takes(run):
+    """The fake chunk the sample writes (size 8 * SIZE_SZ) is a tcache fit at its address; glibc's
+    free then puts it in that tcache bin (test_free_puts_the_chunk_where_predicted checks the
+    bin through debug info)."""
+    if run["stage"] != "free_fake_tcache":
+        pytest.skip("the fake chunk stage only")
+    before = run["before"]
+    S = before["truth"]["S"]
+    fake = int(next(f for f in facts(before, "addr") if f[0] == "fake")[1], 16)
+    r = before["commands"][FAKE]
+    assert r["ok"], r["out"]
+    found = {c["chunk"]: c for c in json_doc(r["out"])["candidates"]}
+    index = (8 * S - 4 * S) // 16  # csize2tidx: (size - MINSIZE) / MALLOC_ALIGNMENT
+    assert fake in found, f"{fake:#x} not among {sorted(hex(c) for c in found)}"
+    assert f"tcache[{index}]" in found[fake]["fits"] and found[fake]["size"] == 8 * S
+    assert run["prediction"]["to"] == f"tcache[{index}]"
+    after = run["after"]["truth"]
+    assert tcache_chains(after)[index][0] == fake + 2 * S
 
 
 def fact(record: Dict[str, Any], kind: str) -> List[str]:
@@ -78,7 +100,8 @@ def test_abort_or_not_is_what_glibc_did(run):
     if printed:
         assert printed.endswith("\n") and printed.count("\n") == 1, f"{run['stage']}: glibc printed {printed!r}"
         assert end == {"signal": "SIGABRT"}, f"{run['stage']}: glibc printed {printed!r}, then {end}"
-        assert pred["aborts"] == printed[:-1], f"{run['stage']}: predicted {pred['aborts']!r}, glibc printed {printed!r}"
+        assert pred["aborts"] == printed[:-1], (
+            f"{run['stage']}: predicted {pred['aborts']!r}, glibc printed {printed!r}")
         assert pred["failed_check"]
     else:
         assert end == {"exit_code": 0}, f"{run['stage']}: the program ended {end}"
