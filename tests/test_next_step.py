@@ -87,11 +87,12 @@ def regular(truth: Dict[str, Any]) -> Dict[int, List[int]]:
 
 
 def tcache_chains(truth: Dict[str, Any]) -> List[List[int]]:
-    return truth["tcache"].get("chains", [])
+    chains: List[List[int]] = truth["tcache"].get("chains", [])
+    return chains
 
 
 def fast_head(truth: Dict[str, Any], index: int) -> int:
-    return (truth["fastbins"] or {}).get(str(index), {}).get("head", 0)
+    return int((truth["fastbins"] or {}).get(str(index), {}).get("head", 0))
 
 
 def test_abort_or_not_is_what_glibc_did(run):
