@@ -28,6 +28,8 @@
  *   malloc_sort_then_top malloc_large_split malloc_binmap_small
  *   malloc_last_remainder malloc_top malloc_mmap malloc_consolidate
  *   malloc_unsorted_to_tcache calloc_skips_tcache
+ *   realloc_shrink realloc_into_top realloc_over_next realloc_move
+ *     (realloc(target, request))
  */
 #include "sample.h"
 
@@ -114,12 +116,12 @@ static void do_free(void)
     printf("@ result 0x0\n");
 }
 
-static void do_malloc(int calloc_it)
+static void do_malloc(int calloc_it, int realloc_it)
 {
     void *p;
 
     report_sbrk("before");
-    p = calloc_it ? calloc(1, request) : malloc(request);
+    p = realloc_it ? realloc(target, request) : calloc_it ? calloc(1, request) : malloc(request);
     report_sbrk("after");
     printf("@ result 0x%" PRIxPTR "\n", (uintptr_t)p);
     if (p != NULL)
@@ -130,7 +132,7 @@ int main(int argc, char **argv)
 {
     const char *stage = argc > 1 ? argv[1] : "";
     void *a, *b, *c, *p[FILL_MAX];
-    int is_malloc = 0, is_calloc = 0;
+    int is_malloc = 0, is_calloc = 0, is_realloc = 0;
 
     setvbuf(stdout, NULL, _IONBF, 0);
     printf("@ size_t %zu\n", S);
@@ -286,6 +288,27 @@ int main(int argc, char **argv)
         guard();
         request = MID;
         is_calloc = 1;
+    } else if (is(stage, "realloc_shrink")) {
+        target = named("a", LARGE);
+        guard();
+        request = MID; /* the rest, 0x400 (i386: 0x400), is freed */
+        is_realloc = 1;
+    } else if (is(stage, "realloc_into_top")) {
+        target = named("a", MID);
+        request = LARGE;
+        is_realloc = 1;
+    } else if (is(stage, "realloc_over_next")) {
+        target = named("a", LARGE);
+        b = named("b", LARGE);
+        guard();
+        free(b); /* the unsorted bin */
+        request = LARGE + 0x300;
+        is_realloc = 1;
+    } else if (is(stage, "realloc_move")) {
+        target = named("a", LARGE);
+        guard();
+        request = BIG;
+        is_realloc = 1;
     } else {
         fprintf(stderr, "next_step: unknown stage %s\n", stage);
         return 2;
@@ -293,8 +316,8 @@ int main(int argc, char **argv)
     report_addr("target", target);
     printf("@ request %zu\n", request);
     CHECKPOINT(1);
-    if (is_malloc || is_calloc)
-        do_malloc(is_calloc);
+    if (is_malloc || is_calloc || is_realloc)
+        do_malloc(is_calloc, is_realloc);
     else
         do_free();
     CHECKPOINT(2);

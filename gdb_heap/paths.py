@@ -105,6 +105,7 @@ class MallocResult(Outcome):
     source: Optional[str] = None  # "from": tcache, fast, small, unsorted, large, last_remainder, top, mmap
     bin_index: Optional[int] = None
     top_after: Optional[int] = None  # the arena's top once the call returns (None: unknown, sysmalloc)
+    call: str = "malloc"  # malloc, calloc or realloc
 
 
 class Sim:
@@ -678,7 +679,7 @@ def checked_request2size(L: GlibcLayout, n: int) -> Optional[int]:
 
 def try_malloc(reader: Reader, ctx: Context, request: int, calloc: bool = False) -> MallocResult:
     """What malloc(request) (or calloc, which skips the tcache) does now."""
-    out = MallocResult(request=request)
+    out = MallocResult(request=request, call="calloc" if calloc else "malloc")
     sim = Sim(reader, ctx, out)
     if ctx.thread_arena:
         sim.av = ctx.thread_arena
@@ -699,6 +700,104 @@ def try_malloc(reader: Reader, ctx: Context, request: int, calloc: bool = False)
     if out.aborts is None and out.crashes is None and not out.gave_up and not out.steps[-1].startswith("sysmalloc"):
         out.top_after = sim.top
     return out
+
+
+def try_realloc(reader: Reader, ctx: Context, mem: int, request: int) -> MallocResult:
+    """What realloc(mem, request) does now: "from" is "in place" (shrunk or already big enough,
+    the rest freed), "top" (grown into top), "next" (grown over the free chunk after it), or
+    where the malloc of a new chunk takes it from (the old chunk is then freed)."""
+    out = MallocResult(request=request, call="realloc")
+    sim = Sim(reader, ctx, out)
+    S = ctx.layout.size_sz
+    oldp = (mem - 2 * S) & sim.wrap
+
+    def body() -> None:
+        L = sim.L
+        if request == 0:
+            out.steps.append("realloc(p, 0) frees p and returns NULL")
+            sub = FreeResult(address=mem, chunk=oldp)
+            _free(sim, sub, oldp, True)
+            _merge_outcome(out, sub)
+            return
+        oldsize = sim.size(oldp)
+        out.steps.append(f"realloc({mem:#x}, {request:#x}): chunk {oldp:#x} of size {oldsize:#x}")
+        if not sim.sizef(oldp) & IS_MMAPPED:
+            sim.av = arena_for_chunk(sim, oldp)
+        sim.check(oldp > (-oldsize & sim.wrap) or sim.misaligned_chunk(oldp), "REALLOC_INVALID_POINTER")
+        nb = checked_request2size(L, request)
+        if nb is None:
+            out.steps.append("the request exceeds PTRDIFF_MAX: NULL, errno ENOMEM")
+            return
+        if sim.sizef(oldp) & IS_MMAPPED:
+            out.steps.append("an mmapped chunk: mremap_chunk (the kernel picks the address)")
+            out.source = "mmap"
+            return
+        sim.check(sim.sizef(oldp) <= sim.H or oldsize >= sim.system_mem, "REALLOC_OLD_SIZE")
+        nxt = (oldp + oldsize) & sim.wrap
+        nextsize = sim.size(nxt)
+        sim.check(sim.sizef(nxt) <= sim.H or nextsize >= sim.system_mem, "REALLOC_NEXT_SIZE")
+        flag = 0 if sim.is_main else NON_MAIN_ARENA
+        if oldsize >= nb:
+            newp, newsize, source = oldp, oldsize, "in place"
+        elif nxt == sim.top and oldsize + nextsize >= nb + L.minsize:
+            sim.set_head(oldp, (sim.sizef(oldp) & SIZE_BITS) | nb | flag)
+            sim.set_top(oldp + nb)
+            sim.set_head(oldp + nb, (oldsize + nextsize - nb) | PREV_INUSE)
+            sim.effect(f"grown into top: top becomes {oldp + nb:#x}")
+            _found(out, oldp, "top")
+            return
+        elif nxt != sim.top and not sim.sizef(nxt + nextsize) & PREV_INUSE and oldsize + nextsize >= nb:
+            sim.unlink_chunk(nxt)
+            newp, newsize, source = oldp, oldsize + nextsize, "next"
+            sim.effect(f"grown over the free chunk {nxt:#x} after it (taken out of its bin)")
+        else:
+            newc = _int_malloc(sim, out, nb)
+            if newc is None:
+                return
+            if newc == nxt:  # the chunk after it: merged
+                newp, newsize, source = oldp, sim.size(newc) + oldsize, "next"
+            else:
+                sim.effect(f"moved to {newc + sim.H:#x}; the old chunk {oldp:#x} is freed")
+                sub = FreeResult(address=mem, chunk=oldp)
+                _free_inside(sim, sub, oldp)
+                _merge_outcome(out, sub)
+                return
+        rsize = newsize - nb
+        if rsize < L.minsize:
+            sim.set_head(newp, (sim.sizef(newp) & SIZE_BITS) | newsize)
+            sim.set_head(newp + newsize, sim.sizef(newp + newsize) | PREV_INUSE)
+        else:
+            rem = newp + nb
+            sim.set_head(newp, (sim.sizef(newp) & SIZE_BITS) | nb)
+            sim.set_head(rem, rsize | PREV_INUSE | flag)
+            sim.set_head(rem + rsize, sim.sizef(rem + rsize) | PREV_INUSE)
+            sim.effect(f"the rest {rem:#x} of size {rsize:#x} is freed")
+            sub = FreeResult(address=rem + sim.H, chunk=rem)
+            _free_inside(sim, sub, rem)
+            _merge_outcome(out, sub)
+        _found(out, newp, source)
+
+    _run(sim, out, body)
+    if out.chunk is not None:
+        out.user_address = out.chunk + sim.H
+    if out.aborts is None and out.crashes is None and not out.gave_up and out.source != "mmap":
+        out.top_after = sim.top
+    return out
+
+
+def _free_inside(sim: Sim, out: FreeResult, p: int) -> None:
+    """_int_free (av, p, 1) up to 2.41, with its checks and the tcache; _int_free_chunk from 2.42."""
+    if sim.v >= (2, 42):
+        _int_free_chunk(sim, out, p, sim.size(p))
+    else:
+        _free(sim, out, p, True)
+
+
+def _merge_outcome(out: MallocResult, sub: FreeResult) -> None:
+    out.steps += [f"free: {s}" for s in sub.steps]
+    out.side_effects += sub.side_effects
+    if sub.to:
+        out.side_effects.append(f"chunk {sub.chunk:#x} freed to {sub.to}")
 
 
 def _found(out: MallocResult, chunk: int, source: str, index: Optional[int] = None) -> int:

@@ -97,7 +97,8 @@ COMMANDS: Tuple[CommandSpec, ...] = (
     CommandSpec("heap try-free", "Say what free(ADDR) would do now: glibc's checks in order, the abort or where "
                 "the chunk goes.", "heap try-free ADDR [--chunk] [--json]", flags=("--chunk",), address=True),
     CommandSpec("heap try-malloc", "Say what malloc(SIZE) would do now: the chunk it returns and from where, the "
-                "side effects, or the abort.", "heap try-malloc SIZE [--calloc] [--json]", flags=("--calloc",),
+                "side effects, or the abort.", "heap try-malloc SIZE [--calloc | --realloc PTR] [--json]",
+                flags=("--calloc",), valued=("--realloc",),
                 address=True,  # SIZE is a gdb expression like an address; invoked with the pointer too
                 examples=("heap try-malloc 24", "heap try-malloc 24 --json", "heap try-malloc 0x500 --calloc --json",
                           "heap try-malloc 0x30000 --json")),

@@ -477,7 +477,7 @@ def free_doc(r: FreeResult) -> Dict[str, object]:
 
 
 def malloc_doc(r: MallocResult) -> Dict[str, object]:
-    return {"request": r.request, "chunk": r.chunk, "user_address": r.user_address, "from": r.source,
+    return {"request": r.request, "call": r.call, "chunk": r.chunk, "user_address": r.user_address, "from": r.source,
             "bin_index": r.bin_index, "aborts": r.aborts, "failed_check": r.failed_check, "crashes": r.crashes,
             "gave_up": r.gave_up, "top_after": r.top_after, "side_effects": r.side_effects, "steps": r.steps}
 
@@ -518,10 +518,10 @@ def malloc_lines(r: MallocResult, style: Style) -> Iterator[str]:
         yield style("problem", end)
         return
     if r.chunk is None:
-        yield f"malloc({r.request:#x}) returns " + ("a new mapping (mmap)" if r.source == "mmap" else "NULL")
+        yield f"{r.call}({r.request:#x}) returns " + ("a new mapping (mmap)" if r.source == "mmap" else "NULL")
         return
     where = bin_label(r.source, r.bin_index) if r.source in BIN_KINDS and r.bin_index is not None else r.source
-    yield f"malloc({r.request:#x}) returns {r.user_address:#x} (chunk {r.chunk:#x}) from {where}"
+    yield f"{r.call}({r.request:#x}) returns {r.user_address:#x} (chunk {r.chunk:#x}) from {where}"
 
 
 def fake_lines(target: int, found: Sequence[FakeChunk], style: Style) -> Iterator[str]:

@@ -68,6 +68,8 @@ the binmap search, top, and sysmalloc (mmap from mp_.mmap_threshold; where the h
 the chunk is taken to be cut from top, as it is when sbrk extends the heap in place).  Says which chunk comes
 back and from where, the side effects on the way, or glibc's abort message.
 
+  --realloc PTR  realloc(PTR, SIZE): in place (the rest freed), grown into top or over the
+            free chunk after it, or moved (the new chunk as malloc finds it, the old one freed)
   --calloc  calloc(1, SIZE): up to glibc 2.40 _int_malloc directly (the tcache is not
             asked); from 2.41 the tcache first, as malloc
   --json    {"request", "chunk", "user_address", "from", "bin_index", "aborts", "failed_check",
@@ -83,8 +85,12 @@ back and from where, the side effects on the way, or glibc's abort message.
         heap = open_heap(args)
         if not heap.initialised:
             raise HeapError("the heap is not initialised yet: the program has not called malloc")
-        result = paths.try_malloc(heap.reader, paths.context_for(heap, tcache_key()), request,
-                                  calloc=args.flag("--calloc"))
+        ctx = paths.context_for(heap, tcache_key())
+        realloc = args.value("--realloc")
+        if realloc is not None:
+            result = paths.try_realloc(heap.reader, ctx, evaluate_address(realloc), request)
+        else:
+            result = paths.try_malloc(heap.reader, ctx, request, calloc=args.flag("--calloc"))
         if args.flag("--json"):
             out.json(render.malloc_doc(result))
             return
