@@ -27,7 +27,7 @@ from .errors import MemoryReadError
 from .layouts import NBINS, NSMALLBINS, GlibcLayout
 from .memory import PAGE, Reader
 from .model import (IS_MMAPPED, NON_MAIN_ARENA, PREV_INUSE, SIZE_BITS, MallocPar, StructBytes, bin_at, bin_label,
-                    heap_for_ptr)
+                    heap_for_ptr, heap_initialised, read_malloc_state)
 
 if TYPE_CHECKING:
     from .heap import Heap
@@ -1220,12 +1220,32 @@ def common_key(reader: Reader, layout: GlibcLayout, entries: List[int]) -> Optio
 
 
 
+def live_tcache(reader: Reader, L: GlibcLayout, tcache: Optional[int]) -> Optional[int]:
+    """The thread's tcache_perthread_struct, if it is one: a chunk of the struct's size (2.43's
+    static dummy before the first free is not a chunk); no heap walk, unlike Heap.tcache."""
+    if not tcache:
+        return None
+    try:
+        return tcache if reader.word(tcache - L.size_sz) & ~SIZE_BITS == L.tcache_chunk_size else None
+    except MemoryReadError:
+        return None
+
+
+def heap_ready(heap: Heap) -> bool:
+    """Heap.initialised without finding the heap's regions (a walk of the main heap)."""
+    try:
+        state = read_malloc_state(heap.reader, heap.layout, heap.anchors.main_arena)
+    except MemoryReadError:
+        return False
+    return heap_initialised(heap.layout, state) and heap.mp.sbrk_base != 0
+
+
 def context_for(heap: Heap, tcache_key: Optional[int] = None) -> Context:
     """The paths' context from a Heap: the selected thread's tcache and arena; 2.34+'s random
     tcache_key as given (libc's symbol) or, failing that, the key the thread's tcache entries carry."""
     L = heap.layout
     mp = heap.mp
-    tcache = heap.tcache
+    tcache = live_tcache(heap.reader, L, heap.anchors.tcache)
     if tcache_key is None and L.features.tcache_key_random and tcache is not None:
         try:
             entries = [e for e in heap.reader.words(tcache + L.tcache_perthread.offset("entries"), L.tcache_bins) if e]

@@ -166,16 +166,30 @@ def test_fake_chunks_finds_an_unaligned_fast_size_before_safe_linking():
 
 
 def test_a_prediction_reads_only_the_neighbourhood():
-    """A prediction reads a handful of blocks, not the heap (the walk-free paths: the bins and
-    the neighbours only)."""
-    s = many_chunks_heap(5000)
-    memory = ImageMemory(dict(s.memory.regions))
+    """A prediction reads the bins, the chunk and its neighbours, never the heap in between:
+    no read lands in a block (the Reader's unit) that holds neither the first chunks (the
+    tcache, the freed chunk) nor top, however many chunks lie there."""
+    s = many_chunks_heap(8000)
+    log = []
+
+    class Logged(ImageMemory):
+        def read(self, address: int, length: int):  # type: ignore[no-untyped-def]
+            log.append((address, length))
+            return super().read(address, length)
+
+    memory = Logged(dict(s.memory.regions))
     heap = Heap(Reader(memory, s.S), s.layout, s.anchors)
     ctx = paths.context_for(heap)
-    before = memory.reads
+    log.clear()
     paths.try_malloc(heap.reader, ctx, 0x1000)
+    paths.try_malloc(heap.reader, ctx, 0x18)
     paths.try_free(heap.reader, ctx, s.chunks[10].address + 0x10)
-    assert memory.reads - before < 64, memory.reads - before
+    block = 1 << 16
+    near = (s.sbrk_base, s.chunks[10].address, s.top)
+    middle = [(a, n) for a, n in log if s.sbrk_base <= a < s.heap_end and not any(
+        a // block <= x // block <= (a + n - 1) // block for x in near)]
+    assert (s.heap_end - s.sbrk_base) // block >= 4  # blocks in between exist
+    assert middle == [], [hex(a) for a, _ in middle]
 
 
 @settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=list(HealthCheck))

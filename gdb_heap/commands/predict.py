@@ -47,7 +47,7 @@ its neighbours and the bins are read: instant on any heap.
             raise HeapError("give the pointer free() would get, e.g. heap try-free p")
         address = evaluate_address(" ".join(args.rest))
         heap = open_heap(args)
-        if not heap.initialised:
+        if not paths.heap_ready(heap):
             raise HeapError("the heap is not initialised yet: the program has not called malloc")
         if args.flag("--chunk"):
             address += heap.layout.header_size
@@ -83,7 +83,7 @@ back and from where, the side effects on the way, or glibc's abort message.
         except ValueError:
             request = evaluate_address(args.rest[0])
         heap = open_heap(args)
-        if not heap.initialised:
+        if not paths.heap_ready(heap):
             raise HeapError("the heap is not initialised yet: the program has not called malloc")
         ctx = paths.context_for(heap, tcache_key())
         realloc = args.value("--realloc")
