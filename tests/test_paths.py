@@ -14,7 +14,7 @@ from hypothesis import HealthCheck, given, settings
 
 from gdb_heap import paths
 from gdb_heap.heap import Heap
-from gdb_heap.memory import ImageMemory, Reader
+from gdb_heap.memory import Bytes, ImageMemory, Reader
 from tests import handbins as hb
 from tests.synthetic import HeapBuilder, Synthetic, many_chunks_heap
 from tests.test_fuzz import EXAMPLES, corrupted
@@ -170,10 +170,10 @@ def test_a_prediction_reads_only_the_neighbourhood():
     no read lands in a block (the Reader's unit) that holds neither the first chunks (the
     tcache, the freed chunk) nor top, however many chunks lie there."""
     s = many_chunks_heap(8000)
-    log = []
+    log: list[tuple[int, int]] = []
 
     class Logged(ImageMemory):
-        def read(self, address: int, length: int):  # type: ignore[no-untyped-def]
+        def read(self, address: int, length: int) -> Bytes:
             log.append((address, length))
             return super().read(address, length)
 
