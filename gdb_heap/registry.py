@@ -121,6 +121,18 @@ COMMANDS: Tuple[CommandSpec, ...] = (
                 "heap trace [start [--ring N] | stop | clear] [--last N] [--thread N] [--json]",
                 valued=("--ring", "--last", "--thread"), words=("start", "stop", "clear"),
                 examples=("heap trace --last 3", "heap trace --thread 1 --json")),
+    CommandSpec("heap try-free", "Say what free(ADDR) would do now: glibc's checks, the abort or the bin.",
+                "heap try-free ADDR [--chunk] [--json]", flags=("--chunk",), address=True),
+    CommandSpec("heap try-malloc", "Say what malloc(SIZE) would do now: which chunk, from where, or the abort.",
+                "heap try-malloc SIZE [--calloc | --realloc PTR] [--json]",
+                flags=("--calloc",), valued=("--realloc",),
+                address=True,  # SIZE is a gdb expression like an address; invoked with the pointer too
+                examples=("heap try-malloc 24", "heap try-malloc 24 --json", "heap try-malloc 0x500 --calloc --json",
+                          "heap try-malloc 0x30000 --json")),
+    CommandSpec("heap fake-chunks", "Find fake chunk headers before TARGET that pass glibc's fast/tcache checks.",
+                "heap fake-chunks TARGET [--size N] [--window N] [--json]",
+                valued=("--size", "--window"), address=True,
+                examples=("heap fake-chunks {pointer} --window 0x40 --json",)),
 )
 
 BY_NAME: Dict[str, CommandSpec] = {c.name: c for c in COMMANDS}

@@ -21,6 +21,7 @@ from .mmapped import chunk_bytes as mapped_bytes
 from .model import (BIN_KINDS, IS_MMAPPED, NON_MAIN_ARENA, PREV_INUSE, SIZE_BITS, Arena, BinChain, Chunk,
                     HeapRegion, Problem, bin_label, state_text)
 from .places import Item, Place, Region
+from .paths import FakeChunk, FreeResult, MallocResult, Outcome
 from .style import Style
 
 _PRINTABLE = bytes(c if chr(c) in string.printable and c >= 0x20 and c < 0x7f else ord(".") for c in range(256))
@@ -738,3 +739,68 @@ def layout_lines(regions: Sequence[Region], loose: Sequence[Item], style: Style)
         yield "in no mapping gdb lists:"
         for i in loose:
             yield item(i)
+
+
+# -- predictions: heap try-free, try-malloc, fake-chunks ------------------------------------------
+
+def free_doc(r: FreeResult) -> Dict[str, object]:
+    return {"address": r.address, "chunk": r.chunk, "aborts": r.aborts, "failed_check": r.failed_check,
+            "to": r.to, "bin_index": r.bin_index, "merged_with": r.merged_with, "top_after": r.top_after,
+            "trimmed": r.trimmed, "crashes": r.crashes, "gave_up": r.gave_up, "steps": r.steps}
+
+
+def malloc_doc(r: MallocResult) -> Dict[str, object]:
+    return {"request": r.request, "call": r.call, "chunk": r.chunk, "user_address": r.user_address, "from": r.source,
+            "bin_index": r.bin_index, "aborts": r.aborts, "failed_check": r.failed_check, "crashes": r.crashes,
+            "gave_up": r.gave_up, "top_after": r.top_after, "side_effects": r.side_effects, "steps": r.steps}
+
+
+def fake_doc(target: int, found: Sequence[FakeChunk]) -> Dict[str, object]:
+    return {"target": target, "candidates": [{"chunk": f.chunk, "size_field": f.size_field, "size": f.size,
+                                              "fits": f.fits, "distance": f.distance} for f in found]}
+
+
+def _ending(r: Outcome) -> Optional[str]:
+    if r.aborts:
+        return f"glibc aborts: {r.aborts}"
+    if r.crashes:
+        return f"the process crashes: {r.crashes}"
+    if r.gave_up:
+        return "no answer: the path loops in damaged links"
+    return None
+
+
+def free_lines(r: FreeResult, style: Style) -> Iterator[str]:
+    for s in r.steps:
+        yield f"  {s}"
+    end = _ending(r)
+    if end:
+        yield style("problem", end)
+        return
+    yield f"free({r.address:#x}): chunk {r.chunk:#x} goes to {r.to}" + (
+        f", merged with {', '.join(f'{m:#x}' for m in r.merged_with)}" if r.merged_with else "")
+    if r.top_after is not None:
+        yield f"top after: {r.top_after:#x}" + (f"; trimmed {r.trimmed:#x} bytes" if r.trimmed else "")
+
+
+def malloc_lines(r: MallocResult, style: Style) -> Iterator[str]:
+    for s in r.steps:
+        yield f"  {s}"
+    end = _ending(r)
+    if end:
+        yield style("problem", end)
+        return
+    if r.chunk is None:
+        yield f"{r.call}({r.request:#x}) returns " + ("a new mapping (mmap)" if r.source == "mmap" else "NULL")
+        return
+    where = bin_label(r.source, r.bin_index) if r.source in BIN_KINDS and r.bin_index is not None else r.source
+    yield f"{r.call}({r.request:#x}) returns {r.user_address:#x} (chunk {r.chunk:#x}) from {where}"
+
+
+def fake_lines(target: int, found: Sequence[FakeChunk], style: Style) -> Iterator[str]:
+    if not found:
+        yield f"no place before {target:#x} holds a size glibc's fast bin or tcache checks take"
+        return
+    yield f"{'chunk':>18}  {'size field':>18}  {'distance':>8}  fits"
+    for f in found:
+        yield f"{f.chunk:#18x}  {f.size_field:#18x}  {f.distance:#8x}  {', '.join(f.fits)}"

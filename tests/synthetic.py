@@ -341,6 +341,12 @@ class HeapBuilder:
                     if chunk not in firsts:
                         put(chunk + 4 * S, 0)
                         put(chunk + 5 * S, 0)
+            elif kind == "unsorted":
+                # _int_free clears a large chunk's nextsize links when it goes to the unsorted bin
+                for chunk in members:
+                    if not hb.in_smallbin_range(sizes[chunk], S):
+                        put(chunk + 4 * S, 0)
+                        put(chunk + 5 * S, 0)
         put(self.arena + ms.offset("mutex"), 0, 4)
         flags = 0
         if not L.features.have_fastchunks and L.features.fastbins and not fast_any:

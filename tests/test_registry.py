@@ -33,7 +33,7 @@ def test_options_of_a_command_with_arenas():
 def test_undefined_command_lists_every_subcommand():
     message = registry.undefined_command("frobnicate")
     assert message == ("undefined heap command 'frobnicate'; the commands are chunks, chunk, bins, top, arenas, "
-                       "check, mmapped, map, where, layout, trace (see help heap)")
+                       "check, mmapped, map, where, layout, trace, try-free, try-malloc, fake-chunks (see help heap)")
     assert registry.undefined_command("x", "gheap").startswith("undefined gheap command 'x';")
 
 
@@ -41,7 +41,8 @@ def test_help_text():
     text = registry.help_text("heap", "Subcommands:\n{subcommands}\n")
     lines = text.splitlines()
     assert lines[0] == registry.PREFIX.summary and lines[2] == "Usage: heap [--json]"
-    assert "  heap mmapped  List the mmapped chunks: blocks with a mapping of their own." in lines
+    width = len("heap fake-chunks")  # the longest name sets the column
+    assert f"  {'heap mmapped':<{width}}  List the mmapped chunks: blocks with a mapping of their own." in lines
 
 
 def test_help_fits_80_columns():

@@ -152,7 +152,7 @@ def strip_libc_symbols(binary: str, obj: str, out: str) -> Optional[str]:
 
 
 # what each needs to run to its end (corrupt: a stage whose damage glibc never notices; most abort)
-SMOKE_ARGS = {"many": ["100"], "corrupt": ["overlap"]}
+SMOKE_ARGS = {"many": ["100"], "corrupt": ["overlap"], "next_step": ["free_tcache"]}
 
 def smoke(binary: str, sample: str) -> Optional[str]:
     """Why the freshly built sample does not run to its end, or None."""

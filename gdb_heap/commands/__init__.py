@@ -13,7 +13,7 @@ from typing import Optional
 import gdb  # type: ignore[import-not-found,unused-ignore]
 
 from .. import registry
-from . import bins, check, chunks, overview, places, trace  # noqa: F401  (their @implements fill base.CLASSES)
+from . import bins, check, chunks, overview, places, predict, trace  # noqa: F401  (their @implements fill base.CLASSES)
 from .base import CLASSES
 from .settings import AddressSetting, HeapSet, HeapShow
 

@@ -1,0 +1,219 @@
+"""glibc's free and malloc paths (gdb_heap/paths.py) on synthetic heaps, with hand expectations.
+
+The heaps come from tests/synthetic.py; the expected bins and messages are written by hand from
+malloc.c (tcache first, the fast bin, the unsorted bin, top), the sizes from tests/handbins.py.
+A fuzz (Hypothesis) over corrupted heaps checks that the paths never raise and never loop, and
+that a prediction reads only the bins and the chunk's neighbours, however big the heap.
+"""
+
+from __future__ import annotations
+
+import signal
+
+from hypothesis import HealthCheck, given, settings
+
+from gdb_heap import paths
+from gdb_heap.heap import Heap
+from gdb_heap.memory import Bytes, ImageMemory, Reader
+from tests import handbins as hb
+from tests.synthetic import HeapBuilder, Synthetic, many_chunks_heap
+from tests.test_fuzz import EXAMPLES, corrupted
+
+DOUBLE_FREE = "free(): double free detected in tcache 2"
+
+
+def predict_free(s: Synthetic, mem: int, key: int | None = None) -> paths.FreeResult:
+    heap = s.heap()
+    return paths.try_free(heap.reader, paths.context_for(heap, key), mem)
+
+
+def predict_malloc(s: Synthetic, n: int, calloc: bool = False) -> paths.MallocResult:
+    heap = s.heap()
+    return paths.try_malloc(heap.reader, paths.context_for(heap), n, calloc)
+
+
+def test_free_to_tcache_with_room():
+    b = HeapBuilder((2, 36), 8)
+    a = b.chunk(0x30)
+    b.chunk(0x20)
+    s = b.build()
+    r = predict_free(s, a + 0x10)
+    assert (r.to, r.bin_index, r.aborts) == ("tcache[1]", 1, None)  # (0x30 - 0x20) / 0x10
+
+
+def test_free_of_a_tcache_chunk_is_a_double_free_from_229():
+    for version, expected in (((2, 36), DOUBLE_FREE), ((2, 29), DOUBLE_FREE), ((2, 27), None)):
+        b = HeapBuilder(version, 8)
+        t = b.chunk(0x40, "tcache")
+        b.chunk(0x20)
+        s = b.build()
+        r = predict_free(s, t + 0x10)
+        assert r.aborts == expected, version
+        if expected is None:  # 2.26-2.28 have no key: the chunk goes in again, a loop
+            assert r.to == "tcache[2]"
+
+
+def test_full_tcache_goes_to_the_fast_bin():
+    b = HeapBuilder((2, 31), 8)
+    for _ in range(7):
+        b.chunk(0x20, "tcache")
+        b.chunk(0x30)
+    a = b.chunk(0x20)
+    b.chunk(0x30)
+    s = b.build()
+    r = predict_free(s, a + 0x10)
+    assert (r.to, r.aborts) == ("fast[0]", None)
+    assert any("full" in step for step in r.steps)
+
+
+def test_fast_head_freed_again_is_fasttop():
+    b = HeapBuilder((2, 36), 8)
+    for _ in range(7):
+        b.chunk(0x20, "tcache")
+        b.chunk(0x30)
+    f = b.chunk(0x20, "fast")
+    b.chunk(0x30)
+    s = b.build()
+    assert predict_free(s, f + 0x10).aborts == "double free or corruption (fasttop)"
+
+
+def test_free_of_top_and_misaligned():
+    b = HeapBuilder((2, 36), 8)
+    a = b.chunk(0x20)
+    s = b.build(top_size_min=0x1000)
+    assert predict_free(s, s.top + 0x10).aborts == "double free or corruption (top)"
+    assert predict_free(s, a + 0x18).aborts == "free(): invalid pointer"
+
+
+def test_large_free_merges_backwards_into_unsorted():
+    b = HeapBuilder((2, 36), 8)
+    u = b.chunk(0x500, "unsorted")
+    a = b.chunk(0x500)
+    b.chunk(0x20)
+    s = b.build()
+    r = predict_free(s, a + 0x10)
+    assert (r.to, r.merged_with, r.aborts) == ("unsorted", [u], None)
+
+
+def test_large_free_before_top_goes_into_top():
+    b = HeapBuilder((2, 36), 8)
+    b.chunk(0x20)
+    a = b.chunk(0x500)
+    s = b.build()
+    r = predict_free(s, a + 0x10)
+    assert (r.to, r.top_after, r.trimmed) == ("top", a, 0)
+
+
+def test_malloc_from_tcache_then_fast_then_top():
+    b = HeapBuilder((2, 36), 8)
+    t = b.chunk(0x30, "tcache")
+    b.chunk(0x20)
+    s = b.build(top_size_min=0x1000)
+    r = predict_malloc(s, 0x28)
+    assert (r.source, r.chunk, r.user_address) == ("tcache", t, t + 0x10)
+    r = predict_malloc(s, 0x28, calloc=True)  # calloc skips the tcache
+    assert (r.source, r.chunk, r.top_after) == ("top", s.top, s.top + 0x30)
+
+
+def test_malloc_from_fast_bin_with_an_empty_tcache():
+    b = HeapBuilder((2, 36), 8)
+    f = b.chunk(0x40, "fast")
+    b.chunk(0x20)
+    s = b.build()
+    r = predict_malloc(s, 0x38)
+    assert (r.source, r.bin_index, r.chunk) == ("fast", hb.fastbin_index(0x40, 8), f)
+
+
+def test_malloc_unsorted_exact_fit_and_remainder():
+    b = HeapBuilder((2, 36), 8)
+    u = b.chunk(0x500, "unsorted")
+    b.chunk(0x20)
+    s = b.build(top_size_min=0x2000)
+    r = predict_malloc(s, 0x4F8)
+    assert (r.source, r.chunk) == ("unsorted", u)
+    r = predict_malloc(s, 0x1000)  # sorts u into its large bin, then top
+    assert r.source == "top" and any("sorted into large[" in e for e in r.side_effects)
+
+
+def test_memory_is_never_written():
+    b = HeapBuilder((2, 36), 8)
+    u = b.chunk(0x500, "unsorted")
+    b.chunk(0x20)
+    s = b.build(top_size_min=0x2000)
+    before = [bytes(d) for _, d in s.memory.regions]
+    predict_malloc(s, 0x100)
+    predict_free(s, u + 0x10 + 0x500)
+    assert [bytes(d) for _, d in s.memory.regions] == before
+
+
+def test_fake_chunks_finds_an_unaligned_fast_size_before_safe_linking():
+    """The classic 0x7f byte before a hook: fast[5] (0x70) by fastbin_index's low 32 bits,
+    at any byte up to 2.31; from 2.32 only aligned places count."""
+    for version, unaligned in (((2, 31), True), ((2, 36), False)):
+        base = 0x7FFFF7DD0000
+        data = bytearray(0x1000)  # a page: memory is read by pages
+        data[0x13D] = 0x7F  # a pointer's top byte, 0x100 bytes in
+        target = base + 0x180
+        mem = ImageMemory({base: data})
+        b = HeapBuilder(version, 8)
+        found = paths.fake_chunks(Reader(mem, 8), b.layout, target, 64, 0x100)
+        at = {f.chunk: f for f in found}
+        chunk = base + 0x13D - 8  # its size word starts at the 0x7f byte
+        if unaligned:
+            assert "fast[5]" in at[chunk].fits and at[chunk].distance == target - chunk
+        else:
+            assert chunk not in at
+
+
+def test_a_prediction_reads_only_the_neighbourhood():
+    """A prediction reads the bins, the chunk and its neighbours, never the heap in between:
+    no read lands in a block (the Reader's unit) that holds neither the first chunks (the
+    tcache, the freed chunk) nor top, however many chunks lie there."""
+    s = many_chunks_heap(8000)
+    log: list[tuple[int, int]] = []
+
+    class Logged(ImageMemory):
+        def read(self, address: int, length: int) -> Bytes:
+            log.append((address, length))
+            return super().read(address, length)
+
+    memory = Logged(dict(s.memory.regions))
+    heap = Heap(Reader(memory, s.S), s.layout, s.anchors)
+    ctx = paths.context_for(heap)
+    log.clear()
+    paths.try_malloc(heap.reader, ctx, 0x1000)
+    paths.try_malloc(heap.reader, ctx, 0x18)
+    paths.try_free(heap.reader, ctx, s.chunks[10].address + 0x10)
+    block = 1 << 16
+    near = (s.sbrk_base, s.chunks[10].address, s.top)
+    middle = [(a, n) for a, n in log if s.sbrk_base <= a < s.heap_end and not any(
+        a // block <= x // block <= (a + n - 1) // block for x in near)]
+    assert (s.heap_end - s.sbrk_base) // block >= 4  # blocks in between exist
+    assert middle == [], [hex(a) for a, _ in middle]
+
+
+@settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=list(HealthCheck))
+@given(corrupted())
+def test_fuzz_paths_never_raise_or_loop(case):
+    s, probes = case
+    old = signal.signal(signal.SIGALRM, lambda *_: (_ for _ in ()).throw(AssertionError("a prediction hangs")))
+    signal.alarm(30)
+    try:
+        heap = Heap(Reader(ImageMemory(dict(s.memory.regions)), s.S), s.layout, s.anchors)
+        try:
+            ctx = paths.context_for(heap)
+        except Exception as e:  # only the heap's own errors may stop it
+            from gdb_heap.errors import HeapError
+            assert isinstance(e, HeapError), e
+            return
+        for p in probes[:4]:
+            r = paths.try_free(heap.reader, ctx, p)
+            assert r.steps
+        for n in (0, 0x18, 0x100, 0x4F8, 0x1000, 0x40000):
+            m = paths.try_malloc(heap.reader, ctx, n)
+            assert m.steps
+        paths.fake_chunks(heap.reader, s.layout, s.arena + 0x40, 64, 0x80)
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, old)
+
