@@ -94,6 +94,12 @@ COMMANDS: Tuple[CommandSpec, ...] = (
                 "heap check [--json] [--strict] [--arena ADDR | --all-arenas]", arenas=True, flags=("--strict",)),
     CommandSpec("heap mmapped", "List the mmapped chunks: large blocks that are a mapping of their own.",
                 "heap mmapped [--json]"),
+    CommandSpec("heap snapshot", "Record the heap as it is now (chunks, states, bins, top; no copy of its memory) "
+                "for heap diff.", "heap snapshot [NAME]", json=False),
+    CommandSpec("heap snapshots", "List the snapshots taken: name, when, arenas, chunks, size of the record.",
+                "heap snapshots [--json]"),
+    CommandSpec("heap diff", "Show what changed between two snapshots, or between a snapshot and now.",
+                "heap diff [A [B]] [--json] [--arena ADDR | --all-arenas]", arenas=True),
 )
 
 BY_NAME: Dict[str, CommandSpec] = {c.name: c for c in COMMANDS}

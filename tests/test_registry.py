@@ -31,14 +31,14 @@ def test_options_of_a_command_with_arenas():
 def test_undefined_command_lists_every_subcommand():
     message = registry.undefined_command("frobnicate")
     assert message == ("undefined heap command 'frobnicate'; the commands are chunks, chunk, bins, top, arenas, "
-                       "check, mmapped (see help heap)")
+                       "check, mmapped, snapshot, snapshots, diff (see help heap)")
 
 
 def test_help_text():
     text = registry.help_text("heap", "Subcommands:\n{subcommands}\n")
     lines = text.splitlines()
     assert lines[0] == registry.PREFIX.summary and lines[2] == "Usage: heap [--json]"
-    assert "  heap mmapped  List the mmapped chunks: large blocks that are a mapping of their own." in lines
+    assert "  heap mmapped    List the mmapped chunks: large blocks that are a mapping of their own." in lines
 
 
 def test_invocations():

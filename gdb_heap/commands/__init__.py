@@ -8,12 +8,14 @@ their options, is registry.py's: register() creates one gdb command per registry
 from __future__ import annotations
 
 from .. import registry
-from . import bins, check, chunks, overview  # noqa: F401  (their @implements fill base.CLASSES)
+from . import bins, check, chunks, overview, snapshot  # noqa: F401  (their @implements fill base.CLASSES)
 from .base import CLASSES
 from .settings import AddressSetting, HeapSet, HeapShow
+from .snapshot import connect_events
 
 
 def register() -> None:
+    connect_events()
     HeapSet()
     HeapShow()
     AddressSetting("main-arena", "main_arena")

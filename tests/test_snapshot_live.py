@@ -1,0 +1,122 @@
+"""heap snapshot / heap diff on c_samples/diff.c: the diff between checkpoints is what the
+sample printed it did (its pointers, its frees), and top and system memory are what gdb reads
+from glibc's debug info (main_arena.top, main_arena.system_mem) at each checkpoint."""
+
+import pytest
+
+from tests.gdbrun import doc, facts, gdb_batch, json_docs, no_traceback, probe, sample, tool_text
+
+DIFF = "heap diff --json"
+
+
+@pytest.fixture(scope="module")
+def stages():
+    # At each checkpoint: the diff against the last one's snapshot, then this one's snapshot.
+    return probe(sample("diff"), [DIFF, "heap diff", "heap snapshot", "heap snapshots --json"])["stages"]
+
+
+def ptrs(stages):
+    return {name: int(address, 16) for s in stages for name, address, _ in facts(s, "ptr")}
+
+
+def request2size(request: int, S: int) -> int:
+    """malloc.c's request2size by hand: the size field's room, rounded up to 16 (MALLOC_ALIGNMENT
+    on x86-64 and i386), at least MINSIZE."""
+    return max(4 * S if S == 8 else 16, (request + S + 15) & ~15)
+
+
+def test_without_a_snapshot_the_diff_is_empty(stages):
+    d = doc(stages[0], DIFF)
+    t = stages[0]["truth"]
+    assert (d["from"], d["to"]) == ("now", "now")
+    assert d["appeared"] == d["disappeared"] == d["changed"] == []
+    assert d["top"] == {"before": t["top"], "after": t["top"], "size_before": t["top_size"],
+                        "size_after": t["top_size"]}
+    assert "no snapshot yet" in stages[0]["commands"]["heap diff"]["out"]
+
+
+def test_frees_and_a_malloc_between_checkpoints(stages):
+    p, S = ptrs(stages), stages[0]["truth"]["S"]
+    before, after = stages[0]["truth"], stages[1]["truth"]
+    assert [f[0] for f in facts(stages[1], "free")] == ["t", "big"]
+    d = doc(stages[1], DIFF)
+    assert (d["from"], d["to"], d["arena"]) == ("1", "now", after["main_arena"])
+    # n, cut from where top was: the one chunk that appeared
+    assert [(c["address"], c["size"], c["state"]) for c in d["appeared"]] == \
+        [(p["n"] - 2 * S, request2size(5000, S), "in_use")]
+    assert p["n"] - 2 * S == before["top"]
+    assert d["disappeared"] == []
+    changed = {c["address"]: c for c in d["changed"]}
+    assert set(changed) == {p["t"] - 2 * S, p["big"] - 2 * S, p["guard"] - 2 * S}
+    t, big, guard = (changed[p[x] - 2 * S] for x in ("t", "big", "guard"))
+    assert (t["before"]["state"], t["after"]["state"], t["after"]["bin"]) == ("in_use", "free", "tcache")
+    assert p["t"] in after["tcache"]["chains"][t["after"]["bin_index"]]  # the tcache chain gdb reads
+    assert big["after"]["state"] == "free" and big["after"]["bin"] in ("unsorted", "large")
+    assert any(p["big"] - 2 * S in chain for chain in after["bins"].values())  # main_arena.bins lists it
+    # free(big) cleared guard's P bit: glibc's size words, read through gdb, before and after
+    words = [{a: w for a, w in s["truth"]["chunks"]} for s in stages[:2]]
+    assert words[0][p["guard"] - 2 * S] & 1 == 1 and words[1][p["guard"] - 2 * S] & 1 == 0
+    assert (guard["before"]["prev_inuse"], guard["after"]["prev_inuse"]) == (True, False)
+    assert guard["before"]["state"] == guard["after"]["state"] == "in_use"
+    # every chunk whose size word changed, as gdb reads them, is in the diff
+    assert {a for a in words[0] if a in words[1] and words[0][a] != words[1][a]} - {before["top"]} <= set(changed)
+    assert d["top"] == {"before": before["top"], "after": after["top"], "size_before": before["top_size"],
+                        "size_after": after["top_size"]}
+    assert after["top"] - before["top"] == request2size(5000, S)
+    assert d["system_mem"] == {"before": before["system_mem"], "after": after["system_mem"]}
+
+
+def test_a_free_into_top_disappears(stages):
+    p, S = ptrs(stages), stages[0]["truth"]["S"]
+    before, after = stages[1]["truth"], stages[2]["truth"]
+    d = doc(stages[2], DIFF)
+    assert d["from"] == "2"
+    assert [(c["address"], c["size"]) for c in d["disappeared"]] == [(p["n"] - 2 * S, request2size(5000, S))]
+    assert d["appeared"] == d["changed"] == []
+    assert after["top"] == p["n"] - 2 * S == d["top"]["after"] and d["top"]["before"] == before["top"]
+    assert d["top"]["size_after"] == after["top_size"] == before["top_size"] + request2size(5000, S)
+
+
+def test_text_names_the_p_bit_and_the_bins(stages):
+    p, S = ptrs(stages), stages[0]["truth"]["S"]
+    text = tool_text(stages[1]["commands"]["heap diff"]["out"])
+    assert f"changed      {p['guard'] - 2 * S:#x}  flags P.. -> ..." in text
+    assert f"appeared     {p['n'] - 2 * S:#x}" in text
+    assert "tcache[" in text.split("bins", 1)[1]
+
+
+def test_snapshots_are_listed_with_their_stops(stages):
+    listed = doc(stages[2], "heap snapshots --json")["snapshots"]
+    assert [s["name"] for s in listed] == ["1", "2", "3"]
+    assert [s["when"].split(",")[0] for s in listed] == ["stop 1", "stop 2", "stop 3"]
+    assert all(s["arenas"] == 1 and s["bytes"] == 19 * s["chunks"] for s in listed)
+
+
+def test_two_named_snapshots_errors_and_a_new_run():
+    r = gdb_batch(["break checkpoint", "run > /dev/null", "heap snapshot before", "continue",
+                   "heap snapshot after", "heap diff before after", "heap diff nope", "heap snapshot now",
+                   "heap diff a b c", "run > /dev/null", "heap snapshots"], sample("diff"))
+    no_traceback(r.stderr)
+    out = r.stdout + r.stderr
+    assert "before -> after, main arena" in out
+    assert "heap: no snapshot named 'nope' (snapshots: before, after); see heap snapshots" in out
+    assert "heap: 'now' names the heap as it is; give the snapshot another name" in out
+    assert "heap: unexpected argument 'c'" in out
+    assert "2 snapshot(s) dropped (before, after)" in out  # the new run replaced the process
+    assert "no snapshots: take one with heap snapshot [NAME]" in out
+
+
+def test_threads_every_arena():
+    """arenas.c: four arenas at its checkpoint; a snapshot before the first thread runs sees only
+    main_arena, so three arenas appear (each with a null "before")."""
+    r = gdb_batch(["break main", "run > /dev/null", "heap snapshot", "output (unsigned long) main_arena.top",
+                   "echo \\n", "output main_arena.system_mem", "echo \\n", "break checkpoint", "continue",
+                   "heap diff --all-arenas --json", "heap arenas --json"], sample("arenas"))
+    no_traceback(r.stderr)
+    diff, arenas = json_docs(r.stdout)
+    assert [a["arena"] for a in diff["arenas"]] == [a["address"] for a in arenas["arenas"]]
+    fresh = [a for a in diff["arenas"] if a["top"]["before"] is None]
+    main = diff["arenas"][0]
+    top, system_mem = (int(line) for line in r.stdout.splitlines() if line.isdigit())  # gdb's reading at main()
+    assert (main["top"]["before"], main["system_mem"]["before"]) == (top, system_mem)
+    assert len(fresh) == 3 and all(a["appeared"] and a["system_mem"]["before"] is None for a in fresh)
