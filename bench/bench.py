@@ -6,19 +6,33 @@ virtual machine, so the median is reported): the sample is stopped at its checkp
 command runs once with its output sent to a file (gdb's logging redirect), and the gdb
 process reports the command's wall time and its own peak RSS (VmHWM, the largest is kept).
 
-usage: python3 bench/bench.py [--readme] [--repeat=K] [N ...]   (default: 10000 100000 1000000, K=3)
+With --snapshot it measures heap snapshot and heap diff instead, beside heap chunks --summary
+(the yardstick: a diff must take at most twice its time): `heap snapshot` (a second one, after
+a first: the record's size in bytes, and how much gdb's resident memory grew while it was
+taken, the reader's block cache included), `heap diff` (the last
+snapshot against now: a walk of the heap now, then the merge) and `heap diff 1 2` (two records:
+the merge alone).  Each is timed after its setup has run (the snapshots it compares; for the
+others, one run of the same command, so that every timed command finds gdb equally warm).
+
+usage: python3 bench/bench.py [--readme] [--snapshot] [--repeat=K] [N ...]
+                                         (default: 10000 100000 1000000, K=3)
   --readme   also write the table into README.md, between <!-- bench --> and <!-- /bench -->
+             (with --snapshot: between <!-- bench-snapshot --> and <!-- /bench-snapshot -->)
 """
 
 import json
 import os
+import re
 import subprocess
 import sys
 import tempfile
-from typing import Any, Dict, List
+from typing import Any, Dict, List, Sequence
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 COMMANDS = ["heap chunks", "heap chunks --summary", "heap chunks --json", "heap bins"]
+# (setup run before the clock starts, the command timed)
+SNAPSHOT_COMMANDS = [(("heap chunks --summary",), "heap chunks --summary"), (("heap snapshot",), "heap snapshot"),
+                     (("heap snapshot",), "heap diff"), (("heap snapshot", "heap snapshot"), "heap diff 1 2")]
 
 GDB_SIDE = r"""
 import gdb, json, os, time
@@ -26,22 +40,29 @@ gdb.execute("set pagination off")
 gdb.execute("set logging file " + OUTPUT)
 gdb.execute("set logging overwrite on")
 gdb.execute("set logging redirect on")
+for setup in SETUP:
+    gdb.execute(setup, to_string=True)
+def rss():
+    return next(int(line.split()[1]) for line in open("/proc/self/status") if line.startswith("VmRSS"))
+rss0 = rss()
 gdb.execute("set logging enabled on")
 t0 = time.perf_counter()
 gdb.execute(COMMAND)
 elapsed = time.perf_counter() - t0
 gdb.execute("set logging enabled off")
 peak = next(int(line.split()[1]) for line in open("/proc/self/status") if line.startswith("VmHWM"))
-json.dump({"seconds": elapsed, "peak_kib": peak, "output_bytes": os.path.getsize(OUTPUT)}, open(RESULT, "w"))
+json.dump({"seconds": elapsed, "peak_kib": peak, "output_bytes": os.path.getsize(OUTPUT),
+           "rss_growth_kib": rss() - rss0, "head": open(OUTPUT).read(300)}, open(RESULT, "w"))
 """
 
 
-def run_one(n: int, command: str, tmp: str) -> Dict[str, Any]:
+def run_one(n: int, command: str, tmp: str, setup: Sequence[str] = ()) -> Dict[str, Any]:
     script = os.path.join(tmp, "side.py")
     result = os.path.join(tmp, "result.json")
     output = os.path.join(tmp, "output.txt")
     with open(script, "w") as f:
-        f.write(f"COMMAND = {command!r}\nOUTPUT = {output!r}\nRESULT = {result!r}\n" + GDB_SIDE)
+        f.write(f"COMMAND = {command!r}\nSETUP = {list(setup)!r}\nOUTPUT = {output!r}\nRESULT = {result!r}\n"
+                + GDB_SIDE)
     argv = ["gdb", "-q", "-nx", "-batch", "-ex", "set debuginfod enabled off",
             "-ex", f"source {ROOT}/gdb_heap/init.py", "-ex", "break checkpoint",
             "-ex", f"run {n} > /dev/null", "-ex", f"source {script}", os.path.join(ROOT, "build", "many")]
@@ -58,41 +79,62 @@ def run_one(n: int, command: str, tmp: str) -> Dict[str, Any]:
     return r
 
 
-def write_readme(table: List[str]) -> None:
+def write_readme(table: List[str], marker: str = "bench") -> None:
     path = os.path.join(ROOT, "README.md")
     with open(path) as f:
         text = f.read()
-    start, end = "<!-- bench -->\n", "<!-- /bench -->"
+    start, end = f"<!-- {marker} -->\n", f"<!-- /{marker} -->"
     i, j = text.index(start) + len(start), text.index(end)
     with open(path, "w") as f:
         f.write(text[:i] + "\n".join(table) + "\n" + text[j:])
 
 
-def main() -> None:
-    sizes = [int(a) for a in sys.argv[1:] if not a.startswith("--")] or [10_000, 100_000, 1_000_000]
-    repeat = next((int(a.split("=", 1)[1]) for a in sys.argv[1:] if a.startswith("--repeat=")), 3)
-    subprocess.run(["make", "-s", "build/many"], cwd=ROOT, check=True)
-    rows = []
-    with tempfile.TemporaryDirectory(prefix="gdb_heap_bench.") as tmp:
-        for n in sizes:
-            for command in COMMANDS:
-                runs = [run_one(n, command, tmp) for _ in range(repeat)]
-                r = dict(sorted(runs, key=lambda x: x["seconds"])[len(runs) // 2])
-                r["peak_kib"] = max(x["peak_kib"] for x in runs)
-                rows.append((n, command, r))
-                print(f"N={n:>8}  {command:<24} {r['seconds']:7.3f} s  {r['peak_kib'] / 1024:7.1f} MiB peak  "
-                      f"{r['output_bytes'] / 1e6:8.1f} MB out", flush=True)
+def median_run(n: int, command: str, tmp: str, repeat: int, setup: Sequence[str] = ()) -> Dict[str, Any]:
+    runs = [run_one(n, command, tmp, setup) for _ in range(repeat)]
+    r = dict(sorted(runs, key=lambda x: x["seconds"])[len(runs) // 2])
+    r["peak_kib"] = max(x["peak_kib"] for x in runs)
+    print(f"N={n:>8}  {command:<24} {r['seconds']:7.3f} s  {r['peak_kib'] / 1024:7.1f} MiB peak  "
+          f"{r['output_bytes'] / 1e6:8.1f} MB out", flush=True)
+    return r
+
+
+def commands_table(sizes: List[int], repeat: int, tmp: str) -> List[Any]:
+    rows = [(n, command, median_run(n, command, tmp, repeat)) for n in sizes for command in COMMANDS]
     table = ["| chunks | command | seconds (median) | µs per chunk | gdb peak RSS (MiB) | output (MB) |",
              "|---:|---|---:|---:|---:|---:|"]
     for n, command, r in rows:
         table.append(f"| {n:,} | `{command}` | {r['seconds']:.2f} | {r['seconds'] / n * 1e6:.2f} | "
                      f"{r['peak_kib'] / 1024:.0f} | {r['output_bytes'] / 1e6:.1f} |")
+    return [table, rows]
+
+
+def snapshot_table(sizes: List[int], repeat: int, tmp: str) -> List[Any]:
+    rows = [(n, command, median_run(n, command, tmp, repeat, setup))
+            for n in sizes for setup, command in SNAPSHOT_COMMANDS]
+    table = ["| chunks | command | seconds (median) | x `heap chunks --summary` | record (MB) | "
+             "gdb RSS growth (MiB) |", "|---:|---|---:|---:|---:|---:|"]
+    for n, command, r in rows:
+        summary = next(x for m, c, x in rows if m == n and c == "heap chunks --summary")
+        record = re.search(r"(\d+) bytes recorded", r["head"]) if command == "heap snapshot" else None
+        table.append(f"| {n:,} | `{command}` | {r['seconds']:.2f} | {r['seconds'] / summary['seconds']:.2f} | "
+                     f"{int(record.group(1)) / 1e6:.1f} | {r['rss_growth_kib'] / 1024:.0f} |" if record else
+                     f"| {n:,} | `{command}` | {r['seconds']:.2f} | {r['seconds'] / summary['seconds']:.2f} | - | - |")
+    return [table, rows]
+
+
+def main() -> None:
+    sizes = [int(a) for a in sys.argv[1:] if not a.startswith("--")] or [10_000, 100_000, 1_000_000]
+    repeat = next((int(a.split("=", 1)[1]) for a in sys.argv[1:] if a.startswith("--repeat=")), 3)
+    snapshot = "--snapshot" in sys.argv[1:]
+    subprocess.run(["make", "-s", "build/many"], cwd=ROOT, check=True)
+    with tempfile.TemporaryDirectory(prefix="gdb_heap_bench.") as tmp:
+        table, rows = (snapshot_table if snapshot else commands_table)(sizes, repeat, tmp)
     print()
     print("\n".join(table))
     if "--readme" in sys.argv[1:]:
-        write_readme(table)
+        write_readme(table, "bench-snapshot" if snapshot else "bench")
     os.makedirs(os.path.join(ROOT, "bench", "results"), exist_ok=True)
-    with open(os.path.join(ROOT, "bench", "results", "latest.json"), "w") as f:
+    with open(os.path.join(ROOT, "bench", "results", "snapshot.json" if snapshot else "latest.json"), "w") as f:
         json.dump([{"chunks": n, "command": c, **r} for n, c, r in rows], f, indent=1)
 
 

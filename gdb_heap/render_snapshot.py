@@ -95,6 +95,8 @@ def diff_lines(d: ArenaDiff, frm: str, to: str, style: Style) -> Iterator[str]:
 def _top_text(before: int, size_before: int, after: int, size_after: int) -> str:
     if (before, size_before) == (after, size_after):
         return f"{after:#x}, size {size_after:#x}, unchanged"
+    if not size_before:  # the heap was not initialised: no top chunk yet
+        return f"none -> {after:#x} (top appeared), size {size_after:#x}"
     moved = "not moved" if before == after else f"moved {_signed(after - before)}"
     return (f"{before:#x} -> {after:#x} ({moved}), size {size_before:#x} -> {size_after:#x} "
             f"({_signed(size_after - size_before)})")

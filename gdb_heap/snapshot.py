@@ -66,6 +66,7 @@ class Snapshot:
     when: str  # "stop N" (gdb's stops since gdb_heap loaded) and the time of day
     size_sz: int
     arenas: List[ArenaRecord]  # in the order of glibc's arena ring, main_arena first
+    selected: int = 0  # the selected thread's arena when it was taken (heap diff's default)
     mmapped_addresses: array[int] = field(default_factory=lambda: array("Q"))
     mmapped_sizes: array[int] = field(default_factory=lambda: array("Q"))
 
@@ -106,7 +107,7 @@ def record_arena(address: int, main: bool, top: int, top_size: int, system_mem: 
 def take(heap: Heap, name: str, when: str) -> Snapshot:
     """The heap as it is: every arena's chunks classified as `heap chunks` does, and the
     mmapped chunks `heap mmapped` finds."""
-    snap = Snapshot(name, when, heap.layout.size_sz, [])
+    snap = Snapshot(name, when, heap.layout.size_sz, [], heap.selected_arena().address)
     for arena in heap.arenas:
         state = arena.state
         if not heap_initialised(heap.layout, state):

@@ -92,8 +92,8 @@ def test_arenas_that_appear_and_go():
 
 
 def test_mmapped_chunks_that_appear_and_go():
-    a = Snapshot("1", "", 8, [], array("Q", [0x7f0000000000, 0x7f0000100000]), array("Q", [0x21002, 0x41002]))
-    b = Snapshot("2", "", 8, [], array("Q", [0x7f0000100000, 0x7f0000200000]), array("Q", [0x41002, 0x21002]))
+    a = Snapshot("1", "", 8, [], 0, array("Q", [0x7f0000000000, 0x7f0000100000]), array("Q", [0x21002, 0x41002]))
+    b = Snapshot("2", "", 8, [], 0, array("Q", [0x7f0000100000, 0x7f0000200000]), array("Q", [0x41002, 0x21002]))
     d = diff_mmapped(a, b)
     assert d.appeared == [(0x7f0000200000, 0x21002)] and d.disappeared == [(0x7f0000000000, 0x21002)]
 

@@ -116,9 +116,10 @@ class HeapDiff(HeapCommand):
 the last snapshot).  Shows the chunks that appeared, disappeared or changed (size, flags,
 state or bin) in address order, how far top moved and how its size changed, the arena's
 system memory, the bins that gained or lost chunks, arenas that appeared or went, and
-(without --arena) the mmapped chunks that appeared or went.  A chunk freed into a bin shows
-as changed (in use -> free BIN); the chunk after a chunk freed into a small, large or unsorted
-bin changes too: free clears its P (PREV_INUSE) flag.
+(without --arena) the mmapped chunks that appeared or went.  Top is in none of the chunk
+lists: a chunk malloc cut from top appears, a chunk free merged into top disappears.  A chunk
+freed into a bin shows as changed (in use -> free BIN); the chunk after a chunk freed into a
+small, large or unsorted bin changes too: free clears its P (PREV_INUSE) flag.
 With no snapshot taken yet there is nothing to compare: it says so, and --json gives the
 heap now against itself (every list empty, "from" and "to" "now").
 
@@ -127,7 +128,7 @@ heap now against itself (every list empty, "from" and "to" "now").
                  "top": {"before", "after", "size_before", "size_after"},
                  "system_mem": {"before", "after"}}; chunk as in heap chunks --json; a side
                  lacking the arena has null there
-  --arena ADDR   the arena at ADDR (default: the selected thread's arena)
+  --arena ADDR   the arena at ADDR (default: the selected thread's arena when B was taken)
   --all-arenas   every arena of either side: {"arenas": [...]}"""
 
     def run(self, args: Args, out: Out) -> None:
@@ -135,39 +136,32 @@ heap now against itself (every list empty, "from" and "to" "now").
             raise HeapError(f"unexpected argument {args.rest[2]!r}; give at most two snapshot names "
                             f"(see help {self.name})")
         s = store()
-        heap = open_heap(args)
         names = list(args.rest)
-        if not names and not s.snaps:
-            if not args.flag("--json"):
-                out.line(rs.no_snapshot_line())
-                return
-            names = [NOW]
         if not names:
-            names = [list(s.snaps)[-1]]
+            names = [list(s.snaps)[-1] if s.snaps else NOW]
         if len(names) == 1:
             names.append(NOW)
-        now: List[Snapshot] = []
-
-        def get(name: str) -> Snapshot:
-            if name == NOW:
-                if not now:
-                    now.append(take(heap, NOW, NOW))
-                return now[0]
-            if name not in s.snaps:
+        if names == [NOW, NOW] and not args.flag("--json"):
+            open_heap(args)  # the usual errors (no process, no heap) first
+            out.line(rs.no_snapshot_line())
+            return
+        for name in names:
+            if name != NOW and name not in s.snaps:
                 known = ", ".join(s.snaps) or "none yet"
                 raise HeapError(f"no snapshot named {name!r} (snapshots: {known}); see heap snapshots")
-            return s.snaps[name]
-
-        before, after = get(names[0]), get(names[1])
+        # The heap is read only to compare with now: two snapshots need nothing from the process.
+        now = take(open_heap(args), NOW, NOW) if NOW in names else None
+        before, after = (now if n == NOW else s.snaps[n] for n in names)
+        assert before is not None and after is not None
         arenas: Optional[List[int]] = None
         if not args.flag("--all-arenas"):
             given = args.value("--arena")
-            address = evaluate_address(given) if given is not None else heap.selected_arena().address
+            address = evaluate_address(given) if given is not None else after.selected
             if before.arena(address) is None and after.arena(address) is None:
                 raise HeapError(f"no arena at {address:#x} in {names[0]} or {names[1]}; heap arenas lists them")
             arenas = [address]
         diffs = diff(before, after, arenas)
-        S = heap.layout.size_sz
+        S = after.size_sz
         if args.flag("--json"):
             out.json(one_or_all(args, [rs.diff_doc(d, names[0], names[1], S) for d in diffs]))
             return
