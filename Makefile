@@ -9,7 +9,7 @@ VPY     := $(VENV)/bin/python
 SAMPLES := $(patsubst c_samples/%.c,build/%,$(wildcard c_samples/*.c))
 GDB     := gdb -q -nx -batch -ex 'set pagination off' -ex 'set debuginfod enabled off'
 
-.PHONY: all samples demo test test-gdb lint fuzz bench readme check-tools clean matrix matrix-readme
+.PHONY: all samples demo test test-gdb lint fuzz bench bench-snapshot readme walkthrough check-tools clean matrix matrix-readme
 
 all: samples
 
@@ -78,9 +78,18 @@ matrix-readme:
 
 bench: samples
 	$(PYTHON) bench/bench.py --readme
+	$(PYTHON) bench/bench.py --snapshot --readme
+
+bench-snapshot: samples
+	$(PYTHON) bench/bench.py --snapshot --readme
 
 readme: samples
 	$(PYTHON) tools/readme_examples.py
+
+# The learner's walk-through, docs/walkthrough.md, regenerated from real gdb sessions on the
+# samples (tests/test_walkthrough.py fails when the committed text is stale).
+walkthrough: samples
+	$(PYTHON) tools/readme_examples.py docs/walkthrough.md
 
 clean:
 	rm -rf build
