@@ -94,11 +94,11 @@ COMMANDS: Tuple[CommandSpec, ...] = (
                 "heap check [--json] [--strict] [--arena ADDR | --all-arenas]", arenas=True, flags=("--strict",)),
     CommandSpec("heap mmapped", "List the mmapped chunks: large blocks that are a mapping of their own.",
                 "heap mmapped [--json]"),
-    CommandSpec("heap snapshot", "Record the heap as it is now (chunks, states, bins, top; no copy of its memory) "
-                "for heap diff.", "heap snapshot [NAME]", json=False),
-    CommandSpec("heap snapshots", "List the snapshots taken: name, when, arenas, chunks, size of the record.",
+    CommandSpec("heap snapshot", "Record the heap as it is (chunks, bins, top), for heap diff.",
+                "heap snapshot [NAME]", json=False),
+    CommandSpec("heap snapshots", "List the snapshots: name, when, arenas, chunks, record size.",
                 "heap snapshots [--json]"),
-    CommandSpec("heap diff", "Show what changed between two snapshots, or between a snapshot and now.",
+    CommandSpec("heap diff", "Show what changed between two snapshots, or one and now.",
                 "heap diff [A [B]] [--json] [--arena ADDR | --all-arenas]", arenas=True),
 )
 

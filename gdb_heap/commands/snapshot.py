@@ -71,11 +71,13 @@ def store() -> Store:
 
 @implements("heap snapshot")
 class HeapSnapshot(HeapCommand):
-    """Keeps, for every arena, each chunk's address, size field, state and bin, and the arena's
-top and system memory, plus the mmapped chunks: no copy of the heap's memory (19 bytes a
-chunk).  NAME defaults to 1, 2, ...; a name given again replaces that snapshot.
-Snapshots belong to this gdb session and to the running process: they are dropped when it
-exits or is run again.  Compare them with heap diff; list them with heap snapshots."""
+    """Keeps, for every arena, each chunk's address, size field, state
+and bin, the arena's top and system memory, and the mmapped chunks: no
+copy of the heap's memory (19 bytes a chunk).  NAME defaults to 1, 2, ...;
+a name given again replaces that snapshot.  Snapshots belong to this gdb
+session and to the running process: they are dropped, with a message,
+when it exits or is run again.  Compare them with heap diff; list them
+with heap snapshots."""
 
     def run(self, args: Args, out: Out) -> None:
         if len(args.rest) > 1:
@@ -95,9 +97,9 @@ exits or is run again.  Compare them with heap diff; list them with heap snapsho
 
 @implements("heap snapshots")
 class HeapSnapshots(HeapCommand):
-    """One line per snapshot, oldest first: its name, when it was taken (gdb's stop count since
-gdb_heap was loaded, and the time), its arenas, its chunks (mmapped ones included) and the
-size of the record in bytes.
+    """One line per snapshot, oldest first: its name, when it was taken
+(gdb's stop count since gdb_heap was loaded, and the time), its arenas,
+its chunks (mmapped ones included) and the size of the record in bytes.
 
   --json   {"snapshots": [{"name", "when", "arenas", "chunks", "bytes"}]}"""
 
@@ -112,23 +114,27 @@ size of the record in bytes.
 
 @implements("heap diff")
 class HeapDiff(HeapCommand):
-    """Compares snapshot A with snapshot B, or with the heap now when B is left out (A defaults to
-the last snapshot).  Shows the chunks that appeared, disappeared or changed (size, flags,
-state or bin) in address order, how far top moved and how its size changed, the arena's
-system memory, the bins that gained or lost chunks, arenas that appeared or went, and
-(without --arena) the mmapped chunks that appeared or went.  Top is in none of the chunk
-lists: a chunk malloc cut from top appears, a chunk free merged into top disappears.  A chunk
-freed into a bin shows as changed (in use -> free BIN); the chunk after a chunk freed into a
-small, large or unsorted bin changes too: free clears its P (PREV_INUSE) flag.
-With no snapshot taken yet there is nothing to compare: it says so, and --json gives the
-heap now against itself (every list empty, "from" and "to" "now").
+    """Compares snapshot A with snapshot B, or with the heap now when B is
+left out (A defaults to the last snapshot).  Shows the chunks that
+appeared, disappeared or changed (size, flags, state or bin) in address
+order, how far top moved and how its size changed, the arena's system
+memory, the bins that gained or lost chunks, arenas that appeared or went,
+and (without --arena) the mmapped chunks that appeared or went.
+Top is in none of the chunk lists: a chunk malloc cut from top appears, a
+chunk free merged into top disappears.  A chunk freed into a bin changes
+(in use -> free BIN); so does the chunk after one freed into a small,
+large or unsorted bin: free clears its P (PREV_INUSE) flag.
+With no snapshot yet there is nothing to compare: it says so, and --json
+gives the heap now against itself (every list empty, from and to "now").
 
-  --json         {"from", "to", "arena", "appeared": [chunk], "disappeared": [chunk],
-                 "changed": [{"address", "before": chunk, "after": chunk}],
-                 "top": {"before", "after", "size_before", "size_after"},
-                 "system_mem": {"before", "after"}}; chunk as in heap chunks --json; a side
-                 lacking the arena has null there
-  --arena ADDR   the arena at ADDR (default: the selected thread's arena when B was taken)
+  --json         {"from", "to", "arena", "appeared": [chunk],
+                 "disappeared": [chunk], "changed": [{"address",
+                 "before": chunk, "after": chunk}], "top": {"before",
+                 "after", "size_before", "size_after"}, "system_mem":
+                 {"before", "after"}}; chunk as in heap chunks --json;
+                 null where a side lacks the arena
+  --arena ADDR   the arena at ADDR (default: the selected thread's
+                 arena when B was taken)
   --all-arenas   every arena of either side: {"arenas": [...]}"""
 
     def run(self, args: Args, out: Out) -> None:
