@@ -7,12 +7,11 @@ command runs once with its output sent to a file (gdb's logging redirect), and t
 process reports the command's wall time and its own peak RSS (VmHWM, the largest is kept).
 
 With --snapshot it measures heap snapshot and heap diff instead, beside heap chunks --summary
-(the yardstick: a diff must take at most twice its time): `heap snapshot` (a second one, after
-a first: the record's size in bytes, and how much gdb's resident memory grew while it was
-taken, the reader's block cache included), `heap diff` (the last
-snapshot against now: a walk of the heap now, then the merge) and `heap diff 1 2` (two records:
-the merge alone).  Each is timed after its setup has run (the snapshots it compares; for the
-others, one run of the same command, so that every timed command finds gdb equally warm).
+(the yardstick: a diff must take at most twice its time), one after the other in each session
+after an untimed first snapshot, so that each ratio is taken under the same load: `heap
+snapshot` (the record's size in bytes, and how much gdb's resident memory grew while it was
+taken, the reader's block cache included), `heap diff` (the last snapshot against now: a walk
+of the heap now, then the merge) and `heap diff 1 2` (two records: the merge alone).
 
 usage: python3 bench/bench.py [--readme] [--snapshot] [--repeat=K] [N ...]
                                          (default: 10000 100000 1000000, K=3)
@@ -26,13 +25,29 @@ import re
 import subprocess
 import sys
 import tempfile
-from typing import Any, Dict, List, Sequence
+from typing import Any, Dict, List
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 COMMANDS = ["heap chunks", "heap chunks --summary", "heap chunks --json", "heap bins"]
-# (setup run before the clock starts, the command timed)
-SNAPSHOT_COMMANDS = [(("heap chunks --summary",), "heap chunks --summary"), (("heap snapshot",), "heap snapshot"),
-                     (("heap snapshot",), "heap diff"), (("heap snapshot", "heap snapshot"), "heap diff 1 2")]
+# Timed one after the other in each session, after an untimed first snapshot ("1"): so each
+# ratio to heap chunks --summary is taken under the same load (the machine is shared).
+SNAPSHOT_SEQUENCE = ["heap chunks --summary", "heap snapshot", "heap diff", "heap diff 1 2"]
+
+SEQUENCE_SIDE = r"""
+import gdb, json, time
+gdb.execute("set pagination off")
+def rss():
+    return next(int(line.split()[1]) for line in open("/proc/self/status") if line.startswith("VmRSS"))
+gdb.execute("heap snapshot", to_string=True)
+results = []
+for command in SEQUENCE:
+    rss0 = rss()
+    t0 = time.perf_counter()
+    out = gdb.execute(command, to_string=True)
+    results.append({"command": command, "seconds": time.perf_counter() - t0, "rss_growth_kib": rss() - rss0,
+                    "head": out[:300]})
+json.dump(results, open(RESULT, "w"))
+"""
 
 GDB_SIDE = r"""
 import gdb, json, os, time
@@ -40,29 +55,22 @@ gdb.execute("set pagination off")
 gdb.execute("set logging file " + OUTPUT)
 gdb.execute("set logging overwrite on")
 gdb.execute("set logging redirect on")
-for setup in SETUP:
-    gdb.execute(setup, to_string=True)
-def rss():
-    return next(int(line.split()[1]) for line in open("/proc/self/status") if line.startswith("VmRSS"))
-rss0 = rss()
 gdb.execute("set logging enabled on")
 t0 = time.perf_counter()
 gdb.execute(COMMAND)
 elapsed = time.perf_counter() - t0
 gdb.execute("set logging enabled off")
 peak = next(int(line.split()[1]) for line in open("/proc/self/status") if line.startswith("VmHWM"))
-json.dump({"seconds": elapsed, "peak_kib": peak, "output_bytes": os.path.getsize(OUTPUT),
-           "rss_growth_kib": rss() - rss0, "head": open(OUTPUT).read(300)}, open(RESULT, "w"))
+json.dump({"seconds": elapsed, "peak_kib": peak, "output_bytes": os.path.getsize(OUTPUT)}, open(RESULT, "w"))
 """
 
 
-def run_one(n: int, command: str, tmp: str, setup: Sequence[str] = ()) -> Dict[str, Any]:
+def run_one(n: int, command: str, tmp: str) -> Dict[str, Any]:
     script = os.path.join(tmp, "side.py")
     result = os.path.join(tmp, "result.json")
     output = os.path.join(tmp, "output.txt")
     with open(script, "w") as f:
-        f.write(f"COMMAND = {command!r}\nSETUP = {list(setup)!r}\nOUTPUT = {output!r}\nRESULT = {result!r}\n"
-                + GDB_SIDE)
+        f.write(f"COMMAND = {command!r}\nOUTPUT = {output!r}\nRESULT = {result!r}\n" + GDB_SIDE)
     argv = ["gdb", "-q", "-nx", "-batch", "-ex", "set debuginfod enabled off",
             "-ex", f"source {ROOT}/gdb_heap/init.py", "-ex", "break checkpoint",
             "-ex", f"run {n} > /dev/null", "-ex", f"source {script}", os.path.join(ROOT, "build", "many")]
@@ -89,8 +97,8 @@ def write_readme(table: List[str], marker: str = "bench") -> None:
         f.write(text[:i] + "\n".join(table) + "\n" + text[j:])
 
 
-def median_run(n: int, command: str, tmp: str, repeat: int, setup: Sequence[str] = ()) -> Dict[str, Any]:
-    runs = [run_one(n, command, tmp, setup) for _ in range(repeat)]
+def median_run(n: int, command: str, tmp: str, repeat: int) -> Dict[str, Any]:
+    runs = [run_one(n, command, tmp) for _ in range(repeat)]
     r = dict(sorted(runs, key=lambda x: x["seconds"])[len(runs) // 2])
     r["peak_kib"] = max(x["peak_kib"] for x in runs)
     print(f"N={n:>8}  {command:<24} {r['seconds']:7.3f} s  {r['peak_kib'] / 1024:7.1f} MiB peak  "
@@ -108,17 +116,39 @@ def commands_table(sizes: List[int], repeat: int, tmp: str) -> List[Any]:
     return [table, rows]
 
 
+def run_sequence(n: int, tmp: str) -> List[Dict[str, Any]]:
+    script = os.path.join(tmp, "sequence.py")
+    result = os.path.join(tmp, "sequence.json")
+    with open(script, "w") as f:
+        f.write(f"SEQUENCE = {SNAPSHOT_SEQUENCE!r}\nRESULT = {result!r}\n" + SEQUENCE_SIDE)
+    argv = ["gdb", "-q", "-nx", "-batch", "-ex", "set debuginfod enabled off",
+            "-ex", f"source {ROOT}/gdb_heap/init.py", "-ex", "break checkpoint",
+            "-ex", f"run {n} > /dev/null", "-ex", f"source {script}", os.path.join(ROOT, "build", "many")]
+    p = subprocess.run(argv, capture_output=True, text=True, timeout=1800)
+    if not os.path.exists(result):
+        raise SystemExit(f"bench: gdb gave no result for the snapshot sequence at N={n}:\n{p.stderr[-2000:]}")
+    with open(result) as f:
+        runs: List[Dict[str, Any]] = json.load(f)
+    os.remove(result)
+    return runs
+
+
 def snapshot_table(sizes: List[int], repeat: int, tmp: str) -> List[Any]:
-    rows = [(n, command, median_run(n, command, tmp, repeat, setup))
-            for n in sizes for setup, command in SNAPSHOT_COMMANDS]
-    table = ["| chunks | command | seconds (median) | x `heap chunks --summary` | record (MB) | "
+    rows = []
+    for n in sizes:
+        sessions = [run_sequence(n, tmp) for _ in range(repeat)]
+        for k, command in enumerate(SNAPSHOT_SEQUENCE):
+            runs = [s[k] for s in sessions]
+            ratios = sorted(s[k]["seconds"] / s[0]["seconds"] for s in sessions)
+            r = dict(sorted(runs, key=lambda x: x["seconds"])[len(runs) // 2], ratio=ratios[len(ratios) // 2])
+            rows.append((n, command, r))
+            print(f"N={n:>8}  {command:<24} {r['seconds']:7.3f} s  x{r['ratio']:.2f}", flush=True)
+    table = ["| chunks | command | seconds (median) | x `heap chunks --summary` (median) | record (MB) | "
              "gdb RSS growth (MiB) |", "|---:|---|---:|---:|---:|---:|"]
     for n, command, r in rows:
-        summary = next(x for m, c, x in rows if m == n and c == "heap chunks --summary")
         record = re.search(r"(\d+) bytes recorded", r["head"]) if command == "heap snapshot" else None
-        table.append(f"| {n:,} | `{command}` | {r['seconds']:.2f} | {r['seconds'] / summary['seconds']:.2f} | "
-                     f"{int(record.group(1)) / 1e6:.1f} | {r['rss_growth_kib'] / 1024:.0f} |" if record else
-                     f"| {n:,} | `{command}` | {r['seconds']:.2f} | {r['seconds'] / summary['seconds']:.2f} | - | - |")
+        size = f"{int(record.group(1)) / 1e6:.1f} | {r['rss_growth_kib'] / 1024:.0f}" if record else "- | -"
+        table.append(f"| {n:,} | `{command}` | {r['seconds']:.2f} | {r['ratio']:.2f} | {size} |")
     return [table, rows]
 
 

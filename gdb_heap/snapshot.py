@@ -187,31 +187,35 @@ def diff_arena(address: int, before: Optional[ArenaRecord], after: Optional[Aren
     a = before if before is not None else ArenaRecord(address, False, 0, 0, 0)
     b = after if after is not None else ArenaRecord(address, False, 0, 0, 0)
     na, nb = len(a), len(b)
+    aa, ba, asz, bsz, ac, bc, ax, bx = (a.addresses, b.addresses, a.sizes, b.sizes, a.codes, b.codes, a.indexes,
+                                        b.indexes)
     i = j = 0
     k = 1
     while i < na and j < nb:
-        if k and i + k <= na and j + k <= nb and _same(a, i, b, j, k):
-            i, j = i + k, j + k
-            k = min(2 * k, GALLOP)
+        if k > 1:  # a run: compared a slice at a time
+            if i + k <= na and j + k <= nb and _same(a, i, b, j, k):
+                i, j = i + k, j + k
+                k = min(2 * k, GALLOP)
+            else:
+                k //= 2
             continue
-        if k > 1:
-            k //= 2
-            continue
-        x, y = a.addresses[i], b.addresses[j]
+        x, y = aa[i], ba[j]  # one chunk: compared field by field
         if x < y:
             out.disappeared += _not_top(a, i)
             i += 1
         elif y < x:
             out.appeared += _not_top(b, j)
             j += 1
+        elif asz[i] == bsz[j] and ac[i] == bc[j] and ax[i] == bx[j]:
+            i, j = i + 1, j + 1
+            k = 2  # the same: perhaps the start of a run
         else:
-            if a.codes[i] == TOP or b.codes[j] == TOP:  # top is none of the lists: "top" says where it went
+            if ac[i] == TOP or bc[j] == TOP:  # top is none of the lists: "top" says where it went
                 out.disappeared += _not_top(a, i)
                 out.appeared += _not_top(b, j)
-            elif a.row(i) != b.row(j):
+            else:
                 out.changed.append((a.row(i), b.row(j)))
             i, j = i + 1, j + 1
-        k = 1
     for x in range(i, na):
         out.disappeared += _not_top(a, x)
     for y in range(j, nb):

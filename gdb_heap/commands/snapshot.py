@@ -105,6 +105,7 @@ its chunks (mmapped ones included) and the size of the record in bytes.
 
     def run(self, args: Args, out: Out) -> None:
         self.no_extra(args)
+        open_heap(args)  # only for what every command says first: no process, an update in progress
         snaps = list(store().snaps.values())
         if args.flag("--json"):
             out.json(rs.snapshots_doc(snaps))
