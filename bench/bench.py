@@ -9,9 +9,10 @@ process reports the command's wall time and its own peak RSS (VmHWM, the largest
 With --snapshot it measures heap snapshot and heap diff instead, beside heap chunks --summary
 (the yardstick: a diff must take at most twice its time), one after the other in each session
 after an untimed first snapshot, so that each ratio is taken under the same load: `heap
-snapshot` (the record's size in bytes, and how much gdb's resident memory grew while it was
-taken, the reader's block cache included), `heap diff` (the last snapshot against now: a walk
-of the heap now, then the merge) and `heap diff 1 2` (two records: the merge alone).
+snapshot` (the record's size in bytes, and how much gdb's resident memory grew with it, after
+a garbage collection: what the snapshot keeps, as the memory allocator lays it out), `heap
+diff` (the last snapshot against now: a walk of the heap now, then the merge) and `heap diff
+1 2` (two records: the merge alone).
 
 usage: python3 bench/bench.py [--readme] [--snapshot] [--repeat=K] [N ...]
                                          (default: 10000 100000 1000000, K=3)
@@ -34,9 +35,10 @@ COMMANDS = ["heap chunks", "heap chunks --summary", "heap chunks --json", "heap 
 SNAPSHOT_SEQUENCE = ["heap chunks --summary", "heap snapshot", "heap diff", "heap diff 1 2"]
 
 SEQUENCE_SIDE = r"""
-import gdb, json, time
+import gc, gdb, json, time
 gdb.execute("set pagination off")
-def rss():
+def rss():  # after a collection: what the command left behind, not what it used on the way
+    gc.collect()
     return next(int(line.split()[1]) for line in open("/proc/self/status") if line.startswith("VmRSS"))
 gdb.execute("heap snapshot", to_string=True)
 results = []
@@ -44,8 +46,8 @@ for command in SEQUENCE:
     rss0 = rss()
     t0 = time.perf_counter()
     out = gdb.execute(command, to_string=True)
-    results.append({"command": command, "seconds": time.perf_counter() - t0, "rss_growth_kib": rss() - rss0,
-                    "head": out[:300]})
+    elapsed = time.perf_counter() - t0
+    results.append({"command": command, "seconds": elapsed, "rss_growth_kib": rss() - rss0, "head": out[:300]})
 json.dump(results, open(RESULT, "w"))
 """
 
@@ -65,25 +67,32 @@ json.dump({"seconds": elapsed, "peak_kib": peak, "output_bytes": os.path.getsize
 """
 
 
-def run_one(n: int, command: str, tmp: str) -> Dict[str, Any]:
+def in_gdb(n: int, tmp: str, side: str, what: str) -> Any:
+    """Runs `side` (Python; it writes its result as JSON to RESULT) in a fresh gdb session on
+    `many N` stopped at its checkpoint, and returns the result."""
     script = os.path.join(tmp, "side.py")
     result = os.path.join(tmp, "result.json")
-    output = os.path.join(tmp, "output.txt")
     with open(script, "w") as f:
-        f.write(f"COMMAND = {command!r}\nOUTPUT = {output!r}\nRESULT = {result!r}\n" + GDB_SIDE)
+        f.write(f"RESULT = {result!r}\n" + side)
     argv = ["gdb", "-q", "-nx", "-batch", "-ex", "set debuginfod enabled off",
             "-ex", f"source {ROOT}/gdb_heap/init.py", "-ex", "break checkpoint",
             "-ex", f"run {n} > /dev/null", "-ex", f"source {script}", os.path.join(ROOT, "build", "many")]
-    p = subprocess.run(argv, capture_output=True, text=True, timeout=900)
+    p = subprocess.run(argv, capture_output=True, text=True, timeout=1800)
     if not os.path.exists(result):
-        raise SystemExit(f"bench: gdb gave no result for {command!r} at N={n}:\n{p.stderr[-2000:]}")
+        raise SystemExit(f"bench: gdb gave no result for {what} at N={n}:\n{p.stderr[-2000:]}")
     with open(result) as f:
-        r: Dict[str, Any] = json.load(f)
+        r = json.load(f)
+    os.remove(result)
+    return r
+
+
+def run_one(n: int, command: str, tmp: str) -> Dict[str, Any]:
+    output = os.path.join(tmp, "output.txt")
+    r: Dict[str, Any] = in_gdb(n, tmp, f"COMMAND = {command!r}\nOUTPUT = {output!r}\n" + GDB_SIDE, repr(command))
     with open(output) as f:
         head = f.read(4096)
     if head.startswith("heap:") or "Traceback" in head:
         raise SystemExit(f"bench: {command!r} failed at N={n}: {head[:300]}")
-    os.remove(result)
     return r
 
 
@@ -117,19 +126,8 @@ def commands_table(sizes: List[int], repeat: int, tmp: str) -> List[Any]:
 
 
 def run_sequence(n: int, tmp: str) -> List[Dict[str, Any]]:
-    script = os.path.join(tmp, "sequence.py")
-    result = os.path.join(tmp, "sequence.json")
-    with open(script, "w") as f:
-        f.write(f"SEQUENCE = {SNAPSHOT_SEQUENCE!r}\nRESULT = {result!r}\n" + SEQUENCE_SIDE)
-    argv = ["gdb", "-q", "-nx", "-batch", "-ex", "set debuginfod enabled off",
-            "-ex", f"source {ROOT}/gdb_heap/init.py", "-ex", "break checkpoint",
-            "-ex", f"run {n} > /dev/null", "-ex", f"source {script}", os.path.join(ROOT, "build", "many")]
-    p = subprocess.run(argv, capture_output=True, text=True, timeout=1800)
-    if not os.path.exists(result):
-        raise SystemExit(f"bench: gdb gave no result for the snapshot sequence at N={n}:\n{p.stderr[-2000:]}")
-    with open(result) as f:
-        runs: List[Dict[str, Any]] = json.load(f)
-    os.remove(result)
+    runs: List[Dict[str, Any]] = in_gdb(n, tmp, f"SEQUENCE = {SNAPSHOT_SEQUENCE!r}\n" + SEQUENCE_SIDE,
+                                        "the snapshot sequence")
     return runs
 
 
@@ -144,7 +142,7 @@ def snapshot_table(sizes: List[int], repeat: int, tmp: str) -> List[Any]:
             rows.append((n, command, r))
             print(f"N={n:>8}  {command:<24} {r['seconds']:7.3f} s  x{r['ratio']:.2f}", flush=True)
     table = ["| chunks | command | seconds (median) | x `heap chunks --summary` (median) | record (MB) | "
-             "gdb RSS growth (MiB) |", "|---:|---|---:|---:|---:|---:|"]
+             "gdb RSS kept (MiB) |", "|---:|---|---:|---:|---:|---:|"]
     for n, command, r in rows:
         record = re.search(r"(\d+) bytes recorded", r["head"]) if command == "heap snapshot" else None
         size = f"{int(record.group(1)) / 1e6:.1f} | {r['rss_growth_kib'] / 1024:.0f}" if record else "- | -"
