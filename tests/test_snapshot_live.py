@@ -120,3 +120,27 @@ def test_threads_every_arena():
     top, system_mem = (int(line) for line in r.stdout.splitlines() if line.isdigit())  # gdb's reading at main()
     assert (main["top"]["before"], main["system_mem"]["before"]) == (top, system_mem)
     assert len(fresh) == 3 and all(a["appeared"] and a["system_mem"]["before"] is None for a in fresh)
+
+
+def test_free_and_reuse_against_the_tcache_and_fastbins_gdb_reads():
+    """reuse.c: free(a0) changes a0 to tcache, malloc(40) takes the same chunk back (the sample
+    says so), then the nine frees fill the tcache bin and spill into the fast bin: each chunk's
+    bin in the diff is the list gdb finds it on through glibc's debug info."""
+    stages = probe(sample("reuse"), [DIFF, "heap snapshot"], last_stage=4)["stages"]
+    p, S = ptrs(stages), stages[0]["truth"]["S"]
+    a = [p[f"a{i}"] - 2 * S for i in range(9)]
+    d2, d3, d4 = (doc(s, DIFF) for s in stages[1:4])
+    assert [(c["address"], c["before"]["state"], c["after"]["bin"]) for c in d2["changed"]] == \
+        [(a[0], "in_use", "tcache")]
+    assert facts(stages[2], "same_as_a0") == [["yes"]] and p["again"] - 2 * S == a[0]
+    assert [(c["address"], c["before"]["bin"], c["after"]["state"]) for c in d3["changed"]] == \
+        [(a[0], "tcache", "in_use")]
+    assert d2["appeared"] == d3["appeared"] == d4["appeared"] == [] and d4["disappeared"] == []
+    t = stages[3]["truth"]
+    tcache = {e - 2 * S for chain in t["tcache"]["chains"] for e in chain}
+    fast = {c for entry in (t["fastbins"] or {}).values() for c in entry["chain"]}
+    after = {c["address"]: c["after"] for c in d4["changed"]}
+    assert sorted(after) == a
+    assert {x for x, c in after.items() if c["bin"] == "tcache"} == tcache & set(a)
+    assert {x for x, c in after.items() if c["bin"] == "fast"} == fast & set(a)
+    assert len(tcache & set(a)) == min(t["tcache_count"], 9)  # the bin holds mp_.tcache_count at most
