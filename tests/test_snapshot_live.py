@@ -14,7 +14,8 @@ DIFF = "heap diff --json"
 @pytest.fixture(scope="module")
 def stages():
     # At each checkpoint: the diff against the last one's snapshot, then this one's snapshot.
-    return probe(sample("diff"), [DIFF, "heap diff", "heap snapshot", "heap snapshots --json"])["stages"]
+    return probe(sample("diff"), [DIFF, "heap diff", "heap snapshot", "heap snapshots --json",
+                                  "heap chunks --json"])["stages"]
 
 
 def ptrs(stages):
@@ -86,6 +87,18 @@ def test_a_free_into_top_disappears(stages):
     assert after["top"] == p["n"] - 2 * S == d["top"]["after"] and d["top"]["before"] == before["top"]
     assert (d["top"]["size_before"], d["top"]["size_after"]) == (before["top_size"], after["top_size"])
     assert d["system_mem"] == {"before": before["system_mem"], "after": after["system_mem"]}  # trimmed or not
+
+
+def test_chunks_are_the_objects_of_heap_chunks(stages):
+    """The contract: a chunk of the diff is the object `heap chunks --json` gives for it (the
+    chunks after the change here, before it at the previous checkpoint)."""
+    for k in (1, 2):
+        d = doc(stages[k], DIFF)
+        now = {c["address"]: c for c in doc(stages[k], "heap chunks --json")["chunks"]}
+        then = {c["address"]: c for c in doc(stages[k - 1], "heap chunks --json")["chunks"]}
+        assert d["appeared"] or d["disappeared"]
+        assert all(now[c["address"]] == c for c in d["appeared"] + [x["after"] for x in d["changed"]])
+        assert all(then[c["address"]] == c for c in d["disappeared"] + [x["before"] for x in d["changed"]])
 
 
 def test_text_names_the_p_bit_and_the_bins(stages):
