@@ -40,13 +40,23 @@
  *   top_size       the top chunk's size overwritten with -1 (house of force).
  *   smallbin_bk    a chunk sitting alone in a small bin gets its bk forged to
  *                  the fake chunk (the classic smallbin / house of lore write).
+ *   smallbin_stash_bk  a small bin holds two chunks; the one malloc stashes
+ *                  into the tcache after its victim (not the victim) gets its
+ *                  bk forged to the fake chunk, whose bk leads back to the
+ *                  bin (the fake chunk is stashed too; nothing checks).
  *   invalid_size   an in-use chunk's size overwritten with 8 (below MINSIZE).
  *   fast_size      a fastbin chunk's size overwritten with 2 * MINSIZE (the
  *                  size of another fastbin).
- *   consolidate_size  a fastbin chunk's size overwritten with 8.
- *                  (fast_size and consolidate_size are refused from 2.43.)
+ *   fast_invalid_size  a fastbin chunk's size overwritten with 8; the mallocs
+ *                  of its size take it out of its fast bin.
+ *   consolidate_size  the same damage; a large request consolidates the fast
+ *                  bins instead (malloc_consolidate's own check).
+ *                  (fast_size, fast_invalid_size and consolidate_size are
+ *                  refused from 2.43.)
+ *   zero_size      an in-use chunk's size overwritten with 0, then freed.
  *   unsorted_bk    a large chunk (LARGE: 0x500, past the tcache) sitting in
  *                  the unsorted bin gets its bk forged to the fake chunk.
+ *   unsorted_size  ... gets a huge size (a quarter of the address space).
  *   unsorted_prev_size   the chunk after a LARGE chunk in the unsorted bin
  *                  gets its prev_size overwritten with 0.
  *   unsorted_prev_inuse  ... gets its PREV_INUSE bit set.
@@ -55,8 +65,15 @@
  *   large_nextsize a large bin's only chunk gets its fd_nextsize forged to the
  *                  fake chunk.
  *   large_bk       a large bin's only chunk (0x440) gets its bk forged to the
- *                  fake chunk; a bigger chunk of the same bin (0x450) waits in
- *                  the unsorted bin.
+ *                  fake chunk; a malloc of its size takes it out (unlink_chunk).
+ *   large_bk_sort  the same, and a bigger chunk of the same bin (0x450) waits
+ *                  in the unsorted bin: a large request sorts it in front of
+ *                  the damaged chunk.
+ *   tcache_key     three chunks in tcache[0]; the middle one's tcache key is
+ *                  overwritten (use after free), the others intact.
+ *   non_main_arena an in-use LARGE chunk of the main arena's heap gets the
+ *                  NON_MAIN_ARENA bit (house of mind), then is freed: glibc
+ *                  looks for a heap_info at its HEAP_MAX_SIZE-aligned base.
  *   prev_inuse     the chunk after an in-use LARGE chunk gets its PREV_INUSE
  *                  bit cleared.
  *
@@ -64,6 +81,8 @@
  * address) whose header or links the damage touched, the one `heap check`
  * must name; "@ addr fake 0xADDR" the fake chunk; "@ addr other 0xADDR" a
  * second chunk involved (the chunk freed twice, the one the loop returns to);
+ * "@ addr key 0xKEY" (tcache_key) the key field of an intact tcache entry, as
+ * glibc's free wrote it;
  * "@ size_t N" is sizeof(size_t), SIZE_SZ, which the sizes above follow.
  * Global `victim` holds the damaged chunk's user pointer (heap chunk victim).
  * Safe-linking is applied when the running glibc is 2.32 or later.  Written
@@ -94,10 +113,12 @@
 #define LARGE_B_REQUEST (0x450 - sizeof(size_t))
 #define SORT_REQUEST 0x1000 /* a large request no free chunk serves: sorts the unsorted bin */
 #define BAD_SIZE ((size_t)8 | 1) /* below MINSIZE on x86-64 and i386; PREV_INUSE */
+#define HUGE_SIZE (((size_t)1 << (8 * sizeof(size_t) - 2)) | 1) /* 0x4000...0 and PREV_INUSE */
+#define NON_MAIN_ARENA 4
 
 /* A fake chunk outside the heap, placed like a real one: its user pointer
  * (FAKE_MEM) 16-byte aligned, its header 2 * SIZE_SZ before that. */
-size_t fake[8] __attribute__((aligned(16)));
+size_t fake[0x200 / sizeof(size_t)] __attribute__((aligned(16))); /* room for a 0x100 chunk's next size */
 #define FAKE_MEM ((void *)((char *)fake + 16))
 void *victim;
 
@@ -215,6 +236,32 @@ static void *free_large(const char *name, void **a, size_t request)
     return chunk_of(g);
 }
 
+/* a (and b, unless NULL) of chunk size 0x100 in their small bin, each with a
+ * guard: a full tcache bin first, then a, b freed (to the unsorted bin; from
+ * 2.41 straight to the small bin) and a request no free chunk serves sorts
+ * them there, b in front of a. */
+static void small_bin(void **a, void **b)
+{
+    void *p[TCACHE_FILL];
+
+    for (int i = 0; i < TCACHE_FILL; i++) {
+        p[i] = xmalloc(0xf8); /* chunk size 0x100 */
+        guard();
+    }
+    *a = fill_and_report("a", 0xf8);
+    guard();
+    if (b) {
+        *b = fill_and_report("b", 0xf8);
+        guard();
+    }
+    for (int i = 0; i < tcache_count(); i++)
+        free(p[i]); /* exactly a full tcache bin */
+    free(*a);
+    if (b)
+        free(*b);
+    (void)xmalloc(4000);
+}
+
 /* The two words after a chunk's size: fd and bk (user data words 0 and 1). */
 static void **links(void *chunk)
 {
@@ -237,15 +284,16 @@ static void empty_tcache(size_t request)
 static void carry_on(const char *stage, void *other_mem)
 {
     printf("@ carry on\n");
-    if (is(stage, "overflow") || is(stage, "overflow_far") || is(stage, "overlap") || is(stage, "invalid_size")) {
+    if (is(stage, "overflow") || is(stage, "overflow_far") || is(stage, "overlap") || is(stage, "invalid_size")
+        || is(stage, "zero_size") || is(stage, "non_main_arena")) {
         free(victim); /* glibc's free checks the damaged size (overlap: none) */
         (void)xmalloc(3 * MINSIZE - sizeof(size_t));
     } else if (is(stage, "uaf_tcache") || is(stage, "uaf_tcache_raw") || is(stage, "uaf_tcache_stack")
-               || is(stage, "tcache_cycle")) {
+               || is(stage, "tcache_cycle") || is(stage, "tcache_key")) {
         for (int i = 0; i < 3; i++)
             (void)xmalloc(SMALL_REQUEST); /* the list's chunks, then where its link leads */
     } else if (is(stage, "uaf_fast") || is(stage, "uaf_fast_raw") || is(stage, "double_free")
-               || is(stage, "fast_size")) {
+               || is(stage, "fast_size") || is(stage, "fast_invalid_size")) {
         empty_tcache(SMALL_REQUEST);
         for (int i = 0; i < 3; i++)
             (void)xmalloc(SMALL_REQUEST); /* from the fastbin, stashing the rest into the tcache */
@@ -253,12 +301,14 @@ static void carry_on(const char *stage, void *other_mem)
         (void)xmalloc(SORT_REQUEST); /* a large request consolidates the fastbins first */
     } else if (is(stage, "top_size")) {
         (void)xmalloc(SORT_REQUEST); /* from top */
-    } else if (is(stage, "smallbin_bk")) {
+    } else if (is(stage, "smallbin_bk") || is(stage, "smallbin_stash_bk")) {
         empty_tcache(0xf8);
-        (void)xmalloc(0xf8); /* the small bin's last chunk */
+        (void)xmalloc(0xf8); /* the small bin's last chunk (and the rest: to the tcache) */
     } else if (is(stage, "unsorted_bk") || is(stage, "unsorted_prev_size") || is(stage, "unsorted_prev_inuse")
-               || is(stage, "large_bk")) {
+               || is(stage, "unsorted_size") || is(stage, "large_bk_sort")) {
         (void)xmalloc(SORT_REQUEST); /* takes the unsorted bin's chunks to their bins */
+    } else if (is(stage, "large_bk")) {
+        (void)xmalloc(LARGE_A_REQUEST); /* the large bin's chunk: unlink_chunk */
     } else if (is(stage, "large_prev_size") || is(stage, "large_nextsize") || is(stage, "prev_inuse")) {
         free(other_mem); /* merges with the free chunk after it (prev_inuse: checks the next's bit) */
     }
@@ -362,36 +412,50 @@ int main(int argc, char **argv)
         victim = (char *)top + 2 * sizeof(size_t);
         damaged(top);
     } else if (strcmp(stage, "smallbin_bk") == 0) {
-        void *p[TCACHE_FILL];
-        for (int i = 0; i < TCACHE_FILL; i++) {
-            p[i] = xmalloc(0xf8); /* chunk size 0x100 */
-            guard();
-        }
-        a = fill_and_report("a", 0xf8);
-        guard();
-        for (int i = 0; i < tcache_count(); i++)
-            free(p[i]); /* exactly a full tcache bin: a is the small bin's only chunk */
-        free(a); /* tcache full: to the unsorted bin (from 2.41 its small bin) */
+        small_bin(&a, NULL); /* a is the small bin's only chunk */
         victim = a;
-        (void)xmalloc(4000); /* sorts a into its small bin */
         ((void **)victim)[1] = chunk_of(FAKE_MEM); /* bk */
         damaged(chunk_of(a));
-    } else if (is(stage, "invalid_size")) {
+    } else if (is(stage, "smallbin_stash_bk")) {
+        small_bin(&a, &b); /* b -> a, a the victim (the bin's last) */
+        links(chunk_of(FAKE_MEM))[1] = links(chunk_of(b))[1]; /* the fake chunk's bk: b's, the bin */
+        links(chunk_of(b))[1] = chunk_of(FAKE_MEM); /* b's bk */
+        victim = b;
+        damaged(chunk_of(b));
+    } else if (is(stage, "invalid_size") || is(stage, "zero_size")) {
         a = fill_and_report("a", SMALL_REQUEST);
         victim = fill_and_report("b", SMALL_REQUEST);
         guard();
-        *size_field(chunk_of(victim)) = BAD_SIZE;
+        *size_field(chunk_of(victim)) = is(stage, "zero_size") ? 0 : BAD_SIZE;
         damaged(chunk_of(victim));
-    } else if ((is(stage, "fast_size") || is(stage, "consolidate_size")) && has_fastbins()) {
+    } else if (is(stage, "non_main_arena")) {
+        victim = fill_and_report("b", LARGE_REQUEST); /* past the tcache: free() asks for its arena */
+        guard();
+        *size_field(chunk_of(victim)) |= NON_MAIN_ARENA;
+        damaged(chunk_of(victim));
+    } else if (is(stage, "tcache_key")) {
+        void *c = fill_and_report("c", SMALL_REQUEST);
+        guard();
+        free_two(&a, &b, 0); /* tcache[0]: b -> a */
+        free(c); /* tcache[0]: c -> b -> a */
+        report_addr("key", (void *)((size_t *)a)[1]); /* what glibc's free wrote: its tcache key */
+        ((size_t *)b)[1] ^= 0x5a5a; /* b's key: overwritten, still no pointer */
+        victim = b;
+        damaged(chunk_of(b));
+    } else if ((is(stage, "fast_size") || is(stage, "fast_invalid_size") || is(stage, "consolidate_size"))
+               && has_fastbins()) {
         free_two(&a, &b, 1); /* fastbin[0]: b -> a (tcache full) */
         victim = b;
         *size_field(chunk_of(b)) = is(stage, "fast_size") ? 2 * MINSIZE | 1 : BAD_SIZE;
         damaged(chunk_of(b));
-    } else if (is(stage, "unsorted_bk") || is(stage, "unsorted_prev_size") || is(stage, "unsorted_prev_inuse")) {
+    } else if (is(stage, "unsorted_bk") || is(stage, "unsorted_prev_size") || is(stage, "unsorted_prev_inuse")
+               || is(stage, "unsorted_size")) {
         void *g = free_large("a", &a, LARGE_REQUEST);
         victim = a;
         if (is(stage, "unsorted_bk"))
             links(chunk_of(a))[1] = chunk_of(FAKE_MEM);
+        else if (is(stage, "unsorted_size"))
+            *size_field(chunk_of(a)) = HUGE_SIZE;
         else if (is(stage, "unsorted_prev_size"))
             *(size_t *)g = 0; /* the guard's prev_size: a's footer */
         else
@@ -416,25 +480,29 @@ int main(int argc, char **argv)
                 links(chunk_of(a))[2] = chunk_of(FAKE_MEM); /* fd_nextsize */
             damaged(chunk_of(a));
         }
-    } else if (is(stage, "large_bk")) {
+    } else if (is(stage, "large_bk") || is(stage, "large_bk_sort")) {
         b = fill_and_report("b", LARGE_B_REQUEST); /* before the damage: no malloc may take a */
         guard();
         free_large("a", &a, LARGE_A_REQUEST);
         (void)xmalloc(SORT_REQUEST); /* a: alone in its large bin */
         links(chunk_of(a))[1] = chunk_of(FAKE_MEM);
-        free(b); /* the unsorted bin; to be sorted in front of a, the smaller */
-        report_free("b");
+        if (is(stage, "large_bk_sort")) {
+            free(b); /* the unsorted bin; to be sorted in front of a, the smaller */
+            report_free("b");
+        }
         victim = a;
         damaged(chunk_of(a));
-    } else if (strncmp(stage, "uaf_fast", 8) == 0 || is(stage, "fast_size") || is(stage, "consolidate_size")) {
+    } else if (strncmp(stage, "uaf_fast", 8) == 0 || is(stage, "fast_size") || is(stage, "fast_invalid_size")
+               || is(stage, "consolidate_size")) {
         fprintf(stderr, "corrupt: %s: glibc %s has no fastbins (glibc 2.43 removed them)\n", stage,
                 gnu_get_libc_version());
         return 3;
     } else {
-        fprintf(stderr, "usage: corrupt overflow|overflow_far|overlap|uaf_tcache|uaf_tcache_raw|uaf_tcache_stack|uaf_fast|"
-                        "uaf_fast_raw|double_free|tcache_cycle|top_size|smallbin_bk|invalid_size|"
-                        "fast_size|consolidate_size|unsorted_bk|unsorted_prev_size|unsorted_prev_inuse|"
-                        "large_prev_size|large_nextsize|large_bk|prev_inuse\n");
+        fprintf(stderr, "usage: corrupt overflow|overflow_far|overlap|uaf_tcache|uaf_tcache_raw|uaf_tcache_stack|"
+                        "uaf_fast|uaf_fast_raw|double_free|tcache_cycle|top_size|smallbin_bk|smallbin_stash_bk|"
+                        "invalid_size|zero_size|fast_size|fast_invalid_size|consolidate_size|unsorted_bk|"
+                        "unsorted_size|unsorted_prev_size|unsorted_prev_inuse|large_prev_size|large_nextsize|"
+                        "large_bk|large_bk_sort|prev_inuse|tcache_key|non_main_arena\n");
         return 2;
     }
     printf("@ checkpoint 1\n");

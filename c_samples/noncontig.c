@@ -34,10 +34,30 @@
  * ordblks, uordblks, fordblks (mallinfo2 itself does not allocate). */
 size_t mi2_buf[4];
 
+/* mallinfo2 came in glibc 2.33; the matrix compiles this sample against 2.31's headers and
+ * runs it on newer glibcs too: a weak reference of our own to it, and mallinfo (int fields,
+ * enough for this small heap) where the glibc running has none. */
+struct mallinfo2_fields {
+    size_t arena, ordblks, smblks, hblks, hblkhd, usmblks, fsmblks, uordblks, fordblks, keepcost;
+};
+extern struct mallinfo2_fields weak_mallinfo2(void) __asm__("mallinfo2") __attribute__((weak));
+
 static void snapshot_mallinfo2(void)
 {
-    struct mallinfo2 mi = mallinfo2();
+    struct mallinfo2_fields mi;
 
+    if (weak_mallinfo2) {
+        mi = weak_mallinfo2();
+    } else {
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wdeprecated-declarations"
+        struct mallinfo old = mallinfo();
+#pragma GCC diagnostic pop
+        mi.arena = (size_t)old.arena;
+        mi.ordblks = (size_t)old.ordblks;
+        mi.uordblks = (size_t)old.uordblks;
+        mi.fordblks = (size_t)old.fordblks;
+    }
     mi2_buf[0] = mi.arena;
     mi2_buf[1] = mi.ordblks;
     mi2_buf[2] = mi.uordblks;

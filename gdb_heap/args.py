@@ -33,7 +33,17 @@ def split(text: str) -> List[str]:
     return text.split()
 
 
-def parse(command: str, text: str, flags: Sequence[str], valued: Sequence[str] = ()) -> Args:
+def is_number(word: str) -> bool:
+    try:
+        int(word, 0)
+        return True
+    except ValueError:
+        return word.isdigit()
+
+
+def parse(command: str, text: str, flags: Sequence[str], valued: Sequence[str] = (),
+          counted: Sequence[str] = ()) -> Args:
+    """`counted`: options that take a number when one follows (heap chunk --dump [N])."""
     args = Args()
     words = split(text)
     i = 0
@@ -41,7 +51,14 @@ def parse(command: str, text: str, flags: Sequence[str], valued: Sequence[str] =
         word = words[i]
         name, eq, inline = word.partition("=")
         if word.startswith("--"):
-            if name in flags and not eq:
+            if name in counted:
+                args.flags[name] = True
+                if eq:
+                    args.values[name] = inline
+                elif i + 1 < len(words) and is_number(words[i + 1]):
+                    i += 1
+                    args.values[name] = words[i]
+            elif name in flags and not eq:
                 args.flags[name] = True
             elif name in valued:
                 if eq:
@@ -52,7 +69,8 @@ def parse(command: str, text: str, flags: Sequence[str], valued: Sequence[str] =
                 else:
                     raise HeapError(f"{name} needs a value; see help {command}")
             else:
-                known = ", ".join(list(flags) + [f"{v} VALUE" for v in valued]) or "none"
+                known = ", ".join(list(flags) + [f"{v} VALUE" for v in valued] +
+                                  [f"{c} [N]" for c in counted]) or "none"
                 raise HeapError(f"unknown option {word!r} for {command}; its options are: {known}")
         else:
             args.rest.append(word)
@@ -62,11 +80,11 @@ def parse(command: str, text: str, flags: Sequence[str], valued: Sequence[str] =
     return args
 
 
-def parse_count(command: str, text: str) -> int:
+def parse_count(command: str, text: str, option: str = "--limit", what: str = "a number of chunks") -> int:
     try:
         n = int(text, 0) if not text.isdigit() else int(text, 10)
     except ValueError:
-        raise HeapError(f"--limit wants a number of chunks, not {text!r}; see help {command}") from None
+        raise HeapError(f"{option} wants {what}, not {text!r}; see help {command}") from None
     if n < 0:
-        raise HeapError(f"--limit wants a number >= 0, not {n}")
+        raise HeapError(f"{option} wants a number >= 0, not {n}")
     return n

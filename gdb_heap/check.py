@@ -5,24 +5,27 @@ walk, bin chains that loop, unaligned or unreadable links, bk pointers that do n
 tcache counts) plus the checks that need the walk and the bins side by side: the next chunk's
 PREV_INUSE and prev_size against the bins, chunks listed in a bin that the walk does not find,
 links leaving every heap, a chunk in two bins, the large bins' nextsize ring, tcache sizes and
-keys, and top.  Each Problem names the chunk whose header or links are damaged and, where glibc
-has one, the message glibc prints when it trips over that damage (glibc_checks' table): for a
-chunk in a bin, what the mallocs that take it out of its bin print (single-threaded); for an
-in-use chunk, what free() of it prints; None where that path does not check this damage.
+keys, each chunk's NON_MAIN_ARENA bit against its arena, and top.  Each Problem names the chunk
+whose header or links are damaged and, where glibc has one, the message glibc prints when it
+trips over that damage (glibc_checks' table): for a chunk in a bin, what the mallocs that take
+it out of its bin print (single-threaded); for an in-use chunk, what free() of it prints; None
+where that path does not check this damage.  Other paths of glibc that check the same damage and
+print something else go in the Problem's other_paths, by name: "malloc_consolidate" (a fast bin
+chunk's size, on a large request or the free of a large chunk), "sorting a chunk into its large
+bin" (the bk of the chunk a newcomer is sorted in front of).
 """
 
 from __future__ import annotations
 
 from bisect import bisect_right
-from collections import Counter
 from dataclasses import dataclass
 from typing import Dict, List, Optional, Sequence, Set, Tuple
 
 from . import glibc_checks as gc
 from .errors import MemoryReadError
 from .heap import Heap
-from .model import (IS_MMAPPED, NONCONTIGUOUS_BIT, PREV_INUSE, SIZE_BITS, Arena, BinChain, HeapRegion, Problem,
-                    bin_at, bin_label, heap_initialised)
+from .model import (IS_MMAPPED, NON_MAIN_ARENA, NONCONTIGUOUS_BIT, PREV_INUSE, SIZE_BITS, Arena, BinChain,
+                    HeapRegion, Problem, bin_at, bin_label, heap_initialised)
 
 REGULAR = ("unsorted", "small", "large")
 
@@ -82,8 +85,9 @@ class Checker:
             if p.glibc_abort in frees and (p.address in in_bins or not self.free_merges_or_checks(p)):
                 # A free chunk is not freed again (its bin's mallocs say what glibc prints),
                 # and a chunk the tcache or a fast bin takes never reaches the check.
-                self.problems[i] = Problem(p.address, p.message, None)
+                self.problems[i] = Problem(p.address, p.message, None, p.other_paths)
         self.neighbours(walked, regular, fast)
+        self.arena_bits(walked, regular)
         self.top()
         for chain in chains:
             self.chain_links(chain)
@@ -189,6 +193,40 @@ class Checker:
                                        f"but the next chunk's prev_size is {prev_size:#x}",
                                  self.prev_size_abort(where[0], prev_size, psize))
                 prev, prev_sizef = address, sizef
+
+    def arena_bits(self, walked: List[Tuple[List[int], List[int]]], regular: Dict[int, Tuple[str, int]]) -> None:
+        """NON_MAIN_ARENA (arena_for_chunk): never set in the main arena's chunks; set in a thread
+        arena's chunks except those in a regular bin (glibc writes their headers without it).
+        Top is no chunk free() is given (its size is checked as top's)."""
+        main = self.arena.main
+        top = self.arena.state.top
+        for addresses, sizes in walked:
+            for address, sizef in zip(addresses, sizes):
+                if address == top:
+                    continue
+                if main and sizef & NON_MAIN_ARENA:
+                    self.add(address, f"chunk {address:#x} of the main arena has NON_MAIN_ARENA set (house of "
+                                      f"mind?): {self.arena_for_chunk(address)}")
+                elif not main and not sizef & NON_MAIN_ARENA and address not in regular:
+                    self.add(address, f"chunk {address:#x} of the thread arena {self.arena.address:#x} has "
+                                      "NON_MAIN_ARENA clear: free() of it would hand it to the main arena")
+
+    def arena_for_chunk(self, chunk: int) -> str:
+        """What glibc's free() makes of a chunk with NON_MAIN_ARENA set (up to 2.41 every free;
+        from 2.42 those the tcache does not take): heap_for_ptr, the heap_info at the chunk's
+        HEAP_MAX_SIZE-aligned base, and its ar_ptr."""
+        L = self.layout
+        base = chunk & ~(L.heap_max_size - 1)
+        try:
+            ar_ptr = self.reader.word(base + L.heap_info.offset("ar_ptr"))
+        except MemoryReadError:
+            return (f"free() looks for its heap_info at {base:#x} (the chunk's address rounded down to "
+                    f"HEAP_MAX_SIZE {L.heap_max_size:#x}), which is not readable: free() would crash there "
+                    "(SIGSEGV)")
+        known = {a.address for a in self.heap.arenas}
+        what = "an arena of this process" if ar_ptr in known else "not an arena of this process"
+        return (f"free() takes its arena from the heap_info at {base:#x} (the chunk's address rounded down to "
+                f"HEAP_MAX_SIZE {L.heap_max_size:#x}): ar_ptr {ar_ptr:#x}, {what}")
 
     def prev_size_abort(self, kind: str, prev_size: int, size: int) -> Optional[str]:
         """The unsorted loop compares prev_size without its low bits; a large bin's chunk is taken
@@ -326,8 +364,8 @@ class Checker:
                          gc.text("UNLINK_NEXTSIZE", self.version) if fd_ns else None)  # NULL: not checked
 
     def tcache_entries(self, chains: Sequence[BinChain]) -> None:
-        """tcache_entry.key: the owning tcache (2.29-2.33) or the process's tcache_key (2.34+).
-        The key is random from 2.34: the value most entries share stands for it."""
+        """tcache_entry.key: the owning tcache (2.29-2.33) or the process's tcache_key (2.34+),
+        read at its symbol or found in the C library's data (Heap.tcache_key)."""
         L = self.layout
         if not L.features.tcache_key or not chains:
             return
@@ -340,17 +378,14 @@ class Checker:
                         keys[chunk] = self.reader.word(chunk + H + S)
                     except MemoryReadError:
                         pass
-        if L.tcache_key_is_struct:
-            expected = self.heap.tcache
-        else:
-            common = Counter(keys.values()).most_common(2)
-            if not common or common[0][1] < 2 or len(common) > 1 and common[1][1] == common[0][1]:
-                return
-            expected = common[0][0]
-        for chunk, key in keys.items():
-            if key != expected:
-                self.add(chunk, f"tcache: chunk {chunk:#x} has key {key:#x}, not the tcache key {expected:#x}: "
-                                "overwritten after free (glibc's double-free check no longer sees it)")
+        key = self.heap.tcache_key(sorted(set(keys.values())))
+        if key is None:
+            return  # no entry carries a key glibc's data holds: nothing to compare with
+        for chunk, value in keys.items():
+            if value != key.value:
+                self.add(chunk, f"tcache: chunk {chunk:#x} has key {value:#x}, not the tcache key {key.value:#x} "
+                                f"({key.how}): overwritten after free (glibc's double-free check no longer "
+                                "sees it)")
 
     def listed_but_not_walked(self, chains: Sequence[BinChain], walked: List[Tuple[List[int], List[int]]]) -> None:
         """A chunk a bin lists inside the stretch the walk covered must be one the walk found;

@@ -39,6 +39,21 @@ class Anchors:
     symbol: Callable[[int], Optional[str]] = lambda address: None
     # Every thread's innermost frames (in_progress.py): who is inside the allocator.
     frames: Callable[[], List[ThreadFrames]] = list
+    tcache_key: Optional[int] = None  # the address of glibc's tcache_key (2.34+), from its symbol
+    libc_data: List[Tuple[int, int]] = field(default_factory=list)  # the C library's writable data spans
+
+
+# How much of the C library's data the search for tcache_key reads at most (libc's .data and
+# .bss are a few pages; a static program's data may be more).
+KEY_SEARCH_MAX = 8 << 20
+
+
+@dataclass
+class TcacheKey:
+    """glibc's tcache key, what every intact tcache entry's key field holds, and how it was found."""
+
+    value: int
+    how: str
 
 
 @dataclass
@@ -50,6 +65,8 @@ class ThreadInfo:
     selected: bool
     tcache: Optional[int]  # its tcache_perthread_struct (None: none, or not readable)
     arena: Optional[int]  # its thread_arena (None: not attached to an arena yet, or not readable)
+    sp: Optional[int] = None  # its stack pointer, when gdb can read its registers
+    tp: Optional[int] = None  # its thread pointer (the TCB, where its static TLS ends), when known
 
 
 @dataclass
@@ -211,6 +228,43 @@ class Heap:
 
     def selected_arena(self) -> Arena:
         return self.arena(None)
+
+    def tcache_key(self, seen: Sequence[int]) -> Optional[TcacheKey]:
+        """The key every intact tcache entry carries: before 2.34 the tcache struct's address;
+        from 2.34 the random tcache_key, read at its symbol or, without symbols, found in the
+        C library's data as one of the `seen` key fields (a random word, not an address of this
+        process); None when neither says."""
+        L = self.layout
+        if not L.features.tcache_key:
+            return None
+        if L.tcache_key_is_struct:
+            return TcacheKey(self.tcache, "the tcache struct's address, before glibc 2.34") if self.tcache else None
+        if self.anchors.tcache_key is not None:
+            try:
+                return TcacheKey(self.reader.word(self.anchors.tcache_key),
+                                 f"read at tcache_key's symbol, {self.anchors.tcache_key:#x}")
+            except MemoryReadError:
+                pass
+        maps = self.anchors.mappings()[0]
+        wanted = {k for k in seen if k and not any(m.start <= k < m.end for m in maps)}
+        if not wanted:
+            return None
+        S, piece = self.layout.size_sz, 1 << 16
+        budget = KEY_SEARCH_MAX
+        for start, end in self.anchors.libc_data:
+            for at in range(start, end, piece):  # in pieces: a hole costs only its piece
+                length = min(end - at, piece, budget) // S * S
+                if length <= 0:
+                    return None
+                budget -= length
+                try:
+                    data = self.reader.read(at, length)
+                except MemoryReadError:
+                    continue
+                for i, word in enumerate(self.reader.unpacker(length // S).unpack(data)):
+                    if word in wanted:
+                        return TcacheKey(word, f"found in the C library's data at {at + i * S:#x}")
+        return None
 
     @property
     def tcache(self) -> Optional[int]:

@@ -1,4 +1,6 @@
-"""Entry point: `source gdb_heap/init.py` in gdb registers the `heap` commands.
+"""Entry point: `source gdb_heap/init.py` in gdb (or `python import gdb_heap.init` when the
+package is installed) registers the `heap` commands, the $heap_* functions and the
+pretty-printers of glibc's malloc structs.
 
 Works however gdb gets here: the prompt, -ex, -x, ~/.gdbinit, a sourced gdb script, or
 gdb.execute("source ...") inside a sourced Python script.  In that last case gdb leaves
@@ -14,5 +16,9 @@ if _here not in sys.path:
     sys.path.insert(0, _here)
 
 import gdb_heap.commands  # noqa: E402
+import gdb_heap.functions  # noqa: E402
+import gdb_heap.printers  # noqa: E402
 
 gdb_heap.commands.register()
+gdb_heap.functions.register()
+gdb_heap.printers.register()

@@ -33,6 +33,15 @@ class StructLayout:
     def has(self, name: str) -> bool:
         return name in self.fields
 
+    def field_at(self, offset: int) -> Optional[Tuple[str, int, int]]:
+        """The field holding byte `offset` of the struct: (name, element index or -1 for a
+        scalar, offset into that element); None for padding or outside the struct."""
+        for name, (start, size, count) in self.fields.items():
+            if start <= offset < start + size * count:
+                index, inner = divmod(offset - start, size)
+                return name, (index if count > 1 else -1), inner
+        return None
+
 
 FieldSpec = Tuple[str, str, int]
 
@@ -310,7 +319,9 @@ class GlibcLayout:
         return (lo + self.malloc_alignment - 1) // self.malloc_alignment * self.malloc_alignment
 
     def fastbin_index(self, size: int) -> int:
-        return (size >> (4 if self.size_sz == 8 else 3)) - 2
+        """In glibc's unsigned int arithmetic: a size below 2 * MINSIZE wraps to a huge index,
+        and the size is cut to 32 bits first (0x100000020 is fast bin 0's)."""
+        return (((size & 0xFFFFFFFF) >> (4 if self.size_sz == 8 else 3)) - 2) & 0xFFFFFFFF
 
     def fastbin_size(self, index: int) -> int:
         return (index + 2) << (4 if self.size_sz == 8 else 3)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 import re
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Callable, Dict, List, Optional, Set, Tuple, TypeVar
 
 import gdb  # type: ignore[import-not-found,unused-ignore]
@@ -120,7 +120,14 @@ def _check_layout(layout: GlibcLayout, types: Optional[Dict[str, gdb.Type]] = No
 
 
 def _tls_offset_in_libc(name: str) -> Optional[int]:
-    """The offset of a TLS variable in libc's TLS block, from `info address`."""
+    """The offset of a TLS variable in libc's TLS block, from `info address`.  Asked only of a
+    symbol gdb knows: a gdb.execute that fails inside a breakpoint condition ($heap_is_free)
+    leaves the stopped thread marked running in gdb 10 to 13 ("Selected thread is running")."""
+    try:
+        gdb.parse_and_eval(f"&{name}")
+    except gdb.error as e:
+        if "No symbol" in str(e):
+            return None
     try:
         text = gdb.execute(f"info address {name}", to_string=True)
     except gdb.error:
@@ -286,6 +293,14 @@ def thread_tls(ctx: Context) -> ThreadTls:
     return ThreadTls(None, "not found: this thread has no tcache yet, or its TLS cannot be read", arena)
 
 
+def _cheap_thread_pointer(ctx: Optional[Context]) -> Optional[int]:
+    """The selected thread's TCB when it costs no search: $fs_base on x86-64; on i386 only
+    when the TLS search already scanned for every thread's."""
+    if ctx is None or (ctx.reader.size_sz != 8 and ctx.tcbs is None):
+        return None
+    return thread_pointer(ctx)
+
+
 def _first_chunk_tcache(reader: Reader, layout: GlibcLayout, sbrk_base: int) -> Optional[int]:
     """The main thread's tcache struct when the layout says it is the heap's first chunk."""
     if not sbrk_base or not layout.tcache_heads_main_heap:
@@ -335,6 +350,8 @@ class State:
     notes: List[str]
     tcbs: Optional[Dict[int, List[int]]] = None  # i386 thread pointers, once searched
     allocator: Optional[str] = None  # the library holding main_arena, when several libraries have one
+    tcache_key: Optional[int] = None  # the address of glibc's tcache_key (2.34+), by its symbol
+    data_spans: List[Tuple[int, int]] = field(default_factory=list)  # the C library's writable data
 
 
 _states: Dict[Tuple[object, ...], State] = {}
@@ -476,8 +493,11 @@ def _search(reader: Reader, maps: List[mappings.Mapping]) -> State:
         located_by = "debug symbols" if layout.source.startswith("debug info") else "ELF symbols"
     if chosen:
         located_by += f"; {chosen[1]}"
+    key = _address_of("tcache_key") if layout.features.tcache_key_random else None
+    if key is not None and spans and not any(a <= key < b for a, b in spans):
+        key = None  # a symbol of that name elsewhere (the program's own), not glibc's
     return State(main_arena, mp, version, libc_path, layout, located_by, notes,
-                 allocator=chosen[0].path if chosen else None)
+                 allocator=chosen[0].path if chosen else None, tcache_key=key, data_spans=spans)
 
 
 # -- other allocators ---------------------------------------------------------------------------
@@ -671,7 +691,8 @@ def threads_info(ctx: Optional[Context]) -> List[ThreadInfo]:
     def visit(thread: gdb.InferiorThread) -> ThreadInfo:
         tls = thread_tls(ctx) if ctx is not None else ThreadTls(None, "", None)
         return ThreadInfo(thread.num, thread.ptid[1] or thread.inferior.pid, thread.ptid == chosen,
-                          tls.tcache or None, tls.arena or None)
+                          tls.tcache or None, tls.arena or None, _stack_pointer(thread),
+                          _cheap_thread_pointer(ctx))
     return visit_threads(visit)
 
 

@@ -26,6 +26,7 @@ class Mapping:
     readable: bool = True  # its protection lets the process read it
     missing_from: Optional[int] = None  # in a core file: where the bytes the core holds end
     writable: Optional[bool] = None  # None where gdb does not say (core files' file mappings)
+    perms: str = ""  # "r-xp" as gdb lists it, "" where it does not say
 
     @property
     def anonymous(self) -> bool:
@@ -40,7 +41,7 @@ def parse(text: str) -> List[Mapping]:
             perms = m.group(3)
             out.append(Mapping(int(m.group(1), 16), int(m.group(2), 16), m.group(4).strip(),
                                readable=perms is None or perms.startswith("r"),
-                               writable=None if perms is None else perms[1] == "w"))
+                               writable=None if perms is None else perms[1] == "w", perms=perms or ""))
     return out
 
 

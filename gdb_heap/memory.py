@@ -90,8 +90,10 @@ class Slab:
 class Reader:
     """Word-level, cached access to a Memory for one word size and byte order."""
 
-    def __init__(self, memory: Memory, size_sz: int, little_endian: bool = True) -> None:
+    def __init__(self, memory: Memory, size_sz: int, little_endian: bool = True, cache: bool = True) -> None:
+        """cache=False: every read goes to the memory (a running process, read between its steps)."""
         self.memory = memory
+        self.cache = cache
         self.size_sz = size_sz
         self.order: Literal["little", "big"] = "little" if little_endian else "big"
         self._wfmt = ("<" if little_endian else ">") + ("Q" if size_sz == 8 else "I")
@@ -120,6 +122,8 @@ class Reader:
         """(start, data) of the cached run holding `address`, loading it while the cache has
         room; None when the cache is full and lacks it.  Raises MemoryReadError when the
         page holding `address` is unreadable."""
+        if not self.cache:
+            return None
         for size, cache in ((BLOCK, self._blocks), (PAGE, self._pages)):  # a block, else its page
             base = address & ~(size - 1)
             if base in cache:

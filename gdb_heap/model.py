@@ -7,13 +7,14 @@ loop over inferior data is bounded (a heap's end, a chain's length cap, a visite
 
 from __future__ import annotations
 
+import struct
 from bisect import bisect_left, bisect_right
 from collections import Counter
 from itertools import accumulate, repeat
 from functools import reduce
 from operator import and_, or_
 from dataclasses import dataclass, field
-from typing import Callable, Dict, Iterable, Iterator, List, Optional, Sequence, Set, Tuple
+from typing import Callable, Container, Dict, Iterable, Iterator, List, Optional, Sequence, Set, Tuple
 
 from . import glibc_checks as gc
 from .errors import HeapError, MemoryReadError
@@ -37,11 +38,23 @@ def bin_label(kind: str, index: int) -> str:
     return kind if kind == "unsorted" else f"{kind}[{index}]"
 
 
+def state_text(state: str, kind: Optional[str], index: Optional[int]) -> str:
+    """A chunk's state as the commands print it: "in use", "top", "free tcache[3]"."""
+    if state == "free" and kind is not None and index is not None:
+        return f"free {bin_label(kind, index)}"
+    return "in use" if state == "in_use" else state
+
+
 @dataclass
 class Problem:
+    """`glibc_abort`: what the path the problem's documentation names prints (check.py);
+    `other_paths`: (path, message) for other paths of glibc that check the same damage and
+    print something else, each named as glibc_checks names it."""
+
     address: int
     message: str
     glibc_abort: Optional[str] = None
+    other_paths: Tuple[Tuple[str, str], ...] = ()
 
 
 @dataclass
@@ -178,8 +191,14 @@ class StructBytes:
         if not self.layout.has(name):
             return ()
         off, size, count = self.layout.fields[name]
+        code = _UNSIGNED.get(size)
+        if code is not None:  # one unpack for the whole array (heap trace reads arenas per call)
+            return struct.unpack_from(f"{'<' if self.order == 'little' else '>'}{count}{code}", self.raw, off)
         return tuple(int.from_bytes(self.raw[off + i * size:off + (i + 1) * size], self.order)
                      for i in range(count))
+
+
+_UNSIGNED = {1: "B", 2: "H", 4: "I", 8: "Q"}
 
 
 def read_malloc_par(reader: Reader, layout: GlibcLayout, address: int) -> MallocPar:
@@ -499,8 +518,10 @@ def walk_singly_linked(reader: Reader, layout: GlibcLayout, label: str, first: i
     return chunks, sizes, problems
 
 
-def read_tcache(reader: Reader, layout: GlibcLayout, tcache: int, mp: MallocPar) -> List[BinChain]:
-    """The non-empty bins of one thread's tcache_perthread_struct, each chain in list order."""
+def read_tcache(reader: Reader, layout: GlibcLayout, tcache: int, mp: MallocPar,
+                only: Optional[Container[int]] = None) -> List[BinChain]:
+    """The non-empty bins of one thread's tcache_perthread_struct, each chain in list order
+    (`only`: just those bin indices)."""
     t = layout.tcache_perthread
     nbins = layout.tcache_bins
     H = layout.header_size
@@ -514,7 +535,7 @@ def read_tcache(reader: Reader, layout: GlibcLayout, tcache: int, mp: MallocPar)
             count = (mp.tcache_count - counts[i]) if counts[i] <= mp.tcache_count else 0
         else:
             count = counts[i]
-        if entries[i] == 0 and count == 0:
+        if (entries[i] == 0 and count == 0) or (only is not None and i not in only):
             continue
         # The head's member is the tcache_perthread_struct's own chunk.
         chunks, sizes, problems = walk_singly_linked(reader, layout, bin_label("tcache", i), entries[i],
@@ -535,9 +556,11 @@ def is_victim(position: int, fill: int) -> bool:
     return position % (fill + 1) == 0
 
 
-def read_fastbins(reader: Reader, layout: GlibcLayout, state: MallocState, fill: int = 0) -> List[BinChain]:
+def read_fastbins(reader: Reader, layout: GlibcLayout, state: MallocState, fill: int = 0,
+                  only: Optional[Container[int]] = None) -> List[BinChain]:
     """The fast bins; a problem's abort is what the mallocs of the bin's size print, single-threaded
-    (multi-threaded, REMOVE_FB reads each taken chunk's fd first: check.py says so)."""
+    (multi-threaded, REMOVE_FB reads each taken chunk's fd first: check.py says so); `only`: just
+    those bin indices."""
     S, H = layout.size_sz, layout.header_size
     v = layout.version
     bound = max(64, state.system_mem // layout.minsize + 1)
@@ -548,7 +571,7 @@ def read_fastbins(reader: Reader, layout: GlibcLayout, state: MallocState, fill:
         return gc.text("FASTBIN_UNALIGNED_VICTIM" if is_victim(position, fill) else "FASTBIN_UNALIGNED_STASH", v)
 
     for i, head in enumerate(state.fastbinsY):
-        if not head:
+        if not head or (only is not None and i not in only):
             continue
         size = layout.fastbin_size(i)
         label = bin_label("fast", i)
@@ -562,7 +585,9 @@ def read_fastbins(reader: Reader, layout: GlibcLayout, state: MallocState, fill:
             else:  # stashed: 2.42 compares csize2tidx, in size_t arithmetic
                 tidx = (got - layout.minsize + layout.malloc_alignment - 1) % wrap // layout.malloc_alignment
                 abort = gc.text("FASTBIN_STASH_SIZE", v) if tidx != layout.tcache_index(size) else None
-            problems.append(Problem(chunk, f"{label}: chunk {chunk:#x} has size {got:#x}, not {size:#x}", abort))
+            consolidate = gc.text("CONSOLIDATE_SIZE", v) if layout.fastbin_index(got) != i else None
+            problems.append(Problem(chunk, f"{label}: chunk {chunk:#x} has size {got:#x}, not {size:#x}", abort,
+                                    (("malloc_consolidate", consolidate),) if consolidate else ()))
         chains.append(BinChain("fast", i, size, len(chunks), chunks, problems, sizes))
     return chains
 
@@ -578,10 +603,27 @@ def bk_abort(layout: GlibcLayout, kind: str, from_tail: Optional[int], fill: int
     return gc.text("UNLINK_DLL", v)  # a large bin's chunk is taken by unlink_chunk
 
 
+def sorting_bk_paths(layout: GlibcLayout, kind: str, sizes: List[int], k: int) -> Tuple[Tuple[str, str], ...]:
+    """The unsorted loop, sorting a chunk into a large bin, checks the bk of the chunk it goes in
+    front of (fwd): the first of its size for a bigger chunk, the second of its size for an equal
+    one (malloc.c: bck = fwd->bk; bck->fd != fwd)."""
+    text = gc.text("LARGEBIN_BK", layout.version)
+    first_of_size = k == 0 or sizes[k] != sizes[k - 1]
+    second_of_size = k > 0 and sizes[k] == sizes[k - 1] and (k == 1 or sizes[k - 2] != sizes[k])
+    if kind != "large" or text is None or not (first_of_size or second_of_size):
+        return ()
+    return ((SORTING_INTO_LARGE_BIN, text),)
+
+
+SORTING_INTO_LARGE_BIN = "sorting a chunk into its large bin"
+
+
 def read_regular_bins(reader: Reader, layout: GlibcLayout, state: MallocState,
-                      kinds: Sequence[str] = ("unsorted", "small", "large"), fill: int = 0) -> List[BinChain]:
-    """Bins 1..126 (unsorted, small, large), following fd and checking each bk."""
-    S = layout.size_sz
+                      kinds: Sequence[str] = ("unsorted", "small", "large"), fill: int = 0,
+                      only: Optional[Container[int]] = None) -> List[BinChain]:
+    """Bins 1..126 (unsorted, small, large), following fd and checking each bk (`only`: just
+    those bin indices)."""
+    S, v = layout.size_sz, layout.version
     bound = max(64, state.system_mem // layout.minsize + 1)
     unpack3 = reader.unpacker(3).unpack_from
     start, end = 0, 0  # the span of memory last read (hot loop: no call per link)
@@ -589,7 +631,7 @@ def read_regular_bins(reader: Reader, layout: GlibcLayout, state: MallocState,
     chains = []
     for i in range(1, NBINS - 1):
         kind = "unsorted" if i == 1 else "small" if i < NSMALLBINS else "large"
-        if kind not in kinds:
+        if kind not in kinds or (only is not None and i not in only):
             continue
         label = bin_label(kind, i)
         header = bin_at(layout, state.address, i)
@@ -630,12 +672,17 @@ def read_regular_bins(reader: Reader, layout: GlibcLayout, state: MallocState,
             if not low <= size < high:
                 problems.append(Problem(p, f"{label}: chunk {p:#x} has size {size:#x}, which belongs "
                                            f"in bin {layout.bin_index(size)}"))
+            elif i == 1 and not 2 * S < size <= state.system_mem:  # the unsorted loop's first check
+                what = f"more than the arena's system_mem {state.system_mem:#x}" if size > 2 * S else "no chunk's"
+                problems.append(Problem(p, f"{label}: chunk {p:#x} has size {size:#x}, {what}",
+                                        gc.first(v, "UNSORTED_INVALID_SIZE", "UNSORTED_MEMORY_CORRUPTION")))
             prev, p = p, nfd
         whole = p == header and state.bins[2 * (i - 1) + 1] == prev  # glibc starts at the bin's bk
         for k, chunk, bk in bad_bk:
             abort = bk_abort(layout, kind, len(chunks) - 1 - k if whole else None, fill)
             expected = chunks[k - 1] if k else header
-            problems.append(Problem(chunk, f"{label}: chunk {chunk:#x} has bk {bk:#x}, expected {expected:#x}", abort))
+            problems.append(Problem(chunk, f"{label}: chunk {chunk:#x} has bk {bk:#x}, expected {expected:#x}", abort,
+                                    sorting_bk_paths(layout, kind, sizes, k)))
         chains.append(BinChain(kind, i, layout.bin_min_size(i), len(chunks), chunks, problems, sizes))
     return chains
 
@@ -827,13 +874,15 @@ def free_invalid_size_abort(layout: GlibcLayout, chunk: int, size_field: int) ->
     if size_field & IS_MMAPPED:
         return None  # munmap_chunk's checks: not predicted
     size = size_field & ~SIZE_BITS
-    wraps = chunk + size > 1 << (8 * layout.size_sz)  # p > -size: checked first up to 2.41
-    if layout.version <= (2, 41):
-        return gc.text("FREE_INVALID_POINTER" if wraps else "FREE_INVALID_SIZE", layout.version)
-    # From 2.42 a size below MINSIZE goes to the tcache unchecked (when its bin has room, which
-    # the walk does not know) and a misaligned one is not checked: only a size so large that
-    # p + size - MINSIZE overflows (never a tcache size) is sure to be refused.
-    overflows = size >= layout.minsize and chunk + size - layout.minsize >= 1 << (8 * layout.size_sz)
+    wrap = 1 << (8 * layout.size_sz)
+    if layout.version <= (2, 41):  # p > -size (unsigned: size 0 makes it p > 0), then the size
+        return gc.text("FREE_INVALID_POINTER" if chunk > -size % wrap else "FREE_INVALID_SIZE", layout.version)
+    # From 2.42 __libc_free checks the size after the tcache: csize2tidx of a size below MINSIZE
+    # wraps past the small tcache bins and the large ones want size >= MINSIZE, so such a size
+    # reaches the check, where p + (size - MINSIZE) overflows (unsigned); a misaligned size of
+    # MINSIZE or more goes to its tcache bin unchecked when that has room, which the walk does
+    # not know.
+    overflows = chunk + (size - layout.minsize) % wrap >= wrap
     return gc.text("FREE_INVALID_SIZE", layout.version) if overflows else None
 
 

@@ -8,11 +8,15 @@ commands/ decorated with @implements("heap NAME").
 
 from __future__ import annotations
 
+import textwrap
 from dataclasses import dataclass
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 from .model import BIN_KINDS
 
+# Every command is also under this second prefix ("gheap chunks"), which stays ours when
+# another extension (GEF, pwndbg) owns or later takes `heap`.
+PREFIXES = ("heap", "gheap")
 JSON = "--json"
 ALL_ARENAS = "--all-arenas"
 ARENA = "--arena"
@@ -29,6 +33,7 @@ class CommandSpec:
     valued: Tuple[str, ...] = ()  # its other options with a value
     words: Tuple[str, ...] = ()  # positional words to complete (bin kinds)
     address: bool = False  # takes an address (a gdb expression) as its argument
+    counted: Tuple[str, ...] = ()  # its options that take a number when one follows
     # Invocations beyond the ones every command gets (see invocations()): "{pointer}" stands
     # for an expression giving a pointer malloc returned.
     examples: Tuple[str, ...] = ()
@@ -42,8 +47,12 @@ class CommandSpec:
         return self.valued + ((ARENA,) if self.arenas else ())
 
     @property
-    def completions(self) -> List[str]:
-        return list(self.all_flags) + list(self.all_valued) + list(self.words)
+    def options(self) -> List[str]:
+        return list(self.all_flags) + list(self.all_valued) + list(self.counted)
+
+    def named(self, prefix: str) -> str:
+        """The command's name under `prefix` (one of PREFIXES): "gheap chunks"."""
+        return " ".join([prefix] + self.name.split(" ")[1:])
 
     @property
     def word(self) -> str:
@@ -73,27 +82,45 @@ class CommandSpec:
 
 
 COMMANDS: Tuple[CommandSpec, ...] = (
-    CommandSpec("heap", "Show glibc malloc's heap: version, arenas, top chunks, heap regions and chunk counts.",
+    CommandSpec("heap", "Show glibc malloc's heap: version, arenas, top chunks, regions, counts.",
                 "heap [--json]"),
     CommandSpec("heap chunks", "List every chunk of an arena's heap(s) in address order.",
-                "heap chunks [--limit N] [--summary] [--json] [--arena ADDR | --all-arenas]",
-                arenas=True, flags=("--summary",), valued=("--limit",),
+                "heap chunks [--state in_use|free|top] [--bin KIND] [--min-size N] [--max-size N] "
+                "[--from ADDR] [--to ADDR] [--limit N] [--summary] [--json] [--arena ADDR | --all-arenas]",
+                arenas=True, flags=("--summary",),
+                valued=("--limit", "--state", "--bin", "--min-size", "--max-size", "--from", "--to"),
                 examples=("heap chunks --limit 3", "heap chunks --summary", "heap chunks --summary --json",
-                          "heap chunks --summary --all-arenas --json")),
-    CommandSpec("heap chunk", "Show one chunk in detail.", "heap chunk ADDR [--json]", address=True,
-                examples=("heap chunk (char *){pointer} + 3", "heap chunk (char *){pointer} + 3 --json")),
+                          "heap chunks --summary --all-arenas --json", "heap chunks --state free --json",
+                          "heap chunks --bin tcache --min-size 0x30 --summary")),
+    CommandSpec("heap chunk", "Show one chunk in detail.", "heap chunk ADDR [--dump [N]] [--json]", address=True,
+                counted=("--dump",),
+                examples=("heap chunk (char *){pointer} + 3", "heap chunk (char *){pointer} + 3 --json",
+                          "heap chunk {pointer} --dump", "heap chunk {pointer} --dump 64")),
     CommandSpec("heap bins", "Show the arena's non-empty bins, each chain in list order.",
                 "heap bins [KIND...] [--json] [--arena ADDR | --all-arenas] [--all-threads]",
                 arenas=True, flags=("--all-threads",), words=BIN_KINDS,
                 examples=("heap bins --all-threads --json", "heap bins tcache --all-threads", "heap bins small fast")),
-    CommandSpec("heap top", "Show the top chunk: the free space at the end of the heap that malloc cuts new "
-                "chunks from.", "heap top [--json] [--arena ADDR | --all-arenas]", arenas=True),
-    CommandSpec("heap arenas", "List every arena: address, main or not, top, system memory, heaps, threads.",
+    CommandSpec("heap top", "Show the top chunk, the free space new chunks are cut from.",
+                "heap top [--json] [--arena ADDR | --all-arenas]", arenas=True),
+    CommandSpec("heap arenas", "List every arena: address, top, system memory, heaps, threads.",
                 "heap arenas [--json]"),
-    CommandSpec("heap check", "Check the integrity of an arena's heap, the way glibc's own checks do.",
+    CommandSpec("heap check", "Check an arena's heap the way glibc's own checks do.",
                 "heap check [--json] [--strict] [--arena ADDR | --all-arenas]", arenas=True, flags=("--strict",)),
-    CommandSpec("heap mmapped", "List the mmapped chunks: large blocks that are a mapping of their own.",
+    CommandSpec("heap mmapped", "List the mmapped chunks: blocks with a mapping of their own.",
                 "heap mmapped [--json]"),
+    CommandSpec("heap map", "Show chunks laid out in memory, word by word.",
+                "heap map [ADDR] [--count N] [--arena ADDR]", json=False, valued=("--count", "--arena"),
+                examples=("heap map --count 4", "heap map {pointer} --count 3")),
+    CommandSpec("heap where", "Say what an address is: chunk, malloc's state, stack, global.",
+                "heap where ADDR [--json]", address=True,
+                examples=("heap where (char *){pointer} + 3", "heap where (char *){pointer} + 3 --json")),
+    CommandSpec("heap layout", "Show the address space as malloc sees it, thread by thread.",
+                "heap layout", json=False),
+    # Only showing the calls is run by the read-only proof: start sets breakpoints (gdb's own).
+    CommandSpec("heap trace", "Trace every malloc and free as the program runs, and why.",
+                "heap trace [start [--ring N] | stop | clear] [--last N] [--thread N] [--json]",
+                valued=("--ring", "--last", "--thread"), words=("start", "stop", "clear"),
+                examples=("heap trace --last 3", "heap trace --thread 1 --json")),
     CommandSpec("heap snapshot", "Record the heap as it is (chunks, bins, top), for heap diff.",
                 "heap snapshot [NAME]", json=False),
     CommandSpec("heap snapshots", "List the snapshots: name, when, arenas, chunks, record size.",
@@ -115,23 +142,60 @@ def subcommand_words() -> List[str]:
     return [c.word for c in SUBCOMMANDS]
 
 
-def undefined_command(word: str) -> str:
+def undefined_command(word: str, prefix: str = "heap") -> str:
     """The error for `heap WORD` when WORD is no subcommand."""
-    return (f"undefined heap command {word!r}; the commands are {', '.join(subcommand_words())} "
-            "(see help heap)")
+    return (f"undefined {prefix} command {word!r}; the commands are {', '.join(subcommand_words())} "
+            f"(see help {prefix})")
 
 
-def subcommand_list() -> str:
+HELP_WIDTH = 80  # help lines are wrapped for an 80-column terminal
+
+
+def wrap(text: str, indent: str = "", first: str = "") -> str:
+    """`text` wrapped at HELP_WIDTH, its first line after `first`, the others after `indent`."""
+    return textwrap.fill(text, HELP_WIDTH, initial_indent=first, subsequent_indent=indent,
+                         break_on_hyphens=False, break_long_words=False)
+
+
+def subcommand_list(prefix: str = "heap") -> str:
     """`help heap`'s list: each subcommand and its summary."""
-    width = max(len(c.name) for c in SUBCOMMANDS)
-    return "\n".join(f"  {c.name:<{width}}  {c.summary}" for c in SUBCOMMANDS)
+    names = [c.named(prefix) for c in SUBCOMMANDS]
+    width = max(len(n) for n in names)
+    return "\n".join(wrap(c.summary, " " * (width + 4), f"  {n:<{width}}  ") for n, c in zip(names, SUBCOMMANDS))
 
 
-def help_text(name: str, body: str) -> str:
-    """A command's gdb help: summary line, usage, then the class's own text (where
-    "{subcommands}" stands for the list of subcommands)."""
+def help_text(name: str, body: str, prefix: str = "heap") -> str:
+    """A command's gdb help under `prefix`: summary line, usage, then the class's own text
+    (where "{subcommands}" stands for the list of subcommands)."""
     c = spec(name)
-    return f"{c.summary}\n\nUsage: {c.usage}\n\n{body.strip()}".replace("{subcommands}", subcommand_list())
+    usage = wrap(c.named(prefix) + c.usage[len(c.name):], " " * len(f"Usage: {prefix} "), "Usage: ")
+    return f"{c.summary}\n\n{usage}\n\n{body.strip()}".replace("{subcommands}", subcommand_list(prefix))
+
+
+# What completion does after the words typed: a list of words, or EXPRESSION: let gdb complete
+# a C expression, as `print` does (symbols, struct fields).
+EXPRESSION = "expression"
+
+
+def completion(c: CommandSpec, text: str, word: Optional[str]) -> Union[List[str], str]:
+    """What <Tab> offers after `text` (the arguments typed so far; `word` is the part gdb will
+    replace).  An option already given is not offered again (nor its exclusive partner); after
+    an option that takes a value, only that value's completion (an expression for --arena,
+    nothing for a number); an address completes as an expression unless it starts with '-'."""
+    words = text.split()
+    last = "" if not text or text[-1].isspace() else words.pop()
+    given = {w.partition("=")[0] for w in words}
+    if words and words[-1] in c.all_valued:  # its value is being typed
+        return EXPRESSION if words[-1] == ARENA else []
+    if "=" in last:  # --limit=N, --arena=EXPR: nothing to offer
+        return []
+    if c.address and not last.startswith("-"):
+        return EXPRESSION
+    if ARENA in given or ALL_ARENAS in given:
+        given |= {ARENA, ALL_ARENAS}
+    candidates = [o for o in c.options + list(c.words) if o not in given]
+    cut = len(last) - len(word or "")  # gdb's word stops at '-': return only what it replaces
+    return [o[cut:] for o in candidates if o.startswith(last)]
 
 
 def every_invocation(pointer: Optional[str] = None, json_only: bool = False,
@@ -140,3 +204,8 @@ def every_invocation(pointer: Optional[str] = None, json_only: bool = False,
     the JSON ones)."""
     out = [i for c in specs for i in c.invocations(pointer)]
     return [i for i in out if i.endswith(JSON)] if json_only else out
+
+
+def taken_message(ours: str) -> str:
+    """What loading says when another extension (GEF, pwndbg) already has `heap`."""
+    return f"gdb_heap: `{PREFIX.name}` is another extension's, left to it; ours are `{ours} ...` (help {ours})"

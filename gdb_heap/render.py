@@ -7,6 +7,7 @@ outputs (one line per chunk) are produced as iterators of lines so they can be s
 from __future__ import annotations
 
 import json
+import re
 import string
 from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
 
@@ -14,15 +15,21 @@ from . import in_progress
 from .check import Report
 from .heap import MmappedView, ThreadInfo, Top, Where
 from .in_progress import MidUpdate
-from .views import ArenaBins, ChunkView, Overview, TopView
+from .views import ArenaBins, ChunkView, Link, Neighbour, Overview, TopView
 from .layouts import GlibcLayout
 from .mmapped import chunk_bytes as mapped_bytes
 from .model import (BIN_KINDS, IS_MMAPPED, NON_MAIN_ARENA, PREV_INUSE, SIZE_BITS, Arena, BinChain, Chunk,
-                    HeapRegion, Problem, bin_label)
+                    HeapRegion, Problem, bin_label, state_text)
+from .places import Item, Place, Region
 from .style import Style
 
-PREVIEW_BYTES = 16
 _PRINTABLE = bytes(c if chr(c) in string.printable and c >= 0x20 and c < 0x7f else ord(".") for c in range(256))
+
+
+def addr(n: int) -> str:
+    """An address as every command writes it: 0x55555555a2c0, no zero padding, so an address
+    copied from one output is found in another."""
+    return f"{n:#x}"
 
 
 def human(n: int) -> str:
@@ -38,15 +45,67 @@ def flags_text(size_field: int) -> str:
                                                                ("N", NON_MAIN_ARENA)))
 
 
-def state_text(state: str, kind: Optional[str], index: Optional[int]) -> str:
-    if state == "free" and kind is not None and index is not None:
-        return f"free {bin_label(kind, index)}"
-    return "in use" if state == "in_use" else state
 
 
-def preview(data: bytes) -> str:
-    """Hex in words of 8 bytes, then the bytes as ASCII (dots for the unprintable)."""
-    return f"{data.hex(' ', 8):<33} {data.translate(_PRINTABLE).decode('ascii')}"
+def word_text(value: int, size_sz: int) -> str:
+    """A word as gdb's x/gx (x/wx on 32-bit) shows it: 0x and every hex digit."""
+    return f"{value:#0{2 + 2 * size_sz}x}"
+
+
+def ascii_text(data: bytes) -> str:
+    """The bytes as ASCII, dots for the unprintable."""
+    return data.translate(_PRINTABLE).decode("ascii")
+
+
+def words_of(data: bytes, size_sz: int, order: str = "little") -> List[int]:
+    """The whole words in `data`, in the target's byte order."""
+    return [int.from_bytes(data[i:i + size_sz], order)  # type: ignore[arg-type]
+            for i in range(0, len(data) - size_sz + 1, size_sz)]
+
+
+def preview(data: bytes, size_sz: int = 8, order: str = "little", room: Optional[int] = None) -> str:
+    """The first user words as x/2gx shows them, then the bytes as ASCII; within `room`
+    columns, fewer words (then the ASCII alone) rather than a wrapped line."""
+    words = [word_text(w, size_sz) for w in words_of(data, size_sz, order)]
+    chars = ascii_text(data)
+    per = len(chars) // max(1, len(words)) if words else 0
+    for n in range(len(words), 0, -1):
+        for text in (" ".join(words[:n] + [chars[:n * per]]), " ".join(words[:n])):
+            if room is None or len(text) <= room:
+                return text
+    return chars[:room] if room is not None else chars
+
+
+ANSI = re.compile(r"\x1b\[[0-9;]*m")
+
+
+def visible_len(text: str) -> int:
+    return len(ANSI.sub("", text)) if "\x1b" in text else len(text)
+
+
+def fit(line: str, width: Optional[int]) -> List[str]:
+    """A line within `width` columns (None: unlimited): wrapped at blanks, each continuation
+    indented 4 past the line's own indent; a word longer than the room stays whole."""
+    if width is None or visible_len(line) <= width:
+        return [line]
+    body = line.lstrip(" ")
+    lead = line[:len(line) - len(body)]
+    indent = lead + "    "
+    out: List[str] = []
+    current = lead
+    for word in body.split(" "):
+        if current.strip() and visible_len(f"{current} {word}") > width:
+            out.append(current)
+            current = indent + word
+        else:
+            current = f"{current} {word}" if current.strip() else current + word
+    out.append(current)
+    return out
+
+
+def fit_all(lines: Iterable[str], width: Optional[int]) -> Iterator[str]:
+    for line in lines:
+        yield from fit(line, width)
 
 
 # -- JSON ------------------------------------------------------------------------------------
@@ -87,10 +146,16 @@ def chunk_json(address: int, size_field: int, state: str, kind: Optional[str], i
                             user, usable)
 
 
-def chunk_view_doc(view: ChunkView) -> Dict[str, object]:
+def chunk_view_doc(view: ChunkView, name: Optional[Callable[[int], str]] = None,
+                   order: str = "little") -> Dict[str, object]:
     """`heap chunk --json`: the chunk object plus how the address was understood, its arena,
     the request range; an mmapped chunk adds its mapping; an address inside the chunk adds
-    "inside": {"address", "offset", "user_offset"}."""
+    "inside": {"address", "offset", "user_offset"}; then every field the text shows: prev_size,
+    the links (fd..bk_nextsize as glibc follows them; fd_stored: the fd word as stored, which
+    differs from fd where safe-linking mangles it, in a fast bin;
+    tcache_next stored and revealed, tcache_key), what each link points at, the first user
+    words and the neighbours."""
+    name = name or _unnamed
     c, where = view.chunk, view.where
     doc = chunk_doc(c)
     doc.update(understood_as="user_pointer" if where.user_offset >= 0 else "chunk",
@@ -100,6 +165,18 @@ def chunk_view_doc(view: ChunkView) -> Dict[str, object]:
         doc.update(prev_size=c.prev_size, mapping_start=view.mapping[0], mapping_end=view.mapping[1])
     if where.how == "inside":
         doc["inside"] = {"address": where.address, "offset": where.offset, "user_offset": where.user_offset}
+    links = {link.name: link for link in view.links}
+    tcache = c.bin == "tcache"
+    nxt = links.get("next") if tcache else None
+    fd = None if tcache else links.get("fd")
+    doc.update(prev_size=c.prev_size,
+               fd=fd.value if fd else None, fd_stored=fd.stored if fd else None,
+               **{k: links[k].value if k in links else None for k in ("bk", "fd_nextsize", "bk_nextsize")},
+               tcache_next={"stored": nxt.stored, "revealed": nxt.value} if nxt else None,
+               tcache_key=links["key"].stored if "key" in links else None,
+               pointers={link.name: name(link.value) or None for link in view.links},
+               first_words=words_of(view.data, c.size_sz, order),
+               prev_chunk=neighbour_doc(view.prev), next_chunk=neighbour_doc(view.next))
     loc = where.location
     doc.update(reached_by_walk=where.reached, notes=list(where.notes),
                problems=[problem_json(p) for p in where.problems],
@@ -108,10 +185,16 @@ def chunk_view_doc(view: ChunkView) -> Dict[str, object]:
     return doc
 
 
+def neighbour_doc(n: Optional[Neighbour]) -> Optional[Dict[str, object]]:
+    return None if n is None else {"address": n.address, "size": n.size, "state": n.state, "bin": n.bin,
+                                   "bin_index": n.bin_index}
+
+
 def problem_json(p: Problem, with_abort: bool = False) -> Dict[str, object]:
     doc: Dict[str, object] = {"address": p.address, "message": p.message}
     if with_abort:
         doc["glibc_abort"] = p.glibc_abort
+        doc["other_paths"] = [{"path": path, "glibc_abort": text} for path, text in p.other_paths]
     return doc
 
 
@@ -215,37 +298,54 @@ def summary_order(rows: Dict[Tuple[str, Optional[str], int], int]) -> List[Tuple
 
 # -- text ------------------------------------------------------------------------------------
 
-CHUNK_HEADER = f"{'chunk':<18} {'size':>9}  {'flags'}  {'state':<18} user data"
+ADDR_WIDTH = 14  # 0x7fffffffffff: the widest x86-64 user-space address
+
+
+def chunk_columns(size_sz: int) -> Tuple[int, str]:
+    """`heap chunks`' address column width and heading (addresses unpadded, as everywhere;
+    the column fits a user-space address)."""
+    aw = 14 if size_sz == 8 else 10
+    return aw, f"{'chunk':<{aw}} {'user':<{aw}} {'size':>7} flg {'state':<15} data"
 
 
 def chunk_lines(rows: Iterable[Tuple[int, int, str, Optional[str], Optional[int]]],
                 read_preview: Callable[[int], bytes], style: Style,
-                notes: Optional[Dict[int, str]] = None) -> Iterator[str]:
-    """One line per chunk; `notes` names known chunks (address -> text shown for its data)."""
+                notes: Optional[Dict[int, str]] = None, size_sz: int = 8, order: str = "little",
+                width: Optional[int] = None) -> Iterator[str]:
+    """One line per chunk: chunk, user pointer (what malloc returned), size, flags, state and
+    the first user words (x/2gx's view) with their ASCII, as many as fit `width`; `notes`
+    names known chunks (address -> text shown for its data)."""
     notes = notes or {}
-    yield style("heading", CHUNK_HEADER)
+    aw, heading = chunk_columns(size_sz)
+    yield style("heading", heading)
+    room = None if width is None else max(0, width - len(heading) + len("data"))
     # Everything but the numbers is looked up, not formatted, per chunk: a million lines.
     a0, a1 = style.codes("address")
     s0, s1 = style.codes("size")
     d0, d1 = style.codes("dim")
     flags = [flags_text(bits) for bits in range(8)]
     labels: Dict[Tuple[str, Optional[str], Optional[int]], str] = {}
+    H = 2 * size_sz
     for address, size_field, state, kind, index in rows:
         label = labels.get((state, kind, index))
         if label is None:
-            label = labels[state, kind, index] = style(state, f"{state_text(state, kind, index):<18}")
-        head = f"{a0}{address:#018x}{a1} {s0}{size_field & ~SIZE_BITS:#9x}{s1}  {flags[size_field & 7]}    {label}"
+            label = labels[state, kind, index] = style(state, f"{state_text(state, kind, index):<15}")
+        head = (f"{a0}{address:<#{aw}x}{a1} {address + H:<#{aw}x} {s0}{size_field & ~SIZE_BITS:>#7x}{s1} "
+                f"{flags[size_field & 7]} {label}")
         if state == "top":
             yield head.rstrip()
         elif address in notes:
-            yield f"{head} {notes[address]}"
+            note = notes[address]
+            yield f"{head} {note if room is None or len(note) <= room else note[:max(0, room - 3)] + '...'}"
         else:
-            yield f"{head} {d0}{preview(read_preview(address))}{d1}"
+            data = preview(read_preview(address), size_sz, order, room)
+            yield f"{head} {d0}{data}{d1}" if data else head.rstrip()
 
 
 def problem_lines(problems: Sequence[Problem], style: Style) -> Iterator[str]:
     for p in problems:
         abort = f' (glibc would abort: "{p.glibc_abort}")' if p.glibc_abort else ""
+        abort += "".join(f' ({path}: "{text}")' for path, text in p.other_paths)
         yield style("problem", f"problem at {p.address:#x}: {p.message}{abort}")
 
 
@@ -266,46 +366,60 @@ def _hex_or_unknown(value: Optional[int]) -> str:
 
 
 def bins_lines(chains: Sequence[BinChain], problems: Sequence[Problem], style: Style,
-               sizes: Callable[[int], Optional[int]], tcache: Optional[int], owner: str = "") -> Iterator[str]:
-    """The bins' chains; `owner` names the thread whose tcache this is (--all-threads)."""
+               sizes: Callable[[int], Optional[int]], tcache: Optional[int], owner: str = "",
+               head: Optional[Callable[[BinChain], str]] = None, width: Optional[int] = None) -> Iterator[str]:
+    """The bins' chains, as many chunks a line as fit `width`; `owner` names the thread whose
+    tcache this is (--all-threads); `head` says where a bin's head pointer is."""
     titles = {"tcache": "tcache" + (f" of {owner}" if owner else "") +
               (f" (tcache_perthread_struct at {tcache:#x})" if tcache else ""),
               "fast": "fastbins", "unsorted": "unsorted bin", "small": "small bins", "large": "large bins"}
     current = None
+    a0, a1 = style.codes("address")
     for c in chains:
         if c.kind != current:
             current = c.kind
-            yield style("heading", titles[c.kind])
+            yield from fit(style("heading", titles[c.kind]), width)
         size = f"size {c.size:#x}" if c.kind in ("tcache", "fast", "small") else f"sizes >= {c.size:#x}"
         if c.kind == "tcache" and c.index >= 64:
             size = f"sizes >= {c.size:#x}"
         name = style('name', bin_label(c.kind, c.index))
-        yield f"  {name}  {style('size', size)}  {c.count} chunk{'s' * (c.count != 1)}"
-        a0, a1 = style.codes("address")
+        where = f"  head {head(c)}" if head is not None else ""
+        yield from fit(f"  {name}  {style('size', size)}  {c.count} chunk{'s' * (c.count != 1)}{where}", width)
         if c.kind in ("unsorted", "large"):  # these bins mix sizes: show each chunk's
             known = c.sizes if len(c.sizes) == len(c.chunks) else [sizes(ch) for ch in c.chunks]
-            shown = [f"{a0}{ch:#x}{a1} ({_hex_or_unknown(sz)})" for ch, sz in zip(c.chunks, known)]
+            shown = [(f"{a0}{ch:#x}{a1} ({_hex_or_unknown(sz)})", len(f"{ch:#x} ({_hex_or_unknown(sz)})"))
+                     for ch, sz in zip(c.chunks, known)]
         else:
-            shown = [f"{a0}{ch:#x}{a1}" for ch in c.chunks]
-        for i in range(0, len(shown), 4):
-            arrow = "-> " if i == 0 else "   "
-            yield "    " + arrow + " -> ".join(shown[i:i + 4]) + (" ->" if i + 4 < len(shown) else "")
+            shown = [(f"{a0}{ch:#x}{a1}", len(f"{ch:#x}")) for ch in c.chunks]
+        line, used = "    ->", 6
+        for i, (text, n) in enumerate(shown):
+            more = 3 if i + 1 < len(shown) else 0  # " ->" after it
+            if used > 7 and width is not None and used + 1 + n + more > width:
+                yield line + " ->"
+                line, used = "      ", 6
+            elif used > 7:
+                line, used = line + " ->", used + 3
+            line, used = f"{line} {text}", used + 1 + n
+        if shown:
+            yield line
     if not chains:
         yield "no chunks in these bins"
-    yield from problem_lines(problems, style)
+    yield from fit_all(problem_lines(problems, style), width)
 
 
-def bins_view_lines(view: ArenaBins, style: Style, sizes: Callable[[int], Optional[int]]) -> Iterator[str]:
+def bins_view_lines(view: ArenaBins, style: Style, sizes: Callable[[int], Optional[int]],
+                    head: Optional[Callable[[BinChain], str]] = None, width: Optional[int] = None) -> Iterator[str]:
     if view.threads is not None:
         for tc in view.threads:
             where = f", arena {tc.thread.arena:#x}" if tc.thread.arena else ""
-            yield from bins_lines(tc.chains, tc.problems, style, sizes, tc.address, thread_text(tc.thread) + where)
+            yield from bins_lines(tc.chains, tc.problems, style, sizes, tc.address, thread_text(tc.thread) + where,
+                                  None, width)
         if not view.threads:
             yield "no thread has a tcache with chunks"
         if not view.chains and not view.problems:
             return
     owner = thread_text(view.owner) if view.owner and view.tcache else ""
-    yield from bins_lines(view.chains, view.problems, style, sizes, view.tcache, owner)
+    yield from bins_lines(view.chains, view.problems, style, sizes, view.tcache, owner, head, width)
 
 
 def arena_heading(arena: Arena, style: Style) -> str:
@@ -395,7 +509,36 @@ def understood_text(where: Where) -> str:
             f"{where.user_offset:+#x} from its user pointer {where.user_address:#x}")
 
 
-def chunk_detail_lines(view: ChunkView, layout: GlibcLayout, style: Style) -> Iterator[str]:
+Namer = Callable[[int], str]  # a pointer -> what it points at ("" when nothing known)
+
+
+def _unnamed(value: int) -> str:
+    return ""
+
+
+def link_text(link: Link, name: Namer) -> str:
+    """A list pointer: the stored word and, safe-linked, the pointer glibc reveals; then
+    what it points at."""
+    value = f"{link.stored:#x}"
+    if link.revealed is not None:
+        value = f"{link.stored:#x} stored, {link.revealed:#x} revealed"
+    meaning = name(link.value) or ("end of list" if link.value == 0 and link.name != "key" else "")
+    if link.name == "key" and not meaning:
+        meaning = "tcache_key: marks the chunk as in a tcache"
+    return f"{value}: {meaning}" if meaning else value
+
+
+def neighbour_text(n: Neighbour) -> str:
+    return f"{addr(n.address)} (size {n.size:#x}, {state_text(n.state, n.bin, n.bin_index)})"
+
+
+def chunk_detail_lines(view: ChunkView, layout: GlibcLayout, style: Style, name: Namer = _unnamed,
+                       width: Optional[int] = None, order: str = "little") -> Iterator[str]:
+    """`heap chunk`'s text, within `width`; `name` says what a pointer points at."""
+    return fit_all(_chunk_detail(view, layout, style, name, order), width)
+
+
+def _chunk_detail(view: ChunkView, layout: GlibcLayout, style: Style, name: Namer, order: str) -> Iterator[str]:
     c, where, arena = view.chunk, view.where, view.where.arena
     S = layout.size_sz
     yield (f"{style('heading', 'chunk')} {style('address', f'{c.address:#x}')}  ({where.address:#x} understood as "
@@ -421,6 +564,8 @@ def chunk_detail_lines(view: ChunkView, layout: GlibcLayout, style: Style) -> It
     if c.state == "free" and c.bin in ("tcache", "fast"):
         yield "                (glibc still counts it as in use: the next chunk keeps PREV_INUSE set)"
     yield f"  user data     {c.user_address:#x}, {c.usable_size} usable bytes"
+    if view.data and c.state != "top":
+        yield f"  first words   {preview(view.data, S, order)}"
     if c.state == "top":
         yield "                (the top chunk: new chunks are cut from its start; no malloc returned it)"
     elif view.requests and not c.is_mmapped:
@@ -434,14 +579,38 @@ def chunk_detail_lines(view: ChunkView, layout: GlibcLayout, style: Style) -> It
         if not c.prev_size:  # memalign's slack breaks the arithmetic
             yield (f"  requests      malloc({low}) to malloc({high}) give a mapping of this size when malloc "
                    f"serves them by mmap (request2size + {S}, page-rounded)")
-    for name, value in view.links:
-        yield f"  {name:<13} {style('address', f'{value:#x}')}"
-    if where.prev is not None:
+    for link in view.links:
+        label = f"tcache {link.name}" if c.bin == "tcache" else link.name
+        yield f"  {label:<13} {link_text(link, name)}"
+    if view.prev is not None:
+        yield f"  previous      {neighbour_text(view.prev)}"
+    elif where.prev is not None:
         yield f"  previous      {where.prev:#x}"
     if view.next is not None:
-        n = view.next
-        yield f"  next          {n.address:#x} (size {n.size:#x}, {state_text(n.state, n.bin, n.bin_index)})"
+        yield f"  next          {neighbour_text(view.next)}"
     yield from problem_lines(where.problems, style)
+
+
+def dump_lines(chunk: Chunk, data: bytes, links: Sequence[Link], style: Style, order: str = "little",
+               width: Optional[int] = None) -> Iterator[str]:
+    """`heap chunk --dump`: the chunk's bytes from its header, two words a line (64-bit) as
+    x/2gx shows them, with their ASCII and the header and link fields named."""
+    S = chunk.size_sz
+    per = 16 // S * S
+    names = {0: "prev_size", S: "size"}
+    for link in links:
+        names[link.address - chunk.address] = link.name
+    yield style("heading", f"chunk {addr(chunk.address)}, {len(data):#x} of its {chunk.size:#x} bytes")
+    ow = len(f"+{max(0, len(data) - 1):#x}")
+    for off in range(0, len(data), per):
+        row = data[off:off + per]
+        words = " ".join(word_text(w, S) for w in words_of(row, S, order))
+        fields = " ".join(names[o] for o in range(off, off + per, S) if o in names)
+        line = f"{'+' + hex(off):<{ow}} {words} {ascii_text(row)}" + (f"  {fields}" if fields else "")
+        if width is not None and len(line) > width:  # the ASCII goes first, then the names
+            line = f"{'+' + hex(off):<{ow}} {words}" + (f"  {fields}" if fields else "")
+            line = line if len(line) <= width else f"{'+' + hex(off):<{ow}} {words}"
+        yield line
 
 
 def check_doc(report: Report, mid: Optional[MidUpdate] = None) -> Dict[str, object]:
@@ -468,11 +637,11 @@ def check_lines(report: Report, style: Style) -> Iterator[str]:
 
 
 def mmapped_lines(view: MmappedView, style: Style) -> Iterator[str]:
-    yield style("heading", f"{'chunk':<18} {'size':>10}  {'user data':<18} {'mapping':<33} slack")
+    yield style("heading", f"{'chunk':<{ADDR_WIDTH}} {'size':>10}  {'user data':<{ADDR_WIDTH}} {'mapping':<29} slack")
     a0, a1 = style.codes("address")
     for c in view.chunks:
-        yield (f"{a0}{c.address:#018x}{a1} {style('size', f'{c.size_field & ~SIZE_BITS:#10x}')}  "
-               f"{c.user_address:#018x} {c.mapping_start:#x}-{c.mapping_end:#x} {c.prev_size:#x}")
+        yield (f"{a0}{addr(c.address):<{ADDR_WIDTH}}{a1} {style('size', f'{c.size_field & ~SIZE_BITS:#10x}')}  "
+               f"{addr(c.user_address):<{ADDR_WIDTH}} {addr(c.mapping_start)}-{addr(c.mapping_end)} {c.prev_size:#x}")
     found = mapped_bytes(view.chunks)  # what mp_.mmapped_mem counts: whole mappings, slack included
     yield (f"{len(view.chunks)} mmapped chunk{'s' * (len(view.chunks) != 1)} found ({human(found)} mapped) in "
            f"anonymous mappings ({view.source}); glibc counts {view.glibc_count} "
@@ -491,3 +660,81 @@ def mmapped_lines(view: MmappedView, style: Style) -> Iterator[str]:
     for m in view.unreadable:
         yield style("problem", f"mapping {m.start:#x}-{m.end:#x} is not readable (not in the core file?); "
                                "its chunks are not shown")
+
+
+# -- heap where, heap layout -----------------------------------------------------------------
+
+def _signed(n: int) -> str:
+    return f"{n:+#x}"
+
+
+def where_lines(place: Place, style: Style) -> Iterator[str]:
+    """`heap where`: a headline saying what the address is, then the details, one a line."""
+    a = style("address", addr(place.address))
+    w = place.where
+    if w is not None:
+        st = "mmapped" if w.state == "mmapped" else state_text(w.state, w.bin, w.bin_index)
+        what = {"chunk": "the chunk", "user_pointer": "the user pointer of chunk"}.get(w.how, "inside chunk")
+        yield f"{a} is {what} {style('address', addr(w.chunk))} ({st})"
+        yield (f"  offset    {_signed(w.offset)} from the chunk, {_signed(w.user_offset)} from the user pointer "
+               f"{addr(w.user_address)}")
+        yield f"  size      {w.size_field & ~SIZE_BITS:#x}"
+        if w.arena is not None:
+            yield f"  arena     {addr(w.arena.address)} ({'main' if w.arena.main else 'thread'} arena)"
+    elif place.kind in ("arena", "tcache", "heap_info", "malloc_par"):
+        yield f"{a} is {place.expression}"
+        if place.kind == "tcache":
+            t = place.owner
+            whose = f"thread {t.num}'s (LWP {t.lwp})" if t else "the selected thread's"
+            yield f"  tcache    {whose}, in chunk {addr(place.chunk or 0)}"
+        if place.meaning:
+            yield f"  meaning   {place.meaning}"
+        yield f"  offset    {_signed(place.offset or 0)} from the start of the struct"
+    elif place.kind == "heap_reserve":
+        yield f"{a} is past the chunks of a heap of arena {addr(place.arena or 0)}"
+        yield f"  meaning   {place.meaning}"
+        yield f"  offset    {_signed(place.offset or 0)} from its heap_info"
+    elif place.kind == "heap":
+        yield f"{a} is in a heap of arena {addr(place.arena or 0)}, in no chunk"
+        yield f"  meaning   {place.meaning}"
+        yield f"  offset    {_signed(place.offset or 0)} from the heap's start"
+    elif place.kind == "stack":
+        t = place.owner
+        yield f"{a} is in thread {place.thread}'s stack" + (f" (LWP {t.lwp})" if t else "")
+        yield f"  offset    {_signed(place.offset or 0)} from its $sp"
+    elif place.kind == "symbol":
+        yield f"{a} is {place.symbol}"
+    elif place.kind == "mapping":
+        yield f"{a} is in a mapping, {place.offset or 0:#x} bytes from its start"
+    else:
+        yield f"{a} is in no mapping of the process: nothing is there"
+    if place.symbol and place.kind != "symbol":
+        yield f"  symbol    {place.symbol}"
+    if place.span is not None:
+        m = place.span
+        yield f"  mapping   {addr(m.start)}-{addr(m.end)} {m.path or '(anonymous)'}"
+
+
+def layout_lines(regions: Sequence[Region], loose: Sequence[Item], style: Style) -> Iterator[str]:
+    """`heap layout`: each mapping (range, size, protection, name), malloc's things and the
+    threads' stacks and TLS under the one they start in."""
+    span = 2 * ADDR_WIDTH + 1
+
+    def item(i: Item) -> str:
+        if i.end == i.start:  # a point: $sp, a thread pointer, a top chunk
+            return f"  {style('address', addr(i.start))} {i.what}"
+        where = f"{addr(i.start)}-{addr(i.end)}"
+        return f"  {style('address', where)}{' ' * (span - len(where))} {i.what}"
+
+    for r in regions:
+        m = r.mapping
+        where = f"{addr(m.start)}-{addr(m.end)}"
+        yield (f"{style('address', where)}{' ' * (span - len(where))} "
+               f"{style('size', f'{human(m.end - m.start):>9}')} {style('dim', f'{m.perms:<4}')} "
+               f"{style('heading', r.name)}").rstrip()
+        for i in r.items:
+            yield item(i)
+    if loose:
+        yield "in no mapping gdb lists:"
+        for i in loose:
+            yield item(i)

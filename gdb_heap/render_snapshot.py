@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Any, Dict, Iterator, Sequence
 
-from .render import CHUNK_KEYS, chunk_fields, flags_text, human, state_text
+from .model import state_text
+from .render import CHUNK_KEYS, chunk_fields, flags_text, human
 from .snapshot import ArenaDiff, MmappedDiff, Row, Snapshot, size_of
 from .style import Style
 

@@ -25,6 +25,12 @@ try:
         "dim": Token.Comment,
         "data": Token.Literal.String,
         "name": Token.Keyword,
+        # heap map: two colours that alternate from chunk to chunk, underlined for the header
+        "map0": Token.Name.Builtin,
+        "map0_header": Token.Name.Namespace,
+        "map1": Token.Name.Function,
+        "map1_header": Token.Name.Class,
+        "top_header": Token.Generic.Subheading,
     }
     HAVE_PYGMENTS = True
 except ImportError:  # gdb's Python without Pygments: plain output

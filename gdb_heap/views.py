@@ -17,6 +17,8 @@ from .heap import Heap, ThreadInfo, ThreadTcache, Top, Where
 from .mmapped import mmapped_span
 from .model import BIN_KINDS, SIZE_BITS, Arena, BinChain, Chunk, Problem
 
+PREVIEW_BYTES = 16  # the user bytes a chunk's preview shows: two words on 64-bit
+
 # One chunk of `heap chunks`: address, size field, state, bin, bin index.
 Row = Tuple[int, int, str, Optional[str], Optional[int]]
 
@@ -46,18 +48,50 @@ def overview(heap: Heap) -> Overview:
 
 # -- heap chunks -------------------------------------------------------------------------------
 
+@dataclass(frozen=True)
+class ChunkFilter:
+    """Which chunks `heap chunks` shows: all conditions must hold (None: no condition)."""
+
+    state: Optional[str] = None  # in_use, free, top
+    bin: Optional[str] = None  # a bin kind: free chunks of that kind only
+    min_size: Optional[int] = None
+    max_size: Optional[int] = None
+    start: Optional[int] = None  # --from: chunks at or after this address
+    end: Optional[int] = None  # --to: chunks before this address
+
+    @property
+    def active(self) -> bool:
+        return self != ChunkFilter()
+
+    def accepts(self, row: Row) -> bool:
+        address, sizef, state, kind, _ = row
+        size = sizef & ~SIZE_BITS
+        return ((self.state is None or state == self.state) and (self.bin is None or kind == self.bin)
+                and (self.min_size is None or size >= self.min_size)
+                and (self.max_size is None or size <= self.max_size)
+                and (self.start is None or address >= self.start) and (self.end is None or address < self.end))
+
+
+NO_FILTER = ChunkFilter()
+
+
 class ChunkRows:
-    """One arena's chunks in address order, each classified by model.classify, up to `limit`.
+    """One arena's chunks in address order, each classified by model.classify, those the
+    filter accepts, up to `limit`.
 
     Iterate once (the rows stream: a million chunks); afterwards `problems` holds what the walk
     found and `stopped` says whether the limit cut the list."""
 
-    def __init__(self, heap: Heap, arena: Arena, limit: Optional[int] = None) -> None:
-        self.heap, self.arena, self.limit = heap, arena, limit
+    def __init__(self, heap: Heap, arena: Arena, limit: Optional[int] = None,
+                 only: ChunkFilter = NO_FILTER) -> None:
+        self.heap, self.arena, self.limit, self.only = heap, arena, limit, only
         self.problems: List[Problem] = []
         self.stopped = False
 
     def __iter__(self) -> Iterator[Row]:
+        if self.only.active:
+            yield from self._filtered()
+            return
         free = self.heap.free_index(self.arena)
         top = self.arena.state.top
         classify = model.classify
@@ -72,6 +106,34 @@ class ChunkRows:
                 yield (address, sizef) + classify(address, top, free)
             if self.stopped:
                 return
+
+    def _filtered(self) -> Iterator[Row]:
+        free = self.heap.free_index(self.arena)
+        top = self.arena.state.top
+        only, limit, n = self.only, self.limit, 0
+        for addresses, sizes in self.heap.chunk_batches(self.arena, self.problems):
+            for address, sizef in zip(addresses, sizes):
+                row = (address, sizef) + model.classify(address, top, free)
+                if not only.accepts(row):
+                    continue
+                if limit is not None and n >= limit:
+                    self.stopped = True
+                    return
+                n += 1
+                yield row
+
+    def batches(self) -> Iterator[model.Batch]:
+        """The accepted rows as walk batches (address list, size list), for model.summarise."""
+        addresses: List[int] = []
+        sizes: List[int] = []
+        for address, sizef, *_ in self:
+            addresses.append(address)
+            sizes.append(sizef)
+            if len(addresses) >= 4096:
+                yield addresses, sizes
+                addresses, sizes = [], []
+        if addresses:
+            yield addresses, sizes
 
 
 def tcache_structs(heap: Heap) -> Dict[int, Optional[ThreadInfo]]:
@@ -95,13 +157,32 @@ class Neighbour:
 
 
 @dataclass
+class Link:
+    """One list pointer a free chunk carries: glibc's field name, where it is stored, the
+    word stored there and, for a safe-linked word (tcache next, fastbin fd, 2.32+), the
+    pointer glibc reveals from it."""
+
+    name: str  # fd, bk, fd_nextsize, bk_nextsize; tcache's next and key
+    address: int
+    stored: int
+    revealed: Optional[int] = None
+
+    @property
+    def value(self) -> int:
+        """What glibc follows."""
+        return self.stored if self.revealed is None else self.revealed
+
+
+@dataclass
 class ChunkView:
     where: Where
     chunk: Chunk
     requests: Optional[Tuple[int, int]]  # the malloc(n) range giving this size
-    links: List[Tuple[str, int]] = field(default_factory=list)  # a free chunk's list pointers, decoded
+    links: List[Link] = field(default_factory=list)  # a free chunk's list pointers
     next: Optional[Neighbour] = None
     mapping: Optional[Tuple[int, int]] = None  # an mmapped chunk's own mapping (start, end)
+    prev: Optional[Neighbour] = None  # the chunk before it in its heap, when the walk found it
+    data: bytes = b""  # its first user bytes (PREVIEW_BYTES), for the preview
 
 
 def chunk_view(heap: Heap, address: int) -> ChunkView:
@@ -119,34 +200,45 @@ def chunk_view(heap: Heap, address: int) -> ChunkView:
         c.state, c.bin, c.bin_index = where.state, where.bin, where.bin_index
     requests = layout.mmapped_requests_for(c.size) if c.is_mmapped else layout.requests_for(c.size)
     view = ChunkView(where, c, requests, chunk_links(heap, c))
+    try:
+        view.data = heap.reader.read(c.user_address, min(PREVIEW_BYTES, max(0, c.size - 2 * layout.size_sz)))
+    except MemoryReadError:
+        pass
     if c.is_mmapped and where.state == "mmapped" and c.prev_size is not None:
         start = c.address - c.prev_size
         view.mapping = (start, start + mmapped_span(layout, c.prev_size, c.size))
-    if arena is not None and c.state != "top":
-        nxt = c.address + c.size
-        try:
-            nsize = heap.reader.word(nxt + layout.size_sz)
-            view.next = Neighbour(nxt, nsize & ~SIZE_BITS, *model.classify(nxt, top, free))
-        except MemoryReadError:
-            pass
+    if arena is not None:
+        view.prev = neighbour(heap, where.prev, top, free)
+        if c.state != "top":
+            view.next = neighbour(heap, c.address + c.size, top, free)
     return view
 
 
-def chunk_links(heap: Heap, c: Chunk) -> List[Tuple[str, int]]:
-    """The list pointers a free chunk carries, decoded as glibc reads them."""
-    S, H, layout, r = heap.layout.size_sz, heap.layout.header_size, heap.layout, heap.reader
+def neighbour(heap: Heap, address: Optional[int], top: int, free: model.FreeIndex) -> Optional[Neighbour]:
+    if address is None:
+        return None
     try:
-        if c.bin == "tcache":
-            nxt = layout.reveal_ptr(c.user_address, r.word(c.user_address))
-            links = [("tcache next", nxt - H if nxt else 0)]
-            if layout.features.tcache_key:
-                links.append(("tcache key", r.word(c.user_address + S)))
+        size = heap.reader.word(address + heap.layout.size_sz)
+    except MemoryReadError:
+        return None
+    return Neighbour(address, size & ~SIZE_BITS, *model.classify(address, top, free))
+
+
+def chunk_links(heap: Heap, c: Chunk) -> List[Link]:
+    """The list pointers a free chunk carries, as stored and as glibc reads them."""
+    S, layout, r = heap.layout.size_sz, heap.layout, heap.reader
+    user = c.user_address
+    try:
+        if c.bin in ("tcache", "fast"):
+            stored = r.word(user)
+            revealed = layout.reveal_ptr(user, stored) if layout.features.safe_linking else None
+            links = [Link("next" if c.bin == "tcache" else "fd", user, stored, revealed)]
+            if c.bin == "tcache" and layout.features.tcache_key:
+                links.append(Link("key", user + S, r.word(user + S)))
             return links
-        if c.bin == "fast":
-            return [("fd", layout.reveal_ptr(c.user_address, r.word(c.user_address)))]
         if c.bin in ("unsorted", "small", "large"):
             names = ["fd", "bk"] + (["fd_nextsize", "bk_nextsize"] if c.bin == "large" else [])
-            return list(zip(names, r.words(c.address + 2 * S, len(names))))
+            return [Link(n, user + i * S, w) for i, (n, w) in enumerate(zip(names, r.words(user, len(names))))]
     except MemoryReadError:
         pass
     return []
@@ -201,3 +293,79 @@ def top_view(heap: Heap, arena: Arena) -> TopView:
     checker = Checker(heap, arena)
     checker.top()
     return TopView(top, checker.finish())
+
+
+# -- heap map ----------------------------------------------------------------------------------
+
+MAP_LINES = 8  # a chunk longer than this many lines shows its first ones and its last one
+MAP_COUNT = 10  # chunks shown when --count is not given
+MAP_MAX_COUNT = 100000
+
+
+@dataclass
+class MapChunk:
+    """One chunk of `heap map`: its header and bytes (all of them, or the start and the end)."""
+
+    address: int
+    size_field: int
+    state: str
+    bin: Optional[str]
+    bin_index: Optional[int]
+    head: bytes  # bytes from the chunk's start
+    tail: bytes = b""  # the chunk's last line, when the middle is left out
+    links: List[Link] = field(default_factory=list)
+
+    @property
+    def size(self) -> int:
+        return self.size_field & ~SIZE_BITS
+
+
+@dataclass
+class MapView:
+    arena: Arena
+    chunks: List[MapChunk]
+    problems: List[Problem]
+    more: Optional[int]  # the chunk after the ones shown, when there is one
+
+
+def map_view(heap: Heap, arena: Optional[Arena], address: Optional[int], count: int) -> MapView:
+    """`count` chunks of a heap from the one holding `address` (default: the arena's first)."""
+    if not heap.initialised:
+        raise HeapError("the heap is not initialised yet: the program has not called malloc; continue "
+                        "past its first malloc")
+    start = None
+    if address is not None:
+        where = heap.where(address)
+        if where.arena is None:
+            raise HeapError(f"{address:#x} is in an mmapped chunk, a mapping of its own with no neighbours; "
+                            f"see heap chunk {where.chunk:#x} --dump")
+        arena, start = where.arena, where.chunk
+    arena = arena or heap.selected_arena()
+    S, per = heap.layout.size_sz, 16 // heap.layout.size_sz * heap.layout.size_sz
+    free, top = heap.free_index(arena), arena.state.top
+    problems: List[Problem] = []
+    out: List[MapChunk] = []
+    more = None
+    for chunk, sizef in heap.chunks(arena, problems):
+        if start is not None and chunk < start:
+            continue
+        if len(out) >= count:
+            more = chunk
+            break
+        state, kind, index = model.classify(chunk, top, free)
+        size = sizef & ~SIZE_BITS
+        c = MapChunk(chunk, sizef, state, kind, index, b"")
+        try:
+            if state == "top" or size < 2 * S:
+                c.head = heap.reader.read(chunk, 2 * S)
+            elif size // per <= MAP_LINES:
+                c.head = heap.reader.read(chunk, size)
+            else:
+                c.head = heap.reader.read(chunk, (MAP_LINES - 2) * per)
+                c.tail = heap.reader.read(chunk + size - per, per)
+        except MemoryReadError:
+            c.head = b""
+        if state == "free":
+            c.links = chunk_links(heap, Chunk(chunk, sizef, state, kind, index, S))
+        out.append(c)
+    return MapView(arena, out, problems, more)

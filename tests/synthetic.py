@@ -34,6 +34,7 @@ PREV_INUSE = 0x1
 KINDS = ("tcache", "fast", "unsorted", "small", "large")
 PAGE = 0x1000
 TCACHE_KEY = 0x5A5A1234C3C3F00D  # a stand-in for 2.34+'s random tcache_key
+TCACHE_KEY_OFFSET = 0x2C00  # where the image's libc keeps it (past main_arena and mp_)
 
 
 @dataclass
@@ -391,8 +392,13 @@ class HeapBuilder:
                 expected_chains.append(ExpectedChain(kind, index, size, len(members), list(members)))
 
         glibc = f"{self.version[0]}.{self.version[1]}"
+        key_at = None
+        if L.features.tcache_key_random:  # glibc's static tcache_key, in libc's .bss
+            key_at = self.libc_base + TCACHE_KEY_OFFSET
+            put(key_at, TCACHE_KEY)
         anchors = Anchors(main_arena=self.arena, mp=self.mp, glibc=glibc, located_by="synthetic",
-                          tcache=tcache, thread_arena=self.arena)
+                          tcache=tcache, thread_arena=self.arena, tcache_key=key_at,
+                          libc_data=[(self.libc_base, self.libc_base + len(libc))])
         memory = ImageMemory({self.sbrk_base: heap, self.libc_base: libc})
         return Synthetic(memory=memory, anchors=anchors, layout=L, arena=self.arena, mp=self.mp,
                          sbrk_base=self.sbrk_base, first_chunk=self.first_chunk, top=top,

@@ -12,13 +12,14 @@ exits cleanly and the tool must predict no abort).
 
 import json
 import os
+import re
 import tempfile
 from typing import Dict
 
 import pytest
 
 from gdb_heap import registry
-from tests.gdbrun import (facts, gdb_batch, host_glibc, json_doc, no_traceback, probe, sample,
+from tests.gdbrun import (CONFIG, facts, gdb_batch, host_glibc, json_doc, no_traceback, probe, sample,
     skip_if_static_startup, version_tuple)
 
 GLIBC = version_tuple(host_glibc())
@@ -45,29 +46,43 @@ STAGES = {
     "tcache_cycle": ["tcache[0]", "links back to {other:#x}", "loop"],
     "top_size": ["top chunk", "size {all_ones:#x}", "system_mem"],
     "smallbin_bk": ["small[", "bk {fake:#x}"],
+    "smallbin_stash_bk": ["small[", "bk {fake:#x}"],
     "invalid_size": ["invalid size {bad:#x}"],
+    "zero_size": ["invalid size 0x0"],
     "fast_size": ["fast[0]", "has size {two_minsize:#x}"],
-    "consolidate_size": ["invalid size {bad:#x}"],
+    "fast_invalid_size": ["fast[0]", "has size {bad:#x}"],
+    "consolidate_size": ["fast[0]", "has size {bad:#x}"],
     "unsorted_bk": ["unsorted", "bk {fake:#x}"],
+    "unsorted_size": ["unsorted", "has size {huge:#x}", "system_mem"],
     "unsorted_prev_size": ["unsorted", "prev_size is 0x0"],
     "unsorted_prev_inuse": ["unsorted", "PREV_INUSE set"],
     "large_prev_size": ["large[", "prev_size is 0x0"],
     "large_nextsize": ["large[", "fd_nextsize {fake:#x}"],
     "large_bk": ["large[", "bk {fake:#x}"],
+    "large_bk_sort": ["large[", "bk {fake:#x}"],
     "prev_inuse": ["PREV_INUSE clear", "{other:#x}", "in use"],
+    "tcache_key": ["tcache", "has key", "not the tcache key"],
+    "non_main_arena": ["NON_MAIN_ARENA", "main arena"],
 }
+# Stages whose carry-on takes another path of glibc than the one the problem's glibc_abort
+# documents (malloc taking the chunk out of its bin): the path's name in the problem's other_paths.
+OTHER_PATH = {"consolidate_size": "malloc_consolidate", "large_bk_sort": "sorting a chunk into its large bin"}
+# Stages whose damage is a size below MINSIZE (the sample wrote 8 or 0): the heap walk cannot go
+# past that chunk, so an address inside the chunk after it in memory is refused cleanly.
+WALK_BROKEN = {"invalid_size", "zero_size", "fast_invalid_size", "consolidate_size"}
 if not SAFE_LINKING:  # without safe-linking, a raw link is a valid link
     STAGES["uaf_tcache_raw"] = STAGES["uaf_tcache"]
     STAGES["uaf_fast_raw"] = STAGES["uaf_fast"]
 # their tcache equivalents are uaf_tcache and uaf_tcache_raw; the fastbin's size checks have none
 FASTBIN_ONLY = {"uaf_fast": "uaf_tcache", "uaf_fast_raw": "uaf_tcache_raw", "fast_size": None,
-                "consolidate_size": None}
+                "fast_invalid_size": None, "consolidate_size": None}
 def sizes(S: int) -> Dict[str, int]:
     """The size fields the damage wrote, as the tool shows them (flag bits cleared): the overflow's
     "AAAA..." word, the grown chunk's three MINSIZE chunks (MINSIZE = 4 * SIZE_SZ on x86-64 and
-    i386), the top chunk's -1, the fastbin chunk's two MINSIZE, BAD_SIZE's 8."""
+    i386), the top chunk's -1, the fastbin chunk's two MINSIZE, BAD_SIZE's 8, HUGE_SIZE's top
+    bit but one."""
     return {"overflowed": int.from_bytes(b"A" * S, "little") & ~7, "grown": 3 * 4 * S, "all_ones": (1 << 8 * S) - 8,
-            "two_minsize": 2 * 4 * S, "bad": 8}
+            "two_minsize": 2 * 4 * S, "bad": 8, "huge": 1 << (8 * S - 2)}
 
 
 @pytest.fixture(scope="module", params=sorted(STAGES))
@@ -116,9 +131,19 @@ def test_check_names_the_damaged_chunk(corrupted):
 def test_predicted_abort_is_what_glibc_prints(corrupted):
     """The abort `heap check` predicts at the damaged chunk is the line glibc printed when the
     program carried on (malloc_printerr: the message and a newline on stderr, then SIGABRT); no
-    prediction where the program went on to exit cleanly."""
+    prediction where the program went on to exit cleanly, or crashed without a message (then the
+    problem says so).  Where the carry-on takes another path (OTHER_PATH), the prediction for that
+    path is judged."""
     stage, rec, _, printed, end = corrupted
-    predicted = damaged_problem(stage, rec)["glibc_abort"]
+    problem = damaged_problem(stage, rec)
+    predicted = problem["glibc_abort"]
+    if stage in OTHER_PATH:
+        paths = {p["path"]: p["glibc_abort"] for p in problem["other_paths"]}
+        assert OTHER_PATH[stage] in paths, f"{stage}: no prediction for {OTHER_PATH[stage]}: {problem}"
+        predicted = paths[OTHER_PATH[stage]]
+    if end == {"signal": "SIGSEGV"} and not printed:
+        assert predicted is None and "SIGSEGV" in problem["message"], f"{stage}: glibc crashed: {problem}"
+        return
     if printed:
         assert printed.endswith("\n") and printed.count("\n") == 1, f"{stage}: glibc printed {printed!r}"
         assert end == {"signal": "SIGABRT"}, f"{stage}: glibc printed {printed!r}, then the program ended {end}"
@@ -135,7 +160,10 @@ def test_every_command_stops_cleanly(corrupted):
         r = rec["commands"][command]
         no_traceback(r["out"])
         assert "internal error" not in r["out"], f"{stage}: {command}: {r['out']}"
-        if command.endswith("--json"):
+        if stage in WALK_BROKEN and command.startswith("heap chunk (char *)victim + 3") and not r["ok"]:
+            assert r["out"].startswith("heap: ") and "\n" not in r["out"].strip(), (stage, command, r["out"])
+            assert "after the walk broke at chunk" in r["out"], (stage, command, r["out"])
+        elif command.endswith("--json"):
             assert r["ok"], f"{stage}: {command} failed: {r['out']}"
             json_doc(r["out"])
         elif not r["ok"]:  # a clean failure is one `heap:` line
@@ -149,6 +177,21 @@ def test_every_command_stops_cleanly(corrupted):
             out = json_doc(rec["commands"][command]["out"])
             doc = out["arenas"][0] if "arenas" in out else out
             assert addr(rec, "damaged") in [p["address"] for p in doc["problems"]]
+
+
+def test_tcache_key_is_glibcs():
+    """The key heap check holds the tcache entries to is glibc's: the key field glibc's free()
+    wrote into an intact entry (the sample prints it) and, with libc's symbols, gdb's own reading
+    of tcache_key (2.34+; before, the key is the tcache struct's address).  Only the entry whose
+    key the sample overwrote is blamed, not the two intact ones."""
+    rec = probe(sample("corrupt"), [CHECK, "p/x tcache_key"], ["tcache_key"], truth=False)["stages"][0]
+    key = addr(rec, "key")
+    if CONFIG.symbols and GLIBC >= (2, 34):
+        printed = re.search(r"= (0x[0-9a-f]+)", rec["commands"]["p/x tcache_key"]["out"])
+        assert printed and int(printed.group(1), 16) == key, rec["commands"]["p/x tcache_key"]
+    keyed = [p for p in json_doc(rec["commands"][CHECK]["out"])["problems"] if "has key" in p["message"]]
+    assert [p["address"] for p in keyed] == [addr(rec, "damaged")], keyed
+    assert f"not the tcache key {key:#x}" in keyed[0]["message"]
 
 
 def test_batch_exit_status_gates_on_problems():

@@ -147,6 +147,49 @@ def test_tcache_key_overwritten(version):
     assert [q.address for q in problems(s)] == [chunks[1]]
 
 
+@pytest.mark.parametrize("word", [8, 4])
+def test_tcache_key_without_symbols(word):
+    """Without tcache_key's symbol the key is the word of libc's data that an entry's key field
+    equals: one tcache chunk is enough, and two entries overwritten alike are both blamed, not
+    the one intact entry (what a majority vote would do)."""
+    from dataclasses import replace
+
+    from tests.synthetic import TCACHE_KEY, TCACHE_KEY_OFFSET
+    key = TCACHE_KEY & ((1 << 8 * word) - 1)
+    b = HeapBuilder((2, 36), word)
+    b.chunk(0x20)
+    chunks = [b.chunk(4 * word * 2, "tcache") for _ in range(3)]
+    b.chunk(0x20)
+    s = b.build()
+    s.anchors = replace(s.anchors, tcache_key=None)
+    for chunk in chunks[:2]:
+        s.poke(chunk + 3 * word, 0x41414141)
+    heap = s.heap()
+    found = heap.tcache_key([0x41414141, key])
+    assert found is not None and found.value == key and f"{s.libc_base + TCACHE_KEY_OFFSET:#x}" in found.how
+    blamed = [p for p in check_arena(heap, heap.main_arena).problems if "key" in p.message]
+    assert [p.address for p in blamed] == chunks[:2]
+    assert all(f"not the tcache key {key:#x}" in p.message for p in blamed)
+
+
+def test_tcache_key_single_chunk_and_no_key_in_libc():
+    """One tcache chunk, its key overwritten: found by tcache_key's symbol; with neither the
+    symbol nor the key in libc's data, nothing is claimed."""
+    from dataclasses import replace
+
+    from tests.synthetic import TCACHE_KEY_OFFSET
+    b = HeapBuilder((2, 36))
+    b.chunk(0x20)
+    one = b.chunk(0x30, "tcache")
+    b.chunk(0x20)
+    s = b.build()
+    s.poke(one + 24, 0x4242424242424242)
+    at(problems(s), one, "key 0x4242424242424242", "tcache_key's symbol")
+    s.poke(s.libc_base + TCACHE_KEY_OFFSET, 0)
+    s.anchors = replace(s.anchors, tcache_key=None)
+    assert problems(s) == []
+
+
 def test_tcache_chunk_of_the_wrong_size():
     b = HeapBuilder()
     b.chunk(0x20)
@@ -220,7 +263,7 @@ def test_check_views():
     doc = render.check_doc(report)
     assert doc == {"arena": s.arena, "problems": [
         {"address": s.top, "message": report.problems[0].message, "glibc_abort": "malloc(): corrupted top size",
-         "maybe_in_progress": False}], "in_progress": []}
+         "other_paths": [], "maybe_in_progress": False}], "in_progress": []}
     lines = list(render.check_lines(report, Style(False)))
     assert lines[0].startswith(f"main arena {s.arena:#x}: 1 problem (3 chunks walked, 0 chunks in bins checked)")
     assert lines[1] == (f"problem at {s.top:#x}: {report.problems[0].message} "
@@ -237,3 +280,18 @@ def test_a_broken_walk_does_not_swallow_the_free_chunks_after_it():
     p = at(found, a, "runs")
     assert p.glibc_abort == "double free or corruption (out)"
     assert [q.address for q in found] == [a]  # not one "contains" per free chunk after it
+
+
+def test_non_main_arena_bit_on_a_main_heap_chunk():
+    """House of mind: free() of a main-heap chunk with NON_MAIN_ARENA looks for a heap_info at the
+    chunk's address rounded down to HEAP_MAX_SIZE (64 MiB on x86-64); the image has nothing
+    there, so free() would fault."""
+    b = HeapBuilder((2, 36))
+    b.chunk(0x20)
+    victim = b.chunk(0x500)
+    b.chunk(0x20)
+    s = b.build()
+    s.poke(victim + 8, 0x500 | 0x4 | 0x1)
+    base = victim & ~(64 * 1024 * 1024 - 1)
+    p = at(problems(s), victim, "NON_MAIN_ARENA set", f"heap_info at {base:#x}", "SIGSEGV")
+    assert p.glibc_abort is None

@@ -325,6 +325,9 @@ def test_fastbin_index():
     L4 = layout_for((2, 36), 4)
     assert [L4.fastbin_index(s) for s in (16, 32, 48, 64, 80)] == [0, 2, 4, 6, 8]
     assert all(L4.fastbin_size(L4.fastbin_index(s)) == s for s in range(16, 0x50, 16))
+    # unsigned int arithmetic: (8 >> 4) - 2 wraps; the size is cut to 32 bits before the shift
+    assert L.fastbin_index(8) == 0xFFFFFFFE and L4.fastbin_index(8) == 0xFFFFFFFF
+    assert L.fastbin_index(0x100000020) == 0
 
 
 @pytest.mark.parametrize("version,word,first,last", [

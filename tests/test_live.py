@@ -412,8 +412,9 @@ def test_completion():
 
 
 def test_colour_follows_gdb_style():
-    cmds = ["break checkpoint", "run > /dev/null", "set style enabled on", "heap chunks", "heap chunks --json",
-            "set style enabled off", "echo ==OFF==\\n", "heap chunks"]
+    # A height set stands for a terminal (batch mode makes height and width unlimited, as pipe does).
+    cmds = ["break checkpoint", "run > /dev/null", "set height 24", "set style enabled on", "heap chunks",
+            "heap chunks --json", "set style enabled off", "echo ==OFF==\\n", "heap chunks"]
     r = gdb_batch(cmds, sample("all_bins"))
     on, off = r.stdout.split("==OFF==")
     coloured = [line for line in on.splitlines() if not line.startswith("{")]

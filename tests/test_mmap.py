@@ -131,7 +131,7 @@ def test_help_completion_colour_and_errors():
     assert {"heap mmapped", "heap bins --all-threads", "heap mmapped --json"} <= set(r.stdout.splitlines())
     r = gdb_batch(["heap mmapped"], sample("mmapped"))
     assert r.stderr.strip().splitlines()[-1].startswith("heap: no process;") and r.returncode != 0
-    r = gdb_batch(["break checkpoint", "run > /dev/null", "set style enabled on", "heap mmapped",
+    r = gdb_batch(["break checkpoint", "run > /dev/null", "set height 24", "set style enabled on", "heap mmapped",
                    "heap mmapped --json"], sample("mmapped"))
     no_traceback(r.stdout + r.stderr)
     lines = [line for line in r.stdout.splitlines() if "0x" in line or line.startswith("{")]

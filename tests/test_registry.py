@@ -1,5 +1,6 @@
 """registry.py: one declaration per command, and everything that lists commands takes it from there."""
 
+import ast
 import pathlib
 import re
 
@@ -18,27 +19,47 @@ def test_usage_names_every_option_and_only_those():
     for c in registry.COMMANDS:
         assert c.usage.startswith(c.name + " ") or c.usage == c.name, c.name
         named = set(re.findall(r"--[a-z-]+", c.usage))
-        assert named == set(c.all_flags) | set(c.all_valued), c.name
+        assert named == set(c.all_flags) | set(c.all_valued) | set(c.counted), c.name
 
 
 def test_options_of_a_command_with_arenas():
     chunks = registry.spec("heap chunks")
     assert chunks.all_flags == ("--json", "--summary", "--all-arenas")
-    assert chunks.all_valued == ("--limit", "--arena")
+    assert chunks.all_valued == ("--limit", "--state", "--bin", "--min-size", "--max-size", "--from", "--to",
+                                 "--arena")
     assert registry.spec("heap mmapped").all_flags == ("--json",) and registry.spec("heap mmapped").all_valued == ()
 
 
 def test_undefined_command_lists_every_subcommand():
     message = registry.undefined_command("frobnicate")
     assert message == ("undefined heap command 'frobnicate'; the commands are chunks, chunk, bins, top, arenas, "
-                       "check, mmapped, snapshot, snapshots, diff (see help heap)")
+                       "check, mmapped, map, where, layout, trace, snapshot, snapshots, diff (see help heap)")
+    assert registry.undefined_command("x", "gheap").startswith("undefined gheap command 'x';")
 
 
 def test_help_text():
     text = registry.help_text("heap", "Subcommands:\n{subcommands}\n")
     lines = text.splitlines()
     assert lines[0] == registry.PREFIX.summary and lines[2] == "Usage: heap [--json]"
-    assert "  heap mmapped    List the mmapped chunks: large blocks that are a mapping of their own." in lines
+    assert "  heap mmapped    List the mmapped chunks: blocks with a mapping of their own." in lines
+
+
+def test_help_fits_80_columns():
+    """Every line of every command's help (the registry's summary and usage, then the class's
+    docstring), and `help heap`'s list, within 80 columns: gdb splits longer ones mid-word."""
+    helps = {}
+    for path in COMMANDS_DIR.glob("*.py"):  # the modules import gdb: read their classes' docstrings
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ClassDef):
+                names = [d.args[0].value for d in node.decorator_list if isinstance(d, ast.Call) and d.args
+                         and isinstance(d.args[0], ast.Constant)]
+                text = registry.help_text(str(names[0]), ast.get_docstring(node, clean=False) or "") if names else \
+                    ast.get_docstring(node, clean=False) or ""
+                helps[names[0] if names else node.name] = text
+    assert set(registry.BY_NAME) <= set(helps)
+    for name, text in helps.items():
+        for line in text.splitlines():
+            assert len(line) <= 80, (name, line)
 
 
 def test_invocations():
@@ -53,3 +74,47 @@ def test_invocations():
     json_only = registry.every_invocation(json_only=True)
     assert all(i.endswith("--json") for i in json_only) and "heap mmapped --json" in json_only
     assert not any(i.startswith("heap chunk ") for i in json_only)
+
+
+def test_help_under_the_second_prefix():
+    text = registry.help_text("heap chunks", "body", "gheap")
+    assert text.splitlines()[2] == "Usage: gheap chunks [--state in_use|free|top] [--bin KIND] [--min-size N]"
+    listing = registry.help_text("heap", "{subcommands}", "gheap")
+    assert "  gheap mmapped    List the mmapped chunks: blocks with a mapping of their own." in listing
+    assert registry.spec("heap chunks").named("gheap") == "gheap chunks" and registry.PREFIX.named("gheap") == "gheap"
+
+
+def complete(name, text, word=None):
+    """As gdb calls complete(): `word` is the last word from its last '-' or blank on."""
+    if word is None:
+        word = re.split(r"[\s-]", text)[-1]
+    return registry.completion(registry.spec(name), text, word)
+
+
+def test_completion_offers_each_option_once():
+    chunks = "heap chunks"
+    # gdb's word stops at '-': for "--li" it replaces "li", so "mit" completes it
+    assert complete(chunks, "--li") == ["limit"]
+    filters = ["--state", "--bin", "--min-size", "--max-size", "--from", "--to"]
+    assert complete(chunks, "") == ["--json", "--summary", "--all-arenas", "--limit"] + filters + ["--arena"]
+    assert complete(chunks, "--json ") == ["--summary", "--all-arenas", "--limit"] + filters + ["--arena"]
+    assert complete(chunks, "--json --all-arenas ") == ["--summary", "--limit"] + filters  # --arena excludes it
+    assert complete(chunks, "--arena=x --summary ") == ["--json", "--limit"] + filters
+    assert complete("heap bins", "small ") == ["--json", "--all-threads", "--all-arenas", "--arena", "tcache", "fast",
+                                                "unsorted", "large"]
+
+
+def test_completion_after_an_option_with_a_value():
+    assert complete("heap chunks", "--limit ") == []  # a number: nothing, never an option
+    assert complete("heap chunks", "--limit 1") == []
+    assert complete("heap chunks", "--arena ") == registry.EXPRESSION
+    assert complete("heap chunks", "--arena main_ar") == registry.EXPRESSION
+    assert complete("heap chunks", "--limit=") == []
+
+
+def test_an_address_completes_as_an_expression():
+    assert complete("heap chunk", "") == registry.EXPRESSION
+    assert complete("heap chunk", "--json ") == registry.EXPRESSION
+    assert complete("heap chunk", "p --") == ["json", "dump"]  # gdb replaces what follows the last "-"
+    assert complete("heap chunk", "p --json --") == ["dump"]
+    assert complete("heap where", "main_ar") == registry.EXPRESSION

@@ -172,8 +172,13 @@ def test_problem_json():
     p = Problem(0x20, "msg", "malloc(): corrupted top size")
     assert render.problem_json(p) == {"address": 0x20, "message": "msg"}
     assert render.problem_json(p, True) == {"address": 0x20, "message": "msg",
-                                            "glibc_abort": "malloc(): corrupted top size"}
+                                            "glibc_abort": "malloc(): corrupted top size", "other_paths": []}
     assert render.problem_json(Problem(1, "x"), True)["glibc_abort"] is None
+    other = Problem(1, "x", None, (("malloc_consolidate", "malloc_consolidate(): invalid chunk size"),))
+    assert render.problem_json(other, True)["other_paths"] == [
+        {"path": "malloc_consolidate", "glibc_abort": "malloc_consolidate(): invalid chunk size"}]
+    line = next(render.problem_lines([other], Style(False)))
+    assert line == 'problem at 0x1: x (malloc_consolidate: "malloc_consolidate(): invalid chunk size")'
 
 
 # -- text ------------------------------------------------------------------------------------------------
@@ -261,8 +266,8 @@ def test_chunk_json_is_chunk_doc():
 def test_flags_and_state_text():
     assert render.flags_text(0x21) == "P.."
     assert render.flags_text(0x27) == "PMN"
-    assert render.state_text("free", "small", 16) == "free small[16]"
-    assert render.state_text("in_use", None, None) == "in use"
+    assert model.state_text("free", "small", 16) == "free small[16]"
+    assert model.state_text("in_use", None, None) == "in use"
     assert render.human(100) == "100 B" and render.human(2048) == "2.0 KiB"
 
 

@@ -164,7 +164,7 @@ def test_every_threads_tcache(arenas):
     lines = arenas["commands"]["heap chunks --all-arenas"]["out"].splitlines()
     for n, th in t.items():
         label = ("(the selected thread's tcache)" if n == "1" else f"of thread {n} (LWP {th['lwp']})")
-        line = next(x for x in lines if x.startswith(f"{th['tcache'] - 2 * S:#018x}"))
+        line = next(x for x in lines if x.startswith(f"{th['tcache'] - 2 * S:#x} "))
         assert line.endswith(f"tcache_perthread_struct {label}"), line
 
 

@@ -108,7 +108,9 @@ def test_chunk_view_of_an_inner_address():
     view = views.chunk_view(heap, second + H + 0x18)
     w = view.where
     assert (w.chunk, w.how, w.offset, w.user_offset) == (second, "inside", 0x28, 0x18)
-    assert view.links == [("tcache next", first), ("tcache key", TCACHE_KEY)]
+    assert [(link.name, link.value) for link in view.links] == [("next", first + H), ("key", TCACHE_KEY)]
+    nxt = view.links[0]  # safe-linked: stored = (where >> 12) ^ pointer (PROTECT_PTR, by hand)
+    assert (nxt.address, nxt.stored, nxt.revealed) == (second + H, ((second + H) >> 12) ^ (first + H), first + H)
     assert view.next is not None
     assert (view.next.address, view.next.size, view.next.state) == (s.top, s.top_size, "top")
     assert view.where.prev == guard

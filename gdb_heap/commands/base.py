@@ -8,7 +8,7 @@ run() parses nothing itself (the options are checked before) and calls gdb-free 
 from __future__ import annotations
 
 import json
-from typing import Callable, Dict, Iterable, List, Optional, Sequence, Type, TypeVar
+from typing import Callable, Dict, Iterable, List, Optional, Sequence, Type, TypeVar, Union
 
 import gdb  # type: ignore[import-not-found,unused-ignore]
 
@@ -21,8 +21,10 @@ from ..heap import Anchors, Heap
 from ..in_progress import note
 from ..locate import locate, process_mappings, require_process, symbol_at, threads_info, warn_once, word_size
 from ..memory import Reader
+from ..pointers import Namer
 from ..model import Arena
 from ..style import Style
+from ..terminal import colour_wanted
 
 WRITE_BATCH = 1 << 20  # characters per gdb.write call when streaming
 
@@ -72,7 +74,8 @@ def open_heap(args: Args) -> Heap:
     anchors = Anchors(state.main_arena, state.mp, glibc, state.located_by, tls.tcache or None,
                       tls.arena or None, state.notes + [tcache_note(tls.tcache_how)],
                       lambda: threads_info(found.context), lambda: (maps, source), symbol=symbol_at,
-                      frames=lambda: thread_frames(found.context))
+                      frames=lambda: thread_frames(found.context), tcache_key=state.tcache_key,
+                      libc_data=state.data_spans)
     heap = Heap(reader, state.layout, anchors)
     if not args.flag("--json"):  # a JSON document is all --json prints (notes: heap's overview)
         for text in state.notes:
@@ -87,10 +90,36 @@ def tcache_note(how: str) -> str:
 
 
 def style() -> Style:
+    return Style(colour_wanted())
+
+
+def width() -> Optional[int]:
+    """gdb's `width`: None when unlimited (batch mode, `set width unlimited`)."""
     try:
-        return Style(bool(gdb.parameter("style enabled")))
+        value = gdb.parameter("width")
     except (gdb.error, RuntimeError):
-        return Style(False)
+        return None
+    return int(value) if value else None
+
+
+def symbol_of(address: int) -> Optional[str]:
+    """gdb's `info symbol`: "main_arena+96", or None."""
+    try:
+        text = gdb.execute(f"info symbol {address:#x}", to_string=True)
+    except (gdb.error, RuntimeError):
+        return None
+    if not text or text.startswith("No symbol"):
+        return None
+    return text.split(" in section ")[0].strip().replace(" + ", "+")
+
+
+def namer(heap: Heap) -> Namer:
+    """What each pointer points at, for one command (symbols looked up once per address)."""
+    try:
+        maps = heap.anchors.mappings()[0]
+    except (gdb.error, RuntimeError, HeapError):
+        maps = []
+    return Namer(heap, symbol_of, maps)
 
 
 def evaluate_address(expression: str) -> int:
@@ -118,23 +147,22 @@ def one_or_all(args: Args, docs: Sequence[object]) -> object:
 
 
 class HeapCommand(gdb.Command):
-    """Shared by every heap command: error handling, completion, no repetition on Enter."""
+    """Shared by every heap command: errors, completion, no repetition on Enter."""
 
     spec: registry.CommandSpec
+    body: str  # the class's own help text
 
-    def __init__(self) -> None:
+    def __init__(self, prefix: str = "heap") -> None:
+        self.name = self.spec.named(prefix)  # "heap chunks" or "gheap chunks"
+        self.__doc__ = registry.help_text(self.spec.name, self.body, prefix)  # gdb reads it from self
         # No completer class: gdb then asks our complete() method.
-        super().__init__(self.spec.name, gdb.COMMAND_DATA, prefix=self.spec is registry.PREFIX)
-
-    @property
-    def name(self) -> str:
-        return self.spec.name
+        super().__init__(self.name, gdb.COMMAND_DATA, prefix=self.spec is registry.PREFIX)
 
     def invoke(self, argument: str, from_tty: bool) -> None:
         self.dont_repeat()
         out = Out()
         try:
-            self.run(parse(self.name, argument, self.spec.all_flags, self.spec.all_valued), out)
+            self.run(parse(self.name, argument, self.spec.all_flags, self.spec.all_valued, self.spec.counted), out)
             out.flush()
         except gdb.GdbError:
             raise
@@ -149,8 +177,9 @@ class HeapCommand(gdb.Command):
             raise gdb.GdbError(f"heap: internal error ({type(e).__name__}: {e}); please report it with "
                                f"the command you ran") from None
 
-    def complete(self, text: str, word: Optional[str]) -> List[str]:
-        return complete_from(self.spec.completions, text, word)
+    def complete(self, text: str, word: Optional[str]) -> Union[List[str], int]:
+        found = registry.completion(self.spec, text, word)
+        return gdb.COMPLETE_EXPRESSION if found == registry.EXPRESSION else found  # type: ignore[return-value]
 
     def run(self, args: Args, out: Out) -> None:
         raise NotImplementedError
@@ -158,14 +187,6 @@ class HeapCommand(gdb.Command):
     def no_extra(self, args: Args) -> None:
         if args.rest:
             raise HeapError(f"unexpected argument {args.rest[0]!r}; see help {self.name}")
-
-
-def complete_from(candidates: List[str], text: str, word: Optional[str]) -> List[str]:
-    """Candidates extending the last word typed.  gdb's `word` stops at '-', so the match is
-    made on the whole last word and only the part gdb will replace is returned."""
-    last = "" if not text or text.endswith(" ") else text.split()[-1]
-    cut = len(last) - len(word or "")
-    return [c[cut:] for c in candidates if c.startswith(last)]
 
 
 CLASSES: Dict[str, Type[HeapCommand]] = {}
@@ -177,7 +198,8 @@ def implements(name: str) -> Callable[[C], C]:
     that head its help (the class docstring is the rest)."""
     def tie(cls: C) -> C:
         cls.spec = registry.spec(name)
-        cls.__doc__ = registry.help_text(name, cls.__doc__ or "")
+        cls.body = cls.__doc__ or ""
+        cls.__doc__ = registry.help_text(name, cls.body)
         CLASSES[name] = cls
         return cls
     return tie

@@ -6,38 +6,46 @@ from .. import render
 from ..args import Args
 from ..check import check_arena
 from ..errors import HeapError
-from .base import HeapCommand, Out, arenas_for, implements, one_or_all, open_heap, style
+from .base import HeapCommand, Out, arenas_for, implements, one_or_all, open_heap, style, width
 
 
 @implements("heap check")
 class HeapCheck(HeapCommand):
-    """Walks the chunks and every bin and lists each problem with the address of the chunk whose
-header or links are damaged, what is wrong, and the message glibc would abort with when it
-trips over it.  Checked: chunk sizes (alignment, MINSIZE, inside the heap), the next chunk's
-PREV_INUSE and prev_size against the bins, top's size, each double-linked bin's fd/bk and
-its header's bk, the large bins' fd_nextsize/bk_nextsize ring and size order, sizes against
-their bin, fastbin and tcache chains (alignment, safe-linking, loops, links leaving every
-heap, tcache counts and keys), chunks a bin lists that the heap walk does not find, chunks
-in two bins, and a bin listing the top chunk.  The selected thread's tcache is checked with
-its arena.
+    """Walks the chunks and every bin and lists each problem with the address of the
+chunk whose header or links are damaged, what is wrong, and
+the message glibc would abort with when it trips over it.
+Checked: chunk sizes (alignment, MINSIZE, inside the heap), the next chunk's
+PREV_INUSE and prev_size against the bins, top's size, each double-linked bin's
+fd/bk and its header's bk, the large bins' fd_nextsize/bk_nextsize ring and size
+order, sizes against their bin, fastbin and tcache chains (alignment,
+safe-linking, loops, links leaving every heap, tcache counts and keys against
+glibc's tcache_key), each chunk's NON_MAIN_ARENA bit against its arena (and,
+when set in the main arena, the heap_info free() would read), chunks a bin lists
+that the heap walk does not find, chunks in two bins, and a bin listing the top
+chunk.
+The selected thread's tcache is checked with its arena.
 
-Without --json the command ends with an error when it finds a problem, so `gdb -batch`
-exits non-zero (a CI job can gate on it).
+Without --json the command ends with an error when it finds a problem, so
+`gdb -batch` exits non-zero (a CI job can gate on it).
 
-A heap caught mid-update: when a thread is stopped inside glibc's allocator (malloc, free,
-realloc, _int_free...) or an arena's mutex is held, glibc may be halfway through changing
-that arena (between clearing PREV_INUSE and linking a freed chunk into its bin, say), and a
-healthy heap looks damaged.  Every problem in such an arena is then listed and marked "may be
-glibc's update in progress", and is not counted toward the error (a CI job must not fail on a
-healthy heap stopped mid-free); --strict counts them.  A thread aborting inside the allocator
+A heap caught mid-update: when a thread is stopped inside glibc's allocator
+(malloc, free, realloc, _int_free...) or an arena's mutex is held, glibc may be
+halfway through changing that arena (between clearing PREV_INUSE and linking a
+freed chunk into its bin, say), and a healthy heap looks damaged.  Every problem
+in such an arena is then listed and marked "may be glibc's update in progress",
+and is not counted toward the error (a CI job must not fail on a healthy heap
+stopped mid-free); --strict counts them.  A thread aborting inside the allocator
 (malloc_printerr) is not an update in progress: glibc found that damage itself.
 
-  --json         {"arena", "problems": [{"address", "message", "glibc_abort", "maybe_in_progress"}],
-                 "in_progress": [{"thread", "lwp", "function", "entry", "arena", "arena_from",
-                 "locked", "aborting"}]}; never an error for problems found (with --all-arenas:
-                 {"arenas": [...]})
+  --json         {"arena", "problems": [{"address", "message", "glibc_abort",
+                 "other_paths": [{"path", "glibc_abort"}],
+                 "maybe_in_progress"}], "in_progress": [{"thread", "lwp",
+                 "function", "entry", "arena", "arena_from", "locked",
+                 "aborting"}]}; never an error for problems found (with
+                 --all-arenas: {"arenas": [...]})
   --strict       count the problems that may be glibc's update in progress too
-  --arena ADDR   the arena at ADDR (default: the selected thread's arena, else main_arena)
+  --arena ADDR   the arena at ADDR (default: the selected thread's arena, else
+                 main_arena)
   --all-arenas   every arena in turn"""
 
     def run(self, args: Args, out: Out) -> None:
@@ -49,7 +57,7 @@ healthy heap stopped mid-free); --strict counts them.  A thread aborting inside 
             return
         st = style()
         for report in reports:
-            out.lines(render.check_lines(report, st))
+            out.lines(render.fit_all(render.check_lines(report, st), width()))
         found = sum(len(r.problems) if args.flag("--strict") else r.damage for r in reports)
         if found:
             out.flush()

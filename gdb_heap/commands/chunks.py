@@ -1,52 +1,89 @@
-"""The commands about chunks: heap chunks (every chunk of an arena), heap chunk ADDR (one)."""
+"""The commands about chunks: heap chunks (every chunk of an arena), heap chunk ADDR (one),
+heap map (chunks laid out in memory)."""
 
 from __future__ import annotations
 
 from typing import List, Optional, Sequence
 
-from .. import render, views
+from .. import render, render_map, views
 from ..args import Args, parse_count
 from ..errors import HeapError, MemoryReadError
 from ..heap import Heap
-from ..model import Arena, Problem, summarise
-from .base import HeapCommand, Out, arenas_for, evaluate_address, implements, one_or_all, open_heap, style
+from ..model import BIN_KINDS, Arena, Problem, summarise
+from .base import (HeapCommand, Out, arenas_for, evaluate_address, implements, namer, one_or_all, open_heap, style,
+                   width)
+
+STATES = ("in_use", "free", "top")
+DUMP_DEFAULT = 0x400  # bytes `heap chunk --dump` shows without N
+DUMP_MAX = 1 << 20
+
+
+def chunk_filter(command: str, args: Args) -> views.ChunkFilter:
+    """--state, --bin, --min-size, --max-size, --from, --to."""
+    state, kind = args.value("--state"), args.value("--bin")
+    if state is not None and state not in STATES:
+        raise HeapError(f"--state wants one of {', '.join(STATES)}, not {state!r}")
+    if kind is not None and kind not in BIN_KINDS:
+        raise HeapError(f"--bin wants a bin kind ({', '.join(BIN_KINDS)}), not {kind!r}")
+    sizes = [parse_count(command, args.values[o], o, "a size in bytes") if o in args.values else None
+             for o in ("--min-size", "--max-size")]
+    bounds = [evaluate_address(args.values[o]) if o in args.values else None for o in ("--from", "--to")]
+    return views.ChunkFilter(state, kind, sizes[0], sizes[1], bounds[0], bounds[1])
 
 
 @implements("heap chunks")
 class HeapChunks(HeapCommand):
-    """One line per chunk: its address (the chunk header, what glibc calls mchunkptr), its size,
-the flag bits of the size field (P = PREV_INUSE, M = IS_MMAPPED, N = NON_MAIN_ARENA; a dot
-when clear), its state and a preview of the first user bytes in hex and ASCII.
-The state is "in use", "top", or "free BIN[INDEX]" naming the bin that holds the chunk,
-however deep in its list.  Chunks in tcache and fastbins are free for the program although
-glibc keeps the next chunk's PREV_INUSE set: this command decides "free" by bin membership.
-The top chunk is "top" even if a bin lists it (heap check reports that).
+    """One line per chunk: its address (the chunk header, glibc's mchunkptr), the user
+pointer (what malloc returned: chunk + 2 * SIZE_SZ), its size, the flag bits of
+the size field (P = PREV_INUSE, M = IS_MMAPPED, N = NON_MAIN_ARENA; a dot when
+clear), its state and its first user words as x/2gx shows them, with their ASCII
+(as many as fit gdb's width).  The state is "in use", "top", or "free
+BIN[INDEX]" naming the bin that holds the chunk, however deep in its list.
+Chunks in tcache and fastbins are free for the program although glibc keeps the
+next chunk's PREV_INUSE set: this command decides "free" by bin membership.  The
+top chunk is "top" even if a bin lists it (heap check reports that).
 
+  --state S      only chunks in that state: in_use, free or top
+  --bin KIND     only free chunks in bins of that kind (tcache, fast, unsorted,
+                 small, large)
+  --min-size N   only chunks of at least N bytes (--max-size N: at most)
+  --from ADDR    only chunks at or after ADDR (--to ADDR: before ADDR)
   --limit N      stop after N chunks (and say so)
-  --summary      a table of counts and bytes by state, bin and size instead of one line each
-  --json         one JSON document: {"glibc", "arena", "chunks": [...], "problems": [...]}
-  --arena ADDR   the arena at ADDR (default: the selected thread's arena, else main_arena)
-  --all-arenas   every arena in turn"""
+  --summary      counts and bytes by state, bin and size instead of one line
+                 each
+  --json         one JSON document: {"glibc", "arena", "chunks": [...],
+                 "problems"}
+  --arena ADDR   the arena at ADDR (default: the selected thread's, else
+                 main_arena)
+  --all-arenas   every arena in turn
+The filters apply to the text, the JSON and the summary alike."""
 
     def run(self, args: Args, out: Out) -> None:
         self.no_extra(args)
         limit = parse_count(self.name, args.values["--limit"]) if "--limit" in args.values else None
+        only = chunk_filter(self.name, args)
         heap = open_heap(args)
         arenas = arenas_for(heap, args)
         if args.flag("--summary"):
-            self._summary(heap, arenas, args, limit, out)
+            self._summary(heap, arenas, args, limit, only, out)
         elif args.flag("--json"):
-            self._json(heap, arenas, args, limit, out)
+            self._json(heap, arenas, args, limit, only, out)
         else:
-            self._text(heap, arenas, args, limit, out)
+            self._text(heap, arenas, args, limit, only, out)
 
     @staticmethod
-    def _summary(heap: Heap, arenas: Sequence[Arena], args: Args, limit: Optional[int], out: Out) -> None:
+    def _summary(heap: Heap, arenas: Sequence[Arena], args: Args, limit: Optional[int], only: views.ChunkFilter,
+                 out: Out) -> None:
         st = style()
         docs = []
         for arena in arenas:
             problems: List[Problem] = []
-            rows = summarise(heap.chunk_batches(arena, problems), arena.state.top, heap.free_index(arena), limit)
+            if only.active:
+                chosen = views.ChunkRows(heap, arena, limit, only)
+                rows = summarise(chosen.batches(), arena.state.top, heap.free_index(arena))
+                problems = chosen.problems
+            else:
+                rows = summarise(heap.chunk_batches(arena, problems), arena.state.top, heap.free_index(arena), limit)
             if args.flag("--json"):
                 docs.append(render.summary_doc(arena.address, rows))
                 continue
@@ -58,14 +95,16 @@ The top chunk is "top" even if a bin lists it (heap check reports that).
             out.json(one_or_all(args, docs))
 
     @staticmethod
-    def _text(heap: Heap, arenas: Sequence[Arena], args: Args, limit: Optional[int], out: Out) -> None:
+    def _text(heap: Heap, arenas: Sequence[Arena], args: Args, limit: Optional[int], only: views.ChunkFilter,
+              out: Out) -> None:
         st = style()
         S = heap.layout.size_sz
         reader = heap.reader
+        cols = width()
 
         def read_preview(address: int) -> bytes:
             try:
-                return reader.read(address + 2 * S, render.PREVIEW_BYTES)
+                return reader.read(address + 2 * S, views.PREVIEW_BYTES)
             except MemoryReadError:
                 return b""
 
@@ -74,23 +113,24 @@ The top chunk is "top" even if a bin lists it (heap check reports that).
             if args.flag("--all-arenas"):
                 out.line(render.arena_heading(arena, st))
             if not arena.heaps:
-                out.line("no chunks: the heap is not initialised yet (the program has not called malloc "
-                         "in this arena)")
+                out.lines(render.fit("no chunks: the heap is not initialised yet (the program has not called "
+                                     "malloc in this arena)", cols))
                 continue
-            rows = views.ChunkRows(heap, arena, limit)
-            out.lines(render.chunk_lines(rows, read_preview, st, notes))
+            rows = views.ChunkRows(heap, arena, limit, only)
+            out.lines(render.chunk_lines(rows, read_preview, st, notes, S, reader.order, cols))
             if rows.stopped:
                 out.line(f"stopped after {limit} chunks (--limit {limit})")
-            out.lines(render.problem_lines(rows.problems, st))
+            out.lines(render.fit_all(render.problem_lines(rows.problems, st), cols))
 
     @staticmethod
-    def _json(heap: Heap, arenas: Sequence[Arena], args: Args, limit: Optional[int], out: Out) -> None:
+    def _json(heap: Heap, arenas: Sequence[Arena], args: Args, limit: Optional[int], only: views.ChunkFilter,
+              out: Out) -> None:
         S = heap.layout.size_sz
         many = args.flag("--all-arenas")
         if many:
             out.write('{"arenas": [')
         for i, arena in enumerate(arenas):
-            rows = views.ChunkRows(heap, arena, limit)
+            rows = views.ChunkRows(heap, arena, limit, only)
             if i:
                 out.write(", ")
             for piece in render.chunks_json(heap.anchors.glibc, arena.address,
@@ -102,21 +142,37 @@ The top chunk is "top" even if a bin lists it (heap check reports that).
 
 @implements("heap chunk")
 class HeapChunk(HeapCommand):
-    """ADDR is a gdb expression: the chunk's address, the pointer malloc returned, or any address
-inside a chunk (the output says which it understood, and how far into the chunk an inner
-address is).  Shows the header fields (prev_size, size and its flag bits), the state and the
-bin holding the chunk if it is free, its links, its usable size, its neighbours, and which
-malloc(n) requests produce a chunk of this size: that answers "malloc(10) gives me how many
-bytes?".  Mmapped chunks are found too, an address inside one included.
-A header the heap walk does not reach (inside a chunk whose damaged size broke the walk, or
-outside every heap: a fake chunk a bin lists) is shown as memory holds it, at the address
-(or one header before it, a user pointer), with why no walk reached it, its problems and,
-outside the heaps, the mapping and symbol where it lives.
+    """ADDR is a gdb expression: the chunk's address, the pointer malloc returned, or
+any address inside a chunk (the output says which it understood, and how far
+into the chunk an inner address is).  Shows the header fields (prev_size, size
+and its flag bits), the state and the bin holding the chunk if it is free, its
+first user words (as x/2gx shows them), its links, its usable size, its
+neighbours, and which malloc(n) requests produce a chunk of this size: that
+answers "malloc(10) gives me how many bytes?".  Mmapped chunks are found too, an
+address inside one included. Every link is shown as stored and named: a
+safe-linked word (tcache next, fastbin fd, glibc 2.32+) as stored (the mangled
+value) and as glibc reveals it ((address >> 12) ^ stored); each pointer says
+what it points at: a chunk (chunk 0x...+0x10), a bin's head in its arena
+(<main_arena+96> unsorted), a symbol, a mapping.
+A header the heap walk does not reach (inside a chunk whose damaged size broke
+the walk, or outside every heap: a fake chunk a bin lists) is shown as memory
+holds it, at the address (or one header before it, a user pointer), with why no
+walk reached it, its problems and, outside the heaps, the mapping and symbol
+where it lives.
 
-  --json   one JSON object: a chunk as in "heap chunks --json" plus "understood_as",
-           "arena" and "requests": [LOW, HIGH]; for an address inside the chunk,
-           "inside": {"address", "offset", "user_offset"}; "reached_by_walk", "notes",
-           "problems" and "location": {"mapping", "start", "end", "symbol"} | null"""
+  --dump [N]  the chunk's bytes from its header, two words a line (x/2gx's view)
+              with their ASCII and the header and link fields named: N bytes
+              (default the chunk, at most 0x400)
+  --json      one JSON object: a chunk as in "heap chunks --json" plus
+              "understood_as", "arena" and "requests": [LOW, HIGH]; for an
+              address inside the chunk, "inside": {"address", "offset",
+              "user_offset"}; and "prev_size", "fd", "fd_stored", "bk",
+              "fd_nextsize", "bk_nextsize" (null when not a link of its bin),
+              "tcache_next": {"stored", "revealed"}, "tcache_key", "pointers"
+              (each link's meaning), "first_words", "prev_chunk" and
+              "next_chunk" ({"address", "size", "state", "bin", "bin_index"} or
+              null); "reached_by_walk", "notes", "problems" and "location":
+              {"mapping", "start", "end", "symbol"} | null"""
 
     def run(self, args: Args, out: Out) -> None:
         if not args.rest:
@@ -124,7 +180,53 @@ outside the heaps, the mapping and symbol where it lives.
         address = evaluate_address(" ".join(args.rest))
         heap = open_heap(args)
         view = views.chunk_view(heap, address)
+        name = namer(heap).name
+        order = heap.reader.order
         if args.flag("--json"):
-            out.json(render.chunk_view_doc(view))
+            out.json(render.chunk_view_doc(view, name, order))
             return
-        out.lines(render.chunk_detail_lines(view, heap.layout, style()))
+        st, cols = style(), width()
+        if args.flag("--dump"):
+            c = view.chunk
+            n = (parse_count(self.name, args.values["--dump"], "--dump", "a number of bytes")
+                 if "--dump" in args.values else min(c.size or 2 * c.size_sz, DUMP_DEFAULT))
+            n = min(n, DUMP_MAX)
+            try:
+                data = heap.reader.read(c.address, n)
+            except MemoryReadError:
+                raise HeapError(f"cannot read {n:#x} bytes at {c.address:#x}; give a smaller --dump N") from None
+            out.lines(render.dump_lines(c, data, view.links, st, order, cols))
+            return
+        out.lines(render.chunk_detail_lines(view, heap.layout, st, name, cols, order))
+
+
+@implements("heap map")
+class HeapMap(HeapCommand):
+    """The chunks as they lie in memory, from the chunk holding ADDR (default: the
+arena's first chunk): each line is 16 bytes, two words on 64-bit as x/2gx shows
+them, then their ASCII when gdb's width leaves room.  A marker column starts
+each chunk with "+" and continues it with "|" (":" stands for the middle of a
+long chunk, left out), so the boundaries read without colour too; in colour
+(gdb's style enabled) chunks alternate between two colours, their header words
+(prev_size, size) underlined, top in its own.  Notes give each chunk's size,
+flags and state, and each free chunk's links with what they point at (a chunk, a
+bin's head in the arena); a safe-linked word says what it reveals.
+
+  --count N     chunks to show (default 10)
+  --arena ADDR  the arena whose heap to show (default: the selected thread's)"""
+
+    def run(self, args: Args, out: Out) -> None:
+        count = (parse_count(self.name, args.values["--count"], "--count")
+                 if "--count" in args.values else views.MAP_COUNT)
+        count = min(count, views.MAP_MAX_COUNT)
+        address = evaluate_address(" ".join(args.rest)) if args.rest else None
+        heap = open_heap(args)
+        arena = arenas_for(heap, args)[0] if args.value("--arena") is not None else None
+        if arena is not None and address is not None and heap.where(address).arena is not arena:
+            raise HeapError(f"{address:#x} is not in the heap of arena {arena.address:#x}; leave out --arena "
+                            "or ADDR")
+        view = views.map_view(heap, arena, address, count)
+        cols = width()
+        st = style()
+        out.lines(render_map.map_lines(view, st, namer(heap).name, heap.layout.size_sz, heap.reader.order, cols))
+        out.lines(render.fit_all(render.problem_lines(view.problems, st), cols))

@@ -8,8 +8,8 @@ import gdb  # type: ignore[import-not-found,unused-ignore]
 class HeapSet(gdb.Command):
     """Settings of the heap commands.
 
-set heap main-arena EXPR: where main_arena is, when the C library has no symbols and the
-  heuristic finds none or several (empty: find it again).
+set heap main-arena EXPR: where main_arena is, when the C library has no
+  symbols and the heuristic finds none or several (empty: find it again).
 set heap mp EXPR: the same for mp_."""
 
     def __init__(self) -> None:
@@ -24,7 +24,7 @@ class HeapShow(gdb.Command):
 
 
 class AddressSetting(gdb.Parameter):
-    """An address (any gdb expression) that overrides what the heap commands find themselves."""
+    """An address (any gdb expression) overriding what the heap commands find."""
 
     def __init__(self, name: str, what: str) -> None:
         self.set_doc = f"Set where {what} is (an address or expression; empty: find it automatically)."
