@@ -19,7 +19,7 @@ def test_walkthrough_is_not_stale():
     p = subprocess.run([sys.executable, os.path.join(ROOT, "tools", "readme_examples.py"), "--check", WALKTHROUGH],
                        capture_output=True, text=True, cwd=ROOT, timeout=900)
     assert p.returncode == 0, f"stale; run make walkthrough:\n{p.stdout[-6000:]}{p.stderr[-2000:]}"
-    assert "docs/walkthrough.md: 12 examples; unchanged" in p.stdout
+    assert "docs/walkthrough.md: 16 examples; unchanged" in p.stdout
 
 
 def test_walkthrough_is_linked_from_the_readme_first_screen():
@@ -28,6 +28,6 @@ def test_walkthrough_is_linked_from_the_readme_first_screen():
     assert "(docs/walkthrough.md)" in first_screen
     with open(WALKTHROUGH) as f:
         text = f.read()
-    for command in ("heap diff", "heap snapshot", "x/8xb", "catch syscall brk", "catch syscall mmap munmap",
-                    "info proc mappings"):
+    for command in ("heap diff", "heap snapshot", "heap trace start", "heap trace", "x/8xb", "catch syscall brk",
+                    "catch syscall mmap munmap", "info proc mappings"):
         assert f"(gdb) {command}" in text, command

@@ -14,9 +14,7 @@ gdb's own start-up chatter are left out.  A command that should not be shown is 
 with "!" (it runs, its prompt and output are hidden).  Paths under the project's directory
 are written relative to it.
 
-A marker written `<!-- later gdb: SPEC -->` (no block after it) is an example waiting for a
-command that does not exist yet (the walk-through's `heap trace` steps): the tool leaves it
-alone; turning it into `<!-- gdb: SPEC -->` followed by an empty fenced block makes it live.
+A new example is its marker followed by an empty fenced block: the tool fills it.
 
 usage: python3 tools/readme_examples.py [--check] [FILE ...]   (default: README.md)
   --check   exit 1 if a file would change in what is stable from one run to the next: the
