@@ -9,8 +9,8 @@ VPY     := $(VENV)/bin/python
 SAMPLES := $(patsubst c_samples/%.c,build/%,$(wildcard c_samples/*.c))
 GDB     := gdb -q -nx -batch -ex 'set pagination off' -ex 'set debuginfod enabled off'
 
-.PHONY: all samples demo test test-gdb lint fuzz bench bench-trace readme check-tools clean matrix \
-        matrix-readme install-gdbinit uninstall-gdbinit
+.PHONY: all samples demo test test-gdb lint fuzz bench bench-trace bench-snapshot readme walkthrough check-tools \
+        clean matrix matrix-readme install-gdbinit uninstall-gdbinit
 
 all: samples
 
@@ -80,13 +80,23 @@ matrix-readme:
 bench: samples
 	$(PYTHON) bench/bench.py --readme
 	$(PYTHON) bench/trace_rate.py --readme
+	$(PYTHON) bench/bench.py --snapshot --readme
 
 # The traced call rate of heap trace alone (bench/trace_rate.py).
 bench-trace: samples
 	$(PYTHON) bench/trace_rate.py --readme
 
+# heap snapshot and heap diff beside heap chunks --summary (bench/bench.py --snapshot).
+bench-snapshot: samples
+	$(PYTHON) bench/bench.py --snapshot --readme
+
 readme: samples
 	$(PYTHON) tools/readme_examples.py
+
+# The learner's walk-through, docs/walkthrough.md, regenerated from real gdb sessions on the
+# samples (tests/test_walkthrough.py fails when the committed text is stale).
+walkthrough: samples
+	$(PYTHON) tools/readme_examples.py docs/walkthrough.md
 
 # Every gdb session of the user sources this checkout's gdb_heap/init.py (idempotent), or no more.
 install-gdbinit:

@@ -33,7 +33,8 @@ def test_options_of_a_command_with_arenas():
 def test_undefined_command_lists_every_subcommand():
     message = registry.undefined_command("frobnicate")
     assert message == ("undefined heap command 'frobnicate'; the commands are chunks, chunk, bins, top, arenas, "
-                       "check, mmapped, map, where, layout, trace, try-free, try-malloc, fake-chunks (see help heap)")
+                       "check, mmapped, map, where, layout, trace, snapshot, snapshots, diff, try-free, "
+                       "try-malloc, fake-chunks (see help heap)")
     assert registry.undefined_command("x", "gheap").startswith("undefined gheap command 'x';")
 
 
@@ -42,7 +43,7 @@ def test_help_text():
     lines = text.splitlines()
     assert lines[0] == registry.PREFIX.summary and lines[2] == "Usage: heap [--json]"
     width = len("heap fake-chunks")  # the longest name sets the column
-    assert f"  {'heap mmapped':<{width}}  List the mmapped chunks: blocks with a mapping of their own." in lines
+    assert f"  {'heap mmapped':<{width}}  List the mmapped chunks: blocks mapped on their own." in lines
 
 
 def test_help_fits_80_columns():
@@ -81,7 +82,7 @@ def test_help_under_the_second_prefix():
     text = registry.help_text("heap chunks", "body", "gheap")
     assert text.splitlines()[2] == "Usage: gheap chunks [--state in_use|free|top] [--bin KIND] [--min-size N]"
     listing = registry.help_text("heap", "{subcommands}", "gheap")
-    assert "  gheap mmapped  List the mmapped chunks: blocks with a mapping of their own." in listing
+    assert "  gheap mmapped      List the mmapped chunks: blocks mapped on their own." in listing
     assert registry.spec("heap chunks").named("gheap") == "gheap chunks" and registry.PREFIX.named("gheap") == "gheap"
 
 

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
-"""Regenerate the example output in README.md from real gdb sessions.
+"""Regenerate the example output in README.md and docs/walkthrough.md from real gdb sessions.
 
-Each example in the README is a marker line followed by a fenced block:
+Each example in a document is a marker line followed by a fenced block:
 
     <!-- gdb: SAMPLE [ARGS] | COMMAND | COMMAND ... -->
     ```
@@ -11,11 +11,17 @@ Each example in the README is a marker line followed by a fenced block:
 The tool runs `gdb -batch` on build/SAMPLE with gdb_heap loaded and the given gdb commands
 (each shown after a "(gdb)" prompt) and writes what they print into the block.  Lines of
 gdb's own start-up chatter are left out.  A command that should not be shown is prefixed
-with "!" (it runs, its prompt and output are hidden).
+with "!" (it runs, its prompt and output are hidden).  Paths under the project's directory
+are written relative to it.
 
-usage: python3 tools/readme_examples.py [--check]   (--check: exit 1 if README.md would change)
+A new example is its marker followed by an empty fenced block: the tool fills it.
+
+usage: python3 tools/readme_examples.py [--check] [FILE ...]   (default: README.md)
+  --check   exit 1 if a file would change in what is stable from one run to the next: the
+            text with thread LWPs, process ids and times of day normalised (see normalise())
 """
 
+import difflib
 import os
 import re
 import subprocess
@@ -23,6 +29,13 @@ import sys
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 README = os.path.join(ROOT, "README.md")
+# What differs between two runs of the same sample under gdb (ASLR is off, so the heap's and
+# the libraries' addresses do not): the kernel's thread and process ids, the time of day (heap
+# snapshots' "when"), and addresses on the main thread's stack, which shift with the program's
+# path and environment (another checkout, pytest's variables).
+UNSTABLE = [(re.compile(r"\b(LWP|process|Process) \d+"), r"\1 N"),
+            (re.compile(r"\b\d\d:\d\d:\d\d\b"), "HH:MM:SS"),
+            (re.compile(r"\b0x7f{7}[0-9a-f]{4}\b"), "0x7fffffff(stack)")]
 MARKER = re.compile(r"^<!-- gdb: (?P<spec>.*) -->$")
 NOISE = re.compile(r"^(\[Thread debugging|Using host libthread_db|\[Inferior \d+ .* exited)")
 SEP = "@@gdb_heap_readme@@"
@@ -43,7 +56,7 @@ def run_example(spec: str) -> str:
     argv.append(os.path.join(ROOT, "build", program))
     p = subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=ROOT,
                        timeout=300, env=dict(os.environ, COLUMNS="120"))
-    out = p.stdout
+    out = p.stdout.replace(ROOT + "/", "")
     text: list = []
     blocks = re.split(rf"{SEP}(\d+h?)\n", out)
     for tag, body in zip(blocks[1::2], blocks[2::2]):
@@ -55,10 +68,15 @@ def run_example(spec: str) -> str:
     return "\n".join(text).rstrip() + "\n"
 
 
-def main() -> int:
-    check = "--check" in sys.argv[1:]
-    subprocess.run(["make", "-s", "samples"], cwd=ROOT, check=True)
-    with open(README) as f:
+def normalise(text: str) -> str:
+    for pattern, replacement in UNSTABLE:
+        text = pattern.sub(replacement, text)
+    return text
+
+
+def regenerate(path: str) -> "tuple[str, int]":
+    """The document with every example's block replaced by a fresh run, and how many ran."""
+    with open(path) as f:
         lines = f.read().splitlines(keepends=True)
     out = []
     i = 0
@@ -76,16 +94,33 @@ def main() -> int:
             i = end + 1
             continue
         i += 1
-    new = "".join(out)
-    with open(README) as f:
-        old = f.read()
-    if check:
-        print(f"readme: {count} examples; {'unchanged' if new == old else 'would change'}")
-        return 0 if new == old else 1
-    with open(README, "w") as f:
-        f.write(new)
-    print(f"readme: {count} examples regenerated")
-    return 0
+    return "".join(out), count
+
+
+def main() -> int:
+    check = "--check" in sys.argv[1:]
+    paths = [os.path.join(ROOT, a) if not os.path.isabs(a) else a for a in sys.argv[1:] if a != "--check"] \
+        or [README]
+    subprocess.run(["make", "-s", "samples"], cwd=ROOT, check=True)
+    stale = 0
+    for path in paths:
+        new, count = regenerate(path)
+        with open(path) as f:
+            old = f.read()
+        name = os.path.relpath(path, ROOT)
+        if check:
+            same = normalise(new) == normalise(old)
+            stale += not same
+            print(f"{name}: {count} examples; {'unchanged' if same else 'would change'}")
+            if not same:
+                sys.stdout.writelines(difflib.unified_diff(normalise(old).splitlines(keepends=True),
+                                                           normalise(new).splitlines(keepends=True),
+                                                           "committed", "regenerated", n=1))
+            continue
+        with open(path, "w") as f:
+            f.write(new)
+        print(f"{name}: {count} examples regenerated")
+    return 1 if stale else 0
 
 
 if __name__ == "__main__":

@@ -13,9 +13,11 @@ from typing import Optional
 import gdb  # type: ignore[import-not-found,unused-ignore]
 
 from .. import registry
-from . import bins, check, chunks, overview, places, predict, trace  # noqa: F401  (their @implements fill base.CLASSES)
+# Each family's @implements fills base.CLASSES.
+from . import bins, check, chunks, overview, places, predict, snapshot, trace  # noqa: F401
 from .base import CLASSES
 from .settings import AddressSetting, HeapSet, HeapShow
+from .snapshot import connect_events
 
 
 def heap_owner() -> Optional[str]:
@@ -34,6 +36,7 @@ def heap_owner() -> Optional[str]:
 
 
 def register() -> None:
+    connect_events()
     HeapSet()
     HeapShow()
     AddressSetting("main-arena", "main_arena")

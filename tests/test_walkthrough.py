@@ -1,0 +1,33 @@
+"""docs/walkthrough.md is what the samples and gdb_heap print today: every example regenerated
+from a real gdb session equals the committed text, thread LWPs, process ids and times of day
+aside (tools/readme_examples.py --check; `make walkthrough` rewrites it)."""
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+from tests.gdbrun import CONFIG, ROOT
+
+WALKTHROUGH = os.path.join(ROOT, "docs", "walkthrough.md")
+
+
+@pytest.mark.skipif(CONFIG.glibc_dir is not None or not CONFIG.symbols or CONFIG.static,
+                    reason="the walk-through is the host's glibc with its debug symbols, dynamic")
+def test_walkthrough_is_not_stale():
+    p = subprocess.run([sys.executable, os.path.join(ROOT, "tools", "readme_examples.py"), "--check", WALKTHROUGH],
+                       capture_output=True, text=True, cwd=ROOT, timeout=900)
+    assert p.returncode == 0, f"stale; run make walkthrough:\n{p.stdout[-6000:]}{p.stderr[-2000:]}"
+    assert "docs/walkthrough.md: 16 examples; unchanged" in p.stdout
+
+
+def test_walkthrough_is_linked_from_the_readme_first_screen():
+    with open(os.path.join(ROOT, "README.md")) as f:
+        first_screen = "".join(f.readlines()[:25])
+    assert "(docs/walkthrough.md)" in first_screen
+    with open(WALKTHROUGH) as f:
+        text = f.read()
+    for command in ("heap diff", "heap snapshot", "heap trace start", "heap trace", "x/8xb", "catch syscall brk",
+                    "catch syscall mmap munmap", "info proc mappings"):
+        assert f"(gdb) {command}" in text, command
