@@ -9,7 +9,7 @@ VPY     := $(VENV)/bin/python
 SAMPLES := $(patsubst c_samples/%.c,build/%,$(wildcard c_samples/*.c))
 GDB     := gdb -q -nx -batch -ex 'set pagination off' -ex 'set debuginfod enabled off'
 
-.PHONY: all samples demo test test-gdb lint fuzz bench bench-trace readme check-tools clean matrix \
+.PHONY: all samples demo test test-gdb lint fuzz bench bench-big bench-trace readme check-tools clean matrix \
         matrix-readme install-gdbinit uninstall-gdbinit
 
 all: samples
@@ -80,6 +80,10 @@ matrix-readme:
 bench: samples
 	$(PYTHON) bench/bench.py --readme
 	$(PYTHON) bench/trace_rate.py --readme
+
+# 10^7 chunks: a heap of about 4 GB, built in minutes; one run of each command.
+bench-big: samples
+	$(PYTHON) bench/bench.py --readme --repeat=1 10000000
 
 # The traced call rate of heap trace alone (bench/trace_rate.py).
 bench-trace: samples
