@@ -9,8 +9,8 @@ VPY     := $(VENV)/bin/python
 SAMPLES := $(patsubst c_samples/%.c,build/%,$(wildcard c_samples/*.c))
 GDB     := gdb -q -nx -batch -ex 'set pagination off' -ex 'set debuginfod enabled off'
 
-.PHONY: all samples demo test test-gdb lint fuzz bench bench-trace bench-snapshot readme walkthrough check-tools \
-        clean matrix matrix-readme install-gdbinit uninstall-gdbinit
+.PHONY: all samples demo test test-gdb lint fuzz bench bench-big bench-trace bench-snapshot readme walkthrough \
+        check-tools clean matrix matrix-readme install-gdbinit uninstall-gdbinit
 
 all: samples
 
@@ -80,15 +80,19 @@ matrix-readme:
 bench: samples
 	$(PYTHON) bench/bench.py --readme
 	$(PYTHON) bench/trace_rate.py --readme
-	$(PYTHON) bench/bench.py --snapshot --readme
+	$(PYTHON) bench/snapshot_bench.py --readme
+
+# 10^7 chunks: a heap of about 4 GB, built in minutes; one run of each command.
+bench-big: samples
+	$(PYTHON) bench/bench.py --readme --repeat=1 10000000
 
 # The traced call rate of heap trace alone (bench/trace_rate.py).
 bench-trace: samples
 	$(PYTHON) bench/trace_rate.py --readme
 
-# heap snapshot and heap diff beside heap chunks --summary (bench/bench.py --snapshot).
+# heap snapshot and heap diff beside heap chunks --summary (bench/snapshot_bench.py).
 bench-snapshot: samples
-	$(PYTHON) bench/bench.py --snapshot --readme
+	$(PYTHON) bench/snapshot_bench.py --readme
 
 readme: samples
 	$(PYTHON) tools/readme_examples.py

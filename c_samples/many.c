@@ -1,7 +1,7 @@
 /*
  * many.c - a big heap with every kind of bin well filled (benchmark input).
  *
- * Usage: many [N [SEED]]     N chunks (default 1000, 1..2000000),
+ * Usage: many [N [SEED]]     N chunks (default 1000, 1..20000000),
  *                            SEED for the size generator (default 1)
  *
  * Idea: N chunks of mixed sizes (70% requests of 8..128 bytes, 20% of
@@ -36,7 +36,7 @@
 #include <errno.h>
 #include <sys/mman.h>
 
-#define MAX_N 2000000UL
+#define MAX_N 20000000UL
 #define SORTER_REQUEST 5000
 #define SORT_EVERY 8192
 

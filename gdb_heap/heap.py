@@ -15,6 +15,7 @@ from .in_progress import MidUpdate, ThreadFrames
 from .layouts import GlibcLayout
 from .memory import Reader
 from .mappings import Mapping, containing
+from .progress import QUIET
 from .mmapped import MmappedChunk, PageScan, find_all, mmapped_header
 from .model import Arena, BinChain, FreeIndex, HeapRegion, MallocPar, Problem
 
@@ -170,6 +171,7 @@ class Heap:
         self._threads: Optional[List[ThreadInfo]] = None
         self._resync: Dict[int, model.Resync] = {}
         self._mid_update: Optional[MidUpdate] = None
+        self.progress = QUIET  # the commands show it on a terminal (progress.py)
 
     # -- state -----------------------------------------------------------------------------
     @property
@@ -274,8 +276,9 @@ class Heap:
     def _in_a_heap(self, address: Optional[int]) -> bool:
         """glibc 2.43 points `tcache` at a static all-zero dummy until the thread's first free:
         that is not a tcache to walk (its zero num_slots would read as full bins)."""
-        return bool(address) and any(r.first_chunk < address < r.end  # type: ignore[operator]
-                                     for arena in self.arenas for r in arena.heaps)
+        return bool(address) and any(start < address < end  # type: ignore[operator]
+                                     for arena in self.arenas
+                                     for start, end in model.heap_spans(self.reader, arena, self.mp.sbrk_base))
 
     @property
     def threads(self) -> List[ThreadInfo]:
@@ -342,8 +345,13 @@ class Heap:
     def region_batches(self, arena: Arena, region: HeapRegion, problems: List[Problem]) -> Iterator[model.Batch]:
         """Batches of one heap region's chunks: the one walk every command uses, carrying on
         after damage where the bins say the heap resumes."""
-        return model.walk_region_batches(self.reader, self.layout, region, arena.state.top, problems,
-                                         self.resync(arena))
+        total = sum(r.end - r.first_chunk for r in arena.heaps)
+        before = sum(r.end - r.first_chunk for r in arena.heaps if r.first_chunk < region.first_chunk)
+        for batch in model.walk_region_batches(self.reader, self.layout, region, arena.state.top, problems,
+                                               self.resync(arena)):
+            if batch[0]:
+                self.progress.walked(before + batch[0][-1] - region.first_chunk, total)
+            yield batch
 
     def chunk_batches(self, arena: Arena, problems: List[Problem]) -> Iterator[model.Batch]:
         """Batches of the arena's chunks (addresses, size fields), oldest heap first."""

@@ -667,10 +667,10 @@ def _context(reader: Reader, layout: GlibcLayout, libc_path: Optional[str], maps
     arenas: List[int] = []
     heaps: List[Tuple[int, int]] = []
     try:
-        for arena in model.read_arenas(reader, layout, main_arena, model.read_malloc_par(reader, layout, mp),
-                                       lambda: maps):
+        par = model.read_malloc_par(reader, layout, mp)
+        for arena in model.read_arenas(reader, layout, main_arena, par, lambda: maps):
             arenas.append(arena.address)
-            heaps += [(r.start, r.end) for r in arena.heaps]
+            heaps += model.heap_spans(reader, arena, par.sbrk_base)
     except MemoryReadError:
         pass
     return Context(reader, layout, libc_path, maps, arenas, heaps)

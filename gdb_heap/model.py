@@ -14,7 +14,7 @@ from itertools import accumulate, repeat
 from functools import reduce
 from operator import and_, or_
 from dataclasses import dataclass, field
-from typing import Callable, Container, Dict, Iterable, Iterator, List, Optional, Sequence, Set, Tuple
+from typing import Callable, Container, Dict, Iterable, Iterator, List, Optional, Sequence, Set, Tuple, Union
 
 from . import glibc_checks as gc
 from .errors import HeapError, MemoryReadError
@@ -106,12 +106,35 @@ class HeapRegion:
     mprotect_size: int = 0  # heap_info.mprotect_size: bytes made read-write so far
 
 
-@dataclass
 class Arena:
-    state: MallocState
-    main: bool
-    heaps: List[HeapRegion]
-    problems: List[Problem] = field(default_factory=list)
+    """An arena, its heap regions and what is wrong with them.  The main arena's regions are
+    found by walking its heap (main_heap): a whole walk, so it is done only when a command
+    asks for them (`heap bins` never does)."""
+
+    def __init__(self, state: MallocState, main: bool,
+                 heaps: Union[List[HeapRegion], Callable[[List[Problem]], List[HeapRegion]]],
+                 problems: Optional[List[Problem]] = None) -> None:
+        self.state = state
+        self.main = main
+        self._heaps = heaps
+        self._problems: List[Problem] = problems if problems is not None else []
+
+    @property
+    def loaded(self) -> bool:
+        return not callable(self._heaps)
+
+    @property
+    def heaps(self) -> List[HeapRegion]:
+        if callable(self._heaps):
+            found: List[Problem] = []
+            self._heaps = self._heaps(found)
+            self._problems[:0] = found
+        return self._heaps
+
+    @property
+    def problems(self) -> List[Problem]:
+        self.heaps  # noqa: B018 (finding the regions finds their problems)
+        return self._problems
 
     @property
     def address(self) -> int:
@@ -303,6 +326,17 @@ def main_heap(reader: Reader, layout: GlibcLayout, state: MallocState, mp: Mallo
     return regions
 
 
+def heap_spans(reader: Reader, arena: Arena, sbrk_base: int) -> List[Tuple[int, int]]:
+    """[start, end) of each of the arena's heap regions, or of one span holding them all: a
+    contiguous main heap (NONCONTIGUOUS_BIT clear) lies within sbrk_base..the end of top, so
+    its regions need not be found (a walk of the whole heap) to know what is inside it."""
+    if arena.main and not arena.loaded and not arena.state.flags & NONCONTIGUOUS_BIT and sbrk_base:
+        end = _top_end(reader, arena.state.top)
+        if end is not None and sbrk_base <= arena.state.top < end:
+            return [(sbrk_base, end)]
+    return [(r.start, r.end) for r in arena.heaps]
+
+
 def _top_end(reader: Reader, top: int) -> Optional[int]:
     try:
         return top + chunksize(reader, top)
@@ -448,13 +482,16 @@ def read_arenas(reader: Reader, layout: GlibcLayout, main_arena: int, mp: Malloc
     states, problems = arena_ring(reader, layout, main_arena)
     arenas = []
     for state in states:
-        main = state.address == main_arena
         arena_problems: List[Problem] = []
-        heaps = (main_heap(reader, layout, state, mp, mappings, arena_problems) if main
-                 else thread_heaps(reader, layout, state, arena_problems))
-        arenas.append(Arena(state, main, heaps, arena_problems))
+        if state.address == main_arena:
+            def regions(found: List[Problem], state: MallocState = state) -> List[HeapRegion]:
+                return main_heap(reader, layout, state, mp, mappings, found)
+            arenas.append(Arena(state, True, regions))
+        else:
+            heaps = thread_heaps(reader, layout, state, arena_problems)
+            arenas.append(Arena(state, False, heaps, arena_problems))
     if arenas:
-        arenas[-1].problems.extend(problems)
+        arenas[-1]._problems.extend(problems)
     return arenas
 
 

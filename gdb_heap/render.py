@@ -392,17 +392,24 @@ def bins_lines(chains: Sequence[BinChain], problems: Sequence[Problem], style: S
                      for ch, sz in zip(c.chunks, known)]
         else:
             shown = [(f"{a0}{ch:#x}{a1}", len(f"{ch:#x}")) for ch in c.chunks]
-        line, used = "    ->", 6
+        if width is None:  # one line: joined once (adding to a string a 100000 times is quadratic)
+            if shown:
+                yield "    -> " + " -> ".join(text for text, _ in shown)
+            continue
+        parts, used = ["    ->"], 6
         for i, (text, n) in enumerate(shown):
             more = 3 if i + 1 < len(shown) else 0  # " ->" after it
-            if used > 7 and width is not None and used + 1 + n + more > width:
-                yield line + " ->"
-                line, used = "      ", 6
+            if used > 7 and used + 1 + n + more > width:
+                parts.append(" ->")
+                yield "".join(parts)
+                parts, used = ["      "], 6
             elif used > 7:
-                line, used = line + " ->", used + 3
-            line, used = f"{line} {text}", used + 1 + n
+                parts.append(" ->")
+                used += 3
+            parts.append(" " + text)
+            used += 1 + n
         if shown:
-            yield line
+            yield "".join(parts)
     if not chains:
         yield "no chunks in these bins"
     yield from fit_all(problem_lines(problems, style), width)

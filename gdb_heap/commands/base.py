@@ -8,6 +8,7 @@ run() parses nothing itself (the options are checked before) and calls gdb-free 
 from __future__ import annotations
 
 import json
+import os
 from typing import Callable, Dict, Iterable, List, Optional, Sequence, Type, TypeVar, Union
 
 import gdb  # type: ignore[import-not-found,unused-ignore]
@@ -22,6 +23,7 @@ from ..in_progress import note
 from ..locate import locate, process_mappings, require_process, symbol_at, threads_info, warn_once, word_size
 from ..memory import Reader
 from ..pointers import Namer
+from ..progress import QUIET, Progress
 from ..model import Arena
 from ..style import Style
 from ..terminal import colour_wanted
@@ -77,6 +79,7 @@ def open_heap(args: Args) -> Heap:
                       frames=lambda: thread_frames(found.context), tcache_key=state.tcache_key,
                       libc_data=state.data_spans)
     heap = Heap(reader, state.layout, anchors)
+    heap.progress = _progress
     if not args.flag("--json"):  # a JSON document is all --json prints (notes: heap's overview)
         for text in state.notes:
             warn_once(text)
@@ -146,6 +149,28 @@ def one_or_all(args: Args, docs: Sequence[object]) -> object:
     return {"arenas": list(docs)} if args.flag("--all-arenas") else docs[0]
 
 
+_progress = QUIET  # the running command's (HeapCommand.invoke)
+
+
+def _batch_mode() -> bool:
+    """gdb -batch (gdb's Python cannot ask): its command line says."""
+    try:
+        with open("/proc/self/cmdline", "rb") as f:
+            words = f.read().split(b"\0")
+    except OSError:
+        return False
+    return any(w in (b"-batch", b"--batch", b"-batch-silent", b"--batch-silent") for w in words)
+
+
+def progress_for(args: Args) -> Progress:
+    """Progress on gdb's stderr where a person watches it: a terminal, not batch mode, not --json."""
+    if args.flag("--json") or not os.isatty(2) or _batch_mode():
+        return QUIET
+    def write(text: str) -> None:
+        os.write(2, text.encode())  # gdb's stderr itself: neither the pager nor a logging redirect
+    return Progress(write)
+
+
 class HeapCommand(gdb.Command):
     """Shared by every heap command: errors, completion, no repetition on Enter."""
 
@@ -160,9 +185,16 @@ class HeapCommand(gdb.Command):
 
     def invoke(self, argument: str, from_tty: bool) -> None:
         self.dont_repeat()
+        global _progress
         out = Out()
         try:
-            self.run(parse(self.name, argument, self.spec.all_flags, self.spec.all_valued, self.spec.counted), out)
+            args = parse(self.name, argument, self.spec.all_flags, self.spec.all_valued, self.spec.counted)
+            _progress = progress_for(args)
+            try:
+                self.run(args, out)
+            finally:
+                _progress.end()
+                _progress = QUIET
             out.flush()
         except gdb.GdbError:
             raise
@@ -173,6 +205,11 @@ class HeapCommand(gdb.Command):
             raise gdb.GdbError("heap: interrupted") from None
         except gdb.MemoryError as e:
             raise gdb.GdbError(f"heap: cannot read memory ({e}); the process or core lacks that region") from None
+        except gdb.error as e:
+            if str(e) == "Quit":  # Ctrl-C inside a gdb call (a read, a write)
+                raise gdb.GdbError("heap: interrupted") from None
+            raise gdb.GdbError(f"heap: internal error (error: {e}); please report it with "
+                               f"the command you ran") from None
         except Exception as e:  # never a traceback in front of the user
             raise gdb.GdbError(f"heap: internal error ({type(e).__name__}: {e}); please report it with "
                                f"the command you ran") from None
