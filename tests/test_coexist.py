@@ -59,7 +59,8 @@ def test_completion_as_typed():
     assert not any(line.startswith("heap chunks --limit") for line in lines)  # a number: nothing offered
     assert "heap chunks --arena mi_file" in lines  # an expression, as print completes it
     # every option of heap chunks but --arena, which --all-arenas excludes (gdb sorts them)
-    options = ["--bin", "--from", "--json", "--limit", "--max-size", "--min-size", "--state", "--summary", "--to"]
+    options = ["--bin", "--from", "--json", "--limit", "--max-size", "--min-size", "--output", "--state", "--summary",
+               "--to"]
     assert [x for x in lines if x.startswith("gheap chunks --all-arenas")] == [
         f"gheap chunks --all-arenas {o}" for o in options]
     assert "heap chunk mi_file" in lines
