@@ -46,7 +46,7 @@ def test_alone_both_names_work_and_sourcing_again_is_quiet():
     assert "gdb_heap:" not in out
     docs = [line for line in out.splitlines() if line.startswith("{")]
     assert len(docs) == 2 and docs[0] == docs[1]
-    assert "Usage: gheap top [--json] [--arena ADDR | --all-arenas]" in out
+    assert "Usage: gheap top [--json [--output FILE]] [--arena ADDR | --all-arenas]" in out
 
 
 def test_completion_as_typed():
