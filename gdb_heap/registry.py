@@ -20,6 +20,7 @@ PREFIXES = ("heap", "gheap")
 JSON = "--json"
 ALL_ARENAS = "--all-arenas"
 ARENA = "--arena"
+OUTPUT = "--output"  # every --json command: the document goes to FILE (commands/base.py writes it)
 
 
 @dataclass(frozen=True)
@@ -44,7 +45,12 @@ class CommandSpec:
 
     @property
     def all_valued(self) -> Tuple[str, ...]:
-        return self.valued + ((ARENA,) if self.arenas else ())
+        return self.valued + ((ARENA,) if self.arenas else ()) + ((OUTPUT,) if self.json else ())
+
+    @property
+    def full_usage(self) -> str:
+        """The usage with what every --json command takes: --output FILE after --json."""
+        return self.usage.replace(f"[{JSON}]", f"[{JSON} [{OUTPUT} FILE]]") if self.json else self.usage
 
     @property
     def options(self) -> List[str]:
@@ -180,25 +186,26 @@ def help_text(name: str, body: str, prefix: str = "heap") -> str:
     """A command's gdb help under `prefix`: summary line, usage, then the class's own text
     (where "{subcommands}" stands for the list of subcommands)."""
     c = spec(name)
-    usage = wrap(c.named(prefix) + c.usage[len(c.name):], " " * len(f"Usage: {prefix} "), "Usage: ")
+    usage = wrap(c.named(prefix) + c.full_usage[len(c.name):], " " * len(f"Usage: {prefix} "), "Usage: ")
     return f"{c.summary}\n\n{usage}\n\n{body.strip()}".replace("{subcommands}", subcommand_list(prefix))
 
 
 # What completion does after the words typed: a list of words, or EXPRESSION: let gdb complete
 # a C expression, as `print` does (symbols, struct fields).
 EXPRESSION = "expression"
+FILENAME = "filename"  # let gdb complete a file name (--output FILE)
 
 
 def completion(c: CommandSpec, text: str, word: Optional[str]) -> Union[List[str], str]:
     """What <Tab> offers after `text` (the arguments typed so far; `word` is the part gdb will
     replace).  An option already given is not offered again (nor its exclusive partner); after
     an option that takes a value, only that value's completion (an expression for --arena,
-    nothing for a number); an address completes as an expression unless it starts with '-'."""
+    a file name for --output, nothing for a number); an address completes as an expression unless it starts with '-'."""
     words = text.split()
     last = "" if not text or text[-1].isspace() else words.pop()
     given = {w.partition("=")[0] for w in words}
     if words and words[-1] in c.all_valued:  # its value is being typed
-        return EXPRESSION if words[-1] == ARENA else []
+        return EXPRESSION if words[-1] == ARENA else FILENAME if words[-1] == OUTPUT else []
     if "=" in last:  # --limit=N, --arena=EXPR: nothing to offer
         return []
     if c.address and not last.startswith("-"):

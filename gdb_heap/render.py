@@ -368,9 +368,11 @@ def _hex_or_unknown(value: Optional[int]) -> str:
 
 def bins_lines(chains: Sequence[BinChain], problems: Sequence[Problem], style: Style,
                sizes: Callable[[int], Optional[int]], tcache: Optional[int], owner: str = "",
-               head: Optional[Callable[[BinChain], str]] = None, width: Optional[int] = None) -> Iterator[str]:
+               head: Optional[Callable[[BinChain], str]] = None, width: Optional[int] = None,
+               limit: Optional[int] = None) -> Iterator[str]:
     """The bins' chains, as many chunks a line as fit `width`; `owner` names the thread whose
-    tcache this is (--all-threads); `head` says where a bin's head pointer is."""
+    tcache this is (--all-threads); `head` says where a bin's head pointer is; `limit`: the
+    chunks shown of each chain (then "... N more"; None: all)."""
     titles = {"tcache": "tcache" + (f" of {owner}" if owner else "") +
               (f" (tcache_perthread_struct at {tcache:#x})" if tcache else ""),
               "fast": "fastbins", "unsorted": "unsorted bin", "small": "small bins", "large": "large bins"}
@@ -386,12 +388,16 @@ def bins_lines(chains: Sequence[BinChain], problems: Sequence[Problem], style: S
         name = style('name', bin_label(c.kind, c.index))
         where = f"  head {head(c)}" if head is not None else ""
         yield from fit(f"  {name}  {style('size', size)}  {c.count} chunk{'s' * (c.count != 1)}{where}", width)
+        chunks = c.chunks if limit is None else c.chunks[:limit]
         if c.kind in ("unsorted", "large"):  # these bins mix sizes: show each chunk's
-            known = c.sizes if len(c.sizes) == len(c.chunks) else [sizes(ch) for ch in c.chunks]
+            known = c.sizes[:len(chunks)] if len(c.sizes) == len(c.chunks) else [sizes(ch) for ch in chunks]
             shown = [(f"{a0}{ch:#x}{a1} ({_hex_or_unknown(sz)})", len(f"{ch:#x} ({_hex_or_unknown(sz)})"))
-                     for ch, sz in zip(c.chunks, known)]
+                     for ch, sz in zip(chunks, known)]
         else:
-            shown = [(f"{a0}{ch:#x}{a1}", len(f"{ch:#x}")) for ch in c.chunks]
+            shown = [(f"{a0}{ch:#x}{a1}", len(f"{ch:#x}")) for ch in chunks]
+        if len(chunks) < len(c.chunks):
+            rest = f"... {len(c.chunks) - len(chunks)} more"
+            shown.append((rest, len(rest)))
         if width is None:  # one line: joined once (adding to a string a 100000 times is quadratic)
             if shown:
                 yield "    -> " + " -> ".join(text for text, _ in shown)
@@ -416,18 +422,19 @@ def bins_lines(chains: Sequence[BinChain], problems: Sequence[Problem], style: S
 
 
 def bins_view_lines(view: ArenaBins, style: Style, sizes: Callable[[int], Optional[int]],
-                    head: Optional[Callable[[BinChain], str]] = None, width: Optional[int] = None) -> Iterator[str]:
+                    head: Optional[Callable[[BinChain], str]] = None, width: Optional[int] = None,
+                    limit: Optional[int] = None) -> Iterator[str]:
     if view.threads is not None:
         for tc in view.threads:
             where = f", arena {tc.thread.arena:#x}" if tc.thread.arena else ""
             yield from bins_lines(tc.chains, tc.problems, style, sizes, tc.address, thread_text(tc.thread) + where,
-                                  None, width)
+                                  None, width, limit)
         if not view.threads:
             yield "no thread has a tcache with chunks"
         if not view.chains and not view.problems:
             return
     owner = thread_text(view.owner) if view.owner and view.tcache else ""
-    yield from bins_lines(view.chains, view.problems, style, sizes, view.tcache, owner, head, width)
+    yield from bins_lines(view.chains, view.problems, style, sizes, view.tcache, owner, head, width, limit)
 
 
 def arena_heading(arena: Arena, style: Style) -> str:

@@ -225,7 +225,8 @@ def test_check_before_the_first_malloc():
 
 def test_help_and_completion():
     r = gdb_batch(["help heap check", "complete heap check --a", "complete heap ch"])
-    assert "Usage: heap check [--json] [--strict] [--arena ADDR | --all-arenas]" in r.stdout
+    assert ("Usage: heap check [--json [--output FILE]] [--strict] [--arena ADDR |\n"
+            "            --all-arenas]") in r.stdout
     assert "the message glibc would abort with" in r.stdout
     assert "heap check --all-arenas" in r.stdout and "heap check --arena" in r.stdout
     assert "heap check" in r.stdout.splitlines()

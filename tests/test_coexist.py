@@ -46,7 +46,7 @@ def test_alone_both_names_work_and_sourcing_again_is_quiet():
     assert "gdb_heap:" not in out
     docs = [line for line in out.splitlines() if line.startswith("{")]
     assert len(docs) == 2 and docs[0] == docs[1]
-    assert "Usage: gheap top [--json] [--arena ADDR | --all-arenas]" in out
+    assert "Usage: gheap top [--json [--output FILE]] [--arena ADDR | --all-arenas]" in out
 
 
 def test_completion_as_typed():
@@ -59,7 +59,8 @@ def test_completion_as_typed():
     assert not any(line.startswith("heap chunks --limit") for line in lines)  # a number: nothing offered
     assert "heap chunks --arena mi_file" in lines  # an expression, as print completes it
     # every option of heap chunks but --arena, which --all-arenas excludes (gdb sorts them)
-    options = ["--bin", "--from", "--json", "--limit", "--max-size", "--min-size", "--state", "--summary", "--to"]
+    options = ["--bin", "--from", "--json", "--limit", "--max-size", "--min-size", "--output", "--state", "--summary",
+               "--to"]
     assert [x for x in lines if x.startswith("gheap chunks --all-arenas")] == [
         f"gheap chunks --all-arenas {o}" for o in options]
     assert "heap chunk mi_file" in lines

@@ -126,7 +126,7 @@ def test_dynamic_threshold_moves_the_next_one_onto_the_heap(run):
 def test_help_completion_colour_and_errors():
     r = gdb_batch(["help heap mmapped", "help heap bins", "complete heap mm", "complete heap bins --all-t",
                    "complete heap mmapped --j"])
-    assert "Usage: heap mmapped [--json]" in r.stdout and "mp_.n_mmaps" in r.stdout
+    assert "Usage: heap mmapped [--json [--output FILE]]" in r.stdout and "mp_.n_mmaps" in r.stdout
     assert "--all-threads" in r.stdout
     assert {"heap mmapped", "heap bins --all-threads", "heap mmapped --json"} <= set(r.stdout.splitlines())
     r = gdb_batch(["heap mmapped"], sample("mmapped"))

@@ -18,7 +18,8 @@ def test_every_entry_has_exactly_one_class():
 def test_usage_names_every_option_and_only_those():
     for c in registry.COMMANDS:
         assert c.usage.startswith(c.name + " ") or c.usage == c.name, c.name
-        named = set(re.findall(r"--[a-z-]+", c.usage))
+        assert ("[--json]" in c.usage) == c.json, c.name  # where full_usage adds --output FILE
+        named = set(re.findall(r"--[a-z-]+", c.full_usage))
         assert named == set(c.all_flags) | set(c.all_valued) | set(c.counted), c.name
 
 
@@ -26,8 +27,10 @@ def test_options_of_a_command_with_arenas():
     chunks = registry.spec("heap chunks")
     assert chunks.all_flags == ("--json", "--summary", "--all-arenas")
     assert chunks.all_valued == ("--limit", "--state", "--bin", "--min-size", "--max-size", "--from", "--to",
-                                 "--arena")
-    assert registry.spec("heap mmapped").all_flags == ("--json",) and registry.spec("heap mmapped").all_valued == ()
+                                 "--arena", "--output")
+    assert registry.spec("heap mmapped").all_flags == ("--json",)
+    assert registry.spec("heap mmapped").all_valued == ("--output",)
+    assert registry.spec("heap map").all_valued == ("--count", "--arena")  # no --json, no --output
 
 
 def test_undefined_command_lists_every_subcommand():
@@ -41,7 +44,7 @@ def test_undefined_command_lists_every_subcommand():
 def test_help_text():
     text = registry.help_text("heap", "Subcommands:\n{subcommands}\n")
     lines = text.splitlines()
-    assert lines[0] == registry.PREFIX.summary and lines[2] == "Usage: heap [--json]"
+    assert lines[0] == registry.PREFIX.summary and lines[2] == "Usage: heap [--json [--output FILE]]"
     width = len("heap fake-chunks")  # the longest name sets the column
     assert f"  {'heap mmapped':<{width}}  List the mmapped chunks: blocks mapped on their own." in lines
 
@@ -98,12 +101,13 @@ def test_completion_offers_each_option_once():
     # gdb's word stops at '-': for "--li" it replaces "li", so "mit" completes it
     assert complete(chunks, "--li") == ["limit"]
     filters = ["--state", "--bin", "--min-size", "--max-size", "--from", "--to"]
-    assert complete(chunks, "") == ["--json", "--summary", "--all-arenas", "--limit"] + filters + ["--arena"]
-    assert complete(chunks, "--json ") == ["--summary", "--all-arenas", "--limit"] + filters + ["--arena"]
-    assert complete(chunks, "--json --all-arenas ") == ["--summary", "--limit"] + filters  # --arena excludes it
-    assert complete(chunks, "--arena=x --summary ") == ["--json", "--limit"] + filters
-    assert complete("heap bins", "small ") == ["--json", "--all-threads", "--all-arenas", "--arena", "tcache", "fast",
-                                                "unsorted", "large"]
+    assert complete(chunks, "") == ["--json", "--summary", "--all-arenas", "--limit"] + filters + ["--arena",
+                                                                                                 "--output"]
+    assert complete(chunks, "--json ") == ["--summary", "--all-arenas", "--limit"] + filters + ["--arena", "--output"]
+    assert complete(chunks, "--json --all-arenas ") == ["--summary", "--limit"] + filters + ["--output"]
+    assert complete(chunks, "--arena=x --summary ") == ["--json", "--limit"] + filters + ["--output"]
+    assert complete("heap bins", "small ") == ["--json", "--all-threads", "--all-arenas", "--arena", "--output",
+                                               "tcache", "fast", "unsorted", "large"]
 
 
 def test_completion_after_an_option_with_a_value():
@@ -117,6 +121,7 @@ def test_completion_after_an_option_with_a_value():
 def test_an_address_completes_as_an_expression():
     assert complete("heap chunk", "") == registry.EXPRESSION
     assert complete("heap chunk", "--json ") == registry.EXPRESSION
-    assert complete("heap chunk", "p --") == ["json", "dump"]  # gdb replaces what follows the last "-"
-    assert complete("heap chunk", "p --json --") == ["dump"]
+    assert complete("heap chunk", "p --") == ["json", "output", "dump"]  # gdb replaces what follows the last "-"
+    assert complete("heap chunk", "p --json --") == ["output", "dump"]
+    assert complete("heap top", "--json --output ") == registry.FILENAME  # a file name, never an option
     assert complete("heap where", "main_ar") == registry.EXPRESSION

@@ -46,6 +46,8 @@ import re
 gdb.execute("break checkpoint")
 gdb.execute(f"run > {OUTPUT}")
 before_start = internal()
+for command in SETUP:
+    gdb.execute(command)
 gdb.execute(f"heap trace start {RING}")
 states = {}
 while gdb.selected_inferior().pid:
@@ -65,12 +67,13 @@ print("TRACE_AFTER " + gdb.execute("heap trace --json", to_string=True))
 '''
 
 
-def run_walk(ring: str = "", pre: Sequence[str] = ()) -> Tuple[Dict[str, Any], List[str], Any]:
+def run_walk(ring: str = "", pre: Sequence[str] = (),
+             setup: Sequence[str] = ()) -> Tuple[Dict[str, Any], List[str], Any]:
     with tempfile.TemporaryDirectory(prefix="gdb_heap_trace.") as tmp:
         output = os.path.join(tmp, "out")
         script = os.path.join(tmp, "walk.py")
         with open(script, "w") as f:
-            f.write(f"OUTPUT = {output!r}\nRING = {ring!r}\n" + WALK)
+            f.write(f"OUTPUT = {output!r}\nRING = {ring!r}\nSETUP = {list(setup)!r}\n" + WALK)
         r = gdb_batch([f"source {script}"], sample("trace_walk"), pre=pre)
         no_traceback(r.stdout + r.stderr)
         with open(output) as f:
@@ -190,6 +193,13 @@ def test_the_ring_keeps_the_last_calls_and_counts_the_rest():
     doc = json_doc(end["trace"])
     assert doc["dropped"] == 31 - 5 and [c["seq"] for c in doc["calls"]] == [27, 28, 29, 30, 31]
     assert "5 calls recorded, 26 older ones dropped" in end["text"]
+
+
+@HOST
+def test_set_heap_trace_ring_is_the_default_ring():
+    end, _, _ = run_walk(setup=["set heap trace-ring 4"])
+    doc = json_doc(end["trace"])
+    assert doc["dropped"] == 31 - 4 and [c["seq"] for c in doc["calls"]] == [28, 29, 30, 31]
 
 
 THREADS = r'''

@@ -15,8 +15,8 @@ import gdb  # type: ignore[import-not-found,unused-ignore]
 from .. import registry
 # Each family's @implements fills base.CLASSES.
 from . import bins, check, chunks, overview, places, predict, snapshot, trace  # noqa: F401
-from .base import CLASSES
-from .settings import AddressSetting, HeapSet, HeapShow
+from . import settings
+from .base import CLASSES, MADE
 from .snapshot import connect_events
 
 
@@ -37,15 +37,13 @@ def heap_owner() -> Optional[str]:
 
 def register() -> None:
     connect_events()
-    HeapSet()
-    HeapShow()
-    AddressSetting("main-arena", "main_arena")
-    AddressSetting("mp", "mp_")
+    settings.register()
     missing = [c.name for c in registry.COMMANDS if c.name not in CLASSES]
     if missing:
         raise RuntimeError(f"gdb_heap: no class implements {', '.join(missing)}")
     theirs = heap_owner()
     prefixes = [p for p in registry.PREFIXES if not (theirs is not None and p == registry.PREFIX.name)]
+    MADE.clear()  # sourced again: the new objects are the ones gdb runs
     for prefix in prefixes:
         for spec in registry.COMMANDS:  # the prefix first: the others are its subcommands
             CLASSES[spec.name](prefix)

@@ -3,13 +3,16 @@
 A command is a HeapCommand subclass decorated with @implements("heap NAME"): its name, options,
 summary and usage come from registry.py; its class docstring is the rest of its help; its
 run() parses nothing itself (the options are checked before) and calls gdb-free code.
+run() is the only writer of a command's JSON document: to gdb's output, to --output FILE
+(every --json command), or into gdb_heap.api's return value (HeapCommand.document).
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
-from typing import Callable, Dict, Iterable, List, Optional, Sequence, Type, TypeVar, Union
+from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional, Sequence, Type, TypeVar, Union
 
 import gdb  # type: ignore[import-not-found,unused-ignore]
 
@@ -32,11 +35,13 @@ WRITE_BATCH = 1 << 20  # characters per gdb.write call when streaming
 
 
 class Out:
-    """Buffered gdb.write: few calls for a million lines."""
+    """Buffered gdb.write (or `sink`: a file's write, a list's append): few calls for a
+    million lines."""
 
-    def __init__(self) -> None:
+    def __init__(self, sink: Optional[Callable[[str], object]] = None) -> None:
         self.parts: List[str] = []
         self.size = 0
+        self.sink = sink
 
     def write(self, text: str) -> None:
         self.parts.append(text)
@@ -58,8 +63,12 @@ class Out:
 
     def flush(self) -> None:
         if self.parts:
-            gdb.write("".join(self.parts))
+            text = "".join(self.parts)
             self.parts, self.size = [], 0
+            if self.sink is None:
+                gdb.write(text)
+            else:
+                self.sink(text)
 
     def json(self, doc: object) -> None:
         self.line(json.dumps(doc))
@@ -182,41 +191,54 @@ class HeapCommand(gdb.Command):
         self.__doc__ = registry.help_text(self.spec.name, self.body, prefix)  # gdb reads it from self
         # No completer class: gdb then asks our complete() method.
         super().__init__(self.name, gdb.COMMAND_DATA, prefix=self.spec is registry.PREFIX)
+        MADE.setdefault(self.spec.name, self)
 
     def invoke(self, argument: str, from_tty: bool) -> None:
         self.dont_repeat()
         global _progress
         out = Out()
-        try:
-            args = parse(self.name, argument, self.spec.all_flags, self.spec.all_valued, self.spec.counted)
+        with reported(out):
+            args = self.parse(argument)
+            path = args.value(registry.OUTPUT)
             _progress = progress_for(args)
             try:
-                self.run(args, out)
+                if path is None:
+                    self.run(args, out)
+                    out.flush()
+                else:
+                    write_file(path, lambda to: self.run(args, to))
             finally:
                 _progress.end()
                 _progress = QUIET
+
+    def parse(self, argument: str) -> Args:
+        args = parse(self.name, argument, self.spec.all_flags, self.spec.all_valued, self.spec.counted)
+        if args.value(registry.OUTPUT) is not None and not args.flag(registry.JSON):
+            raise HeapError(f"{registry.OUTPUT} FILE writes the JSON document: add {registry.JSON} "
+                            f"(text goes to a file with gdb's `pipe {self.name} > FILE` or `set logging`)")
+        return args
+
+    def document(self, argument: str) -> Any:
+        """What `COMMAND ARGUMENT --json` prints, as Python objects (gdb_heap.api): the same run()
+        writes it, into a string instead of gdb's output."""
+        parts: List[str] = []
+        with reported():
+            args = self.parse(f"{argument} {registry.JSON}")
+            if args.value(registry.OUTPUT) is not None:
+                raise HeapError(f"{registry.OUTPUT} is for the command; write the document from the script")
+            out = Out(parts.append)
+            self.run(args, out)
             out.flush()
-        except gdb.GdbError:
-            raise
-        except HeapError as e:
-            out.flush()
-            raise gdb.GdbError(f"heap: {e}") from None
-        except KeyboardInterrupt:
-            raise gdb.GdbError("heap: interrupted") from None
-        except gdb.MemoryError as e:
-            raise gdb.GdbError(f"heap: cannot read memory ({e}); the process or core lacks that region") from None
-        except gdb.error as e:
-            if str(e) == "Quit":  # Ctrl-C inside a gdb call (a read, a write)
-                raise gdb.GdbError("heap: interrupted") from None
-            raise gdb.GdbError(f"heap: internal error (error: {e}); please report it with "
-                               f"the command you ran") from None
-        except Exception as e:  # never a traceback in front of the user
-            raise gdb.GdbError(f"heap: internal error ({type(e).__name__}: {e}); please report it with "
-                               f"the command you ran") from None
+        return json.loads("".join(parts))
 
     def complete(self, text: str, word: Optional[str]) -> Union[List[str], int]:
         found = registry.completion(self.spec, text, word)
-        return gdb.COMPLETE_EXPRESSION if found == registry.EXPRESSION else found  # type: ignore[return-value]
+        if found == registry.EXPRESSION:
+            return gdb.COMPLETE_EXPRESSION
+        if found == registry.FILENAME:
+            typed = "" if not text or text[-1].isspace() else text.split()[-1]
+            return file_names(typed, word or "")
+        return found  # type: ignore[return-value]
 
     def run(self, args: Args, out: Out) -> None:
         raise NotImplementedError
@@ -226,7 +248,70 @@ class HeapCommand(gdb.Command):
             raise HeapError(f"unexpected argument {args.rest[0]!r}; see help {self.name}")
 
 
+def file_names(typed: str, word: str) -> List[str]:
+    """The files and folders whose path starts with `typed`, as the part gdb replaces (`word`).
+    Ours: gdb's COMPLETE_FILENAME from a Python command completes the whole argument text."""
+    folder, slash, stem = typed.rpartition("/")
+    where = os.path.expanduser(folder + slash) if slash else "."
+    try:
+        names = sorted(n for n in os.listdir(where) if n.startswith(stem))
+    except OSError:
+        return []
+    cut = len(typed) - len(word)
+    paths = [folder + slash + n + ("/" if os.path.isdir(os.path.join(where, n)) else "") for n in names]
+    return [p[cut:] for p in paths]
+
+
+@contextlib.contextmanager
+def reported(out: Optional[Out] = None) -> Iterator[None]:
+    """Every failure inside as one `heap: ...` gdb error (what was written before it first)."""
+    try:
+        yield
+    except gdb.GdbError:
+        raise
+    except HeapError as e:
+        if out is not None:
+            out.flush()
+        raise gdb.GdbError(f"heap: {e}") from None
+    except KeyboardInterrupt:
+        raise gdb.GdbError("heap: interrupted") from None
+    except gdb.MemoryError as e:
+        raise gdb.GdbError(f"heap: cannot read memory ({e}); the process or core lacks that region") from None
+    except gdb.error as e:
+        if str(e) == "Quit":  # Ctrl-C inside a gdb call (a read, a write)
+            raise gdb.GdbError("heap: interrupted") from None
+        raise gdb.GdbError(f"heap: internal error (error: {e}); please report it with "
+                           f"the command you ran") from None
+    except Exception as e:  # never a traceback in front of the user
+        raise gdb.GdbError(f"heap: internal error ({type(e).__name__}: {e}); please report it with "
+                           f"the command you ran") from None
+
+
+def write_file(path: str, write: Callable[[Out], None]) -> None:
+    """--output FILE: what `write` writes goes to FILE (streamed: a million chunks), nothing to
+    gdb's output; a command that fails leaves no file behind."""
+    path = os.path.expanduser(path)
+    try:
+        f = open(path, "w", encoding="utf-8")
+    except OSError as e:
+        raise HeapError(f"cannot write {path} ({e.strerror or e}); give a file in a directory you can write to") \
+            from None
+    try:
+        with f:
+            out = Out(f.write)
+            write(out)
+            out.flush()
+    except BaseException as e:
+        with contextlib.suppress(OSError):
+            os.unlink(path)
+        if isinstance(e, OSError):
+            raise HeapError(f"cannot write {path} ({e.strerror or e}); free some space or give another "
+                            "file") from None
+        raise
+
+
 CLASSES: Dict[str, Type[HeapCommand]] = {}
+MADE: Dict[str, HeapCommand] = {}  # each command's gdb object, under the first prefix made (gdb_heap.api runs it)
 C = TypeVar("C", bound=Type[HeapCommand])
 
 

@@ -9,6 +9,7 @@ from ..args import Args
 from ..errors import HeapError, MemoryReadError
 from ..model import BIN_KINDS, SIZE_BITS, Arena, BinChain
 from .base import HeapCommand, Out, arenas_for, implements, namer, one_or_all, open_heap, style, width
+from .settings import setting
 
 
 @implements("heap bins")
@@ -19,7 +20,8 @@ every thread's, each named by its gdb thread number and LWP); its bins show the
 chunk size they hold and the count tcache keeps, checked against the walked
 chain.  Fastbin and tcache links are decoded from safe-linking (glibc 2.32+).
 Unsorted and large bins show each chunk's size.  A chain that loops, leaves
-mapped memory, or is longer than it can be is cut there and reported.
+mapped memory, or is longer than it can be is cut there and reported.  set heap
+chain-limit N shows the first N chunks of each chain, then how many more.
 
   --json         {"arena", "bins": [{"kind", "index", "size", "count",
                  "chunks"}], "problems"} (tcache bins add "thread" and "lwp":
@@ -56,4 +58,4 @@ mapped memory, or is longer than it can be is cut there and reported.
             def head(chain: BinChain, arena: Arena = view.arena, tcache: Optional[int] = view.tcache) -> str:
                 return names.bin_head(arena, chain, tcache)
 
-            out.lines(render.bins_view_lines(view, st, size_of, head, cols))
+            out.lines(render.bins_view_lines(view, st, size_of, head, cols, setting("chain-limit")))

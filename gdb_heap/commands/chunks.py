@@ -12,6 +12,7 @@ from ..heap import Heap
 from ..model import BIN_KINDS, Arena, Problem, summarise
 from .base import (HeapCommand, Out, arenas_for, evaluate_address, implements, namer, one_or_all, open_heap, style,
                    width)
+from .settings import setting
 
 STATES = ("in_use", "free", "top")
 DUMP_DEFAULT = 0x400  # bytes `heap chunk --dump` shows without N
@@ -48,7 +49,8 @@ top chunk is "top" even if a bin lists it (heap check reports that).
                  small, large)
   --min-size N   only chunks of at least N bytes (--max-size N: at most)
   --from ADDR    only chunks at or after ADDR (--to ADDR: before ADDR)
-  --limit N      stop after N chunks (and say so)
+  --limit N      stop after N chunks (and say so); the listing's default is set
+                 heap chunks-limit (unlimited), --json and --summary have none
   --summary      counts and bytes by state, bin and size instead of one line
                  each
   --json         one JSON document: {"glibc", "arena", "chunks": [...],
@@ -61,6 +63,8 @@ The filters apply to the text, the JSON and the summary alike."""
     def run(self, args: Args, out: Out) -> None:
         self.no_extra(args)
         limit = parse_count(self.name, args.values["--limit"]) if "--limit" in args.values else None
+        if limit is None and not (args.flag("--summary") or args.flag("--json")):
+            limit = setting("chunks-limit")  # a display setting: it never shortens a document
         only = chunk_filter(self.name, args)
         heap = open_heap(args)
         arenas = arenas_for(heap, args)
@@ -101,10 +105,11 @@ The filters apply to the text, the JSON and the summary alike."""
         S = heap.layout.size_sz
         reader = heap.reader
         cols = width()
+        preview = setting("preview-bytes") or 0
 
         def read_preview(address: int) -> bytes:
             try:
-                return reader.read(address + 2 * S, views.PREVIEW_BYTES)
+                return reader.read(address + 2 * S, preview) if preview else b""
             except MemoryReadError:
                 return b""
 
@@ -119,7 +124,8 @@ The filters apply to the text, the JSON and the summary alike."""
             rows = views.ChunkRows(heap, arena, limit, only)
             out.lines(render.chunk_lines(rows, read_preview, st, notes, S, reader.order, cols))
             if rows.stopped:
-                out.line(f"stopped after {limit} chunks (--limit {limit})")
+                given = f"--limit {limit}" if "--limit" in args.values else f"set heap chunks-limit {limit}"
+                out.line(f"stopped after {limit} chunks ({given})")
             out.lines(render.fit_all(render.problem_lines(rows.problems, st), cols))
 
     @staticmethod
@@ -212,12 +218,12 @@ long chunk, left out), so the boundaries read without colour too; in colour
 flags and state, and each free chunk's links with what they point at (a chunk, a
 bin's head in the arena); a safe-linked word says what it reveals.
 
-  --count N     chunks to show (default 10)
+  --count N     chunks to show (default: set heap map-count, 10)
   --arena ADDR  the arena whose heap to show (default: the selected thread's)"""
 
     def run(self, args: Args, out: Out) -> None:
         count = (parse_count(self.name, args.values["--count"], "--count")
-                 if "--count" in args.values else views.MAP_COUNT)
+                 if "--count" in args.values else setting("map-count") or views.MAP_COUNT)
         count = min(count, views.MAP_MAX_COUNT)
         address = evaluate_address(" ".join(args.rest)) if args.rest else None
         heap = open_heap(args)

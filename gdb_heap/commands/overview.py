@@ -20,7 +20,9 @@ Subcommands:
 
 Type "help heap SUBCOMMAND" for each.  Every command takes --json for one JSON
 document (the shapes are in the command contract: docs/commands.md in gdb_heap's
-source)."""
+source), and --output FILE with it to write the document to FILE.  Scripts get
+the same documents from the Python API: python import gdb_heap.api (help(...)
+there).  The defaults of the text views are settings: show heap lists them."""
 
     def run(self, args: Args, out: Out) -> None:
         if args.rest:

@@ -11,6 +11,7 @@ from ..args import Args
 from ..errors import HeapError
 from ..explain import record_lines
 from .base import HeapCommand, Out, implements, open_heap
+from .settings import setting
 
 ACTIONS = ("start", "stop", "clear")
 
@@ -30,7 +31,8 @@ class HeapTrace(HeapCommand):
     """start    trace every call of malloc, calloc, realloc, free, memalign,
            aligned_alloc, posix_memalign, valloc, pvalloc and malloc_trim, in
            every thread, as the program runs (--ring N: keep the last N calls,
-           default 10000; older ones are dropped and counted)
+           default set heap trace-ring, 10000; older ones are dropped and
+           counted)
   stop     stop tracing: every breakpoint the trace set is deleted (the calls
            are kept)
   clear    forget the calls recorded
@@ -69,7 +71,7 @@ other.
         if action is not None and (args.flag("--json") or args.value("--last") or args.value("--thread")):
             raise HeapError(f"heap trace {action} takes no --json, --last or --thread; heap trace shows the calls")
         if action == "start":
-            trace.start(_number("--ring", ring, 1) if ring is not None else trace.DEFAULT_RING)
+            trace.start(_number("--ring", ring, 1) if ring is not None else setting("trace-ring") or trace.DEFAULT_RING)
             out.line("heap: tracing malloc and free calls; continue the program, then heap trace")
         elif action == "stop":
             out.line(f"heap: trace stopped; {len(trace.LOG.records)} calls recorded" if trace.stop()
