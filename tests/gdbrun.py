@@ -80,6 +80,15 @@ if CONFIG.static and not CONFIG.glibc_dir:
 OTHER_GLIBC = CONFIG.glibc_dir
 
 
+def host_only(why: str) -> Any:
+    """A test module's pytestmark when what it tests does not depend on the glibc under test (gdb's
+    own features, loading, installing): it skips in a matrix config, and tools/matrix.py leaves
+    the module out of the matrix altogether (it looks for this call)."""
+    import pytest
+
+    return pytest.mark.skipif(bool(OTHER_GLIBC), reason=f"host only: {why}")
+
+
 def skip_if_static_startup() -> None:
     """A test of the state before the first malloc cannot apply to a static program."""
     if CONFIG.static:

@@ -7,7 +7,9 @@ import os
 import re
 
 from gdb_heap import registry
-from tests.gdbrun import INIT, gdb_batch, json_doc, no_traceback, sample, tool_text
+from tests.gdbrun import INIT, gdb_batch, host_only, json_doc, no_traceback, sample, tool_text
+
+pytestmark = host_only("gdb's command registration beside other extensions")
 
 STANDIN = os.path.join(os.path.dirname(os.path.abspath(__file__)), "standin_heap.py")
 AT_CHECKPOINT = ["break checkpoint", "run > /dev/null"]

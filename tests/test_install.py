@@ -1,6 +1,6 @@
 """The one-line install (python3 -m gdb_heap.install) with HOME in a temporary folder, and the
-package that `pip install` builds, as gdb sees them.  The host's gdb and no sample: not one of
-the glibc matrix's live tests (it does not use tests/gdbrun.py)."""
+package that `pip install` builds, as gdb sees them.  The host's gdb and no sample: host only,
+not one of the glibc matrix's live tests."""
 
 import os
 import subprocess
@@ -8,6 +8,10 @@ import sys
 import tempfile
 
 import pytest
+
+from tests.gdbrun import host_only
+
+pytestmark = host_only("installs the package and edits ~/.gdbinit")
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

@@ -5,8 +5,10 @@ import os
 from typing import List
 
 from gdb_heap.progress import DELAY, Progress
-from tests.gdbrun import gdb_batch, no_traceback, sample
+from tests.gdbrun import gdb_batch, host_only, no_traceback, sample
 from tests.test_gdb_features import PROMPT, Terminal, clean
+
+pytestmark = host_only("progress and Ctrl-C on a terminal")
 
 
 class Clock:

@@ -10,7 +10,9 @@ import tempfile
 from typing import Dict, List
 
 from gdb_heap import registry
-from tests.gdbrun import ANSI, gdb_batch, json_doc, no_traceback, sample, tool_text
+from tests.gdbrun import ANSI, gdb_batch, host_only, json_doc, no_traceback, sample, tool_text
+
+pytestmark = host_only("settings, --output and the Python API")
 
 POINTER = "mi_file"  # a pointer all_bins.c got from malloc (fopencookie's FILE), a global of the program
 MARK = "@@@ "

@@ -8,7 +8,9 @@ import sys
 
 import pytest
 
-from tests.gdbrun import CONFIG, ROOT
+from tests.gdbrun import CONFIG, ROOT, host_only
+
+pytestmark = host_only("compares the walk-through made on this machine's glibc")
 
 WALKTHROUGH = os.path.join(ROOT, "docs", "walkthrough.md")
 
