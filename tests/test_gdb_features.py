@@ -14,7 +14,8 @@ from typing import List
 
 import pytest
 
-from tests.gdbrun import ANSI, CONFIG, GDB, INIT, ROOT, TIMEOUT, gdb_batch, host_only, json_doc, no_traceback, sample, tool_text
+from tests.gdbrun import (ANSI, CONFIG, GDB, INIT, ROOT, TIMEOUT, gdb_batch, host_only, json_doc, no_traceback, sample,
+                          tool_text)
 
 pytestmark = host_only("gdb's MI, pipe, logging and pager")
 
