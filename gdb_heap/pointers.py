@@ -19,7 +19,7 @@ from . import model, places
 from .layouts import NBINS
 from .heap import Heap
 from .mappings import Mapping
-from .render import addr
+from .render import addr, words_of
 from .model import Arena, BinChain, Problem, bin_label, state_text
 from .symbols import Symbol, SymbolLookup
 
@@ -36,12 +36,13 @@ def arena_offset(arena: int, main: bool, off: int) -> str:
 
 @dataclass(frozen=True)
 class Meaning:
-    """What a pointer points at.  kind: chunk, arena, symbol, mapping."""
+    """What a pointer points at."""
 
-    kind: str  # chunk, arena, malloc_par, heap_info, stack, symbol, mapping
+    kind: str  # chunk, arena, stack, symbol, mapping
     text: str  # "chunk 0x55555556b3e0+0x10 (free tcache[0])", "<main_arena+96> unsorted bin"
     chunk: Optional[int] = None  # the chunk holding it (kind chunk)
     offset: int = 0  # from that chunk's start
+    state: str = ""  # that chunk's state: "in use", "free tcache[0]", "top"
 
 
 class Namer:
@@ -50,11 +51,14 @@ class Namer:
     def __init__(self, heap: Heap, symbol: Optional[SymbolLookup] = None,
                  mappings: Sequence[Mapping] = ()) -> None:
         self.heap = heap
+        self.H = heap.layout.header_size
         self.symbol = symbol or heap.anchors.symbol
         self.mappings = sorted(mappings, key=lambda m: m.start)
         self._map_starts = [m.start for m in self.mappings]
         self._starts: Dict[int, List[int]] = {}  # arena -> its chunk starts, sorted
         self._symbols: Dict[int, Optional[Symbol]] = {}
+        self._free: Dict[int, model.FreeIndex] = {}  # arena -> its free chunks (bins and tcaches)
+        self._spans: Optional[List[Tuple[int, int, Arena]]] = None  # every heap region, its arena
 
     def chunk_starts(self, arena: Arena) -> List[int]:
         starts = self._starts.get(arena.address)
@@ -64,14 +68,35 @@ class Namer:
             self._starts[arena.address] = starts
         return starts
 
+    def free_of(self, arena: Arena) -> model.FreeIndex:
+        free = self._free.get(arena.address)
+        if free is None:
+            free = self._free[arena.address] = self.heap.free_index(arena)
+        return free
+
+    def arena_holding(self, value: int) -> Optional[Arena]:
+        """The arena one of whose heaps holds `value` (its end's header included); None before
+        the first malloc."""
+        if self._spans is None:
+            H = self.heap.layout.header_size
+            self._spans = ([(r.start, r.end + H, a) for a in self.heap.arenas for r in a.heaps]
+                           if self.heap.initialised else [])
+        for start, end, arena in self._spans:
+            if start <= value < end:
+                return arena
+        return None
+
     def chunk_of(self, value: int) -> Optional[Tuple[Arena, int]]:
         """The arena and the chunk (a real chunk start of a walk) holding `value`."""
-        if not self.heap.initialised:
-            return None
-        H = self.heap.layout.header_size
-        for arena in self.heap.arenas:
-            if not any(r.start <= value < r.end + H for r in arena.heaps):
-                continue
+        arena = self.arena_holding(value)
+        if arena is not None:
+            # A free chunk or its user pointer (a bin's link), or top: found without a walk.
+            free = self._free.get(arena.address) or self.free_of(arena)
+            if value in free or value == arena.state.top:
+                return arena, value
+            start = value - self.H
+            if start in free or start == arena.state.top:
+                return arena, start
             starts = self.chunk_starts(arena)
             i = bisect.bisect_right(starts, value) - 1
             if i >= 0:
@@ -146,10 +171,11 @@ class Namer:
         found = self.chunk_of(value)
         if found is not None:
             arena, chunk = found
-            state, kind, index = model.classify(chunk, arena.state.top, self.heap.free_index(arena))
+            state, kind, index = model.classify(chunk, arena.state.top, self.free_of(arena))
             off = value - chunk
             at = f"chunk {addr(chunk)}" + (f"+{off:#x}" if off else "")
-            return Meaning("chunk", f"{at} ({state_text(state, kind, index)})", chunk, off)
+            return Meaning("chunk", f"{at} ({state_text(state, kind, index)})", chunk, off,
+                           state_text(state, kind, index))
         field = self.arena_field(value)
         if field is not None:
             return Meaning("arena", field)
@@ -169,3 +195,36 @@ class Namer:
         """The meaning's text, "" when there is none."""
         m = self.meaning(value)
         return m.text if m is not None else ""
+
+    def brief(self, value: int) -> str:
+        """The name beside an address already shown: a chunk's start as `chunk, free fast[0]`,
+        not its address again; anything else as name() says."""
+        m = self.meaning(value)
+        if m is None:
+            return ""
+        return f"chunk, {m.state}" if m.kind == "chunk" and m.offset == 0 else m.text
+
+    def short(self, value: int) -> str:
+        """A pointer in one line of `heap chunks`: `chunk 0x...+0x10`, `<main_arena+96>`, a
+        symbol, a stack, a mapping; NULL; else the bare address."""
+        found = self.chunk_of(value) if value >= 0x1000 else None
+        if found is not None:  # most links of a free chunk: no state to look up
+            chunk = found[1]
+            return f"chunk {chunk:#x}" + (f"+{value - chunk:#x}" if value != chunk else "")
+        m = self.meaning(value) if value else None
+        if m is None:
+            return "NULL" if value == 0 else addr(value)
+        return m.text.split(" ")[0] if m.kind == "arena" else m.text
+
+    def free_links(self, chunk: int, kind: Optional[str], data: bytes, order: str = "little") -> str:
+        """A free chunk's links from its first user words (`data`), named: `next chunk 0x...+0x10`
+        (a safe-linked word revealed), `fd <main_arena+96> bk chunk 0x...`; "" for any other."""
+        layout = self.heap.layout
+        S, user = layout.size_sz, chunk + layout.header_size
+        words = words_of(data, S, order)
+        if kind in ("tcache", "fast") and words:
+            value = layout.reveal_ptr(user, words[0])
+            return f"{'next' if kind == 'tcache' else 'fd'} {self.short(value)}"
+        if kind in ("unsorted", "small", "large") and len(words) >= 2:
+            return f"fd {self.short(words[0])} bk {self.short(words[1])}"
+        return ""

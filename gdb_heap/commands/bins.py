@@ -56,4 +56,4 @@ mapped memory, or is longer than it can be is cut there and reported.
             def head(chain: BinChain, arena: Arena = view.arena, tcache: Optional[int] = view.tcache) -> str:
                 return names.bin_head(arena, chain, tcache)
 
-            out.lines(render.bins_view_lines(view, st, size_of, head, cols))
+            out.lines(render.bins_view_lines(view, st, size_of, head, cols, names.brief))
