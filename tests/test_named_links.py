@@ -62,7 +62,9 @@ def test_a_forged_bk_and_the_bin_header_it_should_be():
         pytest.skip("main_arena's symbol names the bin header")
     out, printed = at_checkpoint("corrupt", "smallbin_bk", ["heap check --json"])
     message = next(m for m in problems(out[0]) if "has bk" in m)
-    index = int(re.match(r"small\[(\d+)\]", message).group(1))
+    label = re.match(r"small\[(\d+)\]", message)
+    assert label, message
+    index = int(label.group(1))
     truth, _ = at_checkpoint("corrupt", "smallbin_bk", [
         f"p/x (long) &main_arena.bins[{2 * (index - 1)}] - 2 * sizeof(size_t)",
         f"info symbol (long) &main_arena.bins[{2 * (index - 1)}] - 2 * sizeof(size_t)", "info symbol &fake"])

@@ -108,7 +108,9 @@ def test_a_pointer_into_a_thread_stack_mp_or_heap_info_is_named_as_heap_where_na
 
 def test_info_symbol_parsed_once_for_every_command():
     sym = parse("main_arena + 96 in section .data of /lib/x86_64-linux-gnu/libc.so.6\n")
+    assert sym is not None
     assert (sym.name, sym.offset, str(sym)) == ("main_arena", 96, "main_arena+96")
     fake = parse("fake in section .bss\n")
+    assert fake is not None
     assert (fake.name, fake.offset, str(fake), fake.text) == ("fake", 0, "fake", "fake in section .bss")
     assert parse("No symbol matches 0x10.\n") is None and parse("") is None
