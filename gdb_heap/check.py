@@ -18,14 +18,14 @@ bin" (the bk of the chunk a newcomer is sorted in front of).
 from __future__ import annotations
 
 from bisect import bisect_right
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Dict, List, Optional, Sequence, Set, Tuple
 
 from . import glibc_checks as gc
 from .errors import MemoryReadError
 from .heap import Heap
 from .model import (IS_MMAPPED, NON_MAIN_ARENA, NONCONTIGUOUS_BIT, PREV_INUSE, SIZE_BITS, Arena, BinChain,
-                    HeapRegion, Problem, bin_at, bin_label, heap_initialised)
+                    HeapRegion, Pointers, Problem, bin_at, bin_label, heap_initialised)
 
 REGULAR = ("unsorted", "small", "large")
 
@@ -64,8 +64,8 @@ class Checker:
         self.tcache_counts: Dict[int, int] = {}  # the selected thread's tcache: bin -> chunks
         self.regions: List[HeapRegion] = [r for a in heap.arenas for r in a.heaps]
 
-    def add(self, address: int, message: str, abort: Optional[str] = None) -> None:
-        self.problems.append(Problem(address, message, abort))
+    def add(self, address: int, message: str, abort: Optional[str] = None, pointers: Pointers = ()) -> None:
+        self.problems.append(Problem(address, message, abort, pointers=pointers))
 
     def in_heaps(self, chunk: int, regions: Sequence[HeapRegion]) -> bool:
         return any(r.first_chunk <= chunk < r.end for r in regions)
@@ -85,7 +85,7 @@ class Checker:
             if p.glibc_abort in frees and (p.address in in_bins or not self.free_merges_or_checks(p)):
                 # A free chunk is not freed again (its bin's mallocs say what glibc prints),
                 # and a chunk the tcache or a fast bin takes never reaches the check.
-                self.problems[i] = Problem(p.address, p.message, None, p.other_paths)
+                self.problems[i] = replace(p, glibc_abort=None)
         self.neighbours(walked, regular, fast)
         self.arena_bits(walked, regular)
         self.top()
@@ -242,7 +242,7 @@ class Checker:
             return  # no heap yet: nothing to check
         region = next((r for r in self.arena.heaps if r.first_chunk <= top < r.end), None)
         if region is None:
-            self.add(top, f"top {top:#x} is outside the arena's heaps")
+            self.add(top, f"top {top:#x} is outside the arena's heaps", pointers=(("top ", top),))
             return
         try:
             size = self.reader.word(top + self.S) & ~SIZE_BITS
@@ -291,7 +291,7 @@ class Checker:
             if not self.in_heaps(chunk, regions):
                 whose = "any heap" if chain.kind == "tcache" else "the arena's heaps"
                 self.add(member, f"{label(chain)}: {member:#x} links to {chunk:#x}, outside {whose} "
-                                 "(a forged or overwritten link)")
+                                 "(a forged or overwritten link)", pointers=(("links to ", chunk),))
                 return
             member = chunk
         if chain.kind == "tcache" and chain.index < self.layout.features.tcache_small_bins:
@@ -306,7 +306,8 @@ class Checker:
         bk = self.arena.state.bins[2 * (chain.index - 1) + 1]
         if chain.chunks and bk != chain.chunks[-1]:
             self.add(header, f"{label(chain)}: the bin's bk is {bk:#x}, but the last chunk on its fd chain is "
-                             f"{chain.chunks[-1]:#x}", self.last_abort(chain.kind, header, bk))
+                             f"{chain.chunks[-1]:#x}", self.last_abort(chain.kind, header, bk),
+                     (("bk is ", bk), ("chain is ", chain.chunks[-1])))
 
     def last_abort(self, kind: str, header: int, victim: int) -> Optional[str]:
         """malloc takes the bin's bk as its victim: glibc's checks on it, read from memory (a
@@ -357,11 +358,13 @@ class Checker:
             want = ring.get(chunk)
             if want is None and fd_ns:
                 self.add(chunk, f"{label(chain)}: chunk {chunk:#x} is not the first of its size, yet its "
-                                f"fd_nextsize is {fd_ns:#x} (should be NULL)", gc.text("UNLINK_NEXTSIZE", self.version))
+                                f"fd_nextsize is {fd_ns:#x} (should be NULL)", gc.text("UNLINK_NEXTSIZE", self.version),
+                         (("fd_nextsize is ", fd_ns),))
             elif want is not None and (fd_ns, bk_ns) != want:
                 self.add(chunk, f"{label(chain)}: chunk {chunk:#x} has fd_nextsize {fd_ns:#x} and bk_nextsize "
                                 f"{bk_ns:#x}, expected {want[0]:#x} and {want[1]:#x}",
-                         gc.text("UNLINK_NEXTSIZE", self.version) if fd_ns else None)  # NULL: not checked
+                         gc.text("UNLINK_NEXTSIZE", self.version) if fd_ns else None,  # NULL: not checked
+                         (("fd_nextsize ", fd_ns), ("bk_nextsize ", bk_ns)))
 
     def tcache_entries(self, chains: Sequence[BinChain]) -> None:
         """tcache_entry.key: the owning tcache (2.29-2.33) or the process's tcache_key (2.34+),

@@ -18,6 +18,7 @@ from .mappings import Mapping, containing
 from .progress import QUIET
 from .mmapped import MmappedChunk, PageScan, find_all, mmapped_header
 from .model import Arena, BinChain, FreeIndex, HeapRegion, MallocPar, Problem
+from .symbols import SymbolLookup, no_symbol
 
 
 @dataclass
@@ -36,8 +37,8 @@ class Anchors:
     threads: Callable[[], List[ThreadInfo]] = list
     # The process's mappings and where they came from, for finding mmapped chunks.
     mappings: Callable[[], Tuple[List[Mapping], str]] = lambda: ([], "no mappings")
-    # The symbol at an address ("fake in section .bss"; gdb's `info symbol`), None when none.
-    symbol: Callable[[int], Optional[str]] = lambda address: None
+    # The symbol at an address (gdb's `info symbol`), None when none.
+    symbol: SymbolLookup = no_symbol
     # Every thread's innermost frames (in_progress.py): who is inside the allocator.
     frames: Callable[[], List[ThreadFrames]] = list
     tcache_key: Optional[int] = None  # the address of glibc's tcache_key (2.34+), from its symbol
@@ -460,8 +461,10 @@ class Heap:
         else:
             maps = self.anchors.mappings()[0]
             m = containing(maps, chunk)
-            where.location = (Location(m.path or "anonymous", m.start, m.end, self.anchors.symbol(chunk)) if m
-                              else Location(None, None, None, self.anchors.symbol(chunk)))
+            sym = self.anchors.symbol(chunk)
+            text = sym.text if sym is not None else None
+            where.location = (Location(m.path or "anonymous", m.start, m.end, text) if m
+                              else Location(None, None, None, text))
             where.notes.append(f"outside every heap: in {where.location.text()}")
             if kind is not None:
                 where.problems.append(Problem(chunk, f"{model.bin_label(kind, index or 0)} lists chunk {chunk:#x}, "

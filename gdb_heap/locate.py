@@ -21,6 +21,7 @@ from .heap import ThreadInfo
 from .memory import Reader
 from .elf import has_interpreter, program_headers
 from .mmapped import core_segments
+from .symbols import Symbol, parse as parse_symbol
 
 T = TypeVar("T")
 NOT_INITIALISED = ("the heap is not initialised yet: the program has not called malloc (no heap, no chunks); "
@@ -709,14 +710,12 @@ def _proc_mappings() -> List[mappings.Mapping]:
         return []
 
 
-def symbol_at(address: int) -> Optional[str]:
-    """gdb's `info symbol`: "fake in section .bss" (library objects add "of PATH"); None when
-    no symbol covers the address."""
+def symbol_at(address: int) -> Optional[Symbol]:
+    """gdb's `info symbol`: the one lookup of a symbol by address every command uses."""
     try:
-        text = gdb.execute(f"info symbol {address:#x}", to_string=True).strip()
-    except gdb.error:
+        return parse_symbol(gdb.execute(f"info symbol {address:#x}", to_string=True))
+    except (gdb.error, RuntimeError):
         return None
-    return None if not text or text.startswith("No symbol") else text.splitlines()[0]
 
 
 def is_core() -> bool:

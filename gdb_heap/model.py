@@ -45,6 +45,11 @@ def state_text(state: str, kind: Optional[str], index: Optional[int]) -> str:
     return "in use" if state == "in_use" else state
 
 
+# The links a problem's message shows, for the commands to name where shown: (the words just
+# before one in the message, its value).
+Pointers = Tuple[Tuple[str, int], ...]
+
+
 @dataclass
 class Problem:
     """`glibc_abort`: what the path the problem's documentation names prints (check.py);
@@ -55,6 +60,7 @@ class Problem:
     message: str
     glibc_abort: Optional[str] = None
     other_paths: Tuple[Tuple[str, str], ...] = ()
+    pointers: Pointers = ()
 
 
 @dataclass
@@ -322,7 +328,7 @@ def main_heap(reader: Reader, layout: GlibcLayout, state: MallocState, mp: Mallo
     regions += _more_regions(reader, layout, state, regions[0], list(mappings()), top_end, problems)
     if top_end is not None and not any(r.first_chunk <= state.top < r.end for r in regions):
         problems.append(Problem(state.top, f"top {state.top:#x} is in none of the main arena's heap regions "
-                                           "found (see heap arenas)"))
+                                           "found (see heap arenas)", pointers=(("top ", state.top),)))
     return regions
 
 
@@ -455,7 +461,8 @@ def thread_heaps(reader: Reader, layout: GlibcLayout, state: MallocState,
         ar_ptr, prev, size = info.get("ar_ptr"), info.get("prev"), info.get("size")
         if ar_ptr != state.address:
             problems.append(Problem(address, f"heap_info at {address:#x} names arena {ar_ptr:#x}, not "
-                                             f"{state.address:#x}; older heaps are not shown"))
+                                             f"{state.address:#x}; older heaps are not shown",
+                                    pointers=(("names arena ", ar_ptr),)))
             break
         first = address + hi.size
         if first == state.address:  # the arena's first heap holds the malloc_state itself
@@ -543,7 +550,7 @@ def walk_singly_linked(reader: Reader, layout: GlibcLayout, label: str, first: i
                     cut = (f"{label}: {member:#x} links to {mem - H:#x}, which is not readable; the chain is "
                            "cut here", None)
             if cut:
-                problems.append(Problem(member, cut[0], cut[1]))
+                problems.append(Problem(member, cut[0], cut[1], pointers=(("to ", mem - H),)))
                 break
         sizef, stored = unpack2(data, mem - S - start)
         seen.add(mem)
@@ -697,7 +704,7 @@ def read_regular_bins(reader: Reader, layout: GlibcLayout, state: MallocState,
                     end = start + len(data)
                 except MemoryReadError:
                     problems.append(Problem(prev, f"{label}: fd {p:#x} is not readable; the chain is "
-                                                  "cut here"))
+                                                  "cut here", pointers=(("fd ", p),)))
                     break
             sizef, nfd, nbk = unpack3(data, p + S - start)
             seen.add(p)
@@ -719,7 +726,7 @@ def read_regular_bins(reader: Reader, layout: GlibcLayout, state: MallocState,
             abort = bk_abort(layout, kind, len(chunks) - 1 - k if whole else None, fill)
             expected = chunks[k - 1] if k else header
             problems.append(Problem(chunk, f"{label}: chunk {chunk:#x} has bk {bk:#x}, expected {expected:#x}", abort,
-                                    sorting_bk_paths(layout, kind, sizes, k)))
+                                    sorting_bk_paths(layout, kind, sizes, k), (("bk ", bk), ("expected ", expected))))
         chains.append(BinChain(kind, i, layout.bin_min_size(i), len(chunks), chunks, problems, sizes))
     return chains
 

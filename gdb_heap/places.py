@@ -9,16 +9,14 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from typing import Callable, List, Optional, Tuple
+from typing import List, Optional, Tuple
 
 from .errors import HeapError
 from .heap import Heap, ThreadInfo, Where
 from .layouts import NSMALLBINS, GlibcLayout, StructLayout
 from .mappings import Mapping, containing
 from .model import Arena, HeapRegion, bin_label
-
-# (name, offset) of the symbol at or before an address, as gdb's `info symbol` gives it.
-SymbolLookup = Callable[[int], Optional[Tuple[str, int]]]
+from .symbols import SymbolLookup
 
 PLACE_KEYS = ("address", "kind", "chunk", "offset", "arena", "thread", "field", "symbol", "mapping")
 
@@ -36,6 +34,7 @@ class Place:
     arena: Optional[int] = None
     thread: Optional[int] = None  # gdb's thread number
     field: Optional[str] = None  # "bins[4]", "entries[3]", "mprotect_size"
+    inner: int = 0  # the byte of that field (or element)
     symbol: Optional[str] = None  # "main_arena+64"
     mapping: Optional[str] = None  # its name in `info proc mappings` ("" for anonymous memory)
     meaning: str = ""  # what the field is for: "small[3]'s header: its fd"
@@ -57,11 +56,16 @@ def field_name(struct: StructLayout, offset: int) -> Optional[Tuple[str, str, in
     return (f"{name}[{index}]" if index >= 0 else name), name, inner
 
 
+def bin_kind(b: int) -> str:
+    """bin_at(m, b)'s kind: bin 1 is the unsorted bin, 2..63 small, 64..126 large."""
+    return "unsorted" if b == 1 else "small" if b < NSMALLBINS else "large"
+
+
 def bin_of_word(i: int) -> Tuple[str, int]:
     """malloc_state.bins[i]: bin_at(m, b) is &bins[(b - 1) * 2] less offsetof(fd), so word i
     is the fd (even) or bk (odd) of bin i // 2 + 1."""
     b = i // 2 + 1
-    return ("unsorted" if b == 1 else "small" if b < NSMALLBINS else "large"), b
+    return bin_kind(b), b
 
 
 ARENA_FIELDS = {
@@ -102,16 +106,21 @@ def _malloc_state_place(heap: Heap, address: int) -> Optional[Place]:
     for arena in heap.arenas:
         found = _in_struct(layout.malloc_state, arena.address, address)
         if found is not None:
-            text, name, _ = found
+            text, name, inner = found
             index = int(text[text.index("[") + 1:-1]) if "[" in text else -1
             struct = "main_arena." if arena.main else f"((struct malloc_state *) {arena.address:#x})->"
             return Place(address, "arena", offset=address - arena.address, arena=arena.address, field=text,
-                         meaning=arena_meaning(layout, name, index), expression=struct + text)
+                         inner=inner, meaning=arena_meaning(layout, name, index), expression=struct + text)
     found = _in_struct(layout.malloc_par, heap.anchors.mp, address)
     if found is not None:
-        return Place(address, "malloc_par", offset=address - heap.anchors.mp, field=found[0],
+        return Place(address, "malloc_par", offset=address - heap.anchors.mp, field=found[0], inner=found[2],
                      expression=f"mp_.{found[0]}")
     return None
+
+
+def struct_place(heap: Heap, address: int) -> Optional[Place]:
+    """A field of malloc's own state outside the chunks: an arena, mp_, a thread heap's heap_info."""
+    return _malloc_state_place(heap, address) or _heap_info_place(heap, address)
 
 
 def thread_arena_heaps(heap: Heap) -> List[Tuple[Arena, HeapRegion]]:
@@ -125,6 +134,7 @@ def _heap_info_place(heap: Heap, address: int) -> Optional[Place]:
         found = _in_struct(heap.layout.heap_info, info, address)
         if found is not None:
             return Place(address, "heap_info", offset=address - info, arena=arena.address, field=found[0],
+                         inner=found[2],
                          meaning=f"of a heap of arena {arena.address:#x}",
                          expression=f"((heap_info *) {info:#x})->{found[0]}")
     return None
@@ -196,7 +206,7 @@ def _chunk_place(heap: Heap, address: int) -> Optional[Place]:
 PAGE = 4096
 
 
-def _stack_place(heap: Heap, address: int, span: Optional[Mapping]) -> Optional[Place]:
+def stack_place(heap: Heap, address: int, span: Optional[Mapping]) -> Optional[Place]:
     """The thread whose stack holds `address`: the one whose $sp is in the same mapping.  The
     kernel merges neighbouring thread stacks into one mapping; then each stack's allocation ends
     at the page after its thread pointer (glibc puts struct pthread at the top), so the owner
@@ -218,7 +228,7 @@ def _stack_place(heap: Heap, address: int, span: Optional[Mapping]) -> Optional[
     return Place(address, "stack", offset=address - (t.sp or 0), thread=t.num, owner=t)
 
 
-def describe(heap: Heap, address: int, symbol: SymbolLookup) -> Place:
+def describe(heap: Heap, address: int, symbol: Optional[SymbolLookup] = None) -> Place:
     """What `address` is, the most precise answer first: a field of malloc's own structures
     (an arena, mp_, a heap_info, a thread's tcache), a chunk, the unused end of a thread heap,
     a thread's stack, a global, a mapping, or nothing."""
@@ -226,17 +236,17 @@ def describe(heap: Heap, address: int, symbol: SymbolLookup) -> Place:
     span = containing(maps, address)
     place = (_malloc_state_place(heap, address) or _heap_info_place(heap, address) or
              _tcache_place(heap, address) or _chunk_place(heap, address) or _reserve_place(heap, address) or
-             _region_place(heap, address) or _stack_place(heap, address, span))
-    sym = symbol(address)
+             _region_place(heap, address) or stack_place(heap, address, span))
+    sym = (symbol or heap.anchors.symbol)(address)
     if place is None:
         if sym is not None:
-            place = Place(address, "symbol", offset=sym[1])
+            place = Place(address, "symbol", offset=sym.offset)
         elif span is not None:
             place = Place(address, "mapping", offset=address - span.start)
         else:
             place = Place(address, "nothing")
     if sym is not None:
-        place.symbol = f"{sym[0]}+{sym[1]}" if sym[1] else sym[0]
+        place.symbol = str(sym)
     if span is not None:
         place.mapping, place.span = span.path, span
     return place

@@ -1,9 +1,11 @@
-"""What a word of memory means when read as a pointer: a chunk, an arena's field or bin
-header, a symbol, a mapping.
+"""What a word of memory means when read as a pointer: a chunk, a field of malloc's state
+(an arena's bin header), a thread's stack, a symbol, a mapping.
 
-gdb-free: the symbol lookup comes in as a callable (the gdb side asks `info symbol`), the
-mappings as a list, so tests name pointers over synthetic memory.  One Namer serves one
-command: chunk starts are collected once per arena, symbols looked up once per address.
+gdb-free: the symbol lookup comes with the heap's anchors (the gdb side asks `info symbol`;
+tests pass their own), the mappings as a list, so tests name pointers over synthetic memory.
+The fields and stacks are places.py's (what `heap where` says of an address), named here
+briefly.  One Namer serves one command: chunk starts are collected once per arena, symbols
+looked up once per address.
 """
 
 from __future__ import annotations
@@ -11,38 +13,36 @@ from __future__ import annotations
 import bisect
 import os
 from dataclasses import dataclass
-from typing import Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
-from . import model
-from .layouts import NBINS, NSMALLBINS
+from . import model, places
+from .layouts import NBINS
 from .heap import Heap
 from .mappings import Mapping
-from .render import addr
+from .render import addr, words_of
 from .model import Arena, BinChain, Problem, bin_label, state_text
-
-SymbolLookup = Callable[[int], Optional[str]]  # address -> "main_arena+96" / "__free_hook", or None
+from .symbols import Symbol, SymbolLookup
 
 
 def bin_of_index(index: int) -> str:
-    """bin_at(m, i)'s label: bin 1 is the unsorted bin, 2..63 small, 64..126 large."""
-    if index == 1:
-        return bin_label("unsorted", 1)
-    return bin_label("small" if index < NSMALLBINS else "large", index)
+    """bin_at(m, i)'s label: "unsorted", "small[16]", "large[64]"."""
+    return bin_label(places.bin_kind(index), index)
 
 
-def arena_offset(arena: Arena, off: int) -> str:
+def arena_offset(arena: int, main: bool, off: int) -> str:
     """An address in an arena as gdb names one in main_arena: <main_arena+96>."""
-    return f"<main_arena+{off}>" if arena.main else f"<arena {addr(arena.address)}+{off}>"
+    return f"<main_arena+{off}>" if main else f"<arena {addr(arena)}+{off}>"
 
 
 @dataclass(frozen=True)
 class Meaning:
-    """What a pointer points at.  kind: chunk, arena, symbol, mapping."""
+    """What a pointer points at."""
 
-    kind: str
+    kind: str  # chunk, arena, stack, symbol, mapping
     text: str  # "chunk 0x55555556b3e0+0x10 (free tcache[0])", "<main_arena+96> unsorted bin"
     chunk: Optional[int] = None  # the chunk holding it (kind chunk)
     offset: int = 0  # from that chunk's start
+    state: str = ""  # that chunk's state: "in use", "free tcache[0]", "top"
 
 
 class Namer:
@@ -51,10 +51,14 @@ class Namer:
     def __init__(self, heap: Heap, symbol: Optional[SymbolLookup] = None,
                  mappings: Sequence[Mapping] = ()) -> None:
         self.heap = heap
-        self.symbol = symbol
+        self.H = heap.layout.header_size
+        self.symbol = symbol or heap.anchors.symbol
         self.mappings = sorted(mappings, key=lambda m: m.start)
+        self._map_starts = [m.start for m in self.mappings]
         self._starts: Dict[int, List[int]] = {}  # arena -> its chunk starts, sorted
-        self._symbols: Dict[int, Optional[str]] = {}
+        self._symbols: Dict[int, Optional[Symbol]] = {}
+        self._free: Dict[int, model.FreeIndex] = {}  # arena -> its free chunks (bins and tcaches)
+        self._spans: Optional[List[Tuple[int, int, Arena]]] = None  # every heap region, its arena
 
     def chunk_starts(self, arena: Arena) -> List[int]:
         starts = self._starts.get(arena.address)
@@ -64,14 +68,35 @@ class Namer:
             self._starts[arena.address] = starts
         return starts
 
+    def free_of(self, arena: Arena) -> model.FreeIndex:
+        free = self._free.get(arena.address)
+        if free is None:
+            free = self._free[arena.address] = self.heap.free_index(arena)
+        return free
+
+    def arena_holding(self, value: int) -> Optional[Arena]:
+        """The arena one of whose heaps holds `value` (its end's header included); None before
+        the first malloc."""
+        if self._spans is None:
+            H = self.heap.layout.header_size
+            self._spans = ([(r.start, r.end + H, a) for a in self.heap.arenas for r in a.heaps]
+                           if self.heap.initialised else [])
+        for start, end, arena in self._spans:
+            if start <= value < end:
+                return arena
+        return None
+
     def chunk_of(self, value: int) -> Optional[Tuple[Arena, int]]:
         """The arena and the chunk (a real chunk start of a walk) holding `value`."""
-        if not self.heap.initialised:
-            return None
-        H = self.heap.layout.header_size
-        for arena in self.heap.arenas:
-            if not any(r.start <= value < r.end + H for r in arena.heaps):
-                continue
+        arena = self.arena_holding(value)
+        if arena is not None:
+            # A free chunk or its user pointer (a bin's link), or top: found without a walk.
+            free = self._free.get(arena.address) or self.free_of(arena)
+            if value in free or value == arena.state.top:
+                return arena, value
+            start = value - self.H
+            if start in free or start == arena.state.top:
+                return arena, start
             starts = self.chunk_starts(arena)
             i = bisect.bisect_right(starts, value) - 1
             if i >= 0:
@@ -79,27 +104,27 @@ class Namer:
         return None
 
     def arena_field(self, value: int) -> Optional[str]:
-        """`<main_arena+96> unsorted bin`, `<main_arena+88> top`: from the layout's offsets."""
+        """`<main_arena+96> unsorted (bin_at(1))` (a bin's header, what its chunks' fd and bk
+        point at), else the field `heap where` names: `<main_arena+24> fastbinsY[1]`, `<mp_+16>
+        mmap_threshold`, a heap_info's field."""
         if not self.heap.initialised:
             return None
         layout = self.heap.layout
         S = layout.size_sz
         for arena in self.heap.arenas:
             off = value - arena.address
-            if not 0 <= off < layout.malloc_state.size:
-                continue
-            base = arena_offset(arena, off)
-            bins = layout.malloc_state.offset("bins")
-            index, rest = divmod(off - bins + 4 * S, 2 * S)  # bin_at(i) = &bins[2(i-1)] - 2*SIZE_SZ
-            if rest == 0 and 1 <= index < NBINS:
-                return f"{base} {bin_of_index(index)} (bin_at({index}))"
-            for name, (start, size, count) in layout.malloc_state.fields.items():
-                if start <= off < start + size * count:
-                    element = f"[{(off - start) // size}]" if count > 1 else ""
-                    inner = (off - start) % size
-                    return f"{base} {name}{element}" + (f"+{inner}" if inner else "")
-            return base
-        return None
+            # bin_at(i) = &bins[2(i-1)] - 2*SIZE_SZ: the top and last_remainder words for bin 1
+            index, rest = divmod(off - layout.malloc_state.offset("bins") + 4 * S, 2 * S)
+            if 0 <= off < layout.malloc_state.size and rest == 0 and 1 <= index < NBINS:
+                return f"{arena_offset(arena.address, arena.main, off)} {bin_of_index(index)} (bin_at({index}))"
+        place = places.struct_place(self.heap, value)
+        if place is None:
+            return None
+        off = place.offset or 0
+        base = (arena_offset(place.arena or 0, place.arena == self.heap.anchors.main_arena, off)
+                if place.kind == "arena" else f"<mp_+{off}>" if place.kind == "malloc_par"
+                else f"<heap_info {addr(value - off)}+{off}>")
+        return f"{base} {place.field}" + (f"+{place.inner}" if place.inner else "")
 
     def bin_head(self, arena: Arena, chain: BinChain, tcache: Optional[int] = None) -> str:
         """Where a bin's head pointer is: `<main_arena+96>` (bin_at(1), the fake chunk whose
@@ -113,21 +138,30 @@ class Namer:
             where = arena.address + layout.malloc_state.offset("fastbinsY") + chain.index * S
         else:
             where = model.bin_at(layout, arena.address, chain.index)
-        return arena_offset(arena, where - arena.address)
+        return arena_offset(arena.address, arena.main, where - arena.address)
 
     def symbol_of(self, value: int) -> Optional[str]:
-        if self.symbol is None:
-            return None
         if value not in self._symbols:
             self._symbols[value] = self.symbol(value)
-        name = self._symbols[value]
-        return f"<{name}>" if name else None
+        found = self._symbols[value]
+        return f"<{found}>" if found is not None else None
 
-    def mapping_of(self, value: int) -> Optional[str]:
-        i = bisect.bisect_right([m.start for m in self.mappings], value) - 1
-        if i < 0 or value >= self.mappings[i].end:
+    def stack_of(self, value: int, span: Optional[Mapping]) -> Optional[str]:
+        """`thread 2's stack ($sp+0x18)`: the thread whose stack holds it, as `heap where` says."""
+        place = places.stack_place(self.heap, value, span)
+        if place is None or place.owner is None:
             return None
-        path = self.mappings[i].path
+        off = place.offset or 0
+        return f"thread {place.owner.num}'s stack ($sp{'+' if off >= 0 else '-'}{abs(off):#x})"
+
+    def span_of(self, value: int) -> Optional[Mapping]:
+        i = bisect.bisect_right(self._map_starts, value) - 1
+        return self.mappings[i] if i >= 0 and value < self.mappings[i].end else None
+
+    def mapping_of(self, span: Optional[Mapping]) -> Optional[str]:
+        if span is None:
+            return None
+        path = span.path
         return f"in {os.path.basename(path) if path and not path.startswith('[') else path or 'an anonymous mapping'}"
 
     def meaning(self, value: int) -> Optional[Meaning]:
@@ -137,17 +171,22 @@ class Namer:
         found = self.chunk_of(value)
         if found is not None:
             arena, chunk = found
-            state, kind, index = model.classify(chunk, arena.state.top, self.heap.free_index(arena))
+            state, kind, index = model.classify(chunk, arena.state.top, self.free_of(arena))
             off = value - chunk
             at = f"chunk {addr(chunk)}" + (f"+{off:#x}" if off else "")
-            return Meaning("chunk", f"{at} ({state_text(state, kind, index)})", chunk, off)
+            return Meaning("chunk", f"{at} ({state_text(state, kind, index)})", chunk, off,
+                           state_text(state, kind, index))
         field = self.arena_field(value)
         if field is not None:
             return Meaning("arena", field)
+        span = self.span_of(value)
+        stack = self.stack_of(value, span) if span is not None else None
+        if stack is not None:
+            return Meaning("stack", stack)
         symbol = self.symbol_of(value)
         if symbol is not None:
             return Meaning("symbol", symbol)
-        mapping = self.mapping_of(value)
+        mapping = self.mapping_of(span)
         if mapping is not None:
             return Meaning("mapping", mapping)
         return None
@@ -156,3 +195,36 @@ class Namer:
         """The meaning's text, "" when there is none."""
         m = self.meaning(value)
         return m.text if m is not None else ""
+
+    def brief(self, value: int) -> str:
+        """The name beside an address already shown: a chunk's start as `chunk, free fast[0]`,
+        not its address again; anything else as name() says."""
+        m = self.meaning(value)
+        if m is None:
+            return ""
+        return f"chunk, {m.state}" if m.kind == "chunk" and m.offset == 0 else m.text
+
+    def short(self, value: int) -> str:
+        """A pointer in one line of `heap chunks`: `chunk 0x...+0x10`, `<main_arena+96>`, a
+        symbol, a stack, a mapping; NULL; else the bare address."""
+        found = self.chunk_of(value) if value >= 0x1000 else None
+        if found is not None:  # most links of a free chunk: no state to look up
+            chunk = found[1]
+            return f"chunk {chunk:#x}" + (f"+{value - chunk:#x}" if value != chunk else "")
+        m = self.meaning(value) if value else None
+        if m is None:
+            return "NULL" if value == 0 else addr(value)
+        return m.text.split(" ")[0] if m.kind == "arena" else m.text
+
+    def free_links(self, chunk: int, kind: Optional[str], data: bytes, order: str = "little") -> str:
+        """A free chunk's links from its first user words (`data`), named: `next chunk 0x...+0x10`
+        (a safe-linked word revealed), `fd <main_arena+96> bk chunk 0x...`; "" for any other."""
+        layout = self.heap.layout
+        S, user = layout.size_sz, chunk + layout.header_size
+        words = words_of(data, S, order)
+        if kind in ("tcache", "fast") and words:
+            value = layout.reveal_ptr(user, words[0])
+            return f"{'next' if kind == 'tcache' else 'fd'} {self.short(value)}"
+        if kind in ("unsorted", "small", "large") and len(words) >= 2:
+            return f"fd {self.short(words[0])} bk {self.short(words[1])}"
+        return ""

@@ -111,6 +111,9 @@ def fit_all(lines: Iterable[str], width: Optional[int]) -> Iterator[str]:
 
 # -- JSON ------------------------------------------------------------------------------------
 
+Namer = Callable[[int], str]  # a pointer -> what it points at ("" when nothing known)
+
+
 def _j(value: object) -> str:
     return json.dumps(value)
 
@@ -147,7 +150,7 @@ def chunk_json(address: int, size_field: int, state: str, kind: Optional[str], i
                             user, usable)
 
 
-def chunk_view_doc(view: ChunkView, name: Optional[Callable[[int], str]] = None,
+def chunk_view_doc(view: ChunkView, name: Optional[Namer] = None,
                    order: str = "little") -> Dict[str, object]:
     """`heap chunk --json`: the chunk object plus how the address was understood, its arena,
     the request range; an mmapped chunk adds its mapping; an address inside the chunk adds
@@ -191,8 +194,8 @@ def neighbour_doc(n: Optional[Neighbour]) -> Optional[Dict[str, object]]:
                                    "bin_index": n.bin_index}
 
 
-def problem_json(p: Problem, with_abort: bool = False) -> Dict[str, object]:
-    doc: Dict[str, object] = {"address": p.address, "message": p.message}
+def problem_json(p: Problem, with_abort: bool = False, name: Optional[Namer] = None) -> Dict[str, object]:
+    doc: Dict[str, object] = {"address": p.address, "message": problem_message(p, name)}
     if with_abort:
         doc["glibc_abort"] = p.glibc_abort
         doc["other_paths"] = [{"path": path, "glibc_abort": text} for path, text in p.other_paths]
@@ -312,10 +315,12 @@ def chunk_columns(size_sz: int) -> Tuple[int, str]:
 def chunk_lines(rows: Iterable[Tuple[int, int, str, Optional[str], Optional[int]]],
                 read_preview: Callable[[int], bytes], style: Style,
                 notes: Optional[Dict[int, str]] = None, size_sz: int = 8, order: str = "little",
-                width: Optional[int] = None) -> Iterator[str]:
+                width: Optional[int] = None,
+                links: Optional[Callable[[int, Optional[str], bytes], str]] = None) -> Iterator[str]:
     """One line per chunk: chunk, user pointer (what malloc returned), size, flags, state and
     the first user words (x/2gx's view) with their ASCII, as many as fit `width`; `notes`
-    names known chunks (address -> text shown for its data)."""
+    names known chunks (address -> text shown for its data); `links` names a free chunk's
+    links from those words (chunk, bin, data), shown after them when they fit."""
     notes = notes or {}
     aw, heading = chunk_columns(size_sz)
     yield style("heading", heading)
@@ -339,15 +344,36 @@ def chunk_lines(rows: Iterable[Tuple[int, int, str, Optional[str], Optional[int]
             note = notes[address]
             yield f"{head} {note if room is None or len(note) <= room else note[:max(0, room - 3)] + '...'}"
         else:
-            data = preview(read_preview(address), size_sz, order, room)
+            raw = read_preview(address)
+            named = links(address, kind, raw) if links is not None and state == "free" else ""
+            rest = None if room is None else room - 2 - len(named)
+            if named and (rest is None or rest >= 2 + 2 * size_sz):  # a word and its name before the ASCII
+                data = f"{preview(raw, size_sz, order, rest)}  {named}"
+            else:
+                data = preview(raw, size_sz, order, room)
             yield f"{head} {d0}{data}{d1}" if data else head.rstrip()
 
 
-def problem_lines(problems: Sequence[Problem], style: Style) -> Iterator[str]:
+def problem_message(p: Problem, name: Optional[Namer] = None) -> str:
+    """The message with each link it shows named after it: "links to 0x7fffffffe0a0 (thread
+    1's stack ($sp+0x20)), outside any heap"."""
+    text = p.message
+    if name is None:
+        return text
+    for before, value in p.pointers:
+        meaning = name(value)
+        found = re.search(re.escape(f"{before}{value:#x}") + "(?![0-9a-f])", text)
+        if meaning and found:
+            text = f"{text[:found.end()]} ({meaning}){text[found.end():]}"
+    return text
+
+
+def problem_lines(problems: Sequence[Problem], style: Style,
+                  name: Optional[Namer] = None) -> Iterator[str]:
     for p in problems:
         abort = f' (glibc would abort: "{p.glibc_abort}")' if p.glibc_abort else ""
         abort += "".join(f' ({path}: "{text}")' for path, text in p.other_paths)
-        yield style("problem", f"problem at {p.address:#x}: {p.message}{abort}")
+        yield style("problem", f"problem at {p.address:#x}: {problem_message(p, name)}{abort}")
 
 
 def summary_lines(rows: Dict[Tuple[str, Optional[str], int], int], style: Style) -> Iterator[str]:
@@ -369,10 +395,11 @@ def _hex_or_unknown(value: Optional[int]) -> str:
 def bins_lines(chains: Sequence[BinChain], problems: Sequence[Problem], style: Style,
                sizes: Callable[[int], Optional[int]], tcache: Optional[int], owner: str = "",
                head: Optional[Callable[[BinChain], str]] = None, width: Optional[int] = None,
-               limit: Optional[int] = None) -> Iterator[str]:
+               limit: Optional[int] = None, name: Optional[Namer] = None) -> Iterator[str]:
     """The bins' chains, as many chunks a line as fit `width`; `owner` names the thread whose
     tcache this is (--all-threads); `head` says where a bin's head pointer is; `limit`: the
-    chunks shown of each chain (then "... N more"; None: all)."""
+    chunks shown of each chain (then "... N more"; None: all); `name` names the links the
+    problems show."""
     titles = {"tcache": "tcache" + (f" of {owner}" if owner else "") +
               (f" (tcache_perthread_struct at {tcache:#x})" if tcache else ""),
               "fast": "fastbins", "unsorted": "unsorted bin", "small": "small bins", "large": "large bins"}
@@ -385,9 +412,9 @@ def bins_lines(chains: Sequence[BinChain], problems: Sequence[Problem], style: S
         size = f"size {c.size:#x}" if c.kind in ("tcache", "fast", "small") else f"sizes >= {c.size:#x}"
         if c.kind == "tcache" and c.index >= 64:
             size = f"sizes >= {c.size:#x}"
-        name = style('name', bin_label(c.kind, c.index))
+        title = style('name', bin_label(c.kind, c.index))
         where = f"  head {head(c)}" if head is not None else ""
-        yield from fit(f"  {name}  {style('size', size)}  {c.count} chunk{'s' * (c.count != 1)}{where}", width)
+        yield from fit(f"  {title}  {style('size', size)}  {c.count} chunk{'s' * (c.count != 1)}{where}", width)
         chunks = c.chunks if limit is None else c.chunks[:limit]
         if c.kind in ("unsorted", "large"):  # these bins mix sizes: show each chunk's
             known = c.sizes[:len(chunks)] if len(c.sizes) == len(c.chunks) else [sizes(ch) for ch in chunks]
@@ -418,23 +445,23 @@ def bins_lines(chains: Sequence[BinChain], problems: Sequence[Problem], style: S
             yield "".join(parts)
     if not chains:
         yield "no chunks in these bins"
-    yield from fit_all(problem_lines(problems, style), width)
+    yield from fit_all(problem_lines(problems, style, name), width)
 
 
 def bins_view_lines(view: ArenaBins, style: Style, sizes: Callable[[int], Optional[int]],
                     head: Optional[Callable[[BinChain], str]] = None, width: Optional[int] = None,
-                    limit: Optional[int] = None) -> Iterator[str]:
+                    limit: Optional[int] = None, name: Optional[Namer] = None) -> Iterator[str]:
     if view.threads is not None:
         for tc in view.threads:
             where = f", arena {tc.thread.arena:#x}" if tc.thread.arena else ""
             yield from bins_lines(tc.chains, tc.problems, style, sizes, tc.address, thread_text(tc.thread) + where,
-                                  None, width, limit)
+                                  None, width, limit, name)
         if not view.threads:
             yield "no thread has a tcache with chunks"
         if not view.chains and not view.problems:
             return
     owner = thread_text(view.owner) if view.owner and view.tcache else ""
-    yield from bins_lines(view.chains, view.problems, style, sizes, view.tcache, owner, head, width, limit)
+    yield from bins_lines(view.chains, view.problems, style, sizes, view.tcache, owner, head, width, limit, name)
 
 
 def arena_heading(arena: Arena, style: Style) -> str:
@@ -524,9 +551,6 @@ def understood_text(where: Where) -> str:
             f"{where.user_offset:+#x} from its user pointer {where.user_address:#x}")
 
 
-Namer = Callable[[int], str]  # a pointer -> what it points at ("" when nothing known)
-
-
 def _unnamed(value: int) -> str:
     return ""
 
@@ -603,7 +627,7 @@ def _chunk_detail(view: ChunkView, layout: GlibcLayout, style: Style, name: Name
         yield f"  previous      {where.prev:#x}"
     if view.next is not None:
         yield f"  next          {neighbour_text(view.next)}"
-    yield from problem_lines(where.problems, style)
+    yield from problem_lines(where.problems, style, name)
 
 
 def dump_lines(chunk: Chunk, data: bytes, links: Sequence[Link], style: Style, order: str = "little",
@@ -628,15 +652,17 @@ def dump_lines(chunk: Chunk, data: bytes, links: Sequence[Link], style: Style, o
         yield line
 
 
-def check_doc(report: Report, mid: Optional[MidUpdate] = None) -> Dict[str, object]:
-    """Each problem says whether it may be glibc's update in progress ("maybe_in_progress")."""
+def check_doc(report: Report, mid: Optional[MidUpdate] = None,
+              name: Optional[Namer] = None) -> Dict[str, object]:
+    """Each problem says whether it may be glibc's update in progress ("maybe_in_progress");
+    `name` names the links a message shows."""
     marked = report.in_progress is not None
     return {"arena": report.arena.address,
-            "problems": [dict(problem_json(p, True), maybe_in_progress=marked) for p in report.problems],
+            "problems": [dict(problem_json(p, True, name), maybe_in_progress=marked) for p in report.problems],
             "in_progress": in_progress_json(mid)}
 
 
-def check_lines(report: Report, style: Style) -> Iterator[str]:
+def check_lines(report: Report, style: Style, name: Optional[Namer] = None) -> Iterator[str]:
     arena = report.arena
     n = len(report.problems)
     what = f"{n} problem{'s' * (n != 1)}" if n else "no problems found"
@@ -647,7 +673,7 @@ def check_lines(report: Report, style: Style) -> Iterator[str]:
     yield (f"{style('heading', 'main arena' if arena.main else 'arena')} {style('address', f'{arena.address:#x}')}: "
            f"{what} ({report.chunks} chunks walked, {report.listed} chunks in bins checked)")
     marked = f" [may be glibc's update in progress: {report.in_progress}]" if report.in_progress else ""
-    for line in problem_lines(report.problems, style):
+    for line in problem_lines(report.problems, style, name):
         yield line + marked
 
 

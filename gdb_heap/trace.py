@@ -29,7 +29,7 @@ from .explain import (ARG_COUNTS, CALLS, SYSCALLS, UNSORTED_READ, Call, Record, 
                       explain)
 from .gdbmemory import GdbMemory
 from .layouts import GlibcLayout
-from .locate import is_core, locate, process_mappings, require_process, word_size
+from .locate import is_core, locate, process_mappings, require_process, symbol_at, word_size
 from .memory import PAGE, Reader
 
 DEFAULT_RING = 10_000
@@ -427,11 +427,8 @@ def _describe(pc: int) -> Optional[str]:
     function = block.function if block is not None else None
     name = function.name if function is not None else None
     if name is None:
-        try:
-            text = gdb.execute(f"info symbol {at:#x}", to_string=True).strip()
-            name = None if text.startswith("No symbol") else text.split(" ")[0]
-        except gdb.error:
-            name = None
+        sym = symbol_at(at)
+        name = sym.name if sym is not None else None
     where = f"{sal.symtab.filename}:{sal.line}" if sal.symtab is not None and sal.line else None
     if name and where:
         return f"{name} at {where}"

@@ -12,6 +12,7 @@ from gdb_heap import places, render
 from gdb_heap.heap import ThreadInfo
 from gdb_heap.mappings import Mapping
 from gdb_heap.style import Style
+from gdb_heap.symbols import Symbol
 from tests.synthetic import HeapBuilder
 
 H = 0x10
@@ -93,7 +94,7 @@ def test_stacks_symbols_mappings_and_nothing():
     assert places.describe(heap, 0x7FFFF73FEE10, no_symbol).offset == 0x10
     s.anchors.mappings = lambda: ([libc], "test")
     heap = s.heap()
-    g = places.describe(heap, 0x7FFFF7A00123, lambda a: ("some_global", 3))
+    g = places.describe(heap, 0x7FFFF7A00123, lambda a: Symbol("some_global", 3, "some_global + 3 in section .data"))
     assert (g.kind, g.symbol, g.offset, g.mapping) == ("symbol", "some_global+3", 3, "/usr/lib/libc.so.6")
     m = places.describe(heap, 0x7FFFF7A00123, no_symbol)
     assert (m.kind, m.offset, m.mapping) == ("mapping", 0x123, "/usr/lib/libc.so.6")

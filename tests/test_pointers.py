@@ -11,6 +11,8 @@ from gdb_heap import render, render_map, views
 from gdb_heap.mappings import Mapping
 from gdb_heap.pointers import Namer
 from gdb_heap.style import Style
+from gdb_heap.heap import ThreadInfo
+from gdb_heap.symbols import Symbol, parse
 from tests.test_views import one_of_each
 
 H = 0x10
@@ -19,7 +21,7 @@ H = 0x10
 def test_a_pointer_is_named_chunk_arena_field_symbol_mapping():
     s, c = one_of_each()
     heap = s.heap()
-    symbols = {0x7FFFF7F00010: "__free_hook"}
+    symbols = {0x7FFFF7F00010: Symbol("__free_hook", 0, "__free_hook in section .bss")}
     namer = Namer(heap, symbols.get, [Mapping(0x7FFFF7E00000, 0x7FFFF7F80000, "/usr/lib/libc.so.6")])
     assert namer.name(c["used"]) == f"chunk {c['used']:#x} (in use)"
     assert namer.name(c["tcache"] + H) == f"chunk {c['tcache']:#x}+0x10 (free tcache[1])"
@@ -85,3 +87,30 @@ def test_fit_wraps_at_blanks_with_a_hanging_indent():
     assert render.preview(b"ABCDEFGHIJKLMNOP", 8, "little", 18) == "0x4847464544434241"
     assert render.preview(b"ABCDEFGHIJKLMNOP", 8, "big", None) == "0x4142434445464748 0x494a4b4c4d4e4f50 " \
                                                                   "ABCDEFGHIJKLMNOP"
+
+
+def test_a_pointer_into_a_thread_stack_mp_or_heap_info_is_named_as_heap_where_names_it():
+    """The stacks as test_places builds them: three threads' stacks merged in one mapping, the
+    owner the thread whose allocation (up to the page after its thread pointer) holds it."""
+    s, c = one_of_each()
+    stack = Mapping(0x7FFFF6400000, 0x7FFFF7C00000, "")
+    s.anchors.threads = lambda: [
+        ThreadInfo(2, 102, False, None, None, 0x7FFFF7BFEE00, 0x7FFFF7BFF6C0),
+        ThreadInfo(3, 103, False, None, None, 0x7FFFF73FEE00, 0x7FFFF73FF6C0)]
+    heap = s.heap()
+    namer = Namer(heap, lambda a: None, [stack])
+    assert namer.name(0x7FFFF73FEE18) == "thread 3's stack ($sp+0x18)"
+    assert namer.name(0x7FFFF7BFED00) == "thread 2's stack ($sp-0x100)"
+    # mp_ on 2.36 x86-64: trim_threshold, top_pad, mmap_threshold (size_t each) first
+    assert namer.name(s.anchors.mp + 16) == "<mp_+16> mmap_threshold"
+    assert namer.name(s.anchors.mp + 20) == "<mp_+20> mmap_threshold+4"
+
+
+def test_info_symbol_parsed_once_for_every_command():
+    sym = parse("main_arena + 96 in section .data of /lib/x86_64-linux-gnu/libc.so.6\n")
+    assert sym is not None
+    assert (sym.name, sym.offset, str(sym)) == ("main_arena", 96, "main_arena+96")
+    fake = parse("fake in section .bss\n")
+    assert fake is not None
+    assert (fake.name, fake.offset, str(fake), fake.text) == ("fake", 0, "fake", "fake in section .bss")
+    assert parse("No symbol matches 0x10.\n") is None and parse("") is None

@@ -114,24 +114,14 @@ def width() -> Optional[int]:
     return int(value) if value else None
 
 
-def symbol_of(address: int) -> Optional[str]:
-    """gdb's `info symbol`: "main_arena+96", or None."""
-    try:
-        text = gdb.execute(f"info symbol {address:#x}", to_string=True)
-    except (gdb.error, RuntimeError):
-        return None
-    if not text or text.startswith("No symbol"):
-        return None
-    return text.split(" in section ")[0].strip().replace(" + ", "+")
-
-
 def namer(heap: Heap) -> Namer:
-    """What each pointer points at, for one command (symbols looked up once per address)."""
+    """What each pointer points at, for one command (symbols looked up once per address, by the
+    anchors' one `info symbol` lookup)."""
     try:
         maps = heap.anchors.mappings()[0]
     except (gdb.error, RuntimeError, HeapError):
         maps = []
-    return Namer(heap, symbol_of, maps)
+    return Namer(heap, mappings=maps)
 
 
 def evaluate_address(expression: str) -> int:

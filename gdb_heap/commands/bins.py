@@ -58,4 +58,4 @@ chain-limit N shows the first N chunks of each chain, then how many more.
             def head(chain: BinChain, arena: Arena = view.arena, tcache: Optional[int] = view.tcache) -> str:
                 return names.bin_head(arena, chain, tcache)
 
-            out.lines(render.bins_view_lines(view, st, size_of, head, cols, setting("chain-limit")))
+            out.lines(render.bins_view_lines(view, st, size_of, head, cols, setting("chain-limit"), names.brief))

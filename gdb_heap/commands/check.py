@@ -6,7 +6,7 @@ from .. import render
 from ..args import Args
 from ..check import check_arena
 from ..errors import HeapError
-from .base import HeapCommand, Out, arenas_for, implements, one_or_all, open_heap, style, width
+from .base import HeapCommand, Out, arenas_for, implements, namer, one_or_all, open_heap, style, width
 
 
 @implements("heap check")
@@ -52,12 +52,13 @@ stopped mid-free); --strict counts them.  A thread aborting inside the allocator
         self.no_extra(args)
         heap = open_heap(args)
         reports = [check_arena(heap, arena) for arena in arenas_for(heap, args)]
+        name = namer(heap).brief
         if args.flag("--json"):
-            out.json(one_or_all(args, [render.check_doc(r, heap.mid_update) for r in reports]))
+            out.json(one_or_all(args, [render.check_doc(r, heap.mid_update, name) for r in reports]))
             return
         st = style()
         for report in reports:
-            out.lines(render.fit_all(render.check_lines(report, st), width()))
+            out.lines(render.fit_all(render.check_lines(report, st, name), width()))
         found = sum(len(r.problems) if args.flag("--strict") else r.damage for r in reports)
         if found:
             out.flush()

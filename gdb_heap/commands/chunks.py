@@ -114,6 +114,11 @@ The filters apply to the text, the JSON and the summary alike."""
                 return b""
 
         notes = render.tcache_notes(views.tcache_structs(heap))
+        names = namer(heap)
+
+        def links(address: int, kind: Optional[str], data: bytes) -> str:
+            return names.free_links(address, kind, data, reader.order)
+
         for arena in arenas:
             if args.flag("--all-arenas"):
                 out.line(render.arena_heading(arena, st))
@@ -122,11 +127,11 @@ The filters apply to the text, the JSON and the summary alike."""
                                      "malloc in this arena)", cols))
                 continue
             rows = views.ChunkRows(heap, arena, limit, only)
-            out.lines(render.chunk_lines(rows, read_preview, st, notes, S, reader.order, cols))
+            out.lines(render.chunk_lines(rows, read_preview, st, notes, S, reader.order, cols, links))
             if rows.stopped:
                 given = f"--limit {limit}" if "--limit" in args.values else f"set heap chunks-limit {limit}"
                 out.line(f"stopped after {limit} chunks ({given})")
-            out.lines(render.fit_all(render.problem_lines(rows.problems, st), cols))
+            out.lines(render.fit_all(render.problem_lines(rows.problems, st, names.brief), cols))
 
     @staticmethod
     def _json(heap: Heap, arenas: Sequence[Arena], args: Args, limit: Optional[int], only: views.ChunkFilter,
@@ -234,5 +239,6 @@ bin's head in the arena); a safe-linked word says what it reveals.
         view = views.map_view(heap, arena, address, count)
         cols = width()
         st = style()
-        out.lines(render_map.map_lines(view, st, namer(heap).name, heap.layout.size_sz, heap.reader.order, cols))
-        out.lines(render.fit_all(render.problem_lines(view.problems, st), cols))
+        names = namer(heap)
+        out.lines(render_map.map_lines(view, st, names.name, heap.layout.size_sz, heap.reader.order, cols))
+        out.lines(render.fit_all(render.problem_lines(view.problems, st, names.brief), cols))

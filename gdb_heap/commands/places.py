@@ -2,28 +2,10 @@
 
 from __future__ import annotations
 
-import re
-from typing import Optional, Tuple
-
-import gdb  # type: ignore[import-not-found,unused-ignore]
-
 from .. import places, render
 from ..args import Args
 from ..errors import HeapError
 from .base import HeapCommand, Out, evaluate_address, implements, open_heap, style
-
-# `info symbol`: "main_arena + 64 in section .data of /lib/x86_64-linux-gnu/libc.so.6"
-_INFO_SYMBOL = re.compile(r"^(\S+)(?: \+ (\d+))? in section ")
-
-
-def symbol_at(address: int) -> Optional[Tuple[str, int]]:
-    """The symbol at or before `address` and the offset from it, as gdb's `info symbol` says."""
-    try:
-        text = gdb.execute(f"info symbol {address:#x}", to_string=True)
-    except gdb.error:
-        return None
-    m = _INFO_SYMBOL.match(text.strip())
-    return (m.group(1), int(m.group(2) or 0)) if m else None
 
 
 @implements("heap where")
@@ -46,7 +28,7 @@ or nothing.
         if not args.rest:
             raise HeapError("give an address or a gdb expression, e.g. heap where p")
         address = evaluate_address(" ".join(args.rest))
-        place = places.describe(open_heap(args), address, symbol_at)
+        place = places.describe(open_heap(args), address)
         if args.flag("--json"):
             out.json(place.doc())
             return
