@@ -54,7 +54,8 @@ fuzz: $(VENV)/.installed
 # Mutation testing (mutmut, configured in pyproject.toml's [tool.mutmut]): small deliberate bugs in
 # the gdb-free modules, each run against the fast tests (no gdb); a mutant the tests do not notice
 # survives.  Not part of `make test`: the whole run takes about 20 min on 2 idle cores.
-# MODULES='check render' picks modules (gdb_heap/NAME.py); MUTATE_JOBS how many run at once;
+# MODULES='check render' runs only those modules (gdb_heap/NAME.py) again, keeping the other modules'
+# results of earlier runs (the tests' coverage is measured anew); MUTATE_JOBS how many run at once;
 # the score per module: `make mutate-score` (SURVIVORS=1 lists them; .venv-mut/bin/mutmut show NAME).
 MUT_VENV    := .venv-mut
 MUTATE_JOBS ?= 2
@@ -64,7 +65,8 @@ $(MUT_VENV)/.installed: requirements-dev.txt requirements-mutate.txt
 	@touch $@
 
 mutate: $(MUT_VENV)/.installed
-	rm -rf mutants && mkdir -p build
+	mkdir -p build
+	$(if $(MODULES),rm -f mutants/mutmut-stats.json,rm -rf mutants)
 	GDB_HEAP_FUZZ_EXAMPLES=20 $(MUT_VENV)/bin/mutmut run --max-children $(MUTATE_JOBS) \
 	  $(foreach m,$(MODULES),'gdb_heap.$(m).*') > build/mutate.log 2>&1 || { tail -c 3000 build/mutate.log; exit 1; }
 	$(PYTHON) tools/mutation_score.py $(if $(SURVIVORS),--survivors)
