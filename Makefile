@@ -53,7 +53,7 @@ fuzz: $(VENV)/.installed
 
 # Mutation testing (mutmut, configured in pyproject.toml's [tool.mutmut]): small deliberate bugs in
 # the gdb-free modules, each run against the fast tests (no gdb); a mutant the tests do not notice
-# survives.  Not part of `make test`: the whole run takes about 20 min on 2 idle cores.
+# survives.  Not part of `make test`: a whole run takes well over half an hour on 2 shared cores.
 # MODULES='check render' runs only those modules (gdb_heap/NAME.py) again, keeping the other modules'
 # results of earlier runs (the tests' coverage is measured anew); MUTATE_JOBS how many run at once;
 # the score per module: `make mutate-score` (SURVIVORS=1 lists them; .venv-mut/bin/mutmut show NAME).
