@@ -86,28 +86,44 @@ def test_first_chunk_with_prev_inuse_clear():
                                    None)]
 
 
-@pytest.mark.parametrize("victim, before, state", [(USED2, FAST, "in a fastbin"),
+@pytest.mark.parametrize("victim, before, state", [(USED2, FAST, "in a fast bin"),
                                                    (FAST, TCACHE, "in use")])  # tcache: glibc counts it in use
 def test_prev_inuse_clear_after_a_chunk_not_in_a_regular_bin(victim, before, state):
+    """free() of the chunk before goes to its fast bin, or to its tcache bin (room left): it never
+    reaches _int_free's (!prev) check, so no abort is predicted."""
     s = heap()
     s.poke(victim + 8, 0x20)
     assert problems(s) == [Problem(victim, f"chunk {victim:#x} has PREV_INUSE clear, but the chunk before it, "
-                                           f"{before:#x}, is {state} (not in a regular bin)",
-                                   "double free or corruption (!prev)")]
+                                           f"{before:#x}, is {state} (not in a regular bin)", None)]
+
+
+@pytest.mark.parametrize("size, abort", [(0x420, "double free or corruption (!prev)"), (0x410, None)])
+def test_prev_inuse_clear_after_an_in_use_chunk_free_merges(size, abort):
+    """tcache_bins is 64: csize2tidx(0x410) = (0x410 - 0x11) / 16 = 63 goes to the tcache, 0x420 (64)
+    does not and, above max_fast (0x80), reaches the merging path that checks the next chunk's
+    PREV_INUSE."""
+    b = HeapBuilder((2, 36), 8)
+    b.chunk(size)
+    after = b.chunk(0x20)
+    s = b.build()
+    s.poke(after + 8, 0x20)
+    assert problems(s) == [Problem(after, f"chunk {after:#x} has PREV_INUSE clear, but the chunk before it, "
+                                          f"{USED:#x}, is in use (not in a regular bin)", abort)]
 
 
 def test_small_chunk_with_prev_inuse_set_after_it():
     s = heap()
     s.poke(AFTER + 8, 0x21)
-    assert problems(s) == [Problem(SMALL, "chunk 0x555555560320 is in the small bin 16 but the next chunk "
+    assert problems(s) == [Problem(SMALL, "chunk 0x555555560320 is in small[16] but the next chunk "
                                           "0x555555560420 has PREV_INUSE set: the walk sees it in use", None)]
 
 
 def test_small_chunk_footer_disagrees():
     s = heap()
     s.poke(AFTER, 0x110)
-    assert problems(s) == [Problem(SMALL, "chunk 0x555555560320 in the small bin 16 has size 0x100 but the next "
-                                          "chunk's prev_size is 0x110", "corrupted size vs. prev_size")]
+    assert problems(s) == [Problem(SMALL, "chunk 0x555555560320 in small[16] has size 0x100 but the next "
+                                          "chunk's prev_size is 0x110", None)]
+    # malloc takes a small bin's victim without unlink_chunk: no size vs. prev_size check
 
 
 def test_forged_links_are_reported_at_the_member_holding_them():
@@ -126,7 +142,7 @@ def test_forged_fastbin_head_is_reported_at_fastbinsY():
     s.poke(FAKE + 8, 0x21)
     s.poke(FAKE + 16, (FAKE + 16) >> 12)  # its fd: NULL, safe-linked
     found = [p for p in problems(s) if "outside" in p.message]
-    assert found == [Problem(slot, f"fastbin[0]: {slot:#x} links to {FAKE:#x}, outside the arena's heaps "
+    assert found == [Problem(slot, f"fast[0]: {slot:#x} links to {FAKE:#x}, outside the arena's heaps "
                                    "(a forged or overwritten link)", None)]
 
 
@@ -141,7 +157,7 @@ def test_forged_small_bin_head_is_reported_at_the_bin_header():
     s.poke(fd_slot, fake)
     s.poke(fd_slot + 8, fake)
     found = [p for p in problems(s) if "outside" in p.message]
-    assert found == [Problem(BIN16, f"small bin 16: {BIN16:#x} links to {fake:#x}, outside the arena's heaps "
+    assert found == [Problem(BIN16, f"small[16]: {BIN16:#x} links to {fake:#x}, outside the arena's heaps "
                                     "(a forged or overwritten link)", None)]
 
 
