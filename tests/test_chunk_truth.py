@@ -5,7 +5,7 @@ hand (by search, not by the tool's inverse formula); the samples' printed pointe
 chunks.  Exact values, not bounds."""
 
 import re
-from typing import Dict, List, Tuple
+from typing import Dict, List, Optional, Tuple
 
 import pytest
 
@@ -68,9 +68,16 @@ def line(text: str, label: str) -> str:
     return hits[0][len(f"  {label:<13} "):]
 
 
-def links(text: str) -> Dict[str, int]:
+def links(text: str) -> Dict[str, Tuple[int, Optional[int]]]:
+    """Each link line's stored word and, safe-linked, the pointer it reveals."""
     names = ("fd", "bk", "fd_nextsize", "bk_nextsize", "tcache next", "tcache key")
-    return {n: int(line(text, n), 16) for n in names if re.search(rf"^  {n} +0x", text, re.M)}
+    out: Dict[str, Tuple[int, Optional[int]]] = {}
+    for n in names:
+        if re.search(rf"^  {n} +0x", text, re.M):
+            m = re.match(r"(0x[0-9a-f]+)(?: stored, (0x[0-9a-f]+) revealed)?(?::|$)", line(text, n))
+            assert m, line(text, n)
+            out[n] = (int(m.group(1), 16), int(m.group(2), 16) if m.group(2) else None)
+    return out
 
 
 def flag_names(size_word: int) -> str:
@@ -128,23 +135,28 @@ def test_free_chunks_links_are_the_words_in_their_user_data(all_bins):
         text, words = seen[p]
         check_header(text, p, words)
         state = line(text, "state")
-        m = re.match(r"free (\w+)\[\d+\]$", state)
+        m = re.match(r"free (\w+)(?:\[\d+\])?$", state)  # "free unsorted" has no index
         assert m, state
         shown = m.group(1)
         if GLIBC == (2, 36) and CONFIG.arch == "amd64":
             assert shown == kind  # the sample's "@ expect" describes glibc 2.36 on x86-64
         user = words[1:]
+        safe = GLIBC >= (2, 32)  # PROTECT_PTR: the tcache's next and a fast bin's fd
+
+        def linked(stored: int) -> Tuple[int, Optional[int]]:
+            return (stored, reveal(p, stored) if safe else None)
+
+        want: Dict[str, Tuple[int, Optional[int]]]
         if shown == "tcache":
-            nxt = reveal(p, user[0])
-            want = {"tcache next": nxt - 2 * S if nxt else 0}
+            want = {"tcache next": linked(user[0])}  # e->next: the next entry's user pointer
             if GLIBC >= (2, 29):
-                want["tcache key"] = user[1]
+                want["tcache key"] = (user[1], None)
         elif shown == "fast":
-            want = {"fd": reveal(p, user[0])}
+            want = {"fd": linked(user[0])}
         elif shown == "large":
-            want = dict(zip(("fd", "bk", "fd_nextsize", "bk_nextsize"), user))
+            want = {n: (w, None) for n, w in zip(("fd", "bk", "fd_nextsize", "bk_nextsize"), user)}
         else:
-            want = {"fd": user[0], "bk": user[1]}
+            want = {"fd": (user[0], None), "bk": (user[1], None)}
         assert links(text) == want, (kind, text)
         checked.add(shown)
     if GLIBC == (2, 36) and CONFIG.arch == "amd64":
