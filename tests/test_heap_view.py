@@ -109,22 +109,22 @@ def test_mmapped_chunks_outside_the_heaps():
     assert [(c.address, c.mapping_start, c.mapping_end) for c in view.chunks] == [
         (0x7FFFF7D00000, 0x7FFFF7D00000, 0x7FFFF7D02000)]  # the heap's own mapping is skipped
     assert (view.source, view.glibc_count, view.glibc_bytes, view.unreadable) == ("test", 0, 0, [])
-    found = heap.find_chunk(0x7FFFF7D00010)
-    assert (found.chunk, found.how, found.arena) == (0x7FFFF7D00000, "user_pointer", None)
-    found = heap.find_chunk(0x7FFFF7D00000)
+    found = heap.where(0x7FFFF7D00010)
+    assert (found.chunk, found.how, found.arena, found.state) == (0x7FFFF7D00000, "user_pointer", None, "mmapped")
+    found = heap.where(0x7FFFF7D00000)
     assert (found.chunk, found.how) == (0x7FFFF7D00000, "chunk")
 
 
-def test_find_chunk_in_the_heap():
+def test_where_in_the_heap():
     s = two_threads()
     heap = heap_with(s, [])
-    found = heap.find_chunk(MAIN_CHUNK + 16)
+    found = heap.where(MAIN_CHUNK + 16)
     assert (found.chunk, found.how, found.arena.address if found.arena else None, found.prev) == (
         MAIN_CHUNK, "user_pointer", ARENA, OTHER_CHUNK)
-    found = heap.find_chunk(s.first_chunk)
+    found = heap.where(s.first_chunk)
     assert (found.chunk, found.how, found.prev) == (s.first_chunk, "chunk", None)
-    with pytest.raises(HeapError):
-        heap.find_chunk(MAIN_CHUNK + 24)  # inside a chunk
+    found = heap.where(MAIN_CHUNK + 24)  # inside a chunk: 24 past its start, 8 past its user pointer
+    assert (found.chunk, found.how, found.offset, found.user_offset) == (MAIN_CHUNK, "inside", 24, 8)
     with pytest.raises(HeapError) as e:
-        heap.find_chunk(0x10000000)
+        heap.where(0x10000000)
     assert "0x10000000 is not in any heap of this process; that memory is not readable" in str(e.value)
