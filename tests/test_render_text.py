@@ -49,18 +49,19 @@ def test_bins_lines():
         "  tcache[1]  size 0x30  1 chunk",
         "    -> 0x5555555602b0",
         "unsorted bin",
-        "  unsorted[1]  sizes >= 0x20  1 chunk",
+        "  unsorted  sizes >= 0x20  1 chunk",
         "    -> 0x555555560300 (0x500)",
     ]
 
 
-def test_bins_lines_wrap_four_per_line_and_name_the_owner():
+def test_bins_lines_wrap_at_the_width_and_name_the_owner():
     chains = [BinChain("small", 16, 0x100, 5, [0x1000 * i for i in range(1, 6)], [], [0x100] * 5),
               BinChain("large", 64, 0x400, 2, [0x10000, 0x20000], [], []),
               BinChain("tcache", 70, 0x800, 1, [0x30000], [], [0x800])]
     sizes = {0x10000: 0x440}
+    # "    -> 0x1000 -> 0x2000 -> 0x3000 -> 0x4000 ->" is 4 + 4 * 10 + 2 = 46 columns: the fifth wraps
     lines = list(render.bins_lines(chains, [Problem(0x20000, "bad", None)], PLAIN, sizes.get, None,
-                                   owner="thread 2 (LWP 99)"))
+                                   owner="thread 2 (LWP 99)", width=46))
     assert lines == [
         "small bins",
         "  small[16]  size 0x100  5 chunks",
@@ -75,6 +76,8 @@ def test_bins_lines_wrap_four_per_line_and_name_the_owner():
         "problem at 0x20000: bad",
     ]
     assert list(render.bins_lines([], [], PLAIN, sizes.get, None)) == ["no chunks in these bins"]
+    unbounded = list(render.bins_lines(chains[:1], [], PLAIN, sizes.get, None))
+    assert unbounded[2] == "    -> 0x1000 -> 0x2000 -> 0x3000 -> 0x4000 -> 0x5000"
 
 
 def test_arena_and_top_lines():
@@ -109,7 +112,8 @@ def test_top_past_and_before_the_heap_end():
     s.poke(s.top + 8, 0x7C0 | 1)
     heap = s.heap()
     lines = list(render.top_lines(heap.top(heap.main_arena), heap.main_arena, PLAIN))
-    assert lines[2].endswith("top starts at +0x820 and ends 0x20 bytes before its heap's end")
+    # The main arena's sbrk heap ends where top ends (model.main_heap): a shorter top ends it sooner
+    assert lines[2] == "  heap 0x555555560000-0x555555560fe0: top starts at +0x820 and ends at the end of its heap"
 
 
 def test_summary_lines():
@@ -133,11 +137,14 @@ def test_chunk_lines():
     lines = list(render.chunk_lines(rows, lambda a: data.get(a, b"\x00" * 16), PLAIN,
                                     notes={0x5555555602B0: "(the tcache entry)"}))
     assert lines == [
-        "chunk                   size  flags  state              user data",
-        "0x0000555555560290      0x20  P..    in use             68656c6c6f2c2077 6f726c64210001ff hello, world!...",
-        "0x00005555555602b0      0x30  P..    free tcache[1]     (the tcache entry)",
-        "0x0000555555560820     0x7e0  P..    top",
-        "0x00005555555602e0      0x20  PMN    in use             0000000000000000 0000000000000000 ................",
+        "chunk          user              size flg state           data",
+        # the data as words (little-endian): "hello, w" is 0x77202c6f6c6c6568
+        "0x555555560290 0x5555555602a0    0x20 P.. in use          0x77202c6f6c6c6568 0xff010021646c726f "
+        "hello, world!...",
+        "0x5555555602b0 0x5555555602c0    0x30 P.. free tcache[1]  (the tcache entry)",
+        "0x555555560820 0x555555560830   0x7e0 P.. top",
+        "0x5555555602e0 0x5555555602f0    0x20 PMN in use          0x0000000000000000 0x0000000000000000 "
+        "................",
     ]
 
 
@@ -162,11 +169,12 @@ def test_mmapped_lines():
     view = MmappedView([c], [Mapping(0x7FFFF0000000, 0x7FFFF0001000, "", False)], "/proc/PID/maps", 2, 0x62000)
     lines: List[str] = list(render.mmapped_lines(view, PLAIN))
     assert lines == [
-        "chunk                    size  user data          mapping                           slack",
-        "0x00007ffff7dc7000    0x31000  0x00007ffff7dc7010 0x7ffff7dc7000-0x7ffff7df8000 0x0",
-        "1 mmapped chunk found (196.0 KiB) in anonymous mappings (/proc/PID/maps); glibc counts 2 (mp_.n_mmaps), "
-        "392.0 KiB (mp_.mmapped_mem)",
-        "the scan found 1 but glibc counts 2: a chunk whose mapping merged with a neighbour, or damaged headers",
+        "chunk                size  user data      mapping                       slack",
+        "0x7ffff7dc7000    0x31000  0x7ffff7dc7010 0x7ffff7dc7000-0x7ffff7df8000 0x0",
+        "1 mmapped chunk found (196.0 KiB mapped) in anonymous mappings (/proc/PID/maps); glibc counts 2 "
+        "(mp_.n_mmaps), 392.0 KiB (mp_.mmapped_mem)",
+        "the scan found 1 (196.0 KiB mapped) but glibc counts 2 (392.0 KiB): damaged headers, or a chunk glibc is "
+        "mapping or unmapping right now",
         "mapping 0x7ffff0000000-0x7ffff0001000 is not readable (not in the core file?); its chunks are not shown",
     ]
 
