@@ -4,12 +4,13 @@ instead of escape codes), and the JSON documents' fields, for the heap of tests/
 from dataclasses import replace
 from typing import Any, Tuple
 
-from gdb_heap import render
+from gdb_heap import render, views
 from gdb_heap.check import Report
-from gdb_heap.heap import MmappedView, ThreadInfo
-from gdb_heap.mmapped import MmappedChunk
+from gdb_heap.heap import MmappedView, ThreadInfo, Where
+from gdb_heap.mmapped import MmappedChunk, mmapped_span
 from gdb_heap.model import Arena, BinChain, Chunk, HeapRegion, Problem, chunk_at
 from gdb_heap.style import Style
+from tests.synthetic import TCACHE_KEY
 from tests.test_render_text import ARENA, small_heap
 
 
@@ -34,12 +35,12 @@ def test_chunk_lines_roles():
             (0x555555560820, 0x7E1, "top", None, None)]
     lines = list(render.chunk_lines(rows, lambda a: b"A" * 16, R))
     assert lines == [
-        "<heading>chunk                   size  flags  state              user data</heading>",
-        "<address>0x0000555555560290</address> <size>     0x20</size>  P..    <in_use>in use            </in_use> "
-        "<dim>4141414141414141 4141414141414141 AAAAAAAAAAAAAAAA</dim>",
-        "<address>0x00005555555602b0</address> <size>     0x30</size>  P..    <free>free tcache[1]    </free> "
-        "<dim>4141414141414141 4141414141414141 AAAAAAAAAAAAAAAA</dim>",
-        "<address>0x0000555555560820</address> <size>    0x7e0</size>  P..    <top>top               </top>",
+        "<heading>chunk          user              size flg state           data</heading>",
+        "<address>0x555555560290</address> 0x5555555602a0 <size>   0x20</size> P.. <in_use>in use         </in_use> "
+        "<dim>0x4141414141414141 0x4141414141414141 AAAAAAAAAAAAAAAA</dim>",
+        "<address>0x5555555602b0</address> 0x5555555602c0 <size>   0x30</size> P.. <free>free tcache[1] </free> "
+        "<dim>0x4141414141414141 0x4141414141414141 AAAAAAAAAAAAAAAA</dim>",
+        "<address>0x555555560820</address> 0x555555560830 <size>  0x7e0</size> P.. <top>top            </top>",
     ]
 
 
@@ -52,7 +53,7 @@ def test_bins_lines_roles():
         "  <name>fast[0]</name>  <size>size 0x20</size>  1 chunk",
         "    -> <address>0x1000</address>",
         "<heading>unsorted bin</heading>",
-        "  <name>unsorted[1]</name>  <size>sizes >= 0x20</size>  1 chunk",
+        "  <name>unsorted</name>  <size>sizes >= 0x20</size>  1 chunk",
         "    -> <address>0x2000</address> (0x500)",
         '<problem>problem at 0x2000: bad (glibc would abort: "free(): invalid size")</problem>',
     ]
@@ -138,8 +139,8 @@ def test_mmapped_lines_roles():
                      0x7FFFF7DC7000, 0x7FFFF7DF8000)
     lines = list(render.mmapped_lines(MmappedView([c], [], "core", 1, 0x31000), R))
     assert lines[0].startswith("<heading>chunk ") and lines[0].endswith("slack</heading>")
-    assert lines[1].startswith("<address>0x00007ffff7dc7000</address> <size>   0x31000</size>  0x00007ffff7dc7010")
-    assert lines[2] == ("1 mmapped chunk found (196.0 KiB) in anonymous mappings (core); glibc counts 1 "
+    assert lines[1].startswith("<address>0x7ffff7dc7000</address> <size>   0x31000</size>  0x7ffff7dc7010")
+    assert lines[2] == ("1 mmapped chunk found (196.0 KiB mapped) in anonymous mappings (core); glibc counts 1 "
                         "(mp_.n_mmaps), 196.0 KiB (mp_.mmapped_mem)")
     assert len(lines) == 3
 
@@ -147,11 +148,8 @@ def test_mmapped_lines_roles():
 def test_chunk_detail_roles_and_states():
     s = small_heap()
     heap = s.heap()
-    arena = heap.main_arena
-    free = heap.free_index(arena)
-    tc = chunk_at(heap.reader, s.layout, 0x5555555602B0, s.top, free)
-    lines = list(render.chunk_detail_lines(tc, "chunk", arena, s.layout, [("tcache next", 0)], 0x555555560290,
-                                           (0x5555555602E0, 0x20, "in use"), R))
+    tc = views.chunk_view(heap, 0x5555555602B0)
+    lines = list(render.chunk_detail_lines(tc, s.layout, R))
     assert lines == [
         "<heading>chunk</heading> <address>0x5555555602b0</address>  (0x5555555602b0 understood as a chunk address)",
         f"  arena         {ARENA:#x} (main arena)",
@@ -160,24 +158,32 @@ def test_chunk_detail_roles_and_states():
         "  state         <free>free tcache[1]</free>",
         "                (glibc still counts it as in use: the next chunk keeps PREV_INUSE set)",
         "  user data     0x5555555602c0, 40 usable bytes",
+        f"  first words   0x0000000555555560 {TCACHE_KEY:#018x} `UUU........4.ZZ",
         "  requests      malloc(25) to malloc(40) give a chunk of this size (request + 8 rounded up to 16, at "
         "least 32)",
-        "  tcache next   <address>0x0</address>",
-        "  previous      0x555555560290",
+        # the last entry's next: PROTECT_PTR(&e->next, NULL) = 0x5555555602c0 >> 12
+        "  tcache next   0x555555560 stored, 0x0 revealed: end of list",
+        f"  tcache key    {TCACHE_KEY:#x}: tcache_key: marks the chunk as in a tcache",
+        "  previous      0x555555560290 (size 0x20, in use)",
         "  next          0x5555555602e0 (size 0x20, in use)",
     ]
-    un = chunk_at(heap.reader, s.layout, 0x555555560300, s.top, free)
-    lines = list(render.chunk_detail_lines(un, "user_pointer", arena, s.layout, [], None, None, Style(False)))
+    un = views.chunk_view(heap, 0x555555560310)
+    lines = list(render.chunk_detail_lines(un, s.layout, Style(False)))
     assert lines[0] == "chunk 0x555555560300  (0x555555560310 understood as the user pointer malloc returned)"
     assert lines[3] == "  size          0x500 (1280 bytes; field 0x501 = 0x500 | PREV_INUSE)"
-    assert lines[4] == "  state         free unsorted[1]"
+    assert lines[4] == "  state         free unsorted"
     assert lines[5] == "  user data     0x555555560310, 1272 usable bytes"
-    after = chunk_at(heap.reader, s.layout, 0x555555560800, s.top, free)
-    lines = list(render.chunk_detail_lines(after, "chunk", arena, s.layout, [], None, None, Style(False)))
+    # a lone unsorted chunk links both ways to bin_at(1): &bins[0] - 16 = the arena + 0x70 - 0x10
+    assert [ln for ln in lines if ln.startswith(("  fd ", "  bk "))] == [
+        f"  fd            {ARENA + 0x60:#x}", f"  bk            {ARENA + 0x60:#x}"]
+    after = views.chunk_view(heap, 0x555555560800)
+    lines = list(render.chunk_detail_lines(after, s.layout, Style(False)))
     assert lines[2] == "  prev_size     0x500: the size of the free chunk before it"
     assert lines[3] == "  size          0x20 (32 bytes; field 0x20 = 0x20 | 0)"
-    top = chunk_at(heap.reader, s.layout, s.top, s.top, free)
-    lines = list(render.chunk_detail_lines(top, "chunk", arena, s.layout, [], None, None, R))
+    assert lines[-2:] == ["  previous      0x555555560300 (size 0x500, free unsorted)",
+                          "  next          0x555555560820 (size 0x7e0, top)"]
+    top = views.chunk_view(heap, s.top)
+    lines = list(render.chunk_detail_lines(top, s.layout, R))
     assert "  state         <top>top</top>" in lines
     assert "                (the top chunk: new chunks are cut from its start; no malloc returned it)" in lines
     assert not any(line.startswith("  requests") for line in lines)
@@ -186,7 +192,11 @@ def test_chunk_detail_roles_and_states():
 def test_mmapped_chunk_detail_with_slack():
     """posix_memalign on an mmapped chunk: prev_size is the slack; the request arithmetic does not apply."""
     c = Chunk(0x7FFFF7DD1000, 0x30002, "in_use", None, None, 8, 0xA000)
-    lines = list(render.chunk_detail_lines(c, "chunk", None, small_heap().layout, [], None, None, Style(False)))
+    layout = small_heap().layout
+    where = Where(c.user_address, c.address, c.size_field, 16, None, "mmapped")
+    view = views.ChunkView(where, c, layout.mmapped_requests_for(c.size))
+    view.mapping = (c.address - 0xA000, c.address - 0xA000 + mmapped_span(layout, 0xA000, c.size))
+    lines = list(render.chunk_detail_lines(view, layout, Style(False)))
     assert lines[1] == "  arena         none: an mmapped chunk, a mapping of its own that no arena or bin holds"
     assert lines[2] == "  prev_size     0xa000: the alignment slack before the chunk in its mapping"
     assert any(line.startswith("  mapping       0x7ffff7dc7000-0x7ffff7e01000 (232.0 KiB)") for line in lines)
