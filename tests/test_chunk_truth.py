@@ -80,6 +80,11 @@ def links(text: str) -> Dict[str, Tuple[int, Optional[int]]]:
     return out
 
 
+def linked(field: int, stored: int) -> Tuple[int, Optional[int]]:
+    """A safe-linked word (2.32+: the tcache's next, a fast bin's fd) and what it reveals."""
+    return (stored, reveal(field, stored) if GLIBC >= (2, 32) else None)
+
+
 def flag_names(size_word: int) -> str:
     """The size field decoded here: bit 0 PREV_INUSE, bit 1 IS_MMAPPED, bit 2 NON_MAIN_ARENA."""
     names = [n for bit, n in ((1, "PREV_INUSE"), (2, "IS_MMAPPED"), (4, "NON_MAIN_ARENA")) if size_word & bit]
@@ -141,18 +146,13 @@ def test_free_chunks_links_are_the_words_in_their_user_data(all_bins):
         if GLIBC == (2, 36) and CONFIG.arch == "amd64":
             assert shown == kind  # the sample's "@ expect" describes glibc 2.36 on x86-64
         user = words[1:]
-        safe = GLIBC >= (2, 32)  # PROTECT_PTR: the tcache's next and a fast bin's fd
-
-        def linked(stored: int) -> Tuple[int, Optional[int]]:
-            return (stored, reveal(p, stored) if safe else None)
-
         want: Dict[str, Tuple[int, Optional[int]]]
         if shown == "tcache":
-            want = {"tcache next": linked(user[0])}  # e->next: the next entry's user pointer
+            want = {"tcache next": linked(p, user[0])}  # e->next: the next entry's user pointer
             if GLIBC >= (2, 29):
                 want["tcache key"] = (user[1], None)
         elif shown == "fast":
-            want = {"fd": linked(user[0])}
+            want = {"fd": linked(p, user[0])}
         elif shown == "large":
             want = {n: (w, None) for n, w in zip(("fd", "bk", "fd_nextsize", "bk_nextsize"), user)}
         else:

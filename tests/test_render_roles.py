@@ -8,7 +8,7 @@ from gdb_heap import render, views
 from gdb_heap.check import Report
 from gdb_heap.heap import MmappedView, ThreadInfo, Where
 from gdb_heap.mmapped import MmappedChunk, mmapped_span
-from gdb_heap.model import Arena, BinChain, Chunk, HeapRegion, Problem, chunk_at
+from gdb_heap.model import Arena, BinChain, Chunk, HeapRegion, Problem
 from gdb_heap.style import Style
 from tests.synthetic import TCACHE_KEY
 from tests.test_render_text import ARENA, small_heap
