@@ -7,6 +7,7 @@ import shutil
 import struct
 import subprocess
 import sys
+from typing import Dict
 
 import pytest
 
@@ -105,7 +106,7 @@ def test_not_elf():
 
 def readelf_functions(path, names):
     out = subprocess.run(["readelf", "-sW", "--dyn-syms", path], capture_output=True, text=True, check=True).stdout
-    found = {}
+    found: Dict[str, int] = {}
     for m in re.finditer(r"^\s*\d+: ([0-9a-f]+)\s+\d+ FUNC\s+\w+\s+\w+\s+\w+ ([^@\s]+)", out, re.M):
         if m.group(2) in names and int(m.group(1), 16):
             found.setdefault(m.group(2), int(m.group(1), 16))
