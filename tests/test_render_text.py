@@ -182,3 +182,35 @@ def test_mmapped_lines():
 def test_human():
     assert [render.human(n) for n in (0, 1023, 1024, 1536, 1 << 20, 5 << 30, 1 << 42)] == [
         "0 B", "1023 B", "1.0 KiB", "1.5 KiB", "1.0 MiB", "5.0 GiB", "4096.0 GiB"]
+
+
+def test_overview_lines_and_doc():
+    """`heap` on the heap above: 4 chunks in use (the tcache struct's, 0x290, 0x2e0, 0x800), one in
+    tcache[1], one unsorted; one thread, selected."""
+    from gdb_heap import views
+
+    s = small_heap()
+    heap = s.heap()
+    arena = heap.main_arena
+    ov = views.overview(heap)
+    me = ThreadInfo(1, 4242, True, 0x555555560010, None)
+    lines = list(render.overview_lines("2.36", "debug symbols", ARENA, 0x7FFFF7E10000, ["a note"], [(arena, [me])],
+                                       ov, PLAIN))
+    assert lines == [
+        f"glibc 2.36, allocator state found by debug symbols (main_arena {ARENA:#x}, mp_ 0x7ffff7e10000)",
+        "  a note",
+        f"main arena {ARENA:#x}: top 0x555555560820, system memory 0x1000 (4.0 KiB), next {ARENA:#x}",
+        "  threads: thread 1 (LWP 4242) * (glibc counts 1 attached)",
+        "  heap 0x555555560000-0x555555561000 (4.0 KiB)",
+        "chunks: 4 in use; free: 1 tcache, 0 fast, 1 unsorted, 0 small, 0 large (plus one top chunk per arena)",
+    ]
+    assert list(render.overview_lines(None, "a scan", ARENA, 0x10, [], [], ov, PLAIN)) == [
+        f"glibc version unknown, allocator state found by a scan (main_arena {ARENA:#x}, mp_ 0x10)",
+        "the heap is not initialised yet: the program has not called malloc (no heap, no chunks); continue past "
+        "its first malloc"]
+    doc = render.overview_doc("2.36", "debug symbols", [(arena, [me])], ov)
+    assert doc == {"glibc": "2.36", "located_by": "debug symbols", "arenas": [render.arena_doc(arena, [me])],
+                   "counts": {"in_use": 4, "tcache": 1, "fast": 0, "unsorted": 1, "small": 0, "large": 0},
+                   "in_progress": []}
+    assert render.arena_doc(arena, [me])["threads"] == [{"thread": 1, "lwp": 4242}]
+    assert render.arena_heading(arena, PLAIN) == f"main arena {ARENA:#x}"
