@@ -2,7 +2,7 @@
 instead of escape codes), and the JSON documents' fields, for the heap of tests/test_render_text.py."""
 
 from dataclasses import replace
-from typing import Any, Tuple
+from typing import Any, Dict, Tuple
 
 from gdb_heap import render, views
 from gdb_heap.check import Report
@@ -201,3 +201,38 @@ def test_mmapped_chunk_detail_with_slack():
     assert lines[2] == "  prev_size     0xa000: the alignment slack before the chunk in its mapping"
     assert any(line.startswith("  mapping       0x7ffff7dc7000-0x7ffff7e01000 (232.0 KiB)") for line in lines)
     assert not any(line.startswith("  requests") for line in lines)
+
+
+def test_chunk_view_doc():
+    """`heap chunk --json` on the heap of tests/test_render_text.py, every value by hand."""
+    s = small_heap()
+    heap = s.heap()
+    common: Dict[str, Any] = {"is_mmapped": False, "non_main_arena": False, "prev_inuse": True, "prev_size": 0, "arena": ARENA,
+              "location": None, "notes": [], "problems": [], "reached_by_walk": True, "fd_nextsize": None,
+              "bk_nextsize": None, "understood_as": "user_pointer"}
+    in_use = {"bin": None, "bin_index": None, "size": 0x20, "state": "in_use"}
+    tc = render.chunk_view_doc(views.chunk_view(heap, 0x5555555602C0))
+    assert tc == dict(common, address=0x5555555602B0, user_address=0x5555555602C0, size=0x30, usable_size=40,
+                      state="free", bin="tcache", bin_index=1, requests=[25, 40], fd=None, fd_stored=None, bk=None,
+                      tcache_next={"stored": 0x555555560, "revealed": 0}, tcache_key=TCACHE_KEY,
+                      pointers={"next": None, "key": None}, first_words=[0x555555560, TCACHE_KEY],
+                      prev_chunk=dict(in_use, address=0x555555560290), next_chunk=dict(in_use, address=0x5555555602E0))
+    bin1 = ARENA + 0x60  # bin_at(1): &bins[0] - 2 * SIZE_SZ
+    un = render.chunk_view_doc(views.chunk_view(heap, 0x555555560318), lambda a: "unsorted bin" if a == bin1 else "")
+    assert un == dict(common, address=0x555555560300, user_address=0x555555560310, size=0x500, usable_size=1272,
+                      state="free", bin="unsorted", bin_index=1, requests=[1257, 1272], fd=bin1, fd_stored=bin1,
+                      bk=bin1, tcache_next=None, tcache_key=None, pointers={"fd": "unsorted bin", "bk": "unsorted bin"},
+                      first_words=[bin1, bin1], inside={"address": 0x555555560318, "offset": 0x18, "user_offset": 8},
+                      prev_chunk=dict(in_use, address=0x5555555602E0), next_chunk=dict(in_use, address=0x555555560800))
+    header = render.chunk_view_doc(views.chunk_view(heap, 0x555555560800))
+    assert (header["understood_as"], header["prev_inuse"], header["prev_size"], "inside" in header) == (
+        "chunk", False, 0x500, False)
+
+
+def test_fast_chunk_doc_keeps_the_stored_fd():
+    from tests.test_check_exact import FAST, heap as exact_heap
+
+    s = exact_heap()
+    doc = render.chunk_view_doc(views.chunk_view(s.heap(), FAST + 16))
+    # PROTECT_PTR(&fd, NULL): the field's address >> 12; glibc follows the revealed 0
+    assert (doc["bin"], doc["fd"], doc["fd_stored"], doc["tcache_next"]) == ("fast", 0, (FAST + 16) >> 12, None)
