@@ -207,7 +207,8 @@ def test_chunk_view_doc():
     """`heap chunk --json` on the heap of tests/test_render_text.py, every value by hand."""
     s = small_heap()
     heap = s.heap()
-    common: Dict[str, Any] = {"is_mmapped": False, "non_main_arena": False, "prev_inuse": True, "prev_size": 0, "arena": ARENA,
+    common: Dict[str, Any] = {
+        "is_mmapped": False, "non_main_arena": False, "prev_inuse": True, "prev_size": 0, "arena": ARENA,
               "location": None, "notes": [], "problems": [], "reached_by_walk": True, "fd_nextsize": None,
               "bk_nextsize": None, "understood_as": "user_pointer"}
     in_use = {"bin": None, "bin_index": None, "size": 0x20, "state": "in_use"}
