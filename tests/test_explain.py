@@ -3,6 +3,7 @@
 The states are what glibc 2.36 on x86-64 leaves around each call (malloc.c's paths, by hand):
 the expected answers are the bins the hand-made states put the chunk in."""
 
+from dataclasses import replace
 from typing import Dict, Optional
 
 from gdb_heap.explain import (Call, Record, State, Syscall, TcacheState, Why, call_text, explain, record_lines,
@@ -179,3 +180,83 @@ def test_realloc_moved_and_the_null_and_zero_cases():
     assert (unread.chunk, unread.text) == (old, "the chunk's header is not readable")
     assert explain(L, before, before, Call("free", [old + 16], None, None), sizes({})).text == \
         "the chunk's header was not readable"
+
+
+# -- where a chunk came from, every source ---------------------------------------------------------
+
+def arena_with(top: int, last_remainder: int = 0, heads: Optional[Dict[int, int]] = None, fast: int = 0,
+               fast_index: int = 0) -> MallocState:
+    """An arena whose regular bin i (from `heads`) holds one chunk, its fd and bk both."""
+    a = arena(top)
+    bins = list(a.bins)
+    for i, chunk in (heads or {}).items():
+        bins[2 * (i - 1)] = bins[2 * (i - 1) + 1] = chunk
+    fastbins = [0] * 10
+    fastbins[fast_index] = fast
+    return MallocState(ARENA, 0, 0, tuple(fastbins), top, last_remainder, tuple(bins), (0,) * 4, ARENA, 0, 1,
+                       0x21000, 0x21000)
+
+
+def malloc(before: State, after: State, chunk: int, table: Dict[int, int], syscalls=()) -> "Why":
+    return explain(L, before, after, Call("malloc", [24], chunk + 16, chunk + 16, None, list(syscalls)),
+                   sizes(table))
+
+
+def test_came_from_each_source():
+    c, top = HEAP + 0x400, HEAP + 0x2000
+    why = malloc(state(arena(top)), state(arena(top)), 0x7ffff7da1000, {0x7ffff7da1000: 0x31002})
+    assert (why.from_, why.text) == ("mmap", "a mapping of its own (mmap: the request is at or above the mmap "
+                                             "threshold)")
+    why = malloc(state(arena(top), 2, c), state(arena(top)), c, {c: 0x21})
+    assert (why.from_, why.bin_index, why.text) == (
+        "tcache", 0, "taken from the head of tcache[0] (the thread's cache of 0x20-byte chunks)")
+    fast = arena_with(top, fast=c, fast_index=1)  # fastbin_index(0x30) = (0x30 >> 4) - 2 = 1
+    why = malloc(state(fast), state(arena(top)), c, {c: 0x31})
+    assert (why.from_, why.bin_index, why.text) == ("fast", 1, "taken from the head of fast[1]")
+    # the last remainder, split again: its rest is the new last_remainder
+    rest = c + 0x20
+    why = malloc(state(arena_with(top, last_remainder=c)), state(arena_with(top, last_remainder=rest)), c,
+                 {c: 0x21, rest: 0x101})
+    assert (why.from_, why.text) == ("last_remainder", "cut from the last remainder (the rest of the last split "
+                                     f"chunk); the remainder {rest:#x} (0x100 bytes) left in the unsorted bin as "
+                                     "last_remainder")
+    why = malloc(state(arena(top, unsorted=c), unsorted=[c]), state(arena(top)), c, {c: 0x21})
+    assert (why.from_, why.bin_index, why.text) == ("unsorted", 1, "taken from the unsorted bin (an exact fit)")
+    why = malloc(state(arena(top, unsorted=c), unsorted=[c]), state(arena(top, unsorted=rest), unsorted=[rest]), c,
+                 {c: 0x21, rest: 0x4e1})
+    assert why.text == (f"taken from the unsorted bin, split; the remainder {rest:#x} (0x4e0 bytes) left in the "
+                        "unsorted bin")
+    small = arena_with(top, heads={2: c})  # bin 2: 0x20-byte chunks
+    why = malloc(state(small), state(arena(top)), c, {c: 0x21})
+    assert (why.from_, why.bin_index, why.text) == ("small", 2, "taken from small[2]")
+    large = arena_with(top, heads={64: c})
+    why = malloc(state(large), state(arena(top)), c, {c: 0x401})
+    assert (why.from_, why.bin_index, why.text) == ("large", 64, "taken from large[64]")
+
+
+def test_came_from_top_and_new_arenas():
+    top = HEAP + 0x2000
+    why = malloc(state(arena(top)), state(arena(top + 0x20)), top, {top: 0x21})
+    assert (why.from_, why.text) == ("top", "cut from top")
+    unmade = state(arena(0))  # no heap yet: top is still the unsorted bin's header
+    why = malloc(unmade, state(arena(top + 0x20)), top, {top: 0x21})
+    assert why.text == "cut from top after making the heap"
+    other = 0x7ffff0000020
+    after = State({ARENA: arena(top), other: replace(arena(top), address=other)}, 0, 0, None, {})
+    why = malloc(state(arena(top)), after, 0x7ffff00008d0, {0x7ffff00008d0: 0x25})
+    assert (why.from_, why.text) == ("top", "cut from the top of a new arena (a heap mmapped for this thread)")
+    # fast bins consolidated into top, then cut from it: the chunk is not the old top
+    c, d = top - 0x40, top - 0x20  # d, in fast[0], merged into top; c cut from the merged top
+    why = malloc(state(arena_with(top, fast=d)), state(arena(c + 0x20)), c, {c: 0x21})
+    assert why.text == "cut from top (fast bins consolidated first: the chunks next to top merged into it)"
+
+
+def test_came_from_inside_a_chain():
+    """Neither a head nor top: the bin of its size (0x20: small[2]; 0x500: largebin_index_64 is
+    48 + (0x500 >> 6) = 68)."""
+    top, c = HEAP + 0x2000, HEAP + 0x400
+    why = malloc(state(arena(top)), state(arena(top)), c, {c: 0x21})
+    assert (why.from_, why.bin_index, why.text) == ("small", 2, "taken from small[2] (a 0x20-byte chunk inside its "
+                                                                "chain)")
+    why = malloc(state(arena(top)), state(arena(top)), c, {c: 0x501})
+    assert (why.from_, why.bin_index) == ("large", 68)
