@@ -237,3 +237,27 @@ def test_fast_chunk_doc_keeps_the_stored_fd():
     doc = render.chunk_view_doc(views.chunk_view(s.heap(), FAST + 16))
     # PROTECT_PTR(&fd, NULL): the field's address >> 12; glibc follows the revealed 0
     assert (doc["bin"], doc["fd"], doc["fd_stored"], doc["tcache_next"]) == ("fast", 0, (FAST + 16) >> 12, None)
+
+
+def test_dump_lines_and_their_width():
+    """heap chunk --dump of the tcache chunk 0x5555555602b0: two words a line from its header,
+    the ASCII, the field names; a line past the width drops its ASCII first, then the names."""
+    s = small_heap()
+    heap = s.heap()
+    view = views.chunk_view(heap, 0x5555555602B0)
+    data = heap.reader.read(0x5555555602B0, 0x30)
+    head = "chunk 0x5555555602b0, 0x30 of its 0x30 bytes"
+    key = f"{TCACHE_KEY:#018x}"
+    rows = [("+0x0 ", "0x0000000000000000 0x0000000000000031", "........1.......", "prev_size size"),
+            ("+0x10", f"0x0000000555555560 {key}", "`UUU........4.ZZ", "next key"),
+            ("+0x20", "0x4141414141414141 0x4141414141414141", "AAAAAAAAAAAAAAAA", "")]
+
+    def dump(width):
+        return list(render.dump_lines(view.chunk, data, view.links, Style(False), width=width))
+
+    full = [f"{o} {w} {a}" + (f"  {n}" if n else "") for o, w, a, n in rows]
+    assert dump(None) == [head] + full
+    assert len(full[2]) == 60 and dump(60) == [head, f"{rows[0][0]} {rows[0][1]}  prev_size size",
+                                               f"{rows[1][0]} {rows[1][1]}  next key", full[2]]
+    assert dump(59)[3] == f"{rows[2][0]} {rows[2][1]}"
+    assert dump(40) == [head] + [f"{o} {w}" for o, w, _, _ in rows]
