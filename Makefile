@@ -9,8 +9,8 @@ VPY     := $(VENV)/bin/python
 SAMPLES := $(patsubst c_samples/%.c,build/%,$(wildcard c_samples/*.c))
 GDB     := gdb -q -nx -batch -ex 'set pagination off' -ex 'set debuginfod enabled off'
 
-.PHONY: all samples demo test test-gdb lint fuzz bench bench-big bench-trace bench-snapshot readme walkthrough \
-        check-tools clean matrix matrix-readme install-gdbinit uninstall-gdbinit
+.PHONY: all samples demo test test-gdb lint fuzz mutate mutate-score bench bench-big bench-trace bench-snapshot readme \
+        walkthrough check-tools clean matrix matrix-readme install-gdbinit uninstall-gdbinit
 
 all: samples
 
@@ -63,6 +63,29 @@ test-gdb: check-tools samples $(VENV)/.installed
 fuzz: $(VENV)/.installed
 	GDB_HEAP_FUZZ_EXAMPLES=10000 $(VPY) -m pytest -q tests/test_fuzz.py
 
+# Mutation testing (mutmut, configured in pyproject.toml's [tool.mutmut]): small deliberate bugs in
+# the gdb-free modules, each run against the fast tests (no gdb); a mutant the tests do not notice
+# survives.  Not part of `make test`: a whole run takes well over half an hour on 2 shared cores.
+# MODULES='check render' runs only those modules (gdb_heap/NAME.py) again, keeping the other modules'
+# results of earlier runs (the tests' coverage is measured anew); MUTATE_JOBS how many run at once;
+# the score per module: `make mutate-score` (SURVIVORS=1 lists them; .venv-mut/bin/mutmut show NAME).
+MUT_VENV    := .venv-mut
+MUTATE_JOBS ?= 2
+$(MUT_VENV)/.installed: requirements-dev.txt requirements-mutate.txt
+	$(PYTHON) -m venv $(MUT_VENV)
+	$(MUT_VENV)/bin/python -m pip install -q --disable-pip-version-check -r requirements-dev.txt -r requirements-mutate.txt
+	@touch $@
+
+mutate: $(MUT_VENV)/.installed
+	mkdir -p build
+	$(if $(MODULES),rm -f mutants/mutmut-stats.json,rm -rf mutants)
+	GDB_HEAP_FUZZ_EXAMPLES=20 $(MUT_VENV)/bin/mutmut run --max-children $(MUTATE_JOBS) \
+	  $(foreach m,$(MODULES),'gdb_heap.$(m).*') > build/mutate.log 2>&1 || { tail -c 3000 build/mutate.log; exit 1; }
+	$(PYTHON) tools/mutation_score.py $(if $(SURVIVORS),--survivors)
+
+mutate-score:
+	$(PYTHON) tools/mutation_score.py $(if $(SURVIVORS),--survivors)
+
 # The glibc matrix (tools/matrix.py): Debian's glibcs 2.31..newest, amd64 and i386, fetched
 # into .cache/glibc; the samples built per version (dynamic and static); the live tests per
 # config (version x arch x symbols or not x dynamic or static); results in build/matrix/results.json.
@@ -110,4 +133,4 @@ uninstall-gdbinit:
 	$(PYTHON) -m gdb_heap.install --remove
 
 clean:
-	rm -rf build
+	rm -rf build mutants

@@ -9,7 +9,7 @@ from typing import Dict, List, Set, Tuple
 
 import pytest
 
-from tests.gdbrun import ROOT, gdb_batch, sample
+from tests.gdbrun import CONFIG, ROOT, gdb_batch, json_doc, sample
 
 CONTRACT_FILE = os.path.join(ROOT, "docs", "commands.md")
 ONE_ARENA = ("heap chunks --json", "heap bins --json", "heap top --json", "heap check --json",
@@ -208,3 +208,15 @@ def test_every_document_keeps_the_contract(printed):
             lists = [p[:i + 2] for i in range(len(p)) if p.startswith("[]", i)]
             if all(lst in paths for lst in lists):
                 assert p in paths, f"{name}: the contract's key {p} is missing from every document"
+
+
+def test_max_system_mem_is_glibcs_field():
+    """The extension key's value is main_arena.max_system_mem as gdb reads it from libc's debug info."""
+    if not CONFIG.symbols or CONFIG.static:
+        pytest.skip("gdb reads main_arena only from libc's debug info")
+    g = gdb_batch(["break checkpoint", "run > /dev/null", "echo @@ truth\\n", "output main_arena.max_system_mem",
+                   "echo \\n", "heap arenas --json"], sample("all_bins"))
+    truth = re.search(r"^@@ truth\n(\d+)$", g.stdout, re.M)
+    assert truth, g.stdout[-2000:]
+    doc = json_doc(g.stdout[truth.end():])
+    assert doc["arenas"][0]["max_system_mem"] == int(truth.group(1)) > 0

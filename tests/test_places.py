@@ -144,3 +144,25 @@ def test_i386_offsets():
     assert (e.kind, e.field, e.chunk) == ("tcache", "entries[3]", tcache - 8)
     assert places.describe(heap, s.arena + 0x38, no_symbol).field == "top"
     assert places.describe(heap, s.arena + 0x40 + 5 * 4, no_symbol).meaning == "small[3]'s header: its bk (last chunk)"
+
+
+def test_layout_items_of_a_main_and_a_thread_arena():
+    """heap layout's items on tests/test_thread_arena.py's arenas, by hand: main_arena's
+    malloc_state is 0x898 bytes and mp_ 0x88 (2.36, x86-64); the thread heap's heap_info at H
+    with size 0x10000 of its mprotect_size 0x21000, reserved up to HEAP_MAX_SIZE (64 MiB)."""
+    from tests.test_thread_arena import ARENA_T, H, with_thread_arena
+
+    s, heap = with_thread_arena(info_size=0x10000)
+    got = [(i.start, i.end, i.what) for i in places.layout_items(heap)]
+    assert got == [
+        (s.sbrk_base, s.heap_end, "main arena's heap"),
+        (s.sbrk_base + 0x10, s.sbrk_base + 0x10, "the selected thread's tcache"),
+        (s.top, s.top, "top chunk (main arena)"),
+        (H, H + 0x10000, f"heap of arena {ARENA_T:#x}: in use (size)"),
+        (ARENA_T, ARENA_T + 0x898, f"malloc_state (arena {ARENA_T:#x})"),
+        (H + 0x930, H + 0x930, f"top chunk (arena {ARENA_T:#x})"),
+        (H + 0x10000, H + 0x21000, "  writable, unused (mprotect_size)"),
+        (H + 0x21000, H + 0x4000000, "  reserved, not writable (HEAP_MAX_SIZE)"),
+        (s.arena, s.arena + 0x898, "main_arena (main arena)"),
+        (s.mp, s.mp + 0x88, "mp_ (malloc's parameters)"),
+    ]
