@@ -7,6 +7,7 @@ from typing import List, Optional, Tuple
 
 import pytest
 
+from gdb_heap.symbols import Symbol
 from gdb_heap.heap import Heap, Location, Where
 from gdb_heap.mappings import Mapping
 from gdb_heap.model import Problem
@@ -43,7 +44,7 @@ def test_where_the_memory_lives():
     s = forged_fast_head()
     libc = Mapping(s.libc_base, s.libc_base + len(s.libc_bytes), "/usr/lib/libc.so.6")
     anchors = replace(s.anchors, mappings=lambda: ([libc], "test"),
-                      symbol=lambda a: "fake in section .data" if a == FAKE else None)
+                      symbol=lambda a: Symbol("fake", 0, "fake in section .data") if a == FAKE else None)
     w = Heap(s.reader(), s.layout, anchors).chunk_where(FAKE + 16)
     assert w.location == Location("/usr/lib/libc.so.6", libc.start, libc.end, "fake in section .data")
     assert w.notes == [f"outside every heap: in a mapping of /usr/lib/libc.so.6 ({libc.start:#x}-{libc.end:#x}), "
