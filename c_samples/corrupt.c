@@ -372,10 +372,11 @@ int main(int argc, char **argv)
         *(void **)b = stage[10] == '_' ? FAKE_MEM : protect(b, FAKE_MEM);
         damaged(chunk_of(b));
     } else if (is(stage, "uaf_tcache_stack")) {
-        void *mem = (char *)stack_fake + 2 * sizeof(size_t);
-        stack_fake[1] = MINSIZE | 1;
+        /* placed like `fake`: the user pointer 16 bytes in, aligned (i386: the chunk 8 bytes in) */
+        void *mem = (char *)stack_fake + 16;
+        *size_field(chunk_of(mem)) = MINSIZE | 1;
         *(void **)mem = protect(mem, NULL);
-        report_addr("stackfake", stack_fake);
+        report_addr("stackfake", chunk_of(mem));
         free_two(&a, &b, 0); /* tcache[0]: b -> a */
         victim = b;
         *(void **)b = protect(b, mem);

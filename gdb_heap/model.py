@@ -425,7 +425,11 @@ def _more_regions(reader: Reader, layout: GlibcLayout, state: MallocState, first
                 pos += step
                 continue
             end, fencepost = found
-            regions.append(HeapRegion(start=pos, end=end, first_chunk=candidate, fencepost=fencepost))
+            # After a foreign sbrk glibc kept no record of the break it got: the region is known from
+            # its first chunk (on i386, 8 bytes past the MALLOC_ALIGNMENT step, which may be foreign).
+            # A mapping is glibc's from its first page.
+            start = candidate if sbrk_area else pos
+            regions.append(HeapRegion(start=start, end=end, first_chunk=candidate, fencepost=fencepost))
             (grown_up if sbrk_area else mapped).append(regions[-1])
             pos = end if sbrk_area else (end + PAGE - 1) & ~(PAGE - 1)
     return _oldest_first(grown_up, mapped)

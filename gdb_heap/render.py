@@ -432,7 +432,8 @@ def bins_lines(chains: Sequence[BinChain], problems: Sequence[Problem], style: S
         parts, used = ["    ->"], 6
         for i, (text, n) in enumerate(shown):
             more = 3 if i + 1 < len(shown) else 0  # " ->" after it
-            if used > 7 and used + 1 + n + more > width:
+            # on this line it costs the " ->" before it, itself and the " ->" after it
+            if used > 7 and used + 3 + 1 + n + more > width:
                 parts.append(" ->")
                 yield "".join(parts)
                 parts, used = ["      "], 6

@@ -189,7 +189,7 @@ def probe(program: str, commands: Sequence[str] = (), args: Sequence[str] = (), 
         tparams = dict(params, commands=[], chunk_for_pointers=False, before_run=[], truth=True)
         if CONFIG.static:
             tparams["types_file"] = _libc_debug_file()
-            tparams["types_offset"] = 0x60000000 if CONFIG.arch == "i386" else 0x500000000000
+            tparams["types_offset"] = TYPES_OFFSET
         for attempt in range(TRUTH_ATTEMPTS):
             other = _probe_session(TRUTH_GDB, truth_sample(program), tparams)
             if [r["stage"] for r in other["stages"]] != [r["stage"] for r in result["stages"]]:
@@ -230,6 +230,16 @@ def _with_my_lwps(truth: Dict[str, Any], mine: List[List[str]], theirs: List[Lis
     threads = {n: dict(t, lwp=to_mine.get(t["lwp"], t["lwp"])) if "lwp" in t else t
                for n, t in truth["threads"].items()}
     return dict(truth, threads=threads)
+
+
+TYPES_OFFSET = 0x60000000 if CONFIG.arch == "i386" else 0x500000000000  # libc's debug file, out of the way
+
+
+def libc_types_commands() -> List[str]:
+    """gdb commands that give a static program's session glibc's types (libc.a has no DWARF):
+    the same glibc's debug file, loaded where it overlaps nothing.  Name its variables by address
+    (`*(struct malloc_state *) ADDR`): its own symbols point into the offset copy."""
+    return [f"add-symbol-file {_libc_debug_file()} -o {TYPES_OFFSET:#x}"] if CONFIG.static else []
 
 
 def _libc_debug_file() -> str:

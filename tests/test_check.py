@@ -184,11 +184,14 @@ def test_tcache_key_is_glibcs():
     wrote into an intact entry (the sample prints it) and, with libc's symbols, gdb's own reading
     of tcache_key (2.34+; before, the key is the tcache struct's address).  Only the entry whose
     key the sample overwrote is blamed, not the two intact ones."""
-    rec = probe(sample("corrupt"), [CHECK, "p/x tcache_key"], ["tcache_key"], truth=False)["stages"][0]
+    # tcache_key is a uintptr_t: read through its address, since a static program's libc.a has
+    # the symbol but no DWARF type for it
+    read_key = "p/x *(unsigned long *)&tcache_key"
+    rec = probe(sample("corrupt"), [CHECK, read_key], ["tcache_key"], truth=False)["stages"][0]
     key = addr(rec, "key")
     if CONFIG.symbols and GLIBC >= (2, 34):
-        printed = re.search(r"= (0x[0-9a-f]+)", rec["commands"]["p/x tcache_key"]["out"])
-        assert printed and int(printed.group(1), 16) == key, rec["commands"]["p/x tcache_key"]
+        printed = re.search(r"= (0x[0-9a-f]+)", rec["commands"][read_key]["out"])
+        assert printed and int(printed.group(1), 16) == key, rec["commands"][read_key]
     keyed = [p for p in json_doc(rec["commands"][CHECK]["out"])["problems"] if "has key" in p["message"]]
     assert [p["address"] for p in keyed] == [addr(rec, "damaged")], keyed
     assert f"not the tcache key {key:#x}" in keyed[0]["message"]

@@ -282,6 +282,21 @@ def test_a_broken_walk_does_not_swallow_the_free_chunks_after_it():
     assert [q.address for q in found] == [a]  # not one "contains" per free chunk after it
 
 
+def test_non_main_arena_bit_with_a_readable_heap_info_of_garbage():
+    """i386: HEAP_MAX_SIZE is 1 MiB (2 * DEFAULT_MMAP_THRESHOLD_MAX, 512 KiB there), so the
+    rounded-down address can be readable (here: the heap's own start); its ar_ptr, 0x6d840e0a, is
+    no arena and not mapped: free() faults on the arena it was handed."""
+    b = HeapBuilder((2, 36), word=4, sbrk_base=0x56500000)
+    b.chunk(0x10)
+    victim = b.chunk(0x500)
+    b.chunk(0x10)
+    s = b.build()
+    s.poke(victim + 4, 0x500 | 0x4 | 0x1)
+    s.poke(0x56500000, 0x6D840E0A)  # heap_info.ar_ptr is its first field
+    p = at(problems(s), victim, "NON_MAIN_ARENA set", "heap_info at 0x56500000", "ar_ptr 0x6d840e0a", "SIGSEGV")
+    assert p.glibc_abort is None
+
+
 def test_non_main_arena_bit_on_a_main_heap_chunk():
     """House of mind: free() of a main-heap chunk with NON_MAIN_ARENA looks for a heap_info at the
     chunk's address rounded down to HEAP_MAX_SIZE (64 MiB on x86-64); the image has nothing

@@ -223,6 +223,19 @@ def test_bins_lines(heap_and_s):
     assert "no chunks" in "\n".join(render.bins_lines([], [], Style(False), size_of, None))
 
 
+def test_bins_lines_fit_the_width():
+    """A large bin of short (static, non-PIE) addresses: each line fits 80 columns, counted by hand:
+    "    ->" then " 0x4ccb90 (0x470)" (17) per chunk and " ->" (3) between them: three chunks
+    make 6 + 3 * 17 + 3 * 3 = 66 columns with the trailing arrow, a fourth (the last) would make 83."""
+    chunks = [0x4CCB90, 0x4CD020, 0x4CD8F0, 0x4CD490]
+    sizes = [0x470, 0x450, 0x450, 0x440]
+    chain = model.BinChain("large", 3, 0x440, len(chunks), chunks, sizes=sizes)
+    lines = plain_lines(render.bins_lines([chain], [], Style(False), lambda _: None, None, width=80))
+    assert all(len(line) <= 80 for line in lines), lines
+    assert lines[2] == "    -> 0x4ccb90 (0x470) -> 0x4cd020 (0x450) -> 0x4cd8f0 (0x450) ->"
+    assert lines[3] == "       0x4cd490 (0x440)"
+
+
 def test_top_and_arena_lines(heap_and_s):
     heap, s = heap_and_s
     arena = heap.main_arena
