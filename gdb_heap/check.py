@@ -225,6 +225,11 @@ class Checker:
                     "(SIGSEGV)")
         known = {a.address for a in self.heap.arenas}
         what = "an arena of this process" if ar_ptr in known else "not an arena of this process"
+        if ar_ptr not in known:
+            try:
+                self.reader.word(ar_ptr)
+            except MemoryReadError:  # a garbage word where the heap_info would be
+                what += ", nor readable: free() would crash where it uses that arena (SIGSEGV)"
         return (f"free() takes its arena from the heap_info at {base:#x} (the chunk's address rounded down to "
                 f"HEAP_MAX_SIZE {L.heap_max_size:#x}): ar_ptr {ar_ptr:#x}, {what}")
 
