@@ -372,10 +372,12 @@ int main(int argc, char **argv)
         *(void **)b = stage[10] == '_' ? FAKE_MEM : protect(b, FAKE_MEM);
         damaged(chunk_of(b));
     } else if (is(stage, "uaf_tcache_stack")) {
-        void *mem = (char *)stack_fake + 2 * sizeof(size_t);
-        stack_fake[1] = MINSIZE | 1;
+        /* the user pointer 16-byte aligned as FAKE_MEM (MALLOC_ALIGNMENT is 16 on i386 too,
+         * where 2 * SIZE_SZ is 8): else glibc aborts on the alignment, not the forged link */
+        void *mem = (char *)stack_fake + 16;
+        *size_field(chunk_of(mem)) = MINSIZE | 1;
         *(void **)mem = protect(mem, NULL);
-        report_addr("stackfake", stack_fake);
+        report_addr("stackfake", chunk_of(mem));
         free_two(&a, &b, 0); /* tcache[0]: b -> a */
         victim = b;
         *(void **)b = protect(b, mem);
