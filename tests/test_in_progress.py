@@ -98,8 +98,16 @@ def worker_lwp(r) -> int:
 
 
 # What gdb's backtraces name, glibc's internal "__GI_" alias dropped: malloc's and free's own
-# functions (with libc's debug symbols), or only the exported entry points (without).
-ALLOCATOR = {"malloc", "__libc_malloc", "_int_malloc", "free", "__libc_free", "_int_free", "calloc", "realloc"}
+# functions (with libc's debug symbols), or only the exported entry points (without).  From
+# glibc 2.41 _int_free is split: _int_free_chunk, _int_free_merge_chunk, _int_free_create_chunk.
+ALLOCATOR = {"malloc", "__libc_malloc", "_int_malloc", "free", "__libc_free", "_int_free", "calloc", "realloc",
+             "_int_free_chunk", "_int_free_merge_chunk", "_int_free_create_chunk"}
+
+
+# A static program with libc's ELF symbols stripped: glibc's functions have no name at all, so
+# neither gdb's backtraces (the truth) nor gdb_heap can tell that a thread is inside free.
+NAMES_GLIBC = pytest.mark.skipif(CONFIG.static and not CONFIG.symbols,
+                                 reason="static with libc's ELF symbols stripped: no frame inside glibc has a name")
 
 
 def named_by_gdb(frames: List[str]) -> List[str]:
@@ -126,10 +134,17 @@ def test_a_normal_stop_has_no_note(mid_free):
         assert not o[command].startswith("ERROR")
 
 
+def skip_unless_named(inside) -> None:
+    if not inside and not CONFIG.symbols:  # e.g. 2.31: free tail-calls _int_free, a local function
+        pytest.skip(f"glibc {CONFIG.version} without libc's debug symbols: gdb's backtrace names none of the "
+                    "thread's allocator frames (local functions, such as _int_free, that only debug symbols name)")
+
+
 def in_progress_truth(o) -> Tuple[int, int, List[str]]:
     """gdb's own backtraces mid-free: exactly the worker is inside the allocator."""
     threads = threads_in(o["thread apply all bt"])
     inside = {n: (lwp, named_by_gdb(frames)) for n, (lwp, frames) in threads.items() if named_by_gdb(frames)}
+    skip_unless_named(inside)
     assert len(inside) == 1, o["thread apply all bt"]
     ((number, (lwp, names)),) = inside.items()
     return number, lwp, names
@@ -157,17 +172,19 @@ def check_json(o, lwp: int, names: List[str], program_facts) -> None:
     assert all(x["maybe_in_progress"] for d in docs for x in d["problems"])
 
 
+@NAMES_GLIBC
 def test_mid_free_names_the_thread_and_its_function(mid_free):
     o = mid_free["outputs"]
     number, lwp, names = in_progress_truth(o)
     assert lwp == worker_lwp(mid_free)
     if CONFIG.symbols:
-        assert names[0] == "_int_free", names
+        assert names[0].startswith("_int_free"), names
     check_json(o, lwp, names, mid_free["facts"])
-    if CONFIG.symbols:  # gdb reads the arena's lock through glibc's debug info: held
+    if not CONFIG.two_runs:  # gdb reads the arena's lock through libc's debug info (a static one has none)
         assert re.search(r"= [12]\b", o["p ((struct malloc_state *) thread_arena)->mutex"])
 
 
+@NAMES_GLIBC
 def test_every_command_says_so_and_check_does_not_fail(mid_free):
     o = mid_free["outputs"]
     number, lwp, names = in_progress_truth(o)
@@ -184,6 +201,7 @@ def test_every_command_says_so_and_check_does_not_fail(mid_free):
     assert o["heap check --strict"].startswith("ERROR") and "1 problem found" in o["heap check --strict"]
 
 
+@NAMES_GLIBC
 def test_a_core_written_mid_free_says_the_same(mid_free):
     o = mid_free["core"]
     if not o:
@@ -195,6 +213,7 @@ def test_a_core_written_mid_free_says_the_same(mid_free):
     assert f"thread {number} (LWP {lwp}) is in {names[0]}" in o["heap"]
 
 
+@NAMES_GLIBC
 def test_glibc_aborting_inside_free_is_damage_not_an_update():
     """With `damage` the worker clears guard's PREV_INUSE itself before free(a): glibc aborts in
     _int_free with "double free or corruption (!prev)" (its stderr says so); stopped on that
@@ -207,6 +226,7 @@ def test_glibc_aborting_inside_free_is_damage_not_an_update():
             assert "double free or corruption (!prev)" in f.read()
     threads = threads_in(o["thread apply all bt"])
     inside = [(lwp, frames) for n, (lwp, frames) in threads.items() if named_by_gdb(frames)]
+    skip_unless_named(inside)
     assert len(inside) == 1
     lwp, frames = inside[0]
     assert "abort" in [re.sub(r"^__GI_", "", n) for n in frames]  # gdb sees glibc aborting in that thread
