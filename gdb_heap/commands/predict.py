@@ -81,12 +81,13 @@ way, or glibc's abort message.
             "failed_check", "crashes", "gave_up", "side_effects", "steps"}"""
 
     def run(self, args: Args, out: Out) -> None:
-        if len(args.rest) != 1:
+        if not args.rest:
             raise HeapError("give one request size, e.g. heap try-malloc 24")
+        text = " ".join(args.rest)  # a gdb expression may hold spaces, as try-free's ADDR does
         try:
-            request = int(args.rest[0], 0)
+            request = int(text, 0)
         except ValueError:
-            request = evaluate_address(args.rest[0])
+            request = evaluate_address(text)
         heap = open_heap(args)
         if not paths.heap_ready(heap):
             raise HeapError("the heap is not initialised yet: the program has not called malloc")
