@@ -109,3 +109,30 @@ def where(address: Address) -> Any:
 def trace(last: Optional[int] = None, thread: Optional[int] = None) -> Any:
     """`heap trace --json`: the malloc and free calls recorded since `heap trace start`."""
     return _run("heap trace", _valued(last=last, thread=thread))
+
+
+def snapshots() -> Any:
+    """`heap snapshots --json`: the snapshots taken with `heap snapshot [NAME]`."""
+    return _run("heap snapshots", [])
+
+
+def diff(a: Optional[str] = None, b: Optional[str] = None, arena: Optional[Address] = None,
+         all_arenas: bool = False) -> Any:
+    """`heap diff [A [B]] --json`: what changed between snapshots A and B, or A and now."""
+    return _run("heap diff", [n for n in (a, b) if n is not None] + _arenas(arena, all_arenas))
+
+
+def try_free(address: Address, chunk: bool = False) -> Any:
+    """`heap try-free ADDR --json` (chunk: --chunk, ADDR is the chunk's header)."""
+    return _run("heap try-free", [_address(address)] + (["--chunk"] if chunk else []))
+
+
+def try_malloc(size: Union[int, str], calloc: bool = False, realloc: Optional[Address] = None) -> Any:
+    """`heap try-malloc SIZE --json` (calloc: --calloc; realloc: --realloc PTR)."""
+    words = [_address(size)] + (["--calloc"] if calloc else [])
+    return _run("heap try-malloc", words + (["--realloc", _address(realloc)] if realloc is not None else []))
+
+
+def fake_chunks(target: Address, size: Optional[int] = None, window: Optional[int] = None) -> Any:
+    """`heap fake-chunks TARGET --json` with --size and --window."""
+    return _run("heap fake-chunks", [_address(target)] + _valued(size=size, window=window))

@@ -66,7 +66,8 @@ def data_spans(maps: Sequence[Mapping], path: str) -> List[Tuple[int, int]]:
             continue
         spans.append((m.start, m.end))
         after = maps[i + 1] if i + 1 < len(maps) else None
-        if after is not None and after.start == m.end and after.path == "" and after.writable:
+        # writable None: gdb gives no permissions (gdb 10's info proc mappings, cores): it may be
+        if after is not None and after.start == m.end and after.path == "" and after.writable is not False:
             spans.append((after.start, after.end))
     return spans
 

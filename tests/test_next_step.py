@@ -186,7 +186,10 @@ def test_free_puts_the_chunk_where_predicted(run):
 
 CORRUPT_FREE = ["overflow", "overlap", "invalid_size"]  # carry on: free(victim)
 CORRUPT_MALLOC = ["top_size", "unsorted_bk", "unsorted_prev_size", "unsorted_prev_inuse", "large_bk",
-                  "consolidate_size"]  # carry on: malloc(SORT_REQUEST = 0x1000)
+                  "consolidate_size"]  # carry on: malloc(SORT_REQUEST = 0x1000), except:
+# large_bk's carrying on asks for the damaged chunk's own size (corrupt.c's LARGE_A_REQUEST), so that
+# _int_malloc takes it out of its large bin through unlink_chunk.
+MALLOC_REQUEST = {"large_bk": "0x440 - sizeof(size_t)"}
 FASTBIN_ONLY = {"consolidate_size"}
 
 
@@ -194,7 +197,8 @@ FASTBIN_ONLY = {"consolidate_size"}
 def test_corrupt_first_call_is_predicted(stage):
     if stage in FASTBIN_ONLY and GLIBC >= (2, 43):
         pytest.skip("glibc 2.43 removed the fastbins")
-    command = "heap try-free victim --json" if stage in CORRUPT_FREE else "heap try-malloc 0x1000 --json"
+    request = MALLOC_REQUEST.get(stage, "0x1000")
+    command = "heap try-free victim --json" if stage in CORRUPT_FREE else f"heap try-malloc {request} --json"
     with tempfile.TemporaryDirectory(prefix="gdb_heap_corrupt_next.") as tmp:
         stderr_file = os.path.join(tmp, "stderr")
         record = probe(sample("corrupt"), [command], [stage, "2>", stderr_file], truth=False)

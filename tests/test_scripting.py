@@ -230,16 +230,26 @@ API = (  # (the API call, the command whose --json it must equal)
     ("heap.mmapped()", "heap mmapped --json"),
     (f"heap.where(int(gdb.parse_and_eval({POINTER!r})))", f"heap where {POINTER} --json"),
     ("heap.trace(last=3)", "heap trace --last 3 --json"),
+    ("heap.snapshots()", "heap snapshots --json"),  # the snapshot "s1" taken first (SNAPSHOT)
+    ("heap.diff('s1')", "heap diff s1 --json"),
+    (f"heap.try_free({POINTER!r})", f"heap try-free {POINTER} --json"),
+    (f"heap.try_free(gdb.parse_and_eval({POINTER!r}), chunk=True)", f"heap try-free {POINTER} --chunk --json"),
+    ("heap.try_malloc(24)", "heap try-malloc 24 --json"),
+    ("heap.try_malloc('0x500', calloc=True)", "heap try-malloc 0x500 --calloc --json"),
+    (f"heap.try_malloc(0x30, realloc={POINTER!r})", f"heap try-malloc 0x30 --realloc {POINTER} --json"),
+    (f"heap.fake_chunks({POINTER!r}, window=0x40)", f"heap fake-chunks {POINTER} --window 0x40 --json"),
 )
+SNAPSHOT = "heap snapshot s1"
 
 
 def test_api_returns_each_commands_document():
     calls = [f"python import json, gdb, gdb_heap.api as heap; print(json.dumps({call}))" for call, _ in API]
-    out = at_checkpoint([x for (_, command), call in zip(API, calls) for x in (command, call)])
+    out = at_checkpoint([SNAPSHOT] + [x for (_, command), call in zip(API, calls) for x in (command, call)])[1:]
     for i, (call, _) in enumerate(API):
         assert json_doc(out[2 * i + 1]) == json_doc(out[2 * i]), call
     functions = {call.split("(")[0].split(".")[1] for call, _ in API}
-    assert functions >= {s.word or "overview" for s in registry.COMMANDS if s.json}  # every --json command
+    # every --json command; a hyphenated word (try-free) is a Python name with an underscore (try_free)
+    assert functions >= {s.word.replace("-", "_") or "overview" for s in registry.COMMANDS if s.json}
 
 
 def test_api_errors_are_the_commands():

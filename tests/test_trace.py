@@ -39,6 +39,13 @@ def truth():
             "count0": value("tcache->counts[0]"), "entry0": value("(unsigned long)tcache->entries[0]"),
             "n_mmaps": value("mp_.n_mmaps"), "system_mem": value("main_arena.system_mem"),
             "sbrk_base": value("(unsigned long)mp_.sbrk_base")}
+def tls_error():
+    """None when gdb reads libc's thread-local `tcache`; else gdb's reason (no TLS support here)."""
+    try:
+        gdb.parse_and_eval("&tcache")
+        return None
+    except gdb.error as e:
+        return str(e)
 def internal():
     text = gdb.execute("maint info breakpoints", to_string=True)
     return len([line for line in text.splitlines() if re.match(r"^-\d+", line)])
@@ -58,7 +65,7 @@ while gdb.selected_inferior().pid:
         text = gdb.execute("heap trace", to_string=True)
         tracing = internal()
         gdb.execute("heap trace stop")
-        print("TRACE_END " + json.dumps({"states": states, "trace": traced, "text": text,
+        print("TRACE_END " + json.dumps({"states": states, "trace": traced, "text": text, "tls_error": tls_error(),
                                          "internal": [before_start, tracing, internal()]}))
         gdb.execute("continue")
         break
@@ -140,13 +147,18 @@ def test_why_each_call_did_what_it_did(walk):
     assert brk and brk[-1]["args"] == [s[1]["sbrk_base"] + s[1]["system_mem"]] and brk[-1]["result"] == 0
     # free(a): tcache[0] holds it; malloc(24): taken back from there.
     assert (free_a["to"], free_a["bin_index"]) == ("tcache", 0)
-    assert s[2]["count0"] == 1 and s[2]["entry0"] == p["a"]
     assert (malloc_b["from"], malloc_b["bin_index"]) == ("tcache", 0) and p["b"] == p["a"]
-    assert s[3]["count0"] == 0
     # Eight frees of 24 bytes: seven fill tcache[0], the eighth goes to fast[0].
     frees = calls[11:19]
     assert [(c["to"], c["bin_index"]) for c in frees[:7]] == [("tcache", 0)] * 7
-    assert s[4]["count0"] == 7
+    # tcache's counts through gdb's reading of the thread-local `tcache`; a gdb without TLS support
+    # for this inferior (gdb 10 with glibc 2.36: "Cannot find thread-local variables on this
+    # target") has no reading of it: only then is that truth left out (the pointers above still judge).
+    if end["tls_error"] is None:
+        assert s[2]["count0"] == 1 and s[2]["entry0"] == p["a"]
+        assert s[3]["count0"] == 0 and s[4]["count0"] == 7
+    else:
+        assert "Cannot find thread-local" in end["tls_error"], end["tls_error"]
     if FASTBINS:
         assert (frees[7]["to"], frees[7]["bin_index"]) == ("fast", 0) and s[4]["fast0"] == p["f7"] - 16
     # free(u), free(v): the unsorted bin; free(w) merges with v (its free neighbour before it).
