@@ -630,29 +630,13 @@ def _merge_chunk(sim: Sim, out: FreeResult, p: int, size: int) -> None:
 
 
 def _trim(sim: Sim, out: FreeResult) -> None:
+    """systrim (the main arena) or heap_trim (a thread arena's newest heap; a heap going away is
+    only named): the same arithmetic, top's size above trim_threshold less top_pad, in pages."""
     mp = sim.ctx.mp
     top = sim.top
     top_size = sim.size(top)
     L = sim.L
-    if sim.is_main:
-        if top_size < mp.trim_threshold:
-            out.steps.append(f"top's size {top_size:#x} is below trim_threshold {mp.trim_threshold:#x}: no trim")
-            return
-        top_area = top_size - L.minsize - 1
-        if top_area <= mp.top_pad:
-            return
-        extra = (top_area - mp.top_pad) // sim.ctx.pagesize * sim.ctx.pagesize
-        if extra == 0:
-            return
-        sim.set_head(top, (top_size - extra) | PREV_INUSE)
-        out.trimmed = extra
-        sim.effect(f"systrim: top {top_size:#x} >= trim_threshold {mp.trim_threshold:#x}: sbrk(-{extra:#x}), "
-                   f"top's size becomes {top_size - extra:#x}")
-        return
-    # heap_trim: only the shrinking of the newest heap is predicted (a heap going away is named).
-    heap = heap_for_ptr(L, top)
-    first = heap + L.heap_info.size
-    if top == L.first_chunk(first):
+    if not sim.is_main and top == L.first_chunk(heap_for_ptr(L, top) + L.heap_info.size):
         out.steps.append("heap_trim: top is the heap's first chunk: the heap may be unmapped")
     if top_size < mp.trim_threshold:
         out.steps.append(f"top's size {top_size:#x} is below trim_threshold {mp.trim_threshold:#x}: no trim")
@@ -661,9 +645,14 @@ def _trim(sim: Sim, out: FreeResult) -> None:
     if top_area <= mp.top_pad:
         return
     extra = (top_area - mp.top_pad) // sim.ctx.pagesize * sim.ctx.pagesize
-    if extra:
-        sim.set_head(top, (top_size - extra) | PREV_INUSE)
-        out.trimmed = extra
+    if extra == 0:
+        return
+    sim.set_head(top, (top_size - extra) | PREV_INUSE)
+    out.trimmed = extra
+    if sim.is_main:
+        sim.effect(f"systrim: top {top_size:#x} >= trim_threshold {mp.trim_threshold:#x}: sbrk(-{extra:#x}), "
+                   f"top's size becomes {top_size - extra:#x}")
+    else:
         sim.effect(f"heap_trim: shrink_heap by {extra:#x}, top's size becomes {top_size - extra:#x}")
 
 
