@@ -60,7 +60,8 @@ class Problem:
     message: str
     glibc_abort: Optional[str] = None
     other_paths: Tuple[Tuple[str, str], ...] = ()
-    pointers: Pointers = ()
+    # The links the message shows, for naming them (render): not part of what the problem is.
+    pointers: Pointers = field(default=(), compare=False)
 
 
 @dataclass
