@@ -242,12 +242,14 @@ import hashlib, json, re
 import gdb
 
 def writable():
-    out = gdb.execute("info proc mappings", to_string=True)
+    """The process's writable mappings, from the kernel's /proc/PID/maps (gdb 10's `info proc
+    mappings` shows no permissions)."""
     spans = []
-    for line in out.splitlines():
-        m = re.match(r"\s*(0x[0-9a-f]+)\s+(0x[0-9a-f]+)\s+0x[0-9a-f]+\s+0x[0-9a-f]+\s+(\S+)", line)
-        if m and "w" in m.group(3):
-            spans.append((int(m.group(1), 16), int(m.group(2), 16)))
+    with open(f"/proc/{gdb.selected_inferior().pid}/maps") as f:
+        for line in f:
+            m = re.match(r"([0-9a-f]+)-([0-9a-f]+) (\S+)", line)
+            if m and "w" in m.group(3):
+                spans.append((int(m.group(1), 16), int(m.group(2), 16)))
     return spans
 
 PAGE = 4096
