@@ -230,6 +230,9 @@ class Checker:
                 self.reader.word(ar_ptr)
             except MemoryReadError:
                 what += ", not readable: free() crashes there (SIGSEGV) unless the tcache takes the chunk"
+            else:  # whatever those words are, glibc locks and walks them as an arena
+                what += (": free() takes those words for an arena (its mutex, bins, top), so unless the tcache "
+                         "takes the chunk it crashes (SIGSEGV) or aborts on whatever they hold")
         return (f"free() takes its arena from the heap_info at {base:#x} (the chunk's address rounded down to "
                 f"HEAP_MAX_SIZE {L.heap_max_size:#x}): ar_ptr {ar_ptr:#x}, {what}")
 
