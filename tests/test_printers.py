@@ -8,8 +8,11 @@ import pytest
 from tests.gdbrun import CONFIG, gdb_batch, host_glibc, no_traceback, sample, version_tuple
 
 S = 4 if CONFIG.arch == "i386" else 8
+# all_bins' 24-byte requests fill the tcache bin of 0x20-byte chunks: tcache[0] on x86-64, tcache[1]
+# on i386 (MINSIZE 16 there)
+ENTRY = f"tcache->entries[{0 if S == 8 else 1}]"
 PRINTS = {
-    "arena": "main_arena", "tcache": "*tcache", "entry": "*tcache->entries[0]", "par": "mp_",
+    "arena": "main_arena", "tcache": "*tcache", "entry": f"*{ENTRY}", "par": "mp_",
     "chunk": "*main_arena.bins[0]",  # the unsorted bin's first chunk
 }
 
@@ -23,7 +26,7 @@ def printed():
     for key, expr in PRINTS.items():
         commands += [f'echo @@ {key} pretty\\n', f"p/x {expr}", f'echo @@ {key} raw\\n', f"p/rx {expr}"]
     commands += ['echo @@ bins_address raw\\n', "p/x &main_arena.bins[0]",
-                 'echo @@ entry_address raw\\n', "p/x tcache->entries[0]",
+                 'echo @@ entry_address raw\\n', f"p/x {ENTRY}",
                  "disable pretty-printer global gdb_heap", 'echo @@ disabled pretty\\n', "p/x mp_"]
     g = gdb_batch(commands, sample("all_bins"))
     no_traceback(g.stdout + g.stderr)
