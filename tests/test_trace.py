@@ -259,10 +259,11 @@ def test_threads_get_the_same_pointers_traced():
             assert (lwps[w[2].split("_")[0]], ptrs[w[2]]) in frees, w
             checked += 1
     assert checked >= 3 * 12 and len({c["thread"] for c in calls}) >= 4
-    # Each worker's first malloc made its arena: a new heap, mmapped.
-    for lwp in lwps.values():
-        first = next(c for c in calls if c["lwp"] == lwp)
-        assert first["from"] == "top" and any(s["name"] == "mmap" for s in first["syscalls"])
+    # Each worker's first malloc is cut from top; the first worker's made its arena, a new heap,
+    # mmapped (glibc's arena limit may let later workers share one: seen on 2.44-i386 on 2 cores).
+    firsts = [next(c for c in calls if c["lwp"] == lwp) for lwp in lwps.values()]
+    assert all(first["from"] == "top" for first in firsts)
+    assert any(s["name"] == "mmap" for s in min(firsts, key=lambda c: c["seq"])["syscalls"])
 
 
 def test_trace_errors_are_one_line():
