@@ -629,6 +629,17 @@ def _merge_chunk(sim: Sim, out: FreeResult, p: int, size: int) -> None:
     out.top_after = sim.top
 
 
+def _split_heads(sim: Sim, victim: int, nb: int, rem: int, rsize: int) -> None:
+    """What _int_malloc writes when it splits `victim`: the remainder's nextsize links cleared
+    (a large one), both headers and the remainder's footer."""
+    if not sim.L.in_smallbin_range(rsize):
+        sim.set_fdn(rem, 0)
+        sim.set_bkn(rem, 0)
+    sim.set_head(victim, nb | PREV_INUSE | (0 if sim.is_main else NON_MAIN_ARENA))
+    sim.set_head(rem, rsize | PREV_INUSE)
+    sim.set_foot(rem, rsize)
+
+
 def _trim(sim: Sim, out: FreeResult) -> None:
     """systrim (the main arena) or heap_trim (a thread arena's newest heap; a heap going away is
     only named): the same arithmetic, top's size above trim_threshold less top_pad, in pages."""
@@ -881,12 +892,7 @@ def _int_malloc(sim: Sim, out: MallocResult, nb: int) -> Optional[int]:
                 sim.put(sim.av + sim.off_lr, rem)
                 sim.set_fd(rem, unsorted)
                 sim.set_bk(rem, unsorted)
-                if not L.in_smallbin_range(rsize):
-                    sim.set_fdn(rem, 0)
-                    sim.set_bkn(rem, 0)
-                sim.set_head(victim, nb | PREV_INUSE | (0 if sim.is_main else NON_MAIN_ARENA))
-                sim.set_head(rem, rsize | PREV_INUSE)
-                sim.set_foot(rem, rsize)
+                _split_heads(sim, victim, nb, rem, rsize)
                 sim.effect(f"last_remainder {victim:#x} split: the remainder {rem:#x} of size {rsize:#x} "
                            "stays in the unsorted bin as last_remainder")
                 return _found(out, victim, "last_remainder")
@@ -1086,12 +1092,7 @@ def _split(sim: Sim, out: MallocResult, victim: int, size: int, nb: int, name: s
     sim.set_bk(fwd, rem)
     if last_remainder and L.in_smallbin_range(nb):
         sim.put(sim.av + sim.off_lr, rem)
-    if not L.in_smallbin_range(rsize):
-        sim.set_fdn(rem, 0)
-        sim.set_bkn(rem, 0)
-    sim.set_head(victim, nb | PREV_INUSE | (0 if sim.is_main else NON_MAIN_ARENA))
-    sim.set_head(rem, rsize | PREV_INUSE)
-    sim.set_foot(rem, rsize)
+    _split_heads(sim, victim, nb, rem, rsize)
     sim.effect(f"chunk {victim:#x} of size {size:#x} split: the remainder {rem:#x} of size {rsize:#x} goes to "
                f"the unsorted bin" + (" as last_remainder" if last_remainder and L.in_smallbin_range(nb) else ""))
 
