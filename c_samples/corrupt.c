@@ -29,6 +29,10 @@
  *   uaf_fast       use after free on a fastbin chunk's fd (tcache filled
  *                  first), safe-linked, to the fake chunk.
  *   uaf_fast_raw   the same without safe-linking.
+ *   uaf_fast_raw_threads  the same after a thread has come and gone: glibc
+ *                  is no longer SINGLE_THREAD_P (never again), so malloc
+ *                  unlinks a fast bin's head with REMOVE_FB, which checks
+ *                  the head's fd first ("... detected", no number).
  *                  (Both refused from glibc 2.43, which has no fastbins: the
  *                  tcache equivalent is uaf_tcache.)
  *   double_free    a double free glibc does not notice, making a list loop:
@@ -292,7 +296,7 @@ static void carry_on(const char *stage, void *other_mem)
                || is(stage, "tcache_cycle") || is(stage, "tcache_key")) {
         for (int i = 0; i < 3; i++)
             (void)xmalloc(SMALL_REQUEST); /* the list's chunks, then where its link leads */
-    } else if (is(stage, "uaf_fast") || is(stage, "uaf_fast_raw") || is(stage, "double_free")
+    } else if (strncmp(stage, "uaf_fast", 8) == 0 || is(stage, "double_free")
                || is(stage, "fast_size") || is(stage, "fast_invalid_size")) {
         empty_tcache(SMALL_REQUEST);
         for (int i = 0; i < 3; i++)
@@ -313,6 +317,19 @@ static void carry_on(const char *stage, void *other_mem)
         free(other_mem); /* merges with the free chunk after it (prev_inuse: checks the next's bit) */
     }
     _exit(0);
+}
+
+static void *idle(void *arg)
+{
+    return arg;
+}
+
+/* One thread created and joined: glibc stops being SINGLE_THREAD_P for good. */
+static void run_a_thread(void)
+{
+    pthread_t t;
+    if (pthread_create(&t, NULL, idle, NULL) != 0 || pthread_join(t, NULL) != 0)
+        exit(4);
 }
 
 int main(int argc, char **argv)
@@ -381,7 +398,10 @@ int main(int argc, char **argv)
         victim = b;
         *(void **)b = protect(b, mem);
         damaged(chunk_of(b));
-    } else if ((strcmp(stage, "uaf_fast") == 0 || strcmp(stage, "uaf_fast_raw") == 0) && has_fastbins()) {
+    } else if ((is(stage, "uaf_fast") || is(stage, "uaf_fast_raw") || is(stage, "uaf_fast_raw_threads"))
+               && has_fastbins()) {
+        if (is(stage, "uaf_fast_raw_threads"))
+            run_a_thread();
         free_two(&a, &b, 1); /* fastbin[0]: b -> a (tcache full) */
         victim = b;
         /* a fastbin fd holds a chunk address, not a user pointer */
@@ -500,7 +520,7 @@ int main(int argc, char **argv)
         return 3;
     } else {
         fprintf(stderr, "usage: corrupt overflow|overflow_far|overlap|uaf_tcache|uaf_tcache_raw|uaf_tcache_stack|"
-                        "uaf_fast|uaf_fast_raw|double_free|tcache_cycle|top_size|smallbin_bk|smallbin_stash_bk|"
+                        "uaf_fast|uaf_fast_raw|uaf_fast_raw_threads|double_free|tcache_cycle|top_size|smallbin_bk|smallbin_stash_bk|"
                         "invalid_size|zero_size|fast_size|fast_invalid_size|consolidate_size|unsorted_bk|"
                         "unsorted_size|unsorted_prev_size|unsorted_prev_inuse|large_prev_size|large_nextsize|"
                         "large_bk|large_bk_sort|prev_inuse|tcache_key|non_main_arena\n");

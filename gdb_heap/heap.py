@@ -43,6 +43,7 @@ class Anchors:
     frames: Callable[[], List[ThreadFrames]] = list
     tcache_key: Optional[int] = None  # the address of glibc's tcache_key (2.34+), from its symbol
     libc_data: List[Tuple[int, int]] = field(default_factory=list)  # the C library's writable data spans
+    single_thread: bool = True  # glibc's SINGLE_THREAD_P: no pthread_create yet (then never again)
 
 
 # How much of the C library's data the search for tcache_key reads at most (libc's .data and
@@ -325,7 +326,8 @@ class Heap:
         key = (arena.address, tuple(kinds))
         if key not in self._chains:
             tcache = self.tcache if arena is self.selected_arena() else None
-            self._chains[key] = model.read_bins(self.reader, self.layout, arena.state, tcache, self.mp, kinds)
+            self._chains[key] = model.read_bins(self.reader, self.layout, arena.state, tcache, self.mp, kinds,
+                                                self.anchors.single_thread)
         return self._chains[key]
 
     def free_index(self, arena: Arena) -> FreeIndex:

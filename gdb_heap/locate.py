@@ -458,8 +458,8 @@ def _search(reader: Reader, maps: List[mappings.Mapping]) -> State:
                          f"memory matches glibc {_rows_span(rows)}'s layout")
     if main_arena is None:
         candidates = heuristics.arena_candidates(reader, layout, spans)
-        debug_path = None if candidates or debug_malloc else next(
-            (m.path for m in maps if m.path and is_debug_malloc(m.path)), None)
+        debug_path = None if debug_malloc or any(_has_heap(reader, layout, c.address) for c in candidates) \
+            else next((m.path for m in maps if m.path and is_debug_malloc(m.path)), None)
         if debug_path:  # libc's main_arena has no heap: glibc's debug malloc may be serving malloc
             debug_layout = _check_layout(without_tcache(layout_for(layout.version, size_sz)))
             debug_spans = mappings.data_spans(maps, debug_path)
@@ -532,6 +532,15 @@ MALLOC_CHECK_HOOK = 1 << 2  # malloc-debug.c's enum malloc_debug_hooks: MALLOC_C
 
 def is_debug_malloc(path: str) -> bool:
     return os.path.basename(path).startswith(DEBUG_MALLOC)
+
+
+def _has_heap(reader: Reader, layout: GlibcLayout, address: int) -> bool:
+    """An arena that has taken memory from the system (2.43+ sets libc's main_arena up early, so
+    an initialised arena may still be unused when glibc's debug malloc serves malloc)."""
+    try:
+        return model.read_malloc_state(reader, layout, address).system_mem != 0
+    except MemoryReadError:
+        return False
 
 
 def _built_as(layout: GlibcLayout, debug_malloc: bool) -> GlibcLayout:

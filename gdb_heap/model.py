@@ -606,10 +606,11 @@ def is_victim(position: int, fill: int) -> bool:
 
 
 def read_fastbins(reader: Reader, layout: GlibcLayout, state: MallocState, fill: int = 0,
-                  only: Optional[Container[int]] = None) -> List[BinChain]:
-    """The fast bins; a problem's abort is what the mallocs of the bin's size print, single-threaded
-    (multi-threaded, REMOVE_FB reads each taken chunk's fd first: check.py says so); `only`: just
-    those bin indices."""
+                  only: Optional[Container[int]] = None, single_thread: bool = True) -> List[BinChain]:
+    """The fast bins; a problem's abort is what the mallocs of the bin's size print: a misaligned
+    link is found when malloc takes the chunk (its victim: "2", or stashed: "3"), or, when not
+    single_thread, one chunk earlier by REMOVE_FB reading the taken chunk's fd (no number);
+    `only`: just those bin indices."""
     S, H = layout.size_sz, layout.header_size
     v = layout.version
     bound = max(64, state.system_mem // layout.minsize + 1)
@@ -617,7 +618,9 @@ def read_fastbins(reader: Reader, layout: GlibcLayout, state: MallocState, fill:
     chains = []
 
     def unaligned(position: int) -> Optional[str]:
-        return gc.text("FASTBIN_UNALIGNED_VICTIM" if is_victim(position, fill) else "FASTBIN_UNALIGNED_STASH", v)
+        if position == 0 or single_thread:  # the head is checked as the victim before REMOVE_FB
+            return gc.text("FASTBIN_UNALIGNED_VICTIM" if is_victim(position, fill) else "FASTBIN_UNALIGNED_STASH", v)
+        return gc.text("FASTBIN_UNALIGNED_REMOVE", v)
 
     for i, head in enumerate(state.fastbinsY):
         if not head or (only is not None and i not in only):
@@ -737,8 +740,10 @@ def read_regular_bins(reader: Reader, layout: GlibcLayout, state: MallocState,
 
 
 def read_bins(reader: Reader, layout: GlibcLayout, state: MallocState, tcache: Optional[int],
-              mp: MallocPar, kinds: Sequence[str] = BIN_KINDS) -> Tuple[List[BinChain], List[Problem]]:
-    """The arena's non-empty bins of the given kinds (tcache: the given thread's), in contract order."""
+              mp: MallocPar, kinds: Sequence[str] = BIN_KINDS,
+              single_thread: bool = True) -> Tuple[List[BinChain], List[Problem]]:
+    """The arena's non-empty bins of the given kinds (tcache: the given thread's), in contract order;
+    single_thread: glibc's SINGLE_THREAD_P, which decides how malloc unlinks a fast bin's head."""
     chains: List[BinChain] = []
     problems: List[Problem] = []
     if "tcache" in kinds and tcache:
@@ -748,7 +753,7 @@ def read_bins(reader: Reader, layout: GlibcLayout, state: MallocState, tcache: O
             problems.append(Problem(tcache, f"the tcache at {tcache:#x} is not readable ({e})"))
     fill = mp.tcache_count if tcache else 0  # how many chunks malloc stashes after its victim
     if "fast" in kinds:
-        chains += read_fastbins(reader, layout, state, fill)
+        chains += read_fastbins(reader, layout, state, fill, single_thread=single_thread)
     chains += read_regular_bins(reader, layout, state, [k for k in kinds if k in ("unsorted", "small", "large")],
                                 fill)
     for one in chains:

@@ -72,6 +72,7 @@ class Context:
     global_max_fast: Optional[int] = None  # None: glibc's default (DEFAULT_MXFAST's chunk size)
     n_mmaps_max: int = 65536
     pagesize: int = PAGE
+    single_thread: bool = True  # glibc's SINGLE_THREAD_P: no pthread_create yet (then never again)
 
 
 @dataclass
@@ -428,7 +429,7 @@ def _run(sim: Sim, out: Outcome, body: Callable[[], None]) -> None:
         out.steps.append(f"gave up after {BUDGET} memory words: the path loops in damaged links")
 
 
-def _free(sim: Sim, out: FreeResult, p: int, retry: bool) -> None:
+def _free(sim: Sim, out: FreeResult, p: int, retry: bool, have_lock: bool = False) -> None:
     L, v = sim.L, sim.v
     size = sim.size(p)
     sizef = sim.sizef(p)
@@ -443,7 +444,7 @@ def _free(sim: Sim, out: FreeResult, p: int, retry: bool) -> None:
             _munmap(sim, out, p, size)
             return
         sim.av = arena_for_chunk(sim, p)
-        _int_free_chunk(sim, out, p, size)
+        _int_free_chunk(sim, out, p, size, have_lock)
         return
     if sizef & IS_MMAPPED:
         _munmap(sim, out, p, size)
@@ -459,7 +460,7 @@ def _free(sim: Sim, out: FreeResult, p: int, retry: bool) -> None:
         if i < sim.ctx.mp.tcache_bins:
             if _tcache_free(sim, out, p, size, retry):
                 return
-    _int_free_chunk(sim, out, p, size)
+    _int_free_chunk(sim, out, p, size, have_lock)
 
 
 def _tcache_init(sim: Sim, out: Outcome) -> None:
@@ -542,7 +543,8 @@ def _munmap(sim: Sim, out: FreeResult, p: int, size: int) -> None:
     out.steps.append(f"an mmapped chunk: munmap of {total:#x} bytes at {block:#x}")
 
 
-def _int_free_chunk(sim: Sim, out: FreeResult, p: int, size: int) -> None:
+def _int_free_chunk(sim: Sim, out: FreeResult, p: int, size: int, have_lock: bool) -> None:
+    """have_lock: 1 from realloc's _int_free (av, oldp, 1); free() passes 0."""
     L = sim.L
     if size <= sim.max_fast() and (p + size) & sim.wrap != sim.top:
         nxt = (p + size) & sim.wrap
@@ -554,8 +556,8 @@ def _int_free_chunk(sim: Sim, out: FreeResult, p: int, size: int) -> None:
         sim.check(old == p, "FREE_FASTTOP")
         sim.put(p + sim.H, sim.protect(p + sim.H, old))
         sim.put(slot, p)
-        # have_lock: single-threaded programs only (SINGLE_THREAD_P); the old head's size then.
-        sim.check(old != 0 and L.fastbin_index(sim.size(old) & 0xFFFFFFFF) != i, "FREE_FAST_ENTRY")
+        # Only under the arena's lock may glibc read the old head (free() has none yet).
+        sim.check(have_lock and old != 0 and L.fastbin_index(sim.size(old) & 0xFFFFFFFF) != i, "FREE_FAST_ENTRY")
         out.to, out.bin_index = bin_label("fast", i), i
         out.steps.append(f"size {size:#x} <= global_max_fast: the chunk goes to {out.to}")
         return
@@ -788,9 +790,9 @@ def try_realloc(reader: Reader, ctx: Context, mem: int, request: int) -> MallocR
 def _free_inside(sim: Sim, out: FreeResult, p: int) -> None:
     """_int_free (av, p, 1) up to 2.41, with its checks and the tcache; _int_free_chunk from 2.42."""
     if sim.v >= (2, 42):
-        _int_free_chunk(sim, out, p, sim.size(p))
+        _int_free_chunk(sim, out, p, sim.size(p), True)
     else:
-        _free(sim, out, p, True)
+        _free(sim, out, p, True, have_lock=True)
 
 
 def _merge_outcome(out: MallocResult, sub: FreeResult) -> None:
@@ -1023,7 +1025,7 @@ def _from_fastbin(sim: Sim, out: MallocResult, nb: int) -> Optional[int]:
     if not victim:
         return None
     sim.check(sim.misaligned_chunk(victim), "FASTBIN_UNALIGNED_VICTIM")
-    sim.put(slot, sim.reveal(victim + sim.H, sim.fd(victim)))
+    _remove_fb(sim, slot, victim)
     sim.check(L.fastbin_index(sim.size(victim) & 0xFFFFFFFF) != idx, "FASTBIN_VICTIM_SIZE")
     out.steps.append(f"fast[{idx}] is not empty: its first chunk {victim:#x}")
     tc_idx = sim.tidx(nb)
@@ -1035,12 +1037,21 @@ def _from_fastbin(sim: Sim, out: MallocResult, nb: int) -> Optional[int]:
                 break
             sim.check(sim.misaligned_chunk(tc_victim), "FASTBIN_UNALIGNED_STASH")
             sim.check(sim.tidx(sim.size(tc_victim)) != tc_idx, "FASTBIN_STASH_SIZE")
-            sim.put(slot, sim.reveal(tc_victim + sim.H, sim.fd(tc_victim)))
+            _remove_fb(sim, slot, tc_victim)
             sim.tcache_put(tc_victim, tc_idx)
             moved += 1
         if moved:
             sim.effect(f"{moved} more chunk{'s' * (moved != 1)} of fast[{idx}] moved to tcache[{tc_idx}]")
     return _found(out, victim, "fast", idx)
+
+
+def _remove_fb(sim: Sim, slot: int, victim: int) -> None:
+    """Unlink a fast bin's head: a plain store when SINGLE_THREAD_P, else REMOVE_FB's
+    compare-and-swap loop, which first checks the next chunk's alignment (2.32+)."""
+    nxt = sim.reveal(victim + sim.H, sim.fd(victim))
+    if not sim.ctx.single_thread:
+        sim.check(nxt != 0 and sim.misaligned_chunk(nxt), "FASTBIN_UNALIGNED_REMOVE")
+    sim.put(slot, nxt)
 
 
 def _from_smallbin(sim: Sim, out: MallocResult, nb: int, idx: int) -> Optional[int]:
@@ -1249,4 +1260,4 @@ def context_for(heap: Heap, tcache_key: Optional[int] = None) -> Context:
         pass
     arena = heap.anchors.thread_arena
     return Context(L, heap.anchors.main_arena, mp, tcache, tcache_key, arena if arena else None,
-                   n_mmaps_max=n_mmaps_max)
+                   n_mmaps_max=n_mmaps_max, single_thread=heap.anchors.single_thread)

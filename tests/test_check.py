@@ -42,6 +42,7 @@ STAGES = {
     "overflow_far": ["invalid size {bad:#x}", "resumes at"],  # past the overflow the walk skipped
     "uaf_fast": ["fast[0]", "links to {fake:#x}", "outside the arena's heaps"],
     "uaf_fast_raw": ["fast[0]"],
+    "uaf_fast_raw_threads": ["fast[0]"],  # not SINGLE_THREAD_P: REMOVE_FB meets the link first
     "double_free": ["fast[0]" if FASTBINS else "tcache[0]", "links back to {other:#x}", "loop", "twice"],
     "tcache_cycle": ["tcache[0]", "links back to {other:#x}", "loop"],
     "top_size": ["top chunk", "size {all_ones:#x}", "system_mem"],
@@ -73,9 +74,10 @@ WALK_BROKEN = {"invalid_size", "zero_size", "fast_invalid_size", "consolidate_si
 if not SAFE_LINKING:  # without safe-linking, a raw link is a valid link
     STAGES["uaf_tcache_raw"] = STAGES["uaf_tcache"]
     STAGES["uaf_fast_raw"] = STAGES["uaf_fast"]
+    STAGES["uaf_fast_raw_threads"] = STAGES["uaf_fast"]
 # their tcache equivalents are uaf_tcache and uaf_tcache_raw; the fastbin's size checks have none
-FASTBIN_ONLY = {"uaf_fast": "uaf_tcache", "uaf_fast_raw": "uaf_tcache_raw", "fast_size": None,
-                "fast_invalid_size": None, "consolidate_size": None}
+FASTBIN_ONLY = {"uaf_fast": "uaf_tcache", "uaf_fast_raw": "uaf_tcache_raw", "uaf_fast_raw_threads": None,
+                "fast_size": None, "fast_invalid_size": None, "consolidate_size": None}
 def sizes(S: int) -> Dict[str, int]:
     """The size fields the damage wrote, as the tool shows them (flag bits cleared): the overflow's
     "AAAA..." word, the grown chunk's three MINSIZE chunks (MINSIZE = 4 * SIZE_SZ on x86-64 and

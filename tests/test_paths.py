@@ -217,3 +217,49 @@ def test_fuzz_paths_never_raise_or_loop(case):
         signal.alarm(0)
         signal.signal(signal.SIGALRM, old)
 
+
+
+def _fast_pair_with_misaligned_link() -> tuple[Synthetic, int]:
+    """fast bin 0x40 holding two chunks, the head's fd revealing a misaligned address (an empty
+    tcache): the first malloc of 0x38 takes the head, then meets the bad link."""
+    b = HeapBuilder((2, 36), 8)
+    b.chunk(0x40, "fast")
+    b.chunk(0x20)
+    b.chunk(0x40, "fast")
+    b.chunk(0x20)
+    s = b.build()
+    head = s.chain("fast", hb.fastbin_index(0x40, 8)).chunks[0]
+    fd = head + 0x10
+    s.poke(fd, (fd >> 12) ^ 0x4448)  # PROTECT_PTR: REVEAL_PTR gives 0x4448, not 16-aligned
+    return s, head
+
+
+def test_single_threaded_malloc_meets_a_bad_fast_link_when_stashing():
+    # SINGLE_THREAD_P: *fb = REVEAL_PTR (victim->fd) unchecked; the stash loop's tc_victim is checked
+    s, _ = _fast_pair_with_misaligned_link()
+    assert predict_malloc(s, 0x38).aborts == "malloc(): unaligned fastbin chunk detected 3"
+
+
+def test_multi_threaded_malloc_meets_a_bad_fast_link_in_remove_fb():
+    # not SINGLE_THREAD_P: REMOVE_FB checks the revealed fd of the taken victim first
+    s, _ = _fast_pair_with_misaligned_link()
+    heap = s.heap()
+    heap.anchors.single_thread = False
+    r = paths.try_malloc(heap.reader, paths.context_for(heap), 0x38)
+    assert r.aborts == "malloc(): unaligned fastbin chunk detected"
+
+
+def test_free_does_not_check_the_fast_heads_size():
+    # free() calls _int_free (av, p, 0): "invalid fastbin entry (free)" needs have_lock
+    b = HeapBuilder((2, 36), 8)
+    for _ in range(7):
+        b.chunk(0x20, "tcache")
+        b.chunk(0x30)
+    f = b.chunk(0x20, "fast")
+    b.chunk(0x30)
+    a = b.chunk(0x20)
+    b.chunk(0x30)
+    s = b.build()
+    s.poke(f + 8, 0x91)  # the fast bin's head now claims another bin's size
+    r = predict_free(s, a + 0x10)
+    assert (r.to, r.aborts) == ("fast[0]", None)
