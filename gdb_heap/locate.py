@@ -228,6 +228,30 @@ def thread_pointer(ctx: Context) -> Optional[int]:
     return found[0] if len(found) == 1 else None
 
 
+# tcbhead_t's multiple_threads follows tcb, dtv and self (sysdeps/{x86_64,i386}/nptl/tls.h):
+# pthread_create sets the creator's, allocate_stack each new thread's, and nothing clears them.
+MULTIPLE_THREADS_WORD = 3
+
+
+def single_thread(ctx: Context) -> bool:
+    """glibc's SINGLE_THREAD_P for the selected thread: true until the program's first
+    pthread_create, never again.  Several live threads; else __libc_single_threaded (2.32+, what
+    x86-64's malloc reads from 2.36; gdb finds the program's copy first when it has one, and libc
+    then writes that copy); else the thread header's multiple_threads (what i386's malloc reads:
+    set by the same calls); else (neither readable) true."""
+    if len(gdb.selected_inferior().threads()) > 1:
+        return False
+    try:
+        return int(gdb.parse_and_eval("*(unsigned char *)&__libc_single_threaded")) != 0
+    except (gdb.error, gdb.MemoryError, RuntimeError):
+        pass
+    tp = thread_pointer(ctx)
+    try:
+        return not tp or ctx.reader.read(tp + MULTIPLE_THREADS_WORD * ctx.reader.size_sz, 4) == bytes(4)
+    except MemoryReadError:
+        return True
+
+
 def visit_threads(visit: Callable[[gdb.InferiorThread], T]) -> List[T]:
     """visit(thread) with each live thread selected in turn, in gdb's order; then the user's
     thread and frame are selected again.  Switching threads changes nothing in the inferior."""

@@ -23,7 +23,8 @@ from ..frames import thread_frames
 from ..gdbmemory import GdbMemory
 from ..heap import Anchors, Heap
 from ..in_progress import note
-from ..locate import locate, process_mappings, require_process, symbol_at, threads_info, warn_once, word_size
+from ..locate import (locate, process_mappings, require_process, single_thread, symbol_at, threads_info, warn_once,
+                      word_size)
 from ..memory import Reader
 from ..pointers import Namer
 from ..progress import QUIET, Progress
@@ -86,7 +87,7 @@ def open_heap(args: Args) -> Heap:
                       tls.arena or None, state.notes + [tcache_note(tls.tcache_how)],
                       lambda: threads_info(found.context), lambda: (maps, source), symbol=symbol_at,
                       frames=lambda: thread_frames(found.context), tcache_key=state.tcache_key,
-                      libc_data=state.data_spans, single_thread=single_thread())
+                      libc_data=state.data_spans, single_thread=single_thread(found.context))
     heap = Heap(reader, state.layout, anchors)
     heap.progress = _progress
     if not args.flag("--json"):  # a JSON document is all --json prints (notes: heap's overview)
@@ -95,18 +96,6 @@ def open_heap(args: Args) -> Heap:
         for call in heap.mid_update.calls:  # on every command: the heap may change under the user's eyes
             gdb.write(f"heap: warning: {note(call)}\n", gdb.STDERR)
     return heap
-
-
-def single_thread() -> bool:
-    """glibc's SINGLE_THREAD_P: true until the program's first pthread_create, and never again.
-    glibc 2.32+ exports it as __libc_single_threaded (gdb finds the program's copy first when the
-    program has one: libc then writes that copy); without the symbol, the live thread count."""
-    if len(gdb.selected_inferior().threads()) > 1:
-        return False
-    try:
-        return int(gdb.parse_and_eval("*(unsigned char *)&__libc_single_threaded")) != 0
-    except (gdb.error, gdb.MemoryError, RuntimeError):
-        return True
 
 
 def tcache_note(how: str) -> str:
