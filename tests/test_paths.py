@@ -217,3 +217,40 @@ def test_fuzz_paths_never_raise_or_loop(case):
         signal.alarm(0)
         signal.signal(signal.SIGALRM, old)
 
+
+
+def test_consolidation_of_many_fast_chunks_goes_through():
+    """A large request consolidates every fast chunk: 30000 of them, far past the base budget
+    of 2**18 words (at least 11 words each), each between in-use chunks: all go to the unsorted
+    bin, MAX_ITERS of them are sorted into their small bins, and the request is cut from top."""
+    b = HeapBuilder((2, 36), 8)
+    fast = []
+    for i in range(30000):
+        fast.append(b.chunk((0x20, 0x30, 0x40)[i % 3], "fast"))
+        b.chunk(0x20)
+    s = b.build(top_size_min=0x2000)
+    r = predict_malloc(s, 0x1000)
+    assert not r.gave_up and r.aborts is None and r.crashes is None
+    assert (r.source, r.chunk, r.top_after) == ("top", s.top, s.top + 0x1010)
+    sorted_into = [e for e in r.side_effects if " sorted into small[" in e]
+    assert len(sorted_into) == 10000  # MAX_ITERS
+    # The fast bins are taken in index order, each from its head: the last 0x20 chunk freed is
+    # the first consolidated, so it is the unsorted bin's tail and the first one sorted.
+    assert sorted_into[0] == f"unsorted chunk {fast[-3]:#x} (size 0x20) sorted into small[2]"
+
+
+def test_a_cyclic_fast_bin_ends_with_a_clear_answer():
+    """Fast bin links that loop (A -> B -> A): consolidation ends with an abort, a crash or a
+    give-up, never a hang, however the cycle goes (with and without safe-linking)."""
+    for version in ((2, 31), (2, 36), (2, 27)):
+        b = HeapBuilder(version, 8)
+        a = b.chunk(0x20, "fast")
+        b.chunk(0x20)
+        c = b.chunk(0x20, "fast")
+        b.chunk(0x20)
+        s = b.build()
+        # c was freed last: the bin is c -> a; a's fd now points back to c (safe-linking from
+        # 2.32 stores it xored with its own address >> 12).
+        s.poke(a + 0x10, ((a + 0x10) >> 12) ^ c if version >= (2, 32) else c)
+        r = predict_malloc(s, 0x1000)
+        assert r.gave_up or r.aborts or r.crashes, (version, r.steps[-3:])
