@@ -142,7 +142,7 @@ class Sim:
         self.ahead: Sequence[int] = ()
         self.ahead_start = self.ahead_len = 0
         self.native = reader.order == sys.byteorder
-        self.shift = self.S.bit_length() - 1
+        self.shift, self.word_bits = self.S.bit_length() - 1, self.S - 1
         self.capacity: Optional[int] = None
         self.tcache = ctx.tcache
         self.av = ctx.main_arena
@@ -165,7 +165,7 @@ class Sim:
         if got is not None:
             return got
         off = address - self.ahead_start
-        if 0 <= off < self.ahead_len and not off & (self.S - 1):
+        if 0 <= off < self.ahead_len and not off & self.word_bits:
             return self.ahead[off >> self.shift]
         try:
             return self.reader.word(address)
@@ -176,7 +176,7 @@ class Sim:
         """The memory from chunk p on, read in one go (the Reader's cached block, or one read
         past its room): malloc_consolidate reads p's header, its next chunk's and the one after,
         mostly within a page, for every fast chunk of the heap."""
-        if not self.native or 0 <= p - self.ahead_start <= self.ahead_len - LOOKAHEAD:
+        if not self.native:
             return
         try:
             start, data = self.reader.span(p, LOOKAHEAD)
@@ -211,7 +211,7 @@ class Sim:
         self.grant()
 
     def put(self, address: int, value: int) -> None:
-        self.budget -= 1
+        """A write: it costs no budget, as every loop reads to go on."""
         self.written[address & self.wrap] = value & self.wrap
 
     def small(self, address: int, size: int) -> int:
@@ -426,56 +426,62 @@ class Sim:
         unsorted = self.bin(1)
         seen: Set[int] = set()
         again = 0
-        word, S, H, wrap = self.word, self.S, self.H, self.wrap
-        for i in range(self.L.nfastbins):
+        # Locals and direct word offsets: this loop runs once per fast chunk of the heap.
+        word, put, check, S, H, wrap = self.word, self.put, self.check, self.S, self.H, self.wrap
+        L, top_slot, capacity = self.L, self.av + self.off_top, self.chunk_capacity()
+        min_large = L.min_large_size  # in_smallbin_range
+        for i in range(L.nfastbins):
             slot = self.fastbin_slot(i)
             p = word(slot)
-            self.put(slot, 0)
+            put(slot, 0)
             while p:
                 if p in seen:
                     again += 1
                     if again > len(seen):
                         raise GaveUp(f"gave up: malloc_consolidate met {again} fast chunks a second time "
                                      "(a fast bin that loops)")
-                elif len(seen) < self.chunk_capacity():
+                elif len(seen) < capacity:
                     seen.add(p)
                 else:
                     raise GaveUp("gave up: the fast bins hold more chunks than the arena's memory")
                 self.grant()
-                self.look_ahead(p)
-                self.check(self.misaligned_chunk(p), "CONSOLIDATE_UNALIGNED")
+                if not 0 <= p - self.ahead_start <= self.ahead_len - LOOKAHEAD:
+                    self.look_ahead(p)
+                if misaligned_chunk(L, p):
+                    check(True, "CONSOLIDATE_UNALIGNED")
                 sizef = word(p + S)
                 size = sizef & ~SIZE_BITS
-                self.check(self.L.fastbin_index(size & 0xFFFFFFFF) != i, "CONSOLIDATE_SIZE")
-                nextp = self.reveal(p + H, word(p + H))
+                if L.fastbin_index(size & 0xFFFFFFFF) != i:
+                    check(True, "CONSOLIDATE_SIZE")
+                nextp = L.reveal_ptr(p + H, word(p + H))
                 nextchunk = (p + size) & wrap
                 nextsize = word(nextchunk + S) & ~SIZE_BITS
                 if not sizef & PREV_INUSE:
                     prevsize = word(p)
                     size += prevsize
                     p = (p - prevsize) & wrap
-                    self.check(self.size(p) != prevsize, "CONSOLIDATE_PREV_SIZE")
+                    if word(p + S) & ~SIZE_BITS != prevsize:
+                        check(True, "CONSOLIDATE_PREV_SIZE")
                     self.unlink_chunk(p)
-                if nextchunk != self.top:
-                    nextinuse = word(nextchunk + nextsize + S) & PREV_INUSE
-                    if not nextinuse:
+                if nextchunk != word(top_slot):
+                    if not word(nextchunk + nextsize + S) & PREV_INUSE:  # nextinuse
                         size += nextsize
                         self.unlink_chunk(nextchunk)
                     else:
-                        self.set_head(nextchunk, word(nextchunk + S) & ~PREV_INUSE)
-                    first = self.fd(unsorted)
-                    self.set_fd(unsorted, p)
-                    self.set_bk(first, p)
-                    if not self.L.in_smallbin_range(size):
-                        self.set_fdn(p, 0)
-                        self.set_bkn(p, 0)
-                    self.set_head(p, size | PREV_INUSE)
-                    self.set_bk(p, unsorted)
-                    self.set_fd(p, first)
-                    self.set_foot(p, size)
+                        put(nextchunk + S, word(nextchunk + S) & ~PREV_INUSE)
+                    first = word(unsorted + H)
+                    put(unsorted + H, p)  # unsorted_bin->fd
+                    put(first + H + S, p)  # first->bk
+                    if size >= min_large:
+                        put(p + H + 2 * S, 0)  # fd_nextsize
+                        put(p + H + 3 * S, 0)  # bk_nextsize
+                    put(p + S, size | PREV_INUSE)
+                    put(p + H + S, unsorted)
+                    put(p + H, first)
+                    put(p + size, size)  # set_foot
                 else:
-                    self.set_head(p, (size + nextsize) | PREV_INUSE)
-                    self.set_top(p)
+                    put(p + S, (size + nextsize) | PREV_INUSE)
+                    put(top_slot, p)
                 p = nextp
 
 

@@ -254,3 +254,4 @@ def test_a_cyclic_fast_bin_ends_with_a_clear_answer():
         s.poke(a + 0x10, ((a + 0x10) >> 12) ^ c if version >= (2, 32) else c)
         r = predict_malloc(s, 0x1000)
         assert r.gave_up or r.aborts or r.crashes, (version, r.steps[-3:])
+
