@@ -500,6 +500,9 @@ def try_free(reader: Reader, ctx: Context, mem: int) -> FreeResult:
     S = ctx.layout.size_sz
     p = (mem - 2 * S) & ((1 << (8 * S)) - 1)
     out = FreeResult(address=mem, chunk=p)
+    if mem == 0:  # __libc_free: "free(0) has no effect"
+        out.steps.append("free(NULL) does nothing")
+        return out
     sim = Sim(reader, ctx, out)
     _run(sim, out, lambda: _free(sim, out, p, True))
     return out
@@ -797,6 +800,11 @@ def try_realloc(reader: Reader, ctx: Context, mem: int, request: int) -> MallocR
     """What realloc(mem, request) does now: "from" is "in place" (shrunk or already big enough,
     the rest freed), "top" (grown into top), "next" (grown over the free chunk after it), or
     where the malloc of a new chunk takes it from (the old chunk is then freed)."""
+    if mem == 0:  # __libc_realloc: "realloc of null is supposed to be same as malloc"
+        out = try_malloc(reader, ctx, request)
+        out.call = "realloc"
+        out.steps.insert(0, "realloc(NULL, n) is malloc(n)")
+        return out
     out = MallocResult(request=request, call="realloc")
     sim = Sim(reader, ctx, out)
     S = ctx.layout.size_sz

@@ -255,3 +255,22 @@ def test_a_cyclic_fast_bin_ends_with_a_clear_answer():
         r = predict_malloc(s, 0x1000)
         assert r.gave_up or r.aborts or r.crashes, (version, r.steps[-3:])
 
+
+def test_free_of_null_does_nothing():
+    """__libc_free returns at once on a null pointer (malloc.c: "free(0) has no effect"): no
+    chunk header is read, so no crash at address -2 * SIZE_SZ."""
+    b = HeapBuilder((2, 36), 8)
+    b.chunk(0x20)
+    r = predict_free(b.build(), 0)
+    assert (r.to, r.aborts, r.crashes, r.gave_up, r.merged_with) == (None, None, None, False, [])
+
+
+def test_realloc_of_null_is_malloc():
+    """__libc_realloc(NULL, n) is __libc_malloc(n): here the tcache's 0x30 chunk."""
+    b = HeapBuilder((2, 36), 8)
+    t = b.chunk(0x30, "tcache")
+    b.chunk(0x20)
+    s = b.build()
+    heap = s.heap()
+    r = paths.try_realloc(heap.reader, paths.context_for(heap), 0, 0x28)
+    assert (r.call, r.source, r.chunk, r.aborts, r.crashes) == ("realloc", "tcache", t, None, None)
