@@ -975,7 +975,8 @@ def _int_malloc(sim: Sim, out: MallocResult, nb: int) -> Optional[int]:
             size = sim.size(victim)
             nxt = (victim + size) & sim.wrap
             if sim.v < (2, 29):
-                sim.check(size <= 2 * sim.S or size > sim.system_mem, "UNSORTED_MEMORY_CORRUPTION")
+                sizef = sim.sizef(victim)  # chunksize_nomask: the flag bits count
+                sim.check(sizef <= 2 * sim.S or sizef > sim.system_mem, "UNSORTED_MEMORY_CORRUPTION")
             sim.check(size <= sim.H or size > sim.system_mem, "UNSORTED_INVALID_SIZE")
             if sim.v >= (2, 29):
                 sim.check(sim.sizef(nxt) < sim.H or sim.sizef(nxt) > sim.system_mem, "UNSORTED_INVALID_NEXT_SIZE")

@@ -274,3 +274,15 @@ def test_realloc_of_null_is_malloc():
     heap = s.heap()
     r = paths.try_realloc(heap.reader, paths.context_for(heap), 0, 0x28)
     assert (r.call, r.source, r.chunk, r.aborts, r.crashes) == ("realloc", "tcache", t, None, None)
+
+
+def test_unsorted_size_check_before_229_counts_the_flag_bits():
+    """glibc 2.26-2.28 compare the unsorted victim's raw size field (chunksize_nomask) with
+    system_mem: system_mem | PREV_INUSE is more, though its size is not."""
+    b = HeapBuilder((2, 27), 8)
+    u = b.chunk(0x100, "unsorted")
+    b.chunk(0x20)
+    s = b.build()
+    system_mem = s.heap_end - s.sbrk_base  # the builder's heap: sbrk_base to its end
+    s.poke(u + 8, system_mem | 1)
+    assert predict_malloc(s, 0x200).aborts == "malloc(): memory corruption"
