@@ -27,6 +27,8 @@
  *   malloc_tcache malloc_fast malloc_small malloc_unsorted_exact
  *   malloc_sort_then_top malloc_large_split malloc_binmap_small
  *   malloc_last_remainder malloc_top malloc_mmap malloc_consolidate
+ *   malloc_consolidate_many (CONSOLIDATE_GROUPS groups of fast chunks, see
+ *     consolidate_many: tens of thousands of fast chunks for one consolidation)
  *   malloc_unsorted_to_tcache calloc_skips_tcache
  *   realloc_shrink realloc_into_top realloc_over_next realloc_move
  *     (realloc(target, request))
@@ -98,6 +100,69 @@ static void empty_tcache(size_t req)
 {
     for (int i = 0; i < tcache_count(); i++)
         (void)xmalloc(req);
+}
+
+/* malloc_consolidate_many: groups of chunks, four kinds in turn (F1 < F2 < F3 < F4
+ * are fast requests, G an in-use guard of F2's size):
+ *   0: [F1][F3][G]  both freed: F1's bin comes first, F3 merges backwards into it
+ *   1: [F3][F1][G]  both freed: F1 first, then F3 merges forwards over it
+ *   2: [F2][G][F4][G]  both freed, nothing to merge
+ *   3: [LARGE][F1][G]  LARGE freed (past the tcache: the unsorted bin), then F1
+ *      merges backwards into it, out of the unsorted bin
+ * and a last F1 chunk beside top, freed last: consolidation merges it into top.
+ * The first tcache_count() frees of each size fill the tcache; every later one
+ * goes to a fast bin.  The request (CONSOLIDATE_REQUEST) is larger than any
+ * chunk then free: after sorting MAX_ITERS unsorted chunks (the oldest: the
+ * merges into LARGE, F2's, then merged F1 + F3 pairs), malloc cuts it from top,
+ * which starts at the last F1 chunk. */
+#define CONSOLIDATE_GROUPS 14000
+#define F1 (3 * S)
+#define F2 (5 * S)
+#define F3 (7 * S)
+#define F4 (9 * S)
+#define CONSOLIDATE_REQUEST (LARGE + 0x100)
+
+static void consolidate_many(void)
+{
+    static void *chunks[CONSOLIDATE_GROUPS][2];
+    static void *big[CONSOLIDATE_GROUPS];
+    size_t fast = 0;
+    void *last;
+
+    for (int g = 0; g < CONSOLIDATE_GROUPS; g++) {
+        switch (g % 4) {
+        case 0:
+            chunks[g][0] = xmalloc(F1);
+            chunks[g][1] = xmalloc(F3);
+            break;
+        case 1:
+            chunks[g][0] = xmalloc(F3);
+            chunks[g][1] = xmalloc(F1);
+            break;
+        case 2:
+            chunks[g][0] = xmalloc(F2);
+            guard();
+            chunks[g][1] = xmalloc(F4);
+            break;
+        default:
+            big[g] = xmalloc(LARGE);
+            chunks[g][0] = xmalloc(F1);
+            chunks[g][1] = NULL;
+        }
+        guard();
+    }
+    last = xmalloc(F1);
+    for (int g = 3; g < CONSOLIDATE_GROUPS; g += 4)
+        free(big[g]);
+    for (int g = 0; g < CONSOLIDATE_GROUPS; g++)
+        for (int k = 0; k < 2; k++)
+            if (chunks[g][k] != NULL) {
+                free(chunks[g][k]);
+                fast++;
+            }
+    free(last);
+    report_ptr("last", last, F1);
+    printf("@ freed_fast %zu\n", fast + 1); /* the tcache took 4 * tcache_count() of them */
 }
 
 static void *named(const char *name, size_t req)
@@ -271,6 +336,10 @@ int main(int argc, char **argv)
         for (int i = 0; i < 3; i++)
             free(p[i]);
         request = LARGE;
+        is_malloc = 1;
+    } else if (is(stage, "malloc_consolidate_many")) {
+        consolidate_many();
+        request = CONSOLIDATE_REQUEST;
         is_malloc = 1;
     } else if (is(stage, "malloc_unsorted_to_tcache")) {
         for (int i = 0; i < 3; i++) {

@@ -7,7 +7,9 @@ goes to the memory image unless the path wrote that word first, and nothing is w
 the inferior.  Checks run in glibc's order for the version; a failing one ends the path with
 its message from glibc_checks' table (by name: a check that version lacks is skipped).  Only
 the bins and the chunk's neighbours are read, so a heap of a million chunks costs nothing
-more; every loop is bounded (glibc's own MAX_ITERS for the unsorted bin, a budget of reads).
+more, except malloc_consolidate, which visits every fast chunk and its neighbours; every loop is
+bounded (glibc's own MAX_ITERS for the unsorted bin, a budget of reads that grows with the
+chunks a heap-sized loop visits, up to what the arena's memory holds).
 
 Version rules come from layouts.py's features (fastbins, tcache counts vs num_slots, the
 tcache key, safe-linking) and from the releases glibc_checks records for each message; the
@@ -18,9 +20,10 @@ double-free walk over every tcache bin then a retry), 2.43 (no fastbins, no cons
 
 from __future__ import annotations
 
+import sys
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Callable, Dict, List, Optional
+from typing import TYPE_CHECKING, Callable, Dict, List, Optional, Sequence, Set
 
 from . import glibc_checks as gc
 from .errors import MemoryReadError
@@ -33,7 +36,17 @@ if TYPE_CHECKING:
     from .heap import Heap
 
 MAX_ITERS = 10000  # _int_malloc's bound on the unsorted bin loop
-BUDGET = 1 << 18  # words read or written by one prediction, at most: a loop in damaged links ends here
+BUDGET = 1 << 18  # words read or written by one prediction besides its heap-sized loops' grants
+# A loop whose length is the heap's (malloc_consolidate over every fast chunk, the unsorted
+# bin's MAX_ITERS, a large bin's nextsize list) grants this many more words per chunk it
+# visits (malloc_consolidate's worst step, two unlinks of large chunks, is about 70), and
+# visits at most the chunks the arena's memory can hold (system_mem / MINSIZE): the budget
+# grows with the heap and stays bounded.  A walk back to a chunk it met ends sooner: a list
+# glibc only reads loops forever; malloc_consolidate, which rewrites what it met, gives up
+# once it has met as many chunks again as it met at all.
+WORDS_PER_CHUNK = 96
+MAX_ARENA_BYTES = 1 << 40  # system_mem above this is damage: the bound on chunks stays finite
+LOOKAHEAD = 1 << 12  # bytes read in one go from a chunk malloc_consolidate visits (its neighbours)
 FASTBIN_CONSOLIDATION_THRESHOLD = 65536
 BINMAPSHIFT = 5
 MMAP_HP = 0x1  # 2.43: prev_size's flag for a huge-page mapping
@@ -56,7 +69,12 @@ class Crash(Exception):
 
 
 class GaveUp(Exception):
-    """The budget of reads ran out: a loop glibc itself may never leave."""
+    """The budget of reads ran out, or a walk came back to a chunk: a loop glibc itself may never
+    leave."""
+
+    def __init__(self, why: str = "") -> None:
+        super().__init__(why)
+        self.why = why
 
 
 @dataclass
@@ -120,7 +138,13 @@ class Sim:
         self.mask = L.malloc_alignment - 1
         self.wrap = (1 << (8 * self.S)) - 1
         self.written: Dict[int, int] = {}
-        self.budget = BUDGET
+        self.budget = self.granted = BUDGET
+        # A run of memory read in one go (look_ahead), as words: consolidation's neighbours.
+        self.ahead: Sequence[int] = ()
+        self.ahead_start = self.ahead_len = 0
+        self.native = reader.order == sys.byteorder
+        self.shift, self.word_bits = self.S.bit_length() - 1, self.S - 1
+        self.capacity: Optional[int] = None
         self.tcache = ctx.tcache
         self.av = ctx.main_arena
         ms = L.malloc_state
@@ -136,17 +160,59 @@ class Sim:
     def word(self, address: int) -> int:
         self.budget -= 1
         if self.budget < 0:
-            raise GaveUp()
+            raise GaveUp(f"gave up after {self.granted} memory words: the path loops in damaged links")
         address &= self.wrap
-        if address in self.written:
-            return self.written[address]
+        got = self.written.get(address)
+        if got is not None:
+            return got
+        off = address - self.ahead_start
+        if 0 <= off < self.ahead_len and not off & self.word_bits:
+            return self.ahead[off >> self.shift]
         try:
             return self.reader.word(address)
         except MemoryReadError:
             raise Crash(f"reads {address:#x}, which is not mapped: SIGSEGV") from None
 
+    def look_ahead(self, p: int) -> None:
+        """The memory from chunk p on, read in one go (the Reader's cached block, or one read
+        past its room): malloc_consolidate reads p's header, its next chunk's and the one after,
+        mostly within a page, for every fast chunk of the heap."""
+        if not self.native:
+            return
+        try:
+            start, data = self.reader.span(p, LOOKAHEAD)
+        except MemoryReadError:
+            return  # near the end of a mapping: word by word
+        if start % self.S:
+            return
+        view = memoryview(data).cast("B")
+        usable = len(view) - len(view) % self.S
+        self.ahead = view[:usable].cast("Q" if self.S == 8 else "I")
+        self.ahead_start, self.ahead_len = start, usable
+
+    def chunk_capacity(self) -> int:
+        """How many chunks the arena's memory (system_mem) holds at most: no honest walk of its
+        chunks visits more."""
+        if self.capacity is None:
+            self.capacity = min(self.system_mem, MAX_ARENA_BYTES) // self.L.minsize + 1
+        return self.capacity
+
+    def grant(self) -> None:
+        """One more chunk on a heap-sized walk: WORDS_PER_CHUNK more words to read or write."""
+        self.budget += WORDS_PER_CHUNK
+        self.granted += WORDS_PER_CHUNK
+
+    def walk_to(self, seen: Set[int], p: int, what: str) -> None:
+        """One more chunk on a walk glibc makes without writing (a list it searches): met before,
+        the walk never ends; else its words granted, at most chunk_capacity chunks."""
+        if p in seen or len(seen) >= self.chunk_capacity():
+            raise GaveUp(f"gave up: {what} comes back to {p:#x} (a list that loops)" if p in seen else
+                         f"gave up: {what} is longer than the arena's memory holds")
+        seen.add(p)
+        self.grant()
+
     def put(self, address: int, value: int) -> None:
-        self.budget -= 1
+        """A write: it costs no budget, as every loop reads to go on."""
         self.written[address & self.wrap] = value & self.wrap
 
     def small(self, address: int, size: int) -> int:
@@ -352,46 +418,71 @@ class Sim:
                 self.set_fdn(self.bkn(p), self.fdn(p))
 
     def malloc_consolidate(self) -> None:
+        """Every fast bin's chunks merged with their free neighbours, into the unsorted bin or
+        top, in glibc's order.  A heap-sized walk: each chunk grants its words and has its
+        neighbourhood read in one go (look_ahead)."""
         self.effect("malloc_consolidate: every fast bin's chunks merged with their free neighbours, "
                     "into the unsorted bin or top")
         self.set_have_fastchunks(False)
         unsorted = self.bin(1)
-        for i in range(self.L.nfastbins):
+        seen: Set[int] = set()
+        again = 0
+        # Locals and direct word offsets: this loop runs once per fast chunk of the heap.
+        word, put, check, S, H, wrap = self.word, self.put, self.check, self.S, self.H, self.wrap
+        L, top_slot, capacity = self.L, self.av + self.off_top, self.chunk_capacity()
+        min_large = L.min_large_size  # in_smallbin_range
+        for i in range(L.nfastbins):
             slot = self.fastbin_slot(i)
-            p = self.word(slot)
-            self.put(slot, 0)
+            p = word(slot)
+            put(slot, 0)
             while p:
-                self.check(self.misaligned_chunk(p), "CONSOLIDATE_UNALIGNED")
-                self.check(self.L.fastbin_index(self.size(p) & 0xFFFFFFFF) != i, "CONSOLIDATE_SIZE")
-                nextp = self.reveal(p + self.H, self.fd(p))
-                size = self.size(p)
-                nextchunk = (p + size) & self.wrap
-                nextsize = self.size(nextchunk)
-                if not self.sizef(p) & PREV_INUSE:
-                    prevsize = self.word(p)
+                if p in seen:
+                    again += 1
+                    if again > len(seen):
+                        raise GaveUp(f"gave up: malloc_consolidate met {again} fast chunks a second time "
+                                     "(a fast bin that loops)")
+                elif len(seen) < capacity:
+                    seen.add(p)
+                else:
+                    raise GaveUp("gave up: the fast bins hold more chunks than the arena's memory")
+                self.grant()
+                if not 0 <= p - self.ahead_start <= self.ahead_len - LOOKAHEAD:
+                    self.look_ahead(p)
+                if misaligned_chunk(L, p):
+                    check(True, "CONSOLIDATE_UNALIGNED")
+                sizef = word(p + S)
+                size = sizef & ~SIZE_BITS
+                if L.fastbin_index(size & 0xFFFFFFFF) != i:
+                    check(True, "CONSOLIDATE_SIZE")
+                nextp = L.reveal_ptr(p + H, word(p + H))
+                nextchunk = (p + size) & wrap
+                nextsize = word(nextchunk + S) & ~SIZE_BITS
+                if not sizef & PREV_INUSE:
+                    prevsize = word(p)
                     size += prevsize
-                    p = (p - prevsize) & self.wrap
-                    self.check(self.size(p) != prevsize, "CONSOLIDATE_PREV_SIZE")
+                    p = (p - prevsize) & wrap
+                    if word(p + S) & ~SIZE_BITS != prevsize:
+                        check(True, "CONSOLIDATE_PREV_SIZE")
                     self.unlink_chunk(p)
-                if nextchunk != self.top:
-                    if not self.sizef(nextchunk + nextsize) & PREV_INUSE:
+                if nextchunk != word(top_slot):
+                    if not word(nextchunk + nextsize + S) & PREV_INUSE:  # nextinuse
                         size += nextsize
                         self.unlink_chunk(nextchunk)
                     else:
-                        self.set_head(nextchunk, self.sizef(nextchunk) & ~PREV_INUSE)
-                    first = self.fd(unsorted)
-                    self.set_fd(unsorted, p)
-                    self.set_bk(first, p)
-                    if not self.L.in_smallbin_range(size):
-                        self.set_fdn(p, 0)
-                        self.set_bkn(p, 0)
-                    self.set_head(p, size | PREV_INUSE)
-                    self.set_bk(p, unsorted)
-                    self.set_fd(p, first)
-                    self.set_foot(p, size)
+                        put(nextchunk + S, word(nextchunk + S) & ~PREV_INUSE)
+                    first = word(unsorted + H)
+                    put(unsorted + H, p)  # unsorted_bin->fd
+                    put(first + H + S, p)  # first->bk
+                    if size >= min_large:
+                        put(p + H + 2 * S, 0)  # fd_nextsize
+                        put(p + H + 3 * S, 0)  # bk_nextsize
+                    put(p + S, size | PREV_INUSE)
+                    put(p + H + S, unsorted)
+                    put(p + H, first)
+                    put(p + size, size)  # set_foot
                 else:
-                    self.set_head(p, (size + nextsize) | PREV_INUSE)
-                    self.set_top(p)
+                    put(p + S, (size + nextsize) | PREV_INUSE)
+                    put(top_slot, p)
                 p = nextp
 
 
@@ -410,6 +501,9 @@ def try_free(reader: Reader, ctx: Context, mem: int) -> FreeResult:
     S = ctx.layout.size_sz
     p = (mem - 2 * S) & ((1 << (8 * S)) - 1)
     out = FreeResult(address=mem, chunk=p)
+    if mem == 0:  # __libc_free: "free(0) has no effect"
+        out.steps.append("free(NULL) does nothing")
+        return out
     sim = Sim(reader, ctx, out)
     _run(sim, out, lambda: _free(sim, out, p, True))
     return out
@@ -424,9 +518,9 @@ def _run(sim: Sim, out: Outcome, body: Callable[[], None]) -> None:
     except Crash as c:
         out.crashes = str(c)
         out.steps.append(f"crash: {c}")
-    except GaveUp:
+    except GaveUp as g:
         out.gave_up = True
-        out.steps.append(f"gave up after {BUDGET} memory words: the path loops in damaged links")
+        out.steps.append(g.why)
 
 
 def _free(sim: Sim, out: FreeResult, p: int, retry: bool, have_lock: bool = False) -> None:
@@ -470,9 +564,9 @@ def _tcache_init(sim: Sim, out: Outcome) -> None:
     nb = sim.L.tcache_chunk_size
     sub = MallocResult()
     inner = Sim(sim.reader, sim.ctx, sub)
-    inner.written, inner.budget = sim.written, sim.budget
+    inner.written, inner.budget, inner.granted = sim.written, sim.budget, sim.granted
     chunk = _int_malloc(inner, sub, nb)
-    sim.budget = inner.budget
+    sim.budget, sim.granted = inner.budget, inner.granted
     out.steps += [f"tcache_init: {s}" for s in sub.steps]
     if chunk is None:
         return
@@ -708,6 +802,11 @@ def try_realloc(reader: Reader, ctx: Context, mem: int, request: int) -> MallocR
     """What realloc(mem, request) does now: "from" is "in place" (shrunk or already big enough,
     the rest freed), "top" (grown into top), "next" (grown over the free chunk after it), or
     where the malloc of a new chunk takes it from (the old chunk is then freed)."""
+    if mem == 0:  # __libc_realloc: "realloc of null is supposed to be same as malloc"
+        out = try_malloc(reader, ctx, request)
+        out.call = "realloc"
+        out.steps.insert(0, "realloc(NULL, n) is malloc(n)")
+        return out
     out = MallocResult(request=request, call="realloc")
     sim = Sim(reader, ctx, out)
     S = ctx.layout.size_sz
@@ -878,7 +977,8 @@ def _int_malloc(sim: Sim, out: MallocResult, nb: int) -> Optional[int]:
             size = sim.size(victim)
             nxt = (victim + size) & sim.wrap
             if sim.v < (2, 29):
-                sim.check(size <= 2 * sim.S or size > sim.system_mem, "UNSORTED_MEMORY_CORRUPTION")
+                sizef = sim.sizef(victim)  # chunksize_nomask: the flag bits count
+                sim.check(sizef <= 2 * sim.S or sizef > sim.system_mem, "UNSORTED_MEMORY_CORRUPTION")
             sim.check(size <= sim.H or size > sim.system_mem, "UNSORTED_INVALID_SIZE")
             if sim.v >= (2, 29):
                 sim.check(sim.sizef(nxt) < sim.H or sim.sizef(nxt) > sim.system_mem, "UNSORTED_INVALID_NEXT_SIZE")
@@ -898,6 +998,7 @@ def _int_malloc(sim: Sim, out: MallocResult, nb: int) -> Optional[int]:
                 sim.effect(f"last_remainder {victim:#x} split: the remainder {rem:#x} of size {rsize:#x} "
                            "stays in the unsorted bin as last_remainder")
                 return _found(out, victim, "last_remainder")
+            sim.grant()  # MAX_ITERS of these at most
             sim.check(sim.fd(bck) != victim, "UNSORTED_REMOVE")
             sim.set_bk(unsorted, bck)
             sim.set_fd(bck, unsorted)
@@ -930,10 +1031,10 @@ def _int_malloc(sim: Sim, out: MallocResult, nb: int) -> Optional[int]:
                         sim.set_bkn(sim.fd(fwd), victim)
                         sim.set_fdn(sim.bkn(victim), victim)
                     else:
-                        guard = 0
+                        seen: Set[int] = set()
                         while size < sim.sizef(fwd):
+                            sim.walk_to(seen, fwd, f"{bin_label('large', vi)}'s fd_nextsize list")
                             fwd = sim.fdn(fwd)
-                            guard += 1
                         if size == sim.sizef(fwd):
                             fwd = sim.fd(fwd)
                         else:

@@ -818,6 +818,9 @@ def free_lines(r: FreeResult, style: Style) -> Iterator[str]:
     if end:
         yield style("problem", end)
         return
+    if r.address == 0:
+        yield "free(NULL) returns at once: nothing changes"
+        return
     yield f"free({r.address:#x}): chunk {r.chunk:#x} goes to {r.to}" + (
         f", merged with {', '.join(f'{m:#x}' for m in r.merged_with)}" if r.merged_with else "")
     if r.top_after is not None:

@@ -250,9 +250,10 @@ class HeapBuilder:
 
         order = list(free_order) if free_order is not None else [a for a, _, k in self.plan if k]
         sizes = {a: s for a, s, _ in self.plan}
+        kinds = {a: k for a, _, k in self.plan}  # kind_of's answers, for heaps of many chunks
         chains: Dict[Tuple[str, int], List[int]] = {}
         for address in order:
-            kind = self.kind_of(address)
+            kind = kinds[address]
             assert kind is not None, f"{address:#x} is not free"
             size = sizes[address]
             if kind == "tcache":
@@ -273,11 +274,10 @@ class HeapBuilder:
                 members.insert(pos, address)
             else:
                 members.insert(0, address)
+        index_of = {a: index for (_kind, index), members in chains.items() for a in members}
         for rec in records:
-            if rec.state == "free":
-                for (_kind, index), members in chains.items():
-                    if rec.address in members:
-                        rec.index = index
+            if rec.state == "free" and rec.address in index_of:
+                rec.index = index_of[rec.address]
 
         # tcache_perthread_struct
         tcache: Optional[int] = None

@@ -11,7 +11,9 @@ Also corrupt.c's stages whose carrying on is one call: glibc's abort there is th
 """
 
 import os
+import re
 import tempfile
+from collections import Counter
 from typing import Any, Dict, List
 
 import pytest
@@ -28,7 +30,7 @@ FREE_STAGES = ["free_tcache", "free_fast", "free_small", "free_unsorted", "free_
 FAKE = "heap fake-chunks &fake[6] --json"  # 4 words into the fake chunk's user data
 MALLOC_STAGES = ["malloc_tcache", "malloc_fast", "malloc_small", "malloc_unsorted_exact", "malloc_sort_then_top",
                  "malloc_large_split", "malloc_binmap_small", "malloc_last_remainder", "malloc_top", "malloc_mmap",
-                 "malloc_consolidate", "malloc_unsorted_to_tcache", "calloc_skips_tcache",
+                 "malloc_consolidate", "malloc_consolidate_many", "malloc_unsorted_to_tcache", "calloc_skips_tcache",
                  "realloc_shrink", "realloc_into_top", "realloc_over_next", "realloc_move"]
 REALLOC = "heap try-malloc request --realloc target --json"
 
@@ -145,6 +147,58 @@ def test_malloc_returns_the_predicted_chunk(run):
         assert result == int(fact(run["before"], "addr")[1], 16)
     if pred["top_after"] is not None:
         assert after["truth"]["top"] == pred["top_after"], f"{stage}: top is {after['truth']['top']:#x}"
+
+
+SORTED = re.compile(r"unsorted chunk (0x[0-9a-f]+) \(size (0x[0-9a-f]+)\) sorted into (?:small|large)\[(\d+)\]$")
+
+
+def test_consolidating_many_fast_chunks(run):
+    """malloc_consolidate over tens of thousands of fast chunks (next_step.c's consolidate_many):
+    more than the prediction's base budget of 2**18 words covers (each fast chunk costs at
+    least 11: its size, fd, the next chunk's size, the one after's, top, the unsorted head;
+    five header and link writes).  Every chunk the prediction says malloc sorted is in that bin
+    afterwards with that size, made of one chunk or of two neighbours at checkpoint 1: a fast
+    chunk merged backwards or forwards with a fast chunk (glibc takes the fast bins in index
+    order, so the lower bin's chunk is consolidated first), or a fast chunk merged backwards
+    into an unsorted chunk; the last fast chunk, beside top, merged into top, which the
+    request is then cut from."""
+    if run["stage"] != "malloc_consolidate_many":
+        pytest.skip("the many fast chunks stage only")
+    if GLIBC >= (2, 43):
+        pytest.skip("glibc 2.43 removed the fastbins")
+    pred, before, after = run["prediction"], run["before"]["truth"], run["after"]["truth"]
+    S = before["S"]
+    chains = {int(i): entry["chain"] for i, entry in before["fastbins"].items()}
+    in_fast = {c: i for i, chain in chains.items() for c in chain}
+    # Four fast sizes: the first tcache_count frees of each filled the tcache.
+    assert len(in_fast) == int(fact(run["before"], "freed_fast")[0]) - 4 * before["tcache_count"]
+    assert len(in_fast) * 11 > 1 << 18
+    assert not pred["gave_up"] and pred["aborts"] is None
+    assert any(e.startswith("malloc_consolidate") for e in pred["side_effects"])
+    sizes_before = {c: s & ~7 for c, s in before["chunks"]}
+    sizes_after = {c: s & ~7 for c, s in after["chunks"]}
+    last = int(next(f for f in facts(run["before"], "ptr") if f[0] == "last")[1], 16) - 2 * S
+    assert last in in_fast and last + sizes_before[last] == before["top"]
+    assert pred["from"] == "top" and pred["chunk"] == last  # merged into top, then cut from it
+    unsorted_before, bins_after = set(regular(before)[1]), regular(after)
+    kinds: Counter[str] = Counter()
+    for effect in pred["side_effects"]:
+        m = SORTED.match(effect)
+        if m is None:
+            continue
+        chunk, size, index = int(m[1], 16), int(m[2], 16), int(m[3])
+        assert chunk in bins_after[index] and sizes_after[chunk] == size, effect
+        own = sizes_before[chunk]
+        if size == own:
+            kinds["alone"] += 1
+            continue
+        neighbour = chunk + own
+        assert size == own + sizes_before[neighbour] and neighbour in in_fast, effect
+        if chunk in unsorted_before:
+            kinds["backwards into an unsorted chunk"] += 1
+        else:
+            kinds["backwards" if in_fast[chunk] < in_fast[neighbour] else "forwards"] += 1
+    assert set(kinds) == {"alone", "backwards into an unsorted chunk", "backwards", "forwards"}, kinds
 
 
 def test_free_puts_the_chunk_where_predicted(run):

@@ -263,3 +263,72 @@ def test_free_does_not_check_the_fast_heads_size():
     s.poke(f + 8, 0x91)  # the fast bin's head now claims another bin's size
     r = predict_free(s, a + 0x10)
     assert (r.to, r.aborts) == ("fast[0]", None)
+
+
+def test_consolidation_of_many_fast_chunks_goes_through():
+    """A large request consolidates every fast chunk: 30000 of them, far past the base budget
+    of 2**18 words (at least 11 words each), each between in-use chunks: all go to the unsorted
+    bin, MAX_ITERS of them are sorted into their small bins, and the request is cut from top."""
+    b = HeapBuilder((2, 36), 8)
+    fast = []
+    for i in range(30000):
+        fast.append(b.chunk((0x20, 0x30, 0x40)[i % 3], "fast"))
+        b.chunk(0x20)
+    s = b.build(top_size_min=0x2000)
+    r = predict_malloc(s, 0x1000)
+    assert not r.gave_up and r.aborts is None and r.crashes is None
+    assert (r.source, r.chunk, r.top_after) == ("top", s.top, s.top + 0x1010)
+    sorted_into = [e for e in r.side_effects if " sorted into small[" in e]
+    assert len(sorted_into) == 10000  # MAX_ITERS
+    # The fast bins are taken in index order, each from its head: the last 0x20 chunk freed is
+    # the first consolidated, so it is the unsorted bin's tail and the first one sorted.
+    assert sorted_into[0] == f"unsorted chunk {fast[-3]:#x} (size 0x20) sorted into small[2]"
+
+
+def test_a_cyclic_fast_bin_ends_with_a_clear_answer():
+    """Fast bin links that loop (A -> B -> A): consolidation ends with an abort, a crash or a
+    give-up, never a hang, however the cycle goes (with and without safe-linking)."""
+    for version in ((2, 31), (2, 36), (2, 27)):
+        b = HeapBuilder(version, 8)
+        a = b.chunk(0x20, "fast")
+        b.chunk(0x20)
+        c = b.chunk(0x20, "fast")
+        b.chunk(0x20)
+        s = b.build()
+        # c was freed last: the bin is c -> a; a's fd now points back to c (safe-linking from
+        # 2.32 stores it xored with its own address >> 12).
+        s.poke(a + 0x10, ((a + 0x10) >> 12) ^ c if version >= (2, 32) else c)
+        r = predict_malloc(s, 0x1000)
+        assert r.gave_up or r.aborts or r.crashes, (version, r.steps[-3:])
+
+
+def test_free_of_null_does_nothing():
+    """__libc_free returns at once on a null pointer (malloc.c: "free(0) has no effect"): no
+    chunk header is read, so no crash at address -2 * SIZE_SZ."""
+    b = HeapBuilder((2, 36), 8)
+    b.chunk(0x20)
+    r = predict_free(b.build(), 0)
+    assert (r.to, r.aborts, r.crashes, r.gave_up, r.merged_with) == (None, None, None, False, [])
+
+
+def test_realloc_of_null_is_malloc():
+    """__libc_realloc(NULL, n) is __libc_malloc(n): here the tcache's 0x30 chunk."""
+    b = HeapBuilder((2, 36), 8)
+    t = b.chunk(0x30, "tcache")
+    b.chunk(0x20)
+    s = b.build()
+    heap = s.heap()
+    r = paths.try_realloc(heap.reader, paths.context_for(heap), 0, 0x28)
+    assert (r.call, r.source, r.chunk, r.aborts, r.crashes) == ("realloc", "tcache", t, None, None)
+
+
+def test_unsorted_size_check_before_229_counts_the_flag_bits():
+    """glibc 2.26-2.28 compare the unsorted victim's raw size field (chunksize_nomask) with
+    system_mem: system_mem | PREV_INUSE is more, though its size is not."""
+    b = HeapBuilder((2, 27), 8)
+    u = b.chunk(0x100, "unsorted")
+    b.chunk(0x20)
+    s = b.build()
+    system_mem = s.heap_end - s.sbrk_base  # the builder's heap: sbrk_base to its end
+    s.poke(u + 8, system_mem | 1)
+    assert predict_malloc(s, 0x200).aborts == "malloc(): memory corruption"

@@ -37,7 +37,9 @@ checks, "double free or corruption (top / out / !prev)", the next chunk's size,
 the merges with free neighbours (unlink_chunk's checks), the unsorted or small
 bin insert, top, malloc_consolidate and the trim.  The first check that fails
 ends the path with glibc's message; otherwise it says where the chunk goes. Only
-the chunk, its neighbours and the bins are read: instant on any heap.
+the chunk, its neighbours and the bins are read: instant on any heap, unless the
+merged chunk reaches 64 KiB with fast chunks about, when malloc_consolidate
+visits every fast chunk (seconds for a million).
 
   --chunk   ADDR is the chunk's address (its header), not the user pointer
   --json    {"address", "chunk", "aborts", "failed_check", "to", "bin_index",
@@ -70,7 +72,8 @@ last_remainder, each other chunk sorted into its bin), the large bin, the binmap
 search, top, and sysmalloc (mmap from mp_.mmap_threshold; where the heap grows,
 the chunk is taken to be cut from top, as it is when sbrk extends the heap in
 place).  Says which chunk comes back and from where, the side effects on the
-way, or glibc's abort message.
+way, or glibc's abort message.  Instant, except malloc_consolidate, which visits
+every fast chunk (seconds for a million); "gave_up" only for links that loop.
 
   --realloc PTR  realloc(PTR, SIZE): in place (the rest freed), grown into top
                  or over the free chunk after it, or moved (the new chunk as
