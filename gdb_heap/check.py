@@ -25,7 +25,7 @@ from . import glibc_checks as gc
 from .errors import MemoryReadError
 from .heap import Heap
 from .model import (IS_MMAPPED, NON_MAIN_ARENA, NONCONTIGUOUS_BIT, PREV_INUSE, SIZE_BITS, Arena, BinChain,
-                    HeapRegion, Pointers, Problem, bin_at, bin_label, heap_initialised)
+                    HeapRegion, Pointers, Problem, bin_at, bin_label, heap_for_ptr, heap_initialised)
 
 REGULAR = ("unsorted", "small", "large")
 
@@ -127,12 +127,11 @@ class Checker:
             if L.version >= (2, 42):
                 index, fits = L.tcache_index(size), size < mp.tcache_max_bytes
             else:
-                index = (size - L.minsize + L.malloc_alignment - 1) // L.malloc_alignment
+                index = L.csize2tidx(size)
                 fits = index < mp.tcache_bins
             if fits and self.tcache_counts.get(index, 0) < mp.tcache_count:
                 return False
-        max_fast = (17 * self.S) & ~(L.malloc_alignment - 1) if L.features.fastbins else 0  # set_max_fast(64*S/4)
-        return size > max_fast
+        return size > L.default_max_fast
 
     def free_merges_or_checks(self, p: Problem) -> bool:
         """free(): invalid size/pointer are checked before the tcache up to 2.41 (model.py decides
@@ -216,7 +215,7 @@ class Checker:
         from 2.42 those the tcache does not take): heap_for_ptr, the heap_info at the chunk's
         HEAP_MAX_SIZE-aligned base, and its ar_ptr."""
         L = self.layout
-        base = chunk & ~(L.heap_max_size - 1)
+        base = heap_for_ptr(L, chunk)
         try:
             ar_ptr = self.reader.word(base + L.heap_info.offset("ar_ptr"))
         except MemoryReadError:

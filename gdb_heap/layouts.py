@@ -326,9 +326,21 @@ class GlibcLayout:
     def fastbin_size(self, index: int) -> int:
         return (index + 2) << (4 if self.size_sz == 8 else 3)
 
+    @property
+    def default_max_fast(self) -> int:
+        """global_max_fast as malloc_init_state leaves it: set_max_fast (DEFAULT_MXFAST = 64 *
+        SIZE_SZ / 4), rounded as a chunk size; 0 from 2.43 (no fast bins)."""
+        if not self.features.fastbins:
+            return 0
+        return (64 * self.size_sz // 4 + self.size_sz) & ~(self.malloc_alignment - 1)
+
+    def csize2tidx(self, size: int) -> int:
+        """glibc's csize2tidx: the tcache bin of a chunk size, in the small bins' arithmetic."""
+        return (size - self.minsize + self.malloc_alignment - 1) // self.malloc_alignment
+
     def tcache_index(self, size: int) -> int:
         """csize2tidx for small sizes; for 2.42's large tcache bins, by the highest set bit."""
-        small = (size - self.minsize + self.malloc_alignment - 1) // self.malloc_alignment
+        small = self.csize2tidx(size)
         if small < self.features.tcache_small_bins:
             return small
         top_small = self.tcache_bin_size(self.features.tcache_small_bins - 1)

@@ -330,7 +330,7 @@ class Sim:
             return 0
         if self.ctx.global_max_fast is not None:
             return self.ctx.global_max_fast
-        return (64 * self.S // 4 + self.S) & ~self.mask  # set_max_fast (DEFAULT_MXFAST)
+        return self.L.default_max_fast
 
     def have_fastchunks(self) -> bool:
         if not self.L.features.fastbins:
@@ -348,7 +348,7 @@ class Sim:
 
     # -- tcache ------------------------------------------------------------------------------
     def tidx(self, size: int) -> int:
-        return (size - self.L.minsize + self.mask) // self.L.malloc_alignment
+        return self.L.csize2tidx(size)
 
     def count_at(self, i: int) -> int:
         assert self.tcache is not None
@@ -1282,7 +1282,7 @@ def fake_chunks(reader: Reader, layout: GlibcLayout, target: int, tcache_bins: i
         return []
     out: List[FakeChunk] = []
     fast = layout.features.fastbins
-    max_fast = (64 * S // 4 + S) & ~(A - 1)
+    max_fast = layout.default_max_fast
     for c in range(target, start - 1, -1):
         aligned = not misaligned_chunk(layout, c)
         if not aligned and step != 1:
