@@ -62,7 +62,11 @@ class Checker:
         self.version = self.layout.version
         self.problems: List[Problem] = []
         self.tcache_counts: Dict[int, int] = {}  # the selected thread's tcache: bin -> chunks
-        self.regions: List[HeapRegion] = [r for a in heap.arenas for r in a.heaps]
+
+    @property
+    def regions(self) -> List[HeapRegion]:
+        """Every arena's regions (asked after the walk, which finds the main heap's)."""
+        return [r for a in self.heap.arenas for r in a.heaps]
 
     def add(self, address: int, message: str, abort: Optional[str] = None, pointers: Pointers = ()) -> None:
         self.problems.append(Problem(address, message, abort, pointers=pointers))
@@ -72,10 +76,10 @@ class Checker:
 
     def run(self) -> Report:
         arena = self.arena
-        self.problems += arena.problems
         chains, bin_problems = self.heap.bins(arena)
         self.problems += bin_problems
         walked = self.walk()
+        self.problems[:0] = arena.problems  # known once walked (the walk finds the main heap's regions)
         regular = {c: (chain.kind, chain.index) for chain in chains if chain.kind in REGULAR for c in chain.chunks}
         fast = {c for chain in chains if chain.kind == "fast" for c in chain.chunks}
         self.tcache_counts = {c.index: c.count for c in chains if c.kind == "tcache"}
@@ -147,13 +151,15 @@ class Checker:
     # -- the chunk walk --------------------------------------------------------------------
     def walk(self) -> List[Tuple[List[int], List[int]]]:
         """Per heap region: (addresses, size fields) of the chunks walked, in address order."""
+        batches = [b for b in self.heap.chunk_batches(self.arena, self.problems) if b[0]]
         out = []
-        for region in self.arena.heaps:
+        for region in self.arena.heaps:  # a batch lies in one region; the walk gives them region by region
             addresses: List[int] = []
             sizes: List[int] = []
-            for a, s in self.heap.region_batches(self.arena, region, self.problems):
-                addresses += a
-                sizes += s
+            for a, s in batches:
+                if region.first_chunk <= a[0] < region.end:
+                    addresses += a
+                    sizes += s
             out.append((addresses, sizes))
         return out
 
