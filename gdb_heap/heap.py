@@ -361,7 +361,13 @@ class Heap:
         return bool(arena.heaps)
 
     def chunk_batches(self, arena: Arena, problems: List[Problem]) -> Iterator[model.Batch]:
-        """Batches of the arena's chunks (addresses, size fields), oldest heap first.
+        """Batches of the arena's chunks (addresses, size fields), oldest heap first."""
+        for _, batch in self.region_chunk_batches(arena, problems):
+            yield batch
+
+    def region_chunk_batches(self, arena: Arena,
+                             problems: List[Problem]) -> Iterator[Tuple[HeapRegion, model.Batch]]:
+        """(region, batch) for each batch of the arena's chunks, oldest heap first.
 
         A main heap whose regions are not known yet is walked once, as the usual single region,
         which that walk itself proves (finding the regions first would walk the heap twice).
@@ -383,9 +389,10 @@ class Heap:
                     addresses, sizes = addresses[k:], sizes[k:]
                     if not addresses:
                         continue
-                yield addresses, sizes
+                yield region, (addresses, sizes)
 
-    def _single_region(self, arena: Arena, region: HeapRegion) -> Generator[model.Batch, None, Optional[int]]:
+    def _single_region(self, arena: Arena,
+                       region: HeapRegion) -> Generator[Tuple[HeapRegion, model.Batch], None, Optional[int]]:
         """Walks `region` as the main heap's only region, one batch behind (the last batch is
         given only once the walk proved the region); returns None when it did, else how many
         chunks it gave."""
@@ -396,7 +403,7 @@ class Heap:
         for batch in model.walk_region_batches(self.reader, self.layout, region, arena.state.top, mine):
             if held is not None:
                 given += len(held[0])
-                yield held
+                yield region, held
             held = batch
             if batch[0]:
                 self.progress.walked(batch[0][-1] - region.first_chunk, total)
@@ -404,7 +411,7 @@ class Heap:
             return given
         arena.found([region])
         if held is not None:
-            yield held
+            yield region, held
         return None
 
     def chunks(self, arena: Arena, problems: List[Problem]) -> Iterator[Tuple[int, int]]:
