@@ -104,6 +104,8 @@ class Namer:
             if start in free or start == arena.state.top:
                 return arena, start
             starts = self.chunk_starts(arena)
+            if not self._spans_final and self.arena_holding(value) is not arena:
+                return self.chunk_of(value)  # the walk found the main heap's regions: value is in none of them
             i = bisect.bisect_right(starts, value) - 1
             if i >= 0:
                 return arena, starts[i]
