@@ -17,8 +17,11 @@ bin" (the bk of the chunk a newcomer is sorted in front of).
 
 from __future__ import annotations
 
-from bisect import bisect_right
-from dataclasses import dataclass, replace
+from array import array
+from bisect import bisect_left, bisect_right
+from dataclasses import dataclass, field, replace
+from itertools import chain as chain_from, compress, repeat
+from operator import and_, not_
 from typing import Dict, List, Optional, Sequence, Set, Tuple
 
 from . import glibc_checks as gc
@@ -48,6 +51,17 @@ class Report:
         return 0 if self.in_progress else len(self.problems)
 
 
+@dataclass
+class Walked:
+    """What the walk found, checked batch by batch: how many chunks, the problems of neighbours
+    and arena_bits (in address order), and where each listed chunk the walk did not find lies."""
+
+    chunks: int = 0
+    neighbours: List[Problem] = field(default_factory=list)
+    arena_bits: List[Problem] = field(default_factory=list)
+    inside: Dict[int, Tuple[int, int]] = field(default_factory=dict)  # listed chunk -> (walked chunk, size field)
+
+
 def label(chain: BinChain) -> str:
     return bin_label(chain.kind, chain.index)
 
@@ -62,7 +76,11 @@ class Checker:
         self.version = self.layout.version
         self.problems: List[Problem] = []
         self.tcache_counts: Dict[int, int] = {}  # the selected thread's tcache: bin -> chunks
-        self.regions: List[HeapRegion] = [r for a in heap.arenas for r in a.heaps]
+
+    @property
+    def regions(self) -> List[HeapRegion]:
+        """Every arena's regions (asked after the walk, which finds the main heap's)."""
+        return [r for a in self.heap.arenas for r in a.heaps]
 
     def add(self, address: int, message: str, abort: Optional[str] = None, pointers: Pointers = ()) -> None:
         self.problems.append(Problem(address, message, abort, pointers=pointers))
@@ -72,13 +90,13 @@ class Checker:
 
     def run(self) -> Report:
         arena = self.arena
-        self.problems += arena.problems
         chains, bin_problems = self.heap.bins(arena)
         self.problems += bin_problems
-        walked = self.walk()
         regular = {c: (chain.kind, chain.index) for chain in chains if chain.kind in REGULAR for c in chain.chunks}
         fast = {c for chain in chains if chain.kind == "fast" for c in chain.chunks}
         self.tcache_counts = {c.index: c.count for c in chains if c.kind == "tcache"}
+        walked = self.walk(regular, fast, chains)
+        self.problems[:0] = arena.problems  # known once walked (the walk finds the main heap's regions)
         in_bins = {c for chain in chains for c in chain.chunks}
         frees = {gc.text(n, self.version) for n in ("FREE_INVALID_SIZE", "FREE_INVALID_POINTER", "FREE_OUT")}
         for i, p in enumerate(self.problems):
@@ -86,8 +104,8 @@ class Checker:
                 # A free chunk is not freed again (its bin's mallocs say what glibc prints),
                 # and a chunk the tcache or a fast bin takes never reaches the check.
                 self.problems[i] = replace(p, glibc_abort=None)
-        self.neighbours(walked, regular, fast)
-        self.arena_bits(walked, regular)
+        self.problems += walked.neighbours
+        self.problems += walked.arena_bits
         self.top()
         for chain in chains:
             self.chain_links(chain)
@@ -96,11 +114,11 @@ class Checker:
             if chain.kind in REGULAR and not chain.problems:
                 self.last_link(chain)
         self.tcache_entries([c for c in chains if c.kind == "tcache"])
-        self.listed_but_not_walked(chains, walked)
+        self.listed_but_not_walked(chains, walked.inside)
         self.in_two_bins(chains)
         self.top_in_a_bin(chains)
         listed = sum(len(c.chunks) for c in chains)
-        return Report(arena, self.finish(), sum(len(a) for a, _ in walked), listed)
+        return Report(arena, self.finish(), walked.chunks, listed)
 
     def finish(self) -> List[Problem]:
         """Each problem once, by address."""
@@ -144,71 +162,107 @@ class Checker:
             return False
 
     # -- the chunk walk --------------------------------------------------------------------
-    def walk(self) -> List[Tuple[List[int], List[int]]]:
-        """Per heap region: (addresses, size fields) of the chunks walked, in address order."""
-        out = []
-        for region in self.arena.heaps:
-            addresses: List[int] = []
-            sizes: List[int] = []
-            for a, s in self.heap.region_batches(self.arena, region, self.problems):
-                addresses += a
-                sizes += s
-            out.append((addresses, sizes))
-        return out
+    def walk(self, regular: Dict[int, Tuple[str, int]], fast: Set[int], chains: Sequence[BinChain]) -> Walked:
+        """The one walk of the arena's heap, each batch checked as it comes and then let go
+        (nothing is kept per chunk: a heap of 10^7 chunks costs no more memory than a small
+        one): neighbours, arena_bits, and where each chunk a bin lists lies."""
+        walked = Walked()
+        listed = array("Q", sorted(chain_from.from_iterable(c.chunks for c in chains)))
+        in_regular = array("Q", sorted(regular))
+        current: Optional[HeapRegion] = None
+        last: Optional[Tuple[int, int]] = None  # the region's last chunk walked so far (address, size field)
+        cursor = 0  # the listed chunks before it are placed
+        for region, (addresses, sizes) in self.heap.region_chunk_batches(self.arena, self.problems):
+            if not addresses:
+                continue
+            if current is None or region.first_chunk != current.first_chunk:  # a region's first batch
+                if current is not None and last is not None:
+                    self.listed_at_end(current, last, listed, cursor, walked.inside)
+                last, cursor = None, bisect_left(listed, addresses[0])
+            current = region  # the first region's batches may come from two walks (Heap.region_chunk_batches)
+            walked.chunks += len(addresses)
+            self.neighbours(addresses, sizes, last, regular, in_regular, fast, walked.neighbours)
+            self.arena_bits(addresses, sizes, regular, walked.arena_bits)
+            cursor = self.listed_in(addresses, sizes, last, listed, cursor, walked.inside)
+            last = addresses[-1], sizes[-1]
+        if current is not None and last is not None:
+            self.listed_at_end(current, last, listed, cursor, walked.inside)
+        return walked
 
-    def neighbours(self, walked: List[Tuple[List[int], List[int]]], regular: Dict[int, Tuple[str, int]],
-                   fast: Set[int]) -> None:
-        """PREV_INUSE and prev_size of each chunk against the chunk before it: clear exactly
-        after a chunk in a regular bin, whose size the prev_size footer repeats."""
-        for addresses, sizes in walked:
-            prev: Optional[int] = None
-            prev_sizef = 0
-            for address, sizef in zip(addresses, sizes):
+    def neighbours(self, addresses: List[int], sizes: List[int], last: Optional[Tuple[int, int]],
+                   regular: Dict[int, Tuple[str, int]], in_regular: Sequence[int], fast: Set[int],
+                   found: List[Problem]) -> None:
+        """PREV_INUSE and prev_size of each chunk of a batch against the chunk before it (`last`:
+        the region's chunk before the batch): clear exactly after a chunk in a regular bin, whose
+        size the prev_size footer repeats.  Only the chunks with PREV_INUSE clear, those after a
+        chunk in a regular bin and the batch's first are looked at one by one (the chunks of a
+        batch follow each other by their sizes)."""
+        n = len(addresses)
+        look = set(compress(range(n), map(not_, map(and_, sizes, repeat(PREV_INUSE)))))
+        look.add(0)
+        k = 0
+        for chunk in in_regular[bisect_left(in_regular, addresses[0]):bisect_right(in_regular, addresses[-1])]:
+            try:
+                k = addresses.index(chunk, k)
+            except ValueError:  # a bin lists a chunk the walk does not find (listed_but_not_walked)
+                continue
+            look.add(k + 1)
+        for i in sorted(look):
+            if i >= n:
+                continue
+            address, sizef = addresses[i], sizes[i]
+            if i:
+                prev: Optional[int] = addresses[i - 1]
+                prev_sizef = sizes[i - 1]
+            else:
+                prev, prev_sizef = last if last is not None else (None, 0)
                 if prev is not None and prev + (prev_sizef & ~SIZE_BITS) != address:
-                    prev, prev_sizef = address, sizef  # the walk skipped damage: the chunk before is unknown
+                    continue  # the walk skipped damage: the chunk before is unknown
+            where = regular.get(prev) if prev is not None else None
+            if sizef & PREV_INUSE:
+                if where is not None and prev is not None:  # checked by the unsorted loop only
+                    found.append(Problem(prev, f"chunk {prev:#x} is in {bin_label(*where)} but the next chunk "
+                                               f"{address:#x} has PREV_INUSE set: the walk sees it in use",
+                                         gc.text("UNSORTED_NEXT_PREV_INUSE", self.version)
+                                         if where[0] == "unsorted" else None))
+            elif prev is None:
+                found.append(Problem(address, f"chunk {address:#x} is the first of its heap but has PREV_INUSE clear"))
+            elif where is None:  # free() of the chunk before checks it, if it gets that far
+                state = "in a fast bin" if prev in fast else "in use"
+                abort = gc.text("FREE_PREV", self.version) if prev not in fast and self.free_merges(
+                    prev_sizef) else None
+                found.append(Problem(address, f"chunk {address:#x} has PREV_INUSE clear, but the chunk before it, "
+                                              f"{prev:#x}, is {state} (not in a regular bin)", abort))
+            else:
+                try:
+                    prev_size = self.reader.word(address)
+                except MemoryReadError:
                     continue
-                where = regular.get(prev) if prev is not None else None
-                if sizef & PREV_INUSE:
-                    if where is not None and prev is not None:  # checked by the unsorted loop only
-                        self.add(prev, f"chunk {prev:#x} is in {bin_label(*where)} but the next chunk "
-                                       f"{address:#x} has PREV_INUSE set: the walk sees it in use",
-                                 gc.text("UNSORTED_NEXT_PREV_INUSE", self.version) if where[0] == "unsorted" else None)
-                elif prev is None:
-                    self.add(address, f"chunk {address:#x} is the first of its heap but has PREV_INUSE clear")
-                elif where is None:  # free() of the chunk before checks it, if it gets that far
-                    state = "in a fast bin" if prev in fast else "in use"
-                    abort = gc.text("FREE_PREV", self.version) if prev not in fast and self.free_merges(
-                        prev_sizef) else None
-                    self.add(address, f"chunk {address:#x} has PREV_INUSE clear, but the chunk before it, "
-                                      f"{prev:#x}, is {state} (not in a regular bin)", abort)
-                else:
-                    try:
-                        prev_size = self.reader.word(address)
-                    except MemoryReadError:
-                        continue
-                    psize = address - prev
-                    if prev_size != psize:
-                        self.add(prev, f"chunk {prev:#x} in {bin_label(*where)} has size {psize:#x} "
-                                       f"but the next chunk's prev_size is {prev_size:#x}",
-                                 self.prev_size_abort(where[0], prev_size, psize))
-                prev, prev_sizef = address, sizef
+                psize = address - prev
+                if prev_size != psize:
+                    found.append(Problem(prev, f"chunk {prev:#x} in {bin_label(*where)} has size {psize:#x} "
+                                               f"but the next chunk's prev_size is {prev_size:#x}",
+                                         self.prev_size_abort(where[0], prev_size, psize)))
 
-    def arena_bits(self, walked: List[Tuple[List[int], List[int]]], regular: Dict[int, Tuple[str, int]]) -> None:
+    def arena_bits(self, addresses: List[int], sizes: List[int], regular: Dict[int, Tuple[str, int]],
+                   found: List[Problem]) -> None:
         """NON_MAIN_ARENA (arena_for_chunk): never set in the main arena's chunks; set in a thread
         arena's chunks except those in a regular bin (glibc writes their headers without it).
-        Top is no chunk free() is given (its size is checked as top's)."""
+        Top is no chunk free() is given (its size is checked as top's).  Only the chunks whose
+        bit is wrong are looked at one by one."""
         main = self.arena.main
         top = self.arena.state.top
-        for addresses, sizes in walked:
-            for address, sizef in zip(addresses, sizes):
-                if address == top:
-                    continue
-                if main and sizef & NON_MAIN_ARENA:
-                    self.add(address, f"chunk {address:#x} of the main arena has NON_MAIN_ARENA set (house of "
-                                      f"mind?): {self.arena_for_chunk(address)}")
-                elif not main and not sizef & NON_MAIN_ARENA and address not in regular:
-                    self.add(address, f"chunk {address:#x} of the thread arena {self.arena.address:#x} has "
-                                      "NON_MAIN_ARENA clear: free() of it would hand it to the main arena")
+        bits = map(and_, sizes, repeat(NON_MAIN_ARENA))
+        for i in compress(range(len(sizes)), bits if main else map(not_, bits)):
+            address = addresses[i]
+            if address == top:
+                continue
+            if main:
+                found.append(Problem(address, f"chunk {address:#x} of the main arena has NON_MAIN_ARENA set (house "
+                                              f"of mind?): {self.arena_for_chunk(address)}"))
+            elif address not in regular:
+                found.append(Problem(address, f"chunk {address:#x} of the thread arena {self.arena.address:#x} has "
+                                              "NON_MAIN_ARENA clear: free() of it would hand it to the main arena"))
 
     def arena_for_chunk(self, chunk: int) -> str:
         """What glibc's free() makes of a chunk with NON_MAIN_ARENA set (up to 2.41 every free;
@@ -397,30 +451,47 @@ class Checker:
                                 f"({key.how}): overwritten after free (glibc's double-free check no longer "
                                 "sees it)")
 
-    def listed_but_not_walked(self, chains: Sequence[BinChain], walked: List[Tuple[List[int], List[int]]]) -> None:
+    @staticmethod
+    def listed_in(addresses: List[int], sizes: List[int], last: Optional[Tuple[int, int]], listed: Sequence[int],
+                  cursor: int, inside: Dict[int, Tuple[int, int]]) -> int:
+        """The listed chunks (sorted) from `cursor` up to the batch's last chunk: each one the walk
+        did not find lies inside the walked chunk before it (`last` before the batch's first),
+        recorded in `inside`.  Returns the new cursor."""
+        end = bisect_right(listed, addresses[-1], cursor)
+        k = 0
+        for chunk in listed[cursor:end]:
+            if chunk < addresses[0]:
+                if last is not None:
+                    inside[chunk] = last
+                continue
+            k = bisect_right(addresses, chunk, k) - 1
+            if addresses[k] != chunk:
+                inside[chunk] = addresses[k], sizes[k]
+        return end
+
+    def listed_at_end(self, region: HeapRegion, last: Tuple[int, int], listed: Sequence[int], cursor: int,
+                      inside: Dict[int, Tuple[int, int]]) -> None:
+        """The listed chunks past a region's last walked chunk, up to where it ends."""
+        top = self.arena.state.top
+        end = last[0] + (last[1] & ~SIZE_BITS)
+        if region.first_chunk <= top < region.end and last[0] != top:
+            end = last[0]  # the walk broke on the last chunk's size: its extent means nothing
+        for chunk in listed[cursor:bisect_left(listed, end, cursor)]:
+            inside[chunk] = last
+
+    def listed_but_not_walked(self, chains: Sequence[BinChain], inside: Dict[int, Tuple[int, int]]) -> None:
         """A chunk a bin lists inside the stretch the walk covered must be one the walk found;
         otherwise it lies inside another chunk (that one's size is wrong, or the bin holds a
-        forged chunk)."""
-        top = self.arena.state.top
-        spans = []
-        for (addresses, sizes), region in zip(walked, self.arena.heaps):
-            if not addresses:
-                continue
-            end = addresses[-1] + (sizes[-1] & ~SIZE_BITS)
-            if region.first_chunk <= top < region.end and addresses[-1] != top:
-                end = addresses[-1]  # the walk broke on the last chunk's size: its extent means nothing
-            spans.append((addresses[0], end, addresses, sizes))
+        forged chunk).  The walk found where each such chunk lies (`inside`)."""
+        if not inside:
+            return
         for chain in chains:
             for chunk in chain.chunks:
-                for lo, hi, addresses, sizes in spans:
-                    if not lo <= chunk < hi:
-                        continue
-                    k = bisect_right(addresses, chunk) - 1
-                    if addresses[k] != chunk:
-                        self.add(addresses[k], f"chunk {addresses[k]:#x} (size {sizes[k] & ~SIZE_BITS:#x}) contains "
-                                               f"{chunk:#x}, which {label(chain)} lists: its size was overwritten "
-                                               "(overlapping chunks), or the list holds a forged chunk")
-                    break
+                if chunk in inside:
+                    address, sizef = inside[chunk]
+                    self.add(address, f"chunk {address:#x} (size {sizef & ~SIZE_BITS:#x}) contains {chunk:#x}, which "
+                                      f"{label(chain)} lists: its size was overwritten (overlapping chunks), or the "
+                                      "list holds a forged chunk")
 
     def in_two_bins(self, chains: Sequence[BinChain]) -> None:
         first: Dict[int, BinChain] = {}

@@ -7,7 +7,7 @@ synthetic memory image.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Callable, Dict, Iterator, List, Optional, Sequence, Tuple
+from typing import Callable, Dict, Generator, Iterator, List, Optional, Sequence, Tuple
 
 from . import in_progress, model
 from .errors import HeapError, MemoryReadError
@@ -356,10 +356,65 @@ class Heap:
                 self.progress.walked(before + batch[0][-1] - region.first_chunk, total)
             yield batch
 
+    def has_heap(self, arena: Arena) -> bool:
+        """Whether the arena has chunks (a region), told without walking an unwalked main heap."""
+        if arena.main and not arena.loaded:
+            return model.heap_initialised(self.layout, arena.state) and self.mp.sbrk_base != 0
+        return bool(arena.heaps)
+
     def chunk_batches(self, arena: Arena, problems: List[Problem]) -> Iterator[model.Batch]:
         """Batches of the arena's chunks (addresses, size fields), oldest heap first."""
+        for _, batch in self.region_chunk_batches(arena, problems):
+            yield batch
+
+    def region_chunk_batches(self, arena: Arena,
+                             problems: List[Problem]) -> Iterator[Tuple[HeapRegion, model.Batch]]:
+        """(region, batch) for each batch of the arena's chunks, oldest heap first.
+
+        A main heap whose regions are not known yet is walked once, as the usual single region,
+        which that walk itself proves (finding the regions first would walk the heap twice).
+        Otherwise its regions are found and the walk goes on past the chunks already given: up
+        to where the first walk broke, both walks follow the same sizes from the same chunk."""
+        skip = 0
+        if arena.main and not arena.loaded:
+            region = model.contiguous_main_region(self.reader, self.layout, arena.state, self.mp)
+            if region is not None:
+                given = yield from self._single_region(arena, region)
+                if given is None:
+                    return
+                skip = given
         for region in arena.heaps:
-            yield from self.region_batches(arena, region, problems)
+            for addresses, sizes in self.region_batches(arena, region, problems):
+                if skip:
+                    k = min(skip, len(addresses))
+                    skip -= k
+                    addresses, sizes = addresses[k:], sizes[k:]
+                    if not addresses:
+                        continue
+                yield region, (addresses, sizes)
+
+    def _single_region(self, arena: Arena,
+                       region: HeapRegion) -> Generator[Tuple[HeapRegion, model.Batch], None, Optional[int]]:
+        """Walks `region` as the main heap's only region, one batch behind (the last batch is
+        given only once the walk proved the region); returns None when it did, else how many
+        chunks it gave."""
+        mine: List[Problem] = []
+        held: Optional[model.Batch] = None
+        given = 0
+        total = region.end - region.first_chunk
+        for batch in model.walk_region_batches(self.reader, self.layout, region, arena.state.top, mine):
+            if held is not None:
+                given += len(held[0])
+                yield region, held
+            held = batch
+            if batch[0]:
+                self.progress.walked(batch[0][-1] - region.first_chunk, total)
+        if not model.confirms_single_region(held, arena.state.top, mine):
+            return given
+        arena.found([region])
+        if held is not None:
+            yield region, held
+        return None
 
     def chunks(self, arena: Arena, problems: List[Problem]) -> Iterator[Tuple[int, int]]:
         """(address, size field) of every chunk of the arena's heaps, oldest heap first."""

@@ -106,6 +106,13 @@ class Reader:
         # The run of memory last used, cached or not: lists and walks mostly stay near it.
         self._recent_start, self._recent_len = 0, 0
         self._recent_data: Bytes = b""
+        # The heap walk's last two blocks (block_words), kept apart from the run last used: the
+        # commands read each walked chunk's first words (previews, links) while other reads come
+        # between, and a walk may give its chunks a block behind (Heap.region_chunk_batches).
+        self._walk_start, self._walk_len = 0, 0
+        self._walk_data: Bytes = b""
+        self._before_start, self._before_len = 0, 0
+        self._before_data: Bytes = b""
         self._slab = Slab()
 
     # -- raw access ------------------------------------------------------------------------
@@ -152,6 +159,8 @@ class Reader:
     def clear(self) -> None:
         self._blocks.clear()
         self._pages.clear()
+        self._walk_start, self._walk_len, self._walk_data = 0, 0, b""
+        self._before_start, self._before_len, self._before_data = 0, 0, b""
 
     def read(self, address: int, length: int) -> bytes:
         """`length` bytes at `address` (raises MemoryReadError)."""
@@ -162,6 +171,12 @@ class Reader:
         off = address - self._recent_start
         if 0 <= off and off + length <= self._recent_len:
             return bytes(self._recent_data[off:off + length])
+        off = address - self._walk_start
+        if 0 <= off and off + length <= self._walk_len:
+            return bytes(self._walk_data[off:off + length])
+        off = address - self._before_start
+        if 0 <= off and off + length <= self._before_len:
+            return bytes(self._before_data[off:off + length])
         hit = self._cached(address)
         if hit is not None:
             start, data = hit
@@ -237,6 +252,10 @@ class Reader:
                 hit = page, self.memory.read(page, PAGE)
         start, data = hit
         self._remember(start, data)
+        if self.cache and start != self._walk_start:  # uncached readers read between the program's steps
+            self._before_start, self._before_data, self._before_len = \
+                self._walk_start, self._walk_data, self._walk_len
+            self._walk_start, self._walk_data, self._walk_len = start, data, len(data)
         view = data if isinstance(data, memoryview) else memoryview(data)
         usable = len(view) - len(view) % self.size_sz
         return start, view[:usable].cast("B").cast("Q" if self.size_sz == 8 else "I")

@@ -138,6 +138,11 @@ class Arena:
             self._problems[:0] = found
         return self._heaps
 
+    def found(self, heaps: List[HeapRegion]) -> None:
+        """The regions, known from a walk that proved them (Heap.chunk_batches)."""
+        if callable(self._heaps):
+            self._heaps = heaps
+
     @property
     def problems(self) -> List[Problem]:
         self.heaps  # noqa: B018 (finding the regions finds their problems)
@@ -331,6 +336,32 @@ def main_heap(reader: Reader, layout: GlibcLayout, state: MallocState, mp: Mallo
         problems.append(Problem(state.top, f"top {state.top:#x} is in none of the main arena's heap regions "
                                            "found (see heap arenas)", pointers=(("top ", state.top),)))
     return regions
+
+
+def contiguous_main_region(reader: Reader, layout: GlibcLayout, state: MallocState,
+                           mp: MallocPar) -> Optional[HeapRegion]:
+    """The region main_heap finds when the main heap is the usual one (one contiguous heap from
+    sbrk_base to the end of top), as far as that can be told without walking it: None where it
+    cannot be (NONCONTIGUOUS_BIT, top unreadable or out of reach, a first chunk without
+    PREV_INUSE).  A walk of it that reaches top cleanly (confirms_single_region) proves it."""
+    if not heap_initialised(layout, state) or mp.sbrk_base == 0 or state.flags & NONCONTIGUOUS_BIT:
+        return None
+    first = layout.first_chunk(mp.sbrk_base)
+    top_end = _top_end(reader, state.top)
+    if top_end is None or not first <= state.top < top_end <= mp.sbrk_base + state.system_mem:
+        return None
+    try:
+        if not reader.word(first + layout.size_sz) & PREV_INUSE:
+            return None
+    except MemoryReadError:
+        return None
+    return HeapRegion(start=mp.sbrk_base, end=top_end, first_chunk=first)
+
+
+def confirms_single_region(last: Optional[Batch], top: int, problems: Sequence[Problem]) -> bool:
+    """Whether a walk of contiguous_main_region (its last batch, its problems) is what
+    region_at accepts as the whole main heap: it reached top and nothing broke it."""
+    return not problems and last is not None and bool(last[0]) and last[0][-1] == top
 
 
 def heap_spans(reader: Reader, arena: Arena, sbrk_base: int) -> List[Tuple[int, int]]:

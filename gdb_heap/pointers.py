@@ -59,6 +59,7 @@ class Namer:
         self._symbols: Dict[int, Optional[Symbol]] = {}
         self._free: Dict[int, model.FreeIndex] = {}  # arena -> its free chunks (bins and tcaches)
         self._spans: Optional[List[Tuple[int, int, Arena]]] = None  # every heap region, its arena
+        self._spans_final = False  # whether _spans are the regions a walk found (not heap_spans' one span)
 
     def chunk_starts(self, arena: Arena) -> List[int]:
         starts = self._starts.get(arena.address)
@@ -77,9 +78,14 @@ class Namer:
     def arena_holding(self, value: int) -> Optional[Arena]:
         """The arena one of whose heaps holds `value` (its end's header included); None before
         the first malloc."""
-        if self._spans is None:
-            H = self.heap.layout.header_size
-            self._spans = ([(r.start, r.end + H, a) for a in self.heap.arenas for r in a.heaps]
+        H = self.heap.layout.header_size
+        if self._spans is None or not self._spans_final and self.heap.main_arena.loaded:
+            self._spans_final = self.heap.main_arena.loaded
+            # A main heap not walked yet is one span (model.heap_spans) until a walk finds its
+            # regions: naming a link must not walk the heap a second time.
+            sbrk_base = self.heap.mp.sbrk_base if self.heap.initialised else 0
+            self._spans = ([(start, end + H, a) for a in self.heap.arenas
+                            for start, end in model.heap_spans(self.heap.reader, a, sbrk_base)]
                            if self.heap.initialised else [])
         for start, end, arena in self._spans:
             if start <= value < end:
@@ -98,6 +104,8 @@ class Namer:
             if start in free or start == arena.state.top:
                 return arena, start
             starts = self.chunk_starts(arena)
+            if not self._spans_final and self.arena_holding(value) is not arena:
+                return self.chunk_of(value)  # the walk found the main heap's regions: value is in none of them
             i = bisect.bisect_right(starts, value) - 1
             if i >= 0:
                 return arena, starts[i]

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import re
+import struct
 import string
 from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
 
@@ -64,9 +65,20 @@ def words_of(data: bytes, size_sz: int, order: str = "little") -> List[int]:
             for i in range(0, len(data) - size_sz + 1, size_sz)]
 
 
+# Two words, as `heap chunks` shows each chunk's (a million lines): one unpack for both.
+_TWO_WORDS = {(order, size): struct.Struct(("<" if order == "little" else ">") + ("2Q" if size == 8 else "2I"))
+              for order in ("little", "big") for size in (4, 8)}
+
+
 def preview(data: bytes, size_sz: int = 8, order: str = "little", room: Optional[int] = None) -> str:
     """The first user words as x/2gx shows them, then the bytes as ASCII; within `room`
     columns, fewer words (then the ASCII alone) rather than a wrapped line."""
+    if len(data) == 2 * size_sz:  # the usual two words: all of them and all the ASCII, if that fits
+        spec = "#018x" if size_sz == 8 else "#010x"
+        w0, w1 = _TWO_WORDS[order, size_sz].unpack(data)
+        text = f"{w0:{spec}} {w1:{spec}} {data.translate(_PRINTABLE).decode('ascii')}"
+        if room is None or len(text) <= room:
+            return text
     words = [word_text(w, size_sz) for w in words_of(data, size_sz, order)]
     chars = ascii_text(data)
     per = len(chars) // max(1, len(words)) if words else 0

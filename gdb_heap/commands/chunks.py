@@ -122,7 +122,7 @@ The filters apply to the text, the JSON and the summary alike."""
         for arena in arenas:
             if args.flag("--all-arenas"):
                 out.line(render.arena_heading(arena, st))
-            if not arena.heaps:
+            if not heap.has_heap(arena):
                 out.lines(render.fit("no chunks: the heap is not initialised yet (the program has not called "
                                      "malloc in this arena)", cols))
                 continue
