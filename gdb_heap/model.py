@@ -14,7 +14,7 @@ from itertools import accumulate, repeat
 from functools import reduce
 from operator import and_, or_
 from dataclasses import dataclass, field
-from typing import Callable, Container, Dict, Iterable, Iterator, List, Optional, Sequence, Set, Tuple, Union
+from typing import Callable, Container, Dict, Iterable, Iterator, List, Literal, Optional, Sequence, Set, Tuple, Union
 
 from . import glibc_checks as gc
 from .errors import HeapError, MemoryReadError
@@ -205,10 +205,16 @@ class Chunk:
 class StructBytes:
     """One struct's bytes, read in one go, with its fields picked out by name."""
 
-    def __init__(self, reader: Reader, layout: StructLayout, address: int) -> None:
+    def __init__(self, reader: Optional[Reader], layout: StructLayout, address: int,
+                 raw: Optional[Bytes] = None, order: str = "little") -> None:
+        """raw: the struct's bytes read already (then `reader` may be None)."""
         self.layout = layout
-        self.raw = reader.read(address, layout.size)
-        self.order = reader.order
+        if raw is None:
+            assert reader is not None
+            raw, order = reader.read(address, layout.size), reader.order
+        self.raw: Bytes = raw
+        self.order: Literal["little", "big"] = "big" if order == "big" else "little"
+        self._unpackers = _unpackers(layout, order)
 
     def has(self, name: str) -> bool:
         return self.layout.has(name)
@@ -218,21 +224,38 @@ class StructBytes:
 
     def array(self, name: str) -> Tuple[int, ...]:
         """The field's elements (one for a scalar; none for a field this version lacks)."""
+        unpacker = self._unpackers.get(name)
+        if unpacker is not None:  # one unpack for the whole array (heap trace reads arenas per call)
+            return unpacker.unpack_from(self.raw, self.layout.fields[name][0])
         if not self.layout.has(name):
             return ()
         off, size, count = self.layout.fields[name]
-        code = _UNSIGNED.get(size)
-        if code is not None:  # one unpack for the whole array (heap trace reads arenas per call)
-            return struct.unpack_from(f"{'<' if self.order == 'little' else '>'}{count}{code}", self.raw, off)
         return tuple(int.from_bytes(self.raw[off + i * size:off + (i + 1) * size], self.order)
                      for i in range(count))
 
 
 _UNSIGNED = {1: "B", 2: "H", 4: "I", 8: "Q"}
+# (id(layout), byte order) -> (the layout, kept so its id stays its own; field -> its unpacker)
+_UNPACKERS: Dict[Tuple[int, str], Tuple[StructLayout, Dict[str, struct.Struct]]] = {}
+
+
+def _unpackers(layout: StructLayout, order: str) -> Dict[str, struct.Struct]:
+    """Each field's compiled unpacker, made once per layout: parsing is per call in heap trace."""
+    key = (id(layout), order)
+    hit = _UNPACKERS.get(key)
+    if hit is None:
+        end = "<" if order == "little" else ">"
+        hit = _UNPACKERS[key] = (layout, {name: struct.Struct(f"{end}{count}{_UNSIGNED[size]}")
+                                          for name, (_, size, count) in layout.fields.items() if size in _UNSIGNED})
+    return hit[1]
 
 
 def read_malloc_par(reader: Reader, layout: GlibcLayout, address: int) -> MallocPar:
-    s = StructBytes(reader, layout.malloc_par, address)
+    return malloc_par_from(StructBytes(reader, layout.malloc_par, address), address)
+
+
+def malloc_par_from(s: StructBytes, address: int) -> MallocPar:
+    """mp_ from its bytes."""
     get = s.get
     mp = MallocPar(address, get("trim_threshold"), get("top_pad"), get("mmap_threshold"),
                    get("n_mmaps"), get("mmapped_mem"), get("sbrk_base"))
@@ -244,7 +267,11 @@ def read_malloc_par(reader: Reader, layout: GlibcLayout, address: int) -> Malloc
 
 
 def read_malloc_state(reader: Reader, layout: GlibcLayout, address: int) -> MallocState:
-    s = StructBytes(reader, layout.malloc_state, address)
+    return malloc_state_from(StructBytes(reader, layout.malloc_state, address), address)
+
+
+def malloc_state_from(s: StructBytes, address: int) -> MallocState:
+    """An arena from its bytes."""
     get, arr = s.get, s.array
     return MallocState(
         address=address, flags=get("flags"),
