@@ -234,9 +234,29 @@ class StructBytes:
                      for i in range(count))
 
 
+    def whole(self) -> Tuple[Tuple[int, ...], Dict[str, Tuple[int, int]]]:
+        """Every field in one unpack: (the values, field -> (its first value's index, count))."""
+        unpacker, at = _whole(self.layout, self.order)
+        return unpacker.unpack_from(self.raw), at
+
+
 _UNSIGNED = {1: "B", 2: "H", 4: "I", 8: "Q"}
 # (id(layout), byte order) -> (the layout, kept so its id stays its own; field -> its unpacker)
 _UNPACKERS: Dict[Tuple[int, str], Tuple[StructLayout, Dict[str, struct.Struct]]] = {}
+_WHOLE: Dict[Tuple[int, str], Tuple[StructLayout, struct.Struct, Dict[str, Tuple[int, int]]]] = {}
+
+
+def _whole(layout: StructLayout, order: str) -> Tuple[struct.Struct, Dict[str, Tuple[int, int]]]:
+    key = (id(layout), order)
+    hit = _WHOLE.get(key)
+    if hit is None:
+        fmt, pos, index, at = ["<" if order == "little" else ">"], 0, 0, {}
+        for name, (off, size, count) in sorted(layout.fields.items(), key=lambda f: f[1][0]):
+            fmt.append(f"{off - pos}x{count}{_UNSIGNED[size]}")  # padding, then the field
+            at[name] = (index, count)
+            pos, index = off + size * count, index + count
+        hit = _WHOLE[key] = (layout, struct.Struct("".join(fmt)), at)
+    return hit[1], hit[2]
 
 
 def _unpackers(layout: StructLayout, order: str) -> Dict[str, struct.Struct]:
@@ -271,11 +291,19 @@ def read_malloc_state(reader: Reader, layout: GlibcLayout, address: int) -> Mall
 
 
 def malloc_state_from(s: StructBytes, address: int) -> MallocState:
-    """An arena from its bytes."""
-    get, arr = s.get, s.array
+    """An arena from its bytes (one unpack: heap trace parses an arena per call)."""
+    v, at = s.whole()
+
+    def arr(name: str) -> Tuple[int, ...]:
+        first, count = at.get(name, (0, 0))  # none for a field this version lacks (fastbinsY, 2.43)
+        return v[first:first + count]
+
+    def get(name: str) -> int:
+        return v[at[name][0]]
+
     return MallocState(
         address=address, flags=get("flags"),
-        have_fastchunks=get("have_fastchunks") if s.has("have_fastchunks") else 0,
+        have_fastchunks=get("have_fastchunks") if "have_fastchunks" in at else 0,
         fastbinsY=arr("fastbinsY"), top=get("top"), last_remainder=get("last_remainder"),
         bins=arr("bins"), binmap=arr("binmap"), next=get("next"), next_free=get("next_free"),
         attached_threads=get("attached_threads"), system_mem=get("system_mem"),

@@ -123,7 +123,8 @@ class Tracer:
         maps, _ = process_mappings()
         found = locate(Reader(GdbMemory(), word_size()), maps)
         # Its own reader, that never caches: memory changes between every two reads.
-        self.reader = Reader(GdbMemory(), word_size(), cache=False)
+        self.memory = GdbMemory()
+        self.reader = Reader(self.memory, word_size(), cache=False)
         state = found.state
         self.layout: GlibcLayout = state.layout
         self.main_arena, self.mp = state.main_arena, state.mp
@@ -166,8 +167,8 @@ class Tracer:
             data = self.pages[page]
         else:
             try:
-                data = bytes(self.inferior.read_memory(page, PAGE))
-            except (gdb.MemoryError, gdb.error, OverflowError, ValueError):
+                data = bytes(self.memory.read(page, PAGE))
+            except MemoryReadError:
                 data = None  # read just the word, below
             self.pages[page] = data
         off = address - page
@@ -271,8 +272,8 @@ class Tracer:
         m, m_size = self.mp, self.layout.malloc_par.size
         low, high = min(a, m), max(a + a_size, m + m_size)
         if high - low > MAX_JOINT_READ:
-            return self.reader.read(a, a_size), self.reader.read(m, m_size)
-        raw = self.reader.read(low, high - low)
+            return bytes(self.memory.read(a, a_size)), bytes(self.memory.read(m, m_size))
+        raw = bytes(self.memory.read(low, high - low))
         return raw[a - low:a - low + a_size], raw[m - low:m - low + m_size]
 
     def state(self, thread: int, unsorted: str) -> State:
@@ -294,7 +295,7 @@ class Tracer:
             address = one.next
             if not address or address in arenas:
                 break
-            raw = self.reader.read(address, layout.malloc_state.size)
+            raw = bytes(self.memory.read(address, layout.malloc_state.size))
         mp = self._parsed("mp", self.mp, mp_raw, lambda b: model.malloc_par_from(
             model.StructBytes(None, layout.malloc_par, self.mp, b, order), self.mp))
         chains: Dict[int, Unsorted] = {}
@@ -313,7 +314,7 @@ class Tracer:
 
     def _tcache(self, address: int, mp: model.MallocPar) -> Optional[TcacheState]:
         try:
-            raw = self.reader.read(address, self.layout.tcache_perthread.size)
+            raw = bytes(self.memory.read(address, self.layout.tcache_perthread.size))
         except MemoryReadError:
             return None
         return self._parsed("tcache", address, raw, lambda b: self._parse_tcache(address, b, mp), mp.tcache_count)
