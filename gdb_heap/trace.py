@@ -301,7 +301,11 @@ class Tracer:
         chains: Dict[int, Unsorted] = {}
         if unsorted != "none":
             for a, s in arenas.items():
-                chain = Chain(s.bins[0], model.bin_at(layout, a, 1), self._fd, self.S)
+                header = model.bin_at(layout, a, 1)
+                if s.bins[0] in (0, header):
+                    chains[a] = ()  # empty
+                    continue
+                chain = Chain(s.bins[0], header, self._fd, self.S)
                 chains[a] = chain if unsorted == "lazy" else tuple(chain)
         tcache = self.tcache_of(thread, arenas, mp)
         return State(arenas, mp.n_mmaps, mp.mmapped_mem, self._tcache(tcache, mp) if tcache else None, chains)
@@ -336,9 +340,10 @@ class Tracer:
 
     def caller(self, ret: int) -> Optional[str]:
         """The first frame outside libc: "function at file:line"."""
+        if ret in self.callers:
+            return self.callers[ret]
         if not self.in_libc(ret):
-            if ret not in self.callers:
-                self.callers[ret] = _describe(ret)
+            self.callers[ret] = _describe(ret)
             return self.callers[ret]
         frame: Optional[gdb.Frame] = gdb.newest_frame()
         for _ in range(CALLER_FRAMES):
