@@ -410,7 +410,7 @@ class Tracer:
         if p.ret != pc or sp != p.sp + self.S:
             return  # not this call's return (a jump here, or a deeper recursion)
         del self.pending[thread.global_num]
-        result = self.result(p.name)
+        result = self.result(p.name) if p.name != "free" else 0  # free returns nothing
         if p.name == "free":
             pointer, shown = None, None
         elif p.name == "posix_memalign":
