@@ -13,7 +13,8 @@ observable, so it holds for every glibc version without knowing its code paths.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Callable, Dict, List, Optional, Sequence, Tuple
+from itertools import islice
+from typing import Callable, Dict, Iterator, List, Optional, Sequence, Tuple, Union
 
 from .layouts import NBINS, NSMALLBINS, GlibcLayout
 from .model import IS_MMAPPED, SIZE_BITS, MallocState, bin_at, bin_label, heap_initialised
@@ -40,6 +41,41 @@ class TcacheState:
     heads: Tuple[int, ...]  # each bin's first chunk (chunk address; 0: empty)
 
 
+class Chain:
+    """An arena's unsorted chunks in order from the bin's head (at most UNSORTED_READ), read
+    only as far as they are asked for: at a call's return, while the program is stopped,
+    explain() mostly needs the first one or two.  `fd(address)` reads a word (None: unreadable)."""
+
+    def __init__(self, first: int, header: int, fd: Callable[[int], Optional[int]], size_sz: int) -> None:
+        self._read: List[int] = []
+        self._next: Optional[int] = first
+        self._header, self._fd, self._S = header, fd, size_sz
+
+    def _step(self) -> bool:
+        p = self._next
+        if p is None or p in (0, self._header) or len(self._read) >= UNSORTED_READ or p in self._read:
+            self._next = None
+            return False
+        self._read.append(p)
+        self._next = self._fd(p + 2 * self._S)
+        return True
+
+    def __iter__(self) -> Iterator[int]:
+        i = 0
+        while i < len(self._read) or self._step():
+            yield self._read[i]
+            i += 1
+
+    def __contains__(self, chunk: object) -> bool:
+        return any(p == chunk for p in self)
+
+    def __getitem__(self, which: slice) -> Tuple[int, ...]:
+        return tuple(islice(self, which.start, which.stop, which.step))
+
+
+Unsorted = Union[Tuple[int, ...], Chain]
+
+
 @dataclass
 class State:
     """What a call can change, read at its entry or at its return."""
@@ -48,7 +84,7 @@ class State:
     n_mmaps: int
     mmapped_mem: int
     tcache: Optional[TcacheState]
-    unsorted: Dict[int, Tuple[int, ...]] = field(default_factory=dict)  # arena -> its unsorted chunks, in order
+    unsorted: Dict[int, Unsorted] = field(default_factory=dict)  # arena -> its unsorted chunks, in order
 
     def system_mem(self) -> int:
         return sum(a.system_mem for a in self.arenas.values())

@@ -14,7 +14,7 @@ from itertools import accumulate, repeat
 from functools import reduce
 from operator import and_, or_
 from dataclasses import dataclass, field
-from typing import Callable, Container, Dict, Iterable, Iterator, List, Optional, Sequence, Set, Tuple, Union
+from typing import Callable, Container, Dict, Iterable, Iterator, List, Literal, Optional, Sequence, Set, Tuple, Union
 
 from . import glibc_checks as gc
 from .errors import HeapError, MemoryReadError
@@ -210,10 +210,16 @@ class Chunk:
 class StructBytes:
     """One struct's bytes, read in one go, with its fields picked out by name."""
 
-    def __init__(self, reader: Reader, layout: StructLayout, address: int) -> None:
+    def __init__(self, reader: Optional[Reader], layout: StructLayout, address: int,
+                 raw: Optional[Bytes] = None, order: str = "little") -> None:
+        """raw: the struct's bytes read already (then `reader` may be None)."""
         self.layout = layout
-        self.raw = reader.read(address, layout.size)
-        self.order = reader.order
+        if raw is None:
+            assert reader is not None
+            raw, order = reader.read(address, layout.size), reader.order
+        self.raw: Bytes = raw
+        self.order: Literal["little", "big"] = "big" if order == "big" else "little"
+        self._unpackers = _unpackers(layout, order)
 
     def has(self, name: str) -> bool:
         return self.layout.has(name)
@@ -223,21 +229,58 @@ class StructBytes:
 
     def array(self, name: str) -> Tuple[int, ...]:
         """The field's elements (one for a scalar; none for a field this version lacks)."""
+        unpacker = self._unpackers.get(name)
+        if unpacker is not None:  # one unpack for the whole array (heap trace reads arenas per call)
+            return unpacker.unpack_from(self.raw, self.layout.fields[name][0])
         if not self.layout.has(name):
             return ()
         off, size, count = self.layout.fields[name]
-        code = _UNSIGNED.get(size)
-        if code is not None:  # one unpack for the whole array (heap trace reads arenas per call)
-            return struct.unpack_from(f"{'<' if self.order == 'little' else '>'}{count}{code}", self.raw, off)
         return tuple(int.from_bytes(self.raw[off + i * size:off + (i + 1) * size], self.order)
                      for i in range(count))
 
 
+    def whole(self) -> Tuple[Tuple[int, ...], Dict[str, Tuple[int, int]]]:
+        """Every field in one unpack: (the values, field -> (its first value's index, count))."""
+        unpacker, at = _whole(self.layout, self.order)
+        return unpacker.unpack_from(self.raw), at
+
+
 _UNSIGNED = {1: "B", 2: "H", 4: "I", 8: "Q"}
+# (id(layout), byte order) -> (the layout, kept so its id stays its own; field -> its unpacker)
+_UNPACKERS: Dict[Tuple[int, str], Tuple[StructLayout, Dict[str, struct.Struct]]] = {}
+_WHOLE: Dict[Tuple[int, str], Tuple[StructLayout, struct.Struct, Dict[str, Tuple[int, int]]]] = {}
+
+
+def _whole(layout: StructLayout, order: str) -> Tuple[struct.Struct, Dict[str, Tuple[int, int]]]:
+    key = (id(layout), order)
+    hit = _WHOLE.get(key)
+    if hit is None:
+        fmt, pos, index, at = ["<" if order == "little" else ">"], 0, 0, {}
+        for name, (off, size, count) in sorted(layout.fields.items(), key=lambda f: f[1][0]):
+            fmt.append(f"{off - pos}x{count}{_UNSIGNED[size]}")  # padding, then the field
+            at[name] = (index, count)
+            pos, index = off + size * count, index + count
+        hit = _WHOLE[key] = (layout, struct.Struct("".join(fmt)), at)
+    return hit[1], hit[2]
+
+
+def _unpackers(layout: StructLayout, order: str) -> Dict[str, struct.Struct]:
+    """Each field's compiled unpacker, made once per layout: parsing is per call in heap trace."""
+    key = (id(layout), order)
+    hit = _UNPACKERS.get(key)
+    if hit is None:
+        end = "<" if order == "little" else ">"
+        hit = _UNPACKERS[key] = (layout, {name: struct.Struct(f"{end}{count}{_UNSIGNED[size]}")
+                                          for name, (_, size, count) in layout.fields.items() if size in _UNSIGNED})
+    return hit[1]
 
 
 def read_malloc_par(reader: Reader, layout: GlibcLayout, address: int) -> MallocPar:
-    s = StructBytes(reader, layout.malloc_par, address)
+    return malloc_par_from(StructBytes(reader, layout.malloc_par, address), address)
+
+
+def malloc_par_from(s: StructBytes, address: int) -> MallocPar:
+    """mp_ from its bytes."""
     get = s.get
     mp = MallocPar(address, get("trim_threshold"), get("top_pad"), get("mmap_threshold"),
                    get("n_mmaps"), get("mmapped_mem"), get("sbrk_base"))
@@ -249,11 +292,23 @@ def read_malloc_par(reader: Reader, layout: GlibcLayout, address: int) -> Malloc
 
 
 def read_malloc_state(reader: Reader, layout: GlibcLayout, address: int) -> MallocState:
-    s = StructBytes(reader, layout.malloc_state, address)
-    get, arr = s.get, s.array
+    return malloc_state_from(StructBytes(reader, layout.malloc_state, address), address)
+
+
+def malloc_state_from(s: StructBytes, address: int) -> MallocState:
+    """An arena from its bytes (one unpack: heap trace parses an arena per call)."""
+    v, at = s.whole()
+
+    def arr(name: str) -> Tuple[int, ...]:
+        first, count = at.get(name, (0, 0))  # none for a field this version lacks (fastbinsY, 2.43)
+        return v[first:first + count]
+
+    def get(name: str) -> int:
+        return v[at[name][0]]
+
     return MallocState(
         address=address, flags=get("flags"),
-        have_fastchunks=get("have_fastchunks") if s.has("have_fastchunks") else 0,
+        have_fastchunks=get("have_fastchunks") if "have_fastchunks" in at else 0,
         fastbinsY=arr("fastbinsY"), top=get("top"), last_remainder=get("last_remainder"),
         bins=arr("bins"), binmap=arr("binmap"), next=get("next"), next_free=get("next_free"),
         attached_threads=get("attached_threads"), system_mem=get("system_mem"),

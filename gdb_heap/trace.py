@@ -19,18 +19,18 @@ import os
 import re
 import struct
 from dataclasses import dataclass, field
-from typing import Deque, Dict, List, Optional, Tuple
+from typing import Callable, Deque, Dict, List, Optional, Tuple, TypeVar, cast
 
 import gdb  # type: ignore[import-not-found,unused-ignore]
 
 from . import elf, heuristics, mappings, model
 from .errors import HeapError, MemoryReadError
-from .explain import (ARG_COUNTS, CALLS, SYSCALLS, UNSORTED_READ, Call, Record, State, Syscall, TcacheState,
+from .explain import (ARG_COUNTS, CALLS, SYSCALLS, Call, Chain, Record, State, Syscall, TcacheState, Unsorted,
                       explain)
 from .gdbmemory import GdbMemory
 from .layouts import GlibcLayout
 from .locate import is_core, locate, process_mappings, require_process, symbol_at, word_size
-from .memory import PAGE, Reader
+from .memory import PAGE, Bytes, Reader
 
 DEFAULT_RING = 10_000
 MAX_RETURN_SITES = 1 << 14  # distinct return addresses given a breakpoint, at most
@@ -41,7 +41,9 @@ ALIASES = {"brk": ("__brk",), "mmap": ("__mmap", "mmap64"), "munmap": ("__munmap
            "free": ("__libc_free",)}
 # Calls that return an int (the rest return a pointer); the syscall wrappers returning an int.
 INT_RESULTS = ("posix_memalign", "malloc_trim", "brk", "munmap", "madvise", "mprotect")
-ARG_REGISTERS = ("rdi", "rsi", "rdx", "rcx", "r8", "r9")
+ARG_REGISTERS = ("$rdi", "$rsi", "$rdx", "$rcx", "$r8", "$r9")
+MAX_JOINT_READ = 1 << 14  # main_arena and mp_ closer than this are read in one go
+T = TypeVar("T")
 
 
 @dataclass
@@ -121,7 +123,8 @@ class Tracer:
         maps, _ = process_mappings()
         found = locate(Reader(GdbMemory(), word_size()), maps)
         # Its own reader, that never caches: memory changes between every two reads.
-        self.reader = Reader(GdbMemory(), word_size(), cache=False)
+        self.memory = GdbMemory()
+        self.reader = Reader(self.memory, word_size(), cache=False)
         state = found.state
         self.layout: GlibcLayout = state.layout
         self.main_arena, self.mp = state.main_arena, state.mp
@@ -131,6 +134,11 @@ class Tracer:
         # glibc's code: libc and the dynamic loader (whose calloc is libc's, called by pthread_create)
         self.glibc = [s for s in (_span(maps, libc), _span(maps, _loader(maps))) if s is not None]
         self.inferior = gdb.selected_inferior()
+        self.mask = (1 << (8 * self.S)) - 1
+        self._word = struct.Struct(("<" if self.reader.order == "little" else ">") + ("Q" if self.S == 8 else "I"))
+        self.pages: Dict[int, Optional[bytes]] = {}  # this stop's memory, by page
+        self.parsed: Dict[Tuple[str, int], Tuple[Bytes, int, object]] = {}  # the last parse of each struct
+        self.thread_pointers: Dict[int, int] = {}  # thread (global number) -> $fs_base
         self.pending: Dict[int, Pending] = {}
         self.callers: Dict[int, Optional[str]] = {}  # return address outside libc -> caller
         self.returns: Dict[int, _Return] = {}
@@ -148,24 +156,47 @@ class Tracer:
                 self.entries.append(_Entry(self, address, name, name in SYSCALLS))
         gdb.events.exited.connect(self._exited)
 
-    # -- reading ---------------------------------------------------------------------------
+    # -- reading ----------------------------------------------------------------------------
+    # A handler runs while the program is stopped: memory is read by page once per stop
+    # (`pages`, emptied by guard()), a struct whose bytes did not change since the last stop
+    # is not parsed again (`parsed`), and registers are read through gdb's `$reg` values: a
+    # gdb.Frame costs more (gdb unwinds the caller's frame to make one).
     def word(self, address: int) -> int:
-        return int.from_bytes(self.reader.read(address, self.S), self.reader.order)
+        page = address & ~(PAGE - 1)
+        if page in self.pages:
+            data = self.pages[page]
+        else:
+            try:
+                data = bytes(self.memory.read(page, PAGE))
+            except MemoryReadError:
+                data = None  # read just the word, below
+            self.pages[page] = data
+        off = address - page
+        if data is None or off + self.S > PAGE:
+            return int.from_bytes(self.reader.read(address, self.S), self.reader.order)
+        return int(self._word.unpack_from(data, off)[0])
 
-    def register(self, frame: gdb.Frame, name: str) -> int:
-        return int(frame.read_register(name)) & ((1 << (8 * self.S)) - 1)
+    def register(self, name: str) -> int:
+        return int(gdb.parse_and_eval(name)) & self.mask
 
-    def args(self, frame: gdb.Frame, sp: int, count: int) -> List[int]:
+    def args(self, sp: int, count: int) -> List[int]:
         if self.S == 8:
-            return [self.register(frame, r) for r in ARG_REGISTERS[:count]]
+            return [self.register(r) for r in ARG_REGISTERS[:count]]
         return [self.word(sp + self.S * (1 + i)) for i in range(count)]  # cdecl: above the return address
 
-    def sp(self, frame: gdb.Frame) -> int:
-        return self.register(frame, "rsp" if self.S == 8 else "esp")
+    def sp(self) -> int:
+        return self.register("$rsp" if self.S == 8 else "$esp")
 
-    def result(self, frame: gdb.Frame, name: str) -> int:
-        value = self.register(frame, "rax" if self.S == 8 else "eax")
+    def result(self, name: str) -> int:
+        value = self.register("$rax" if self.S == 8 else "$eax")
         return _signed32(value) if name in INT_RESULTS else value
+
+    def thread_pointer(self, thread: int) -> int:
+        """$fs_base, the same for a thread's whole life: read once per thread."""
+        tp = self.thread_pointers.get(thread)
+        if tp is None:
+            tp = self.thread_pointers[thread] = self.register("$fs_base")
+        return tp
 
     def size_at(self, chunk: int) -> Optional[int]:
         try:
@@ -190,10 +221,9 @@ class Tracer:
         except gdb.error:
             pass
 
-    def _find_tls_delta(self, frame: gdb.Frame, arenas: Dict[int, model.MallocState], mp: model.MallocPar) -> None:
+    def _find_tls_delta(self, tp: int, arenas: Dict[int, model.MallocState], mp: model.MallocPar) -> None:
         """Without symbols: locate.py's heuristic (thread_arena's slot holds an arena, tcache
         is the word near it pointing at a tcache-sized chunk), by memory reads only."""
-        tp = self.register(frame, "fs_base")
         if not tp:
             return
         arena_slot = None
@@ -215,50 +245,86 @@ class Tracer:
                 self.tls_delta = tp - slot
                 return
 
-    def tcache_of(self, frame: gdb.Frame, arenas: Dict[int, model.MallocState], mp: model.MallocPar) -> Optional[int]:
+    def tcache_of(self, thread: int, arenas: Dict[int, model.MallocState], mp: model.MallocPar) -> Optional[int]:
         if not self.layout.features.tcache:
             return None
         if self.tls_delta is None and self.S == 8 and not self.tls_symbol:
-            self._find_tls_delta(frame, arenas, mp)
+            self._find_tls_delta(self.thread_pointer(thread), arenas, mp)
         if self.tls_delta is not None:
-            return self.word(self.register(frame, "fs_base") - self.tls_delta) or None
+            return self.word(self.thread_pointer(thread) - self.tls_delta) or None
         if self.tls_symbol:
             return int(gdb.parse_and_eval("(unsigned long)tcache")) or None
         return None
 
-    def state(self, frame: gdb.Frame) -> State:
-        """The allocator's state that a call can change: every arena, mp_'s counters, the tcache."""
-        layout, reader = self.layout, self.reader
+    def _parsed(self, kind: str, address: int, raw: Bytes, parse: Callable[[Bytes], T], extra: int = 0) -> T:
+        """parse(raw), or what it gave for the same bytes (and extra) at the same address last time."""
+        key = (kind, address)
+        hit = self.parsed.get(key)
+        if hit is not None and hit[0] == raw and hit[1] == extra:
+            return cast(T, hit[2])
+        value = parse(raw)
+        self.parsed[key] = (raw, extra, value)
+        return value
+
+    def _main_and_mp(self) -> Tuple[Bytes, Bytes]:
+        """main_arena's and mp_'s bytes: one read when they lie close (both in libc's data)."""
+        a, a_size = self.main_arena, self.layout.malloc_state.size
+        m, m_size = self.mp, self.layout.malloc_par.size
+        low, high = min(a, m), max(a + a_size, m + m_size)
+        if high - low > MAX_JOINT_READ:
+            return bytes(self.memory.read(a, a_size)), bytes(self.memory.read(m, m_size))
+        raw = bytes(self.memory.read(low, high - low))
+        return raw[a - low:a - low + a_size], raw[m - low:m - low + m_size]
+
+    def state(self, thread: int, unsorted: str) -> State:
+        """The allocator's state that a call can change: every arena, mp_'s counters, the tcache;
+        the unsorted chunks "all" read now, "lazy" read as explain() asks (in this stop), or
+        "none" (what a free's or malloc_trim's state before the call needs: explain() reads
+        only the after state's)."""
+        layout = self.layout
+        main_raw, mp_raw = self._main_and_mp()
+        order = self.reader.order
         arenas: Dict[int, model.MallocState] = {}
-        address = self.main_arena
+        address, raw = self.main_arena, main_raw
+
+        def arena(b: Bytes) -> model.MallocState:
+            return model.malloc_state_from(model.StructBytes(None, layout.malloc_state, address, b, order), address)
+
         for _ in range(model.MAX_ARENAS):
-            arenas[address] = one = model.read_malloc_state(reader, layout, address)
+            arenas[address] = one = self._parsed("arena", address, raw, arena)
             address = one.next
             if not address or address in arenas:
                 break
-        mp = model.read_malloc_par(reader, layout, self.mp)
-        unsorted = {a: self._unsorted(s) for a, s in arenas.items()}
-        tcache = self.tcache_of(frame, arenas, mp)
-        return State(arenas, mp.n_mmaps, mp.mmapped_mem, self._tcache(tcache, mp) if tcache else None, unsorted)
+            raw = bytes(self.memory.read(address, layout.malloc_state.size))
+        mp = self._parsed("mp", self.mp, mp_raw, lambda b: model.malloc_par_from(
+            model.StructBytes(None, layout.malloc_par, self.mp, b, order), self.mp))
+        chains: Dict[int, Unsorted] = {}
+        if unsorted != "none":
+            for a, s in arenas.items():
+                header = model.bin_at(layout, a, 1)
+                if s.bins[0] in (0, header):
+                    chains[a] = ()  # empty
+                    continue
+                chain = Chain(s.bins[0], header, self._fd, self.S)
+                chains[a] = chain if unsorted == "lazy" else tuple(chain)
+        tcache = self.tcache_of(thread, arenas, mp)
+        return State(arenas, mp.n_mmaps, mp.mmapped_mem, self._tcache(tcache, mp) if tcache else None, chains)
 
-    def _unsorted(self, state: model.MallocState) -> Tuple[int, ...]:
-        header = model.bin_at(self.layout, state.address, 1)
-        out: List[int] = []
-        p = state.bins[0]
-        while p not in (0, header) and len(out) < UNSORTED_READ and p not in out:
-            out.append(p)
-            try:
-                p = self.word(p + 2 * self.S)  # fd
-            except MemoryReadError:
-                break
-        return tuple(out)
-
-    def _tcache(self, address: int, mp: model.MallocPar) -> Optional[TcacheState]:
-        t, layout = self.layout.tcache_perthread, self.layout
+    def _fd(self, address: int) -> Optional[int]:
         try:
-            raw = self.reader.read(address, t.size)
+            return self.word(address)
         except MemoryReadError:
             return None
+
+    def _tcache(self, address: int, mp: model.MallocPar) -> Optional[TcacheState]:
+        try:
+            raw = bytes(self.memory.read(address, self.layout.tcache_perthread.size))
+        except MemoryReadError:
+            return None
+        return self._parsed("tcache", address, raw, lambda b: self._parse_tcache(address, b, mp), mp.tcache_count)
+
+    def _parse_tcache(self, address: int, raw: Bytes, mp: model.MallocPar) -> TcacheState:
+        t, layout = self.layout.tcache_perthread, self.layout
         c_off, c_size, _ = t.fields[layout.counts_field]
         n = layout.tcache_bins
         end = "<" if self.reader.order == "little" else ">"
@@ -274,9 +340,10 @@ class Tracer:
 
     def caller(self, ret: int) -> Optional[str]:
         """The first frame outside libc: "function at file:line"."""
+        if ret in self.callers:
+            return self.callers[ret]
         if not self.in_libc(ret):
-            if ret not in self.callers:
-                self.callers[ret] = _describe(ret)
+            self.callers[ret] = _describe(ret)
             return self.callers[ret]
         frame: Optional[gdb.Frame] = gdb.newest_frame()
         for _ in range(CALLER_FRAMES):
@@ -291,6 +358,7 @@ class Tracer:
     def guard(self, handler: object, what: object) -> None:
         """Runs a breakpoint's handler; an error is counted and said, never raised into gdb
         (that would stop the program)."""
+        self.pages.clear()  # the program ran since the last stop
         try:
             handler(what)  # type: ignore[operator]
         except Exception as e:  # a failed read must not stop the program
@@ -302,13 +370,13 @@ class Tracer:
         thread = gdb.selected_thread()
         if thread.global_num in self.pending:
             return  # inside a traced call: part of it
-        frame = gdb.newest_frame()
-        sp = self.sp(frame)
+        sp = self.sp()
         ret = self.word(sp)
-        args = self.args(frame, sp, ARG_COUNTS[name])
+        args = self.args(sp, ARG_COUNTS[name])
         freed = args[0] if name in ("free", "realloc") else 0
         size_field = self.size_at(freed - self.layout.header_size) if freed else None
-        self.pending[thread.global_num] = Pending(name, args, ret, sp, self.state(frame), self.caller(ret),
+        before = self.state(thread.global_num, "none" if name in ("free", "malloc_trim") else "all")
+        self.pending[thread.global_num] = Pending(name, args, ret, sp, before, self.caller(ret),
                                                   size_field)
         self.watch_return(ret)
 
@@ -316,10 +384,9 @@ class Tracer:
         p = self.pending.get(gdb.selected_thread().global_num)
         if p is None or p.inner is not None:
             return  # not made by a traced call
-        frame = gdb.newest_frame()
-        sp = self.sp(frame)
+        sp = self.sp()
         ret = self.word(sp)
-        args = self.args(frame, sp, SYSCALLS[name][0])
+        args = self.args(sp, SYSCALLS[name][0])
         if name == "mmap":  # its fd is an int: -1 for anonymous memory
             args[4] = _signed32(args[4])
         call = Syscall(name, args)
@@ -336,15 +403,14 @@ class Tracer:
         p = self.pending.get(thread.global_num)
         if p is None:
             return
-        frame = gdb.newest_frame()
-        sp = self.sp(frame)
+        sp = self.sp()
         if p.inner is not None and p.inner[1] == pc and sp == p.inner[2] + self.S:
-            p.inner[0].result = self.result(frame, p.inner[0].name)
+            p.inner[0].result = self.result(p.inner[0].name)
             p.inner = None  # and when the call tail-called the wrapper (2.31's free: munmap), it returns too
         if p.ret != pc or sp != p.sp + self.S:
             return  # not this call's return (a jump here, or a deeper recursion)
         del self.pending[thread.global_num]
-        result = self.result(frame, p.name)
+        result = self.result(p.name) if p.name != "free" else 0  # free returns nothing
         if p.name == "free":
             pointer, shown = None, None
         elif p.name == "posix_memalign":
@@ -353,7 +419,7 @@ class Tracer:
             pointer, shown = None, result
         else:
             pointer, shown = result, result
-        after = self.state(frame)
+        after = self.state(thread.global_num, "lazy")
         call = Call(p.name, p.args, shown, pointer, p.size_field_before, p.syscalls)
         why = explain(self.layout, p.before, after, call, self.size_at)
         LOG.seq += 1

@@ -6,8 +6,8 @@ the expected answers are the bins the hand-made states put the chunk in."""
 from dataclasses import replace
 from typing import Dict, Optional
 
-from gdb_heap.explain import (Call, Record, State, Syscall, TcacheState, Why, call_text, explain, record_lines,
-                              syscall_text)
+from gdb_heap.explain import (UNSORTED_READ, Call, Chain, Record, State, Syscall, TcacheState, Why, call_text, explain,
+                              record_lines, syscall_text)
 from gdb_heap.layouts import layout_for
 from gdb_heap.model import MallocState, bin_at
 
@@ -260,3 +260,35 @@ def test_came_from_inside_a_chain():
                                                                 "chain)")
     why = malloc(state(arena(top)), state(arena(top)), c, {c: 0x501})
     assert (why.from_, why.bin_index) == ("large", 68)
+
+
+def links(fds: Dict[int, int]):
+    """fd words by address (a chunk's fd is at chunk + 16), and the addresses read."""
+    read = []
+
+    def fd(address: int) -> Optional[int]:
+        read.append(address)
+        return fds.get(address)
+    return fd, read
+
+
+def test_chain_reads_only_as_far_as_asked():
+    header = bin_at(L, ARENA, 1)
+    fd, read = links({HEAP + 0x10: HEAP + 0x100, HEAP + 0x110: HEAP + 0x200, HEAP + 0x210: header})
+    chain = Chain(HEAP, header, fd, 8)
+    assert chain[:1] == (HEAP,) and read == [HEAP + 0x10]  # the head: its fd read, nothing further
+    assert HEAP + 0x100 in chain and read == [HEAP + 0x10, HEAP + 0x110]
+    assert tuple(chain) == (HEAP, HEAP + 0x100, HEAP + 0x200)  # ends at the bin's header
+    assert 0x1234 not in chain
+    assert len(read) == 3  # each link read once
+
+
+def test_chain_ends_at_a_cycle_an_unreadable_link_and_its_bound():
+    header = bin_at(L, ARENA, 1)
+    fd, _ = links({HEAP + 0x10: HEAP + 0x100, HEAP + 0x110: HEAP})  # back to the first: a cycle
+    assert tuple(Chain(HEAP, header, fd, 8)) == (HEAP, HEAP + 0x100)
+    fd, _ = links({HEAP + 0x10: HEAP + 0x100})  # the second one's fd is unreadable: kept, and the end
+    assert tuple(Chain(HEAP, header, fd, 8)) == (HEAP, HEAP + 0x100)
+    fd, _ = links({HEAP + 0x20 * i + 0x10: HEAP + 0x20 * (i + 1) for i in range(200)})
+    assert len(tuple(Chain(HEAP, header, fd, 8))) == UNSORTED_READ
+    assert tuple(Chain(0, header, fd, 8)) == () and tuple(Chain(header, header, fd, 8)) == ()
