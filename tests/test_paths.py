@@ -53,11 +53,17 @@ def test_free_of_a_tcache_chunk_is_a_double_free_from_229():
             assert r.to == "tcache[2]"
 
 
-def test_full_tcache_goes_to_the_fast_bin():
-    b = HeapBuilder((2, 31), 8)
+def full_tcache_0x20(version: tuple[int, int]) -> HeapBuilder:
+    """tcache[0] full: seven 0x20 chunks, each behind an in-use 0x30 guard."""
+    b = HeapBuilder(version, 8)
     for _ in range(7):
         b.chunk(0x20, "tcache")
         b.chunk(0x30)
+    return b
+
+
+def test_full_tcache_goes_to_the_fast_bin():
+    b = full_tcache_0x20((2, 31))
     a = b.chunk(0x20)
     b.chunk(0x30)
     s = b.build()
@@ -67,10 +73,7 @@ def test_full_tcache_goes_to_the_fast_bin():
 
 
 def test_fast_head_freed_again_is_fasttop():
-    b = HeapBuilder((2, 36), 8)
-    for _ in range(7):
-        b.chunk(0x20, "tcache")
-        b.chunk(0x30)
+    b = full_tcache_0x20((2, 36))
     f = b.chunk(0x20, "fast")
     b.chunk(0x30)
     s = b.build()
@@ -251,10 +254,7 @@ def test_multi_threaded_malloc_meets_a_bad_fast_link_in_remove_fb():
 
 def test_free_does_not_check_the_fast_heads_size():
     # free() calls _int_free (av, p, 0): "invalid fastbin entry (free)" needs have_lock
-    b = HeapBuilder((2, 36), 8)
-    for _ in range(7):
-        b.chunk(0x20, "tcache")
-        b.chunk(0x30)
+    b = full_tcache_0x20((2, 36))
     f = b.chunk(0x20, "fast")
     b.chunk(0x30)
     a = b.chunk(0x20)
