@@ -25,6 +25,7 @@ from operator import and_, not_
 from typing import Dict, List, Optional, Sequence, Set, Tuple
 
 from . import glibc_checks as gc
+from . import paths
 from .errors import MemoryReadError
 from .heap import Heap
 from .model import (IS_MMAPPED, NON_MAIN_ARENA, NONCONTIGUOUS_BIT, PREV_INUSE, SIZE_BITS, Arena, BinChain,
@@ -76,6 +77,7 @@ class Checker:
         self.version = self.layout.version
         self.problems: List[Problem] = []
         self.tcache_counts: Dict[int, int] = {}  # the selected thread's tcache: bin -> chunks
+        self._paths_context: Optional[paths.Context] = None
 
     @property
     def regions(self) -> List[HeapRegion]:
@@ -367,40 +369,17 @@ class Checker:
         bk = self.arena.state.bins[2 * (chain.index - 1) + 1]
         if chain.chunks and bk != chain.chunks[-1]:
             self.add(header, f"{label(chain)}: the bin's bk is {bk:#x}, but the last chunk on its fd chain is "
-                             f"{chain.chunks[-1]:#x}", self.last_abort(chain.kind, header, bk),
+                             f"{chain.chunks[-1]:#x}", self.last_abort(chain.kind, bk),
                      (("bk is ", bk), ("chain is ", chain.chunks[-1])))
 
-    def last_abort(self, kind: str, header: int, victim: int) -> Optional[str]:
-        """malloc takes the bin's bk as its victim: glibc's checks on it, read from memory (a
-        large bin is searched by size along bk_nextsize, not taken by its bk)."""
-        S = self.S
-        try:
-            sizef, fd, bk = self.reader.words(victim + S, 3)
-            bk_fd = self.reader.word(bk + 2 * S)
-        except MemoryReadError:
+    def last_abort(self, kind: str, victim: int) -> Optional[str]:
+        """malloc takes the bin's bk as its victim: glibc's checks on it (paths.py's, over memory as
+        it is; a large bin is searched by size along bk_nextsize, not taken by its bk)."""
+        if kind not in ("unsorted", "small"):
             return None
-        if kind == "small":
-            return gc.text("SMALLBIN_DLL", self.version) if bk_fd != victim else None
-        if kind != "unsorted":
-            return None
-        v, size = self.version, sizef & ~SIZE_BITS
-        if v < (2, 29):  # the size check, then (2.28) the removal's
-            if sizef <= 2 * S or sizef > self.arena.state.system_mem:
-                return gc.text("UNSORTED_MEMORY_CORRUPTION", v)
-            return gc.text("UNSORTED_REMOVE", v) if bk_fd != victim else None
-        if size <= 2 * S or size > self.arena.state.system_mem:
-            return gc.text("UNSORTED_INVALID_SIZE", v)
-        try:
-            next_prev_size, next_sizef = self.reader.words(victim + size, 2)
-        except MemoryReadError:
-            return None
-        if next_sizef < 2 * S or next_sizef > self.arena.state.system_mem:
-            return gc.text("UNSORTED_INVALID_NEXT_SIZE", v)
-        if next_prev_size & ~SIZE_BITS != size:
-            return gc.text("UNSORTED_PREV_SIZE", v)
-        if bk_fd != victim or fd != header:
-            return gc.text("UNSORTED_DLL", v)
-        return gc.text("UNSORTED_NEXT_PREV_INUSE", v) if next_sizef & PREV_INUSE else None
+        if self._paths_context is None:
+            self._paths_context = paths.context_for(self.heap)
+        return paths.victim_abort(self.reader, self._paths_context, self.arena.address, kind, victim)
 
     def nextsize_ring(self, chain: BinChain) -> None:
         """A large bin is sorted by decreasing size; the first chunk of each size is on the

@@ -23,7 +23,7 @@ from __future__ import annotations
 import sys
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Callable, Dict, List, Optional, Sequence, Set
+from typing import TYPE_CHECKING, Callable, Dict, List, Optional, Sequence, Set, Tuple
 
 from . import glibc_checks as gc
 from .errors import MemoryReadError
@@ -973,18 +973,7 @@ def _int_malloc(sim: Sim, out: MallocResult, nb: int) -> Optional[int]:
             victim = sim.bk(unsorted)
             if victim == unsorted:
                 break
-            bck = sim.bk(victim)
-            size = sim.size(victim)
-            nxt = (victim + size) & sim.wrap
-            if sim.v < (2, 29):
-                sizef = sim.sizef(victim)  # chunksize_nomask: the flag bits count
-                sim.check(sizef <= 2 * sim.S or sizef > sim.system_mem, "UNSORTED_MEMORY_CORRUPTION")
-            sim.check(size <= sim.H or size > sim.system_mem, "UNSORTED_INVALID_SIZE")
-            if sim.v >= (2, 29):
-                sim.check(sim.sizef(nxt) < sim.H or sim.sizef(nxt) > sim.system_mem, "UNSORTED_INVALID_NEXT_SIZE")
-                sim.check(sim.word(nxt) & ~SIZE_BITS != size, "UNSORTED_PREV_SIZE")
-                sim.check(sim.fd(bck) != victim or sim.fd(victim) != unsorted, "UNSORTED_DLL")
-                sim.check(bool(sim.sizef(nxt) & PREV_INUSE), "UNSORTED_NEXT_PREV_INUSE")
+            bck, size, nxt = _unsorted_victim(sim, victim, unsorted)
             lr = sim.word(sim.av + sim.off_lr)
             if L.in_smallbin_range(nb) and bck == unsorted and victim == lr and size > nb + L.minsize:
                 rsize = size - nb
@@ -1146,6 +1135,43 @@ def _from_fastbin(sim: Sim, out: MallocResult, nb: int) -> Optional[int]:
     return _found(out, victim, "fast", idx)
 
 
+def _unsorted_victim(sim: Sim, victim: int, unsorted: int) -> Tuple[int, int, int]:
+    """The unsorted loop's checks on its victim (the bin's bk), per version, before it is
+    split or removed: its bck, size and next chunk."""
+    bck = sim.bk(victim)
+    size = sim.size(victim)
+    nxt = (victim + size) & sim.wrap
+    if sim.v < (2, 29):
+        sizef = sim.sizef(victim)  # chunksize_nomask: the flag bits count
+        sim.check(sizef <= 2 * sim.S or sizef > sim.system_mem, "UNSORTED_MEMORY_CORRUPTION")
+    sim.check(size <= sim.H or size > sim.system_mem, "UNSORTED_INVALID_SIZE")
+    if sim.v >= (2, 29):
+        sim.check(sim.sizef(nxt) < sim.H or sim.sizef(nxt) > sim.system_mem, "UNSORTED_INVALID_NEXT_SIZE")
+        sim.check(sim.word(nxt) & ~SIZE_BITS != size, "UNSORTED_PREV_SIZE")
+        sim.check(sim.fd(bck) != victim or sim.fd(victim) != unsorted, "UNSORTED_DLL")
+        sim.check(bool(sim.sizef(nxt) & PREV_INUSE), "UNSORTED_NEXT_PREV_INUSE")
+    return bck, size, nxt
+
+
+def victim_abort(reader: Reader, ctx: Context, arena: int, kind: str, victim: int) -> Optional[str]:
+    """What malloc prints on taking `victim`, the bk of arena's unsorted or small bin, as its
+    victim: the unsorted loop's checks and its removal's, or the small bin's bck->fd check; None
+    when they pass (or memory stops the path first: heap check reports that on its own)."""
+    sim = Sim(reader, ctx, Outcome())
+    sim.av = arena
+    try:
+        if kind == "unsorted":
+            bck, _, _ = _unsorted_victim(sim, victim, sim.bin(1))
+            sim.check(sim.fd(bck) != victim, "UNSORTED_REMOVE")
+        elif kind == "small":
+            sim.check(sim.fd(sim.bk(victim)) != victim, "SMALLBIN_DLL")
+    except Abort as e:
+        return e.text
+    except (Crash, GaveUp):
+        return None
+    return None
+
+
 def _remove_fb(sim: Sim, slot: int, victim: int) -> None:
     """Unlink a fast bin's head: a plain store when SINGLE_THREAD_P, else REMOVE_FB's
     compare-and-swap loop, which first checks the next chunk's alignment (2.32+)."""
@@ -1161,7 +1187,7 @@ def _from_smallbin(sim: Sim, out: MallocResult, nb: int, idx: int) -> Optional[i
     if victim == b:
         return None
     bck = sim.bk(victim)
-    sim.check(sim.fd(bck) != victim, "SMALLBIN_DLL")
+    sim.check(sim.fd(bck) != victim, "SMALLBIN_DLL")  # as victim_abort
     sim.set_head(victim + nb, sim.sizef(victim + nb) | PREV_INUSE)
     sim.set_bk(b, bck)
     sim.set_fd(bck, b)
