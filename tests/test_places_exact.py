@@ -1,0 +1,147 @@
+"""places.py's answers compared whole: every key of `heap where`'s Place on hand-built heaps.
+
+Offsets by hand from glibc 2.36's structs on x86-64: heap_info (ar_ptr 0, prev 8, size 0x10,
+mprotect_size 0x18, pagesize 0x20, pad to 0x30); malloc_state (mutex 0, flags 4,
+have_fastchunks 8, 4 bytes of padding, fastbinsY 0x10, top 0x60, bins 0x70 (254 words),
+binmap 0x860 (4 unsigned ints), next 0x870 .. max_system_mem 0x890); malloc_par (trim_threshold
+0, top_pad 8, mmap_threshold 0x10); HEAP_MAX_SIZE 64 MiB.  The thread arena is
+tests/test_thread_arena.py's.
+"""
+
+from __future__ import annotations
+
+from gdb_heap import places
+from gdb_heap.heap import ThreadInfo
+from gdb_heap.mappings import Mapping
+from gdb_heap.symbols import Symbol
+from tests.synthetic import noncontiguous
+from tests.test_places import built, no_symbol
+from tests.test_thread_arena import ARENA_T, H, with_thread_arena
+
+KEYS = ("address", "kind", "chunk", "offset", "arena", "thread", "field", "inner", "symbol", "mapping",
+        "meaning", "expression")
+
+
+def fields(p: places.Place) -> tuple:
+    return tuple(getattr(p, k) for k in KEYS)
+
+
+def test_a_thread_heaps_heap_info_and_its_reserve():
+    s, heap = with_thread_arena(mprotect_size=0x30000)
+    size = places.describe(heap, H + 0x13, no_symbol)  # heap_info.size, its 4th byte
+    assert fields(size) == (H + 0x13, "heap_info", None, 0x13, ARENA_T, None, "size", 3, None, None,
+                            f"of a heap of arena {ARENA_T:#x}", f"((heap_info *) {H:#x})->size")
+    # the heap's chunks end at H + 0x21000 (its size); mprotect_size 0x30000; HEAP_MAX_SIZE 0x4000000
+    for address, meaning in (
+            (H + 0x21000, "made writable (below mprotect_size), not yet part of the heap"),
+            (H + 0x2FFFF, "made writable (below mprotect_size), not yet part of the heap"),
+            (H + 0x30000, "reserved for the heap to grow into (HEAP_MAX_SIZE), not writable yet"),
+            (H + 0x3FFFFFF, "reserved for the heap to grow into (HEAP_MAX_SIZE), not writable yet")):
+        p = places.describe(heap, address, no_symbol)
+        assert fields(p) == (address, "heap_reserve", None, address - H, ARENA_T, None, None, 0, None, None,
+                             meaning, ""), hex(address)
+    assert places.describe(heap, H + 0x4000000, no_symbol).kind == "nothing"
+    assert places.describe(heap, H + 0x20FFF, no_symbol).kind == "chunk"  # top's last byte
+
+
+def test_a_thread_arenas_malloc_state_fields():
+    s, heap = with_thread_arena()
+    top = places.describe(heap, ARENA_T + 0x60, no_symbol)
+    assert fields(top) == (ARENA_T + 0x60, "arena", None, 0x60, ARENA_T, None, "top", 0, None, None,
+                           "the top chunk", f"((struct malloc_state *) {ARENA_T:#x})->top")
+    pad = places.describe(heap, ARENA_T + 0xD, no_symbol)  # after have_fastchunks (an int)
+    assert (pad.kind, pad.field, pad.inner, pad.meaning, pad.offset) == ("arena", "(padding)", 0, "", 0xD)
+    binmap = places.describe(heap, ARENA_T + 0x864 + 2, no_symbol)
+    assert (binmap.field, binmap.inner, binmap.meaning) == ("binmap[1]", 2, "the bitmap of bins 32..63")
+    assert places.describe(heap, ARENA_T + 0x860, no_symbol).meaning == "the bitmap of bins 0..31"
+    mem = places.describe(heap, ARENA_T + 0x888, no_symbol)
+    assert (mem.field, mem.meaning) == ("system_mem", "bytes got from the system")
+    assert places.describe(heap, ARENA_T + 0x898, no_symbol).kind != "arena"  # one past its end
+    assert places.describe(heap, s.arena + 0, no_symbol).meaning == "the arena's lock"
+    assert places.describe(heap, s.arena - 1, no_symbol).arena != s.arena
+
+
+def test_malloc_par():
+    s, _ = built()
+    heap = s.heap()
+    p = places.describe(heap, s.mp + 0x13, no_symbol)
+    assert fields(p) == (s.mp + 0x13, "malloc_par", None, 0x13, None, None, "mmap_threshold", 3, None, None,
+                         "", "mp_.mmap_threshold")
+    assert places.describe(heap, s.mp, no_symbol).field == "trim_threshold"
+    assert places.describe(heap, s.mp + 0x88, no_symbol).kind != "malloc_par"  # sizeof(mp_) 0x88 in 2.36
+
+
+def test_symbol_text_and_describes_defaults():
+    s, _ = built()
+    s.anchors.symbol = lambda a: Symbol("mp_", a - s.mp, f"mp_ + {a - s.mp} in section .data")
+    heap = s.heap()
+    assert places.describe(heap, s.mp + 8).symbol == "mp_+8"  # the anchors' lookup when none is given
+    assert places.describe(heap, s.mp).symbol == "mp_"
+
+
+def test_the_tcache_of_a_thread_and_of_no_thread():
+    s, _ = built()
+    threads = [ThreadInfo(1, 101, True, s.tcache, s.arena, 0x7FFFFFFDE100)]
+    s.anchors.threads = lambda: threads
+    heap = s.heap()
+    p = places.describe(heap, s.tcache + 0x80 + 8 * 5 + 1, no_symbol)
+    assert fields(p) == (p.address, "tcache", s.tcache - 0x10, 0xA9, None, 1, "entries[5]", 1, None, None,
+                         "the head of tcache[5]", f"((tcache_perthread_struct *) {s.tcache:#x})->entries[5]")
+    assert p.owner is threads[0]
+    s.anchors.threads = lambda: []
+    q = places.describe(s.heap(), s.tcache + 2 * 7, no_symbol)
+    assert (q.kind, q.thread, q.owner, q.field, q.meaning) == ("tcache", None, None, "counts[7]",
+                                                                "the count of tcache[7]")
+
+
+def test_a_stack_owner_and_its_offset():
+    s, _ = built()
+    stack = Mapping(0x7FFFFFFDE000, 0x7FFFFFFFF000, "[stack]")
+    t = ThreadInfo(1, 101, True, s.tcache, s.arena, 0x7FFFFFFDE000)  # $sp at the mapping's first byte
+    s.anchors.mappings = lambda: ([stack], "test")
+    s.anchors.threads = lambda: [t]
+    p = places.describe(s.heap(), 0x7FFFFFFDE040, no_symbol)
+    assert fields(p) == (0x7FFFFFFDE040, "stack", None, 0x40, None, 1, None, 0, None, "[stack]", "", "")
+    assert p.owner is t and p.span is stack
+    # a $sp one past the mapping's end is another mapping's
+    s.anchors.threads = lambda: [ThreadInfo(1, 101, True, s.tcache, s.arena, 0x7FFFFFFFF000)]
+    assert places.describe(s.heap(), 0x7FFFFFFDE040, no_symbol).kind == "mapping"
+
+
+def test_two_stacks_in_one_mapping_by_thread_pointer():
+    """Thread 2's allocation ends at the page after its thread pointer 0x7ffff7bff6c0, i.e.
+    0x7ffff7c00000; thread 3's at 0x7ffff7400000.  A thread pointer outside the mapping falls
+    back to $sp: thread 4's $sp 0x7ffff6bfe000 puts its end at 0x7ffff6bff000."""
+    s, _ = built()
+    span = Mapping(0x7FFFF6400000, 0x7FFFF7C00000, "")
+    s.anchors.mappings = lambda: ([span], "test")
+    s.anchors.threads = lambda: [
+        ThreadInfo(2, 102, False, None, None, 0x7FFFF7BFEE00, 0x7FFFF7BFF6C0),
+        ThreadInfo(3, 103, False, None, None, 0x7FFFF73FEE00, 0x7FFFF73FF6C0),
+        ThreadInfo(4, 104, False, None, None, 0x7FFFF6BFE000, 0x10)]
+    heap = s.heap()
+    for address, thread in ((0x7FFFF6BFEFFF, 4), (0x7FFFF6BFF000, 3), (0x7FFFF7BFFFFF, 2)):
+        assert places.describe(heap, address, no_symbol).thread == thread, hex(address)
+    # above every thread's end: no owner, only the mapping
+    s.anchors.threads = lambda: [ThreadInfo(3, 103, False, None, None, 0x7FFFF73FEE00, 0x7FFFF73FF6C0),
+                                 ThreadInfo(4, 104, False, None, None, 0x7FFFF6BFE000, None)]
+    assert places.describe(s.heap(), 0x7FFFF7400000, no_symbol).kind == "mapping"
+    assert places.describe(s.heap(), 0x7FFFF6BFE010, no_symbol).offset == 0x10
+
+
+def test_the_fencepost_and_the_region_end():
+    from tests.synthetic import every_bin_heap
+    _, s = every_bin_heap((2, 36), 8)
+    old_top, old_size = s.top, s.top_size
+    s = noncontiguous(s, 0x7F0000000000)
+    heap = s.heap()
+    # sysmalloc's fencepost: old_size = (old_size - 2 * CHUNK_HDR_SZ) & ~15 past old top, 0x10 + 0x10 bytes
+    fence = old_top + ((old_size - 0x20) & ~15)
+    fence_text = "glibc's fencepost, the two chunks ending a region malloc left behind"
+    assert s.heap_end == fence + 0x20  # the [heap] mapping ends with the pair
+    # the walk's region ends at the fencepost; a header's worth past it is still that region's
+    for address, mapping in ((fence, "[heap]"), (fence + 0x1F, "[heap]"), (fence + 0x2F, None)):
+        p = places.describe(heap, address, no_symbol)
+        assert fields(p) == (address, "heap", None, address - s.sbrk_base, s.arena, None, None, 0, None, mapping,
+                             fence_text, ""), hex(address)
+    assert places.describe(heap, fence + 0x30, no_symbol).meaning != fence_text
