@@ -10,9 +10,10 @@ tests/test_thread_arena.py's.
 
 from __future__ import annotations
 
-from gdb_heap import places
+from gdb_heap import places, render
 from gdb_heap.heap import ThreadInfo
 from gdb_heap.mappings import Mapping
+from gdb_heap.style import Style
 from gdb_heap.symbols import Symbol
 from tests.synthetic import noncontiguous
 from tests.test_places import built, no_symbol
@@ -145,3 +146,79 @@ def test_the_fencepost_and_the_region_end():
         assert fields(p) == (address, "heap", None, address - s.sbrk_base, s.arena, None, None, 0, None, mapping,
                              fence_text, ""), hex(address)
     assert places.describe(heap, fence + 0x30, no_symbol).meaning != fence_text
+
+
+def text(p: places.Place) -> list:
+    return list(render.where_lines(p, Style(False)))
+
+
+def test_where_text_of_malloc_structs_and_reserve():
+    s, heap = with_thread_arena(mprotect_size=0x30000)
+    assert text(places.describe(heap, H + 0x13, no_symbol)) == [
+        f"{H + 0x13:#x} is ((heap_info *) {H:#x})->size",
+        f"  meaning   of a heap of arena {ARENA_T:#x}",
+        "  offset    +0x13 from the start of the struct"]
+    assert text(places.describe(heap, ARENA_T + 0x60, no_symbol)) == [
+        f"{ARENA_T + 0x60:#x} is ((struct malloc_state *) {ARENA_T:#x})->top",
+        "  meaning   the top chunk",
+        "  offset    +0x60 from the start of the struct"]
+    assert text(places.describe(heap, s.mp + 0x10, no_symbol)) == [  # no meaning line
+        f"{s.mp + 0x10:#x} is mp_.mmap_threshold", "  offset    +0x10 from the start of the struct"]
+    assert text(places.describe(heap, H + 0x30000, no_symbol)) == [
+        f"{H + 0x30000:#x} is past the chunks of a heap of arena {ARENA_T:#x}",
+        "  meaning   reserved for the heap to grow into (HEAP_MAX_SIZE), not writable yet",
+        "  offset    +0x30000 from its heap_info"]
+
+
+def test_where_text_of_a_tcache_field_with_and_without_its_thread():
+    s, _ = built()
+    s.anchors.threads = lambda: [ThreadInfo(1, 101, True, s.tcache, s.arena, 0x7FFFFFFDE100)]
+    assert text(places.describe(s.heap(), s.tcache + 0x80, no_symbol)) == [
+        f"{s.tcache + 0x80:#x} is ((tcache_perthread_struct *) {s.tcache:#x})->entries[0]",
+        f"  tcache    thread 1's (LWP 101), in chunk {s.tcache - 0x10:#x}",
+        "  meaning   the head of tcache[0]",
+        "  offset    +0x80 from the start of the struct"]
+    s.anchors.threads = lambda: []
+    assert text(places.describe(s.heap(), s.tcache + 2, no_symbol))[1] == (
+        f"  tcache    the selected thread's, in chunk {s.tcache - 0x10:#x}")
+
+
+def test_where_text_of_a_mmapped_like_chunk_a_stack_a_symbol_a_mapping_and_nothing():
+    s, c = built()
+    stack = Mapping(0x7FFFFFFDE000, 0x7FFFFFFFF000, "[stack]")
+    libc = Mapping(0x7FFFF7A00000, 0x7FFFF7A10000, "")
+    s.anchors.mappings = lambda: ([stack, libc], "test")
+    s.anchors.threads = lambda: [ThreadInfo(1, 101, True, s.tcache, s.arena, 0x7FFFFFFDE100)]
+    heap = s.heap()
+    assert text(places.describe(heap, 0x7FFFFFFDE0F0, no_symbol)) == [
+        "0x7ffffffde0f0 is in thread 1's stack (LWP 101)", "  offset    -0x10 from its $sp",
+        "  mapping   0x7ffffffde000-0x7ffffffff000 [stack]"]
+    assert text(places.describe(heap, 0x7FFFF7A00123, lambda a: Symbol("g", 3, "g + 3 in section .data"))) == [
+        "0x7ffff7a00123 is g+3", "  mapping   0x7ffff7a00000-0x7ffff7a10000 (anonymous)"]
+    assert text(places.describe(heap, 0x7FFFF7A00123, no_symbol)) == [
+        "0x7ffff7a00123 is in a mapping, 0x123 bytes from its start",
+        "  mapping   0x7ffff7a00000-0x7ffff7a10000 (anonymous)"]
+    assert text(places.describe(heap, 0x10, no_symbol)) == ["0x10 is in no mapping of the process: nothing is there"]
+    # a chunk: the headline, offsets from the chunk and the user pointer, its size and arena
+    assert text(places.describe(heap, c["used"], lambda a: Symbol("buf", 0, "buf in section .bss"))) == [
+        f"{c['used']:#x} is the chunk {c['used']:#x} (in use)",
+        f"  offset    +0x0 from the chunk, -0x10 from the user pointer {c['used'] + 0x10:#x}",
+        "  size      0x40", f"  arena     {s.arena:#x} (main arena)", "  symbol    buf"]
+
+
+def test_where_text_in_a_thread_arena_and_past_a_region():
+    s, heap = with_thread_arena()
+    chunk = H + 0x8D0
+    assert text(places.describe(heap, chunk + 0x30 - 1, no_symbol)) == [
+        f"{chunk + 0x2F:#x} is inside chunk {chunk:#x} (in use)",
+        f"  offset    +0x2f from the chunk, +0x1f from the user pointer {chunk + 0x10:#x}",
+        "  size      0x30", f"  arena     {ARENA_T:#x} (thread arena)"]
+    from tests.synthetic import every_bin_heap
+    _, s = every_bin_heap((2, 36), 8)
+    old_top, old_size = s.top, s.top_size
+    s = noncontiguous(s, 0x7F0000000000)
+    fence = old_top + ((old_size - 0x20) & ~15)
+    assert text(places.describe(s.heap(), fence + 8, no_symbol))[:3] == [
+        f"{fence + 8:#x} is in a heap of arena {s.arena:#x}, in no chunk",
+        "  meaning   glibc's fencepost, the two chunks ending a region malloc left behind",
+        f"  offset    {fence + 8 - s.sbrk_base:+#x} from the heap's start"]
