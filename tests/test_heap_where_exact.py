@@ -2,7 +2,11 @@
 tests/test_places.py's heap (glibc 2.36, x86-64): the tcache struct's chunk at sbrk_base
 (0x290 bytes), then `used` 0x40, a tcache 0x30, a guard 0x20, top; user data is 'A's."""
 
+import pytest
+
+from gdb_heap.errors import HeapError
 from gdb_heap.model import Problem
+from tests.synthetic import uninitialised_image
 from tests.test_places import built
 
 NOT_REACHED = ("not reached by the heap walk of the region {:#x}-{:#x}: the walk broke before it (heap check); "
@@ -39,3 +43,20 @@ def test_the_heaps_first_chunk_broken():
     assert top is not None and (top.chunk, top.state, top.bin) == (s.top, "top", None)
     listed = heap.header_at(c["tcache"] + 0x10, None)
     assert listed is not None and (listed.state, listed.bin, listed.bin_index) == ("free", "tcache", 1)
+
+
+def test_top_of_an_uninitialised_heap_is_an_error_saying_what_to_do():
+    s = uninitialised_image()
+    heap = s.heap()
+    with pytest.raises(HeapError) as e:
+        heap.top(heap.main_arena)
+    assert str(e.value) == ("the heap is not initialised yet: the program has not called malloc; continue past its "
+                            "first malloc")
+
+
+def test_top_is_in_its_region():
+    s, _ = built()
+    heap = s.heap()
+    t = heap.top(heap.main_arena)
+    assert (t.address, t.size, t.end) == (s.top, s.top_size, s.heap_end)
+    assert t.region is not None and (t.region.start, t.region.end) == (s.sbrk_base, s.heap_end)
