@@ -43,7 +43,14 @@ def test_subcommand_list_columns():
     assert all(line.startswith("  heap ") and line[2 + width:4 + width] == "  " and line[4 + width] != " "
                for line in starts)
     assert all(len(line) <= 80 for line in lines)
-    rest = [line for line in lines if line not in starts]
-    assert rest and all(line[width + 4] != " " for line in rest)  # summaries go on under their column
     g = registry.subcommand_list("gheap").split("\n")
     assert [line.split()[0] for line in g if not line.startswith(" " * (width + 5))] == ["gheap"] * len(names)
+
+
+def test_a_long_summary_goes_on_under_its_column(monkeypatch):
+    monkeypatch.setattr(registry, "SUBCOMMANDS", (
+        CommandSpec("heap ab", "word " * 20, "heap ab"), CommandSpec("heap abcd", "Short.", "heap abcd")))
+    assert registry.subcommand_list().split("\n") == [
+        "  heap ab    " + "word " * 12 + "word",  # 13 + 13 * 5 - 1 = 77 columns; a 14th word makes 82
+        "             " + "word " * 6 + "word",
+        "  heap abcd  Short."]
