@@ -5,6 +5,7 @@ the heap_info's ar_ptr there (its first word).  On tests/test_thread_arena.py's 
 from __future__ import annotations
 
 from gdb_heap.check import Checker
+from tests.synthetic import HeapBuilder
 from tests.test_thread_arena import ARENA_T, H, with_thread_arena
 
 LEAD = "free() takes its arena from the heap_info at {:#x} (the chunk's address rounded down to HEAP_MAX_SIZE " \
@@ -41,3 +42,37 @@ def test_an_unreadable_heap_info():
     assert Checker(heap, heap.main_arena).arena_for_chunk(chunk) == (
         f"free() looks for its heap_info at {base:#x} (the chunk's address rounded down to HEAP_MAX_SIZE "
         "0x4000000), which is not readable: free() would crash there (SIGSEGV)")
+
+
+def merges(version, size_field, counts=None, word=8):
+    """Checker.free_merges on a heap whose mp_ the builder wrote (tcache_bins 64, tcache_count 7,
+    tcache_max_bytes 1032 on x86-64), with the selected thread's tcache counts given."""
+    b = HeapBuilder(version, word)
+    b.chunk(0x20)
+    s = b.build()
+    heap = s.heap()
+    c = Checker(heap, heap.main_arena)
+    c.tcache_counts = dict(counts or {})
+    return c.free_merges(size_field)
+
+
+def test_which_frees_reach_the_merging_path_2_36():
+    # csize2tidx(size) = (size - MINSIZE + MALLOC_ALIGNMENT - 1) / MALLOC_ALIGNMENT: 0x30 -> 1, 0x80 -> 6,
+    # 0x90 -> 7, 0x400 -> 62, 0x410 -> 63
+    assert merges((2, 36), 0x32) is False  # IS_MMAPPED
+    assert merges((2, 36), 0x31) is False  # into tcache[1]
+    assert merges((2, 36), 0x31, {1: 6}) is False and merges((2, 36), 0x31, {1: 7}) is False  # then fast
+    assert merges((2, 36), 0x411, {63: 6}) is False and merges((2, 36), 0x411, {63: 7}) is True
+    assert merges((2, 36), 0x421) is True  # tcache[64] is past tcache_bins
+    # max_fast: set_max_fast(DEFAULT_MXFAST 64 * SIZE_SZ / 4) = (128 + 8) & ~15 = 0x80
+    assert merges((2, 36), 0x81, {6: 7}) is False and merges((2, 36), 0x91, {7: 7}) is True
+    # i386: (64 * 4 / 4 + 4) & ~15 = 0x40; MINSIZE 16, so 0x40 is tcache[3]
+    assert merges((2, 36), 0x41, {3: 7}, word=4) is False and merges((2, 36), 0x51, {4: 7}, word=4) is True
+
+
+def test_which_frees_reach_the_merging_path_2_42():
+    # 2.42: tcache_index(size) as glibc's csize2tidx; a chunk fits while size < tcache_max_bytes
+    assert merges((2, 42), 0x401) is False  # 0x400 < 1032
+    assert merges((2, 42), 0x411) is True  # 0x410 = 1040: not below tcache_max_bytes
+    assert merges((2, 42), 0x31, {1: 7}) is False  # fast
+    assert merges((2, 42), 0x401, {62: 7}) is True
