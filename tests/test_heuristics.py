@@ -141,3 +141,21 @@ def test_version_from_the_banner_in_memory():
             Mapping(base + 0x2000, base + 0x3000, "/nonexistent/libc.so.6", writable=True)]
     assert heuristics.banner_version(reader, maps, "/nonexistent/libc.so.6") == (2, 41)
     assert heuristics.banner_version(reader, maps[1:], "/nonexistent/libc.so.6") is None
+
+
+@pytest.mark.parametrize("word", [8, 4])
+def test_infer_state_by_search_finds_the_builders_addresses_best_first(word):
+    """No symbol at all: main_arena and mp_ searched in libc's data span; every row that fits
+    names the builder's main_arena and mp_, best score first, newest row first among equals."""
+    _, s = every_bin_heap((2, 36), word)
+    libc = (s.libc_base, s.libc_base + len(s.libc_bytes))
+    searched = heuristics.infer_state(s.reader(), word, [libc])
+    assert searched and {(f.main_arena, f.mp) for f in searched} == {(s.arena, s.mp)}
+    assert (2, 36) in [f.version for f in searched] or max(v for v in VERSIONS if v <= (2, 36)) in [
+        f.version for f in searched]
+    keys = [(-f.score, tuple(-x for x in f.version)) for f in searched]
+    assert keys == sorted(keys) and all(f.score > 0 for f in searched)
+    assert len({f.version for f in searched}) == len(searched)  # one answer per row
+    known = heuristics.infer_state(s.reader(), word, [libc], s.arena)
+    assert [(f.version, f.main_arena, f.mp) for f in known] == [(f.version, f.main_arena, f.mp) for f in searched]
+    assert heuristics.infer_state(s.reader(), word, []) == []  # nothing to search, nothing known
