@@ -222,3 +222,46 @@ def test_where_text_in_a_thread_arena_and_past_a_region():
         f"{fence + 8:#x} is in a heap of arena {s.arena:#x}, in no chunk",
         "  meaning   glibc's fencepost, the two chunks ending a region malloc left behind",
         f"  offset    {fence + 8 - s.sbrk_base:+#x} from the heap's start"]
+
+
+def test_layout_text_every_line():
+    """heap layout on tests/test_places.py's heap: a mapping line is its range (29 columns: two
+    14-column addresses and a dash), its size (9 columns, right), its protection and its name;
+    an anonymous mapping has none.  sizeof(main_arena) is 0x898, sizeof(mp_) 0x88 (2.36)."""
+    s, _ = built()
+    heap_map = Mapping(s.sbrk_base, s.heap_end, "[heap]", perms="rw-p")
+    libc = Mapping(s.libc_base, s.libc_base + 0x3000, "/usr/lib/x86_64-linux-gnu/libc.so.6", perms="rw-p")
+    anon = Mapping(0x7FFFF7000000, 0x7FFFF7100000, "", perms="---p")
+    s.anchors.mappings = lambda: ([heap_map, anon, libc], "test")
+    s.anchors.threads = lambda: [ThreadInfo(1, 101, True, s.tcache, s.arena, 0x7FFFFFFDE100, 0x7FFFF7000040)]
+    regions, loose = places.layout_regions(s.heap())
+    assert s.heap_end - s.sbrk_base == 0x1000
+    assert list(render.layout_lines(regions, loose, Style(False))) == [
+        f"{s.sbrk_base:#x}-{s.heap_end:#x}   4.0 KiB rw-p [heap]",
+        f"  {s.sbrk_base:#x}-{s.heap_end:#x} main arena's heap",
+        f"  {s.tcache:#x} thread 1's tcache",
+        f"  {s.top:#x} top chunk (main arena)",
+        "0x7ffff7000000-0x7ffff7100000   1.0 MiB ---p",
+        "  0x7ffff7000040 thread 1's thread pointer (TLS below it)",
+        f"{s.libc_base:#x}-{s.libc_base + 0x3000:#x}  12.0 KiB rw-p libc.so.6",
+        f"  {s.arena:#x}-{s.arena + 0x898:#x} main_arena (main arena, thread 1)",
+        f"  {s.mp:#x}-{s.mp + 0x88:#x} mp_ (malloc's parameters)",
+        "in no mapping gdb lists:",
+        "  0x7ffffffde100 thread 1's stack pointer (LWP 101)"]
+    short = Mapping(0x1000, 0x2000, "/x", perms="r--p")  # a shorter range is padded to the column
+    s.anchors.mappings = lambda: ([short], "test")
+    regions, loose = places.layout_regions(s.heap())
+    assert list(render.layout_lines(regions, [], Style(False))) == [
+        "0x1000-0x2000                   4.0 KiB r--p x"]
+
+
+def test_threads_of_an_arena_in_layout():
+    s, _ = built()
+    for n, text in ((2, "threads 1, 2"), (3, "threads 1, 2, 3"), (4, "4 threads")):
+        s.anchors.threads = (lambda n=n: [ThreadInfo(i, 100 + i, i == 1, s.tcache if i == 1 else None, s.arena)
+                                          for i in range(1, n + 1)])
+        items = [i.what for i in places.layout_items(s.heap()) if i.what.startswith("main_arena")]
+        assert items == [f"main_arena (main arena, {text})"]
+    s.anchors.threads = lambda: []
+    items = [i.what for i in places.layout_items(s.heap()) if i.what.startswith("main_arena")]
+    assert items == ["main_arena (main arena)"]
