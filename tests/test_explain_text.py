@@ -78,3 +78,18 @@ def test_nowhere_the_trace_reads_and_what_went_back():
     shrunk = free(state(arena(HEAP + 0x400, system_mem=0x21000)), state(arena(HEAP + 0x400, system_mem=0x20000)),
                   0x421)
     assert shrunk.trimmed == 0x1000
+
+
+def test_malloc_trim_and_unreadable_headers():
+    grown, shrunk = state(arena(HEAP + 0x400, system_mem=0x22000)), state(arena(HEAP + 0x400, system_mem=0x21000))
+    trim = explain(L, grown, shrunk, Call("malloc_trim", [0], 1, None), sizes({}))
+    assert (trim.chunk, trim.trimmed, trim.text) == (None, 0x1000, "gave 0x1000 bytes back to the kernel")
+    assert explain(L, shrunk, shrunk, Call("malloc_trim", [0], 0, None), sizes({})).text == "nothing to give back"
+    why = explain(L, shrunk, shrunk, Call("free", [C + 16], None, None, None), sizes({}))
+    assert (why.chunk, why.text) == (C, "the chunk's header was not readable")
+    why = explain(L, shrunk, shrunk, Call("malloc", [24], C + 16, C + 16), sizes({}))
+    assert (why.chunk, why.text) == (C, "the chunk's header is not readable")
+    # realloc(p, 0) frees p
+    why = explain(L, state(arena(HEAP + 0x400)), state(arena(HEAP + 0x400), 1, C),
+                  Call("realloc", [C + 16, 0], 0, None, 0x21), sizes({}))
+    assert (why.to, why.text) == ("tcache", "into tcache[0], now holding 1")
