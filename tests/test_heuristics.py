@@ -159,3 +159,29 @@ def test_infer_state_by_search_finds_the_builders_addresses_best_first(word):
     known = heuristics.infer_state(s.reader(), word, [libc], s.arena)
     assert [(f.version, f.main_arena, f.mp) for f in known] == [(f.version, f.main_arena, f.mp) for f in searched]
     assert heuristics.infer_state(s.reader(), word, []) == []  # nothing to search, nothing known
+
+
+def test_the_banner_search_reads_at_most_8_mib_of_libc_and_skips_what_it_cannot():
+    from gdb_heap.mappings import Mapping
+    from gdb_heap.memory import ImageMemory, Reader
+    text = b"\0GNU C Library (Debian GLIBC 2.36-9) stable release version 2.36.\n\0"
+    lib = "/nonexistent/libc.so.6"
+    MiB = 1 << 20
+    a, b, c = 0x7F0000000000, 0x7F1000000000, 0x7F2000000000
+    big = bytearray(8 * MiB)  # exactly the budget: read
+    big[-len(text):] = text
+    five, four = bytearray(5 * MiB), bytearray(4 * MiB)
+    four[:len(text)] = text
+    reader = Reader(ImageMemory({a: big, b: five, c: four}), 8)
+    unreadable = Mapping(0x10000, 0x11000, lib)
+    other = Mapping(a, a + 8 * MiB, "/nonexistent/other.so")
+    assert heuristics.banner_version(reader, [Mapping(a, a + 8 * MiB, lib)], lib) == (2, 36)
+    # an unreadable mapping counts against the budget (its 4 KiB), then the search goes on
+    assert heuristics.banner_version(reader, [unreadable, other, Mapping(c, c + 4 * MiB, lib)], lib) == (2, 36)
+    assert heuristics.banner_version(reader, [unreadable, Mapping(a, a + 8 * MiB, lib)], lib) is None
+    assert heuristics.banner_version(reader, [Mapping(a, a + 8 * MiB + 0x1000, lib)], lib) is None  # too big
+    # 5 MiB read first leaves 3 MiB: the 4 MiB mapping holding the banner is not read
+    assert heuristics.banner_version(reader, [Mapping(b, b + 5 * MiB, lib), Mapping(c, c + 4 * MiB, lib)],
+                                     lib) is None
+    assert heuristics.banner_version(reader, [Mapping(c, c + 4 * MiB, lib), Mapping(b, b + 5 * MiB, lib)],
+                                     lib) == (2, 36)
