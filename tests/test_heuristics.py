@@ -185,3 +185,35 @@ def test_the_banner_search_reads_at_most_8_mib_of_libc_and_skips_what_it_cannot(
                                      lib) is None
     assert heuristics.banner_version(reader, [Mapping(c, c + 4 * MiB, lib), Mapping(b, b + 5 * MiB, lib)],
                                      lib) == (2, 36)
+
+
+def test_chains_end_cleanly_within_64_steps():
+    """tcache chains written by hand in a big chunk's data (2.36: safe-linked, PROTECT_PTR(pos, p)
+    = (pos >> 12) ^ p): 64 entries end cleanly, 65 do not (the walk stops at 64), nor does a
+    misaligned or unreadable entry."""
+    from tests.synthetic import HeapBuilder
+    b = HeapBuilder((2, 36), 8)
+    data = b.chunk(0x500) + 0x10
+    b.chunk(0x20)
+    s = b.build()
+    heads = s.tcache + 0x80  # entries[0]; counts are uint16[64] before them
+
+    def chain(n: int) -> None:
+        nodes = [data + 0x10 * i for i in range(n)]
+        for here, nxt in zip(nodes, nodes[1:] + [0]):
+            s.poke(here, (here >> 12) ^ nxt)
+        s.poke(heads, nodes[0])
+
+    def clean() -> bool:
+        return heuristics._chains_end_cleanly(s.reader(), s.layout, s.tcache)
+
+    assert clean()
+    chain(64)
+    assert clean()
+    chain(65)
+    assert not clean()
+    s.poke(heads, data + 8)  # misaligned
+    assert not clean()
+    s.poke(heads, 0x10)  # aligned, unreadable
+    assert not clean()
+    assert not heuristics._chains_end_cleanly(s.reader(), s.layout, 0x10)
