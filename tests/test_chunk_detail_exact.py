@@ -1,0 +1,73 @@
+"""heap chunk's text and JSON, exact, for a thread arena's chunk and an mmapped chunk.
+
+Thread arena (tests/test_thread_arena.py): the chunk at H + 0x8d0, size field 0x35 (0x30 |
+NON_MAIN_ARENA | PREV_INUSE), 0x30 - 8 = 40 usable bytes; malloc(n) gives 0x30 for n + 8 rounded
+up to 16 being 0x30: n = 25..40; the next chunk H + 0x900 is 0x30, in use.
+mmapped (tests/test_where_mmapped.py): size 0x2000, usable 0x2000 - 16 = 8176; sysmalloc maps
+ALIGN_UP(request2size(n) + 8, 4096): 0x2000 for request2size(n) in 0x1000..0x1ff0, n = 4073..8168."""
+
+from __future__ import annotations
+
+from gdb_heap import render, views
+from gdb_heap.pointers import Namer
+from gdb_heap.style import Style
+from tests.test_thread_arena import ARENA_T, H, with_thread_arena
+from tests.test_where_mmapped import M, with_mmapped
+
+ZEROS = "0x0000000000000000 0x0000000000000000 ................"
+
+
+def detail(heap, layout, address):
+    view = views.chunk_view(heap, address)
+    return view, list(render.chunk_detail_lines(view, layout, Style(False), Namer(heap).name, 80))
+
+
+def test_a_thread_arenas_chunk():
+    s, heap = with_thread_arena()
+    c = H + 0x8D0
+    view, lines = detail(heap, s.layout, c + 0x10)
+    assert lines == [
+        f"chunk {c:#x}  ({c + 0x10:#x} understood as the user pointer malloc",
+        "    returned)",
+        f"  arena         {ARENA_T:#x} (thread arena)",
+        "  prev_size     0x0: not in use (the previous chunk is in use; these bytes end",
+        "      its data)",
+        "  size          0x30 (48 bytes; field 0x35 = 0x30 | PREV_INUSE | NON_MAIN_ARENA)",
+        "  state         in use",
+        f"  user data     {c + 0x10:#x}, 40 usable bytes",
+        f"  first words   {ZEROS}",
+        "  requests      malloc(25) to malloc(40) give a chunk of this size (request + 8",
+        "      rounded up to 16, at least 32)",
+        f"  next          {c + 0x30:#x} (size 0x30, in use)"]
+    doc = render.chunk_view_doc(view)
+    expected = {"address": c, "size": 0x30, "prev_inuse": True, "is_mmapped": False, "non_main_arena": True,
+                "state": "in_use", "bin": None, "bin_index": None, "user_address": c + 0x10, "usable_size": 40,
+                "understood_as": "user_pointer", "arena": ARENA_T, "requests": [25, 40], "prev_size": 0,
+                "first_words": [0, 0], "prev_chunk": None,
+                "next_chunk": {"address": c + 0x30, "size": 0x30, "state": "in_use", "bin": None, "bin_index": None},
+                "reached_by_walk": True, "notes": [], "problems": []}
+    assert {k: doc[k] for k in expected} == expected
+
+
+def test_an_mmapped_chunk():
+    s = with_mmapped()
+    heap = s.heap()
+    view, lines = detail(heap, s.layout, M + 0x10)
+    assert lines == [
+        f"chunk {M:#x}  ({M + 0x10:#x} understood as the user pointer malloc",
+        "    returned)",
+        "  arena         none: an mmapped chunk, a mapping of its own that no arena or",
+        "      bin holds",
+        "  prev_size     0x0: the alignment slack before the chunk in its mapping",
+        "  size          0x2000 (8192 bytes; field 0x2002 = 0x2000 | IS_MMAPPED)",
+        "  state         in use",
+        f"  user data     {M + 0x10:#x}, 8176 usable bytes",
+        f"  first words   {ZEROS}",
+        f"  mapping       {M:#x}-{M + 0x2000:#x} (8.0 KiB), its own mmap: glibc",
+        "      munmaps it on free (IS_MMAPPED); usable = size - 16",
+        "  requests      malloc(4073) to malloc(8168) give a mapping of this size when",
+        "      malloc serves them by mmap (request2size + 8, page-rounded)"]
+    doc = render.chunk_view_doc(view)
+    expected = {"address": M, "size": 0x2000, "is_mmapped": True, "non_main_arena": False, "arena": None,
+                "usable_size": 8176, "requests": [4073, 8168], "prev_size": 0}
+    assert {k: doc[k] for k in expected} == expected
