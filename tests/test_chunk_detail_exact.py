@@ -71,3 +71,34 @@ def test_an_mmapped_chunk():
     expected = {"address": M, "size": 0x2000, "is_mmapped": True, "non_main_arena": False, "arena": None,
                 "usable_size": 8176, "requests": [4073, 8168], "prev_size": 0}
     assert {k: doc[k] for k in expected} == expected
+
+
+def test_heap_top_with_a_forced_size():
+    """top's size smashed to 0x7ffffffffffffff0 (house of force): it ends at top + size, past the
+    heap's end by (top + size) - heap_end; glibc 2.29+ aborts in use_top (size > system_mem)."""
+    from tests.test_views import one_of_each
+    s, _ = one_of_each()
+    s.poke(s.top + 8, 0x7FFFFFFFFFFFFFF1)
+    heap = s.heap()
+    lines = list(render.top_view_lines(views.top_view(heap, heap.main_arena), heap.main_arena, Style(False)))
+    end = s.top + 0x7FFFFFFFFFFFFFF0
+    assert lines == [
+        f"top chunk {s.top:#x} of main arena {s.arena:#x}",
+        f"  size 0x7ffffffffffffff0 (8589934592.0 GiB), ends at {end:#x}",
+        f"  heap {s.sbrk_base:#x}-{s.heap_end:#x}: top starts at +{s.top - s.sbrk_base:#x} and ends "
+        f"{end - s.heap_end:#x} bytes past its heap's end",
+        "  the next malloc that does not fit in a bin is cut from top; when top is too small the heap grows (sbrk)",
+        f"problem at {s.top:#x}: top chunk {s.top:#x} has size 0x7ffffffffffffff0, more than the arena's system_mem "
+        f"{s.heap_end - s.sbrk_base:#x} (house of force?) (glibc would abort: \"malloc(): corrupted top size\")"]
+
+
+def test_a_thread_arenas_top():
+    s, heap = with_thread_arena()
+    arena = heap.arenas[1] if heap.arenas[0].main else heap.arenas[0]
+    lines = list(render.top_view_lines(views.top_view(heap, arena), arena, Style(False)))
+    assert lines == [
+        f"top chunk {H + 0x930:#x} of arena {ARENA_T:#x}",
+        "  size 0x206d0 (129.7 KiB), ends at 0x7ffff0021000",
+        f"  heap {H:#x}-{H + 0x21000:#x}: top starts at +0x930 and ends at the end of its heap",
+        "  the next malloc that does not fit in a bin is cut from top; when top is too small the heap grows "
+        "(heap_info / mprotect)"]
