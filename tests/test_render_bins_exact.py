@@ -77,3 +77,31 @@ def test_a_thread_without_an_arena_and_the_chain_limit():
         f"    -> {t[2]:#x} -> {t[1]:#x} -> ... 1 more"]
     assert list(render.bins_view_lines(view, Style(False), lambda ch: 0x30, limit=3)) == head + [
         f"    -> {t[2]:#x} -> {t[1]:#x} -> {t[0]:#x}"]
+
+
+def seven():
+    b = HeapBuilder((2, 36), 8)
+    t = [b.chunk(0x30, "tcache") for _ in range(7)]
+    b.chunk(0x20)
+    s = b.build()
+    heap = s.heap()
+    (view,) = views.bins_view(heap, heap.arenas)
+    return [f"{x:#x}" for x in reversed(t)], view  # the last freed heads the bin
+
+
+def test_a_long_chain_wraps_at_the_width():
+    """Each address is 14 columns; a line starts "    ->" (6); a chunk costs " -> " and itself,
+    and the " ->" after it when another follows: two fit in 50 columns (6 + 15 + 3 + 15 + 3 = 42;
+    a third would reach 60), continuation lines are indented 6."""
+    t, view = seven()
+    lines = list(render.bins_view_lines(view, Style(False), lambda ch: 0x30, width=50))[2:]
+    assert lines == [f"    -> {t[0]} -> {t[1]} ->", f"       {t[2]} -> {t[3]} ->", f"       {t[4]} -> {t[5]} ->",
+                     f"       {t[6]}"]
+    # the last chunk needs no " ->" after it: at 57 columns it fits on the third line (39 + 18 = 57)
+    lines = list(render.bins_view_lines(view, Style(False), lambda ch: 0x30, width=57))[2:]
+    assert lines == [f"    -> {t[0]} -> {t[1]} ->", f"       {t[2]} -> {t[3]} ->", f"       {t[4]} -> {t[5]} -> {t[6]}"]
+    # with a limit: "... 5 more" (10 columns) is the last part
+    lines = list(render.bins_view_lines(view, Style(False), lambda ch: 0x30, width=50, limit=2))[2:]
+    assert lines == [f"    -> {t[0]} -> {t[1]} ->", "       ... 5 more"]
+    lines = list(render.bins_view_lines(view, Style(False), lambda ch: 0x30, width=53, limit=2))[2:]
+    assert lines == [f"    -> {t[0]} -> {t[1]} -> ... 5 more"]
