@@ -102,3 +102,25 @@ def test_a_thread_arenas_top():
         f"  heap {H:#x}-{H + 0x21000:#x}: top starts at +0x930 and ends at the end of its heap",
         "  the next malloc that does not fit in a bin is cut from top; when top is too small the heap grows "
         "(heap_info / mprotect)"]
+
+
+def test_heap_check_headlines():
+    from gdb_heap.check import Report, check_arena
+    from gdb_heap.model import Problem
+    from tests.synthetic import uninitialised_image
+    s, heap = with_thread_arena()
+    thread = heap.arenas[1] if heap.arenas[0].main else heap.arenas[0]
+    two = Report(thread, [Problem(H + 0x8D0, "one"), Problem(H + 0x900, "two")], 3, 0)
+    assert list(render.check_lines(two, Style(False))) == [
+        f"arena {ARENA_T:#x}: 2 problems (3 chunks walked, 0 chunks in bins checked)",
+        f"problem at {H + 0x8D0:#x}: one", f"problem at {H + 0x900:#x}: two"]
+    u = uninitialised_image()
+    uheap = u.heap()
+    report = check_arena(uheap, uheap.main_arena)
+    assert list(render.check_lines(report, Style(False))) == [
+        f"main arena {u.arena:#x}: no heap yet (the arena has not allocated anything): nothing to check "
+        "(0 chunks walked, 0 chunks in bins checked)"]
+    # problems in an arena with no heap are still counted
+    odd = Report(uheap.main_arena, [Problem(0x10, "odd")], 0, 0)
+    assert list(render.check_lines(odd, Style(False)))[0] == (
+        f"main arena {u.arena:#x}: 1 problem (0 chunks walked, 0 chunks in bins checked)")
