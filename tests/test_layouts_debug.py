@@ -20,3 +20,14 @@ def test_without_tcache():
     i386 = without_tcache(layout_for((2, 36), 4))
     assert (i386.features.tcache, i386.malloc_par.has("tcache_bins")) == (False, False)
     assert without_tcache(layout_for((2, 27), 8)).features.fastbins is True
+
+
+def test_mmapped_requests_on_i386_and_the_first_page():
+    """sysmalloc maps ALIGN_UP(nb + SIZE_SZ, pagesize) where MALLOC_ALIGNMENT == CHUNK_HDR_SZ
+    (x86-64), ALIGN_UP(nb + MALLOC_ALIGNMENT - 1, pagesize) where it is larger (i386: 16 > 8);
+    nb = request2size(n) = (n + SIZE_SZ + 15) & ~15, at least MINSIZE.
+    i386, 0x2000: nb + 15 in 0x1001..0x2000: nb 0x1000..0x1ff0: n 4077..8172.
+    x86-64, 0x1000: nb + 8 <= 0x1000 for every n up to 0xff0 - 8 = 4072, from 0."""
+    assert layout_for((2, 36), 4).mmapped_requests_for(0x2000) == (4077, 8172)
+    assert layout_for((2, 36), 8).mmapped_requests_for(0x1000) == (0, 4072)
+    assert layout_for((2, 36), 8).mmapped_requests_for(0x4000, 0x4000) == (0, 0x4000 - 16 - 8)
