@@ -265,3 +265,21 @@ def test_threads_of_an_arena_in_layout():
     s.anchors.threads = lambda: []
     items = [i.what for i in places.layout_items(s.heap()) if i.what.startswith("main_arena")]
     assert items == ["main_arena (main arena)"]
+
+
+def test_layout_items_of_two_regions_an_mmapped_chunk_and_a_full_heap_info():
+    from tests.synthetic import every_bin_heap
+    from tests.test_where_mmapped import M, with_mmapped
+    _, s = every_bin_heap((2, 36), 8)
+    s = noncontiguous(s, 0x7F0000000000)
+    items = [(i.start, i.end, i.what) for i in places.layout_items(s.heap())]
+    assert (s.sbrk_base, s.heap_end, "main arena's heap (region 1)") in items
+    assert (0x7F0000000000, 0x7F0000002000, "main arena's heap (region 2)") in items
+    m = with_mmapped()
+    assert (M, M + 0x2000, "mmapped chunk") in [(i.start, i.end, i.what) for i in places.layout_items(m.heap())]
+    p = places.describe(m.heap(), M + 0x20, no_symbol)
+    assert (p.kind, p.chunk, p.offset, p.arena) == ("mmapped", M, 0x20, None)
+    # a thread heap whose mprotect_size is its size: no "writable, unused" item
+    _, heap = with_thread_arena()
+    whats = [i.what for i in places.layout_items(heap)]
+    assert "  writable, unused (mprotect_size)" not in whats and "  reserved, not writable (HEAP_MAX_SIZE)" in whats
