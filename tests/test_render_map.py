@@ -109,7 +109,58 @@ def test_colours_chunk_by_chunk_headers_apart():
     assert [line.startswith(style.codes(r)[0] + "+") for line, r in zip(starts, ["map0", "map1", "map0", "map1",
                                                                                "map0", "top"])] == [True] * 6
     row = lines[1]  # the first chunk's user data: its own colour, not the header's
-    assert f"{style.codes('map0')[0]}0x77202c6f6c6c6568" in row
+    assert first_word_code(row) == style.codes("map0")[0] != style.codes("map0_header")[0]
+    d0, d1 = style.codes("dim")
+    assert d0 and lines[0].endswith(f"{d0}0x20 P.. in use{d1}")  # notes are dim
+    elided = next(line for line in lines if ":" in re.sub(r"\x1b\[[0-9;]*m", "", line)[:1])
+    assert elided == style("map0", ":") + " " * 16 + style("dim", "... 0x30 bytes ...")
+    more = list(render_map.map_lines(views.map_view(heap, None, first, 1), style, Namer(heap).name, 8))[-1]
+    assert more == style("dim", f"(more: heap map {first + 0x20:#x} goes on)")
+    narrow = list(render_map.map_lines(views.map_view(heap, None, first, 1), style, Namer(heap).name, 8, width=40))
+    assert narrow[1] == style("map0", "|") + style("dim", " " * 16 + "0x20 P.. in use")
+
+
+def test_i386_header_words_in_colour():
+    b = HeapBuilder((2, 36), 4)
+    first = b.chunk(0x10)
+    b.chunk(0x20)
+    s = b.build()
+    heap = s.heap()
+    style = Style(True)
+    line = list(render_map.map_lines(views.map_view(heap, None, first, 1), style, Namer(heap).name, 4))[0]
+    h0, h1 = style.codes("map0_header")
+    m0, m1 = style.codes("map0")
+    assert f"{h0}0x00000000{h1} {h0}0x00000011{h1} {m0}0x41414141{m1} {m0}0x41414141{m1}" in line
+
+
+def test_an_inline_note_fits_to_the_last_column():
+    """Without the ASCII column (under 97 columns) a row is 54 columns; "  0x20 P.. in use" adds
+    17: at 71 columns the note stays on the row, at 70 it goes under it.  A long note wraps."""
+    s, first = heap_of_five()
+    heap = s.heap()
+    B = s.sbrk_base
+
+    def at(width, count=1, start=first):
+        return list(render_map.map_lines(views.map_view(heap, None, start, count), Style(False),
+                                         Namer(heap).name, 8, width=width))
+
+    assert at(71)[0] == f"+ {B + 0x290:#x} 0x0000000000000000 0x0000000000000021  0x20 P.. in use"
+    assert at(70)[:2] == [f"+ {B + 0x290:#x} 0x0000000000000000 0x0000000000000021", "|                0x20 P.. in use"]
+    unsorted = at(40, 1, B + 0x380)
+    # 17 + "fd: <main_arena+96>" is 36 columns; continuations 4 further in: 21 + "unsorted" is 29, and
+    # " (bin_at(1))" would make 41
+    assert unsorted[3:9] == ["|                fd: <main_arena+96>", "|                    unsorted",
+                             "|                    (bin_at(1))", "|                bk: <main_arena+96>",
+                             "|                    unsorted", "|                    (bin_at(1))"]
+
+
+def test_an_unreadable_chunk():
+    s, first = heap_of_five()
+    heap = s.heap()
+    view = views.map_view(heap, None, first, 1)
+    view.chunks[0].head, view.chunks[0].tail = b"", b""
+    assert list(render_map.map_lines(view, Style(False), Namer(heap).name, 8))[0] == (
+        f"+ {first:#x} (not readable)  0x20 P.. in use")
 
 
 def test_i386_rows_hold_four_words():
