@@ -196,7 +196,9 @@ def test_chains_end_cleanly_within_64_steps():
     data = b.chunk(0x500) + 0x10
     b.chunk(0x20)
     s = b.build()
-    heads = s.tcache + 0x80  # entries[0]; counts are uint16[64] before them
+    tcache = s.tcache
+    assert tcache is not None
+    heads = tcache + 0x80  # entries[0]; counts are uint16[64] before them
 
     def chain(n: int) -> None:
         nodes = [data + 0x10 * i for i in range(n)]
@@ -205,7 +207,7 @@ def test_chains_end_cleanly_within_64_steps():
         s.poke(heads, nodes[0])
 
     def clean() -> bool:
-        return heuristics._chains_end_cleanly(s.reader(), s.layout, s.tcache)
+        return heuristics._chains_end_cleanly(s.reader(), s.layout, tcache)
 
     assert clean()
     chain(64)

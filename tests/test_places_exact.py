@@ -10,6 +10,8 @@ tests/test_thread_arena.py's.
 
 from __future__ import annotations
 
+from typing import List, Tuple
+
 from gdb_heap import places, render
 from gdb_heap.heap import ThreadInfo
 from gdb_heap.mappings import Mapping
@@ -23,7 +25,7 @@ KEYS = ("address", "kind", "chunk", "offset", "arena", "thread", "field", "inner
         "meaning", "expression")
 
 
-def fields(p: places.Place) -> tuple:
+def fields(p: places.Place) -> Tuple[object, ...]:
     return tuple(getattr(p, k) for k in KEYS)
 
 
@@ -148,7 +150,7 @@ def test_the_fencepost_and_the_region_end():
     assert places.describe(heap, fence + 0x30, no_symbol).meaning != fence_text
 
 
-def text(p: places.Place) -> list:
+def text(p: places.Place) -> List[str]:
     return list(render.where_lines(p, Style(False)))
 
 
