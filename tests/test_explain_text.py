@@ -93,3 +93,26 @@ def test_malloc_trim_and_unreadable_headers():
     why = explain(L, state(arena(HEAP + 0x400)), state(arena(HEAP + 0x400), 1, C),
                   Call("realloc", [C + 16, 0], 0, None, 0x21), sizes({}))
     assert (why.to, why.text) == ("tcache", "into tcache[0], now holding 1")
+
+
+def test_came_from_a_split_and_a_grown_heap():
+    from tests.test_explain import arena_with, malloc
+    top, c = HEAP + 0x2000, HEAP + 0x400
+    rest = c + 0x20
+    # small[16]'s head split: its rest is now the unsorted bin's only chunk
+    after = state(arena(top, unsorted=rest), unsorted=[rest])
+    why = malloc(state(arena_with(top, heads={16: c})), after, c, {c: 0x21, rest: 0xE1})
+    assert (why.from_, why.bin_index, why.text) == (
+        "small", 16, f"taken from small[16], split; the remainder {rest:#x} (0xe0 bytes) left in the unsorted bin")
+    # inside a chain and split: the bin of the whole chunk (0x20 + 0x4e0 = 0x500: large[68])
+    why = malloc(state(arena(top)), after, c, {c: 0x21, rest: 0x4E1})
+    assert (why.from_, why.bin_index, why.text) == (
+        "large", 68, f"taken from large[68] (a 0x500-byte chunk inside its chain), split; the remainder {rest:#x} "
+                     "(0x4e0 bytes) left in the unsorted bin")
+    grown = state(arena(top + 0x20, system_mem=0x22000))
+    assert malloc(state(arena(top)), grown, top, {top: 0x21}).text == "cut from top after growing the heap"
+    same = state(arena(top + 0x20))
+    assert malloc(state(arena(top)), same, top, {top: 0x21},
+                  [Syscall("mprotect", [HEAP, 0x1000, 3], 0)]).text == "cut from top after growing the heap"
+    assert malloc(state(arena(top)), same, top, {top: 0x21},
+                  [Syscall("munmap", [HEAP, 0x1000], 0)]).text == "cut from top"  # no brk or mprotect
