@@ -285,3 +285,25 @@ def test_layout_items_of_two_regions_an_mmapped_chunk_and_a_full_heap_info():
     _, heap = with_thread_arena()
     whats = [i.what for i in places.layout_items(heap)]
     assert "  writable, unused (mprotect_size)" not in whats and "  reserved, not writable (HEAP_MAX_SIZE)" in whats
+
+
+def test_offsets_of_zero_and_colours():
+    s, c = built()
+    stack = Mapping(0x7FFFFFFDE000, 0x7FFFFFFFF000, "[stack]")
+    s.anchors.mappings = lambda: ([stack], "test")
+    s.anchors.threads = lambda: [ThreadInfo(1, 101, True, s.tcache, s.arena, 0x7FFFFFFDE100)]
+    heap = s.heap()
+    assert text(places.describe(heap, s.arena, no_symbol))[-1] == "  offset    +0x0 from the start of the struct"
+    assert text(places.describe(heap, 0x7FFFFFFDE100, no_symbol))[1] == "  offset    +0x0 from its $sp"
+    st = Style(True)
+    a = st("address", f"{c['used']:#x}")
+    assert st("address", "x") != "x"
+    assert list(render.where_lines(places.describe(heap, c["used"], no_symbol), st))[0] == (
+        f"{a} is the chunk {a} (in use)")
+    m = Mapping(0x1000, 0x2000, "/x", perms="r--p")
+    region = places.Region(m, "x", [places.Item(0x1000, 0x1010, "a thing"), places.Item(0x1800, 0x1800, "a point")])
+    assert list(render.layout_lines([region], [], st)) == [
+        st("address", "0x1000-0x2000") + " " * 16 + " " + st("size", "  4.0 KiB") + " " + st("dim", "r--p") + " "
+        + st("heading", "x"),
+        "  " + st("address", "0x1000-0x1010") + " " * 16 + " a thing",
+        "  " + st("address", "0x1800") + " a point"]
