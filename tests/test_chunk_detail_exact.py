@@ -124,3 +124,47 @@ def test_heap_check_headlines():
     odd = Report(uheap.main_arena, [Problem(0x10, "odd")], 0, 0)
     assert list(render.check_lines(odd, Style(False)))[0] == (
         f"main arena {u.arena:#x}: 1 problem (0 chunks walked, 0 chunks in bins checked)")
+
+
+def test_a_forged_fast_chunk_in_libcs_data():
+    """tests/test_chunk_where.py's forged chunk FAKE (0x20, fd NULL safe-linked: (FAKE + 16) >> 12),
+    which fastbinsY[0] lists, inside libc's data mapping."""
+    from dataclasses import replace
+    from gdb_heap.heap import Heap
+    from gdb_heap.mappings import Mapping
+    from tests.test_chunk_where import FAKE, forged_fast_head
+    s = forged_fast_head()
+    libc = Mapping(s.libc_base, s.libc_base + len(s.libc_bytes), "/usr/lib/libc.so.6")
+    heap = Heap(s.reader(), s.layout, replace(s.anchors, mappings=lambda: ([libc], "test")))
+    view, lines = detail(heap, s.layout, FAKE + 16)
+    stored = (FAKE + 16) >> 12
+    where = f"a mapping of /usr/lib/libc.so.6 ({libc.start:#x}-{libc.end:#x})"
+    assert lines[2:4] == ["  note          outside every heap: in a mapping of /usr/lib/libc.so.6",
+                          f"      ({libc.start:#x}-{libc.end:#x})"]
+    assert f"  fd            {stored:#x} stored, 0x0 revealed: end of list" in lines
+    assert lines[-2:] == [f"problem at {FAKE:#x}: fast[0] lists chunk {FAKE:#x}, which lies",
+                          "    outside every heap (a forged chunk)"]
+    doc = render.chunk_view_doc(view)
+    assert {k: doc[k] for k in ("location", "problems", "fd", "fd_stored", "tcache_next", "notes", "arena")} == {
+        "location": {"mapping": "/usr/lib/libc.so.6", "start": libc.start, "end": libc.end, "symbol": None},
+        "problems": [{"address": FAKE, "message": f"fast[0] lists chunk {FAKE:#x}, which lies outside every heap "
+                                                  "(a forged chunk)"}],
+        "fd": 0, "fd_stored": stored, "tcache_next": None, "notes": [f"outside every heap: in {where}"],
+        "arena": None}
+    coloured = list(render.chunk_detail_lines(view, s.layout, Style(True), Namer(heap).name, 80))
+    assert coloured[2].startswith("  " + Style(True)("problem", "note") + "          outside")
+
+
+def test_tcache_and_mmapped_docs():
+    from tests.test_views import one_of_each
+    s, c = one_of_each()
+    heap = s.heap()
+    doc = render.chunk_view_doc(views.chunk_view(heap, c["tcache"]))
+    key = 0x5A5A1234C3C3F00D  # tests/synthetic.py's stand-in tcache_key
+    assert {k: doc[k] for k in ("tcache_next", "tcache_key", "fd", "bk", "state", "bin", "bin_index")} == {
+        "tcache_next": {"stored": (c["tcache"] + 0x10) >> 12, "revealed": 0}, "tcache_key": key, "fd": None,
+        "bk": None, "state": "free", "bin": "tcache", "bin_index": 1}
+    m = with_mmapped()
+    doc = render.chunk_view_doc(views.chunk_view(m.heap(), M + 16))
+    assert {k: doc[k] for k in ("prev_size", "mapping_start", "mapping_end")} == {
+        "prev_size": 0, "mapping_start": M, "mapping_end": M + 0x2000}
