@@ -132,7 +132,8 @@ def test_a_forged_fast_chunk_in_libcs_data():
     from dataclasses import replace
     from gdb_heap.heap import Heap
     from gdb_heap.mappings import Mapping
-    from tests.test_chunk_where import FAKE, forged_fast_head
+    from tests.test_check_exact import FAKE
+    from tests.test_chunk_where import forged_fast_head
     s = forged_fast_head()
     libc = Mapping(s.libc_base, s.libc_base + len(s.libc_bytes), "/usr/lib/libc.so.6")
     heap = Heap(s.reader(), s.layout, replace(s.anchors, mappings=lambda: ([libc], "test")))
