@@ -189,3 +189,35 @@ def test_link_notes():
     assert render_map.link_note(Link("next", 0, 0x55, 0x1000), named) == "next reveals 0x1000: chunk 0x1000 (in use)"
     assert render_map.link_note(Link("key", 0, 0x1234), named) == "key (tcache_key)"
     assert render_map.link_note(Link("key", 0, 0x1000), named) == "key: chunk 0x1000 (in use)"
+
+
+def test_map_view_errors_rows_and_problems():
+    import pytest
+
+    from gdb_heap.errors import HeapError
+    from tests.synthetic import uninitialised_image
+    from tests.test_where_mmapped import M, with_mmapped
+    u = uninitialised_image()
+    with pytest.raises(HeapError) as e:
+        views.map_view(u.heap(), None, None, 4)
+    assert str(e.value) == ("the heap is not initialised yet: the program has not called malloc; continue past its "
+                            "first malloc")
+    m = with_mmapped()
+    with pytest.raises(HeapError) as e:
+        views.map_view(m.heap(), None, M + 0x10, 4)
+    assert str(e.value) == (f"{M + 0x10:#x} is in an mmapped chunk, a mapping of its own with no neighbours; see "
+                            f"heap chunk {M:#x} --dump")
+    b = HeapBuilder((2, 36), 8)
+    eight = b.chunk(0x80)  # 8 rows of 16 bytes: shown whole (MAP_LINES is 8)
+    b.chunk(0x20)
+    s = b.build()
+    heap = s.heap()
+    view = views.map_view(heap, None, eight, 1)
+    assert view.arena is heap.main_arena and view.problems == [] and view.more == eight + 0x80
+    (c,) = view.chunks
+    assert (len(c.head), c.tail) == (0x80, b"")
+    s.poke(eight + 0x88, 0x9)  # the next chunk's size below MINSIZE: its header only, and the walk's problem
+    heap = s.heap()
+    view = views.map_view(heap, None, eight, 3)
+    assert [len(x.head) for x in view.chunks] == [0x80, 0x10, 0x10]  # top: its header only too
+    assert [p.address for p in view.problems] == [eight + 0x80]
