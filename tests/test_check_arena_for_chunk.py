@@ -44,10 +44,10 @@ def test_an_unreadable_heap_info():
         "0x4000000), which is not readable: free() would crash there (SIGSEGV)")
 
 
-def merges(version, size_field, counts=None, word=8):
+def merges(version, size_field, counts=None, word=8, tcache_count=None):
     """Checker.free_merges on a heap whose mp_ the builder wrote (tcache_bins 64, tcache_count 7,
     tcache_max_bytes 1032 on x86-64), with the selected thread's tcache counts given."""
-    b = HeapBuilder(version, word)
+    b = HeapBuilder(version, word, tcache_count=tcache_count)
     b.chunk(0x20)
     s = b.build()
     heap = s.heap()
@@ -76,3 +76,12 @@ def test_which_frees_reach_the_merging_path_2_42():
     assert merges((2, 42), 0x411) is True  # 0x410 = 1040: not below tcache_max_bytes
     assert merges((2, 42), 0x31, {1: 7}) is False  # fast
     assert merges((2, 42), 0x401, {62: 7}) is True
+
+
+def test_a_bin_never_counted_and_no_fast_bins():
+    # mp_.tcache_count 1: an empty tcache[7] (count 0) takes a 0x90 chunk; a full one (1) does not
+    assert merges((2, 36), 0x91, tcache_count=1) is False
+    assert merges((2, 36), 0x91, {7: 1}, tcache_count=1) is True
+    # 2.43 has no fast bins: a 0x30 chunk the full tcache does not take reaches the merging path
+    assert merges((2, 43), 0x31, {1: 16}) is True
+    assert merges((2, 43), 0x31, {1: 15}) is False  # tcache_fill is 16 from 2.43

@@ -89,3 +89,14 @@ def test_before_2_29():
     assert predicted((2, 28), size=0x11, b_fd=0x1234) == "malloc(): corrupted unsorted chunks 3"
     assert predicted((2, 28), size=0x11) is None
     assert predicted((2, 28), size=0x41, next_size=0x8) is None  # no next-chunk checks before 2.29
+
+
+def test_the_problem_names_both_links():
+    free, _, s = small_heap("unsorted")
+    bins = s.arena + s.layout.malloc_state.offset("bins")
+    v = free + 0x40
+    s.poke(bins + 8, v)
+    heap = s.heap()
+    (p,) = [p for p in check_arena(heap, heap.main_arena).problems if p.address == bins - 0x10]
+    assert p.message == f"unsorted: the bin's bk is {v:#x}, but the last chunk on its fd chain is {free:#x}"
+    assert p.pointers == (("bk is ", v), ("chain is ", free))
