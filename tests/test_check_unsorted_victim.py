@@ -100,3 +100,14 @@ def test_the_problem_names_both_links():
     (p,) = [p for p in check_arena(heap, heap.main_arena).problems if p.address == bins - 0x10]
     assert p.message == f"unsorted: the bin's bk is {v:#x}, but the last chunk on its fd chain is {free:#x}"
     assert p.pointers == (("bk is ", v), ("chain is ", free))
+
+
+def test_a_link_out_of_the_heaps_is_named():
+    free, _, s = small_heap("unsorted")
+    out = s.libc_base + 0x100  # readable libc data, outside every heap
+    s.poke(free + 0x10, out)  # free's fd
+    heap = s.heap()
+    (p,) = [p for p in check_arena(heap, heap.main_arena).problems if "links to" in p.message]
+    assert p.message == f"unsorted: {free:#x} links to {out:#x}, outside the arena's heaps (a forged or overwritten " \
+                        "link)"
+    assert p.pointers == (("links to ", out),)
