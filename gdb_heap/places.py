@@ -186,11 +186,12 @@ def _tcache_place(heap: Heap, address: int) -> Optional[Place]:
     for t, tcache in tcache_structs(heap):
         found = _in_struct(layout.tcache_perthread, tcache, address)
         if found is not None:
-            text, name, _ = found
+            text, name, inner = found
             index = int(text[text.index("[") + 1:-1]) if "[" in text else -1
             return Place(address, "tcache", chunk=tcache - layout.header_size, offset=address - tcache,
-                         thread=t.num if t else None, field=text, meaning=tcache_meaning(layout, name, index),
-                         owner=t, expression=f"((tcache_perthread_struct *) {tcache:#x})->{text}")
+                         thread=t.num if t else None, field=text, inner=inner,
+                         meaning=tcache_meaning(layout, name, index), owner=t,
+                         expression=f"((tcache_perthread_struct *) {tcache:#x})->{text}")
     return None
 
 

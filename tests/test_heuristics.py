@@ -141,3 +141,81 @@ def test_version_from_the_banner_in_memory():
             Mapping(base + 0x2000, base + 0x3000, "/nonexistent/libc.so.6", writable=True)]
     assert heuristics.banner_version(reader, maps, "/nonexistent/libc.so.6") == (2, 41)
     assert heuristics.banner_version(reader, maps[1:], "/nonexistent/libc.so.6") is None
+
+
+@pytest.mark.parametrize("word", [8, 4])
+def test_infer_state_by_search_finds_the_builders_addresses_best_first(word):
+    """No symbol at all: main_arena and mp_ searched in libc's data span; every row that fits
+    names the builder's main_arena and mp_, best score first, newest row first among equals."""
+    _, s = every_bin_heap((2, 36), word)
+    libc = (s.libc_base, s.libc_base + len(s.libc_bytes))
+    searched = heuristics.infer_state(s.reader(), word, [libc])
+    assert searched and {(f.main_arena, f.mp) for f in searched} == {(s.arena, s.mp)}
+    assert (2, 36) in [f.version for f in searched] or max(v for v in VERSIONS if v <= (2, 36)) in [
+        f.version for f in searched]
+    keys = [(-f.score, tuple(-x for x in f.version)) for f in searched]
+    assert keys == sorted(keys) and all(f.score > 0 for f in searched)
+    assert len({f.version for f in searched}) == len(searched)  # one answer per row
+    known = heuristics.infer_state(s.reader(), word, [libc], s.arena)
+    assert [(f.version, f.main_arena, f.mp) for f in known] == [(f.version, f.main_arena, f.mp) for f in searched]
+    assert heuristics.infer_state(s.reader(), word, []) == []  # nothing to search, nothing known
+
+
+def test_the_banner_search_reads_at_most_8_mib_of_libc_and_skips_what_it_cannot():
+    from gdb_heap.mappings import Mapping
+    from gdb_heap.memory import ImageMemory, Reader
+    text = b"\0GNU C Library (Debian GLIBC 2.36-9) stable release version 2.36.\n\0"
+    lib = "/nonexistent/libc.so.6"
+    MiB = 1 << 20
+    a, b, c = 0x7F0000000000, 0x7F1000000000, 0x7F2000000000
+    big = bytearray(8 * MiB)  # exactly the budget: read
+    big[-len(text):] = text
+    five, four = bytearray(5 * MiB), bytearray(4 * MiB)
+    four[:len(text)] = text
+    reader = Reader(ImageMemory({a: big, b: five, c: four}), 8)
+    unreadable = Mapping(0x10000, 0x11000, lib)
+    other = Mapping(a, a + 8 * MiB, "/nonexistent/other.so")
+    assert heuristics.banner_version(reader, [Mapping(a, a + 8 * MiB, lib)], lib) == (2, 36)
+    # an unreadable mapping counts against the budget (its 4 KiB), then the search goes on
+    assert heuristics.banner_version(reader, [unreadable, other, Mapping(c, c + 4 * MiB, lib)], lib) == (2, 36)
+    assert heuristics.banner_version(reader, [unreadable, Mapping(a, a + 8 * MiB, lib)], lib) is None
+    assert heuristics.banner_version(reader, [Mapping(a, a + 8 * MiB + 0x1000, lib)], lib) is None  # too big
+    # 5 MiB read first leaves 3 MiB: the 4 MiB mapping holding the banner is not read
+    assert heuristics.banner_version(reader, [Mapping(b, b + 5 * MiB, lib), Mapping(c, c + 4 * MiB, lib)],
+                                     lib) is None
+    assert heuristics.banner_version(reader, [Mapping(c, c + 4 * MiB, lib), Mapping(b, b + 5 * MiB, lib)],
+                                     lib) == (2, 36)
+
+
+def test_chains_end_cleanly_within_64_steps():
+    """tcache chains written by hand in a big chunk's data (2.36: safe-linked, PROTECT_PTR(pos, p)
+    = (pos >> 12) ^ p): 64 entries end cleanly, 65 do not (the walk stops at 64), nor does a
+    misaligned or unreadable entry."""
+    from tests.synthetic import HeapBuilder
+    b = HeapBuilder((2, 36), 8)
+    data = b.chunk(0x500) + 0x10
+    b.chunk(0x20)
+    s = b.build()
+    tcache = s.tcache
+    assert tcache is not None
+    heads = tcache + 0x80  # entries[0]; counts are uint16[64] before them
+
+    def chain(n: int) -> None:
+        nodes = [data + 0x10 * i for i in range(n)]
+        for here, nxt in zip(nodes, nodes[1:] + [0]):
+            s.poke(here, (here >> 12) ^ nxt)
+        s.poke(heads, nodes[0])
+
+    def clean() -> bool:
+        return heuristics._chains_end_cleanly(s.reader(), s.layout, tcache)
+
+    assert clean()
+    chain(64)
+    assert clean()
+    chain(65)
+    assert not clean()
+    s.poke(heads, data + 8)  # misaligned
+    assert not clean()
+    s.poke(heads, 0x10)  # aligned, unreadable
+    assert not clean()
+    assert not heuristics._chains_end_cleanly(s.reader(), s.layout, 0x10)

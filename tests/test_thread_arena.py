@@ -26,7 +26,7 @@ SIZE = 0x21000
 TOP, BINS, NEXT, NEXT_FREE, ATTACHED, SYSTEM_MEM, MAX_SYSTEM_MEM = 0x60, 0x70, 0x870, 0x878, 0x880, 0x888, 0x890
 
 
-def with_thread_arena(info_ar_ptr: int = ARENA_T, prev: int = 0, info_size: int = SIZE):
+def with_thread_arena(info_ar_ptr: int = ARENA_T, prev: int = 0, info_size: int = SIZE, mprotect_size: int = SIZE):
     _, s = every_bin_heap((2, 36), 8)
     heap = bytearray(SIZE)
 
@@ -36,7 +36,7 @@ def with_thread_arena(info_ar_ptr: int = ARENA_T, prev: int = 0, info_size: int 
     put(H, info_ar_ptr)
     put(H + 8, prev)
     put(H + 16, info_size)
-    put(H + 24, SIZE)
+    put(H + 24, mprotect_size)
     put(H + 32, 0x1000)
     a = ARENA_T
     put(a + TOP, H + 0x930)

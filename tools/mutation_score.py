@@ -3,6 +3,7 @@ records (mutants/gdb_heap/*.py.meta: each mutant's exit code of the fast tests).
 
     python3 tools/mutation_score.py              the table
     python3 tools/mutation_score.py --survivors  and the surviving mutants' names
+    python3 tools/mutation_score.py --markdown   the table as the README's development section has it
     (`.venv-mut/bin/mutmut show NAME` prints one's diff)
 
 Killed: the tests failed (or hung past mutmut's timeout) with the mutant in place.  Survived
@@ -37,7 +38,12 @@ def main() -> int:
         print("no mutation results: run `make mutate` first", file=sys.stderr)
         return 1
     total: Counter = Counter()
-    print(f"{'module':<12} {'mutants':>7} {'killed':>7} {'survived':>8} {'no tests':>8} {'other':>5} {'score':>6}")
+    markdown = "--markdown" in sys.argv[1:]
+    if markdown:
+        print("| module | mutants | killed | survived (no tests) | not run | score | complete |")
+        print("|---|---|---|---|---|---|---|")
+    else:
+        print(f"{'module':<12} {'mutants':>7} {'killed':>7} {'survived':>8} {'no tests':>8} {'other':>5} {'score':>6}")
     survivors = []
     for module, codes in modules.items():
         c: Counter = Counter()
@@ -52,11 +58,20 @@ def main() -> int:
         total.update(c)
         judged = c["killed"] + c["survived"] + c["no_tests"]
         score = f"{100 * c['killed'] / judged:.1f}%" if judged else "-"
-        print(f"{module:<12} {sum(c.values()):>7} {c['killed']:>7} {c['survived']:>8} {c['no_tests']:>8} "
-              f"{c['other']:>5} {score:>6}")
+        if markdown:
+            print(f"| {module} | {sum(c.values()):,} | {c['killed']:,} | {c['survived'] + c['no_tests']:,} "
+                  f"({c['no_tests']:,}) | {c['other']:,} | {score} | {'no' if c['other'] else 'yes'} |")
+        else:
+            print(f"{module:<12} {sum(c.values()):>7} {c['killed']:>7} {c['survived']:>8} {c['no_tests']:>8} "
+                  f"{c['other']:>5} {score:>6}")
     judged = total["killed"] + total["survived"] + total["no_tests"]
-    print(f"{'all':<12} {sum(total.values()):>7} {total['killed']:>7} {total['survived']:>8} "
-          f"{total['no_tests']:>8} {total['other']:>5} {100 * total['killed'] / max(1, judged):.1f}%")
+    score = f"{100 * total['killed'] / max(1, judged):.1f}%"
+    if markdown:
+        print(f"| all | {sum(total.values()):,} | {total['killed']:,} | {total['survived'] + total['no_tests']:,} "
+              f"({total['no_tests']:,}) | {total['other']:,} | {score} |  |")
+    else:
+        print(f"{'all':<12} {sum(total.values()):>7} {total['killed']:>7} {total['survived']:>8} "
+              f"{total['no_tests']:>8} {total['other']:>5} {score}")
     if "--survivors" in sys.argv[1:]:
         print("\n".join(sorted(survivors)))
     return 0
