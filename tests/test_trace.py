@@ -372,7 +372,13 @@ def test_settled_calls_are_what_glibc_did():
     two, _ = run_churn(600, TWO_STOPS)
     assert two["settled"] == 0 and same_records(calls) == same_records(json_doc(two["trace"])["calls"])
     tcache_calls = [c for c in calls if "tcache" in (c["from"], c["to"])]
-    assert end["settled"] == len(tcache_calls) and end["settled"] > len(calls) // 2
+    if not tcache_calls and CONFIG.arch == "i386" and CONFIG.glibc_dir is not None:
+        # i386 finds the thread's tcache through gdb's TLS support only, which these libcs lack
+        assert end["settled"] == 0
+        return
+    # Every tcache call settles, but from 2.43 the first free: it makes the thread's tcache.
+    first_free_makes_it = version_tuple(host_glibc()) >= (2, 43)
+    assert end["settled"] == len(tcache_calls) - first_free_makes_it and end["settled"] > len(calls) // 2
     assert any(c["from"] not in (None, "tcache") for c in calls) and any(c["to"] not in (None, "tcache")
                                                                          for c in calls)
     if CONFIG.glibc_dir is not None or CONFIG.static or not CONFIG.symbols:
