@@ -11,7 +11,7 @@ import json
 import os
 import re
 import tempfile
-from typing import Any, Dict, List, Sequence, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import pytest
 
@@ -362,7 +362,7 @@ def test_settled_calls_are_what_glibc_did():
     says the count and head that gdb reads in glibc's tcache at the checkpoint."""
     end, printed = run_churn(600)
     calls = json_doc(end["trace"])["calls"]
-    done = []
+    done: List[Tuple[str, List[int], Optional[int]]] = []
     for w in (line.split() for line in printed):
         if w[:2] == ["@", "malloc"]:
             done.append(("malloc", [int(w[3])], int(w[4], 16)))
