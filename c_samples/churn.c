@@ -19,46 +19,14 @@
  */
 #include "sample.h"
 
-#include <errno.h>
-
 #define SLOTS 64
 #define MAX_STEPS 100000000UL
 
 static uint64_t rng_state;
 
-static uint32_t rng_next(void) /* xorshift64* */
-{
-    rng_state ^= rng_state >> 12;
-    rng_state ^= rng_state << 25;
-    rng_state ^= rng_state >> 27;
-    return (uint32_t)((rng_state * 0x2545f4914f6cdd1dULL) >> 32);
-}
-
 static uint32_t pick_request(void)
 {
-    uint32_t r = rng_next() % 100;
-
-    if (r < 70)
-        return 8 + rng_next() % 121;    /* 8..128 */
-    if (r < 95)
-        return 129 + rng_next() % 896;  /* 129..1024 */
-    return 1025 + rng_next() % 2976;    /* 1025..4000 */
-}
-
-static unsigned long parse_arg(const char *s, const char *what,
-                               unsigned long lo, unsigned long hi)
-{
-    char *end;
-    unsigned long v;
-
-    errno = 0;
-    v = strtoul(s, &end, 10);
-    if (errno != 0 || end == s || *end != '\0' || v < lo || v > hi) {
-        fprintf(stderr, "churn: bad %s '%s' (expected %lu..%lu)\n",
-                what, s, lo, hi);
-        exit(2);
-    }
-    return v;
+    return rng_request(&rng_state, 95); /* 70% 8..128, 25% 129..1024, 5% 1025..4000 */
 }
 
 int main(int argc, char **argv)
@@ -73,15 +41,13 @@ int main(int argc, char **argv)
         return 2;
     }
     if (argc > 1)
-        steps = parse_arg(argv[1], "STEPS", 1, MAX_STEPS);
+        steps = parse_arg("churn", argv[1], "STEPS", 1, MAX_STEPS);
     if (argc > 2)
-        seed = parse_arg(argv[2], "SEED", 0, 0xffffffffUL);
-    rng_state = seed * 0x9e3779b97f4a7c15ULL + 0x2545f4914f6cdd1dULL;
-    if (rng_state == 0)
-        rng_state = 1;
+        seed = parse_arg("churn", argv[2], "SEED", 0, 0xffffffffUL);
+    rng_state = rng_seeded(seed);
 
     for (unsigned long i = 0; i < steps; i++) {
-        unsigned s = rng_next() % SLOTS;
+        unsigned s = rng_step(&rng_state) % SLOTS;
         if (slot[s] == NULL) {
             uint32_t req = pick_request();
             slot[s] = xmalloc(req);
