@@ -36,7 +36,6 @@
 #include <malloc.h>
 #include <pthread.h>
 #include <stdint.h>
-#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -164,6 +163,32 @@ static inline void report_sbrk(const char *label)
     printf("@ sbrk %s 0x%" PRIxPTR "\n", label, (uintptr_t)sbrk(0));
 }
 
+/* malloc() that gives up loudly: the samples rely on every allocation. */
+/* A thread whose stack has no guard page: glibc 2.42+ guards stacks with MADV_GUARD_INSTALL,
+ * which gdb 13 cannot read, so its generate-core-file would save the sample's threads without
+ * their stacks.  The samples never overflow a stack. */
+static inline int start_thread(pthread_t *thread, void *(*fn)(void *), void *arg)
+{
+    pthread_attr_t attr;
+    pthread_attr_init(&attr);
+    pthread_attr_setguardsize(&attr, 0);
+    int err = pthread_create(thread, &attr, fn, arg);
+    pthread_attr_destroy(&attr);
+    return err;
+}
+
+static inline void *xmalloc(size_t request)
+{
+    void *p = malloc(request);
+    if (p == NULL) {
+        fprintf(stderr, "malloc(%zu) failed\n", request);
+        exit(1);
+    }
+    return p;
+}
+
+#include <errno.h> /* last: the lines above are quoted by line number in docs/walkthrough.md */
+
 /* A small deterministic generator (xorshift64*) for the benchmark samples:
  * the same seed gives the same requests. */
 static inline uint64_t rng_seeded(uint64_t seed)
@@ -209,30 +234,6 @@ static inline unsigned long parse_arg(const char *prog, const char *s, const cha
         exit(2);
     }
     return v;
-}
-
-/* malloc() that gives up loudly: the samples rely on every allocation. */
-/* A thread whose stack has no guard page: glibc 2.42+ guards stacks with MADV_GUARD_INSTALL,
- * which gdb 13 cannot read, so its generate-core-file would save the sample's threads without
- * their stacks.  The samples never overflow a stack. */
-static inline int start_thread(pthread_t *thread, void *(*fn)(void *), void *arg)
-{
-    pthread_attr_t attr;
-    pthread_attr_init(&attr);
-    pthread_attr_setguardsize(&attr, 0);
-    int err = pthread_create(thread, &attr, fn, arg);
-    pthread_attr_destroy(&attr);
-    return err;
-}
-
-static inline void *xmalloc(size_t request)
-{
-    void *p = malloc(request);
-    if (p == NULL) {
-        fprintf(stderr, "malloc(%zu) failed\n", request);
-        exit(1);
-    }
-    return p;
 }
 
 #endif /* GDB_HEAP_SAMPLE_H */
