@@ -9,7 +9,8 @@ tcache after the call are the path's, so trace.py needs no breakpoint at the cal
 Anything else returns None and the call is read at its return as before: the path leaves the
 tcache, aborts, crashes, needs the tcache made first (MAYBE_INIT_TCACHE), or takes a 2.42+
 large tcache bin (sorted lists, which paths.py does not rewrite).  What the caller checks
-first: no malloc hook set (up to 2.33), not glibc's debug malloc calling.
+first: glibc's version read, not guessed; no malloc hook set (up to 2.33); not glibc's debug
+malloc calling.
 
 gdb-free: trace.py gives the memory (a Reader over the stop's pages), the state it read at the
 entry and the tcache's bytes.

@@ -168,7 +168,9 @@ class Tracer:
         self.waiting: Dict[int, int] = {}  # return address -> calls (and system calls) waiting for it
         self.entries: List[_Entry] = []
         self.settled = 0  # calls recorded at their entry (one stop)
-        self.one_stop = ONE_STOP
+        # Settling runs glibc's own path for the version: only when the version is known, not
+        # guessed from the memory's layout (a static program without glibc's banner).
+        self.one_stop = ONE_STOP and state.version is not None
         self.stop_reader = Reader(_StopPages(self), self.S, self.reader.order == "little", cache=False)
         self.key_at = state.tcache_key  # 2.34+: glibc's tcache_key, by its symbol
         spans = state.data_spans
