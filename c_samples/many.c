@@ -33,7 +33,6 @@
  */
 #include "sample.h"
 
-#include <errno.h>
 #include <sys/mman.h>
 
 #define MAX_N 20000000UL
@@ -42,31 +41,9 @@
 
 static uint64_t rng_state;
 
-static void rng_seed(uint64_t seed)
-{
-    /* spread the seed over the bits; the state must not be 0 */
-    rng_state = seed * 0x9e3779b97f4a7c15ULL + 0x2545f4914f6cdd1dULL;
-    if (rng_state == 0)
-        rng_state = 1;
-}
-
-static uint32_t rng_next(void) /* xorshift64* */
-{
-    rng_state ^= rng_state >> 12;
-    rng_state ^= rng_state << 25;
-    rng_state ^= rng_state >> 27;
-    return (uint32_t)((rng_state * 0x2545f4914f6cdd1dULL) >> 32);
-}
-
 static uint32_t pick_request(void)
 {
-    uint32_t r = rng_next() % 100;
-
-    if (r < 70)
-        return 8 + rng_next() % 121;    /* 8..128 */
-    if (r < 90)
-        return 129 + rng_next() % 896;  /* 129..1024 */
-    return 1025 + rng_next() % 2976;    /* 1025..4000 */
+    return rng_request(&rng_state, 90); /* 70% 8..128, 20% 129..1024, 10% 1025..4000 */
 }
 
 /* Largest request that glibc (<= 2.42, default M_MXFAST) puts in a
@@ -88,22 +65,6 @@ static void *map_array(size_t bytes)
     return a;
 }
 
-static unsigned long parse_arg(const char *s, const char *what,
-                               unsigned long lo, unsigned long hi)
-{
-    char *end;
-    unsigned long v;
-
-    errno = 0;
-    v = strtoul(s, &end, 10);
-    if (errno != 0 || end == s || *end != '\0' || v < lo || v > hi) {
-        fprintf(stderr, "many: bad %s '%s' (expected %lu..%lu)\n",
-                what, s, lo, hi);
-        exit(2);
-    }
-    return v;
-}
-
 int main(int argc, char **argv)
 {
     setvbuf(stdout, NULL, _IONBF, 0); /* printf never mallocs a buffer */
@@ -119,13 +80,13 @@ int main(int argc, char **argv)
         return 2;
     }
     if (argc > 1)
-        n = parse_arg(argv[1], "N", 1, MAX_N);
+        n = parse_arg("many", argv[1], "N", 1, MAX_N);
     if (argc > 2)
-        seed = parse_arg(argv[2], "SEED", 0, 0xffffffffUL);
+        seed = parse_arg("many", argv[2], "SEED", 0, 0xffffffffUL);
 
     ptrs = map_array(n * sizeof(void *));
     reqs = map_array(n * sizeof(uint32_t));
-    rng_seed(seed);
+    rng_state = rng_seeded(seed);
 
     report_sbrk("start");
     mi_open(); /* before the sample's own mallocs */

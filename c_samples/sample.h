@@ -187,4 +187,53 @@ static inline void *xmalloc(size_t request)
     return p;
 }
 
+#include <errno.h> /* last: the lines above are quoted by line number in docs/walkthrough.md */
+
+/* A small deterministic generator (xorshift64*) for the benchmark samples:
+ * the same seed gives the same requests. */
+static inline uint64_t rng_seeded(uint64_t seed)
+{
+    /* spread the seed over the bits; the state must not be 0 */
+    uint64_t state = seed * 0x9e3779b97f4a7c15ULL + 0x2545f4914f6cdd1dULL;
+    return state ? state : 1;
+}
+
+static inline uint32_t rng_step(uint64_t *state)
+{
+    *state ^= *state >> 12;
+    *state ^= *state << 25;
+    *state ^= *state >> 27;
+    return (uint32_t)((*state * 0x2545f4914f6cdd1dULL) >> 32);
+}
+
+/* A request: 70% of 8..128 bytes, then 129..1024 up to `mid_until` percent, the rest
+ * 1025..4000. */
+static inline uint32_t rng_request(uint64_t *state, uint32_t mid_until)
+{
+    uint32_t r = rng_step(state) % 100;
+
+    if (r < 70)
+        return 8 + rng_step(state) % 121;    /* 8..128 */
+    if (r < mid_until)
+        return 129 + rng_step(state) % 896;  /* 129..1024 */
+    return 1025 + rng_step(state) % 2976;    /* 1025..4000 */
+}
+
+/* A decimal argument in lo..hi, or a message and exit(2). */
+static inline unsigned long parse_arg(const char *prog, const char *s, const char *what,
+                                      unsigned long lo, unsigned long hi)
+{
+    char *end;
+    unsigned long v;
+
+    errno = 0;
+    v = strtoul(s, &end, 10);
+    if (errno != 0 || end == s || *end != '\0' || v < lo || v > hi) {
+        fprintf(stderr, "%s: bad %s '%s' (expected %lu..%lu)\n",
+                prog, what, s, lo, hi);
+        exit(2);
+    }
+    return v;
+}
+
 #endif /* GDB_HEAP_SAMPLE_H */

@@ -88,6 +88,7 @@ class Features:
     global_max_fast_type: str = "size_t"  # uint8 from 2.37
     mmap_chunk_v2: bool = False  # 2.43: mmapped chunk size excludes a trailing header
     tcache_unsorted_limit: bool = True  # malloc_par.tcache_unsorted_limit (removed in 2.44)
+    malloc_hooks: bool = True  # malloc and free call __malloc_hook / __free_hook when set (until 2.33)
 
 
 # The version table: each row applies from its version on, until a later row overrides.
@@ -97,7 +98,7 @@ FEATURES: List[Tuple[Version, Dict[str, object]]] = [
     ((2, 29), dict(tcache_key=True)),
     ((2, 30), dict(tcache_counts_type="uint16")),
     ((2, 32), dict(safe_linking=True)),
-    ((2, 34), dict(tcache_key_random=True)),
+    ((2, 34), dict(tcache_key_random=True, malloc_hooks=False)),
     ((2, 35), dict(mp_thp=True, heap_info_pagesize=True)),
     ((2, 37), dict(global_max_fast_type="uint8")),
     ((2, 42), dict(tcache_free_slots=True, tcache_large_bins=12, tcache_init="first small malloc")),

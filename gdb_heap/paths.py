@@ -91,6 +91,7 @@ class Context:
     n_mmaps_max: int = 65536
     pagesize: int = PAGE
     single_thread: bool = True  # glibc's SINGLE_THREAD_P: no pthread_create yet (then never again)
+    tcache_only: bool = False  # end the path where it leaves the thread's tcache (the trace's one-stop calls)
 
 
 @dataclass
@@ -496,8 +497,9 @@ def arena_for_chunk(sim: Sim, p: int) -> int:
     return sim.ctx.main_arena
 
 
-def try_free(reader: Reader, ctx: Context, mem: int) -> FreeResult:
-    """What free(mem) does now."""
+def try_free(reader: Reader, ctx: Context, mem: int, written: Optional[Dict[int, int]] = None) -> FreeResult:
+    """What free(mem) does now.  `written`: a dict that receives the words the path writes
+    (the memory after it, where it differs)."""
     S = ctx.layout.size_sz
     p = (mem - 2 * S) & ((1 << (8 * S)) - 1)
     out = FreeResult(address=mem, chunk=p)
@@ -505,6 +507,8 @@ def try_free(reader: Reader, ctx: Context, mem: int) -> FreeResult:
         out.steps.append("free(NULL) does nothing")
         return out
     sim = Sim(reader, ctx, out)
+    if written is not None:
+        sim.written = written
     _run(sim, out, lambda: _free(sim, out, p, True))
     return out
 
@@ -533,6 +537,8 @@ def _free(sim: Sim, out: FreeResult, p: int, retry: bool, have_lock: bool = Fals
         if sim.tcache is not None and size < sim.ctx.mp.tcache_max_bytes:
             if _tcache_free(sim, out, p, size, retry):
                 return
+        if sim.ctx.tcache_only:
+            return
         sim.check(p + ((size - L.minsize) & sim.wrap) > sim.wrap, "FREE_INVALID_SIZE")  # INT_ADD_OVERFLOW
         if sizef & IS_MMAPPED:
             _munmap(sim, out, p, size)
@@ -541,7 +547,8 @@ def _free(sim: Sim, out: FreeResult, p: int, retry: bool, have_lock: bool = Fals
         _int_free_chunk(sim, out, p, size, have_lock)
         return
     if sizef & IS_MMAPPED:
-        _munmap(sim, out, p, size)
+        if not sim.ctx.tcache_only:
+            _munmap(sim, out, p, size)
         return
     sim.av = arena_for_chunk(sim, p)
     sim.check(p > (-size & sim.wrap) or sim.misaligned_chunk(p), "FREE_INVALID_POINTER")
@@ -554,7 +561,8 @@ def _free(sim: Sim, out: FreeResult, p: int, retry: bool, have_lock: bool = Fals
         if i < sim.ctx.mp.tcache_bins:
             if _tcache_free(sim, out, p, size, retry):
                 return
-    _int_free_chunk(sim, out, p, size, have_lock)
+    if not sim.ctx.tcache_only:
+        _int_free_chunk(sim, out, p, size, have_lock)
 
 
 def _tcache_init(sim: Sim, out: Outcome) -> None:
@@ -773,10 +781,13 @@ def checked_request2size(L: GlibcLayout, n: int) -> Optional[int]:
     return L.request2size(n)
 
 
-def try_malloc(reader: Reader, ctx: Context, request: int, calloc: bool = False) -> MallocResult:
-    """What malloc(request) (or calloc, which skips the tcache) does now."""
+def try_malloc(reader: Reader, ctx: Context, request: int, calloc: bool = False,
+               written: Optional[Dict[int, int]] = None) -> MallocResult:
+    """What malloc(request) (or calloc, which skips the tcache) does now.  `written`: as try_free's."""
     out = MallocResult(request=request, call="calloc" if calloc else "malloc")
     sim = Sim(reader, ctx, out)
+    if written is not None:
+        sim.written = written
     if ctx.thread_arena:
         sim.av = ctx.thread_arena
 
@@ -787,13 +798,14 @@ def try_malloc(reader: Reader, ctx: Context, request: int, calloc: bool = False)
             return
         out.steps.append(f"{'calloc' if calloc else 'malloc'}({request:#x}): chunk size {nb:#x}")
         # calloc asks the tcache from 2.41 (tcache_try_malloc, then __libc_calloc's own copy)
-        if (not calloc or sim.v >= (2, 41)) and _tcache_malloc(sim, out, nb):
+        if (not calloc or sim.v >= (2, 41)) and _tcache_malloc(sim, out, nb) or ctx.tcache_only:
             return
         _int_malloc(sim, out, nb)
     _run(sim, out, body)
     if out.chunk is not None:
         out.user_address = out.chunk + sim.H
-    if out.aborts is None and out.crashes is None and not out.gave_up and not out.steps[-1].startswith("sysmalloc"):
+    if out.aborts is None and out.crashes is None and not out.gave_up and not out.steps[-1].startswith("sysmalloc") \
+            and not ctx.tcache_only:
         out.top_after = sim.top
     return out
 

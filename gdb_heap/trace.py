@@ -5,9 +5,11 @@ munmap, mremap, madvise, mprotect) gets an internal breakpoint at its first inst
 address libc's own ELF symbols give (so without debug symbols too, and never ld.so's copies).
 Its stop() reads the arguments (x86-64: registers; i386: the stack), the return address and
 the allocator's state, then returns False: the program runs on.  The return is caught by a
-breakpoint at the return address, shared by every call returning there and kept until `heap
-trace stop`; it completes the call only for the thread that made it, at the stack depth it was
-made from, so a jump to that address from elsewhere is ignored.  A call made while one is in
+breakpoint at the return address, shared by every call returning there, enabled while a call
+waits for it and kept until `heap trace stop`; it completes the call only for the thread that
+made it, at the stack depth it was made from, so a jump to that address from elsewhere is
+ignored.  A call whose whole effect is known at its entry (settled.py: a malloc the tcache
+serves, a free into the tcache, free(NULL)) is recorded there: one stop instead of two.  A call made while one is in
 progress in the same thread (realloc's malloc, posix_memalign's memalign...) belongs to the
 outer call.  Nothing is written to the inferior and nothing is called in it.
 """
@@ -23,14 +25,15 @@ from typing import Callable, Deque, Dict, List, Optional, Tuple, TypeVar, cast
 
 import gdb  # type: ignore[import-not-found,unused-ignore]
 
-from . import elf, heuristics, mappings, model
+from . import elf, heuristics, mappings, model, settled
 from .errors import HeapError, MemoryReadError
 from .explain import (ARG_COUNTS, CALLS, SYSCALLS, Call, Chain, Record, State, Syscall, TcacheState, Unsorted,
                       explain)
 from .gdbmemory import GdbMemory
 from .layouts import GlibcLayout
-from .locate import is_core, locate, process_mappings, require_process, symbol_at, word_size
+from .locate import is_core, is_debug_malloc, locate, process_mappings, require_process, symbol_at, word_size
 from .memory import PAGE, Bytes, Reader
+from .paths import Context
 
 DEFAULT_RING = 10_000
 MAX_RETURN_SITES = 1 << 14  # distinct return addresses given a breakpoint, at most
@@ -43,6 +46,7 @@ ALIASES = {"brk": ("__brk",), "mmap": ("__mmap", "mmap64"), "munmap": ("__munmap
 INT_RESULTS = ("posix_memalign", "malloc_trim", "brk", "munmap", "madvise", "mprotect")
 ARG_REGISTERS = ("$rdi", "$rsi", "$rdx", "$rcx", "$r8", "$r9")
 MAX_JOINT_READ = 1 << 14  # main_arena and mp_ closer than this are read in one go
+HOOKS = {"malloc": "__malloc_hook", "free": "__free_hook"}  # called instead, when set (until 2.33)
 T = TypeVar("T")
 
 
@@ -80,6 +84,23 @@ class _Return(gdb.Breakpoint):  # type: ignore[misc,unused-ignore]
 
     def stop(self) -> bool:
         self.tracer.guard(self.tracer.returned, self.address)
+        return False
+
+
+class _StopPages:
+    """Memory as the tracer reads it in one stop (by page), for paths.py's Reader."""
+
+    def __init__(self, tracer: Tracer) -> None:
+        self.tracer = tracer
+
+    def read(self, address: int, length: int) -> Bytes:
+        page = address & ~(PAGE - 1)
+        data = self.tracer.page(page) if address + length <= page + PAGE else None
+        if data is None:
+            return self.tracer.memory.read(address, length)
+        return data[address - page:address - page + length]
+
+    def missing(self, address: int) -> bool:
         return False
 
 
@@ -142,7 +163,22 @@ class Tracer:
         self.pending: Dict[int, Pending] = {}
         self.callers: Dict[int, Optional[str]] = {}  # return address outside libc -> caller
         self.returns: Dict[int, _Return] = {}
+        self.mp_now: Optional[model.MallocPar] = None  # mp_ as the last state() read it
+        self.tcache_raw = b""  # the thread's tcache's bytes as the last state() read them
+        self.waiting: Dict[int, int] = {}  # return address -> calls (and system calls) waiting for it
         self.entries: List[_Entry] = []
+        self.settled = 0  # calls recorded at their entry (one stop)
+        # Settling runs glibc's own path for the version: only when the version is known, not
+        # guessed from the memory's layout (a static program without glibc's banner).
+        self.one_stop = ONE_STOP and state.version is not None
+        self.stop_reader = Reader(_StopPages(self), self.S, self.reader.order == "little", cache=False)
+        self.key_at = state.tcache_key  # 2.34+: glibc's tcache_key, by its symbol
+        spans = state.data_spans
+        self.hooks = {name: _in_spans(_address_of(hook), spans) for name, hook in HOOKS.items()} \
+            if self.layout.features.malloc_hooks else {}
+        # glibc's debug malloc (2.34+) calls libc's malloc with its own request: read at the return
+        self.debug_malloc = [s for s in (_span(maps, m.path) for m in maps if m.path and is_debug_malloc(m.path))
+                             if s is not None]
         addresses = _addresses(maps, libc)
         missing = [c for c in ("malloc", "free") if c not in addresses]
         if missing:
@@ -161,16 +197,20 @@ class Tracer:
     # (`pages`, emptied by guard()), a struct whose bytes did not change since the last stop
     # is not parsed again (`parsed`), and registers are read through gdb's `$reg` values: a
     # gdb.Frame costs more (gdb unwinds the caller's frame to make one).
+    def page(self, page: int) -> Optional[bytes]:
+        """This stop's bytes of a page (None: unreadable as a whole)."""
+        if page in self.pages:
+            return self.pages[page]
+        try:
+            data: Optional[bytes] = bytes(self.memory.read(page, PAGE))
+        except MemoryReadError:
+            data = None
+        self.pages[page] = data
+        return data
+
     def word(self, address: int) -> int:
         page = address & ~(PAGE - 1)
-        if page in self.pages:
-            data = self.pages[page]
-        else:
-            try:
-                data = bytes(self.memory.read(page, PAGE))
-            except MemoryReadError:
-                data = None  # read just the word, below
-            self.pages[page] = data
+        data = self.page(page)  # None: read just the word, below
         off = address - page
         if data is None or off + self.S > PAGE:
             return int.from_bytes(self.reader.read(address, self.S), self.reader.order)
@@ -308,6 +348,7 @@ class Tracer:
                 chain = Chain(s.bins[0], header, self._fd, self.S)
                 chains[a] = chain if unsorted == "lazy" else tuple(chain)
         tcache = self.tcache_of(thread, arenas, mp)
+        self.mp_now = mp
         return State(arenas, mp.n_mmaps, mp.mmapped_mem, self._tcache(tcache, mp) if tcache else None, chains)
 
     def _fd(self, address: int) -> Optional[int]:
@@ -318,7 +359,7 @@ class Tracer:
 
     def _tcache(self, address: int, mp: model.MallocPar) -> Optional[TcacheState]:
         try:
-            raw = bytes(self.memory.read(address, self.layout.tcache_perthread.size))
+            raw = self.tcache_raw = bytes(self.memory.read(address, self.layout.tcache_perthread.size))
         except MemoryReadError:
             return None
         return self._parsed("tcache", address, raw, lambda b: self._parse_tcache(address, b, mp), mp.tcache_count)
@@ -375,10 +416,44 @@ class Tracer:
         args = self.args(sp, ARG_COUNTS[name])
         freed = args[0] if name in ("free", "realloc") else 0
         size_field = self.size_at(freed - self.layout.header_size) if freed else None
-        before = self.state(thread.global_num, "none" if name in ("free", "malloc_trim") else "all")
+        if name in settled.CALLS and self.one_stop:
+            before = self.state(thread.global_num, "lazy")
+            done = self.settle(name, args, ret, before)
+            if done is not None:
+                self.settled += 1
+                self.record(thread, Pending(name, args, ret, sp, before, self.caller(ret), size_field), done[0],
+                            done[1])
+                return
+            # The unsorted chains as they are now (the program runs before the return); a free's
+            # explanation reads only those after it.
+            before.unsorted = {} if name == "free" else {a: tuple(c) for a, c in before.unsorted.items()}
+        else:
+            before = self.state(thread.global_num, "none" if name in ("free", "malloc_trim") else "all")
         self.pending[thread.global_num] = Pending(name, args, ret, sp, before, self.caller(ret),
                                                   size_field)
         self.watch_return(ret)
+
+    def settle(self, name: str, args: List[int], ret: int, before: State) -> Optional[Tuple[int, State]]:
+        """(the return value, the state after the call) when its whole effect is known now."""
+        t, mp = before.tcache, self.mp_now
+        if t is None or mp is None or any(low <= ret < high for low, high in self.debug_malloc):
+            return None
+        try:
+            if name in self.hooks:
+                hook = self.hooks[name]
+                if hook is None or self.word(hook):
+                    return None  # unknown or set: glibc calls the hook instead
+            key: Optional[int] = None
+            if self.layout.features.tcache_key_random and name == "free" and args[0]:
+                # Unknown key: the chunk's own key word, which makes the path walk the tcache for a
+                # double free, as glibc would if it matched; the put after the walk is the same.
+                key = self.word(self.key_at) if self.key_at is not None else self.word(args[0] + self.S)
+        except MemoryReadError:
+            return None
+        ctx = Context(self.layout, self.main_arena, mp, t.address, key, tcache_only=True)
+        done = settled.settle(self.stop_reader, ctx, name, args, before, self.tcache_raw,
+                              lambda raw: self._parse_tcache(t.address, raw, mp))
+        return None if done is None else (done[0] or 0, done[1])
 
     def syscall_entry(self, name: str) -> None:
         p = self.pending.get(gdb.selected_thread().global_num)
@@ -395,8 +470,26 @@ class Tracer:
         self.watch_return(ret)
 
     def watch_return(self, ret: int) -> None:
-        if ret not in self.returns and len(self.returns) < MAX_RETURN_SITES:
-            self.returns[ret] = _Return(self, ret)
+        """A breakpoint at ret, enabled while a call waits for it: a site whose calls mostly
+        settle at their entry costs no stop at its return."""
+        bp = self.returns.get(ret)
+        if bp is None and len(self.returns) < MAX_RETURN_SITES:
+            bp = self.returns[ret] = _Return(self, ret)
+        if bp is None:
+            return
+        self.waiting[ret] = self.waiting.get(ret, 0) + 1
+        if not bp.enabled:
+            bp.enabled = True
+
+    def unwatch(self, ret: int) -> None:
+        left = self.waiting.get(ret, 0) - 1
+        if left > 0:
+            self.waiting[ret] = left
+            return
+        self.waiting.pop(ret, None)
+        bp = self.returns.get(ret)
+        if bp is not None and bp.enabled:
+            bp.enabled = False
 
     def returned(self, pc: int) -> None:
         thread = gdb.selected_thread()
@@ -407,10 +500,16 @@ class Tracer:
         if p.inner is not None and p.inner[1] == pc and sp == p.inner[2] + self.S:
             p.inner[0].result = self.result(p.inner[0].name)
             p.inner = None  # and when the call tail-called the wrapper (2.31's free: munmap), it returns too
+            self.unwatch(pc)
         if p.ret != pc or sp != p.sp + self.S:
             return  # not this call's return (a jump here, or a deeper recursion)
         del self.pending[thread.global_num]
+        self.unwatch(pc)
         result = self.result(p.name) if p.name != "free" else 0  # free returns nothing
+        self.record(thread, p, result, self.state(thread.global_num, "lazy"))
+
+    def record(self, thread: gdb.InferiorThread, p: Pending, result: int, after: State) -> None:
+        """The call's record: p as read at its entry, its return value and the state after it."""
         if p.name == "free":
             pointer, shown = None, None
         elif p.name == "posix_memalign":
@@ -419,7 +518,6 @@ class Tracer:
             pointer, shown = None, result
         else:
             pointer, shown = result, result
-        after = self.state(thread.global_num, "lazy")
         call = Call(p.name, p.args, shown, pointer, p.size_field_before, p.syscalls)
         why = explain(self.layout, p.before, after, call, self.size_at)
         LOG.seq += 1
@@ -434,6 +532,21 @@ class Tracer:
             if bp.is_valid():
                 bp.delete()
         self.entries, self.returns, self.pending = [], {}, {}
+
+
+ONE_STOP = True  # settle the calls settled.py knows at their entry (False: two stops for every call)
+
+
+def _address_of(name: str) -> Optional[int]:
+    try:
+        return int(gdb.parse_and_eval(f"(unsigned long)&{name}"))
+    except gdb.error:
+        return None
+
+
+def _in_spans(address: Optional[int], spans: List[Tuple[int, int]]) -> Optional[int]:
+    """The address when it lies in the C library's data (not the program's symbol of that name)."""
+    return address if address is not None and (not spans or any(a <= address < b for a, b in spans)) else None
 
 
 def _signed32(value: int) -> int:

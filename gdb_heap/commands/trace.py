@@ -46,7 +46,9 @@ class HeapTrace(HeapCommand):
            arguments and results.
 
 The trace reads the allocator's state at each call's entry and return
-(breakpoints whose handlers let the program run on): it never writes to the
+(breakpoints whose handlers let the program run on; a malloc the thread's
+tcache serves and a free into it are settled at their entry, where glibc's
+path gives the result and the tcache after it): it never writes to the
 program or calls into it, so the program gets the same pointers as without it,
 only slower.  A call made inside a traced call (realloc's malloc) is part of
 it.  aligned_alloc is shown as memalign where glibc makes one the alias of the
