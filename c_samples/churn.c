@@ -36,14 +36,7 @@ int main(int argc, char **argv)
     static void *slot[SLOTS];
     unsigned long steps = 1000, seed = 1, mallocs = 0, frees = 0;
 
-    if (argc > 3) {
-        fprintf(stderr, "usage: churn [STEPS [SEED]]\n");
-        return 2;
-    }
-    if (argc > 1)
-        steps = parse_arg("churn", argv[1], "STEPS", 1, MAX_STEPS);
-    if (argc > 2)
-        seed = parse_arg("churn", argv[2], "SEED", 0, 0xffffffffUL);
+    parse_count_seed(argc, argv, "churn", "STEPS", MAX_STEPS, &steps, &seed);
     rng_state = rng_seeded(seed);
 
     for (unsigned long i = 0; i < steps; i++) {

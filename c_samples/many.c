@@ -75,14 +75,7 @@ int main(int argc, char **argv)
     uint32_t *reqs;
     size_t fast_max = fast_max_request();
 
-    if (argc > 3) {
-        fprintf(stderr, "usage: many [N [SEED]]\n");
-        return 2;
-    }
-    if (argc > 1)
-        n = parse_arg("many", argv[1], "N", 1, MAX_N);
-    if (argc > 2)
-        seed = parse_arg("many", argv[2], "SEED", 0, 0xffffffffUL);
+    parse_count_seed(argc, argv, "many", "N", MAX_N, &n, &seed);
 
     ptrs = map_array(n * sizeof(void *));
     reqs = map_array(n * sizeof(uint32_t));

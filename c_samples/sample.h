@@ -236,4 +236,19 @@ static inline unsigned long parse_arg(const char *prog, const char *s, const cha
     return v;
 }
 
+/* PROG [COUNT [SEED]]: COUNT in 1..max (default *count), SEED (default *seed);
+ * more arguments: the usage line and exit(2). */
+static inline void parse_count_seed(int argc, char **argv, const char *prog, const char *what,
+                                    unsigned long max, unsigned long *count, unsigned long *seed)
+{
+    if (argc > 3) {
+        fprintf(stderr, "usage: %s [%s [SEED]]\n", prog, what);
+        exit(2);
+    }
+    if (argc > 1)
+        *count = parse_arg(prog, argv[1], what, 1, max);
+    if (argc > 2)
+        *seed = parse_arg(prog, argv[2], "SEED", 0, 0xffffffffUL);
+}
+
 #endif /* GDB_HEAP_SAMPLE_H */

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import re
 
+from gdb_heap.heap import Heap
 from gdb_heap import render_map, views
 from gdb_heap.pointers import Namer
 from gdb_heap.style import Style
@@ -120,12 +121,16 @@ def test_colours_chunk_by_chunk_headers_apart():
     assert narrow[1] == style("map0", "|") + style("dim", " " * 16 + "0x20 P.. in use")
 
 
-def test_i386_header_words_in_colour():
+def i386_pair() -> tuple[Heap, int]:
+    """An i386 heap of a 0x10 chunk then a 0x20 chunk, and the first chunk."""
     b = HeapBuilder((2, 36), 4)
     first = b.chunk(0x10)
     b.chunk(0x20)
-    s = b.build()
-    heap = s.heap()
+    return b.build().heap(), first
+
+
+def test_i386_header_words_in_colour():
+    heap, first = i386_pair()
     style = Style(True)
     line = list(render_map.map_lines(views.map_view(heap, None, first, 1), style, Namer(heap).name, 4))[0]
     h0, h1 = style.codes("map0_header")
@@ -164,11 +169,7 @@ def test_an_unreadable_chunk():
 
 
 def test_i386_rows_hold_four_words():
-    b = HeapBuilder((2, 36), 4)
-    first = b.chunk(0x10)
-    b.chunk(0x20)
-    s = b.build()
-    heap = s.heap()
+    heap, first = i386_pair()
     lines = list(render_map.map_lines(views.map_view(heap, None, first, 1), Style(False), Namer(heap).name, 4))
     # 0x10 bytes: one row: prev_size, size (0x11), then the user's 8 bytes of 'A'
     assert lines[0] == f"+ {first:<#10x} 0x00000000 0x00000011 0x41414141 0x41414141  ........AAAAAAAA  0x10 P.. in use"

@@ -226,23 +226,32 @@ print("TRACE " + gdb.execute("heap trace --json", to_string=True))
 '''
 
 
+def run_script(program: str, body: str, tag: str) -> Tuple[str, List[str]]:
+    """Run a sample under a gdb Python script (`body`, given OUTPUT: where the program's stdout
+    goes); the text after `tag` on the line the script prints, and the program's output lines."""
+    with tempfile.TemporaryDirectory(prefix="gdb_heap_trace.") as tmp:
+        output, script = os.path.join(tmp, "out"), os.path.join(tmp, "script.py")
+        with open(script, "w") as f:
+            f.write(f"OUTPUT = {output!r}\n" + body)
+        r = gdb_batch([f"source {script}"], sample(program))
+        no_traceback(r.stdout + r.stderr)
+        with open(output) as f:
+            printed = f.read().splitlines()
+    line = next(line for line in r.stdout.splitlines() if line.startswith(tag))
+    return line[len(tag):], printed
+
+
 @pytest.mark.skipif(CONFIG.static and not CONFIG.symbols, reason="static with libc's ELF symbols stripped: no malloc "
                     "or free symbol to break on, so heap trace start says it cannot trace (one line)")
 def test_threads_get_the_same_pointers_traced():
     with tempfile.TemporaryDirectory(prefix="gdb_heap_trace.") as tmp:
-        plain, traced, script = (os.path.join(tmp, n) for n in ("plain", "traced", "t.py"))
+        plain = os.path.join(tmp, "plain")
         r = gdb_batch([f"run > {plain}"], sample("threads"))
         no_traceback(r.stderr)
-        with open(script, "w") as f:
-            f.write(f"OUTPUT = {traced!r}\n" + THREADS)
-        r = gdb_batch([f"source {script}"], sample("threads"))
-        no_traceback(r.stdout + r.stderr)
         with open(plain) as f:
             without = f.read().splitlines()
-        with open(traced) as f:
-            with_trace = f.read().splitlines()
-    line = next(line for line in r.stdout.splitlines() if line.startswith("TRACE "))
-    calls = json_doc(line[len("TRACE "):])["calls"]
+    found, with_trace = run_script("threads", THREADS, "TRACE ")
+    calls = json_doc(found)["calls"]
 
     def same(lines: List[str]) -> List[str]:
         return [re.sub(r"^@ tid (\S+) \d+$", r"@ tid \1", x) for x in lines]  # LWPs differ between runs
@@ -341,16 +350,8 @@ print("CHURN " + json.dumps({"trace": gdb.execute("heap trace --json", to_string
 
 
 def run_churn(steps: int, setup: str = "") -> Tuple[Dict[str, Any], List[str]]:
-    with tempfile.TemporaryDirectory(prefix="gdb_heap_trace.") as tmp:
-        output, script = os.path.join(tmp, "out"), os.path.join(tmp, "churn.py")
-        with open(script, "w") as f:
-            f.write(f"OUTPUT = {output!r}\nSTEPS = {steps}\nSETUP = {setup!r}\n" + CHURN)
-        r = gdb_batch([f"source {script}"], sample("churn"))
-        no_traceback(r.stdout + r.stderr)
-        with open(output) as f:
-            printed = f.read().splitlines()
-    line = next(line for line in r.stdout.splitlines() if line.startswith("CHURN "))
-    return json.loads(line[len("CHURN "):]), printed
+    found, printed = run_script("churn", f"STEPS = {steps}\nSETUP = {setup!r}\n" + CHURN, "CHURN ")
+    return json.loads(found), printed
 
 
 @pytest.mark.skipif(CONFIG.static and not CONFIG.symbols, reason="static with libc's ELF symbols stripped: no malloc "
