@@ -20,7 +20,7 @@ from . import glibc_checks as gc
 from .errors import HeapError, MemoryReadError
 from .layouts import NBINS, NSMALLBINS, GlibcLayout, StructLayout
 from .mappings import Mapping
-from .memory import PAGE, Bytes, Reader
+from .memory import BLOCK, BLOCK_BITS, PAGE, Bytes, Reader
 
 BIN_KINDS = ("tcache", "fast", "unsorted", "small", "large")
 PREV_INUSE, IS_MMAPPED, NON_MAIN_ARENA = 0x1, 0x2, 0x4
@@ -616,34 +616,42 @@ def walk_singly_linked(reader: Reader, layout: GlibcLayout, label: str, first: i
     unpack2 = reader.unpacker(2).unpack_from
     start, end = 0, 0  # the span of memory last read (hot loop: no call per link)
     data: Bytes = b""
+    blocks = reader.word_blocks()  # hot loop: a cached block's words by one lookup, no call
+    shift, offset, last = (3 if S == 8 else 2), BLOCK - 1, BLOCK // S - 1
     chunks: List[int] = []
     sizes: List[int] = []
     problems: List[Problem] = []
     seen: Set[int] = set()
     mem = first
     while mem:
-        # One test for the usual case; the reasons to stop are sorted out only when it fails.
-        if mem & amask or mem in seen or len(chunks) >= bound or not start <= mem - S <= end - 2 * S:
-            cut: Optional[Tuple[str, Optional[str]]] = None
-            if mem & amask:
-                cut = (f"{label}: {member:#x} links to {mem - H:#x}, which is not aligned; the chain is cut "
-                       "here", unaligned_abort(len(chunks)))
-            elif mem in seen:
-                cut = (f"{label}: {member:#x} links back to {mem - H:#x}, a loop ({mem - H:#x} is in the list "
-                       "twice: freed twice, or a link overwritten); the chain is cut here", None)
-            elif len(chunks) >= bound:
-                cut = (f"{label}: longer than it can be ({bound} chunks); the chain is cut here", None)
-            else:
-                try:
-                    start, data = reader.span(mem - S, 2 * S)
-                    end = start + len(data)
-                except MemoryReadError:
-                    cut = (f"{label}: {member:#x} links to {mem - H:#x}, which is not readable; the chain is "
-                           "cut here", None)
-            if cut:
-                problems.append(Problem(member, cut[0], cut[1], pointers=(("to ", mem - H),)))
-                break
-        sizef, stored = unpack2(data, mem - S - start)
+        # The usual case: an aligned new link whose two words lie in a cached block.
+        words = blocks.get((mem - S) >> BLOCK_BITS)
+        at = ((mem - S) & offset) >> shift
+        if words is not None and at < last and not mem & amask and mem not in seen and len(chunks) < bound:
+            sizef, stored = words[at], words[at + 1]
+        else:
+            # Else the span last read; the reasons to stop are sorted out only when that fails too.
+            if mem & amask or mem in seen or len(chunks) >= bound or not start <= mem - S <= end - 2 * S:
+                cut: Optional[Tuple[str, Optional[str]]] = None
+                if mem & amask:
+                    cut = (f"{label}: {member:#x} links to {mem - H:#x}, which is not aligned; the chain is "
+                           "cut here", unaligned_abort(len(chunks)))
+                elif mem in seen:
+                    cut = (f"{label}: {member:#x} links back to {mem - H:#x}, a loop ({mem - H:#x} is in the "
+                           "list twice: freed twice, or a link overwritten); the chain is cut here", None)
+                elif len(chunks) >= bound:
+                    cut = (f"{label}: longer than it can be ({bound} chunks); the chain is cut here", None)
+                else:
+                    try:
+                        start, data = reader.span(mem - S, 2 * S)
+                        end = start + len(data)
+                    except MemoryReadError:
+                        cut = (f"{label}: {member:#x} links to {mem - H:#x}, which is not readable; the chain "
+                               "is cut here", None)
+                if cut:
+                    problems.append(Problem(member, cut[0], cut[1], pointers=(("to ", mem - H),)))
+                    break
+            sizef, stored = unpack2(data, mem - S - start)
         seen.add(mem)
         member = mem - H
         chunks.append(member)
@@ -766,6 +774,8 @@ def read_regular_bins(reader: Reader, layout: GlibcLayout, state: MallocState,
     unpack3 = reader.unpacker(3).unpack_from
     start, end = 0, 0  # the span of memory last read (hot loop: no call per link)
     data: Bytes = b""
+    blocks = reader.word_blocks()  # hot loop: a cached block's words by one lookup, no call
+    shift, offset, last, wmask = (3 if S == 8 else 2), BLOCK - 1, BLOCK // S - 2, S - 1
     chains = []
     for i in range(1, NBINS - 1):
         kind = "unsorted" if i == 1 else "small" if i < NSMALLBINS else "large"
@@ -792,15 +802,21 @@ def read_regular_bins(reader: Reader, layout: GlibcLayout, state: MallocState,
             if p in seen:
                 problems.append(Problem(prev, f"{label}: the chain loops back to {p:#x}; cut here"))
                 break
-            if not start <= p + S <= end - 3 * S:
-                try:
-                    start, data = reader.span(p + S, 3 * S)
-                    end = start + len(data)
-                except MemoryReadError:
-                    problems.append(Problem(prev, f"{label}: fd {p:#x} is not readable; the chain is "
-                                                  "cut here", pointers=(("fd ", p),)))
-                    break
-            sizef, nfd, nbk = unpack3(data, p + S - start)
+            # The usual case: an aligned chunk whose three words lie in a cached block.
+            words = blocks.get((p + S) >> BLOCK_BITS)
+            at = ((p + S) & offset) >> shift
+            if words is not None and at < last and not p & wmask:
+                sizef, nfd, nbk = words[at], words[at + 1], words[at + 2]
+            else:
+                if not start <= p + S <= end - 3 * S:
+                    try:
+                        start, data = reader.span(p + S, 3 * S)
+                        end = start + len(data)
+                    except MemoryReadError:
+                        problems.append(Problem(prev, f"{label}: fd {p:#x} is not readable; the chain is "
+                                                      "cut here", pointers=(("fd ", p),)))
+                        break
+                sizef, nfd, nbk = unpack3(data, p + S - start)
             seen.add(p)
             chunks.append(p)
             sizes.append(sizef & ~SIZE_BITS)
