@@ -1073,7 +1073,9 @@ def summarise(batches: Iterable[Batch], top: int, free: FreeIndex,
     (as in classify).
     """
     every: Counter[int] = Counter()  # size field (flags in) -> chunks
-    pairs: List[Tuple[Tuple[str, int], int]] = []  # ((bin, index), size field) per free chunk
+    # ((bin, index), size field) -> free chunks: counted as found, not listed (10^7 chunks, a
+    # quarter of them free, would make a list of millions of tuples).
+    pairs: Counter[Tuple[Tuple[str, int], int]] = Counter()
     free_sorted = sorted(free)
     top_sizef: Optional[int] = None
     seen = 0
@@ -1093,13 +1095,13 @@ def summarise(batches: Iterable[Batch], top: int, free: FreeIndex,
             except ValueError:  # a bin points between chunks (damage): not a chunk of this walk
                 continue
             if address != top:
-                pairs.append((free[address], sizes[k]))
+                pairs[free[address], sizes[k]] += 1
         if addresses[-1] == top:
             top_sizef = sizes[-1]
         if limit is not None and seen >= limit:
             break
     rows: Counter[Tuple[str, Optional[str], int]] = Counter()
-    for ((kind, _), sizef), count in Counter(pairs).items():
+    for ((kind, _), sizef), count in pairs.items():
         every[sizef] -= count
         rows["free", kind, sizef & ~SIZE_BITS] += count
     if top_sizef is not None:
