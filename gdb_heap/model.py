@@ -8,6 +8,7 @@ loop over inferior data is bounded (a heap's end, a chain's length cap, a visite
 from __future__ import annotations
 
 import struct
+from array import array
 from bisect import bisect_left, bisect_right
 from collections import Counter
 from itertools import accumulate, repeat
@@ -163,7 +164,9 @@ class BinChain:
     count: int
     chunks: List[int]
     problems: List[Problem] = field(default_factory=list)
-    sizes: List[int] = field(default_factory=list)  # each chunk's size, where the walk read it
+    # Each chunk's size, where the walk read it: an array('Q') from the bin walks (a bin of a big
+    # heap holds millions, and sizes are rarely small ints Python shares).
+    sizes: Sequence[int] = field(default_factory=list)
 
 
 @dataclass
@@ -687,7 +690,7 @@ def read_tcache(reader: Reader, layout: GlibcLayout, tcache: int, mp: MallocPar,
             where = chunks[-1] if chunks else tcache
             problems.append(Problem(where, f"{bin_label('tcache', i)}: the tcache counts {count} chunks but the chain "
                                            f"holds {len(chunks)}"))
-        chains.append(BinChain("tcache", i, layout.tcache_bin_size(i), count, chunks, problems, sizes))
+        chains.append(BinChain("tcache", i, layout.tcache_bin_size(i), count, chunks, problems, array("Q", sizes)))
     return chains
 
 
@@ -734,7 +737,7 @@ def read_fastbins(reader: Reader, layout: GlibcLayout, state: MallocState, fill:
             consolidate = gc.text("CONSOLIDATE_SIZE", v) if layout.fastbin_index(got) != i else None
             problems.append(Problem(chunk, f"{label}: chunk {chunk:#x} has size {got:#x}, not {size:#x}", abort,
                                     (("malloc_consolidate", consolidate),) if consolidate else ()))
-        chains.append(BinChain("fast", i, size, len(chunks), chunks, problems, sizes))
+        chains.append(BinChain("fast", i, size, len(chunks), chunks, problems, array("Q", sizes)))
     return chains
 
 
@@ -749,7 +752,7 @@ def bk_abort(layout: GlibcLayout, kind: str, from_tail: Optional[int], fill: int
     return gc.text("UNLINK_DLL", v)  # a large bin's chunk is taken by unlink_chunk
 
 
-def sorting_bk_paths(layout: GlibcLayout, kind: str, sizes: List[int], k: int) -> Tuple[Tuple[str, str], ...]:
+def sorting_bk_paths(layout: GlibcLayout, kind: str, sizes: Sequence[int], k: int) -> Tuple[Tuple[str, str], ...]:
     """The unsorted loop, sorting a chunk into a large bin, checks the bk of the chunk it goes in
     front of (fwd): the first of its size for a bigger chunk, the second of its size for an equal
     one (malloc.c: bck = fwd->bk; bck->fd != fwd)."""
@@ -837,7 +840,7 @@ def read_regular_bins(reader: Reader, layout: GlibcLayout, state: MallocState,
             expected = chunks[k - 1] if k else header
             problems.append(Problem(chunk, f"{label}: chunk {chunk:#x} has bk {bk:#x}, expected {expected:#x}", abort,
                                     sorting_bk_paths(layout, kind, sizes, k), (("bk ", bk), ("expected ", expected))))
-        chains.append(BinChain(kind, i, layout.bin_min_size(i), len(chunks), chunks, problems, sizes))
+        chains.append(BinChain(kind, i, layout.bin_min_size(i), len(chunks), chunks, problems, array("Q", sizes)))
     return chains
 
 
