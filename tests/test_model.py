@@ -658,3 +658,30 @@ def test_summarise_agrees_with_classify_when_top_is_in_a_bin():
         state, kind, _ = model.classify(address, arena.state.top, free)
         by_classify[state, kind, sizef & ~7] += 1
     assert dict(summarise_arena(heap, arena, [])) == dict(by_classify)
+
+
+def test_bins_whose_links_end_or_cross_a_cache_block():
+    """Free chunks placed by hand so that their size, fd and bk end a 64 KiB block or cross into
+    the next (the bin walks read a cached block's words directly, and must fall back across
+    the edge): the chains are still what the builder linked."""
+    b = HeapBuilder((2, 36), 8)
+    base = b.sbrk_base  # 64 KiB aligned (default_bases)
+    placed = []
+    # (offset of the chunk in its block, size, kind), one chunk a block: at 0xfff0 its size is
+    # the block's last word (fd and bk in the next block), at 0xffe0 fd and bk are its last two.
+    for block, (offset, size, kind) in enumerate([(0xFFF0, 0x100, "small"), (0xFFF0, 0x20, "fast"),
+                                                 (0xFFE0, 0x100, "small"), (0xFFE0, 0x20, "fast"),
+                                                 (0xFFE0, 0x30, "fast")]):
+        target = base + block * 0x10000 + offset
+        b.chunk(target - b.pos)  # in use, up to the chunk
+        placed.append(b.chunk(size, kind))
+    b.chunk(0x20)  # in use before top
+    s = b.build()
+    assert [(a - base) & 0xFFFF for a in placed] == [0xFFF0, 0xFFF0, 0xFFE0, 0xFFE0, 0xFFE0]
+    chains, problems = bins_of(s)
+    assert problems == []
+    assert chain_tuples(chains) == [(c.kind, c.index, c.size, c.count, c.chunks) for c in s.chains]
+    assert {c.kind: sorted(c.chunks) for c in chains if c.kind != "tcache"} == {
+        "fast": sorted(placed[1::2] + placed[4:]), "small": sorted([placed[0], placed[2]])}
+    sizes = {chunk: size for chain in chains for chunk, size in zip(chain.chunks, chain.sizes)}
+    assert [sizes[a] for a in placed] == [0x100, 0x20, 0x100, 0x20, 0x30]
