@@ -20,9 +20,9 @@ from __future__ import annotations
 from array import array
 from bisect import bisect_left, bisect_right
 from dataclasses import dataclass, field, replace
-from itertools import chain as chain_from, compress, repeat
-from operator import and_, not_
-from typing import Dict, List, Optional, Sequence, Set, Tuple
+from itertools import chain as chain_from, compress, islice, repeat
+from operator import and_, eq, not_
+from typing import Dict, List, Optional, Sequence, Tuple
 
 from . import glibc_checks as gc
 from . import paths
@@ -95,14 +95,16 @@ class Checker:
         chains, bin_problems = self.heap.bins(arena)
         self.problems += bin_problems
         regular = {c: (chain.kind, chain.index) for chain in chains if chain.kind in REGULAR for c in chain.chunks}
-        fast = {c for chain in chains if chain.kind == "fast" for c in chain.chunks}
+        # Sorted arrays, not sets: 10^7 chunks put millions in the bins, and these are asked
+        # only about the chunks a problem names.
+        fast = array("Q", sorted(chain_from.from_iterable(c.chunks for c in chains if c.kind == "fast")))
         self.tcache_counts = {c.index: c.count for c in chains if c.kind == "tcache"}
-        walked = self.walk(regular, fast, chains)
+        listed = array("Q", sorted(chain_from.from_iterable(c.chunks for c in chains)))
+        walked = self.walk(regular, fast, listed)
         self.problems[:0] = arena.problems  # known once walked (the walk finds the main heap's regions)
-        in_bins = {c for chain in chains for c in chain.chunks}
         frees = {gc.text(n, self.version) for n in ("FREE_INVALID_SIZE", "FREE_INVALID_POINTER", "FREE_OUT")}
         for i, p in enumerate(self.problems):
-            if p.glibc_abort in frees and (p.address in in_bins or not self.free_merges_or_checks(p)):
+            if p.glibc_abort in frees and (holds(listed, p.address) or not self.free_merges_or_checks(p)):
                 # A free chunk is not freed again (its bin's mallocs say what glibc prints),
                 # and a chunk the tcache or a fast bin takes never reaches the check.
                 self.problems[i] = replace(p, glibc_abort=None)
@@ -117,10 +119,9 @@ class Checker:
                 self.last_link(chain)
         self.tcache_entries([c for c in chains if c.kind == "tcache"])
         self.listed_but_not_walked(chains, walked.inside)
-        self.in_two_bins(chains)
+        self.in_two_bins(chains, listed)
         self.top_in_a_bin(chains)
-        listed = sum(len(c.chunks) for c in chains)
-        return Report(arena, self.finish(), walked.chunks, listed)
+        return Report(arena, self.finish(), walked.chunks, len(listed))
 
     def finish(self) -> List[Problem]:
         """Each problem once, by address."""
@@ -164,12 +165,11 @@ class Checker:
             return False
 
     # -- the chunk walk --------------------------------------------------------------------
-    def walk(self, regular: Dict[int, Tuple[str, int]], fast: Set[int], chains: Sequence[BinChain]) -> Walked:
+    def walk(self, regular: Dict[int, Tuple[str, int]], fast: Sequence[int], listed: Sequence[int]) -> Walked:
         """The one walk of the arena's heap, each batch checked as it comes and then let go
         (nothing is kept per chunk: a heap of 10^7 chunks costs no more memory than a small
-        one): neighbours, arena_bits, and where each chunk a bin lists lies."""
+        one): neighbours, arena_bits, and where each chunk a bin lists (`listed`, sorted) lies."""
         walked = Walked()
-        listed = array("Q", sorted(chain_from.from_iterable(c.chunks for c in chains)))
         in_regular = array("Q", sorted(regular))
         current: Optional[HeapRegion] = None
         last: Optional[Tuple[int, int]] = None  # the region's last chunk walked so far (address, size field)
@@ -192,7 +192,7 @@ class Checker:
         return walked
 
     def neighbours(self, addresses: List[int], sizes: List[int], last: Optional[Tuple[int, int]],
-                   regular: Dict[int, Tuple[str, int]], in_regular: Sequence[int], fast: Set[int],
+                   regular: Dict[int, Tuple[str, int]], in_regular: Sequence[int], fast: Sequence[int],
                    found: List[Problem]) -> None:
         """PREV_INUSE and prev_size of each chunk of a batch against the chunk before it (`last`:
         the region's chunk before the batch): clear exactly after a chunk in a regular bin, whose
@@ -230,8 +230,9 @@ class Checker:
             elif prev is None:
                 found.append(Problem(address, f"chunk {address:#x} is the first of its heap but has PREV_INUSE clear"))
             elif where is None:  # free() of the chunk before checks it, if it gets that far
-                state = "in a fast bin" if prev in fast else "in use"
-                abort = gc.text("FREE_PREV", self.version) if prev not in fast and self.free_merges(
+                in_fast = holds(fast, prev)
+                state = "in a fast bin" if in_fast else "in use"
+                abort = gc.text("FREE_PREV", self.version) if not in_fast and self.free_merges(
                     prev_sizef) else None
                 found.append(Problem(address, f"chunk {address:#x} has PREV_INUSE clear, but the chunk before it, "
                                               f"{prev:#x}, is {state} (not in a regular bin)", abort))
@@ -472,10 +473,17 @@ class Checker:
                                       f"{label(chain)} lists: its size was overwritten (overlapping chunks), or the "
                                       "list holds a forged chunk")
 
-    def in_two_bins(self, chains: Sequence[BinChain]) -> None:
+    def in_two_bins(self, chains: Sequence[BinChain], listed: Sequence[int]) -> None:
+        """`listed`: every chain's chunks, sorted; a chunk in it twice is in two bins (a chain
+        holds each chunk once: its walk cuts a loop)."""
+        twice = set(compress(listed, map(eq, listed, islice(listed, 1, None))))  # at C speed: mostly none
+        if not twice:
+            return
         first: Dict[int, BinChain] = {}
         for chain in chains:
             for chunk in chain.chunks:
+                if chunk not in twice:
+                    continue
                 other = first.setdefault(chunk, chain)
                 if other is not chain:
                     self.add(chunk, f"chunk {chunk:#x} is in two bins, {label(other)} and {label(chain)} "
@@ -488,6 +496,12 @@ class Checker:
             if top in chain.chunks:
                 self.add(top, f"the top chunk {top:#x} is listed by {label(chain)} (freed after it merged "
                               "into top, or a forged link)")
+
+
+def holds(ordered: Sequence[int], value: int) -> bool:
+    """Whether the sorted `ordered` holds `value`."""
+    i = bisect_left(ordered, value)
+    return i < len(ordered) and ordered[i] == value
 
 
 def check_arena(heap: Heap, arena: Arena) -> Report:

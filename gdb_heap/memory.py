@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import mmap
 import struct
+import sys
 from typing import Dict, List, Literal, Optional, Protocol, Sequence, Tuple, Union
 
 from .errors import MemoryReadError
@@ -53,7 +54,8 @@ class ImageMemory:
         return any(start <= address < end for start, end in self.lacks)
 
 
-BLOCK = 1 << 16  # bytes per cached block
+BLOCK_BITS = 16
+BLOCK = 1 << BLOCK_BITS  # bytes per cached block
 PAGE = 1 << 12
 # At most this many blocks are cached: 288 MiB, so gdb stays near 430 MiB on any heap
 # (bench/bench.py measures it).  Once the cache is full, blocks it lacks are read exactly as
@@ -101,6 +103,10 @@ class Reader:
         # block (or page) base -> its bytes, kept in the slab; None: unreadable
         self._blocks: Dict[int, Optional[Bytes]] = {}
         self._pages: Dict[int, Optional[Bytes]] = {}  # pages of blocks that are readable in part
+        # The cached blocks as words (block base >> BLOCK_BITS -> its words), for the bin walks to
+        # index straight into; only when the target's byte order is this machine's.
+        self._word_blocks: Dict[int, memoryview] = {}
+        self._native = (sys.byteorder == "little") == little_endian
         self._structs: Dict[int, struct.Struct] = {}
         self._words_of = [self._struct(n) for n in range(8)]  # struct for n words, prebuilt: hot path
         # The run of memory last used, cached or not: lists and walks mostly stay near it.
@@ -123,6 +129,9 @@ class Reader:
             data = None
         if len(into) < CACHE_BLOCKS:
             into[base] = data = self._slab.store(data) if data is not None else None
+            if data is not None and into is self._blocks and self._native:
+                self._word_blocks[base >> BLOCK_BITS] = memoryview(data).cast("B").cast(
+                    "Q" if self.size_sz == 8 else "I")
         return data
 
     def _cached(self, address: int) -> Optional[Tuple[int, Bytes]]:
@@ -158,6 +167,7 @@ class Reader:
 
     def clear(self) -> None:
         self._blocks.clear()
+        self._word_blocks.clear()
         self._pages.clear()
         self._walk_start, self._walk_len, self._walk_data = 0, 0, b""
         self._before_start, self._before_len, self._before_data = 0, 0, b""
@@ -235,6 +245,13 @@ class Reader:
             return True
         except MemoryReadError:
             return False
+
+    def word_blocks(self) -> Dict[int, memoryview]:
+        """The cached blocks as arrays of words, by block number (address >> BLOCK_BITS): a live
+        view (blocks are added as they are loaded), for walkers that look a word up with one
+        dict lookup and an index instead of a call per read.  Empty when the cache is off or
+        the target's byte order is not this machine's."""
+        return self._word_blocks if self.cache else {}
 
     def block_words(self, address: int) -> Tuple[int, memoryview]:
         """A run of memory holding `address` as an array of words: (its start, words).

@@ -8,6 +8,7 @@ loop over inferior data is bounded (a heap's end, a chain's length cap, a visite
 from __future__ import annotations
 
 import struct
+from array import array
 from bisect import bisect_left, bisect_right
 from collections import Counter
 from itertools import accumulate, repeat
@@ -20,7 +21,7 @@ from . import glibc_checks as gc
 from .errors import HeapError, MemoryReadError
 from .layouts import NBINS, NSMALLBINS, GlibcLayout, StructLayout
 from .mappings import Mapping
-from .memory import PAGE, Bytes, Reader
+from .memory import BLOCK, BLOCK_BITS, PAGE, Bytes, Reader
 
 BIN_KINDS = ("tcache", "fast", "unsorted", "small", "large")
 PREV_INUSE, IS_MMAPPED, NON_MAIN_ARENA = 0x1, 0x2, 0x4
@@ -163,7 +164,9 @@ class BinChain:
     count: int
     chunks: List[int]
     problems: List[Problem] = field(default_factory=list)
-    sizes: List[int] = field(default_factory=list)  # each chunk's size, where the walk read it
+    # Each chunk's size, where the walk read it: an array('Q') from the bin walks (a bin of a big
+    # heap holds millions, and sizes are rarely small ints Python shares).
+    sizes: Sequence[int] = field(default_factory=list)
 
 
 @dataclass
@@ -616,34 +619,42 @@ def walk_singly_linked(reader: Reader, layout: GlibcLayout, label: str, first: i
     unpack2 = reader.unpacker(2).unpack_from
     start, end = 0, 0  # the span of memory last read (hot loop: no call per link)
     data: Bytes = b""
+    blocks = reader.word_blocks()  # hot loop: a cached block's words by one lookup, no call
+    shift, offset, last = (3 if S == 8 else 2), BLOCK - 1, BLOCK // S - 1
     chunks: List[int] = []
     sizes: List[int] = []
     problems: List[Problem] = []
     seen: Set[int] = set()
     mem = first
     while mem:
-        # One test for the usual case; the reasons to stop are sorted out only when it fails.
-        if mem & amask or mem in seen or len(chunks) >= bound or not start <= mem - S <= end - 2 * S:
-            cut: Optional[Tuple[str, Optional[str]]] = None
-            if mem & amask:
-                cut = (f"{label}: {member:#x} links to {mem - H:#x}, which is not aligned; the chain is cut "
-                       "here", unaligned_abort(len(chunks)))
-            elif mem in seen:
-                cut = (f"{label}: {member:#x} links back to {mem - H:#x}, a loop ({mem - H:#x} is in the list "
-                       "twice: freed twice, or a link overwritten); the chain is cut here", None)
-            elif len(chunks) >= bound:
-                cut = (f"{label}: longer than it can be ({bound} chunks); the chain is cut here", None)
-            else:
-                try:
-                    start, data = reader.span(mem - S, 2 * S)
-                    end = start + len(data)
-                except MemoryReadError:
-                    cut = (f"{label}: {member:#x} links to {mem - H:#x}, which is not readable; the chain is "
-                           "cut here", None)
-            if cut:
-                problems.append(Problem(member, cut[0], cut[1], pointers=(("to ", mem - H),)))
-                break
-        sizef, stored = unpack2(data, mem - S - start)
+        # The usual case: an aligned new link whose two words lie in a cached block.
+        words = blocks.get((mem - S) >> BLOCK_BITS)
+        at = ((mem - S) & offset) >> shift
+        if words is not None and at < last and not mem & amask and mem not in seen and len(chunks) < bound:
+            sizef, stored = words[at], words[at + 1]
+        else:
+            # Else the span last read; the reasons to stop are sorted out only when that fails too.
+            if mem & amask or mem in seen or len(chunks) >= bound or not start <= mem - S <= end - 2 * S:
+                cut: Optional[Tuple[str, Optional[str]]] = None
+                if mem & amask:
+                    cut = (f"{label}: {member:#x} links to {mem - H:#x}, which is not aligned; the chain is "
+                           "cut here", unaligned_abort(len(chunks)))
+                elif mem in seen:
+                    cut = (f"{label}: {member:#x} links back to {mem - H:#x}, a loop ({mem - H:#x} is in the "
+                           "list twice: freed twice, or a link overwritten); the chain is cut here", None)
+                elif len(chunks) >= bound:
+                    cut = (f"{label}: longer than it can be ({bound} chunks); the chain is cut here", None)
+                else:
+                    try:
+                        start, data = reader.span(mem - S, 2 * S)
+                        end = start + len(data)
+                    except MemoryReadError:
+                        cut = (f"{label}: {member:#x} links to {mem - H:#x}, which is not readable; the chain "
+                               "is cut here", None)
+                if cut:
+                    problems.append(Problem(member, cut[0], cut[1], pointers=(("to ", mem - H),)))
+                    break
+            sizef, stored = unpack2(data, mem - S - start)
         seen.add(mem)
         member = mem - H
         chunks.append(member)
@@ -679,7 +690,7 @@ def read_tcache(reader: Reader, layout: GlibcLayout, tcache: int, mp: MallocPar,
             where = chunks[-1] if chunks else tcache
             problems.append(Problem(where, f"{bin_label('tcache', i)}: the tcache counts {count} chunks but the chain "
                                            f"holds {len(chunks)}"))
-        chains.append(BinChain("tcache", i, layout.tcache_bin_size(i), count, chunks, problems, sizes))
+        chains.append(BinChain("tcache", i, layout.tcache_bin_size(i), count, chunks, problems, array("Q", sizes)))
     return chains
 
 
@@ -726,7 +737,7 @@ def read_fastbins(reader: Reader, layout: GlibcLayout, state: MallocState, fill:
             consolidate = gc.text("CONSOLIDATE_SIZE", v) if layout.fastbin_index(got) != i else None
             problems.append(Problem(chunk, f"{label}: chunk {chunk:#x} has size {got:#x}, not {size:#x}", abort,
                                     (("malloc_consolidate", consolidate),) if consolidate else ()))
-        chains.append(BinChain("fast", i, size, len(chunks), chunks, problems, sizes))
+        chains.append(BinChain("fast", i, size, len(chunks), chunks, problems, array("Q", sizes)))
     return chains
 
 
@@ -741,7 +752,7 @@ def bk_abort(layout: GlibcLayout, kind: str, from_tail: Optional[int], fill: int
     return gc.text("UNLINK_DLL", v)  # a large bin's chunk is taken by unlink_chunk
 
 
-def sorting_bk_paths(layout: GlibcLayout, kind: str, sizes: List[int], k: int) -> Tuple[Tuple[str, str], ...]:
+def sorting_bk_paths(layout: GlibcLayout, kind: str, sizes: Sequence[int], k: int) -> Tuple[Tuple[str, str], ...]:
     """The unsorted loop, sorting a chunk into a large bin, checks the bk of the chunk it goes in
     front of (fwd): the first of its size for a bigger chunk, the second of its size for an equal
     one (malloc.c: bck = fwd->bk; bck->fd != fwd)."""
@@ -766,6 +777,8 @@ def read_regular_bins(reader: Reader, layout: GlibcLayout, state: MallocState,
     unpack3 = reader.unpacker(3).unpack_from
     start, end = 0, 0  # the span of memory last read (hot loop: no call per link)
     data: Bytes = b""
+    blocks = reader.word_blocks()  # hot loop: a cached block's words by one lookup, no call
+    shift, offset, last, wmask = (3 if S == 8 else 2), BLOCK - 1, BLOCK // S - 2, S - 1
     chains = []
     for i in range(1, NBINS - 1):
         kind = "unsorted" if i == 1 else "small" if i < NSMALLBINS else "large"
@@ -792,15 +805,21 @@ def read_regular_bins(reader: Reader, layout: GlibcLayout, state: MallocState,
             if p in seen:
                 problems.append(Problem(prev, f"{label}: the chain loops back to {p:#x}; cut here"))
                 break
-            if not start <= p + S <= end - 3 * S:
-                try:
-                    start, data = reader.span(p + S, 3 * S)
-                    end = start + len(data)
-                except MemoryReadError:
-                    problems.append(Problem(prev, f"{label}: fd {p:#x} is not readable; the chain is "
-                                                  "cut here", pointers=(("fd ", p),)))
-                    break
-            sizef, nfd, nbk = unpack3(data, p + S - start)
+            # The usual case: an aligned chunk whose three words lie in a cached block.
+            words = blocks.get((p + S) >> BLOCK_BITS)
+            at = ((p + S) & offset) >> shift
+            if words is not None and at < last and not p & wmask:
+                sizef, nfd, nbk = words[at], words[at + 1], words[at + 2]
+            else:
+                if not start <= p + S <= end - 3 * S:
+                    try:
+                        start, data = reader.span(p + S, 3 * S)
+                        end = start + len(data)
+                    except MemoryReadError:
+                        problems.append(Problem(prev, f"{label}: fd {p:#x} is not readable; the chain is "
+                                                      "cut here", pointers=(("fd ", p),)))
+                        break
+                sizef, nfd, nbk = unpack3(data, p + S - start)
             seen.add(p)
             chunks.append(p)
             sizes.append(sizef & ~SIZE_BITS)
@@ -821,7 +840,7 @@ def read_regular_bins(reader: Reader, layout: GlibcLayout, state: MallocState,
             expected = chunks[k - 1] if k else header
             problems.append(Problem(chunk, f"{label}: chunk {chunk:#x} has bk {bk:#x}, expected {expected:#x}", abort,
                                     sorting_bk_paths(layout, kind, sizes, k), (("bk ", bk), ("expected ", expected))))
-        chains.append(BinChain(kind, i, layout.bin_min_size(i), len(chunks), chunks, problems, sizes))
+        chains.append(BinChain(kind, i, layout.bin_min_size(i), len(chunks), chunks, problems, array("Q", sizes)))
     return chains
 
 
@@ -1057,7 +1076,9 @@ def summarise(batches: Iterable[Batch], top: int, free: FreeIndex,
     (as in classify).
     """
     every: Counter[int] = Counter()  # size field (flags in) -> chunks
-    pairs: List[Tuple[Tuple[str, int], int]] = []  # ((bin, index), size field) per free chunk
+    # ((bin, index), size field) -> free chunks: counted as found, not listed (10^7 chunks, a
+    # quarter of them free, would make a list of millions of tuples).
+    pairs: Counter[Tuple[Tuple[str, int], int]] = Counter()
     free_sorted = sorted(free)
     top_sizef: Optional[int] = None
     seen = 0
@@ -1077,13 +1098,13 @@ def summarise(batches: Iterable[Batch], top: int, free: FreeIndex,
             except ValueError:  # a bin points between chunks (damage): not a chunk of this walk
                 continue
             if address != top:
-                pairs.append((free[address], sizes[k]))
+                pairs[free[address], sizes[k]] += 1
         if addresses[-1] == top:
             top_sizef = sizes[-1]
         if limit is not None and seen >= limit:
             break
     rows: Counter[Tuple[str, Optional[str], int]] = Counter()
-    for ((kind, _), sizef), count in Counter(pairs).items():
+    for ((kind, _), sizef), count in pairs.items():
         every[sizef] -= count
         rows["free", kind, sizef & ~SIZE_BITS] += count
     if top_sizef is not None:

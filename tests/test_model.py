@@ -658,3 +658,41 @@ def test_summarise_agrees_with_classify_when_top_is_in_a_bin():
         state, kind, _ = model.classify(address, arena.state.top, free)
         by_classify[state, kind, sizef & ~7] += 1
     assert dict(summarise_arena(heap, arena, [])) == dict(by_classify)
+
+
+def test_bins_whose_links_end_or_cross_a_cache_block():
+    """Free chunks placed by hand so that their size, fd and bk end a 64 KiB block or cross into
+    the next (the bin walks read a cached block's words directly, and must fall back across
+    the edge): the chains are still what the builder linked.  A damaged fd to a chunk 8 bytes
+    short of a block's end (aligned to a word, not to MALLOC_ALIGNMENT) is read across it too."""
+    b = HeapBuilder((2, 36), 8)
+    base = b.sbrk_base  # 64 KiB aligned (default_bases)
+    placed = []
+    # (offset of the chunk in its block, size, kind), one chunk a block: at 0xfff0 its size is
+    # the block's last word (fd and bk in the next block), at 0xffe0 fd and bk are its last two.
+    for block, (offset, size, kind) in enumerate([(0xFFF0, 0x100, "small"), (0xFFF0, 0x20, "fast"),
+                                                 (0xFFE0, 0x100, "small"), (0xFFE0, 0x20, "fast"),
+                                                 (0xFFE0, 0x30, "fast")]):
+        target = base + block * 0x10000 + offset
+        b.chunk(target - b.pos)  # in use, up to the chunk
+        placed.append(b.chunk(size, kind))
+    b.chunk(0x20)  # in use before top
+    s = b.build()
+    assert [(a - base) & 0xFFFF for a in placed] == [0xFFF0, 0xFFF0, 0xFFE0, 0xFFE0, 0xFFE0]
+    heap, _, _ = walk(s)  # the walk caches every block: the bin walks then read their words there
+    chains, problems = bins_of(s, heap)
+    assert problems == []
+    assert chain_tuples(chains) == [(c.kind, c.index, c.size, c.count, c.chunks) for c in s.chains]
+    listed = sorted((c.kind, chunk) for c in chains if c.kind != "tcache" for chunk in c.chunks)
+    assert listed == sorted([("small", placed[0]), ("fast", placed[1]), ("small", placed[2]), ("fast", placed[3]),
+                             ("fast", placed[4])])
+    sizes = {chunk: size for chain in chains for chunk, size in zip(chain.chunks, chain.sizes)}
+    assert [sizes[a] for a in placed] == [0x100, 0x20, 0x100, 0x20, 0x30]
+    # The small bin lists placed[2] first (freed last); point its fd 0x18 before the end of the
+    # fourth block: that "chunk"'s size, fd and bk are the block's last two words and the next's first.
+    odd = base + 4 * 0x10000 - 0x18
+    s.poke(placed[2] + 16, odd)
+    heap, _, _ = walk(s)
+    small = next(c for c in bins_of(s, heap)[0] if c.kind == "small")
+    assert list(small.chunks[:2]) == [placed[2], odd]
+    assert small.sizes[1] == s.peek(odd + 8) & ~7
