@@ -34,5 +34,9 @@ class GdbMemory:
             raise MemoryReadError(address, length)
         try:
             return self.inferior.read_memory(address, length)
-        except (gdb.MemoryError, gdb.error, OverflowError, ValueError):
+        except (gdb.MemoryError, gdb.error) as e:
+            if str(e) == "Quit":  # Ctrl-C during the read: the user's stop, not unreadable memory
+                raise KeyboardInterrupt from None
+            raise MemoryReadError(address, length) from None
+        except (OverflowError, ValueError):
             raise MemoryReadError(address, length) from None

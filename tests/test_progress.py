@@ -2,7 +2,7 @@
 --json; Ctrl-C stops a long command with one line and leaves the program as it was."""
 
 import os
-from typing import List
+from typing import List, Tuple
 
 from gdb_heap.progress import DELAY, Progress
 from tests.gdbrun import gdb_batch, host_only, no_traceback, sample
@@ -54,7 +54,9 @@ def test_batch_mode_and_json_show_no_progress():
     no_traceback(g.stdout + g.stderr)
 
 
-def test_ctrl_c_stops_a_long_command_and_the_program_carries_on():
+def ctrl_c_during_heap_chunks() -> Tuple[List[str], List[str]]:
+    """gdb's lines from Ctrl-C in `heap chunks`'s walk (10^6 chunks) to the prompt, and the
+    lines of `continue` after it."""
     t = Terminal(sample("many"))
     try:
         t.until(PROMPT)
@@ -71,6 +73,15 @@ def test_ctrl_c_stops_a_long_command_and_the_program_carries_on():
         after = clean(t.until(PROMPT))
     finally:
         t.close()
-    assert any(line.strip().endswith("heap: interrupted") for line in stopped)
-    no_traceback("\n".join(stopped))
-    assert any("exited normally" in line for line in after)  # untouched: it runs to its end
+    return stopped, after
+
+
+def test_ctrl_c_stops_a_long_command_and_the_program_carries_on():
+    # The Ctrl-C races the end of the command on a loaded machine: a few tries, each must be clean.
+    for _ in range(3):
+        stopped, after = ctrl_c_during_heap_chunks()
+        no_traceback("\n".join(stopped))
+        assert any("exited normally" in line for line in after)  # untouched: it runs to its end
+        if any(line.strip().endswith("heap: interrupted") for line in stopped):
+            return
+    raise AssertionError("Ctrl-C never stopped heap chunks:\n" + "\n".join(stopped))
