@@ -8,6 +8,7 @@ import os
 import pty
 import re
 import select
+import signal
 import subprocess
 import tempfile
 from typing import List
@@ -107,6 +108,9 @@ class Terminal:
         self.pid, self.fd = pty.fork()
         if self.pid == 0:  # the child: gdb, with the terminal as its stdin and stdout
             os.chdir(ROOT)
+            # As a user's shell starts it: a CI job started in the background (`cmd &` without job
+            # control) ignores SIGINT, and gdb 10 keeps an ignored SIGINT ignored (Ctrl-C does nothing).
+            signal.signal(signal.SIGINT, signal.SIG_DFL)
             os.execvp(argv[0], argv)
         self.out = ""
 

@@ -77,11 +77,7 @@ def ctrl_c_during_heap_chunks() -> Tuple[List[str], List[str]]:
 
 
 def test_ctrl_c_stops_a_long_command_and_the_program_carries_on():
-    # The Ctrl-C races the end of the command on a loaded machine: a few tries, each must be clean.
-    for _ in range(3):
-        stopped, after = ctrl_c_during_heap_chunks()
-        no_traceback("\n".join(stopped))
-        assert any("exited normally" in line for line in after)  # untouched: it runs to its end
-        if any(line.strip().endswith("heap: interrupted") for line in stopped):
-            return
-    raise AssertionError("Ctrl-C never stopped heap chunks:\n" + "\n".join(stopped))
+    stopped, after = ctrl_c_during_heap_chunks()
+    assert any(line.strip().endswith("heap: interrupted") for line in stopped), "\n".join(stopped)
+    no_traceback("\n".join(stopped))
+    assert any("exited normally" in line for line in after)  # untouched: it runs to its end
