@@ -425,10 +425,12 @@ def confirms_single_region(last: Optional[Batch], top: int, problems: Sequence[P
 def heap_spans(reader: Reader, arena: Arena, sbrk_base: int) -> List[Tuple[int, int]]:
     """[start, end) of each of the arena's heap regions, or of one span holding them all: a
     contiguous main heap (NONCONTIGUOUS_BIT clear) lies within sbrk_base..the end of top, so
-    its regions need not be found (a walk of the whole heap) to know what is inside it."""
+    its regions need not be found (a walk of the whole heap) to know what is inside it.  A top
+    size past system_mem is damage (house of force), not the heap's end: the regions then."""
     if arena.main and not arena.loaded and not arena.state.flags & NONCONTIGUOUS_BIT and sbrk_base:
-        end = _top_end(reader, arena.state.top)
-        if end is not None and sbrk_base <= arena.state.top < end:
+        top = arena.state.top
+        end = _top_end(reader, top)
+        if end is not None and sbrk_base <= top < end <= top + arena.state.system_mem:
             return [(sbrk_base, end)]
     return [(r.start, r.end) for r in arena.heaps]
 

@@ -696,3 +696,21 @@ def test_bins_whose_links_end_or_cross_a_cache_block():
     small = next(c for c in bins_of(s, heap)[0] if c.kind == "small")
     assert list(small.chunks[:2]) == [placed[2], odd]
     assert small.sizes[1] == s.peek(odd + 8) & ~7
+
+
+def test_a_damaged_top_size_is_not_the_main_heaps_end():
+    """heap_spans takes sbrk_base .. the end of top as the contiguous main heap's one span, but
+    not when top's size is past system_mem (house of force: -1): that span would hold libc's
+    data (2.43's static dummy tcache) and everything else above the heap."""
+    from tests.synthetic import HeapBuilder
+    b = HeapBuilder((2, 36), 8)
+    b.chunk(0x20)
+    s = b.build()
+    heap = s.heap()
+    arena = heap.main_arena
+    [(start, end)] = model.heap_spans(heap.reader, arena, heap.mp.sbrk_base)
+    assert (start, end) == (heap.mp.sbrk_base, s.top + (s.peek(s.top + 8) & ~7))
+    s.poke(s.top + 8, (1 << 64) - 8 | 1)  # top's size: -1
+    damaged = s.heap()
+    spans = model.heap_spans(damaged.reader, damaged.main_arena, damaged.mp.sbrk_base)
+    assert all(e - st <= damaged.main_arena.state.system_mem for st, e in spans), spans
