@@ -27,9 +27,10 @@ from typing import Dict, List, Optional, Sequence, Tuple
 from . import glibc_checks as gc
 from . import paths
 from .errors import MemoryReadError
+from .free_index import FreeIndex
 from .heap import Heap
 from .model import (IS_MMAPPED, NON_MAIN_ARENA, NONCONTIGUOUS_BIT, PREV_INUSE, SIZE_BITS, Arena, BinChain,
-                    HeapRegion, Pointers, Problem, bin_at, bin_label, heap_for_ptr, heap_initialised)
+                    HeapRegion, Pointers, Problem, bin_at, bin_label, free_index, heap_for_ptr, heap_initialised)
 
 REGULAR = ("unsorted", "small", "large")
 
@@ -94,7 +95,7 @@ class Checker:
         arena = self.arena
         chains, bin_problems = self.heap.bins(arena)
         self.problems += bin_problems
-        regular = {c: (chain.kind, chain.index) for chain in chains if chain.kind in REGULAR for c in chain.chunks}
+        regular = free_index([chain for chain in chains if chain.kind in REGULAR])
         # Sorted arrays, not sets: 10^7 chunks put millions in the bins, and these are asked
         # only about the chunks a problem names.
         fast = array("Q", sorted(chain_from.from_iterable(c.chunks for c in chains if c.kind == "fast")))
@@ -165,12 +166,11 @@ class Checker:
             return False
 
     # -- the chunk walk --------------------------------------------------------------------
-    def walk(self, regular: Dict[int, Tuple[str, int]], fast: Sequence[int], listed: Sequence[int]) -> Walked:
+    def walk(self, regular: FreeIndex, fast: Sequence[int], listed: Sequence[int]) -> Walked:
         """The one walk of the arena's heap, each batch checked as it comes and then let go
         (nothing is kept per chunk: a heap of 10^7 chunks costs no more memory than a small
         one): neighbours, arena_bits, and where each chunk a bin lists (`listed`, sorted) lies."""
         walked = Walked()
-        in_regular = array("Q", sorted(regular))
         current: Optional[HeapRegion] = None
         last: Optional[Tuple[int, int]] = None  # the region's last chunk walked so far (address, size field)
         cursor = 0  # the listed chunks before it are placed
@@ -183,8 +183,10 @@ class Checker:
                 last, cursor = None, bisect_left(listed, addresses[0])
             current = region  # the first region's batches may come from two walks (Heap.region_chunk_batches)
             walked.chunks += len(addresses)
-            self.neighbours(addresses, sizes, last, regular, in_regular, fast, walked.neighbours)
-            self.arena_bits(addresses, sizes, regular, walked.arena_bits)
+            # the batch's chunks in a regular bin, and the chunk before the batch's
+            here = regular.around(last[0] if last is not None else addresses[0], addresses[-1])
+            self.neighbours(addresses, sizes, last, here, fast, walked.neighbours)
+            self.arena_bits(addresses, sizes, here, walked.arena_bits)
             cursor = self.listed_in(addresses, sizes, last, listed, cursor, walked.inside)
             last = addresses[-1], sizes[-1]
         if current is not None and last is not None:
@@ -192,8 +194,7 @@ class Checker:
         return walked
 
     def neighbours(self, addresses: List[int], sizes: List[int], last: Optional[Tuple[int, int]],
-                   regular: Dict[int, Tuple[str, int]], in_regular: Sequence[int], fast: Sequence[int],
-                   found: List[Problem]) -> None:
+                   regular: Dict[int, Tuple[str, int]], fast: Sequence[int], found: List[Problem]) -> None:
         """PREV_INUSE and prev_size of each chunk of a batch against the chunk before it (`last`:
         the region's chunk before the batch): clear exactly after a chunk in a regular bin, whose
         size the prev_size footer repeats.  Only the chunks with PREV_INUSE clear, those after a
@@ -203,7 +204,9 @@ class Checker:
         look = set(compress(range(n), map(not_, map(and_, sizes, repeat(PREV_INUSE)))))
         look.add(0)
         k = 0
-        for chunk in in_regular[bisect_left(in_regular, addresses[0]):bisect_right(in_regular, addresses[-1])]:
+        for chunk in regular:  # sorted (FreeIndex.around)
+            if chunk < addresses[0]:
+                continue
             try:
                 k = addresses.index(chunk, k)
             except ValueError:  # a bin lists a chunk the walk does not find (listed_but_not_walked)

@@ -17,7 +17,8 @@ from .memory import Reader
 from .mappings import Mapping, containing
 from .progress import QUIET
 from .mmapped import MmappedChunk, PageScan, find_all, mmapped_header
-from .model import Arena, BinChain, FreeIndex, HeapRegion, MallocPar, Problem
+from .free_index import FreeIndex
+from .model import Arena, BinChain, HeapRegion, MallocPar, Problem
 from .symbols import SymbolLookup, no_symbol
 
 
@@ -169,7 +170,8 @@ class Heap:
         self._mp: Optional[MallocPar] = None
         self._arenas: Optional[List[Arena]] = None
         self._chains: Dict[Tuple[int, Tuple[str, ...]], Tuple[List[BinChain], List[Problem]]] = {}
-        self._all_tcache: Optional[FreeIndex] = None
+        self._all_tcache: Optional[List[BinChain]] = None
+        self._free: Dict[int, FreeIndex] = {}  # arena -> free_index
         self._threads: Optional[List[ThreadInfo]] = None
         self._resync: Dict[int, model.Resync] = {}
         self._mid_update: Optional[MidUpdate] = None
@@ -304,20 +306,18 @@ class Heap:
             out.append(ThreadTcache(t, address, chains, problems))
         return out
 
-    def all_tcache_index(self) -> FreeIndex:
-        """Chunks in any thread's tcache (the contract: they are free, bin tcache)."""
+    def all_tcache_chains(self) -> List[BinChain]:
+        """Every thread's tcache bins, the selected thread's first (the contract: their chunks
+        are free, bin tcache)."""
         if self._all_tcache is None:
-            index: FreeIndex = {}
+            self._all_tcache = []
             others = [t.tcache for t in self.threads if not t.selected]
             for address in [self.tcache] + others:
                 if address and self._in_a_heap(address):
                     try:
-                        chains = model.read_tcache(self.reader, self.layout, address, self.mp)
+                        self._all_tcache += model.read_tcache(self.reader, self.layout, address, self.mp)
                     except MemoryReadError:
                         continue  # its damage is reported where that thread's tcache is shown
-                    for chunk, where in model.free_index(chains).items():
-                        index.setdefault(chunk, where)
-            self._all_tcache = index
         return self._all_tcache
 
     # -- bins ------------------------------------------------------------------------------
@@ -331,10 +331,12 @@ class Heap:
         return self._chains[key]
 
     def free_index(self, arena: Arena) -> FreeIndex:
-        chains, _ = self.bins(arena, tuple(k for k in model.BIN_KINDS if k != "tcache"))
-        index = model.free_index(chains)
-        index.update(self.all_tcache_index())  # tcache belongs to threads, not to arenas
-        return index
+        """The arena's free chunks and every thread's tcache's (tcache belongs to threads, not
+        to arenas, and names a chunk a bin lists too)."""
+        if arena.address not in self._free:
+            chains, _ = self.bins(arena, tuple(k for k in model.BIN_KINDS if k != "tcache"))
+            self._free[arena.address] = model.free_index(self.all_tcache_chains() + chains)
+        return self._free[arena.address]
 
     # -- chunks ----------------------------------------------------------------------------
     def resync(self, arena: Arena) -> model.Resync:
@@ -487,9 +489,9 @@ class Heap:
         one or only its size is one glibc writes), read as it is; None where it is not
         readable.  `broken`: the walked chunk whose bad size covers the address."""
         L, H, S = self.layout, self.layout.header_size, self.layout.size_sz
-        named: FreeIndex = {}
-        for one in reversed(self.arenas):
-            named.update(self.free_index(one))
+
+        def named(chunk: int) -> Optional[Tuple[str, int]]:  # the first arena's bins that list it
+            return next((p for p in (self.free_index(one).get(chunk) for one in self.arenas) if p), None)
 
         def plausible(chunk: int) -> bool:
             try:
@@ -497,7 +499,7 @@ class Heap:
             except MemoryReadError:
                 return False
         user = address - H
-        chunk = next((c for c in (user, address) if c in named), None) or \
+        chunk = next((c for c in (user, address) if named(c)), None) or \
             next((c for c in (user, address) if plausible(c)), address)
         try:
             sizef = self.reader.word(chunk + S)
@@ -505,7 +507,7 @@ class Heap:
             return None
         region = next(((a, r) for a in self.arenas for r in a.heaps if r.first_chunk <= chunk < r.end), None)
         arena = region[0] if region else None  # outside every heap: no arena's (a bin may still list it)
-        kind, index = named.get(chunk, (None, None))
+        kind, index = named(chunk) or (None, None)
         state = "top" if arena is not None and chunk == arena.state.top else "free" if kind else "in_use"
         where = Where(address, chunk, sizef, H, arena, state, kind, index, size_checked=False, reached=False)
         if broken is not None:

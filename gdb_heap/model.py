@@ -19,6 +19,7 @@ from typing import Callable, Container, Dict, Iterable, Iterator, List, Literal,
 
 from . import glibc_checks as gc
 from .errors import HeapError, MemoryReadError
+from .free_index import FreeIndex
 from .layouts import NBINS, NSMALLBINS, GlibcLayout, StructLayout
 from .mappings import Mapping
 from .memory import BLOCK, BLOCK_BITS, PAGE, Bytes, Reader
@@ -868,15 +869,9 @@ def read_bins(reader: Reader, layout: GlibcLayout, state: MallocState, tcache: O
     return chains, problems
 
 
-FreeIndex = Dict[int, Tuple[str, int]]
-
-
 def free_index(chains: Sequence[BinChain]) -> FreeIndex:
-    """chunk address -> (bin kind, index), for classifying chunks in one lookup each."""
-    index: FreeIndex = {}
-    for bin_chain in reversed(chains):  # a chunk in two bins (damage) is named by the first
-        index.update(dict.fromkeys(bin_chain.chunks, (bin_chain.kind, bin_chain.index)))
-    return index
+    """chunk address -> (bin kind, index); a chunk in two bins (damage) is named by the first."""
+    return FreeIndex.build(((c.kind, c.index), c.chunks) for c in chains)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -1059,7 +1054,10 @@ def walk_region(reader: Reader, layout: GlibcLayout, region: HeapRegion, top: in
         yield from zip(addresses, sizes)
 
 
-def classify(address: int, top: int, free: FreeIndex) -> Tuple[str, Optional[str], Optional[int]]:
+def classify(address: int, top: int,
+             free: Union[FreeIndex, Dict[int, Tuple[str, int]]]) -> Tuple[str, Optional[str], Optional[int]]:
+    """(state, bin kind, bin index) of a chunk; `free` the free index, or the part of it a batch
+    holds (FreeIndex.around)."""
     if address == top:
         return "top", None, None
     hit = free.get(address)
@@ -1081,7 +1079,6 @@ def summarise(batches: Iterable[Batch], top: int, free: FreeIndex,
     # ((bin, index), size field) -> free chunks: counted as found, not listed (10^7 chunks, a
     # quarter of them free, would make a list of millions of tuples).
     pairs: Counter[Tuple[Tuple[str, int], int]] = Counter()
-    free_sorted = sorted(free)
     top_sizef: Optional[int] = None
     seen = 0
     for addresses, sizes in batches:
@@ -1091,16 +1088,14 @@ def summarise(batches: Iterable[Batch], top: int, free: FreeIndex,
             break
         seen += len(addresses)
         every.update(sizes)
-        lo = bisect_left(free_sorted, addresses[0])
-        hi = bisect_right(free_sorted, addresses[-1])
         k = 0
-        for address in free_sorted[lo:hi]:  # both sorted: each search resumes where the last ended
-            try:
+        for address, where in free.around(addresses[0], addresses[-1]).items():
+            try:  # both sorted: each search resumes where the last ended
                 k = addresses.index(address, k)
             except ValueError:  # a bin points between chunks (damage): not a chunk of this walk
                 continue
             if address != top:
-                pairs[free[address], sizes[k]] += 1
+                pairs[where, sizes[k]] += 1
         if addresses[-1] == top:
             top_sizef = sizes[-1]
         if limit is not None and seen >= limit:

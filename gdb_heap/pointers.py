@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Dict, List, Optional, Sequence, Tuple
 
 from . import model, places
+from .free_index import FreeIndex
 from .layouts import NBINS
 from .heap import Heap
 from .mappings import Mapping
@@ -57,7 +58,7 @@ class Namer:
         self._map_starts = [m.start for m in self.mappings]
         self._starts: Dict[int, List[int]] = {}  # arena -> its chunk starts, sorted
         self._symbols: Dict[int, Optional[Symbol]] = {}
-        self._free: Dict[int, model.FreeIndex] = {}  # arena -> its free chunks (bins and tcaches)
+        self._free: Dict[int, FreeIndex] = {}  # arena -> its free chunks (bins and tcaches)
         self._spans: Optional[List[Tuple[int, int, Arena]]] = None  # every heap region, its arena
         self._spans_final = False  # whether _spans are the regions a walk found (not heap_spans' one span)
 
@@ -69,7 +70,7 @@ class Namer:
             self._starts[arena.address] = starts
         return starts
 
-    def free_of(self, arena: Arena) -> model.FreeIndex:
+    def free_of(self, arena: Arena) -> FreeIndex:
         free = self._free.get(arena.address)
         if free is None:
             free = self._free[arena.address] = self.heap.free_index(arena)

@@ -19,7 +19,8 @@ from typing import Dict, Iterable, List, Optional, Sequence, Tuple
 
 from .errors import MemoryReadError
 from .heap import Heap
-from .model import BIN_KINDS, SIZE_BITS, Batch, FreeIndex, Problem, bin_label, chunksize, heap_initialised
+from .free_index import FreeIndex
+from .model import BIN_KINDS, SIZE_BITS, Batch, Problem, bin_label, chunksize, heap_initialised
 
 # State codes: 0 in use, 1 top, then one per bin kind (2 tcache .. 6 large).
 STATES: Tuple[Tuple[str, Optional[str]], ...] = (("in_use", None), ("top", None)) + tuple(

@@ -13,6 +13,7 @@ from typing import Dict, Iterator, List, Optional, Sequence, Tuple
 from . import model
 from .check import Checker
 from .errors import HeapError, MemoryReadError
+from .free_index import FreeIndex
 from .heap import Heap, ThreadInfo, ThreadTcache, Top, Where
 from .mmapped import mmapped_span
 from .model import BIN_KINDS, SIZE_BITS, Arena, BinChain, Chunk, Problem
@@ -102,8 +103,9 @@ class ChunkRows:
                 addresses, sizes = addresses[:limit - n], sizes[:limit - n]
                 self.stopped = True
             n += len(addresses)
+            here = free.around(addresses[0], addresses[-1]) if addresses else {}
             for address, sizef in zip(addresses, sizes):
-                yield (address, sizef) + classify(address, top, free)
+                yield (address, sizef) + classify(address, top, here)
             if self.stopped:
                 return
 
@@ -112,8 +114,9 @@ class ChunkRows:
         top = self.arena.state.top
         only, limit, n = self.only, self.limit, 0
         for addresses, sizes in self.heap.chunk_batches(self.arena, self.problems):
+            here = free.around(addresses[0], addresses[-1]) if addresses else {}
             for address, sizef in zip(addresses, sizes):
-                row = (address, sizef) + model.classify(address, top, free)
+                row = (address, sizef) + model.classify(address, top, here)
                 if not only.accepts(row):
                     continue
                 if limit is not None and n >= limit:
@@ -194,7 +197,7 @@ def chunk_view(heap: Heap, address: int) -> ChunkView:
     if arena is not None:
         top, free = arena.state.top, heap.free_index(arena)
     else:
-        top, free = -1, {}
+        top, free = -1, FreeIndex()
     c = model.chunk_at(heap.reader, layout, where.chunk, top, free)
     if not where.reached:  # a header no walk reached: classified by every arena's bins
         c.state, c.bin, c.bin_index = where.state, where.bin, where.bin_index
@@ -214,7 +217,7 @@ def chunk_view(heap: Heap, address: int) -> ChunkView:
     return view
 
 
-def neighbour(heap: Heap, address: Optional[int], top: int, free: model.FreeIndex) -> Optional[Neighbour]:
+def neighbour(heap: Heap, address: Optional[int], top: int, free: FreeIndex) -> Optional[Neighbour]:
     if address is None:
         return None
     try:

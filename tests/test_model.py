@@ -12,6 +12,7 @@ import pytest
 from gdb_heap import model
 from gdb_heap.check import check_arena
 from gdb_heap.errors import HeapError
+from gdb_heap.free_index import FreeIndex
 from gdb_heap.heap import Heap
 from gdb_heap.mappings import Mapping
 from gdb_heap.memory import ImageMemory, Reader
@@ -563,7 +564,7 @@ def test_where_mmapped_chunk():
     assert (w.chunk, w.how, w.offset, w.user_offset, w.state) == (chunk, "inside", 0x1234, 0x1224, "mmapped")
     w = heap.where(chunk + size - 1)
     assert (w.chunk, w.offset) == (chunk, size - 1)
-    c = model.chunk_at(heap.reader, s.layout, chunk, -1, {})
+    c = model.chunk_at(heap.reader, s.layout, chunk, -1, FreeIndex())
     assert c.is_mmapped and c.usable_size == size - 16
 
 

@@ -3,6 +3,7 @@
 from array import array
 from typing import List, Optional, Sequence, Tuple
 
+from gdb_heap.free_index import FreeIndex
 from gdb_heap.snapshot import NO_INDEX, ArenaRecord, Snapshot, diff, diff_arena, diff_mmapped, record_arena
 
 # codes by hand: 0 in use, 1 top, 2 tcache, 3 fast, 4 unsorted, 5 small, 6 large
@@ -100,7 +101,7 @@ def test_mmapped_chunks_that_appear_and_go():
 
 def test_record_arena_classifies_from_batches_and_bins():
     batches = [([0x1000, 0x1290], [0x291, 0x21]), ([0x12b0, 0x12e0], [0x31, 0x20d21])]
-    free = {0x12b0: ("tcache", 1), 0x12e0: ("unsorted", 0), 0x5000: ("fast", 0)}  # top listed, a stray
+    free = FreeIndex.of({0x12b0: ("tcache", 1), 0x12e0: ("unsorted", 0), 0x5000: ("fast", 0)})  # top listed, a stray
     r = record_arena(0x7000, True, 0x12e0, 0x20d20, 0x21000, iter(batches), free)
     assert list(r.addresses) == [0x1000, 0x1290, 0x12b0, 0x12e0] and list(r.sizes) == [0x291, 0x21, 0x31, 0x20d21]
     assert [r.row(i)[2:] for i in range(4)] == [("in_use", None, None), ("in_use", None, None),

@@ -1,0 +1,96 @@
+"""Which bin holds each free chunk: chunk address -> (bin kind, bin index).
+
+A big heap has millions of free chunks; as a dict they cost about 100 bytes each in gdb (a
+hash slot, an entry, an int object), so the index is two compact arrays sorted by address
+(10 bytes a chunk) and a lookup is a binary search.  Code that classifies a walk's chunks one
+by one asks `around(first, last)` for a plain dict of the free chunks inside one batch.
+"""
+
+from __future__ import annotations
+
+from array import array
+from bisect import bisect_left, bisect_right
+from itertools import islice, repeat
+from operator import and_, eq, lshift, or_, rshift
+from typing import Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
+
+Place = Tuple[str, int]  # (bin kind, bin index)
+
+_GROUP_BITS = 16  # room for the group number beside each address while sorting
+
+
+class FreeIndex:
+    """chunk address -> (bin kind, index), read-only once built (see `build`)."""
+
+    __slots__ = ("addresses", "_where", "_places")
+
+    def __init__(self) -> None:
+        self.addresses = array("Q")  # sorted, no repeats
+        self._where = array("H")  # each address's place, as an index into _places
+        self._places: List[Place] = []
+
+    @classmethod
+    def build(cls, groups: Iterable[Tuple[Place, Sequence[int]]]) -> FreeIndex:
+        """The index of (place, chunks) groups; a chunk in several groups (damage: a chunk in
+        two bins) keeps the first group's place."""
+        index = cls()
+        packed: List[int] = []
+        for n, (place, chunks) in enumerate(groups):
+            if n >> _GROUP_BITS:
+                raise ValueError("too many bins for one index")
+            index._places.append(place)
+            # address and group in one int, so that one sort at C speed orders both
+            packed.extend(map(or_, map(lshift, chunks, repeat(_GROUP_BITS)), repeat(n)))
+        packed.sort()
+        addresses = array("Q", map(rshift, packed, repeat(_GROUP_BITS)))
+        where = array("H", map(and_, packed, repeat((1 << _GROUP_BITS) - 1)))
+        del packed
+        if any(map(eq, addresses, islice(addresses, 1, None))):  # keep the first of each repeat
+            keep = [i for i in range(len(addresses)) if not i or addresses[i] != addresses[i - 1]]
+            addresses = array("Q", map(addresses.__getitem__, keep))
+            where = array("H", map(where.__getitem__, keep))
+        index.addresses, index._where = addresses, where
+        return index
+
+    @classmethod
+    def of(cls, places: Dict[int, Place]) -> FreeIndex:
+        """The index of a plain {chunk: place} dict."""
+        return cls.build(((place, [chunk]) for chunk, place in places.items()))
+
+    def __len__(self) -> int:
+        return len(self.addresses)
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(self.addresses)
+
+    def _find(self, address: int) -> int:
+        i = bisect_left(self.addresses, address)
+        return i if i < len(self.addresses) and self.addresses[i] == address else -1
+
+    def __contains__(self, address: object) -> bool:
+        return isinstance(address, int) and self._find(address) >= 0
+
+    def __getitem__(self, address: int) -> Place:
+        i = self._find(address)
+        if i < 0:
+            raise KeyError(address)
+        return self._places[self._where[i]]
+
+    def get(self, address: int, default: Optional[Place] = None) -> Optional[Place]:
+        i = self._find(address)
+        return self._places[self._where[i]] if i >= 0 else default
+
+    def items(self) -> Iterator[Tuple[int, Place]]:
+        return zip(self.addresses, map(self._places.__getitem__, self._where))
+
+    def values(self) -> Iterator[Place]:
+        return map(self._places.__getitem__, self._where)
+
+    def around(self, first: int, last: int) -> Dict[int, Place]:
+        """The free chunks from `first` to `last` (both included) as a dict: for classifying
+        a walk's batch one chunk at a time at dict speed."""
+        lo, hi = bisect_left(self.addresses, first), bisect_right(self.addresses, last)
+        return dict(zip(self.addresses[lo:hi], map(self._places.__getitem__, self._where[lo:hi])))
+
+    def nbytes(self) -> int:
+        return len(self.addresses) * (self.addresses.itemsize + self._where.itemsize)

@@ -1,0 +1,38 @@
+"""FreeIndex: the free chunks as sorted compact arrays, checked against hand-written places."""
+
+from gdb_heap.free_index import FreeIndex
+
+
+def test_build_sorts_and_keeps_the_first_group_of_a_chunk_in_two_bins():
+    index = FreeIndex.build([(("tcache", 2), [0x5030, 0x5010]),
+                             (("fast", 1), [0x4000, 0x5010]),  # 0x5010 also in a fast bin (damage)
+                             (("small", 5), [0x9000])])
+    assert list(index) == [0x4000, 0x5010, 0x5030, 0x9000]
+    assert list(index.items()) == [(0x4000, ("fast", 1)), (0x5010, ("tcache", 2)), (0x5030, ("tcache", 2)),
+                                   (0x9000, ("small", 5))]
+    assert len(index) == 4 and index.nbytes() == 4 * (8 + 2)
+
+
+def test_lookups_hit_only_listed_addresses():
+    index = FreeIndex.of({0x1000: ("unsorted", 1), 0x2000: ("large", 64)})
+    assert index[0x2000] == ("large", 64) and index.get(0x1000) == ("unsorted", 1)
+    assert index.get(0x1010) is None and index.get(0x3000, ("x", 0)) == ("x", 0)
+    assert 0x1000 in index and 0x1008 not in index and 0xfff not in index and "0x1000" not in index
+    try:
+        index[0x1fff]
+    except KeyError as e:
+        assert e.args == (0x1fff,)
+    else:
+        raise AssertionError("a missing chunk is a KeyError")
+
+
+def test_around_gives_the_batch_range_both_ends_included():
+    index = FreeIndex.of({0x100: ("fast", 0), 0x200: ("fast", 1), 0x300: ("small", 2), 0x400: ("large", 70)})
+    assert index.around(0x200, 0x300) == {0x200: ("fast", 1), 0x300: ("small", 2)}
+    assert index.around(0x201, 0x2ff) == {}
+    assert list(index.around(0, 0x1000)) == [0x100, 0x200, 0x300, 0x400]  # address order
+
+
+def test_an_empty_index():
+    index = FreeIndex()
+    assert len(index) == 0 and list(index.items()) == [] and index.get(0x10) is None and index.around(0, 99) == {}
