@@ -62,6 +62,11 @@ PAGE = 1 << 12
 # asked and not kept: each free chunk is visited once by the bin walks, so a small read per
 # link beats re-reading whole blocks in a cycle (what an LRU would do on a big heap).
 CACHE_BLOCKS = 4608
+# A heap many times the cache's size is read at random by its bins: a cached block serves few of
+# its links before the cache is full, so a heap past FEW_BLOCKS_ABOVE bytes gets this smaller
+# cache (Reader.limit_cache), which keeps gdb's memory flat at ten million chunks.
+FEW_BLOCKS = 1024
+FEW_BLOCKS_ABOVE = 2 * CACHE_BLOCKS * BLOCK
 
 
 class Slab:
@@ -120,6 +125,11 @@ class Reader:
         self._before_start, self._before_len = 0, 0
         self._before_data: Bytes = b""
         self._slab = Slab()
+        self.cache_blocks = CACHE_BLOCKS  # how many blocks (and, apart, pages) the cache keeps
+
+    def limit_cache(self, heap_bytes: int) -> None:
+        """Size the cache for heaps of `heap_bytes` in all (before the first reads of them)."""
+        self.cache_blocks = FEW_BLOCKS if heap_bytes > FEW_BLOCKS_ABOVE else CACHE_BLOCKS
 
     # -- raw access ------------------------------------------------------------------------
     def _load(self, base: int, length: int, into: Dict[int, Optional[Bytes]]) -> Optional[Bytes]:
@@ -127,7 +137,7 @@ class Reader:
             data: Optional[Bytes] = self.memory.read(base, length)
         except MemoryReadError:
             data = None
-        if len(into) < CACHE_BLOCKS:
+        if len(into) < self.cache_blocks:
             into[base] = data = self._slab.store(data) if data is not None else None
             if data is not None and into is self._blocks and self._native:
                 self._word_blocks[base >> BLOCK_BITS] = memoryview(data).cast("B").cast(
@@ -144,7 +154,7 @@ class Reader:
             base = address & ~(size - 1)
             if base in cache:
                 data = cache[base]
-            elif len(cache) < CACHE_BLOCKS:
+            elif len(cache) < self.cache_blocks:
                 data = self._load(base, size, cache)
             else:
                 return None
