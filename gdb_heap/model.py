@@ -1070,16 +1070,16 @@ def summarise(batches: Iterable[Batch], top: int, free: FreeIndex,
               limit: Optional[int] = None) -> Counter[Tuple[str, Optional[str], int]]:
     """Counts of chunks by (state, bin, size), from walk_region_batches' batches.
 
-    Every chunk is counted by its size field at C speed (Counter.update on whole batches);
-    only the free chunks are then looked at one by one (the sorted free addresses within the
-    batch's range, each found by a forward scan) and moved to their bin's row.  Top stays top
-    (as in classify).
+    Every chunk is counted at C speed (Counter.update on whole batches): by its size field
+    alone in a batch without free chunks, else by (its bin or None, size field), the bins
+    taken from the batch's part of the free index.  Top stays top (as in classify).
     """
-    every: Counter[int] = Counter()  # size field (flags in) -> chunks
-    # ((bin, index), size field) -> free chunks: counted as found, not listed (10^7 chunks, a
-    # quarter of them free, would make a list of millions of tuples).
-    pairs: Counter[Tuple[Tuple[str, int], int]] = Counter()
+    every: Counter[int] = Counter()  # size field (flags in) -> chunks not in a bin
+    # ((bin, index) or None, size field) -> chunks of the batches that hold free ones
+    pairs: Counter[Tuple[Optional[Tuple[str, int]], int]] = Counter()
     top_sizef: Optional[int] = None
+    top_where: Optional[Tuple[str, int]] = None  # a bin listing top (damage)
+    top_paired = False  # top was counted in pairs, not in every
     seen = 0
     for addresses, sizes in batches:
         if limit is not None and seen + len(addresses) > limit:
@@ -1087,26 +1087,27 @@ def summarise(batches: Iterable[Batch], top: int, free: FreeIndex,
         if not addresses:
             break
         seen += len(addresses)
-        every.update(sizes)
-        k = 0
-        for address, where in free.around(addresses[0], addresses[-1]).items():
-            try:  # both sorted: each search resumes where the last ended
-                k = addresses.index(address, k)
-            except ValueError:  # a bin points between chunks (damage): not a chunk of this walk
-                continue
-            if address != top:
-                pairs[where, sizes[k]] += 1
+        here = free.around(addresses[0], addresses[-1])
+        if here:
+            pairs.update(zip(map(here.get, addresses), sizes))
+        else:
+            every.update(sizes)
         if addresses[-1] == top:
-            top_sizef = sizes[-1]
+            top_sizef, top_where, top_paired = sizes[-1], here.get(top), bool(here)
         if limit is not None and seen >= limit:
             break
     rows: Counter[Tuple[str, Optional[str], int]] = Counter()
-    for ((kind, _), sizef), count in pairs.items():
-        every[sizef] -= count
-        rows["free", kind, sizef & ~SIZE_BITS] += count
     if top_sizef is not None:
-        every[top_sizef] -= 1
+        if top_paired:
+            pairs[top_where, top_sizef] -= 1
+        else:
+            every[top_sizef] -= 1
         rows["top", None, top_sizef & ~SIZE_BITS] += 1
+    for (where, sizef), count in pairs.items():
+        if where is None:
+            every[sizef] += count
+        elif count:
+            rows["free", where[0], sizef & ~SIZE_BITS] += count
     for sizef, count in every.items():
         if count:
             rows["in_use", None, sizef & ~SIZE_BITS] += count

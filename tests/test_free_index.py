@@ -36,3 +36,22 @@ def test_around_gives_the_batch_range_both_ends_included():
 def test_an_empty_index():
     index = FreeIndex()
     assert len(index) == 0 and list(index.items()) == [] and index.get(0x10) is None and index.around(0, 99) == {}
+
+
+def test_summarise_counts_bins_top_and_strays_by_hand():
+    from gdb_heap.model import summarise
+    # two batches: the first has no free chunk; the second holds a fast chunk, a small one, and
+    # top, which a bin lists too (damage); a bin also lists 0x5008, which is no walked chunk.
+    batches = [([0x1000, 0x1020, 0x1050], [0x21, 0x31, 0x21]),
+               ([0x1070, 0x1090, 0x1190, 0x11b0], [0x21, 0x101, 0x21, 0x20e51])]
+    free = FreeIndex.of({0x1070: ("fast", 0), 0x1090: ("small", 16), 0x11b0: ("unsorted", 1),
+                         0x5008: ("fast", 0)})
+    rows = summarise(iter(batches), 0x11b0, free)
+    assert dict(rows) == {("in_use", None, 0x20): 3, ("in_use", None, 0x30): 1, ("free", "fast", 0x20): 1,
+                          ("free", "small", 0x100): 1, ("top", None, 0x20e50): 1}
+    # top alone in its batch, as the walk gives it, and no bin listing it
+    rows = summarise(iter([([0x1000], [0x21]), ([0x1020], [0x20fe1])]), 0x1020, FreeIndex())
+    assert dict(rows) == {("in_use", None, 0x20): 1, ("top", None, 0x20fe0): 1}
+    # a limit cuts inside the second batch
+    rows = summarise(iter(batches), 0x11b0, free, limit=4)
+    assert dict(rows) == {("in_use", None, 0x20): 2, ("in_use", None, 0x30): 1, ("free", "fast", 0x20): 1}
