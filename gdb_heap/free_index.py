@@ -68,7 +68,12 @@ class FreeIndex:
         return i if i < len(self.addresses) and self.addresses[i] == address else -1
 
     def __contains__(self, address: object) -> bool:
-        return isinstance(address, int) and self._find(address) >= 0
+        a = self.addresses  # inlined _find: link naming asks this of every link
+        try:
+            i = bisect_left(a, address)  # type: ignore[call-overload]
+        except TypeError:  # not an int
+            return False
+        return i < len(a) and bool(a[i] == address)
 
     def __getitem__(self, address: int) -> Place:
         i = self._find(address)
@@ -77,8 +82,9 @@ class FreeIndex:
         return self._places[self._where[i]]
 
     def get(self, address: int, default: Optional[Place] = None) -> Optional[Place]:
-        i = self._find(address)
-        return self._places[self._where[i]] if i >= 0 else default
+        a = self.addresses
+        i = bisect_left(a, address)
+        return self._places[self._where[i]] if i < len(a) and a[i] == address else default
 
     def items(self) -> Iterator[Tuple[int, Place]]:
         return zip(self.addresses, map(self._places.__getitem__, self._where))
