@@ -1,0 +1,124 @@
+"""gdb_heap.memory's Reader: exact values (unsigned words whatever the width), the runs it serves
+without reading again (counted with ImageMemory.reads: bulk reads are the project's rule), and
+an uncached or cleared reader never answering from bytes read before."""
+
+import pytest
+
+from gdb_heap import memory
+from gdb_heap.errors import MemoryReadError
+from gdb_heap.memory import BLOCK, PAGE, ImageMemory, Reader
+
+BASE = 0x7F0000000000
+LONE = 0x7F0000100000 + 3 * PAGE  # one readable page inside an otherwise unreadable block
+
+
+def selfish(start: int, length: int) -> bytearray:
+    """Words holding their own address."""
+    return bytearray(b"".join(a.to_bytes(8, "little") for a in range(start, start + length, 8)))
+
+
+def image() -> ImageMemory:
+    return ImageMemory({BASE: selfish(BASE, 3 * BLOCK), LONE: selfish(LONE, PAGE)})
+
+
+def test_unsigned_elements_of_every_width():
+    ones = bytes([0xFF] * PAGE)
+    r = Reader(ImageMemory({BASE: ones}), 8)
+    assert r.array(BASE, 2, 1) == (0xFF, 0xFF)
+    assert r.array(BASE, 2, 2) == (0xFFFF, 0xFFFF)
+    assert r.array(BASE, 2, 4) == (0xFFFFFFFF, 0xFFFFFFFF)
+    assert r.array(BASE, 2, 8) == (2**64 - 1, 2**64 - 1)
+    _, words = r.block_words(BASE)
+    assert words[0] == 2**64 - 1
+    r4 = Reader(ImageMemory({0x70000000: ones}), 4)
+    _, words4 = r4.block_words(0x70000000)
+    assert words4[0] == 0xFFFFFFFF
+
+
+def test_unpacker_for_any_count():
+    r = Reader(image(), 8)
+    assert r.unpacker(3).size == 24 and r.unpacker(7).size == 56
+    assert r.unpacker(8).unpack(bytes(selfish(BASE, 64))) == tuple(range(BASE, BASE + 64, 8))
+    assert r.unpacker(9).size == 72
+
+
+@pytest.fixture
+def full(monkeypatch):
+    """A reader whose cache has no room: blocks are read for the one walk that asks."""
+    monkeypatch.setattr(memory, "CACHE_BLOCKS", 0)
+    img = image()
+    return img, Reader(img, 8)
+
+
+def test_block_words_past_the_cache_read_the_whole_block_or_page(full):
+    img, r = full
+    for address in (BASE + BLOCK + 3 * PAGE + 8, BASE + BLOCK + 3 * PAGE + 9, BASE + BLOCK + 0x48):
+        start, words = r.block_words(address)
+        assert start == BASE + BLOCK and len(words) == BLOCK // 8 and words[9] == BASE + BLOCK + 0x48, hex(address)
+    start, words = r.block_words(LONE + 0x11)  # its block is unreadable: its page
+    assert start == LONE and len(words) == PAGE // 8 and words[2] == LONE + 0x10
+
+
+def test_the_block_a_walk_read_serves_the_next_reads(full):
+    img, r = full
+    r.block_words(BASE)
+    reads = img.reads
+    start, data = r.span(BASE, BLOCK)  # the whole block, from its first byte
+    assert (start, len(data)) == (BASE, BLOCK)
+    start, data = r.span(BASE + BLOCK - 16, 16)  # its last two words
+    assert (start, len(data)) == (BASE, BLOCK)
+    assert r.read(BASE + 8, 8) == (BASE + 8).to_bytes(8, "little")
+    assert img.reads == reads
+    # two blocks walked: both kept (a walk hands out its chunks a block behind)
+    r.block_words(BASE + BLOCK)
+    reads = img.reads
+    assert r.read(BASE + 16, 8) == (BASE + 16).to_bytes(8, "little")
+    assert r.read(BASE + BLOCK + 16, 8) == (BASE + BLOCK + 16).to_bytes(8, "little")
+    assert img.reads == reads
+
+
+def test_span_at_address_zero_is_cached_like_any_other():
+    img = ImageMemory({0: bytes(PAGE)})
+    r = Reader(img, 8)
+    start, data = r.span(0, 16)
+    assert (start, len(data)) == (0, PAGE)
+    r.span(0x100, 16)
+    assert img.reads == 2  # the block (unreadable), then the page
+
+
+def test_an_uncached_reader_sees_every_change():
+    buf = bytearray(BLOCK)
+    r = Reader(ImageMemory({BASE: buf}), 8, cache=False)
+    for step in range(1, 4):
+        r.block_words(BASE + 8 * step)
+        r.block_words(BASE + BLOCK - 8)
+        buf[0:8] = step.to_bytes(8, "little")
+        assert r.word(BASE) == step and r.read(BASE, 1) == bytes([step])
+        assert r.span(BASE, 8)[1][:1] == bytes([step])
+
+
+def test_clear_forgets_every_byte_read():
+    buf = bytearray(2 * BLOCK)
+    r = Reader(ImageMemory({BASE: buf}), 8)
+    r.block_words(BASE)
+    r.block_words(BASE + BLOCK)
+    assert r.word(BASE) == 0 and r.word(BASE + BLOCK) == 0
+    buf[0:8] = (7).to_bytes(8, "little")
+    buf[BLOCK:BLOCK + 8] = (9).to_bytes(8, "little")
+    r.clear()
+    assert r.words(BASE + BLOCK, 1) == (9,)  # the run read last first
+    assert r.word(BASE) == 7 and r.read(BASE + BLOCK, 1) == b"\x09"
+    assert r.span(BASE, 8)[1][:1] == b"\x07"
+    with pytest.raises(MemoryReadError):
+        r.read(0, 1)  # nothing kept at address 0 either
+
+
+def test_overlapping_regions_the_lowest_start_first_then_the_first_added():
+    img = ImageMemory({0x1000: b"\xAA" * 0x2000})
+    img.add(0x1800, b"\x00" * 0x100)
+    img.add(0x1000, b"\x11" * 0x10)
+    assert img.read(0x1800, 4) == b"\xAA" * 4
+    assert img.read(0x1000, 4) == b"\xAA" * 4
+    low = ImageMemory({0x2000: b"\x00" * 0x10})
+    low.add(0x1000, b"\xFF" * 0x2000)
+    assert low.read(0x2000, 4) == b"\xFF" * 4
