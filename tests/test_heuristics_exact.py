@@ -16,7 +16,7 @@ from typing import Dict, List, Optional, Set
 
 import pytest
 
-from gdb_heap import heuristics
+from gdb_heap import heuristics, memory
 from gdb_heap.errors import HeapError
 from gdb_heap.layouts import GlibcLayout, layout_for
 from gdb_heap.mappings import Mapping
@@ -142,10 +142,10 @@ def test_valid_arena_top():
 
 
 def test_valid_arena_fastbins():
-    for fb, ok in ((HEAP + 0x20, True), (HEAP + 0x21, False), (HEAP + 0x3000, False)):
+    for fb, score in ((HEAP + 0x20, 128), (HEAP + 0x21, 0), (HEAP + 0x3000, 0)):
         img = arena_image()
         img.put(ARENA + L36.malloc_state.offset("fastbinsY") + 8, fb)
-        assert (heuristics.valid_arena(img.reader(), L36, ARENA) == 128) is ok, hex(fb)
+        assert heuristics.valid_arena(img.reader(), L36, ARENA) == score, hex(fb)
 
 
 def test_valid_arena_ring():
@@ -171,11 +171,26 @@ def test_valid_arena_ring():
 
 
 def test_valid_arena_system_mem_at_most_its_maximum():
-    for sm, ok in ((0x21000, True), (0x21001, False)):
+    for sm, score in ((0x21000, 128), (0x21001, 0)):
         img = arena_image()
         img.put(ARENA + L36.malloc_state.offset("system_mem"), sm)
         img.put(ARENA + L36.malloc_state.offset("max_system_mem"), 0x21000)
-        assert (heuristics.valid_arena(img.reader(), L36, ARENA) == 128) is ok
+        assert heuristics.valid_arena(img.reader(), L36, ARENA) == score
+
+
+def test_valid_arena_ring_longer_than_max_arenas_is_no_ring():
+    """A `next` chain through MAX_ARENAS distinct readable arenas that never comes back: arena k
+    of the chain at CHAIN + 8k, so its next field (0x870 in) holds arena k + 1."""
+    from gdb_heap.model import MAX_ARENAS
+    img = arena_image()
+    chain = 0x7FFFF7000000
+    img.region(chain, (8 * (MAX_ARENAS + 2) + 0x898 + 0xFFF) // 0x1000 * 0x1000)
+    for k in range(MAX_ARENAS + 2):
+        img.put(chain + 8 * k + 0x870, chain + 8 * (k + 1))
+    img.put(ARENA + 0x870, chain)
+    assert heuristics.valid_arena(img.reader(), L36, ARENA) == 0
+    img.put(chain + 8 * (MAX_ARENAS - 2) + 0x870, ARENA)  # back after MAX_ARENAS - 1 others: a ring
+    assert heuristics.valid_arena(img.reader(), L36, ARENA) == 127 + MAX_ARENAS
 
 
 # -- arena_candidates -----------------------------------------------------------------------------
@@ -462,13 +477,21 @@ def test_pieces_retry_spans_of_two_pages_or_more_page_by_page():
     assert heuristics._words(r, (P + 1, P + 0x18)) == (P + 8, (P + 8, P + 0x10))
 
 
-def test_chains_end_cleanly_checks_alignment_and_a_whole_word():
+def test_chains_end_cleanly_checks_alignment_and_a_whole_word(monkeypatch):
+    """With the Reader's cache full every read goes to the image as asked, so a region can end
+    inside a word (a cached Reader reads whole pages)."""
+    monkeypatch.setattr(memory, "CACHE_BLOCKS", 0)
     L = L36
     tcache = 0x555555560010
     img = Image()
     img.region(tcache, L.tcache_perthread.size)
     entries = tcache + L.tcache_perthread.offset("entries")
-    bad = 0x555555570008  # misaligned, readable, and its word reveals to 0 (the end of the chain)
+    good = 0x555555570010  # aligned, its word reveals to 0: a chain of one
+    img.region(good - 0x10, 0x20)
+    img.put(good, good >> 12)
+    img.put(entries, good)
+    assert heuristics._chains_end_cleanly(img.reader(), L, tcache)
+    bad = 0x555555571008  # misaligned, readable, and its word reveals to 0 as well
     img.region(bad, 0x10)
     img.put(bad, bad >> 12)
     img.put(entries, bad)
