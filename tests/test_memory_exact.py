@@ -122,3 +122,74 @@ def test_overlapping_regions_the_lowest_start_first_then_the_first_added():
     low = ImageMemory({0x2000: b"\x00" * 0x10})
     low.add(0x1000, b"\xFF" * 0x2000)
     assert low.read(0x2000, 4) == b"\xFF" * 4
+
+
+def test_order_and_unsigned_words():
+    ones = bytes([0xFF] * PAGE)
+    r = Reader(ImageMemory({BASE: ones}), 8)
+    assert r.order == "little" and Reader(image(), 8, little_endian=False).order == "big"
+    assert r.word(BASE) == 2**64 - 1 and r.words(BASE, 2) == (2**64 - 1, 2**64 - 1)
+    assert Reader(ImageMemory({0x70000000: ones}), 4).word(0x70000000) == 0xFFFFFFFF
+
+
+def test_word_blocks_are_the_cached_blocks_as_words():
+    r = Reader(image(), 8)
+    assert r.word_blocks() == {}
+    r.word(BASE + BLOCK + 8)
+    blocks = r.word_blocks()
+    assert list(blocks) == [(BASE + BLOCK) >> 16] and blocks[(BASE + BLOCK) >> 16][1] == BASE + BLOCK + 8
+    r.word(LONE)  # a page, not a block: not among them
+    assert list(r.word_blocks()) == [(BASE + BLOCK) >> 16]
+    ones = Reader(ImageMemory({BASE: bytes([0xFF] * BLOCK)}), 8)
+    ones.word(BASE)
+    assert ones.word_blocks()[BASE >> 16][0] == 2**64 - 1
+    four = Reader(ImageMemory({0x70000000: bytes([0xFF] * BLOCK)}), 4)
+    four.word(0x70000000)
+    assert len(four.word_blocks()[0x7000]) == BLOCK // 4 and four.word_blocks()[0x7000][0] == 0xFFFFFFFF
+    # only where the target's byte order is this machine's (x86), and never uncached
+    big = Reader(image(), 8, little_endian=False)
+    big.word(BASE)
+    assert big.word_blocks() == {}
+    uncached = Reader(image(), 8, cache=False)
+    uncached.word(BASE)
+    assert uncached.word_blocks() == {}
+
+
+def test_a_fresh_reader_holds_nothing():
+    r = Reader(ImageMemory({0: bytes(PAGE)}), 8)
+    assert r.read(0, 4) == bytes(4)  # address 0 is an address like any other
+    empty = Reader(ImageMemory({}), 8)
+    with pytest.raises(MemoryReadError, match="cannot read 1 bytes at 0x0;"):
+        empty.read(0, 1)
+    with pytest.raises(MemoryReadError, match="cannot read 8 bytes at 0x0;"):
+        empty.word(0)
+
+
+def test_image_memory_edges():
+    img = image()
+    assert img.read(BASE, 0) == b""
+    for address, length in ((BASE, -1), (-8, 8), (BASE + 3 * BLOCK - 4, 8)):
+        with pytest.raises(MemoryReadError, match=f"cannot read {length} bytes at"):
+            img.read(address, length)
+
+
+def test_the_walks_blocks_and_the_last_run_serve_reads_to_their_edges(monkeypatch):
+    """Cache room for one block: block 0 cached; blocks 1 and 2 read for a walk (kept as the
+    walk's block and the one before it); then block 0 read again is the last run.  Reads at
+    each run's first and last bytes come from what was read, not from the memory again."""
+    monkeypatch.setattr(memory, "CACHE_BLOCKS", 1)
+    img = image()
+    r = Reader(img, 8)
+    r.word(BASE)
+    r.block_words(BASE + BLOCK)
+    r.block_words(BASE + 2 * BLOCK)
+    reads = img.reads
+    assert r.words(BASE + 2 * BLOCK, 1) == (BASE + 2 * BLOCK,)  # the last run: block 2
+    r.word(BASE + 8)  # block 0, cached: now the last run
+    for address in (BASE + 2 * BLOCK, BASE + 3 * BLOCK - 8, BASE + BLOCK, BASE + 2 * BLOCK - 8, BASE,
+                    BASE + BLOCK - 8):
+        assert r.read(address, 8) == address.to_bytes(8, "little"), hex(address)
+    assert img.reads == reads
+    r.block_words(BASE + 2 * BLOCK)  # past the cache's room a walk reads its block again: once
+    assert r.read(BASE + BLOCK - 8, 8) == (BASE + BLOCK - 8).to_bytes(8, "little")  # block 0 from the cache
+    assert img.reads == reads + 1
