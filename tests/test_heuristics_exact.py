@@ -249,7 +249,7 @@ def s() -> Synthetic:
 
 def test_valid_mp_rejects_what_mp_cannot_hold(s):
     base = mp_score(s)
-    assert base > 0
+    assert base > 0 and mp_score(s, 0x10000) == 0  # unreadable
     ok: List[Dict[str, int]] = [
         dict(n_mmaps=2, max_n_mmaps=2), dict(mmapped_mem=0x3000, max_mmapped_mem=0x3000),
         dict(no_dyn_threshold=1), dict(mmap_threshold=1 << 40, trim_threshold=128 * KiB),
