@@ -185,6 +185,7 @@ def test_the_walks_blocks_and_the_last_run_serve_reads_to_their_edges(monkeypatc
     r.block_words(BASE + 2 * BLOCK)
     reads = img.reads
     assert r.words(BASE + 2 * BLOCK, 1) == (BASE + 2 * BLOCK,)  # the last run: block 2
+    assert r.words(BASE + 3 * BLOCK - 8, 1) == (BASE + 3 * BLOCK - 8,)  # to its last word
     r.word(BASE + 8)  # block 0, cached: now the last run
     for address in (BASE + 2 * BLOCK, BASE + 3 * BLOCK - 8, BASE + BLOCK, BASE + 2 * BLOCK - 8, BASE,
                     BASE + BLOCK - 8):
@@ -192,4 +193,5 @@ def test_the_walks_blocks_and_the_last_run_serve_reads_to_their_edges(monkeypatc
     assert img.reads == reads
     r.block_words(BASE + 2 * BLOCK)  # past the cache's room a walk reads its block again: once
     assert r.read(BASE + BLOCK - 8, 8) == (BASE + BLOCK - 8).to_bytes(8, "little")  # block 0 from the cache
+    assert r.span(BASE + BLOCK - 16, 16)[0] == BASE  # its last two words: the cached block
     assert img.reads == reads + 1
