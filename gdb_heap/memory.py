@@ -99,7 +99,6 @@ class Reader:
         self.size_sz = size_sz
         self.order: Literal["little", "big"] = "little" if little_endian else "big"
         self._wfmt = ("<" if little_endian else ">") + ("Q" if size_sz == 8 else "I")
-        self._word = struct.Struct(self._wfmt)
         # block (or page) base -> its bytes, kept in the slab; None: unreadable
         self._blocks: Dict[int, Optional[Bytes]] = {}
         self._pages: Dict[int, Optional[Bytes]] = {}  # pages of blocks that are readable in part

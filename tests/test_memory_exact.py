@@ -195,3 +195,26 @@ def test_the_walks_blocks_and_the_last_run_serve_reads_to_their_edges(monkeypatc
     assert r.read(BASE + BLOCK - 8, 8) == (BASE + BLOCK - 8).to_bytes(8, "little")  # block 0 from the cache
     assert r.span(BASE + BLOCK - 16, 16)[0] == BASE  # its last two words: the cached block
     assert img.reads == reads + 1
+
+
+def test_cached_reads_at_any_alignment_and_eight_words():
+    img = image()
+    r = Reader(img, 8)
+    end = BASE + 3 * BLOCK
+    assert r.read(end - 15, 8) == selfish(end - 16, 16)[1:9]  # an odd address in the last block
+    assert r.words(BASE, 8) == tuple(range(BASE, BASE + 64, 8))
+    reads = img.reads
+    start, words = r.block_words(BASE + 8)  # block 0 is cached: no read for the walk
+    assert start == BASE and words[1] == BASE + 8 and img.reads == reads
+
+
+def test_errors_name_the_length_asked():
+    r = Reader(image(), 8)
+    with pytest.raises(MemoryReadError, match="cannot read 8 bytes at"):
+        r.read(-8, 8)
+    with pytest.raises(MemoryReadError, match="cannot read 8 bytes at"):
+        r.span(-8, 8)
+    r.word(BASE)
+    r.clear()
+    with pytest.raises(MemoryReadError, match="cannot read 1 bytes at 0x0;"):
+        r.read(0, 1)
