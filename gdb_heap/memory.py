@@ -104,7 +104,6 @@ class Reader:
         self.size_sz = size_sz
         self.order: Literal["little", "big"] = "little" if little_endian else "big"
         self._wfmt = ("<" if little_endian else ">") + ("Q" if size_sz == 8 else "I")
-        self._word = struct.Struct(self._wfmt)
         # block (or page) base -> its bytes, kept in the slab; None: unreadable
         self._blocks: Dict[int, Optional[Bytes]] = {}
         self._pages: Dict[int, Optional[Bytes]] = {}  # pages of blocks that are readable in part
@@ -176,6 +175,8 @@ class Reader:
         self._recent_start, self._recent_data, self._recent_len = start, data, len(data)
 
     def clear(self) -> None:
+        """Forget every byte read (the memory changed): the cache and the runs kept beside it."""
+        self._recent_start, self._recent_len, self._recent_data = 0, 0, b""
         self._blocks.clear()
         self._word_blocks.clear()
         self._pages.clear()
@@ -278,11 +279,12 @@ class Reader:
                 page = address & ~(PAGE - 1)
                 hit = page, self.memory.read(page, PAGE)
         start, data = hit
-        self._remember(start, data)
-        if self.cache and start != self._walk_start:  # uncached readers read between the program's steps
-            self._before_start, self._before_data, self._before_len = \
-                self._walk_start, self._walk_data, self._walk_len
-            self._walk_start, self._walk_data, self._walk_len = start, data, len(data)
+        if self.cache:  # an uncached reader keeps nothing: it reads between the program's steps
+            self._remember(start, data)
+            if start != self._walk_start:
+                self._before_start, self._before_data, self._before_len = \
+                    self._walk_start, self._walk_data, self._walk_len
+                self._walk_start, self._walk_data, self._walk_len = start, data, len(data)
         view = data if isinstance(data, memoryview) else memoryview(data)
         usable = len(view) - len(view) % self.size_sz
         return start, view[:usable].cast("B").cast("Q" if self.size_sz == 8 else "I")
