@@ -61,9 +61,9 @@ class Namer:
         self._spans: Optional[List[Tuple[int, int, Arena]]] = None  # every heap region, its arena
         self._spans_final = False  # whether _spans are the regions a walk found (not heap_spans' one span)
         # The span of _spans that held the last free chunk named, overlapping no span before it:
-        # (start, end, its arena's free chunks, its top, the _spans it is of).  A free chunk's
-        # links mostly point into the same heap: short() names them without a search.
-        self._near: Optional[Tuple[int, int, model.FreeIndex, int, List[Tuple[int, int, Arena]]]] = None
+        # (start, end, its arena's free chunks, its top, the _spans it is of, the main arena).  A
+        # free chunk's links mostly point into the same heap: short() names them without a search.
+        self._near: Optional[Tuple[int, int, model.FreeIndex, int, List[Tuple[int, int, Arena]], Arena]] = None
 
     def chunk_starts(self, arena: Arena) -> List[int]:
         starts = self._starts.get(arena.address)
@@ -121,7 +121,7 @@ class Namer:
         for i, (start, end, _) in enumerate(spans):
             if start <= value < end:
                 if all(e <= start or s >= end for s, e, _ in spans[:i]):
-                    self._near = (start, end, free, top, spans)
+                    self._near = (start, end, free, top, spans, self.heap.main_arena)
                 return
 
     def arena_field(self, value: int) -> Optional[str]:
@@ -231,8 +231,8 @@ class Namer:
         near = self._near
         # chunk_of's first answers, for a value in the span the last free chunk named was in
         # (while arena_holding would neither look the spans up again nor find an earlier one)
-        if near is not None and near[0] <= value < near[1] and near[4] is self._spans and value >= 0x1000 \
-                and (self._spans_final or not self.heap.arenas[0].loaded):
+        if near is not None and near[0] <= value < near[1] and value >= 0x1000 and near[4] is self._spans \
+                and (self._spans_final or not near[5].loaded):
             free, top = near[2], near[3]
             if value in free or value == top:
                 return f"chunk {value:#x}"

@@ -136,10 +136,6 @@ def _j(value: object) -> str:
 
 CHUNK_KEYS = ("address", "size", "prev_inuse", "is_mmapped", "non_main_arena", "state", "bin", "bin_index",
               "user_address", "usable_size")
-# The same object as a format string (fast for a million chunks); test_render checks it
-# against chunk_doc, key by key.
-_CHUNK_FORMAT = ('{"address": %d, "size": %d, "prev_inuse": %s, "is_mmapped": %s, "non_main_arena": %s, '
-                 '"state": "%s", "bin": %s, "bin_index": %s, "user_address": %d, "usable_size": %d}')
 
 
 def chunk_fields(address: int, size_field: int, state: str, kind: Optional[str], index: Optional[int],
@@ -156,39 +152,47 @@ def chunk_doc(c: Chunk) -> Dict[str, object]:
     return dict(zip(CHUNK_KEYS, chunk_fields(c.address, c.size_field, c.state, c.bin, c.bin_index, c.size_sz)))
 
 
+# A chunk object as a format string (fast for a million chunks): its flag bits as the three
+# keys' text, its state (state, bin, bin_index) as theirs; test_render checks it against
+# chunk_doc, key by key.
+_FLAG_KEYS = ['"prev_inuse": %s, "is_mmapped": %s, "non_main_arena": %s' % tuple(
+    "true" if bits & bit else "false" for bit in (PREV_INUSE, IS_MMAPPED, NON_MAIN_ARENA)) for bits in range(8)]
+_CHUNK_FORMAT = '{"address": %d, "size": %d, %s, %s, "user_address": %d, "usable_size": %d}'
+_STATE_KEYS: Dict[Tuple[str, Optional[str], Optional[int]], str] = {}
+
+
+def _state_keys(state: str, kind: Optional[str], index: Optional[int]) -> str:
+    keys = _STATE_KEYS.get((state, kind, index))
+    if keys is None:
+        keys = _STATE_KEYS[state, kind, index] = '"state": "%s", "bin": %s, "bin_index": %s' % (
+            state, "null" if kind is None else '"%s"' % kind, "null" if index is None else index)
+    return keys
+
+
 def chunk_json(address: int, size_field: int, state: str, kind: Optional[str], index: Optional[int],
                size_sz: int) -> str:
     """One chunk object of the contract, formatted directly (fast for a million chunks)."""
-    a, size, p, m, n, state, kind, index, user, usable = chunk_fields(address, size_field, state, kind, index,
+    a, size, _, _, _, state, kind, index, user, usable = chunk_fields(address, size_field, state, kind, index,
                                                                       size_sz)
-    return _CHUNK_FORMAT % (a, size, "true" if p else "false", "true" if m else "false", "true" if n else "false",
-                            state, "null" if kind is None else '"%s"' % kind, "null" if index is None else index,
-                            user, usable)
-
-
-# In-use chunks of a walk batch, formatted together: their flag bits as the three keys' text.
-_FLAG_KEYS = ['"prev_inuse": %s, "is_mmapped": %s, "non_main_arena": %s' % tuple(
-    "true" if bits & bit else "false" for bit in (PREV_INUSE, IS_MMAPPED, NON_MAIN_ARENA)) for bits in range(8)]
-_IN_USE_FORMAT = ('{"address": %d, "size": %d, %s, "state": "in_use", "bin": null, "bin_index": null, '
-                  '"user_address": %d, "usable_size": %d}')
+    return _CHUNK_FORMAT % (a, size, _FLAG_KEYS[size_field & 7], _state_keys(state, kind, index), user, usable)
 
 
 def chunks_json_batch(addresses: List[int], sizes: List[int],
                       special: Dict[int, Tuple[str, Optional[str], Optional[int]]], size_sz: int) -> List[str]:
     """chunk_json of each chunk of a walk batch; `special` gives the states of those not in use
-    (by position).  The in-use ones go at C speed when no size field in the batch has
-    IS_MMAPPED (a heap chunk never has) and every size leaves usable bytes."""
+    (by position).  At C speed when no size field in the batch has IS_MMAPPED (a heap chunk
+    never has) and every size leaves usable bytes."""
     csizes = list(map(and_, sizes, repeat(~SIZE_BITS)))
     if not csizes or any(map(and_, sizes, repeat(IS_MMAPPED))) or min(csizes) < size_sz:
-        return [chunk_json(a, f, *special.get(i, ("in_use", None, None)), size_sz)
+        return [chunk_json(a, f, *special.get(i, _IN_USE), size_sz)
                 for i, (a, f) in enumerate(zip(addresses, sizes))]
-    docs = list(map(_IN_USE_FORMAT.__mod__, zip(addresses, csizes, map(_FLAG_KEYS.__getitem__,
-                                                                       map(and_, sizes, repeat(7))),
-                                                 map(add, addresses, repeat(2 * size_sz)),
-                                                 map(sub, csizes, repeat(size_sz)))))
+    states = [_state_keys("in_use", None, None)] * len(addresses)
     for i, state in special.items():
-        docs[i] = chunk_json(addresses[i], sizes[i], *state, size_sz)
-    return docs
+        states[i] = _state_keys(*state)
+    return list(map(_CHUNK_FORMAT.__mod__, zip(addresses, csizes,
+                                               map(_FLAG_KEYS.__getitem__, map(and_, sizes, repeat(7))), states,
+                                               map(add, addresses, repeat(2 * size_sz)),
+                                               map(sub, csizes, repeat(size_sz)))))
 
 
 def chunk_view_doc(view: ChunkView, name: Optional[Namer] = None,

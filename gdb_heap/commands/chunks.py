@@ -138,7 +138,7 @@ The filters apply to the text, the JSON and the summary alike."""
                     data = reader.read(addresses[0] + 2 * S, addresses[-1] - addresses[0]) if preview else b""
                 except MemoryReadError:
                     data = b""
-                out.lines(lister.batch(addresses, sizes, special, data, read_preview))
+                out.write("\n".join(lister.batch(addresses, sizes, special, data, read_preview)) + "\n")
             if rows.stopped:
                 given = f"--limit {limit}" if "--limit" in args.values else f"set heap chunks-limit {limit}"
                 out.line(f"stopped after {limit} chunks ({given})")
