@@ -3,6 +3,7 @@ heap map (chunks laid out in memory)."""
 
 from __future__ import annotations
 
+import functools
 from typing import List, Optional, Sequence
 
 from .. import render, render_map, views
@@ -115,10 +116,7 @@ The filters apply to the text, the JSON and the summary alike."""
 
         notes = render.tcache_notes(views.tcache_structs(heap))
         names = namer(heap)
-
-        def links(address: int, kind: Optional[str], data: bytes) -> str:
-            return names.free_links(address, kind, data, reader.order)
-
+        links = functools.partial(names.free_links, order=reader.order)
         lister = render.ChunkLister(st, notes, S, reader.order, cols, links, preview)
         for arena in arenas:
             if args.flag("--all-arenas"):
