@@ -52,6 +52,8 @@ class Namer:
                  mappings: Sequence[Mapping] = ()) -> None:
         self.heap = heap
         self.H = heap.layout.header_size
+        self.S = heap.layout.size_sz
+        self.reveal_ptr = heap.layout.reveal_ptr
         self.symbol = symbol or heap.anchors.symbol
         self.mappings = sorted(mappings, key=lambda m: m.start)
         self._map_starts = [m.start for m in self.mappings]
@@ -250,10 +252,9 @@ class Namer:
     def free_links(self, chunk: int, kind: Optional[str], data: bytes, order: str = "little") -> str:
         """A free chunk's links from its first user words (`data`), named: `next chunk 0x...+0x10`
         (a safe-linked word revealed), `fd <main_arena+96> bk chunk 0x...`; "" for any other."""
-        layout = self.heap.layout
-        S = layout.size_sz
+        S = self.S
         if kind in ("tcache", "fast") and len(data) >= S:
-            value = layout.reveal_ptr(chunk + self.H, int.from_bytes(data[:S], order))  # type: ignore[arg-type]
+            value = self.reveal_ptr(chunk + self.H, int.from_bytes(data[:S], order))  # type: ignore[arg-type]
             return f"{'next' if kind == 'tcache' else 'fd'} {self.short(value)}"
         if kind in ("unsorted", "small", "large") and len(data) >= 2 * S:
             return (f"fd {self.short(int.from_bytes(data[:S], order))} "  # type: ignore[arg-type]
