@@ -435,10 +435,11 @@ class ChunkLister:
     def batch(self, addresses: List[int], sizes: List[int],
               special: Dict[int, Tuple[str, Optional[str], Optional[int]]],
               data: bytes, read_preview: Callable[[int], bytes]) -> List[str]:
-        """The lines of one walk batch (addresses a whole number of words apart): `special` gives
-        the states of its chunks not in use (by position); `data` is memory from the first
-        chunk's user pointer on (their previews, as far as it goes), read_preview(address) the
-        preview of a chunk past it."""
+        """The lines of one walk batch (addresses ascending): `special` gives the states of its
+        chunks not in use (by position); `data` is memory from the first chunk's user pointer on
+        (their previews, as far as it goes), read_preview(address) the preview of a chunk past it.
+        Top, the notes' chunks and, within a width, free chunks (their links may shorten the
+        preview) take line()."""
         n = len(addresses)
         fmt = self.batch_format
         P = self.k * self.S
