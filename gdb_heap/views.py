@@ -89,8 +89,11 @@ class ChunkRows:
     found and `stopped` says whether the limit cut the list."""
 
     def __init__(self, heap: Heap, arena: Arena, limit: Optional[int] = None,
-                 only: ChunkFilter = NO_FILTER) -> None:
+                 only: ChunkFilter = NO_FILTER, free: Optional[model.FreeIndex] = None) -> None:
+        """`free`: the arena's heap.free_index when the caller has it already (one index, not two,
+        on a heap of millions of free chunks)."""
         self.heap, self.arena, self.limit, self.only = heap, arena, limit, only
+        self._free = free
         self.problems: List[Problem] = []
         self.stopped = False
 
@@ -106,7 +109,7 @@ class ChunkRows:
         if self.only.active:
             yield from self._filtered()
             return
-        free = self.heap.free_index(self.arena)
+        free = self._free if self._free is not None else self.heap.free_index(self.arena)
         # model.classify's answers a batch at a time: the free chunks in order (a lookup of each
         # chunk in the index costs more than the rest of a line), top before free
         free_sorted = sorted(free)
@@ -137,7 +140,7 @@ class ChunkRows:
                 return
 
     def _filtered(self) -> Iterator[ClassifiedBatch]:
-        free = self.heap.free_index(self.arena)
+        free = self._free if self._free is not None else self.heap.free_index(self.arena)
         top = self.arena.state.top
         only, limit, n = self.only, self.limit, 0
         for addresses, sizes in self.heap.chunk_batches(self.arena, self.problems):

@@ -125,7 +125,7 @@ The filters apply to the text, the JSON and the summary alike."""
                 out.lines(render.fit("no chunks: the heap is not initialised yet (the program has not called "
                                      "malloc in this arena)", cols))
                 continue
-            rows = views.ChunkRows(heap, arena, limit, only)
+            rows = views.ChunkRows(heap, arena, limit, only, names.free_of(arena))
             out.line(lister.heading)
             for addresses, sizes, special in rows.classified():
                 if not addresses:
