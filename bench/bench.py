@@ -11,9 +11,12 @@ measured).  The ratio is the command's time over the walk's, both in that sessio
 machine slows both alike.  Then the driver reads gdb's peak RSS (VmHWM in /proc/PID/status)
 while gdb waits for it.
 
-usage: python3 bench/bench.py [--readme] [--repeat=K] [N ...]   (default: 10000 100000 1000000, K=3)
+usage: python3 bench/bench.py [--readme] [--repeat=K] [--commands=C1,C2] [N ...]
+       (default: 10000 100000 1000000, K=3, every command of COMMANDS)
   --readme   also write the table into README.md, between <!-- bench --> and <!-- /bench -->
              (for 10^7: between <!-- bench-big --> and <!-- /bench-big -->, `make bench-big`)
+  --commands only these commands (comma-separated, each one of COMMANDS): to measure one change
+             quickly; not with --readme (the table lists every command)
 """
 
 import json
@@ -123,11 +126,16 @@ def write_readme(table: List[str], marker: str) -> None:
 def main() -> None:
     sizes = [int(a) for a in sys.argv[1:] if not a.startswith("--")] or [10_000, 100_000, 1_000_000]
     repeat = next((int(a.split("=", 1)[1]) for a in sys.argv[1:] if a.startswith("--repeat=")), 3)
+    chosen = next((a.split("=", 1)[1].split(",") for a in sys.argv[1:] if a.startswith("--commands=")), COMMANDS)
+    unknown = [c for c in chosen if c not in COMMANDS]
+    if unknown or chosen != COMMANDS and "--readme" in sys.argv[1:]:
+        raise SystemExit(f"bench: --commands takes some of {', '.join(COMMANDS)} (comma-separated), "
+                         "and not with --readme")
     subprocess.run(["make", "-s", "build/many"], cwd=ROOT, check=True)
     rows: List[Tuple[int, str, Dict[str, Any], List[Dict[str, Any]]]] = []
     with tempfile.TemporaryDirectory(prefix="gdb_heap_bench.") as tmp:
         for n in sizes:
-            for command in COMMANDS:
+            for command in chosen:
                 runs = [run_one(n, command, tmp) for _ in range(repeat)]
                 r = dict(sorted(runs, key=lambda x: x["ratio"])[len(runs) // 2])
                 r["peak_kib"] = max(x["peak_kib"] for x in runs)

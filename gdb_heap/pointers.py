@@ -20,7 +20,7 @@ from .free_index import FreeIndex
 from .layouts import NBINS
 from .heap import Heap
 from .mappings import Mapping
-from .render import addr, words_of
+from .render import addr
 from .model import Arena, BinChain, Problem, bin_label, state_text
 from .symbols import Symbol, SymbolLookup
 
@@ -53,6 +53,8 @@ class Namer:
                  mappings: Sequence[Mapping] = ()) -> None:
         self.heap = heap
         self.H = heap.layout.header_size
+        self.S = heap.layout.size_sz
+        self.reveal_ptr = heap.layout.reveal_ptr
         self.symbol = symbol or heap.anchors.symbol
         self.mappings = sorted(mappings, key=lambda m: m.start)
         self._map_starts = [m.start for m in self.mappings]
@@ -61,6 +63,10 @@ class Namer:
         self._free: Dict[int, FreeIndex] = {}  # arena -> its free chunks (bins and tcaches)
         self._spans: Optional[List[Tuple[int, int, Arena]]] = None  # every heap region, its arena
         self._spans_final = False  # whether _spans are the regions a walk found (not heap_spans' one span)
+        # The span of _spans that held the last free chunk named, overlapping no span before it:
+        # (start, end, its arena's free chunks, its top, the _spans it is of, the main arena).  A
+        # free chunk's links mostly point into the same heap: short() names them without a search.
+        self._near: Optional[Tuple[int, int, FreeIndex, int, List[Tuple[int, int, Arena]], Arena]] = None
 
     def chunk_starts(self, arena: Arena) -> List[int]:
         starts = self._starts.get(arena.address)
@@ -100,6 +106,7 @@ class Namer:
             # A free chunk or its user pointer (a bin's link), or top: found without a walk.
             free = self._free.get(arena.address) or self.free_of(arena)
             if value in free or value == arena.state.top:
+                self._remember_near(value, free, arena.state.top)
                 return arena, value
             start = value - self.H
             if start in free or start == arena.state.top:
@@ -111,6 +118,14 @@ class Namer:
             if i >= 0:
                 return arena, starts[i]
         return None
+
+    def _remember_near(self, value: int, free: FreeIndex, top: int) -> None:
+        spans = self._spans or []
+        for i, (start, end, _) in enumerate(spans):
+            if start <= value < end:
+                if all(e <= start or s >= end for s, e, _ in spans[:i]):
+                    self._near = (start, end, free, top, spans, self.heap.main_arena)
+                return
 
     def arena_field(self, value: int) -> Optional[str]:
         """`<main_arena+96> unsorted (bin_at(1))` (a bin's header, what its chunks' fd and bk
@@ -216,6 +231,16 @@ class Namer:
     def short(self, value: int) -> str:
         """A pointer in one line of `heap chunks`: `chunk 0x...+0x10`, `<main_arena+96>`, a
         symbol, a stack, a mapping; NULL; else the bare address."""
+        near = self._near
+        # chunk_of's first answers, for a value in the span the last free chunk named was in
+        # (while arena_holding would neither look the spans up again nor find an earlier one)
+        if near is not None and near[0] <= value < near[1] and value >= 0x1000 and near[4] is self._spans \
+                and (self._spans_final or not near[5].loaded):
+            free, top = near[2], near[3]
+            if value in free or value == top:
+                return f"chunk {value:#x}"
+            if value - self.H in free or value - self.H == top:
+                return f"chunk {value - self.H:#x}+{self.H:#x}"
         found = self.chunk_of(value) if value >= 0x1000 else None
         if found is not None:  # most links of a free chunk: no state to look up
             chunk = found[1]
@@ -228,12 +253,11 @@ class Namer:
     def free_links(self, chunk: int, kind: Optional[str], data: bytes, order: str = "little") -> str:
         """A free chunk's links from its first user words (`data`), named: `next chunk 0x...+0x10`
         (a safe-linked word revealed), `fd <main_arena+96> bk chunk 0x...`; "" for any other."""
-        layout = self.heap.layout
-        S, user = layout.size_sz, chunk + layout.header_size
-        words = words_of(data, S, order)
-        if kind in ("tcache", "fast") and words:
-            value = layout.reveal_ptr(user, words[0])
+        S = self.S
+        if kind in ("tcache", "fast") and len(data) >= S:
+            value = self.reveal_ptr(chunk + self.H, int.from_bytes(data[:S], order))  # type: ignore[arg-type]
             return f"{'next' if kind == 'tcache' else 'fd'} {self.short(value)}"
-        if kind in ("unsorted", "small", "large") and len(words) >= 2:
-            return f"fd {self.short(words[0])} bk {self.short(words[1])}"
+        if kind in ("unsorted", "small", "large") and len(data) >= 2 * S:
+            return (f"fd {self.short(int.from_bytes(data[:S], order))} "  # type: ignore[arg-type]
+                    f"bk {self.short(int.from_bytes(data[S:2 * S], order))}")  # type: ignore[arg-type]
         return ""

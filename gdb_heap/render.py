@@ -10,6 +10,10 @@ import json
 import re
 import struct
 import string
+import sys
+from bisect import bisect_left, bisect_right
+from itertools import repeat
+from operator import add, and_, itemgetter, sub
 from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
 
 from . import in_progress
@@ -132,10 +136,6 @@ def _j(value: object) -> str:
 
 CHUNK_KEYS = ("address", "size", "prev_inuse", "is_mmapped", "non_main_arena", "state", "bin", "bin_index",
               "user_address", "usable_size")
-# The same object as a format string (fast for a million chunks); test_render checks it
-# against chunk_doc, key by key.
-_CHUNK_FORMAT = ('{"address": %d, "size": %d, "prev_inuse": %s, "is_mmapped": %s, "non_main_arena": %s, '
-                 '"state": "%s", "bin": %s, "bin_index": %s, "user_address": %d, "usable_size": %d}')
 
 
 def chunk_fields(address: int, size_field: int, state: str, kind: Optional[str], index: Optional[int],
@@ -152,14 +152,47 @@ def chunk_doc(c: Chunk) -> Dict[str, object]:
     return dict(zip(CHUNK_KEYS, chunk_fields(c.address, c.size_field, c.state, c.bin, c.bin_index, c.size_sz)))
 
 
+# A chunk object as a format string (fast for a million chunks): its flag bits as the three
+# keys' text, its state (state, bin, bin_index) as theirs; test_render checks it against
+# chunk_doc, key by key.
+_FLAG_KEYS = ['"prev_inuse": %s, "is_mmapped": %s, "non_main_arena": %s' % tuple(
+    "true" if bits & bit else "false" for bit in (PREV_INUSE, IS_MMAPPED, NON_MAIN_ARENA)) for bits in range(8)]
+_CHUNK_FORMAT = '{"address": %d, "size": %d, %s, %s, "user_address": %d, "usable_size": %d}'
+_STATE_KEYS: Dict[Tuple[str, Optional[str], Optional[int]], str] = {}
+
+
+def _state_keys(state: str, kind: Optional[str], index: Optional[int]) -> str:
+    keys = _STATE_KEYS.get((state, kind, index))
+    if keys is None:
+        keys = _STATE_KEYS[state, kind, index] = '"state": "%s", "bin": %s, "bin_index": %s' % (
+            state, "null" if kind is None else '"%s"' % kind, "null" if index is None else index)
+    return keys
+
+
 def chunk_json(address: int, size_field: int, state: str, kind: Optional[str], index: Optional[int],
                size_sz: int) -> str:
     """One chunk object of the contract, formatted directly (fast for a million chunks)."""
-    a, size, p, m, n, state, kind, index, user, usable = chunk_fields(address, size_field, state, kind, index,
+    a, size, _, _, _, state, kind, index, user, usable = chunk_fields(address, size_field, state, kind, index,
                                                                       size_sz)
-    return _CHUNK_FORMAT % (a, size, "true" if p else "false", "true" if m else "false", "true" if n else "false",
-                            state, "null" if kind is None else '"%s"' % kind, "null" if index is None else index,
-                            user, usable)
+    return _CHUNK_FORMAT % (a, size, _FLAG_KEYS[size_field & 7], _state_keys(state, kind, index), user, usable)
+
+
+def chunks_json_batch(addresses: List[int], sizes: List[int],
+                      special: Dict[int, Tuple[str, Optional[str], Optional[int]]], size_sz: int) -> List[str]:
+    """chunk_json of each chunk of a walk batch; `special` gives the states of those not in use
+    (by position).  At C speed when no size field in the batch has IS_MMAPPED (a heap chunk
+    never has) and every size leaves usable bytes."""
+    csizes = list(map(and_, sizes, repeat(~SIZE_BITS)))
+    if not csizes or any(map(and_, sizes, repeat(IS_MMAPPED))) or min(csizes) < size_sz:
+        return [chunk_json(a, f, *special.get(i, _IN_USE), size_sz)
+                for i, (a, f) in enumerate(zip(addresses, sizes))]
+    states = [_state_keys("in_use", None, None)] * len(addresses)
+    for i, state in special.items():
+        states[i] = _state_keys(*state)
+    return list(map(_CHUNK_FORMAT.__mod__, zip(addresses, csizes,
+                                               map(_FLAG_KEYS.__getitem__, map(and_, sizes, repeat(7))), states,
+                                               map(add, addresses, repeat(2 * size_sz)),
+                                               map(sub, csizes, repeat(size_sz)))))
 
 
 def chunk_view_doc(view: ChunkView, name: Optional[Namer] = None,
@@ -333,37 +366,120 @@ def chunk_lines(rows: Iterable[Tuple[int, int, str, Optional[str], Optional[int]
     the first user words (x/2gx's view) with their ASCII, as many as fit `width`; `notes`
     names known chunks (address -> text shown for its data); `links` names a free chunk's
     links from those words (chunk, bin, data), shown after them when they fit."""
-    notes = notes or {}
-    aw, heading = chunk_columns(size_sz)
-    yield style("heading", heading)
-    room = None if width is None else max(0, width - len(heading) + len("data"))
-    # Everything but the numbers is looked up, not formatted, per chunk: a million lines.
-    a0, a1 = style.codes("address")
-    s0, s1 = style.codes("size")
-    d0, d1 = style.codes("dim")
-    flags = [flags_text(bits) for bits in range(8)]
-    labels: Dict[Tuple[str, Optional[str], Optional[int]], str] = {}
-    H = 2 * size_sz
-    for address, size_field, state, kind, index in rows:
-        label = labels.get((state, kind, index))
+    lister = ChunkLister(style, notes, size_sz, order, width, links)
+    yield lister.heading
+    for row in rows:
+        yield lister.line(*row, read_preview)
+
+
+class ChunkLister:
+    """`heap chunks`' lines (see chunk_lines), set up once per listing: everything but the
+    numbers is looked up, not formatted, per chunk (a million lines), and the in-use chunks
+    of a walk batch (most lines) are formatted together, at C speed."""
+
+    def __init__(self, style: Style, notes: Optional[Dict[int, str]] = None, size_sz: int = 8,
+                 order: str = "little", width: Optional[int] = None,
+                 links: Optional[Callable[[int, Optional[str], bytes], str]] = None,
+                 preview_bytes: int = 0) -> None:
+        self.style, self.notes, self.S, self.order, self.links = style, notes or {}, size_sz, order, links
+        self.aw, heading = chunk_columns(size_sz)
+        self.heading = style("heading", heading)
+        self.room = None if width is None else max(0, width - len(heading) + len("data"))
+        self.a0, self.a1 = style.codes("address")
+        self.s0, self.s1 = style.codes("size")
+        self.d0, self.d1 = style.codes("dim")
+        self.flags = [flags_text(bits) for bits in range(8)]
+        self.labels: Dict[Tuple[str, Optional[str], Optional[int]], str] = {}
+        # The in-use line of preview_bytes whole words, all shown (with their ASCII) when they
+        # fit the room: one %-format; None when the batch path cannot give that line.
+        k = preview_bytes // size_sz
+        text_len = k * (2 + 2 * size_sz) + k + preview_bytes
+        self.k = k
+        self.batch_format: Optional[str] = None
+        if (k and preview_bytes == k * size_sz and order == sys.byteorder
+                and (self.room is None or text_len <= self.room)):
+            word = f"%#0{2 + 2 * size_sz}x"
+            self.batch_format = (f"{self.a0}%-#{self.aw}x{self.a1} %-#{self.aw}x {self.s0}%#7x{self.s1} %s %s "
+                                 f"{self.d0}{' '.join([word] * k)} %s{self.d1}")
+        self.in_use = self.label("in_use", None, None)
+        self.pieces = re.compile(".{%d}" % max(1, k * size_sz), re.S)  # the ASCII of previews in a row, apart
+
+    def label(self, state: str, kind: Optional[str], index: Optional[int]) -> str:
+        label = self.labels.get((state, kind, index))
         if label is None:
-            label = labels[state, kind, index] = style(state, f"{state_text(state, kind, index):<15}")
-        head = (f"{a0}{address:<#{aw}x}{a1} {address + H:<#{aw}x} {s0}{size_field & ~SIZE_BITS:>#7x}{s1} "
-                f"{flags[size_field & 7]} {label}")
+            label = self.labels[state, kind, index] = self.style(state, f"{state_text(state, kind, index):<15}")
+        return label
+
+    def line(self, address: int, size_field: int, state: str, kind: Optional[str], index: Optional[int],
+             read_preview: Callable[[int], bytes], raw: Optional[bytes] = None) -> str:
+        """One chunk's line; `raw` is its first user bytes, else read_preview(address) gives them."""
+        head = (f"{self.a0}{address:<#{self.aw}x}{self.a1} {address + 2 * self.S:<#{self.aw}x} "
+                f"{self.s0}{size_field & ~SIZE_BITS:>#7x}{self.s1} {self.flags[size_field & 7]} "
+                f"{self.label(state, kind, index)}")
+        room = self.room
         if state == "top":
-            yield head.rstrip()
-        elif address in notes:
-            note = notes[address]
-            yield f"{head} {note if room is None or len(note) <= room else note[:max(0, room - 3)] + '...'}"
-        else:
+            return head.rstrip()
+        if address in self.notes:
+            note = self.notes[address]
+            return f"{head} {note if room is None or len(note) <= room else note[:max(0, room - 3)] + '...'}"
+        if raw is None:
             raw = read_preview(address)
-            named = links(address, kind, raw) if links is not None and state == "free" else ""
-            rest = None if room is None else room - 2 - len(named)
-            if named and (rest is None or rest >= 2 + 2 * size_sz):  # a word and its name before the ASCII
-                data = f"{preview(raw, size_sz, order, rest)}  {named}"
-            else:
-                data = preview(raw, size_sz, order, room)
-            yield f"{head} {d0}{data}{d1}" if data else head.rstrip()
+        named = self.links(address, kind, raw) if self.links is not None and state == "free" else ""
+        rest = None if room is None else room - 2 - len(named)
+        if named and (rest is None or rest >= 2 + 2 * self.S):  # a word and its name before the ASCII
+            data = f"{preview(raw, self.S, self.order, rest)}  {named}"
+        else:
+            data = preview(raw, self.S, self.order, room)
+        return f"{head} {self.d0}{data}{self.d1}" if data else head.rstrip()
+
+    def batch(self, addresses: List[int], sizes: List[int],
+              special: Dict[int, Tuple[str, Optional[str], Optional[int]]],
+              data: bytes, read_preview: Callable[[int], bytes]) -> List[str]:
+        """The lines of one walk batch (addresses ascending): `special` gives the states of its
+        chunks not in use (by position); `data` is memory from the first chunk's user pointer on
+        (their previews, as far as it goes), read_preview(address) the preview of a chunk past it.
+        Top, the notes' chunks and, within a width, free chunks (their links may shorten the
+        preview) take line()."""
+        n = len(addresses)
+        fmt = self.batch_format
+        P = self.k * self.S
+        # the chunks whose whole preview is in `data`
+        fast = bisect_right(addresses, addresses[0] + len(data) - P) if fmt is not None and n and data else 0
+        lines: List[str] = []
+        if fast and fmt is not None:
+            first = addresses[0]
+            addrs, sfs = addresses[:fast], sizes[:fast]
+            offsets = list(map(sub, addrs, repeat(first)))
+            # Each chunk's preview bytes, gathered: their words in a row, their ASCII in a row.
+            got = itemgetter(*map(slice, offsets, map(add, offsets, repeat(P))))(data)
+            raws: Sequence[bytes] = got if fast > 1 else (got,)
+            gathered = b"".join(raws)
+            words = iter(memoryview(gathered).cast("Q" if self.S == 8 else "I"))
+            texts = self.pieces.findall(gathered.translate(_PRINTABLE).decode("ascii"))
+            labels = [self.in_use] * fast
+            slow = [i for i in map(bisect_left, repeat(addrs), self.notes) if i < fast and addrs[i] in self.notes]
+            for i, state in special.items():
+                if i >= fast:
+                    continue
+                if state[0] != "free" or self.room is not None:  # top; a shorter preview to fit links
+                    slow.append(i)
+                    continue
+                labels[i] = self.label(*state)  # the line of an in-use chunk with its links after the ASCII
+                named = self.links(addrs[i], state[1], raws[i]) if self.links is not None else ""
+                if named:
+                    texts[i] += "  " + named
+            lines = list(map(fmt.__mod__, zip(addrs, map(add, addrs, repeat(2 * self.S)),
+                                              map(and_, sfs, repeat(~SIZE_BITS)),
+                                              map(self.flags.__getitem__, map(and_, sfs, repeat(7))), labels,
+                                              *[words] * self.k, texts)))
+            for i in slow:
+                lines[i] = self.line(addresses[i], sizes[i], *special.get(i, _IN_USE), read_preview, raws[i])
+        for i in range(fast, n):
+            lines.append(self.line(addresses[i], sizes[i], *special.get(i, _IN_USE), read_preview))
+        return lines
+
+
+_IN_USE: Tuple[str, Optional[str], Optional[int]] = ("in_use", None, None)
 
 
 def problem_message(p: Problem, name: Optional[Namer] = None) -> str:

@@ -6,6 +6,7 @@ render.py; the tests call the same functions on synthetic heaps.
 
 from __future__ import annotations
 
+from bisect import bisect_left
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Dict, Iterator, List, Optional, Sequence, Tuple
@@ -22,6 +23,11 @@ PREVIEW_BYTES = 16  # the user bytes a chunk's preview shows: two words on 64-bi
 
 # One chunk of `heap chunks`: address, size field, state, bin, bin index.
 Row = Tuple[int, int, str, Optional[str], Optional[int]]
+State = Tuple[str, Optional[str], Optional[int]]  # model.classify's answer
+IN_USE: State = ("in_use", None, None)
+TOP: State = ("top", None, None)
+# A walk batch's chosen chunks: addresses, size fields, {position: state} of those not in use.
+ClassifiedBatch = Tuple[List[int], List[int], Dict[int, State]]
 
 
 # -- heap --------------------------------------------------------------------------------------
@@ -84,18 +90,31 @@ class ChunkRows:
     found and `stopped` says whether the limit cut the list."""
 
     def __init__(self, heap: Heap, arena: Arena, limit: Optional[int] = None,
-                 only: ChunkFilter = NO_FILTER) -> None:
+                 only: ChunkFilter = NO_FILTER, free: Optional[FreeIndex] = None) -> None:
+        """`free`: the arena's heap.free_index when the caller has it already (one index, not two,
+        on a heap of millions of free chunks)."""
         self.heap, self.arena, self.limit, self.only = heap, arena, limit, only
+        self._free = free
         self.problems: List[Problem] = []
         self.stopped = False
 
     def __iter__(self) -> Iterator[Row]:
+        for addresses, sizes, special in self.classified():
+            for i, (address, sizef) in enumerate(zip(addresses, sizes)):
+                yield (address, sizef) + special.get(i, IN_USE)
+
+    def classified(self) -> Iterator[ClassifiedBatch]:
+        """The rows as batches of one walk batch each (so within one memory block of the walk):
+        (addresses, size fields, {position: classification} of the chunks not in use), for
+        renderers that treat the in-use chunks, most of a heap, a batch at a time."""
         if self.only.active:
             yield from self._filtered()
             return
-        free = self.heap.free_index(self.arena)
+        free = self._free if self._free is not None else self.heap.free_index(self.arena)
+        # model.classify's answers a batch at a time: the batch's free chunks in order (a lookup
+        # of each chunk in the index costs more than the rest of a line), top before free
+        states = {bin_: ("free",) + bin_ for bin_ in set(free.values())}
         top = self.arena.state.top
-        classify = model.classify
         limit = self.limit
         n = 0
         for addresses, sizes in self.heap.chunk_batches(self.arena, self.problems):
@@ -103,40 +122,51 @@ class ChunkRows:
                 addresses, sizes = addresses[:limit - n], sizes[:limit - n]
                 self.stopped = True
             n += len(addresses)
-            here = free.around(addresses[0], addresses[-1]) if addresses else {}
-            for address, sizef in zip(addresses, sizes):
-                yield (address, sizef) + classify(address, top, here)
+            special: Dict[int, State] = {}
+            if addresses:
+                k = 0
+                for address, where in free.around(addresses[0], addresses[-1]).items():
+                    try:
+                        k = addresses.index(address, k)  # both sorted: each search resumes where the last ended
+                    except ValueError:  # a bin points between chunks (damage): not a chunk of this walk
+                        continue
+                    special[k] = states[where]
+                t = bisect_left(addresses, top)
+                if t < len(addresses) and addresses[t] == top:
+                    special[t] = TOP
+            yield addresses, sizes, special
             if self.stopped:
                 return
 
-    def _filtered(self) -> Iterator[Row]:
-        free = self.heap.free_index(self.arena)
+    def _filtered(self) -> Iterator[ClassifiedBatch]:
+        free = self._free if self._free is not None else self.heap.free_index(self.arena)
         top = self.arena.state.top
         only, limit, n = self.only, self.limit, 0
         for addresses, sizes in self.heap.chunk_batches(self.arena, self.problems):
             here = free.around(addresses[0], addresses[-1]) if addresses else {}
+            chosen: ClassifiedBatch = ([], [], {})
             for address, sizef in zip(addresses, sizes):
                 row = (address, sizef) + model.classify(address, top, here)
                 if not only.accepts(row):
                     continue
                 if limit is not None and n >= limit:
                     self.stopped = True
-                    return
+                    break
                 n += 1
-                yield row
+                if row[2] != "in_use":
+                    chosen[2][len(chosen[0])] = row[2:]
+                chosen[0].append(address)
+                chosen[1].append(sizef)
+            if chosen[0]:
+                yield chosen
+            if self.stopped:
+                return
 
     def batches(self) -> Iterator[model.Batch]:
         """The accepted rows as walk batches (address list, size list), for model.summarise."""
-        addresses: List[int] = []
-        sizes: List[int] = []
-        for address, sizef, *_ in self:
-            addresses.append(address)
-            sizes.append(sizef)
-            if len(addresses) >= 4096:
+        for addresses, sizes, _ in self.classified():
+            if addresses:
                 yield addresses, sizes
-                addresses, sizes = [], []
-        if addresses:
-            yield addresses, sizes
 
 
 def tcache_structs(heap: Heap) -> Dict[int, Optional[ThreadInfo]]:

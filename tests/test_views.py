@@ -72,6 +72,23 @@ def test_chunk_rows_classify_and_stop():
     assert len(list(whole)) == 12 and not whole.stopped
 
 
+def test_chunk_rows_classified_batches():
+    # the same heap a walk batch at a time: positions of the chunks not in use, in that batch
+    s, c = one_of_each()
+    heap = s.heap()
+    batches = list(views.ChunkRows(heap, heap.main_arena).classified())
+    addresses = [a for batch, _, _ in batches for a in batch]
+    assert addresses == [c["struct"], c["used"], c["tcache"], c["fast"], c["guard1"], c["small"], c["guard2"],
+                         c["large"], c["guard3"], c["unsorted"], c["guard4"], s.top]
+    special = {batch[i]: state for batch, _, states in batches for i, state in states.items()}
+    assert special == {c["tcache"]: ("free", "tcache", 1), c["fast"]: ("free", "fast", 0),
+                       c["small"]: ("free", "small", 16), c["large"]: ("free", "large", 68),
+                       c["unsorted"]: ("free", "unsorted", 1), s.top: ("top", None, None)}
+    cut = views.ChunkRows(heap, heap.main_arena, 4, views.ChunkFilter(state="in_use"))
+    assert [(a, st) for batch, _, st in cut.classified() for a in batch] == [
+        (c["struct"], {}), (c["used"], {}), (c["guard1"], {}), (c["guard2"], {})] and cut.stopped
+
+
 def test_top_listed_by_a_bin_is_top_in_every_view():
     b = HeapBuilder((2, 36), 8)
     b.chunk(0x20)

@@ -3,6 +3,7 @@ heap map (chunks laid out in memory)."""
 
 from __future__ import annotations
 
+import functools
 from typing import List, Optional, Sequence
 
 from .. import render, render_map, views
@@ -115,10 +116,8 @@ The filters apply to the text, the JSON and the summary alike."""
 
         notes = render.tcache_notes(views.tcache_structs(heap))
         names = namer(heap)
-
-        def links(address: int, kind: Optional[str], data: bytes) -> str:
-            return names.free_links(address, kind, data, reader.order)
-
+        links = functools.partial(names.free_links, order=reader.order)
+        lister = render.ChunkLister(st, notes, S, reader.order, cols, links, preview)
         for arena in arenas:
             if args.flag("--all-arenas"):
                 out.line(render.arena_heading(arena, st))
@@ -126,8 +125,18 @@ The filters apply to the text, the JSON and the summary alike."""
                 out.lines(render.fit("no chunks: the heap is not initialised yet (the program has not called "
                                      "malloc in this arena)", cols))
                 continue
-            rows = views.ChunkRows(heap, arena, limit, only)
-            out.lines(render.chunk_lines(rows, read_preview, st, notes, S, reader.order, cols, links))
+            rows = views.ChunkRows(heap, arena, limit, only, names.free_of(arena))
+            out.line(lister.heading)
+            for addresses, sizes, special in rows.classified():
+                if not addresses:
+                    continue
+                # The walk has just read this batch's block: its chunks' user words up to the
+                # last one's header are in it (the last chunk's preview may run past it).
+                try:
+                    data = reader.read(addresses[0] + 2 * S, addresses[-1] - addresses[0]) if preview else b""
+                except MemoryReadError:
+                    data = b""
+                out.write("\n".join(lister.batch(addresses, sizes, special, data, read_preview)) + "\n")
             if rows.stopped:
                 given = f"--limit {limit}" if "--limit" in args.values else f"set heap chunks-limit {limit}"
                 out.line(f"stopped after {limit} chunks ({given})")
@@ -144,8 +153,9 @@ The filters apply to the text, the JSON and the summary alike."""
             rows = views.ChunkRows(heap, arena, limit, only)
             if i:
                 out.write(", ")
-            for piece in render.chunks_json(heap.anchors.glibc, arena.address,
-                                            (render.chunk_json(*row, S) for row in rows), rows.problems,
+            batches = (", ".join(render.chunks_json_batch(addresses, sizes, special, S))
+                       for addresses, sizes, special in rows.classified() if addresses)
+            for piece in render.chunks_json(heap.anchors.glibc, arena.address, batches, rows.problems,
                                             heap.mid_update):
                 out.write(piece)
         out.line("]}" if many else "")
