@@ -867,6 +867,11 @@ def try_realloc(reader: Reader, ctx: Context, mem: int, request: int) -> MallocR
             newc = _int_malloc(sim, out, nb)
             if newc is None:
                 return
+            if out.steps[-1].startswith("sysmalloc") and newc == nxt:
+                # the heap grows and the chunk is cut at the old top, right after oldp: glibc
+                # merges them (newp == next) and splits past memory that is not there yet
+                _found(out, oldp, "top")
+                return
             if newc == nxt:  # the chunk after it: merged
                 newp, newsize, source = oldp, sim.size(newc) + oldsize, "next"
             else:
@@ -893,8 +898,9 @@ def try_realloc(reader: Reader, ctx: Context, mem: int, request: int) -> MallocR
     _run(sim, out, body)
     if out.chunk is not None:
         out.user_address = out.chunk + sim.H
-    if out.aborts is None and out.crashes is None and not out.gave_up and out.source != "mmap":
-        out.top_after = sim.top
+    if out.aborts is None and out.crashes is None and not out.gave_up and out.source != "mmap" and \
+            not any(e.startswith("sysmalloc") for e in out.side_effects):
+        out.top_after = sim.top  # (after sysmalloc the grown heap's top is not known)
     return out
 
 
