@@ -566,8 +566,9 @@ def _free(sim: Sim, out: FreeResult, p: int, retry: bool, have_lock: bool = Fals
 
 
 def _tcache_init(sim: Sim, out: Outcome) -> None:
-    """tcache_init: the thread's tcache_perthread_struct is malloc'd first (its first call)."""
-    if sim.v >= (2, 42) or sim.ctx.mp.tcache_count == 0:
+    """tcache_init: the thread's tcache_perthread_struct is malloc'd first (its first call),
+    whatever mp_.tcache_count (0 only keeps every chunk out of it)."""
+    if sim.v >= (2, 42):
         return
     nb = sim.L.tcache_chunk_size
     sub = MallocResult()
