@@ -72,7 +72,7 @@ class GaveUp(Exception):
     """The budget of reads ran out, or a walk came back to a chunk: a loop glibc itself may never
     leave."""
 
-    def __init__(self, why: str = "") -> None:
+    def __init__(self, why: str) -> None:
         super().__init__(why)
         self.why = why
 
@@ -236,9 +236,6 @@ class Sim:
             text = gc.text(name, self.v)
             if text is not None:
                 raise Abort(name, text)
-
-    def step(self, text: str) -> None:
-        self.out.steps.append(text)
 
     def effect(self, text: str) -> None:
         self.out.side_effects.append(text)
