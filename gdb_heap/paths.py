@@ -646,7 +646,7 @@ def _munmap(sim: Sim, out: FreeResult, p: int, size: int) -> None:
 def _int_free_chunk(sim: Sim, out: FreeResult, p: int, size: int, have_lock: bool) -> None:
     """have_lock: 1 from realloc's _int_free (av, oldp, 1); free() passes 0."""
     L = sim.L
-    if size <= sim.max_fast() and (p + size) & sim.wrap != sim.top:
+    if size <= sim.max_fast():  # next to top too: glibc builds with TRIM_FASTBINS 0
         nxt = (p + size) & sim.wrap
         sim.check(sim.sizef(nxt) <= sim.H or sim.size(nxt) >= sim.system_mem, "FREE_FAST_NEXT_SIZE")
         sim.set_have_fastchunks(True)
