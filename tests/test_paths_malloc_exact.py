@@ -351,3 +351,56 @@ def test_common_key_is_the_most_frequent_word_after_the_next_pointer():
     assert paths.common_key(reader, L, [0x90000]) is None
     # only the first 64 entries count: 64 of key 9 before 65 of key 7
     assert paths.common_key(reader, L, [0x10300] * 64 + [0x10100] * 65) == 9
+
+
+# -- fake_chunks ---------------------------------------------------------------------------------
+
+FAKE_BASE = 0x7FFFF7DD0000
+
+
+def fake_page() -> bytes:
+    """A page whose last 0x100 bytes hold candidate size words (at c + 8 for each chunk c)."""
+    data = bytearray(0x1000)
+    for c, word in ((0xFF0, 0x21), (0xFE0, 0x80), (0xFD0, 0x90), (0xFC0, 0x412), (0xFB0, 0x410),
+                    (0xFA0, 0x420), (0xF90, 0x18), (0xF80, 0x28), (0xF70, 0x10), (0xF60, 0x100000021),
+                    (0xF50, 0xB0), (0xF40, 0xC0), (0xF30, 0x25), (0xF20, 0x22), (0xEF0, 0x31), (0xEE0, 0x31)):
+        data[c + 8:c + 16] = word.to_bytes(8, "little")
+    return bytes(data)
+
+
+def test_fake_chunks_in_a_window_with_safe_linking():
+    """2.36, target the page's last 16 bytes, window 0x100: aligned places only; fast[i] when
+    (size & 0xffffffff) >> 4 is i + 2 below NFASTBINS and fastbin_size (i) <= 0x80; tcache[i]
+    when not IS_MMAPPED, at least MINSIZE, 16-aligned and tcache_index < 64 (0x410 is the last)."""
+    reader = Reader(ImageMemory({FAKE_BASE: fake_page()}), 8)
+    L = HeapBuilder((2, 36), 8).layout
+    target = FAKE_BASE + 0xFF0
+    got = [(f.chunk - FAKE_BASE, f.size_field, f.size, f.fits, f.distance)
+           for f in paths.fake_chunks(reader, L, target, 64, 0x100)]
+    assert got == [
+        (0xFF0, 0x21, 0x20, ["fast[0]", "tcache[0]"], 0),
+        (0xFE0, 0x80, 0x80, ["fast[6]", "tcache[6]"], 0x10),
+        (0xFD0, 0x90, 0x90, ["tcache[7]"], 0x20),  # fast[7] is 0x90 > global_max_fast
+        (0xFB0, 0x410, 0x410, ["tcache[63]"], 0x40),  # 0xfc0: IS_MMAPPED; 0xfa0: 0x420 is tcache bin 64
+        (0xF80, 0x28, 0x28, ["fast[0]"], 0x70),  # 0xf90: 0x18 fits nothing; 0x28 is not 16-aligned
+        (0xF60, 0x100000021, 0x100000020, ["fast[0]"], 0x90),  # fastbin_index reads the low 32 bits
+        (0xF50, 0xB0, 0xB0, ["tcache[9]"], 0xA0),
+        (0xF40, 0xC0, 0xC0, ["tcache[10]"], 0xB0),
+        (0xF30, 0x25, 0x20, ["fast[0]", "tcache[0]"], 0xC0),
+        (0xF20, 0x22, 0x20, ["fast[0]"], 0xD0),  # IS_MMAPPED: free would munmap it
+        (0xEF0, 0x31, 0x30, ["fast[1]", "tcache[1]"], 0x100),  # the window's first byte; 0xee0 is outside
+    ]
+    want = [f.chunk - FAKE_BASE for f in paths.fake_chunks(reader, L, target, 64, 0x100, want=0x20)]
+    assert want == [0xFF0, 0xF80, 0xF60, 0xF30, 0xF20]  # 0xf80: its fast bin's size is 0x20
+    assert [f.chunk - FAKE_BASE for f in paths.fake_chunks(reader, L, target, 64, 0x100, want=0x80)] == [0xFE0]
+    # seven tcache bins: 0x90 (bin 7) fits none of them, so 0xfd0 is not listed
+    assert [f.fits for f in paths.fake_chunks(reader, L, target, 7, 0x20)] == [["fast[0]", "tcache[0]"],
+                                                                              ["fast[6]", "tcache[6]"]]
+
+
+def test_fake_chunks_without_fast_bins_and_unreadable():
+    reader = Reader(ImageMemory({FAKE_BASE: fake_page()}), 8)
+    L = HeapBuilder((2, 43), 8).layout  # no fast bins from 2.43
+    got = [(f.chunk - FAKE_BASE, f.fits) for f in paths.fake_chunks(reader, L, FAKE_BASE + 0xFF0, 64, 0x30)]
+    assert got == [(0xFF0, ["tcache[0]"]), (0xFE0, ["tcache[6]"]), (0xFD0, ["tcache[7]"])]
+    assert paths.fake_chunks(reader, L, FAKE_BASE + 0x1000, 64, 0x30) == []  # its size word is past the page
