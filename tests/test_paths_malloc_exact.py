@@ -404,3 +404,81 @@ def test_fake_chunks_without_fast_bins_and_unreadable():
     got = [(f.chunk - FAKE_BASE, f.fits) for f in paths.fake_chunks(reader, L, FAKE_BASE + 0xFF0, 64, 0x30)]
     assert got == [(0xFF0, ["tcache[0]"]), (0xFE0, ["tcache[6]"]), (0xFD0, ["tcache[7]"])]
     assert paths.fake_chunks(reader, L, FAKE_BASE + 0x1000, 64, 0x30) == []  # its size word is past the page
+
+
+# -- tcache_get and the fast bin's REMOVE_FB --------------------------------------------------------
+
+def test_tcache_get_writes_the_next_entry_and_the_count():
+    """2.36 tcache_perthread_struct: counts (uint16) at +0, entries at +0x80; e->next revealed."""
+    b = HeapBuilder((2, 36), 8)
+    t1 = b.chunk(0x40, "tcache")
+    b.chunk(0x20)
+    t2 = b.chunk(0x40, "tcache")
+    b.chunk(0x20)
+    s = b.build()
+    assert s.tcache is not None
+    w: Dict[int, int] = {}
+    r = malloc(s, 0x38, w)
+    assert (r.source, r.bin_index, r.chunk) == ("tcache", 2, t2)
+    assert r.steps == ["malloc(0x38): chunk size 0x40", "tcache[2] is not empty: its first chunk"]
+    assert w[s.tcache + 0x80 + 2 * 8] == t1 + 0x10
+    assert w[s.tcache] == 1 << 32  # counts[2] (bytes 4-5 of the first word): 2 -> 1
+    s.poke(s.tcache + 0x80 + 2 * 8, t2 + 0x18)  # a misaligned entry
+    r = malloc(s, 0x38)
+    assert (r.aborts, r.failed_check, r.chunk) == ("malloc(): unaligned tcache chunk detected", "TCACHE_UNALIGNED",
+                                                   None)
+
+
+def test_tcache_get_from_242_counts_free_slots():
+    b = HeapBuilder((2, 42), 8)
+    t = b.chunk(0x40, "tcache")
+    b.chunk(0x20)
+    s = b.build()
+    assert s.tcache is not None
+    w: Dict[int, int] = {}
+    r = malloc(s, 0x38, w)
+    assert (r.source, r.chunk) == ("tcache", t)
+    assert w[s.tcache + 0x98 + 2 * 8] == 0  # entries[2] emptied
+    assert (w[s.tcache] >> 32) & 0xFFFF == 7  # num_slots[2]: 6 free slots -> 7
+
+
+def page_start_fast_pair(version: tuple[int, int] = (2, 36)) -> tuple[Synthetic, int, int]:
+    """Two 0x20 fast chunks, the head (freed last) at a page start: its fd is protected with its
+    own page (PROTECT_PTR (&p->fd, ...)), not the page before."""
+    b = HeapBuilder(version, 8)
+    f1 = b.chunk(0x20, "fast")
+    b.chunk(0x20)
+    b.chunk(0x1000 - 0x290 - 0x40)
+    f2 = b.chunk(0x20, "fast")
+    b.chunk(0x20)
+    s = b.build()
+    assert f2 == 0x555555561000
+    return s, f1, f2
+
+
+def test_remove_fb_reveals_with_the_fd_fields_address():
+    """An empty tcache: malloc(0x18) takes f2 and stashes f1 into tcache[0]."""
+    s, f1, f2 = page_start_fast_pair()
+    w: Dict[int, int] = {}
+    r = malloc(s, 0x18, w)
+    assert (r.source, r.chunk, r.aborts) == ("fast", f2, None)
+    assert r.side_effects == ["1 more chunk of fast[0] moved to tcache[0]"]
+    assert w[s.arena + 0x10] == 0  # fastbinsY[0] empty after both
+    heap = s.heap()
+    heap.anchors.single_thread = False  # REMOVE_FB's alignment check of the revealed fd
+    r = paths.try_malloc(heap.reader, paths.context_for(heap), 0x18)
+    assert (r.source, r.chunk, r.aborts) == ("fast", f2, None)
+
+
+def test_contiguous_is_flags_bit_1_only():
+    b = HeapBuilder((2, 36), 8)
+    b.chunk(0x20)
+    a = b.chunk(0x500)
+    b.chunk(0x30)
+    b.chunk(0x20)
+    s = b.build()
+    s.poke(a + 8, (s.heap_end - a) | 1)  # next chunk at top's end: "out" in a contiguous arena
+    s.poke(s.arena + 4, 1, 4)  # flags bit 0 (FASTCHUNKS_BIT before 2.27): still contiguous
+    heap = s.heap()
+    r = paths.try_free(heap.reader, paths.context_for(heap), a + 0x10)
+    assert r.aborts == "double free or corruption (out)"
