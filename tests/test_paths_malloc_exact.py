@@ -482,3 +482,71 @@ def test_contiguous_is_flags_bit_1_only():
     heap = s.heap()
     r = paths.try_free(heap.reader, paths.context_for(heap), a + 0x10)
     assert r.aborts == "double free or corruption (out)"
+
+
+# -- context_for, 2.26's FASTCHUNKS_BIT, tcache_unsorted_limit -----------------------------------------
+
+def test_context_for_reads_the_key_the_arena_and_n_mmaps_max():
+    from tests.synthetic import TCACHE_KEY
+    b = HeapBuilder((2, 36), 8)
+    b.chunk(0x40, "tcache")
+    b.chunk(0x20)
+    s = b.build()
+    s.poke(s.mp + s.layout.malloc_par.offset("n_mmaps_max"), 100, 4)
+    heap = s.heap()
+    ctx = paths.context_for(heap)
+    assert (ctx.layout, ctx.main_arena, ctx.tcache, ctx.tcache_key, ctx.thread_arena, ctx.n_mmaps_max) == \
+        (s.layout, s.arena, s.tcache, TCACHE_KEY, s.arena, 100)  # the key the tcache's entry carries
+    assert ctx.mp.address == s.mp and ctx.single_thread and not ctx.tcache_only
+    assert paths.context_for(heap, 0x1234).tcache_key == 0x1234  # libc's tcache_key, when given
+    heap.anchors.thread_arena = 0
+    heap.anchors.single_thread = False
+    ctx = paths.context_for(heap)
+    assert (ctx.thread_arena, ctx.single_thread) == (None, False)
+    b = HeapBuilder((2, 33), 8)  # the key is the tcache itself before 2.34: none to find
+    b.chunk(0x40, "tcache")
+    b.chunk(0x20)
+    assert paths.context_for(b.build().heap()).tcache_key is None
+
+
+def test_fastchunks_bit_of_226():
+    """2.26 keeps "no fast chunks" as flags bit 0 (FASTCHUNKS_BIT set = none): a fast free clears
+    it; a large request with fast chunks consolidates, without them it does not."""
+    b = HeapBuilder((2, 26), 8)
+    for _ in range(7):
+        b.chunk(0x20, "tcache")
+        b.chunk(0x30)
+    a = b.chunk(0x20)
+    b.chunk(0x30)
+    s = b.build(top_size_min=0x2000)
+    flags_word = s.arena  # mutex (int) then flags (int): one word
+    assert (s.peek(flags_word + 4, 4), s.layout.malloc_state.offset("flags")) == (1, 4)
+    heap = s.heap()
+    w: Dict[int, int] = {}
+    r = paths.try_free(heap.reader, paths.context_for(heap), a + 0x10, w)
+    assert r.to == "fast[0]" and (w[flags_word] >> 32) & 1 == 0
+    assert not any(e.startswith("malloc_consolidate") for e in malloc(s, 0x1000).side_effects)
+    s.poke(flags_word + 4, 0, 4)  # fast chunks (by the bit) though the bins are empty
+    assert malloc(s, 0x1000).side_effects[0].startswith("malloc_consolidate")
+
+
+def test_tcache_unsorted_limit_returns_the_stashed_chunk_early():
+    """mp_.tcache_unsorted_limit 1: once an exact fit went to the tcache, more than one chunk
+    sorted returns it (u4 is never sorted); 0 sorts them all first."""
+    b = HeapBuilder((2, 36), 8)
+    us = []
+    for size in (0x30, 0x100, 0x110, 0x120):
+        us.append(b.chunk(size, "unsorted"))
+        b.chunk(0x20)
+    s = b.build()
+    s.poke(s.mp + s.layout.malloc_par.offset("tcache_unsorted_limit"), 1)
+    r = malloc(s, 0x28)
+    u1, u2, u3, u4 = us
+    assert r.side_effects == [f"unsorted chunk {u1:#x} fits exactly: put in tcache[1]",
+                              f"unsorted chunk {u2:#x} (size 0x100) sorted into small[16]",
+                              f"unsorted chunk {u3:#x} (size 0x110) sorted into small[17]"]
+    assert (r.source, r.chunk, r.bin_index) == ("tcache", u1, 1)
+    s.poke(s.mp + s.layout.malloc_par.offset("tcache_unsorted_limit"), 0)
+    r = malloc(s, 0x28)
+    assert len(r.side_effects) == 4 and r.side_effects[-1].startswith(f"unsorted chunk {u4:#x}")
+    assert (r.source, r.chunk) == ("tcache", u1)
