@@ -60,6 +60,9 @@ def test_without_ours_keeps_every_other_line():
     assert install.without_ours(lines) == ["a", "b", "set pagination off", "source /y/init.py",
                                            "source /z/init.pyc", "  source /w/init.py"]
     assert install.without_ours([MARKER, "x", "source /v/init.py"]) == ["x", "source /v/init.py"]
+    assert install.without_ours(["source /u/init.py"]) == ["source /u/init.py"]  # no marker before it
+    # one marker takes one source line: the next one stays
+    assert install.without_ours([MARKER, "source /a/init.py", "source /b/init.py"]) == ["source /b/init.py"]
 
 
 def test_main_installs_removes_and_names_the_file(tmp_path, capsys):
@@ -87,12 +90,16 @@ def test_an_unwritable_gdbinit_is_one_line_and_exit_1(tmp_path, capsys):
                        "give another with --gdbinit\n")
 
 
-def test_help_names_the_program_and_the_options(capsys):
+def test_help_names_the_program_and_the_options(capsys, monkeypatch):
+    import re
+
     import pytest
+    monkeypatch.setenv("COLUMNS", "100")  # argparse wraps at the terminal's width
     with pytest.raises(SystemExit) as e:
         install.main(["--help"])
     assert e.value.code == 0
     text = capsys.readouterr().out
     assert text.startswith("usage: python3 -m gdb_heap.install [-h] [--remove] [--gdbinit GDBINIT]")
     assert "Add gdb_heap to every gdb session of the user, or take it out again:" in text
-    assert "take gdb_heap's line out again" in text and "the file to change (default: ~/.gdbinit)" in text
+    assert re.search(r"\n  --remove +take gdb_heap's line out again\n", text), text
+    assert re.search(r"\n  --gdbinit GDBINIT +the file to change \(default: ~/.gdbinit\)\n", text), text

@@ -118,6 +118,13 @@ def test_a_change_of_all_three_and_a_shrinking_heap():
     assert lines[4] == "  bins         unsorted +1"
 
 
+def test_a_bin_that_gained_and_lost():
+    before = [(0x1000, 0x31, 2, 1), (0x1030, 0x31, 0, None), (0x1060, 0x1000, 1, None)]
+    after = [(0x1000, 0x31, 0, None), (0x1030, 0x31, 2, 1), (0x1060, 0x1000, 1, None)]
+    d = diff_arena(0x7000, rec(before, 0x1060, 0x1000), rec(after, 0x1060, 0x1000))
+    assert list(rs.diff_lines(d, "a", "b", tagged))[-1] == "  bins         tcache[1] +1 -1"
+
+
 def test_top_lines():
     assert rs._top_text(0x1020, 0x1000, 0x1020, 0x1000) == "0x1020, size 0x1000, unchanged"
     assert rs._top_text(0x7100, 0, 0x1020, 0x20fe0) == "none -> 0x1020 (top appeared), size 0x20fe0"
