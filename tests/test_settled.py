@@ -89,6 +89,10 @@ def test_calls_left_to_their_return():
     a = b.chunk(0x20)
     t = b.chunk(0x40, "tcache")
     b.chunk(0x30)
+    c = b.chunk(0x50)  # in use; tcache[3] empty
+    b.chunk(0x30)
+    f = b.chunk(0x60, "fast")  # tcache[4] empty: a malloc of 0x58 takes it from fast[4]
+    b.chunk(0x30)
     s = b.build(top_size_min=0x1000)
     ctx, reader, before, raw, parse = entry_state(s)
     assert settled.settle(reader, ctx, "free", [a + 0x10], before, raw, parse) is None  # to fast[0]
@@ -96,6 +100,10 @@ def test_calls_left_to_their_return():
     assert settled.settle(reader, ctx, "free", [t + 0x10], before, raw, parse) is None  # double free: aborts
     assert settled.settle(reader, ctx, "calloc", [1, 0x38], before, raw, parse) is None  # not one of CALLS
     assert settled.settle(reader, ctx, "realloc", [t + 0x10, 0x38], before, raw, parse) is None
+    assert settled.settle(reader, ctx, "realloc", [c + 0x10, 0x38], before, raw, parse) is None  # not a free
+    assert paths.try_malloc(reader, ctx, 0x58).source == "fast"
+    assert settled.settle(reader, ctx, "malloc", [0x58], before, raw, parse) is None  # from fast[4]: not settled
+    assert f
     assert settled.settle(reader, replace(ctx, tcache=None), "malloc", [0x38], before, raw, parse) is None
     assert settled.settle(reader, ctx, "malloc", [0x38], replace(before, tcache=None), raw, parse) is None
     # the same malloc with both tcaches known is settled: the tcache[2] chunk t
