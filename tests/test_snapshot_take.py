@@ -41,6 +41,7 @@ def test_take_of_an_arena_before_its_first_malloc():
     snap = snapshot.take(s.heap(), "s", "stop 1")
     (arena,) = snap.arenas
     assert (arena.address, arena.main, arena.top, arena.top_size, len(arena)) == (s.arena, True, s.top, 0, 0)
+    assert arena.system_mem == 0
 
 
 def test_take_with_a_top_pointer_into_nothing():
@@ -80,6 +81,25 @@ def test_a_run_of_other_addresses_with_the_same_bins_is_no_run():
     after = [(0x1000, 0x21, 0, None), (0x1020, 0x21, 2, 0), (0x1040, 0x21, 2, 1)]  # other bins only
     d = diff_arena(0x7000, rec(before), rec(after))
     assert [old[0] for old, _ in d.changed] == [0x1020, 0x1040]
+
+
+def test_a_run_that_differs_in_one_field_only():
+    """Two chunks compared at once after an equal one: the same addresses, and only the sizes,
+    only the states or only the bin indexes differ."""
+    base: List[Chunk] = [(0x1000, 0x21, 2, 0), (0x1020, 0x21, 2, 0), (0x1040, 0x21, 2, 0)]
+    for after in ([(0x1000, 0x21, 2, 0), (0x1020, 0x31, 2, 0), (0x1040, 0x31, 2, 0)],
+                  [(0x1000, 0x21, 2, 0), (0x1020, 0x21, 3, 0), (0x1040, 0x21, 3, 0)],
+                  [(0x1000, 0x21, 2, 0), (0x1020, 0x21, 2, 1), (0x1040, 0x21, 2, 1)]):
+        d = diff_arena(0x7000, rec(base), rec(after))
+        assert [old[0] for old, _ in d.changed] == [0x1020, 0x1040], after
+
+
+def test_take_of_a_damaged_heap_records_the_chunks_up_to_the_damage():
+    _, s = every_bin_heap()
+    bad = s.chunks[5].address
+    s.poke(bad + 8, 0x8)  # a size below MINSIZE: the walk stops there (a problem heap check reports)
+    snap = snapshot.take(s.heap(), "s", "stop 1")
+    assert list(snap.arenas[0].addresses)[:6] == [c.address for c in s.chunks[:6]]
 
 
 def test_bins_order_and_labels():
