@@ -224,3 +224,18 @@ def test_realloc_checks():
     s.poke(c + 8, 0x30 | 1)
     s.poke(a + 8, 0x11)  # old size field 0x11: above CHUNK_HDR_SZ, passes the old size check
     assert realloc(s, a + 0x10, 0x8).aborts != "realloc(): invalid old size"
+
+
+def test_realloc_of_null_names_itself_first():
+    b = HeapBuilder((2, 36), 8)
+    t = b.chunk(0x30, "tcache")
+    b.chunk(0x20)
+    s = b.build()
+    r = realloc(s, 0, 0x28)
+    assert r.steps == ["realloc(NULL, n) is malloc(n)", "malloc(0x28): chunk size 0x30",
+                       "tcache[1] is not empty: its first chunk"]
+    assert (r.request, r.chunk) == (0x28, t)
+    b = HeapBuilder((2, 36), 8)
+    a = b.chunk(0x30)
+    b.chunk(0x20)
+    assert realloc(b.build(), a + 0x10, 0x28).request == 0x28
