@@ -138,9 +138,15 @@ def test_systrim_top_pad_boundaries():
     set_mp(s, "top_pad", 0x30D2E)  # one byte over the pad: ALIGN_DOWN (1, 0x1000) = 0 pages
     r = free(s, a + 0x10)
     assert (r.trimmed, r.side_effects) == (0, [])
+    set_mp(s, "top_pad", 0x30D2F - 0xFFF)  # a byte short of a page over the pad: nothing
+    assert free(s, a + 0x10).trimmed == 0
     set_mp(s, "top_pad", 0x30D2F - 0x1000)  # a page over the pad: one page
     r = free(s, a + 0x10)
     assert r.trimmed == 0x1000
+    w: dict[int, int] = {}
+    heap = s.heap()
+    paths.try_free(heap.reader, paths.context_for(heap), a + 0x10, w)
+    assert w[a + 8] == 0x2FD51  # top's new head: 0x30d50 - 0x1000, PREV_INUSE
     assert r.side_effects == ["systrim: top 0x30d50 >= trim_threshold 0x20000: sbrk(-0x1000), "
                               "top's size becomes 0x2fd50"]
 
