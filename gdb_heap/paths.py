@@ -72,7 +72,7 @@ class GaveUp(Exception):
     """The budget of reads ran out, or a walk came back to a chunk: a loop glibc itself may never
     leave."""
 
-    def __init__(self, why: str = "") -> None:
+    def __init__(self, why: str) -> None:
         super().__init__(why)
         self.why = why
 
@@ -236,9 +236,6 @@ class Sim:
             text = gc.text(name, self.v)
             if text is not None:
                 raise Abort(name, text)
-
-    def step(self, text: str) -> None:
-        self.out.steps.append(text)
 
     def effect(self, text: str) -> None:
         self.out.side_effects.append(text)
@@ -566,8 +563,9 @@ def _free(sim: Sim, out: FreeResult, p: int, retry: bool, have_lock: bool = Fals
 
 
 def _tcache_init(sim: Sim, out: Outcome) -> None:
-    """tcache_init: the thread's tcache_perthread_struct is malloc'd first (its first call)."""
-    if sim.v >= (2, 42) or sim.ctx.mp.tcache_count == 0:
+    """tcache_init: the thread's tcache_perthread_struct is malloc'd first (its first call),
+    whatever mp_.tcache_count (0 only keeps every chunk out of it)."""
+    if sim.v >= (2, 42):
         return
     nb = sim.L.tcache_chunk_size
     sub = MallocResult()
@@ -648,7 +646,7 @@ def _munmap(sim: Sim, out: FreeResult, p: int, size: int) -> None:
 def _int_free_chunk(sim: Sim, out: FreeResult, p: int, size: int, have_lock: bool) -> None:
     """have_lock: 1 from realloc's _int_free (av, oldp, 1); free() passes 0."""
     L = sim.L
-    if size <= sim.max_fast() and (p + size) & sim.wrap != sim.top:
+    if size <= sim.max_fast():  # next to top too: glibc builds with TRIM_FASTBINS 0
         nxt = (p + size) & sim.wrap
         sim.check(sim.sizef(nxt) <= sim.H or sim.size(nxt) >= sim.system_mem, "FREE_FAST_NEXT_SIZE")
         sim.set_have_fastchunks(True)
@@ -867,6 +865,11 @@ def try_realloc(reader: Reader, ctx: Context, mem: int, request: int) -> MallocR
             newc = _int_malloc(sim, out, nb)
             if newc is None:
                 return
+            if out.steps[-1].startswith("sysmalloc") and newc == nxt:
+                # the heap grows and the chunk is cut at the old top, right after oldp: glibc
+                # merges them (newp == next) and splits past memory that is not there yet
+                _found(out, oldp, "top")
+                return
             if newc == nxt:  # the chunk after it: merged
                 newp, newsize, source = oldp, sim.size(newc) + oldsize, "next"
             else:
@@ -893,8 +896,9 @@ def try_realloc(reader: Reader, ctx: Context, mem: int, request: int) -> MallocR
     _run(sim, out, body)
     if out.chunk is not None:
         out.user_address = out.chunk + sim.H
-    if out.aborts is None and out.crashes is None and not out.gave_up and out.source != "mmap":
-        out.top_after = sim.top
+    if out.aborts is None and out.crashes is None and not out.gave_up and out.source != "mmap" and \
+            not any(e.startswith("sysmalloc") for e in out.side_effects):
+        out.top_after = sim.top  # (after sysmalloc the grown heap's top is not known)
     return out
 
 
