@@ -265,3 +265,248 @@ def test_the_last_bin_is_read():
     a = HEAP + 0x100
     [chain] = regular(img, arena({126: img.ring(126, [(a, 0x100001)])}))
     assert (chain.kind, chain.index, chain.chunks) == ("large", 126, [a])
+
+
+# -- fast bins and the tcache: singly linked, safe-linked from 2.32 --------------------------------
+
+FAST_SLOT = ARENA + 0x10  # &av->fastbinsY[0]: after mutex, flags, have_fastchunks and padding
+VICTIM2 = "malloc(): unaligned fastbin chunk detected 2"
+STASH3 = "malloc(): unaligned fastbin chunk detected 3"
+REMOVE = "malloc(): unaligned fastbin chunk detected"
+FAST_SIZE = "malloc(): memory corruption (fast)"
+CONSOLIDATE = "malloc_consolidate(): invalid chunk size"
+TCACHE_UNALIGNED = "malloc(): unaligned tcache chunk detected"
+
+
+def protect(pos: int, ptr: int) -> int:
+    """PROTECT_PTR: the link word at `pos` holding `ptr`."""
+    return (pos >> 12) ^ ptr
+
+
+def fast_chain(img: Image, chunks: Sequence[Tuple[int, int]], last: int = 0) -> int:
+    """Fast bin chunks (address, size field) in list order, the last one's fd `last`: the head."""
+    for k, (c, size) in enumerate(chunks):
+        nxt = chunks[k + 1][0] if k + 1 < len(chunks) else last
+        img.put(c + 8, size, protect(c + 16, nxt))
+    return chunks[0][0]
+
+
+def fast(img: Image, head: int, i: int = 1, cache: bool = True, system_mem: int = 0x21000,
+         **kw) -> model.BinChain:
+    state = arena(fastbins=[0] * i + [head], system_mem=system_mem)
+    [chain] = model.read_fastbins(img.reader(cache), L36, state, **kw)
+    return chain
+
+
+@pytest.mark.parametrize("cache", [True, False])
+def test_a_healthy_fast_bin(cache):
+    img = Image()
+    a, b = HEAP + 0x100, HEAP + 0x200
+    chain = fast(img, fast_chain(img, [(a, 0x31), (b, 0x31)]), cache=cache)
+    assert (chain.kind, chain.index, chain.size, chain.count, chain.chunks) == ("fast", 1, 0x30, 2, [a, b])
+    assert chain.sizes == array("Q", [0x30, 0x30])
+    assert chain.problems == []
+
+
+@pytest.mark.parametrize("single_thread, fill, position, abort", [
+    (True, 0, 0, VICTIM2), (False, 0, 0, VICTIM2),  # the head: checked as the victim
+    (True, 0, 1, VICTIM2), (True, 7, 1, STASH3), (True, 1, 2, VICTIM2),
+    (False, 0, 1, REMOVE), (False, 0, 2, REMOVE),  # REMOVE_FB reads the taken chunk's fd
+])
+def test_an_unaligned_fast_link_and_what_malloc_prints(single_thread, fill, position, abort):
+    img = Image()
+    bad = HEAP + 0x408  # 8 past 16-byte alignment
+    good = [(HEAP + 0x100 * (k + 1), 0x31) for k in range(position)]
+    head = fast_chain(img, good, bad) if good else bad
+    chain = fast(img, head, fill=fill, single_thread=single_thread)
+    member = good[-1][0] if good else FAST_SLOT + 8
+    assert chain.chunks == [c for c, _ in good]
+    assert [(p.address, p.message, p.glibc_abort, p.pointers) for p in chain.problems] == [
+        (member, f"fast[1]: {member:#x} links to {bad:#x}, which is not aligned; the chain is cut here", abort,
+         (("to ", bad),))]
+
+
+def test_fast_bins_default_to_no_tcache_and_a_single_thread():
+    img = Image()
+    a = HEAP + 0x100
+    chain = fast(img, fast_chain(img, [(a, 0x31)], HEAP + 0x408))
+    assert [p.glibc_abort for p in chain.problems] == [VICTIM2]
+
+
+def test_a_fast_link_looping_back():
+    img = Image()
+    a, b = HEAP + 0x100, HEAP + 0x200
+    chain = fast(img, fast_chain(img, [(a, 0x31), (b, 0x31)], a))
+    assert chain.chunks == [a, b]
+    assert [(p.address, p.message, p.glibc_abort, p.pointers) for p in chain.problems] == [
+        (b, f"fast[1]: {b:#x} links back to {a:#x}, a loop ({a:#x} is in the list twice: freed twice, or a link "
+            "overwritten); the chain is cut here", None, (("to ", a),))]
+
+
+@pytest.mark.parametrize("cache", [True, False])
+def test_a_fast_link_to_unreadable_memory(cache):
+    img = Image()
+    a, gone = HEAP + 0x100, HEAP + 0x100000
+    chain = fast(img, fast_chain(img, [(a, 0x31)], gone), cache=cache)
+    assert chain.chunks == [a]
+    assert [(p.address, p.message, p.glibc_abort, p.pointers) for p in chain.problems] == [
+        (a, f"fast[1]: {a:#x} links to {gone:#x}, which is not readable; the chain is cut here", None,
+         (("to ", gone),))]
+
+
+@pytest.mark.parametrize("got, abort, consolidate", [
+    (0x40, FAST_SIZE, CONSOLIDATE),  # fastbin_index(0x40) = 2, not 1
+    (0x38, None, None),  # fastbin_index(0x38) = (0x38 >> 4) - 2 = 1: both checks pass
+])
+def test_a_fast_victim_of_the_wrong_size(got, abort, consolidate):
+    img = Image()
+    a, b = HEAP + 0x100, HEAP + 0x200
+    chain = fast(img, fast_chain(img, [(a, 0x31), (b, got | 1)]))  # fill 0: b is a victim too
+    assert chain.sizes == array("Q", [0x30, got])
+    assert [(p.address, p.message, p.glibc_abort, p.other_paths) for p in chain.problems] == [
+        (b, f"fast[1]: chunk {b:#x} has size {got:#x}, not 0x30", abort,
+         (("malloc_consolidate", consolidate),) if consolidate else ())]
+
+
+@pytest.mark.parametrize("got, abort", [
+    # 2.42's stash check: csize2tidx(size) = (size - MINSIZE + MALLOC_ALIGNMENT - 1) / MALLOC_ALIGNMENT
+    (0x20, "malloc(): chunk size mismatch in fastbin"),  # (0x00 + 15) / 16 = 0, not tidx 1
+    (0x28, None),  # (0x08 + 15) / 16 = 1
+    (0x38, "malloc(): chunk size mismatch in fastbin"),  # (0x18 + 15) / 16 = 2
+])
+def test_a_stashed_fast_chunk_of_the_wrong_size_in_2_42(got, abort):
+    img = Image()
+    a, b = HEAP + 0x100, HEAP + 0x200
+    fast_chain(img, [(a, 0x31), (b, got | 1)])
+    state = arena(fastbins=[0, a])
+    [chain] = model.read_fastbins(img.reader(), L42, state, fill=7)  # b is stashed after the victim a
+    assert [(p.address, p.glibc_abort) for p in chain.problems] == [(b, abort)]
+
+
+@pytest.mark.parametrize("system_mem, longest", [(0, 64), (0x1010, 129)])
+def test_a_fast_bin_is_at_most_system_mem_over_minsize_plus_one_chunks(system_mem, longest):
+    img = Image(0x3000)
+    chunks = [(HEAP + 0x100 + 0x20 * k, 0x21) for k in range(longest + 1)]
+    chain = fast(img, fast_chain(img, chunks[:longest]), i=0, system_mem=system_mem)
+    assert (chain.count, chain.problems) == (longest, [])
+    chain = fast(img, fast_chain(img, chunks), i=0, system_mem=system_mem)
+    assert chain.count == longest
+    last = chunks[longest - 1][0]
+    assert [(p.address, p.message, p.pointers) for p in chain.problems] == [
+        (last, f"fast[0]: longer than it can be ({longest} chunks); the chain is cut here",
+         (("to ", chunks[longest][0]),))]
+
+
+def test_fast_chunks_sixteen_bytes_apart_read_with_the_cache_off():
+    img = Image()
+    a, b = HEAP + 0x100, HEAP + 0x110  # b's size is a's second user word
+    chain = fast(img, fast_chain(img, [(a, 0x21), (b, 0x21)]), i=0, cache=False)
+    assert (chain.chunks, chain.problems) == ([a, b], [])
+
+
+def test_a_fast_chunk_across_a_cache_block_boundary_is_read_whole():
+    img = Image(BLOCK + 0x1000)
+    a, b = HEAP + 0x100, HEAP + BLOCK - 16  # b's size word is the block's last
+    chain = fast(img, fast_chain(img, [(a, 0x31), (b, 0x31)]))
+    assert (chain.chunks, chain.problems) == ([a, b], [])
+
+
+def test_a_fast_chunk_whose_fd_ends_the_readable_memory_is_read():
+    img = Image(0x208)
+    a = HEAP + 0x208 - 24  # its fd is the image's last word
+    chain = fast(img, fast_chain(img, [(a, 0x31)]), cache=False)
+    assert (chain.chunks, chain.problems) == ([a], [])
+
+
+# The tcache: tcache_perthread_struct's user pointer at T, counts then entries (user pointers).
+T = HEAP + 0x10
+
+
+def tcache_image(entries: Dict[int, Sequence[int]], counts: Dict[int, int], layout=L36,
+                 last: Optional[Dict[int, int]] = None) -> Image:
+    """entries: bin -> the chunks in list order (their user pointers are +16); the last one's
+    next `last[bin]` (a user pointer; default 0)."""
+    img = Image()
+    _, count_size, _ = layout.tcache_perthread.fields[layout.counts_field]
+    entries_at = T + layout.tcache_perthread.offset("entries")
+    for i, n in counts.items():
+        struct.pack_into("<H", img.buf, T - HEAP + count_size * i, n)
+    for i, chunks in entries.items():
+        mems = [c + 16 for c in chunks] + [(last or {}).get(i, 0)]
+        img.put(entries_at + 8 * i, mems[0] if chunks else mems[-1])
+        for k, c in enumerate(chunks):
+            img.put(c + 8, layout.tcache_bin_size(i) | 1, protect(mems[k], mems[k + 1]))
+    return img
+
+
+def mp(count: int = 7) -> MallocPar:
+    return MallocPar(ARENA + 0x1000, 0x20000, 0, 0x20000, 0, 0, HEAP, 64, 0x408, count)
+
+
+def test_a_tcache_count_that_is_not_the_chain():
+    a = HEAP + 0x300
+    img = tcache_image({2: [a]}, {2: 2, 5: 1})
+    chains = model.read_tcache(img.reader(), L36, T, mp())
+    assert [(c.kind, c.index, c.size, c.count, c.chunks) for c in chains] == [
+        ("tcache", 2, 0x40, 2, [a]), ("tcache", 5, 0x70, 1, [])]
+    assert [(p.address, p.message) for c in chains for p in c.problems] == [
+        (a, "tcache[2]: the tcache counts 2 chunks but the chain holds 1"),
+        (T, "tcache[5]: the tcache counts 1 chunks but the chain holds 0")]
+
+
+@pytest.mark.parametrize("bad", [HEAP + 0x301, HEAP + 0x308])  # any low bit of MALLOC_ALIGNMENT
+def test_an_unaligned_tcache_head(bad):
+    img = tcache_image({}, {3: 1})
+    img.put(T + 128 + 3 * 8, bad)
+    [chain] = model.read_tcache(img.reader(), L36, T, mp())
+    # The head lives in the tcache_perthread_struct's own chunk, T - 16.
+    assert [(p.address, p.message, p.glibc_abort) for p in chain.problems] == [
+        (T - 16, f"tcache[3]: {T - 16:#x} links to {bad - 16:#x}, which is not aligned; the chain is cut here",
+         TCACHE_UNALIGNED),
+        (T, "tcache[3]: the tcache counts 1 chunks but the chain holds 0", None)]
+
+
+@pytest.mark.parametrize("free_slots, count", [(9, None), (7, None), (6, 1), (0, 7)])
+def test_2_42_counts_free_slots(free_slots, count):
+    # 2.42's num_slots: how many more chunks the bin takes; more than tcache_count is damage (none)
+    # tcache_init leaves every bin's num_slots at mp_.tcache_count: all free
+    img = tcache_image({}, {**{i: 7 for i in range(76)}, 4: free_slots}, L42)
+    chains = model.read_tcache(img.reader(), L42, T, mp())
+    assert [(c.index, c.count) for c in chains] == ([] if count is None else [(4, count)])
+
+
+def test_read_bins_reports_an_unreadable_tcache():
+    img = Image()
+    gone = HEAP + 0x100000
+    chains, problems = model.read_bins(img.reader(), L36, arena(), gone, mp())
+    assert chains == []
+    assert [p.address for p in problems] == [gone]
+    assert problems[0].message.startswith(f"the tcache at {gone:#x} is not readable (")
+
+
+def test_read_bins_stashes_only_with_a_tcache():
+    img = tcache_image({}, {})
+    a, b = HEAP + 0x400, HEAP + 0x500
+    fdbk = img.ring(4, [(a, 0x41), (b, 0x41)])
+    img.put(a + 24, HEAP + 0x900)  # a is 1 from the tail
+    _, problems = model.read_bins(img.reader(), L36, arena({4: fdbk}), None, mp(1))
+    assert [p.glibc_abort for p in problems] == [SMALLBIN]  # no tcache: a is the next victim
+    _, problems = model.read_bins(img.reader(), L36, arena({4: fdbk}), T, mp(1))
+    assert [p.glibc_abort for p in problems] == [None]  # stashed after b
+
+
+def test_read_bins_tcache_then_fast_single_thread_by_default():
+    a, c = HEAP + 0x300, HEAP + 0x600
+    img = tcache_image({0: [a]}, {0: 1})
+    fast_chain(img, [(c, 0x31)], HEAP + 0x708)
+    chains, problems = model.read_bins(img.reader(), L36, arena(fastbins=[0, c]), T, mp(0))
+    assert [(x.kind, x.index, x.chunks) for x in chains] == [("tcache", 0, [a]), ("fast", 1, [c])]
+    assert [p.glibc_abort for p in problems] == [VICTIM2]
+
+
+@pytest.mark.parametrize("position, fill, victim", [
+    (0, 0, True), (1, 0, True), (0, 7, True), (1, 7, False), (7, 7, False), (8, 7, True), (16, 7, True),
+    (2, 1, True), (3, 1, False),
+])
+def test_is_victim(position, fill, victim):
+    assert model.is_victim(position, fill) is victim
