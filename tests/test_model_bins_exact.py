@@ -14,8 +14,9 @@ import pytest
 
 from gdb_heap import model
 from gdb_heap.layouts import layout_for
-from gdb_heap.memory import BLOCK, ImageMemory, Reader
-from gdb_heap.model import MallocPar, MallocState, Problem
+from gdb_heap.memory import BLOCK
+from gdb_heap.model import MallocPar, MallocState
+from tests.images import FlatImage
 
 L36 = layout_for((2, 36), 8)
 L42 = layout_for((2, 42), 8)
@@ -33,18 +34,11 @@ def header(i: int) -> int:
     return ARENA + BINS + 2 * 8 * (i - 1) - 2 * 8
 
 
-class Image:
+class Image(FlatImage):
     """A heap's bytes at HEAP, word by word (x86_64)."""
 
     def __init__(self, size: int = 0x3000) -> None:
-        self.buf = bytearray(size)
-
-    def put(self, address: int, *words: int) -> None:
-        for k, w in enumerate(words):
-            struct.pack_into("<Q", self.buf, address - HEAP + 8 * k, w)
-
-    def reader(self, cache: bool = True) -> Reader:
-        return Reader(ImageMemory({HEAP: bytes(self.buf)}), 8, cache=cache)
+        super().__init__(HEAP, size)
 
     def ring(self, i: int, chunks: Sequence[Tuple[int, int]]) -> Tuple[int, int]:
         """A well-linked bin i of these (chunk, size field)s in fd order: its (fd, bk) words."""
@@ -82,7 +76,8 @@ def test_a_healthy_unsorted_bin_in_fd_order(cache):
     a, b = HEAP + 0x100, HEAP + 0x600
     fdbk = img.ring(1, [(a, 0x501), (b, 0x431)])
     [chain] = regular(img, arena({1: fdbk}), cache)
-    assert (chain.kind, chain.index, chain.size, chain.count, chain.chunks) == ("unsorted", 1, 0x20, 2, [a, b])  # its size: MINSIZE, the smallest it holds
+    # the unsorted bin's size: MINSIZE, the smallest it holds
+    assert (chain.kind, chain.index, chain.size, chain.count, chain.chunks) == ("unsorted", 1, 0x20, 2, [a, b])
     assert list(chain.sizes) == [0x500, 0x430]
     assert chain.problems == []
 

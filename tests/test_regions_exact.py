@@ -5,16 +5,15 @@ ending in a fencepost ends there rounded up to MALLOC_ALIGNMENT: 0x100 + 2 * 0x1
 
 from __future__ import annotations
 
-import struct
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import pytest
 
 from gdb_heap import model
 from gdb_heap.layouts import layout_for
 from gdb_heap.mappings import Mapping
-from gdb_heap.memory import ImageMemory, Reader
-from gdb_heap.model import HeapRegion, MallocPar, MallocState, Problem
+from gdb_heap.model import MallocPar, MallocState, Problem
+from tests.images import PageImage
 
 L = layout_for((2, 36), 8)
 ARENA = 0x7FFFF7E19C80
@@ -23,15 +22,7 @@ MA, MB, MC = 0x7F0000000000, 0x7F0000010000, 0x7F0000020000  # anonymous mapping
 NONCONTIGUOUS = 0x2
 
 
-class Image:
-    def __init__(self) -> None:
-        self.pages: Dict[int, bytearray] = {}
-
-    def put(self, address: int, value: int) -> None:
-        page = address & ~0xFFF
-        buf = self.pages.setdefault(page, bytearray(0x1000))
-        struct.pack_into("<Q", buf, address - page, value)
-
+class Image(PageImage):
     def fenced(self, at: int) -> int:
         """A chunk of 0x100 at `at`, then the fencepost pair: the region's end."""
         self.put(at + 8, 0x101)
@@ -45,9 +36,6 @@ class Image:
         self.put(at + 0x108, top_size | 1)
         return at + 0x100
 
-    def reader(self) -> Reader:
-        return Reader(ImageMemory({a: bytes(b) for a, b in self.pages.items()}), 8)
-
 
 def state(top: int, system_mem: int = 0x100000, flags: int = NONCONTIGUOUS) -> MallocState:
     bins = (0,) * 254
@@ -58,7 +46,7 @@ MP = MallocPar(ARENA + 0x1000, 0x20000, 0, 0x20000, 0, 0, SB, 64, 0x408, 7)
 
 
 def regions(img: Image, top: int, maps: Sequence[Mapping] = (), problems: Optional[List[Problem]] = None,
-            **kw) -> List[tuple]:
+            **kw) -> List[Tuple[int, int, int, Optional[int]]]:
     found = model.main_heap(img.reader(), L, state(top, **kw), MP, lambda: list(maps), problems)
     return [(r.start, r.end, r.first_chunk, r.fencepost) for r in found]
 

@@ -12,23 +12,20 @@ import pytest
 
 from gdb_heap import model
 from gdb_heap.layouts import layout_for
-from gdb_heap.memory import ImageMemory, Reader
 from gdb_heap.model import HeapRegion, Problem, Resync
+from tests.images import FlatImage
 
 L = layout_for((2, 36), 8)
 HEAP = 0x555555559000
 FREE_OUT = "double free or corruption (out)"
 
 
-class Image:
+class Image(FlatImage):
     def __init__(self, size: int = 0x2000) -> None:
-        self.buf = bytearray(size)
+        super().__init__(HEAP, size)
 
     def size(self, chunk: int, sizef: int, prev_size: int = 0) -> None:
-        struct.pack_into("<QQ", self.buf, chunk - HEAP, prev_size, sizef)
-
-    def reader(self) -> Reader:
-        return Reader(ImageMemory({HEAP: bytes(self.buf)}), 8)
+        self.put(chunk, prev_size, sizef)
 
 
 def walk(img: Image, region: HeapRegion, top: int, names: Optional[Dict[int, str]] = None
