@@ -248,6 +248,16 @@ def test_a_chunk_across_a_cache_block_boundary_is_read_whole():
     assert (chain.chunks, chain.problems) == ([a, b], [])
 
 
+def test_regular_chunks_sixteen_bytes_apart_read_with_the_cache_off():
+    img = Image()
+    a, b = HEAP + 0x100, HEAP + 0x110  # a's fd and bk are b's prev_size and size
+    img.put(a + 8, 0x101, b, header(1))
+    img.put(b + 16, header(1), a)
+    [chain] = regular(img, arena({1: (a, b)}), cache=False)
+    assert chain.chunks == [a, b]
+    assert list(chain.sizes) == [0x100, header(1) & ~7]
+
+
 def test_a_chunk_whose_bk_ends_the_readable_memory_is_read():
     img = Image(0x200)
     a = HEAP + 0x200 - 32  # its bk is the image's last word
@@ -397,6 +407,15 @@ def test_fast_chunks_sixteen_bytes_apart_read_with_the_cache_off():
     a, b = HEAP + 0x100, HEAP + 0x110  # b's size is a's second user word
     chain = fast(img, fast_chain(img, [(a, 0x21), (b, 0x21)]), i=0, cache=False)
     assert (chain.chunks, chain.problems) == ([a, b], [])
+
+
+def test_a_fast_link_sixteen_bytes_back_read_with_the_cache_off():
+    img = Image()
+    a, b = HEAP + 0x110, HEAP + 0x100  # b's fd is a's prev_size
+    img.put(a + 8, 0x21, protect(a + 16, b))
+    img.put(b + 8, 0x31, protect(b + 16, 0))
+    chain = fast(img, a, i=0, cache=False)
+    assert (chain.chunks, list(chain.sizes)) == ([a, b], [0x20, 0x30])
 
 
 def test_a_fast_chunk_across_a_cache_block_boundary_is_read_whole():

@@ -180,3 +180,90 @@ def test_the_damaged_first_region_with_top_unreadable_ends_at_the_break():
     img = Image()
     img.put(SB + 8, 0x100)
     assert regions(img, SB + 0x100000, (), system_mem=0x10000) == [(SB, SB + 0x10000, SB, None)]
+
+
+# -- one region: a chain of chunks ending at a fencepost pair (model.region_at) ---------------------
+
+def region_at(img: Image, limit: int = SB + 0x20000, top: int = MC) -> Optional[Tuple[int, Optional[int]]]:
+    return model.region_at(img.reader(), L, SB, limit, top, None)
+
+
+def test_a_region_ends_at_its_fencepost_rounded_up():
+    img = Image()
+    img.fenced(SB)
+    assert region_at(img) == (SB + 0x120, SB + 0x100)
+    assert region_at(img, limit=SB + 0x120) == (SB + 0x120, SB + 0x100)  # ending at the limit
+    assert region_at(img, limit=SB + 0x110) is None
+
+
+def test_a_region_needs_prev_inuse_on_its_first_chunk():
+    img = Image()
+    img.fenced(SB)
+    img.put(SB + 8, 0x100)
+    assert region_at(img) is None
+
+
+def test_a_region_starting_with_a_fencepost_is_none():
+    img = Image()
+    img.put(SB + 8, 0x11)
+    img.put(SB + 0x18, 0x11)
+    assert region_at(img) is None
+
+
+@pytest.mark.parametrize("flag", [0x2, 0x4])  # IS_MMAPPED, NON_MAIN_ARENA: not the main arena's
+def test_a_region_whose_chunks_are_not_the_main_arenas_is_none(flag):
+    img = Image()
+    img.fenced(SB + 0x100)
+    img.put(SB + 8, 0x101 | flag)
+    assert region_at(img) is None
+
+
+def test_a_non_main_arena_chunk_in_an_earlier_block_still_counts():
+    img = Image()
+    img.put(SB + 8, 0x105)  # NON_MAIN_ARENA, in the first 64 KiB block
+    for k in range(1, 0x140):
+        img.put(SB + 0x100 * k + 8, 0x101)  # past the block the walk reads first
+    img.fenced(SB + 0x14000)
+    assert region_at(img, limit=SB + 0x30000) is None
+
+
+def test_a_broken_chain_is_no_region_even_ending_in_a_pair():
+    img = Image()
+    img.put(SB + 8, 0x101)
+    img.put(SB + 0x108, 0x19)  # an invalid size: the walk breaks at SB + 0x100
+    img.put(SB + 0x120, 0x11)  # a pair where that size would end
+    img.put(SB + 0x130, 0x11)
+    assert region_at(img) is None
+
+
+def test_the_search_stops_at_max_main_regions(monkeypatch):
+    img = Image()
+    top = four_regions(img)["top"]
+    monkeypatch.setattr(model, "MAX_MAIN_REGIONS", 2)  # beyond the first: G, then MA
+    problems: List[Problem] = []
+    assert regions(img, top, MAPS, problems) == [FOUR[0], FOUR[1], FOUR[3]]
+    assert [p.address for p in problems] == [top]
+
+
+def test_two_foreign_sbrks_in_one_page():
+    img = Image()
+    img.fenced(SB)
+    img.fenced(SB + 0x150)  # ends at SB + 0x270
+    top = img.topped(SB + 0x280, 0x100)  # top ends at SB + 0x480
+    maps = [Mapping(SB, SB + 0x480, "[heap]")]
+    assert regions(img, top, maps) == [(SB, SB + 0x120, SB, SB + 0x100),
+                                       (SB + 0x150, SB + 0x270, SB + 0x150, SB + 0x250),
+                                       (SB + 0x280, SB + 0x480, SB + 0x280, None)]
+
+
+def test_a_mapping_holding_a_region_ending_at_a_page_and_one_on_the_next():
+    img = Image()
+    img.fenced(SB)
+    img.put(MA + 8, 0xFE1)  # then the pair at MA + 0xfe0: the region ends at MA + 0x1000
+    img.put(MA + 0xFE8, 0x11)
+    img.put(MA + 0xFF8, 0x11)
+    top = img.topped(MA + 0x1000, 0xF00)
+    maps = [Mapping(SB, SB + 0x120, "[heap]"), Mapping(MA, MA + 0x2000)]
+    # one mapping: its newer region is the one holding top
+    assert regions(img, top, maps) == [(SB, SB + 0x120, SB, SB + 0x100), (MA, MA + 0x1000, MA, MA + 0xFE0),
+                                       (MA + 0x1000, MA + 0x2000, MA + 0x1000, None)]
