@@ -161,6 +161,7 @@ def test_top_at_a_regions_end_is_not_in_it():
     problems: List[Problem] = []
     assert regions(img, SB + 0x120, (), problems) == [(SB, SB + 0x120, SB, SB + 0x100)]
     assert [p.address for p in problems] == [SB + 0x120]
+    assert regions(img, SB + 0x120) == [(SB, SB + 0x120, SB, SB + 0x100)]  # no list given: its own
 
 
 @pytest.mark.parametrize("top, flags, end", [
