@@ -268,3 +268,14 @@ def test_a_mapping_holding_a_region_ending_at_a_page_and_one_on_the_next():
     # one mapping: its newer region is the one holding top
     assert regions(img, top, maps) == [(SB, SB + 0x120, SB, SB + 0x100), (MA, MA + 0x1000, MA, MA + 0xFE0),
                                        (MA + 0x1000, MA + 0x2000, MA + 0x1000, None)]
+
+
+@pytest.mark.parametrize("first_size", [0x20, 0x110])  # MINSIZE itself; any multiple of 16
+def test_a_candidate_first_chunk_of_a_size_glibc_writes(first_size):
+    img = Image()
+    img.fenced(SB)
+    img.put(MA + 8, first_size | 1)
+    top = MA + first_size
+    img.put(top + 8, (0x1000 - first_size) | 1)
+    maps = [Mapping(SB, SB + 0x120, "[heap]"), Mapping(MA, MA + 0x1000)]
+    assert regions(img, top, maps) == [(SB, SB + 0x120, SB, SB + 0x100), (MA, MA + 0x1000, MA, None)]
