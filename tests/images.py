@@ -1,4 +1,4 @@
-"""Tiny memory images for the model's exact tests, written word by word (little-endian, x86_64):
+"""Small memory images for the model's exact tests, written word by word (little-endian):
 tests lay out chunks and structs themselves from malloc.c's rules, nothing here knows glibc."""
 
 from __future__ import annotations
@@ -12,17 +12,19 @@ from gdb_heap.memory import ImageMemory, Reader
 class FlatImage:
     """`size` bytes at `base`, and nothing else readable: for reads that end exactly there."""
 
-    def __init__(self, base: int, size: int) -> None:
+    def __init__(self, base: int, size: int, word: int = 8) -> None:
         self.base = base
         self.buf = bytearray(size)
+        self.word = word
 
     def put(self, address: int, *words: int) -> None:
         for k, w in enumerate(words):
-            struct.pack_into("<Q", self.buf, address - self.base + 8 * k, w)
+            struct.pack_into("<Q" if self.word == 8 else "<I", self.buf, address - self.base + self.word * k, w)
 
     def reader(self, cache: bool = True) -> Reader:
-        """cache=False: every read goes to the memory, as for a running process."""
-        return Reader(ImageMemory({self.base: bytes(self.buf)}), 8, cache=cache)
+        """cache=False: every read goes to the memory, as for a running process.  The cache keeps
+        whole 64 KiB blocks (the bin walks' fast path) only where the image holds one."""
+        return Reader(ImageMemory({self.base: bytes(self.buf)}), self.word, cache=cache)
 
 
 class PageImage:

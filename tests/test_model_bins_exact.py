@@ -35,9 +35,9 @@ def header(i: int) -> int:
 
 
 class Image(FlatImage):
-    """A heap's bytes at HEAP, word by word (x86_64)."""
+    """A heap's bytes at HEAP, word by word (x86_64): one whole cache block unless said."""
 
-    def __init__(self, size: int = 0x3000) -> None:
+    def __init__(self, size: int = BLOCK) -> None:
         super().__init__(HEAP, size)
 
     def ring(self, i: int, chunks: Sequence[Tuple[int, int]]) -> Tuple[int, int]:
@@ -230,7 +230,7 @@ def _long_chain(img: Image, i: int, n: int, size: int) -> Tuple[Tuple[int, int],
 @pytest.mark.parametrize("system_mem, longest", [(0, 64), (0x7E0, 64), (0x1010, 129)])
 def test_a_regular_bin_is_at_most_system_mem_over_minsize_plus_one_chunks(system_mem, longest):
     # bound = max(64, system_mem / MINSIZE + 1): 0x1010 / 0x20 = 128
-    img = Image(0x3000)
+    img = Image()
     fdbk, chunks = _long_chain(img, 2, longest, 0x21)
     [chain] = regular(img, arena({2: fdbk}, system_mem))
     assert (chain.count, chain.problems) == (longest, [])
@@ -256,6 +256,16 @@ def test_regular_chunks_sixteen_bytes_apart_read_with_the_cache_off():
     [chain] = regular(img, arena({1: (a, b)}), cache=False)
     assert chain.chunks == [a, b]
     assert list(chain.sizes) == [0x100, header(1) & ~7]
+
+
+@pytest.mark.parametrize("cache", [True, False])
+def test_a_chunk_at_an_unaligned_address_is_read_where_it_is(cache):
+    img = Image()
+    a = HEAP + 0x104  # a damaged fd: not even word aligned
+    img.put(HEAP + 0x100, 0x10100000000, 0x1, 0)  # a's size 0x101 straddles the words at 0x108
+    struct.pack_into("<QQQ", img.buf, 0x10C, 0x101, header(1), header(1))
+    [chain] = regular(img, arena({1: (a, a)}), cache)
+    assert (chain.chunks, list(chain.sizes), chain.problems) == ([a], [0x100], [])
 
 
 def test_a_chunk_whose_bk_ends_the_readable_memory_is_read():
@@ -390,7 +400,7 @@ def test_a_stashed_fast_chunk_of_the_wrong_size_in_2_42(got, abort):
 
 @pytest.mark.parametrize("system_mem, longest", [(0, 64), (0x1010, 129)])
 def test_a_fast_bin_is_at_most_system_mem_over_minsize_plus_one_chunks(system_mem, longest):
-    img = Image(0x3000)
+    img = Image()
     chunks = [(HEAP + 0x100 + 0x20 * k, 0x21) for k in range(longest + 1)]
     chain = fast(img, fast_chain(img, chunks[:longest]), i=0, system_mem=system_mem)
     assert (chain.count, chain.problems) == (longest, [])
@@ -524,3 +534,45 @@ def test_read_bins_tcache_then_fast_single_thread_by_default():
 ])
 def test_is_victim(position, fill, victim):
     assert model.is_victim(position, fill) is victim
+
+
+# -- i386: 4-byte words, bins at 0x40 in malloc_state, MALLOC_ALIGNMENT 16 --------------------------
+
+L386 = layout_for((2, 36), 4)
+HEAP32, ARENA32 = 0x56560000, 0xF7E19780
+
+
+def header32(i: int) -> int:
+    return ARENA32 + 0x40 + 2 * 4 * (i - 1) - 2 * 4
+
+
+def state32(bins: Dict[int, Tuple[int, int]], fastbins: Sequence[int] = ()) -> MallocState:
+    words: List[int] = []
+    for i in range(1, 128):
+        words += bins.get(i, (header32(i), header32(i)))
+    fast = tuple(fastbins) + (0,) * (11 - len(fastbins))
+    return MallocState(ARENA32, 0, 0, fast, HEAP32 + 0x8000, 0, tuple(words), (0,) * 4, ARENA32, 0, 1,
+                       0x21000, 0x21000)
+
+
+@pytest.mark.parametrize("cache", [True, False])
+def test_i386_unsorted_and_small_bins(cache):
+    img = FlatImage(HEAP32, BLOCK, 4)
+    a, b, c = HEAP32 + 0x100, HEAP32 + 0x600, HEAP32 + 0x900
+    img.put(a + 4, 0x501, b, header32(1))  # size, fd, bk
+    img.put(b + 4, 0x411, header32(1), a)
+    img.put(c + 4, 0x21, header32(3), header32(3))  # smallbin_index: (0x20 >> 4) + SMALLBIN_CORRECTION
+    chains = model.read_regular_bins(img.reader(cache), L386, state32({1: (a, b), 3: (c, c)}))
+    assert [(x.kind, x.index, x.chunks, list(x.sizes), x.problems) for x in chains] == [
+        ("unsorted", 1, [a, b], [0x500, 0x410], []), ("small", 3, [c], [0x20], [])]
+
+
+@pytest.mark.parametrize("cache", [True, False])
+def test_i386_fast_bin(cache):
+    img = FlatImage(HEAP32, BLOCK, 4)
+    a, b = HEAP32 + 0x108, HEAP32 + 0x208  # user pointers (+8, where the fd lives) 16-aligned
+    img.put(a + 4, 0x11, protect(a + 8, b))
+    img.put(b + 4, 0x11, protect(b + 8, 0))
+    [chain] = model.read_fastbins(img.reader(cache), L386, state32({}, [a]))
+    assert (chain.kind, chain.index, chain.size, chain.chunks, list(chain.sizes), chain.problems) == (
+        "fast", 0, 0x10, [a, b], [0x10, 0x10], [])
