@@ -261,11 +261,21 @@ def test_regular_chunks_sixteen_bytes_apart_read_with_the_cache_off():
 @pytest.mark.parametrize("cache", [True, False])
 def test_a_chunk_at_an_unaligned_address_is_read_where_it_is(cache):
     img = Image()
-    a = HEAP + 0x104  # a damaged fd: not even word aligned
-    img.put(HEAP + 0x100, 0x10100000000, 0x1, 0)  # a's size 0x101 straddles the words at 0x108
-    struct.pack_into("<QQQ", img.buf, 0x10C, 0x101, header(1), header(1))
-    [chain] = regular(img, arena({1: (a, a)}), cache)
-    assert (chain.chunks, list(chain.sizes), chain.problems) == ([a], [0x100], [])
+    a, u = HEAP + 0x200, HEAP + 0x104  # a's fd is damaged: u is not even word aligned
+    img.put(a + 8, 0x101, u, header(1))
+    img.put(HEAP + 0x100, 0x10100000000, 0x1, 0)  # u's size 0x101 straddles the words at 0x108
+    struct.pack_into("<QQQ", img.buf, 0x10C, 0x101, header(1), a)
+    [chain] = regular(img, arena({1: (a, u)}), cache)  # u after a: the block is cached by then
+    assert (chain.chunks, list(chain.sizes), chain.problems) == ([a, u], [0x100, 0x100], [])
+
+
+def test_read_bins_passes_single_thread_on():
+    img = Image()
+    c = HEAP + 0x600
+    fast_chain(img, [(c, 0x31)], HEAP + 0x708)
+    state = arena(fastbins=[0, c])
+    _, problems = model.read_bins(img.reader(), L36, state, None, mp(0), single_thread=False)
+    assert [p.glibc_abort for p in problems] == [REMOVE]
 
 
 def test_a_chunk_whose_bk_ends_the_readable_memory_is_read():
