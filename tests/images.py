@@ -30,8 +30,9 @@ class FlatImage:
 class PageImage:
     """Pages wherever something is put (zeros elsewhere on them); adjacent pages read as one."""
 
-    def __init__(self) -> None:
+    def __init__(self, word: int = 8) -> None:
         self.pages: Dict[int, bytearray] = {}
+        self.word = word
 
     def touch(self, start: int, end: int) -> None:
         for page in range(start & ~0xFFF, end, 0x1000):
@@ -51,4 +52,4 @@ class PageImage:
                 runs[last] += self.pages[page]
             else:
                 runs[page] = bytearray(self.pages[page])
-        return Reader(ImageMemory({a: bytes(b) for a, b in runs.items()}), 8)
+        return Reader(ImageMemory({a: bytes(b) for a, b in runs.items()}), self.word)

@@ -279,3 +279,36 @@ def test_a_candidate_first_chunk_of_a_size_glibc_writes(first_size):
     img.put(top + 8, (0x1000 - first_size) | 1)
     maps = [Mapping(SB, SB + 0x120, "[heap]"), Mapping(MA, MA + 0x1000)]
     assert regions(img, top, maps) == [(SB, SB + 0x120, SB, SB + 0x100), (MA, MA + 0x1000, MA, None)]
+
+
+def test_a_candidate_that_is_no_region_is_passed_over():
+    img = Image()
+    img.fenced(SB)
+    img.put(MA + 8, 0x101)  # a plausible first chunk, then nothing glibc would leave
+    top = img.topped(MA + 0x1000, 0xF00)
+    maps = [Mapping(SB, SB + 0x120, "[heap]"), Mapping(MA, MA + 0x2000)]
+    assert regions(img, top, maps) == [(SB, SB + 0x120, SB, SB + 0x100),
+                                       (MA + 0x1000, MA + 0x2000, MA + 0x1000, None)]
+
+
+def test_i386_a_grown_up_region_starts_at_its_first_chunk():
+    # i386: a chunk's user pointer (chunk + 8) is 16-aligned, so a region's first chunk is 8 past
+    # the MALLOC_ALIGNMENT step where the foreign sbrk left the break.
+    sb, ma = 0x56559000, 0xF0000000
+    img = Image(word=4)
+    for chunk in (sb + 8, sb + 0x158):  # a chunk of 0x100, then the pair of CHUNK_HDR_SZ (8) chunks
+        img.put(chunk + 4, 0x101, 4)
+        img.put(chunk + 0x104, 0x9, 4)
+        img.put(chunk + 0x10C, 0x9, 4)
+    img.put(ma + 8 + 4, 0x101, 4)
+    top = ma + 0x108
+    img.put(top + 4, 0xEF9, 4)
+    state = MallocState(ARENA, NONCONTIGUOUS, 0, (0,) * 11, top, 0, (0,) * 254, (0,) * 4, ARENA, 0, 1,
+                        0x100000, 0x100000)
+    mp = MallocPar(ARENA + 0x1000, 0x20000, 0, 0x20000, 0, 0, sb, 64, 0x408, 7)
+    maps = [Mapping(sb, sb + 0x270, "[heap]"), Mapping(ma, ma + 0x1000)]
+    found = model.main_heap(img.reader(), layout_for((2, 36), 4), state, mp, lambda: maps)
+    # a region ending in a pair ends there rounded up to 16: sb + 0x108 + 0x10 -> sb + 0x120
+    assert [(r.start, r.end, r.first_chunk, r.fencepost) for r in found] == [
+        (sb, sb + 0x120, sb + 8, sb + 0x108), (sb + 0x158, sb + 0x270, sb + 0x158, sb + 0x258),
+        (ma, ma + 0x1000, ma + 8, None)]

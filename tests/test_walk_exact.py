@@ -194,6 +194,15 @@ def test_a_bad_candidate_is_passed_over_for_the_next(bad):
         (HEAP + 0x400, "which fast[1] lists")
 
 
+def test_a_candidate_whose_next_chunk_is_unreadable_is_passed_over():
+    img = Image()
+    img.size(HEAP + 0x1000, 0x1001)
+    img.size(HEAP + 0x200, 0x3001)  # its next chunk, HEAP + 0x3200, is not in the image
+    resumable(img, HEAP + 0x400)
+    assert resume(img, {HEAP + 0x200: "small[2]", HEAP + 0x400: "fast[1]"}, limit=HEAP + 0x4000) == \
+        (HEAP + 0x400, "which fast[1] lists")
+
+
 def test_a_candidate_whose_size_runs_past_the_limit_is_not_resumed_at():
     img = Image()
     img.size(HEAP + 0x1000, 0x1001)
@@ -322,6 +331,16 @@ FREE = {B: ("fast", 1), D: ("small", 4)}
 ])
 def test_summarise_counts_the_first_limit_chunks(limit, rows):
     assert model.summarise(iter(BATCHES), E, FREE, limit) == Counter(rows)
+
+
+def test_summarise_with_no_room_looks_at_no_chunk():
+    assert model.summarise(iter(BATCHES), A, {A: ("fast", 1)}, 0) == Counter()
+
+
+def test_summarise_counts_the_limit_across_three_batches():
+    batches = [([A, B], [0x101, 0x101]), ([C, D], [0x101, 0x201]), ([E], [0x1001])]
+    assert model.summarise(iter(batches), E, FREE, 4) == Counter(
+        {("in_use", None, 0x100): 2, ("free", "fast", 0x100): 1, ("free", "small", 0x200): 1})
 
 
 def test_summarise_passes_over_a_bin_entry_between_chunks():
