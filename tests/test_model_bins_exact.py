@@ -259,12 +259,13 @@ def test_regular_chunks_sixteen_bytes_apart_read_with_the_cache_off():
 
 
 @pytest.mark.parametrize("cache", [True, False])
-def test_a_chunk_at_an_unaligned_address_is_read_where_it_is(cache):
+@pytest.mark.parametrize("offset", [0x104, 0x101])  # not word aligned; odd
+def test_a_chunk_at_an_unaligned_address_is_read_where_it_is(cache, offset):
     img = Image()
-    a, u = HEAP + 0x200, HEAP + 0x104  # a's fd is damaged: u is not even word aligned
+    a, u = HEAP + 0x200, HEAP + offset  # a's fd is damaged: u is not even word aligned
     img.put(a + 8, 0x101, u, header(1))
-    img.put(HEAP + 0x100, 0x10100000000, 0x1, 0)  # u's size 0x101 straddles the words at 0x108
-    struct.pack_into("<QQQ", img.buf, 0x10C, 0x101, header(1), a)
+    img.put(HEAP + 0x100, 0x10100000000, 0x1, 0)  # the aligned words around u's differ from u's
+    struct.pack_into("<QQQ", img.buf, offset + 8, 0x101, header(1), a)
     [chain] = regular(img, arena({1: (a, u)}), cache)  # u after a: the block is cached by then
     assert (chain.chunks, list(chain.sizes), chain.problems) == ([a, u], [0x100, 0x100], [])
 
@@ -420,6 +421,18 @@ def test_a_fast_bin_is_at_most_system_mem_over_minsize_plus_one_chunks(system_me
     assert [(p.address, p.message, p.pointers) for p in chain.problems] == [
         (last, f"fast[0]: longer than it can be ({longest} chunks); the chain is cut here",
          (("to ", chunks[longest][0]),))]
+
+
+def test_a_size_field_with_the_top_bit_set_is_kept_whole():
+    img = Image()
+    a, b = HEAP + 0x100, HEAP + 0x200
+    chain = fast(img, fast_chain(img, [(a, 0x31), (b, 0x8000000000000031)]))
+    assert chain.sizes == array("Q", [0x30, 0x8000000000000030])
+    t = HEAP + 0x300
+    img = tcache_image({1: [t]}, {1: 1})
+    img.put(t + 8, 0x8000000000000031)
+    [chain] = model.read_tcache(img.reader(), L36, T, mp())
+    assert chain.sizes == array("Q", [0x8000000000000030])
 
 
 def test_fast_chunks_sixteen_bytes_apart_read_with_the_cache_off():
