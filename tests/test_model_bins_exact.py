@@ -85,6 +85,7 @@ def test_a_healthy_unsorted_bin_in_fd_order(cache):
 @pytest.mark.parametrize("size, what", [
     (0x0, "no chunk's"), (0x10, "no chunk's"),  # size <= CHUNK_HDR_SZ
     (0x21008, "more than the arena's system_mem 0x21000"),  # size > av->system_mem
+    (0x8000000000000000, "more than the arena's system_mem 0x21000"),  # the top bit: kept whole
 ])
 def test_unsorted_chunk_size_outside_the_unsorted_loops_check(size, what):
     img = Image()
