@@ -11,6 +11,7 @@ import pytest
 
 from gdb_heap import model
 from gdb_heap.errors import HeapError
+from gdb_heap.free_index import FreeIndex
 from gdb_heap.layouts import layout_for
 from gdb_heap.model import Arena, HeapRegion, MallocPar, MallocState, Problem
 from tests.images import PageImage
@@ -272,5 +273,5 @@ def test_confirms_single_region(last, problems, proves):
 
 def test_chunk_at_an_unreadable_address():
     with pytest.raises(HeapError) as e:
-        model.chunk_at(Image().reader(), L, 0x10000000, SB, {})
+        model.chunk_at(Image().reader(), L, 0x10000000, SB, FreeIndex())
     assert str(e.value) == "cannot read a chunk header at 0x10000000; give an address inside a heap"

@@ -9,6 +9,7 @@ from dataclasses import replace
 from typing import List
 
 from gdb_heap import snapshot
+from gdb_heap.free_index import FreeIndex
 from gdb_heap.heap import Heap
 from gdb_heap.mappings import Mapping
 from gdb_heap.memory import ImageMemory, Reader
@@ -115,11 +116,11 @@ def test_bins_order_and_labels():
 
 
 def test_record_arena_caps_the_bin_index_and_skips_kinds_it_has_no_code_for():
-    free = {0x1000: ("large", 0x10000), 0x1020: ("mystery", 3)}
+    free = FreeIndex.of({0x1000: ("large", 0x10000), 0x1020: ("mystery", 3)})
     r = snapshot.record_arena(0x7000, False, 0x1040, 0x1000, 0x21000, iter([([0x1000, 0x1020, 0x1040],
                                                                             [0x21, 0x21, 0x1001])]), free)
     assert (r.address, r.main, r.top, r.top_size, r.system_mem) == (0x7000, False, 0x1040, 0x1000, 0x21000)
     assert [r.row(i)[2:] for i in range(3)] == [("free", "large", 0xFFFE), ("in_use", None, None),
                                                ("top", None, None)]
-    r = snapshot.record_arena(0x7000, True, 0x9000, 0x1000, 0x21000, iter([([0x1000], [0x21])]), {})
+    r = snapshot.record_arena(0x7000, True, 0x9000, 0x1000, 0x21000, iter([([0x1000], [0x21])]), FreeIndex())
     assert r.row(0)[2:] == ("in_use", None, None)  # a top past every chunk marks none

@@ -11,6 +11,7 @@ from typing import Dict, List, Optional, Tuple
 import pytest
 
 from gdb_heap import model
+from gdb_heap.free_index import FreeIndex
 from gdb_heap.layouts import layout_for
 from gdb_heap.model import HeapRegion, Problem, Resync
 from tests.images import FlatImage
@@ -318,7 +319,7 @@ def test_free_invalid_size_abort(layout, chunk, sizef, abort):
 
 A, B, C, D, E = (HEAP + 0x100 * k for k in range(5))
 BATCHES = [([A, B], [0x101, 0x101]), ([C, D, E], [0x101, 0x201, 0x1001])]
-FREE = {B: ("fast", 1), D: ("small", 4)}
+FREE = FreeIndex.of({B: ("fast", 1), D: ("small", 4)})
 
 
 @pytest.mark.parametrize("limit, rows", [
@@ -334,7 +335,7 @@ def test_summarise_counts_the_first_limit_chunks(limit, rows):
 
 
 def test_summarise_with_no_room_looks_at_no_chunk():
-    assert model.summarise(iter(BATCHES), A, {A: ("fast", 1)}, 0) == Counter()
+    assert model.summarise(iter(BATCHES), A, FreeIndex.of({A: ("fast", 1)}), 0) == Counter()
 
 
 def test_summarise_counts_the_limit_across_three_batches():
@@ -344,7 +345,7 @@ def test_summarise_counts_the_limit_across_three_batches():
 
 
 def test_summarise_passes_over_a_bin_entry_between_chunks():
-    free = {A + 0x10: ("fast", 0), B: ("fast", 1), D: ("small", 4)}
+    free = FreeIndex.of({A + 0x10: ("fast", 0), B: ("fast", 1), D: ("small", 4)})
     assert model.summarise(iter(BATCHES), E, free) == Counter(
         {("in_use", None, 0x100): 2, ("free", "fast", 0x100): 1, ("free", "small", 0x200): 1,
          ("top", None, 0x1000): 1})
