@@ -248,7 +248,8 @@ class Namer:
         m = self.meaning(value) if value else None
         if m is None:
             return "NULL" if value == 0 else addr(value)
-        return m.text.split(" ")[0] if m.kind == "arena" else m.text
+        # the field's place alone: `<main_arena+96>`, `<arena 0x7ffff0000030+96>` (its name holds a blank)
+        return m.text[:m.text.index(">") + 1] if m.kind == "arena" else m.text
 
     def free_links(self, chunk: int, kind: Optional[str], data: bytes, order: str = "little") -> str:
         """A free chunk's links from its first user words (`data`), named: `next chunk 0x...+0x10`

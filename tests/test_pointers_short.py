@@ -71,3 +71,16 @@ def test_brief():
     assert n.brief(c["tcache"] + H) == f"chunk {c['tcache']:#x}+0x10 (free tcache[1])"
     assert n.brief(s.arena + 96) == "<main_arena+96> unsorted (bin_at(1))"
     assert n.brief(0xDEAD0000) == ""
+
+
+def test_short_names_a_thread_arenas_field_whole():
+    """A thread arena's place holds a blank (`<arena 0x7ffff0000030+96>`): cut at the blank it
+    was `<arena`.  tests/test_thread_arena.py's arena: malloc_state at 0x7ffff0000030, its
+    heap_info at 0x7ffff0000000 (ar_ptr, prev, size)."""
+    from tests.test_thread_arena import with_thread_arena
+    _, heap = with_thread_arena()
+    n = Namer(heap)
+    assert n.short(0x7FFFF0000030 + 96) == "<arena 0x7ffff0000030+96>"
+    assert n.short(0x7FFFF0000000 + 16) == "<heap_info 0x7ffff0000000+16>"
+    assert n.free_links(0x7FFFF0000900, "unsorted", words(0x7FFFF0000090, 0x7FFFF0000090)) == (
+        "fd <arena 0x7ffff0000030+96> bk <arena 0x7ffff0000030+96>")
