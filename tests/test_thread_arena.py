@@ -26,7 +26,10 @@ SIZE = 0x21000
 TOP, BINS, NEXT, NEXT_FREE, ATTACHED, SYSTEM_MEM, MAX_SYSTEM_MEM = 0x60, 0x70, 0x870, 0x878, 0x880, 0x888, 0x890
 
 
-def with_thread_arena(info_ar_ptr: int = ARENA_T, prev: int = 0, info_size: int = SIZE, mprotect_size: int = SIZE):
+def with_thread_arena(info_ar_ptr: int = ARENA_T, prev: int = 0, info_size: int = SIZE, mprotect_size: int = SIZE,
+                      fast_free: bool = False):
+    """fast_free: the chunk at H + 0x900 freed to fastbinsY[1] (x86-64: (0x30 >> 4) - 2), alone:
+    its fd NULL, safe-linked ((H + 0x910) >> 12)."""
     _, s = every_bin_heap((2, 36), 8)
     heap = bytearray(SIZE)
 
@@ -51,6 +54,9 @@ def with_thread_arena(info_ar_ptr: int = ARENA_T, prev: int = 0, info_size: int 
     put(H + 0x8D0 + 8, 0x30 | 4 | 1)
     put(H + 0x900 + 8, 0x30 | 4 | 1)
     put(H + 0x930 + 8, (SIZE - 0x930) | 4 | 1)
+    if fast_free:
+        put(a + 16 + 8, H + 0x900)
+        put(H + 0x910, (H + 0x910) >> 12)
     s.poke(s.arena + NEXT, ARENA_T)
     mem = ImageMemory({s.sbrk_base: s.heap_bytes, s.libc_base: s.libc_bytes, H: heap})
     return s, Heap(Reader(mem, 8), s.layout, s.anchors)
