@@ -7,7 +7,7 @@ malloc_consolidate's three and its merges, sysmalloc's mmap threshold."""
 
 from __future__ import annotations
 
-from typing import Dict, Optional
+from typing import Dict, Optional, Tuple
 
 from gdb_heap import paths
 from tests.synthetic import TCACHE_KEY, HeapBuilder, Synthetic
@@ -187,14 +187,20 @@ def test_double_free_walk_counts_to_tcache_count():
     assert free(s, t1 + 0x10, TCACHE_KEY).failed_check == "TCACHE_DOUBLE_FREE"
 
 
-def test_a_key_that_matches_by_coincidence():
-    b = HeapBuilder((2, 36), 8)
+def key_by_coincidence(version: Tuple[int, int]) -> Tuple[Synthetic, int]:
+    """A tcache[2] chunk, then an in-use chunk of its size whose key word holds the key."""
+    b = HeapBuilder(version, 8)
     b.chunk(0x40, "tcache")
     b.chunk(0x20)
     a = b.chunk(0x40)
     b.chunk(0x20)
     s = b.build()
     s.poke(a + 0x18, TCACHE_KEY)
+    return s, a
+
+
+def test_a_key_that_matches_by_coincidence():
+    s, a = key_by_coincidence((2, 36))
     r = free(s, a + 0x10, TCACHE_KEY)
     assert (r.to, r.aborts) == ("tcache[2]", None)
     assert r.steps[2:4] == ["the chunk's tcache key matches: glibc walks the tcache for a double free",
@@ -204,13 +210,7 @@ def test_a_key_that_matches_by_coincidence():
 
 
 def test_from_242_a_coincidence_clears_the_key_and_free_starts_over():
-    b = HeapBuilder((2, 42), 8)
-    b.chunk(0x40, "tcache")
-    b.chunk(0x20)
-    a = b.chunk(0x40)
-    b.chunk(0x20)
-    s = b.build()
-    s.poke(a + 0x18, TCACHE_KEY)
+    s, a = key_by_coincidence((2, 42))
     r = free(s, a + 0x10, TCACHE_KEY)
     assert r.to == "tcache[2]"
     assert r.steps.count(f"free({a + 0x10:#x}): chunk {a:#x}, size 0x40") == 2  # the retry
