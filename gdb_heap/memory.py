@@ -110,6 +110,7 @@ class Reader:
         # The cached blocks as words (block base >> BLOCK_BITS -> its words), for the bin walks to
         # index straight into; only when the target's byte order is this machine's.
         self._word_blocks: Dict[int, memoryview] = {}
+        self._transient: List[int] = []  # word_blocks that load_run read past the cache's room
         self._native = (sys.byteorder == "little") == little_endian
         self._structs: Dict[int, struct.Struct] = {}
         self._words_of = [self._struct(n) for n in range(8)]  # struct for n words, prebuilt: hot path
@@ -179,6 +180,7 @@ class Reader:
         self._recent_start, self._recent_len, self._recent_data = 0, 0, b""
         self._blocks.clear()
         self._word_blocks.clear()
+        self._transient = []
         self._pages.clear()
         self._walk_start, self._walk_len, self._walk_data = 0, 0, b""
         self._before_start, self._before_len, self._before_data = 0, 0, b""
@@ -263,6 +265,43 @@ class Reader:
         dict lookup and an index instead of a call per read.  Empty when the cache is off or
         the target's byte order is not this machine's."""
         return self._word_blocks if self.cache else {}
+
+    def runs_possible(self) -> bool:
+        """Whether load_run can serve word_blocks() (a cached reader of this machine's byte order)."""
+        return self.cache and self._native
+
+    def load_run(self, address: int, blocks: int) -> int:
+        """Reads up to `blocks` blocks in one read, the one holding `address` and those below it
+        down to the first the cache has, into word_blocks(): kept while the cache has room, else
+        only until the next load_run.  For following bins, whose lists mostly run down through
+        the heap (each free goes on its list's head): one read then serves many links.  Returns
+        how many blocks it read; 0 when it cannot help (the cache is off, the byte order is not
+        this machine's, or that run is not readable in one read): read the link alone then."""
+        if not self.runs_possible():
+            return 0
+        last = address >> BLOCK_BITS
+        first = last
+        while first > last - blocks + 1 and first - 1 not in self._word_blocks:
+            first -= 1
+        try:
+            data = memoryview(self.memory.read(first << BLOCK_BITS, (last - first + 1) << BLOCK_BITS)).cast("B")
+        except MemoryReadError:
+            return 0
+        word_blocks = self._word_blocks
+        for number in self._transient:
+            word_blocks.pop(number, None)
+        self._transient = []
+        for k, number in enumerate(range(first, last + 1)):
+            piece = data[k << BLOCK_BITS:(k + 1) << BLOCK_BITS]
+            if number in word_blocks:
+                continue
+            if len(self._blocks) < self.cache_blocks:
+                self._blocks[number << BLOCK_BITS] = kept = piece
+                word_blocks[number] = kept.cast("Q" if self.size_sz == 8 else "I")
+            else:
+                word_blocks[number] = piece.cast("Q" if self.size_sz == 8 else "I")
+                self._transient.append(number)
+        return last - first + 1
 
     def block_words(self, address: int) -> Tuple[int, memoryview]:
         """A run of memory holding `address` as an array of words: (its start, words).

@@ -15,14 +15,15 @@ from itertools import accumulate, repeat
 from functools import reduce
 from operator import and_, or_
 from dataclasses import dataclass, field
-from typing import Callable, Container, Dict, Iterable, Iterator, List, Literal, Optional, Sequence, Set, Tuple, Union
+from typing import Callable, Container, Dict, Iterable, Iterator, List, Literal, Optional, Sequence, Tuple, Union
 
 from . import glibc_checks as gc
 from .errors import HeapError, MemoryReadError
 from .free_index import FreeIndex
 from .layouts import NBINS, NSMALLBINS, GlibcLayout, StructLayout
+from .links import BOUND, LOOP, UNALIGNED, Trail, follow_doubly, follow_singly
 from .mappings import Mapping
-from .memory import BLOCK, BLOCK_BITS, PAGE, Bytes, Reader
+from .memory import PAGE, Bytes, Reader
 
 BIN_KINDS = ("tcache", "fast", "unsorted", "small", "large")
 PREV_INUSE, IS_MMAPPED, NON_MAIN_ARENA = 0x1, 0x2, 0x4
@@ -603,6 +604,12 @@ def read_arenas(reader: Reader, layout: GlibcLayout, main_arena: int, mp: Malloc
 # Bins
 
 
+# One singly linked list to follow: (label, the head's user pointer, where the head lives,
+# its bound, what glibc prints on meeting an unaligned node at position k, skew (see
+# walk_singly_linked)).
+SinglyList = Tuple[str, int, int, int, Callable[[int], Optional[str]], int]
+
+
 def walk_singly_linked(reader: Reader, layout: GlibcLayout, label: str, first: int, member: int, bound: int,
                        unaligned_abort: Callable[[int], Optional[str]],
                        skew: int) -> Tuple[List[int], List[int], List[Problem]]:
@@ -616,55 +623,34 @@ def walk_singly_linked(reader: Reader, layout: GlibcLayout, label: str, first: i
     problem is reported at the member holding that link; `unaligned_abort(k)` is what glibc
     prints on meeting an unaligned pointer at position k of the list (0: the head).
     """
-    S, H = layout.size_sz, layout.header_size
-    amask = layout.malloc_alignment - 1
-    safe_linking = layout.features.safe_linking
-    unpack2 = reader.unpacker(2).unpack_from
-    start, end = 0, 0  # the span of memory last read (hot loop: no call per link)
-    data: Bytes = b""
-    blocks = reader.word_blocks()  # hot loop: a cached block's words by one lookup, no call
-    shift, offset, last = (3 if S == 8 else 2), BLOCK - 1, BLOCK // S - 1
-    chunks: List[int] = []
-    sizes: List[int] = []
-    problems: List[Problem] = []
-    seen: Set[int] = set()
-    mem = first
-    while mem:
-        # The usual case: an aligned new link whose two words lie in a cached block.
-        words = blocks.get((mem - S) >> BLOCK_BITS)
-        at = ((mem - S) & offset) >> shift
-        if words is not None and at < last and not mem & amask and mem not in seen and len(chunks) < bound:
-            sizef, stored = words[at], words[at + 1]
-        else:
-            # Else the span last read; the reasons to stop are sorted out only when that fails too.
-            if mem & amask or mem in seen or len(chunks) >= bound or not start <= mem - S <= end - 2 * S:
-                cut: Optional[Tuple[str, Optional[str]]] = None
-                if mem & amask:
-                    cut = (f"{label}: {member:#x} links to {mem - H:#x}, which is not aligned; the chain is "
-                           "cut here", unaligned_abort(len(chunks)))
-                elif mem in seen:
-                    cut = (f"{label}: {member:#x} links back to {mem - H:#x}, a loop ({mem - H:#x} is in the "
-                           "list twice: freed twice, or a link overwritten); the chain is cut here", None)
-                elif len(chunks) >= bound:
-                    cut = (f"{label}: longer than it can be ({bound} chunks); the chain is cut here", None)
-                else:
-                    try:
-                        start, data = reader.span(mem - S, 2 * S)
-                        end = start + len(data)
-                    except MemoryReadError:
-                        cut = (f"{label}: {member:#x} links to {mem - H:#x}, which is not readable; the chain "
-                               "is cut here", None)
-                if cut:
-                    problems.append(Problem(member, cut[0], cut[1], pointers=(("to ", mem - H),)))
-                    break
-            sizef, stored = unpack2(data, mem - S - start)
-        seen.add(mem)
-        member = mem - H
-        chunks.append(member)
-        sizes.append(sizef & ~SIZE_BITS)
-        link = (mem >> 12) ^ stored if safe_linking else stored  # REVEAL_PTR, inlined: hot
-        mem = link + skew if link else 0
-    return chunks, sizes, problems
+    return walk_singly_linked_all(reader, layout, [(label, first, member, bound, unaligned_abort, skew)])[0]
+
+
+def walk_singly_linked_all(reader: Reader, layout: GlibcLayout,
+                           lists: Sequence[SinglyList]) -> List[Tuple[List[int], List[int], List[Problem]]]:
+    """walk_singly_linked of each list, all followed together (links.follow_singly)."""
+    H = layout.header_size
+    trails = [Trail(first, 0, bound, skew) for _, first, _, bound, _, skew in lists]
+    follow_singly(reader, trails, H, layout.malloc_alignment - 1, layout.features.safe_linking)
+    out = []
+    for (label, _, member, bound, unaligned_abort, _), trail in zip(lists, trails):
+        problems: List[Problem] = []
+        if trail.stop is not None:
+            holder, to = trail.chunks[-1] if trail.chunks else member, trail.at - H
+            if trail.stop == UNALIGNED:
+                cut: Tuple[str, Optional[str]] = (
+                    f"{label}: {holder:#x} links to {to:#x}, which is not aligned; the chain is cut here",
+                    unaligned_abort(len(trail.chunks)))
+            elif trail.stop == LOOP:
+                cut = (f"{label}: {holder:#x} links back to {to:#x}, a loop ({to:#x} is in the list twice: freed "
+                       "twice, or a link overwritten); the chain is cut here", None)
+            elif trail.stop == BOUND:
+                cut = (f"{label}: longer than it can be ({bound} chunks); the chain is cut here", None)
+            else:
+                cut = (f"{label}: {holder:#x} links to {to:#x}, which is not readable; the chain is cut here", None)
+            problems.append(Problem(holder, cut[0], cut[1], pointers=(("to ", to),)))
+        out.append((trail.chunks, trail.sizes, problems))
+    return out
 
 
 def read_tcache(reader: Reader, layout: GlibcLayout, tcache: int, mp: MallocPar,
@@ -679,6 +665,7 @@ def read_tcache(reader: Reader, layout: GlibcLayout, tcache: int, mp: MallocPar,
     entries = reader.words(tcache + t.offset("entries"), nbins)
     chains = []
     unaligned = gc.text("TCACHE_UNALIGNED", layout.version)  # tcache_get, at whichever position
+    wanted: List[Tuple[int, int]] = []  # (bin, its count)
     for i in range(nbins):
         if layout.features.tcache_free_slots:
             count = (mp.tcache_count - counts[i]) if counts[i] <= mp.tcache_count else 0
@@ -686,9 +673,11 @@ def read_tcache(reader: Reader, layout: GlibcLayout, tcache: int, mp: MallocPar,
             count = counts[i]
         if (entries[i] == 0 and count == 0) or (only is not None and i not in only):
             continue
-        # The head's member is the tcache_perthread_struct's own chunk.
-        chunks, sizes, problems = walk_singly_linked(reader, layout, bin_label("tcache", i), entries[i],
-                                                     tcache - H, MAX_TCACHE_CHAIN, lambda k: unaligned, 0)
+        wanted.append((i, count))
+    # The head's member is the tcache_perthread_struct's own chunk.
+    walked = walk_singly_linked_all(reader, layout, [(bin_label("tcache", i), entries[i], tcache - H, MAX_TCACHE_CHAIN,
+                                                      lambda k: unaligned, 0) for i, _ in wanted])
+    for (i, count), (chunks, sizes, problems) in zip(wanted, walked):
         if len(chunks) != count:
             where = chunks[-1] if chunks else tcache
             problems.append(Problem(where, f"{bin_label('tcache', i)}: the tcache counts {count} chunks but the chain "
@@ -722,24 +711,26 @@ def read_fastbins(reader: Reader, layout: GlibcLayout, state: MallocState, fill:
             return gc.text("FASTBIN_UNALIGNED_VICTIM" if is_victim(position, fill) else "FASTBIN_UNALIGNED_STASH", v)
         return gc.text("FASTBIN_UNALIGNED_REMOVE", v)
 
-    for i, head in enumerate(state.fastbinsY):
-        if not head or (only is not None and i not in only):
-            continue
+    wanted = [i for i, head in enumerate(state.fastbinsY) if head and (only is None or i in only)]
+    # Each head's member: its slot (2.43 has no fast bins, nor fastbinsY).
+    slots = state.address + layout.malloc_state.offset("fastbinsY") if wanted else 0
+    walked = walk_singly_linked_all(reader, layout, [(bin_label("fast", i), state.fastbinsY[i] + H, slots + i * S,
+                                                      bound, unaligned, H) for i in wanted])
+    for i, (chunks, sizes, problems) in zip(wanted, walked):
         size = layout.fastbin_size(i)
         label = bin_label("fast", i)
-        slot = state.address + layout.malloc_state.offset("fastbinsY") + i * S  # the head's member
-        chunks, sizes, problems = walk_singly_linked(reader, layout, label, head + H, slot, bound, unaligned, H)
-        for k, (chunk, got) in enumerate(zip(chunks, sizes)):
-            if got == size:
-                continue
-            if is_victim(k, fill):  # fastbin_index(chunksize(victim)) != idx
-                abort = gc.text("FASTBIN_VICTIM_SIZE", v) if layout.fastbin_index(got) != i else None
-            else:  # stashed: 2.42 compares csize2tidx, in size_t arithmetic
-                tidx = (got - layout.minsize + layout.malloc_alignment - 1) % wrap // layout.malloc_alignment
-                abort = gc.text("FASTBIN_STASH_SIZE", v) if tidx != layout.tcache_index(size) else None
-            consolidate = gc.text("CONSOLIDATE_SIZE", v) if layout.fastbin_index(got) != i else None
-            problems.append(Problem(chunk, f"{label}: chunk {chunk:#x} has size {got:#x}, not {size:#x}", abort,
-                                    (("malloc_consolidate", consolidate),) if consolidate else ()))
+        if sizes.count(size) != len(sizes):  # C speed: a damaged size is rare
+            for k, (chunk, got) in enumerate(zip(chunks, sizes)):
+                if got == size:
+                    continue
+                if is_victim(k, fill):  # fastbin_index(chunksize(victim)) != idx
+                    abort = gc.text("FASTBIN_VICTIM_SIZE", v) if layout.fastbin_index(got) != i else None
+                else:  # stashed: 2.42 compares csize2tidx, in size_t arithmetic
+                    tidx = (got - layout.minsize + layout.malloc_alignment - 1) % wrap // layout.malloc_alignment
+                    abort = gc.text("FASTBIN_STASH_SIZE", v) if tidx != layout.tcache_index(size) else None
+                consolidate = gc.text("CONSOLIDATE_SIZE", v) if layout.fastbin_index(got) != i else None
+                problems.append(Problem(chunk, f"{label}: chunk {chunk:#x} has size {got:#x}, not {size:#x}", abort,
+                                        (("malloc_consolidate", consolidate),) if consolidate else ()))
         chains.append(BinChain("fast", i, size, len(chunks), chunks, problems, array("Q", sizes)))
     return chains
 
@@ -777,72 +768,56 @@ def read_regular_bins(reader: Reader, layout: GlibcLayout, state: MallocState,
     those bin indices)."""
     S, v = layout.size_sz, layout.version
     bound = max(64, state.system_mem // layout.minsize + 1)
-    unpack3 = reader.unpacker(3).unpack_from
-    start, end = 0, 0  # the span of memory last read (hot loop: no call per link)
-    data: Bytes = b""
-    blocks = reader.word_blocks()  # hot loop: a cached block's words by one lookup, no call
-    shift, offset, last, wmask = (3 if S == 8 else 2), BLOCK - 1, BLOCK // S - 2, S - 1
-    chains = []
+    wanted: List[int] = []
+    trails: List[Trail] = []
     for i in range(1, NBINS - 1):
         kind = "unsorted" if i == 1 else "small" if i < NSMALLBINS else "large"
-        if kind not in kinds or (only is not None and i not in only):
-            continue
-        label = bin_label(kind, i)
         header = bin_at(layout, state.address, i)
         fd = state.bins[2 * (i - 1)]
-        if fd in (header, 0):  # empty, or not set up yet (before malloc_init)
-            continue
-        chunks: List[int] = []
+        if kind not in kinds or (only is not None and i not in only) or fd in (header, 0):
+            continue  # not asked for, empty, or not set up yet (before malloc_init)
+        wanted.append(i)
+        trails.append(Trail(fd, header, bound))
+    follow_doubly(reader, trails)
+    chains = []
+    for i, trail in zip(wanted, trails):
+        kind = "unsorted" if i == 1 else "small" if i < NSMALLBINS else "large"
+        label = bin_label(kind, i)
+        header, chunks, sizes = trail.end, trail.chunks, trail.sizes
         problems: List[Problem] = []
-        bad_bk: List[Tuple[int, int, int]] = []  # (position, chunk, its bk)
-        seen = set()
-        sizes: List[int] = []
-        prev, p = header, fd
+        prev = chunks[-1] if chunks else header
         # The sizes this bin may hold (any, for the unsorted bin).
         low, high = (0, 1 << 64) if i == 1 else (layout.bin_min_size(i), layout.bin_min_size(i + 1)
                                                  if i < NBINS - 2 else 1 << 64)
-        while p != header:
-            if len(chunks) >= bound:
-                problems.append(Problem(prev, f"{label}: longer than the arena can hold; cut here"))
-                break
-            if p in seen:
-                problems.append(Problem(prev, f"{label}: the chain loops back to {p:#x}; cut here"))
-                break
-            # The usual case: an aligned chunk whose three words lie in a cached block.
-            words = blocks.get((p + S) >> BLOCK_BITS)
-            at = ((p + S) & offset) >> shift
-            if words is not None and at < last and not p & wmask:
-                sizef, nfd, nbk = words[at], words[at + 1], words[at + 2]
-            else:
-                if not start <= p + S <= end - 3 * S:
-                    try:
-                        start, data = reader.span(p + S, 3 * S)
-                        end = start + len(data)
-                    except MemoryReadError:
-                        problems.append(Problem(prev, f"{label}: fd {p:#x} is not readable; the chain is "
-                                                      "cut here", pointers=(("fd ", p),)))
-                        break
-                sizef, nfd, nbk = unpack3(data, p + S - start)
-            seen.add(p)
-            chunks.append(p)
-            sizes.append(sizef & ~SIZE_BITS)
-            if nbk != prev:
-                bad_bk.append((len(chunks) - 1, p, nbk))
-            size = sizef & ~SIZE_BITS
-            if not low <= size < high:
-                problems.append(Problem(p, f"{label}: chunk {p:#x} has size {size:#x}, which belongs "
-                                           f"in bin {layout.bin_index(size)}"))
-            elif i == 1 and not 2 * S < size <= state.system_mem:  # the unsorted loop's first check
-                what = f"more than the arena's system_mem {state.system_mem:#x}" if size > 2 * S else "no chunk's"
-                problems.append(Problem(p, f"{label}: chunk {p:#x} has size {size:#x}, {what}",
-                                        gc.first(v, "UNSORTED_INVALID_SIZE", "UNSORTED_MEMORY_CORRUPTION")))
-            prev, p = p, nfd
-        whole = p == header and state.bins[2 * (i - 1) + 1] == prev  # glibc starts at the bin's bk
-        for k, chunk, bk in bad_bk:
-            abort = bk_abort(layout, kind, len(chunks) - 1 - k if whole else None, fill)
-            expected = chunks[k - 1] if k else header
-            problems.append(Problem(chunk, f"{label}: chunk {chunk:#x} has bk {bk:#x}, expected {expected:#x}", abort,
-                                    sorting_bk_paths(layout, kind, sizes, k), (("bk ", bk), ("expected ", expected))))
+        if i == 1:
+            low, high = 2 * S + 1, state.system_mem + 1  # the unsorted loop's first check
+        if sizes and not (low <= min(sizes) and max(sizes) < high):  # C speed: a bad size is rare
+            for p, size in zip(chunks, sizes):
+                if i != 1 and not low <= size < high:
+                    problems.append(Problem(p, f"{label}: chunk {p:#x} has size {size:#x}, which belongs "
+                                               f"in bin {layout.bin_index(size)}"))
+                elif i == 1 and not 2 * S < size <= state.system_mem:
+                    what = f"more than the arena's system_mem {state.system_mem:#x}" if size > 2 * S else "no chunk's"
+                    problems.append(Problem(p, f"{label}: chunk {p:#x} has size {size:#x}, {what}",
+                                            gc.first(v, "UNSORTED_INVALID_SIZE", "UNSORTED_MEMORY_CORRUPTION")))
+        if trail.stop == BOUND:
+            problems.append(Problem(prev, f"{label}: longer than the arena can hold; cut here"))
+        elif trail.stop == LOOP:
+            problems.append(Problem(prev, f"{label}: the chain loops back to {trail.at:#x}; cut here"))
+        elif trail.stop is not None:
+            problems.append(Problem(prev, f"{label}: fd {trail.at:#x} is not readable; the chain is cut here",
+                                    pointers=(("fd ", trail.at),)))
+        whole = trail.at == header and state.bins[2 * (i - 1) + 1] == prev  # glibc starts at the bin's bk
+        backs = trail.bks
+        if chunks and (backs[0] != header or backs[1:] != chunks[:-1]):  # C speed: a bad bk is rare
+            for k, chunk in enumerate(chunks):
+                expected = chunks[k - 1] if k else header
+                if backs[k] == expected:
+                    continue
+                abort = bk_abort(layout, kind, len(chunks) - 1 - k if whole else None, fill)
+                problems.append(Problem(chunk, f"{label}: chunk {chunk:#x} has bk {backs[k]:#x}, expected "
+                                               f"{expected:#x}", abort, sorting_bk_paths(layout, kind, sizes, k),
+                                        (("bk ", backs[k]), ("expected ", expected))))
         chains.append(BinChain(kind, i, layout.bin_min_size(i), len(chunks), chunks, problems, array("Q", sizes)))
     return chains
 

@@ -544,12 +544,15 @@ def bins_lines(chains: Sequence[BinChain], problems: Sequence[Problem], style: S
         where = f"  head {head(c)}" if head is not None else ""
         yield from fit(f"  {title}  {style('size', size)}  {c.count} chunk{'s' * (c.count != 1)}{where}", width)
         chunks = c.chunks if limit is None else c.chunks[:limit]
+        addresses = list(map("{:#x}".format, chunks))  # a bin may hold a million: C speed
         if c.kind in ("unsorted", "large"):  # these bins mix sizes: show each chunk's
             known = c.sizes[:len(chunks)] if len(c.sizes) == len(c.chunks) else [sizes(ch) for ch in chunks]
-            shown = [(f"{a0}{ch:#x}{a1} ({_hex_or_unknown(sz)})", len(f"{ch:#x} ({_hex_or_unknown(sz)})"))
-                     for ch, sz in zip(chunks, known)]
+            after = [f" ({_hex_or_unknown(sz)})" for sz in known]
         else:
-            shown = [(f"{a0}{ch:#x}{a1}", len(f"{ch:#x}")) for ch in chunks]
+            after = [""] * len(chunks)
+        plain = list(map(str.__add__, addresses, after))
+        texts = [f"{a0}{a}{a1}{b}" for a, b in zip(addresses, after)] if a0 else plain
+        shown = list(zip(texts, map(len, plain)))
         if len(chunks) < len(c.chunks):
             rest = f"... {len(c.chunks) - len(chunks)} more"
             shown.append((rest, len(rest)))

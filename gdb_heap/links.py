@@ -1,0 +1,266 @@
+"""Following bins' lists through memory: every list of a kind at once, a window at a time.
+
+A list of a million free chunks costs a million links.  Read one link at a time, that is a
+read of gdb's per link past the block cache (about 3 us each, the kernel's page walk); read in
+runs of blocks, one read serves every link that falls in it.  Free chunks go on their list's
+head, so a program that frees in address order leaves lists that run down through the heap:
+all lists are followed together (`follow_singly`, `follow_doubly`), each as far as the blocks
+at hand take it, then the run below the highest link still wanted is read, and so on down.  A
+run that serves few links makes the next one smaller, down to one link's read, so lists in
+random order cost what they did link by link.
+
+These functions only follow and record (each chunk, its size, a doubly linked chunk's bk) and
+say why a list stopped; model.py judges what they recorded.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable, List, Optional, Set, Tuple
+
+from .errors import MemoryReadError
+from .memory import BLOCK, BLOCK_BITS, Reader
+
+SIZE_BITS = 0x7
+# A run is at most this many blocks (4 MiB: gdb reads that at near its best rate) and grows
+# while each of its blocks served at least WORTH_A_BLOCK links (a block read costs about six
+# link reads).
+MOST_BLOCKS = 64
+WORTH_A_BLOCK = 8
+
+# Why a list stopped before its end (Trail.stop).
+UNALIGNED, LOOP, BOUND, UNREADABLE = "unaligned", "loop", "bound", "unreadable"
+
+
+@dataclass
+class Trail:
+    """One list being followed: `at` is the next node to visit.  A singly linked list's nodes
+    are user pointers (the link's own address), a doubly linked list's are chunks; `end` is
+    the value that ends the list (0, or the bin's header); `skew` turns a singly linked
+    list's revealed link into the next node (a tcache link is a user pointer, a fastbin fd a
+    chunk)."""
+
+    at: int
+    end: int
+    bound: int
+    skew: int = 0
+    chunks: List[int] = field(default_factory=list)
+    sizes: List[int] = field(default_factory=list)
+    bks: List[int] = field(default_factory=list)  # doubly linked lists: each chunk's bk
+    stop: Optional[str] = None  # why it stopped before `end` (UNALIGNED, LOOP, BOUND, UNREADABLE)
+    # Loops are found as Brent finds them, with no set of the nodes met: `tortoise` is the node
+    # met at the last power of two, `power` the next one (met again: a loop).
+    tortoise: int = -1
+    power: int = 1
+
+    def limit(self) -> int:
+        """How many chunks the hot loop may reach before it must stop and look (bound, power)."""
+        return min(self.bound, self.power)
+
+    def passed(self, node: int) -> bool:
+        """After each chunk: keeps Brent's tortoise; True when `node` is it (a loop)."""
+        if len(self.chunks) == self.power:
+            self.tortoise, self.power = node, 2 * self.power
+        return node == self.tortoise
+
+
+class _Runs:
+    """How big the next run read is: doubled while runs pay, halved while they do not; at one
+    block that does not pay, single links are read for a while before a run is tried again."""
+
+    def __init__(self) -> None:
+        self.blocks = 16
+        self.singles = 0  # links still to read one at a time
+
+    def judge(self, read: int, served: int) -> None:
+        if served >= WORTH_A_BLOCK * read:
+            self.blocks = min(MOST_BLOCKS, 2 * self.blocks)
+        elif self.blocks > 1:
+            self.blocks //= 2
+        elif served < WORTH_A_BLOCK:
+            self.singles = 64
+
+
+def _drive(reader: Reader, trails: List[Trail], advance: Callable[[Trail], None],
+           take: Callable[[Trail, Tuple[int, ...]], None], lead: int, width: int,
+           why: Callable[[Trail, int], Optional[str]]) -> None:
+    """Follows `trails` together: `advance` runs a list on as far as the blocks at hand take
+    it, `take` takes its next node from that node's `width` words, which start `lead` bytes
+    from the node; `why` says why a list cannot take a node (None: it can)."""
+    S = reader.size_sz
+    blocks = reader.word_blocks()
+    unpack = reader.unpacker(width).unpack_from
+    runs = _Runs()
+    if not reader.runs_possible():
+        runs.singles = -1  # never: each list link by link to its end
+    served = read = 0
+    pending = [t for t in trails if t.at != t.end]
+    run = pending
+    while pending:
+        for trail in run:
+            if trail.stop is not None or trail.at == trail.end:
+                continue
+            before = len(trail.chunks)
+            advance(trail)
+            served += len(trail.chunks) - before
+            if trail.at != trail.end:
+                trail.stop = why(trail, trail.at)
+        pending = [t for t in pending if t.at != t.end and t.stop is None]
+        if not pending:
+            return
+        trail = max(pending, key=lambda t: t.at)  # the highest link wanted: runs below it serve lists running down
+        first = trail.at + lead
+        whole = (first & (BLOCK - 1)) + width * S <= BLOCK
+        if not runs.singles and whole and (first >> BLOCK_BITS) not in blocks:
+            if read:
+                runs.judge(read, served)
+            read, served = reader.load_run(first, runs.blocks), 0
+            if read:
+                run = pending
+                continue
+        # Link by link: runs do not pay, its words straddle two blocks or lie in one the hot
+        # loop cannot index (a misaligned chunk), or its run is not readable in one read.
+        had = len(blocks)
+        while True:
+            if runs.singles > 0:
+                runs.singles -= 1
+            first = trail.at + lead
+            try:
+                start, data = reader.span(first, width * S)
+            except MemoryReadError:
+                trail.stop = UNREADABLE
+                break
+            take(trail, unpack(data, first - start))
+            served += 1
+            if trail.at == trail.end:
+                break
+            trail.stop = why(trail, trail.at)
+            if trail.stop or ((trail.at + lead) >> BLOCK_BITS) in blocks or not runs.singles:
+                break
+        run = pending if len(blocks) != had else [trail]
+
+
+def _first_repeat(nodes: List[int]) -> Optional[int]:
+    """The position of the first node met before in `nodes` (None: each is met once)."""
+    if len(set(nodes)) == len(nodes):  # C speed: the usual answer
+        return None
+    met: Set[int] = set()
+    for k, node in enumerate(nodes):
+        if node in met:
+            return k
+        met.add(node)
+    return None  # pragma: no cover (the set above says otherwise)
+
+
+def _cut_loop(trail: Trail, skew: int, loop_before_bound: bool) -> None:
+    """A trail stopped by Brent's tortoise or by its bound: cut it where its first node met
+    before comes, as a walk that keeps every node in a set would (glibc's lists are cut
+    there), and say LOOP; a bound met before any repeat stays BOUND.  `skew` turns a chunk
+    into its node; `loop_before_bound`: the loop is looked for before the bound at each step."""
+    nodes = [c + skew for c in trail.chunks] + [trail.at]
+    k = _first_repeat(nodes)
+    if k is None or (not loop_before_bound and k >= trail.bound):
+        return
+    trail.at = nodes[k]
+    del trail.chunks[k:], trail.sizes[k:], trail.bks[k:]
+    trail.stop = LOOP
+
+
+def follow_singly(reader: Reader, trails: List[Trail], header: int, amask: int, safe_linking: bool) -> None:
+    """Follows tcache or fast bin lists (`header`: CHUNK_HDR_SZ, user pointer to chunk): each
+    node's size field and link are the two words ending at the node; a link is safe-linked
+    (PROTECT_PTR, from 2.32) with its own address.  Stops a list at an unaligned node, a node
+    met before, its bound, or unreadable memory."""
+    S = reader.size_sz
+    shift, offset, last = (3 if S == 8 else 2), BLOCK - 1, BLOCK // S - 1
+    blocks = reader.word_blocks()
+    notbits = ~SIZE_BITS
+
+    def advance(trail: Trail) -> None:
+        chunks, sizes, skew = trail.chunks, trail.sizes, trail.skew
+        mem = trail.at
+        while True:
+            n, limit, tortoise = len(chunks), trail.limit(), trail.tortoise
+            while mem:  # the hot loop: a link whose two words lie in a block at hand
+                words = blocks.get((mem - S) >> BLOCK_BITS)
+                at = ((mem - S) & offset) >> shift
+                if words is None or at >= last or mem & amask or mem == tortoise or n >= limit:
+                    break
+                sizef, stored = words[at], words[at + 1]
+                chunks.append(mem - header)
+                sizes.append(sizef & notbits)
+                n += 1
+                link = (mem >> 12) ^ stored if safe_linking else stored  # REVEAL_PTR, inlined: hot
+                mem = link + skew if link else 0
+            if not (mem and n == trail.power < trail.bound):
+                break
+            trail.tortoise, trail.power = chunks[-1] + header, 2 * trail.power
+        trail.at = mem
+
+    def take(trail: Trail, words: Tuple[int, ...]) -> None:
+        mem = trail.at
+        trail.chunks.append(mem - header)
+        trail.sizes.append(words[0] & notbits)
+        link = (mem >> 12) ^ words[1] if safe_linking else words[1]
+        trail.at = link + trail.skew if link else 0
+        if len(trail.chunks) == trail.power:
+            trail.tortoise, trail.power = mem, 2 * trail.power
+
+    def why(trail: Trail, mem: int) -> Optional[str]:
+        if mem & amask:
+            return UNALIGNED
+        if mem == trail.tortoise or len(trail.chunks) >= trail.bound:
+            trail.stop = BOUND
+            _cut_loop(trail, header, True)
+            return trail.stop
+        return None
+
+    _drive(reader, trails, advance, take, -S, 2, why)
+
+
+def follow_doubly(reader: Reader, trails: List[Trail]) -> None:
+    """Follows bins 1..126 by fd (each trail's `end` is its bin's header), recording each
+    chunk's size and bk: the three words after the chunk's prev_size.  Stops a list at its
+    bound, a chunk met before, or unreadable memory."""
+    S = reader.size_sz
+    shift, offset, last, wmask = (3 if S == 8 else 2), BLOCK - 1, BLOCK // S - 2, S - 1
+    blocks = reader.word_blocks()
+    notbits = ~SIZE_BITS
+
+    def advance(trail: Trail) -> None:
+        chunks, sizes, bks, header = trail.chunks, trail.sizes, trail.bks, trail.end
+        p = trail.at
+        while True:
+            n, limit, tortoise = len(chunks), trail.limit(), trail.tortoise
+            while p != header:  # the hot loop: a chunk whose three words lie in a block at hand
+                words = blocks.get((p + S) >> BLOCK_BITS)
+                at = ((p + S) & offset) >> shift
+                if words is None or at >= last or p & wmask or p == tortoise or n >= limit:
+                    break
+                chunks.append(p)
+                sizes.append(words[at] & notbits)
+                bks.append(words[at + 2])
+                n += 1
+                p = words[at + 1]
+            if not (p != header and n == trail.power < trail.bound):
+                break
+            trail.tortoise, trail.power = chunks[-1], 2 * trail.power
+        trail.at = p
+
+    def take(trail: Trail, words: Tuple[int, ...]) -> None:
+        p = trail.at
+        trail.chunks.append(p)
+        trail.sizes.append(words[0] & notbits)
+        trail.bks.append(words[2])
+        trail.at = words[1]
+        if len(trail.chunks) == trail.power:
+            trail.tortoise, trail.power = p, 2 * trail.power
+
+    def why(trail: Trail, p: int) -> Optional[str]:
+        if p == trail.tortoise or len(trail.chunks) >= trail.bound:
+            trail.stop = BOUND
+            _cut_loop(trail, 0, False)
+            return trail.stop
+        return None
+
+    _drive(reader, trails, advance, take, S, 3, why)
