@@ -354,7 +354,9 @@ class Checker:
         """Members outside every heap (a forged link) and members of the wrong size."""
         regions = self.regions if chain.kind == "tcache" else self.arena.heaps
         member = self.head_member(chain)
-        for chunk in chain.chunks:
+        low, high = (min(chain.chunks), max(chain.chunks)) if chain.chunks else (0, -1)
+        inside = any(r.first_chunk <= low and high < r.end for r in regions)  # C speed: all in one heap
+        for chunk in () if inside else chain.chunks:
             if not self.in_heaps(chunk, regions):
                 whose = "any heap" if chain.kind == "tcache" else "the arena's heaps"
                 self.add(member, f"{label(chain)}: {member:#x} links to {chunk:#x}, outside {whose} "
@@ -391,14 +393,18 @@ class Checker:
         chunks, sizes = chain.chunks, chain.sizes
         firsts = [c for i, c in enumerate(chunks) if i == 0 or sizes[i] != sizes[i - 1]]
         ring = {c: (firsts[(i + 1) % len(firsts)], firsts[i - 1]) for i, c in enumerate(firsts)}
+        known = chain.nextsizes
         for i, chunk in enumerate(chunks):
             if i and sizes[i] > sizes[i - 1]:
                 self.add(chunk, f"{label(chain)}: chunk {chunk:#x} of size {sizes[i]:#x} follows a smaller one "
                                 f"({sizes[i - 1]:#x}); large bins are sorted by decreasing size")
-            try:
-                fd_ns, bk_ns = self.reader.words(chunk + 4 * self.S, 2)
-            except MemoryReadError:
-                continue
+            if known is not None:  # read by the bin walk
+                fd_ns, bk_ns = known[2 * i], known[2 * i + 1]
+            else:
+                try:
+                    fd_ns, bk_ns = self.reader.words(chunk + 4 * self.S, 2)
+                except MemoryReadError:
+                    continue
             want = ring.get(chunk)
             if want is None and fd_ns:
                 self.add(chunk, f"{label(chain)}: chunk {chunk:#x} is not the first of its size, yet its "

@@ -47,6 +47,8 @@ class Trail:
     chunks: List[int] = field(default_factory=list)
     sizes: List[int] = field(default_factory=list)
     bks: List[int] = field(default_factory=list)  # doubly linked lists: each chunk's bk
+    # follow_doubly(wide=True), for large bins: each chunk's fd_nextsize and bk_nextsize
+    nextsizes: List[int] = field(default_factory=list)  # fd_nextsize, bk_nextsize, fd_nextsize, ...
     stop: Optional[str] = None  # why it stopped before `end` (UNALIGNED, LOOP, BOUND, UNREADABLE)
     # Loops are found as Brent finds them, with no set of the nodes met: `tortoise` is the node
     # met at the last power of two, `power` the next one (met again: a loop).
@@ -81,15 +83,27 @@ class _Runs:
             self.singles = 64
 
 
+def _read_node(reader: Reader, first: int, width: int, need: int) -> Tuple[int, ...]:
+    """A node's `width` words at `first`, or its first `need` when the others are not readable."""
+    try:
+        start, data = reader.span(first, width * reader.size_sz)
+        return reader.unpacker(width).unpack_from(data, first - start)
+    except MemoryReadError:
+        if need == width:
+            raise
+    start, data = reader.span(first, need * reader.size_sz)
+    return reader.unpacker(need).unpack_from(data, first - start)
+
+
 def _drive(reader: Reader, trails: List[Trail], advance: Callable[[Trail], None],
            take: Callable[[Trail, Tuple[int, ...]], None], lead: int, width: int,
-           why: Callable[[Trail, int], Optional[str]]) -> None:
+           why: Callable[[Trail, int], Optional[str]], need: int) -> None:
     """Follows `trails` together: `advance` runs a list on as far as the blocks at hand take
-    it, `take` takes its next node from that node's `width` words, which start `lead` bytes
-    from the node; `why` says why a list cannot take a node (None: it can)."""
+    it, `take` takes its next node from that node's `width` words (or the first `need` of
+    them, when the rest are not readable), which start `lead` bytes from the node; `why` says
+    why a list cannot take a node (None: it can)."""
     S = reader.size_sz
     blocks = reader.word_blocks()
-    unpack = reader.unpacker(width).unpack_from
     runs = _Runs()
     if not reader.runs_possible():
         runs.singles = -1  # never: each list link by link to its end
@@ -126,11 +140,11 @@ def _drive(reader: Reader, trails: List[Trail], advance: Callable[[Trail], None]
                 runs.singles -= 1
             first = trail.at + lead
             try:
-                start, data = reader.span(first, width * S)
+                words = _read_node(reader, first, width, need)
             except MemoryReadError:
                 trail.stop = UNREADABLE
                 break
-            take(trail, unpack(data, first - start))
+            take(trail, words)
             served += 1
             if trail.at == trail.end:
                 break
@@ -162,7 +176,7 @@ def _cut_loop(trail: Trail, skew: int, loop_before_bound: bool) -> None:
     if k is None or (not loop_before_bound and k >= trail.bound):
         return
     trail.at = nodes[k]
-    del trail.chunks[k:], trail.sizes[k:], trail.bks[k:]
+    del trail.chunks[k:], trail.sizes[k:], trail.bks[k:], trail.nextsizes[2 * k:]
     trail.stop = LOOP
 
 
@@ -215,24 +229,26 @@ def follow_singly(reader: Reader, trails: List[Trail], header: int, amask: int, 
             return trail.stop
         return None
 
-    _drive(reader, trails, advance, take, -S, 2, why)
+    _drive(reader, trails, advance, take, -S, 2, why, 2)
 
 
-def follow_doubly(reader: Reader, trails: List[Trail]) -> None:
+def follow_doubly(reader: Reader, trails: List[Trail], wide: bool = False) -> None:
     """Follows bins 1..126 by fd (each trail's `end` is its bin's header), recording each
-    chunk's size and bk: the three words after the chunk's prev_size.  Stops a list at its
-    bound, a chunk met before, or unreadable memory."""
+    chunk's size and bk: the three words after the chunk's prev_size, and with `wide` (large
+    bins) the two after them too, fd_nextsize and bk_nextsize.  Stops a list at its bound, a
+    chunk met before, or unreadable memory."""
     S = reader.size_sz
-    shift, offset, last, wmask = (3 if S == 8 else 2), BLOCK - 1, BLOCK // S - 2, S - 1
+    width = 5 if wide else 3
+    shift, offset, last, wmask = (3 if S == 8 else 2), BLOCK - 1, BLOCK // S - width + 1, S - 1
     blocks = reader.word_blocks()
     notbits = ~SIZE_BITS
 
     def advance(trail: Trail) -> None:
-        chunks, sizes, bks, header = trail.chunks, trail.sizes, trail.bks, trail.end
+        chunks, sizes, bks, nextsizes, header = trail.chunks, trail.sizes, trail.bks, trail.nextsizes, trail.end
         p = trail.at
         while True:
             n, limit, tortoise = len(chunks), trail.limit(), trail.tortoise
-            while p != header:  # the hot loop: a chunk whose three words lie in a block at hand
+            while p != header:  # the hot loop: a chunk whose words lie in a block at hand
                 words = blocks.get((p + S) >> BLOCK_BITS)
                 at = ((p + S) & offset) >> shift
                 if words is None or at >= last or p & wmask or p == tortoise or n >= limit:
@@ -240,6 +256,8 @@ def follow_doubly(reader: Reader, trails: List[Trail]) -> None:
                 chunks.append(p)
                 sizes.append(words[at] & notbits)
                 bks.append(words[at + 2])
+                if wide:
+                    nextsizes += words[at + 3:at + 5]
                 n += 1
                 p = words[at + 1]
             if not (p != header and n == trail.power < trail.bound):
@@ -252,6 +270,7 @@ def follow_doubly(reader: Reader, trails: List[Trail]) -> None:
         trail.chunks.append(p)
         trail.sizes.append(words[0] & notbits)
         trail.bks.append(words[2])
+        trail.nextsizes += words[3:]
         trail.at = words[1]
         if len(trail.chunks) == trail.power:
             trail.tortoise, trail.power = p, 2 * trail.power
@@ -263,4 +282,4 @@ def follow_doubly(reader: Reader, trails: List[Trail]) -> None:
             return trail.stop
         return None
 
-    _drive(reader, trails, advance, take, S, 3, why)
+    _drive(reader, trails, advance, take, S, width, why, 3)

@@ -111,6 +111,7 @@ class Reader:
         # index straight into; only when the target's byte order is this machine's.
         self._word_blocks: Dict[int, memoryview] = {}
         self._transient: List[int] = []  # word_blocks that load_run read past the cache's room
+        self._floor = -1  # the lowest block load_run found readable, for runs above it (-1: none)
         self._native = (sys.byteorder == "little") == little_endian
         self._structs: Dict[int, struct.Struct] = {}
         self._words_of = [self._struct(n) for n in range(8)]  # struct for n words, prebuilt: hot path
@@ -181,6 +182,7 @@ class Reader:
         self._blocks.clear()
         self._word_blocks.clear()
         self._transient = []
+        self._floor = -1
         self._pages.clear()
         self._walk_start, self._walk_len, self._walk_data = 0, 0, b""
         self._before_start, self._before_len, self._before_data = 0, 0, b""
@@ -216,6 +218,14 @@ class Reader:
         off = address - self._recent_start
         if 0 <= off and off + unpacker.size <= self._recent_len:
             return unpacker.unpack_from(self._recent_data, off)
+        # The heap walk's last two blocks: a command looks at the chunks of the batch before the
+        # one the walk is reading (Heap.region_chunk_batches gives them a batch behind).
+        off = address - self._before_start
+        if 0 <= off and off + unpacker.size <= self._before_len:
+            return unpacker.unpack_from(self._before_data, off)
+        off = address - self._walk_start
+        if 0 <= off and off + unpacker.size <= self._walk_len:
+            return unpacker.unpack_from(self._walk_data, off)
         try:
             hit = self._cached(address)
         except MemoryReadError:
@@ -280,13 +290,21 @@ class Reader:
         if not self.runs_possible():
             return 0
         last = address >> BLOCK_BITS
+        lowest = last - blocks + 1
+        if self._floor <= last:  # a run read before found unreadable memory below here
+            lowest = max(lowest, self._floor)
         first = last
-        while first > last - blocks + 1 and first - 1 not in self._word_blocks:
+        while first > lowest and first - 1 not in self._word_blocks:
             first -= 1
-        try:
-            data = memoryview(self.memory.read(first << BLOCK_BITS, (last - first + 1) << BLOCK_BITS)).cast("B")
-        except MemoryReadError:
-            return 0
+        while True:  # a run that reaches below its mapping (the heap's start) is cut in half
+            try:
+                data = memoryview(self.memory.read(first << BLOCK_BITS, (last - first + 1) << BLOCK_BITS)).cast("B")
+                break
+            except MemoryReadError:
+                if first == last:
+                    return 0
+                first = last - (last - first) // 2
+                self._floor = first
         word_blocks = self._word_blocks
         for number in self._transient:
             word_blocks.pop(number, None)

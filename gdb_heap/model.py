@@ -169,6 +169,9 @@ class BinChain:
     # Each chunk's size, where the walk read it: an array('Q') from the bin walks (a bin of a big
     # heap holds millions, and sizes are rarely small ints Python shares).
     sizes: Sequence[int] = field(default_factory=list)
+    # A large bin's chunks' fd_nextsize and bk_nextsize, in turn, where the bin walk read them
+    # (None: not read, or not for each chunk).
+    nextsizes: Optional[Sequence[int]] = None
 
 
 @dataclass
@@ -778,7 +781,8 @@ def read_regular_bins(reader: Reader, layout: GlibcLayout, state: MallocState,
             continue  # not asked for, empty, or not set up yet (before malloc_init)
         wanted.append(i)
         trails.append(Trail(fd, header, bound))
-    follow_doubly(reader, trails)
+    follow_doubly(reader, [t for i, t in zip(wanted, trails) if i < NSMALLBINS])
+    follow_doubly(reader, [t for i, t in zip(wanted, trails) if i >= NSMALLBINS], wide=True)  # heap check's
     chains = []
     for i, trail in zip(wanted, trails):
         kind = "unsorted" if i == 1 else "small" if i < NSMALLBINS else "large"
@@ -818,7 +822,8 @@ def read_regular_bins(reader: Reader, layout: GlibcLayout, state: MallocState,
                 problems.append(Problem(chunk, f"{label}: chunk {chunk:#x} has bk {backs[k]:#x}, expected "
                                                f"{expected:#x}", abort, sorting_bk_paths(layout, kind, sizes, k),
                                         (("bk ", backs[k]), ("expected ", expected))))
-        chains.append(BinChain(kind, i, layout.bin_min_size(i), len(chunks), chunks, problems, array("Q", sizes)))
+        chains.append(BinChain(kind, i, layout.bin_min_size(i), len(chunks), chunks, problems, array("Q", sizes),
+                               array("Q", trail.nextsizes) if len(trail.nextsizes) == 2 * len(chunks) else None))
     return chains
 
 

@@ -1,0 +1,196 @@
+"""links.py: bin lists followed together, a run of blocks at a time, on memory images laid out
+here word by word.  Each list's expected order is the order the test links its nodes in, and
+each loop's cut is where the test put the first node met twice."""
+
+from __future__ import annotations
+
+import random
+from typing import List, Tuple
+
+import pytest
+
+from gdb_heap.links import BOUND, LOOP, UNALIGNED, UNREADABLE, Trail, follow_doubly, follow_singly
+from gdb_heap.memory import BLOCK, ImageMemory, Reader
+from tests.images import FlatImage
+
+BASE = 0x5555_0000_0000  # block-aligned
+H = 16  # CHUNK_HDR_SZ on x86-64
+MASK = 15  # MALLOC_ALIGNMENT - 1
+
+
+def singly_image(lists: List[List[int]], size: int, safe: bool = False, skew: int = H,
+                 span: int = 8 << 20) -> Tuple[FlatImage, List[Trail]]:
+    """Fast-bin-like lists: each node a chunk of `size` whose fd (at chunk + 16) links the next
+    chunk (skew 16) or the next user pointer (skew 0); the last links 0."""
+    image = FlatImage(BASE, span)
+    trails = []
+    for chunks in lists:
+        for k, chunk in enumerate(chunks):
+            nxt = chunks[k + 1] + H - skew if k + 1 < len(chunks) else 0
+            mem = chunk + H
+            stored = (mem >> 12) ^ nxt if safe else nxt  # PROTECT_PTR, of NULL too
+            image.put(chunk + 8, size | 1, stored)
+        trails.append(Trail(chunks[0] + H if chunks else 0, 0, 1 << 20, skew))
+    return image, trails
+
+
+def test_lists_running_down_the_heap_cost_a_few_reads():
+    # Three lists interleaved, each running down 6 MiB: 3 x 2000 links.
+    lists = [[BASE + (6 << 20) - 0x1000 * (3 * k + j + 1) for k in range(500)] for j in range(3)]
+    image, trails = singly_image(lists, 0x30)
+    reader = image.reader()
+    follow_singly(reader, trails, H, MASK, False)
+    for chunks, trail in zip(lists, trails):
+        assert trail.chunks == chunks
+        assert trail.sizes == [0x30] * len(chunks)
+        assert trail.stop is None and trail.at == 0
+    reads = reader.memory.reads  # type: ignore[attr-defined]
+    # 6 MiB in runs of 16, 32 and 64 blocks (1, 2 and 4 MiB); runs reaching below the image
+    # fail and are halved (64 -> 32 at 3 MiB, 64 -> 32 -> 16 at 1 MiB): 7 reads, not 1500.
+    assert reads == 7
+
+
+def test_lists_in_random_order_give_every_link_in_order():
+    rng = random.Random(7)
+    slots = rng.sample(range(1, 2000), 900)
+    lists = [[BASE + 0x1000 * s for s in slots[j::3]] for j in range(3)]
+    image, trails = singly_image(lists, 0x40, safe=True)
+    follow_singly(image.reader(), trails, H, MASK, True)
+    assert [t.chunks for t in trails] == lists
+    assert all(t.stop is None for t in trails)
+
+
+def test_random_lists_do_not_read_more_than_link_by_link():
+    # Each link in a block of its own, in random order: runs must give way to single reads.
+    rng = random.Random(3)
+    chunks = [BASE + BLOCK * s + 0x100 for s in rng.sample(range(120), 120)]
+    image, trails = singly_image([chunks], 0x50)
+    reader = image.reader()
+    follow_singly(reader, trails, H, MASK, False)
+    assert trails[0].chunks == chunks
+    assert reader.memory.reads <= 2 * len(chunks)  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize("k", [1, 2, 3, 4, 5, 7, 8, 9, 31, 32, 33, 64, 65, 100])
+@pytest.mark.parametrize("back", [0, 1, "last"])
+def test_a_singly_linked_loop_is_cut_at_the_first_node_met_twice(k, back):
+    # k distinct chunks, the last linking back to chunk `back` (0, 1 or itself).
+    chunks = [BASE + 0x20000 + 0x40 * i for i in range(k)]
+    target = k - 1 if back == "last" else min(back, k - 1)
+    image, trails = singly_image([chunks], 0x30)
+    image.put(chunks[-1] + 16, chunks[target])  # fd: the chunk (skew 16)
+    follow_singly(image.reader(), trails, H, MASK, False)
+    t = trails[0]
+    assert (t.stop, t.chunks, t.at) == (LOOP, chunks, chunks[target] + H)
+    assert len(t.sizes) == k
+
+
+@pytest.mark.parametrize("k", [1, 2, 5, 8, 17, 64])
+def test_a_doubly_linked_loop_is_cut_at_the_first_chunk_met_twice(k):
+    header = BASE + 0x100
+    chunks = [BASE + 0x30000 + 0x100 * i for i in range(k)]
+    image = FlatImage(BASE, 1 << 20)
+    for i, c in enumerate(chunks):
+        image.put(c + 8, 0x100 | 1, chunks[i + 1] if i + 1 < k else chunks[0], chunks[i - 1] if i else header)
+    trail = Trail(chunks[0], header, 1 << 20)
+    follow_doubly(image.reader(), [trail])
+    assert (trail.stop, trail.chunks, trail.at) == (LOOP, chunks, chunks[0])
+    assert trail.bks == [header] + chunks[:-1]
+
+
+def test_the_bound_against_a_loop_singly_looks_for_the_loop_first():
+    # 10 chunks, the 10th linking back to the first, bound 10: at the 11th node glibc's list
+    # (and a set of nodes) meets the first again before the bound is looked at.
+    chunks = [BASE + 0x20000 + 0x40 * i for i in range(10)]
+    image, trails = singly_image([chunks], 0x30)
+    image.put(chunks[-1] + 16, chunks[0])
+    trails[0].bound = 10
+    follow_singly(image.reader(), trails, H, MASK, False)
+    assert (trails[0].stop, len(trails[0].chunks)) == (LOOP, 10)
+
+
+def test_the_bound_against_a_loop_doubly_looks_at_the_bound_first():
+    header = BASE + 0x100
+    chunks = [BASE + 0x30000 + 0x100 * i for i in range(10)]
+    image = FlatImage(BASE, 1 << 20)
+    for i, c in enumerate(chunks):
+        image.put(c + 8, 0x100 | 1, chunks[(i + 1) % 10], chunks[i - 1] if i else header)
+    short = Trail(chunks[0], header, 10)
+    follow_doubly(image.reader(), [short])
+    assert (short.stop, len(short.chunks), short.at) == (BOUND, 10, chunks[0])
+    longer = Trail(chunks[0], header, 11)
+    follow_doubly(image.reader(), [longer])
+    assert (longer.stop, len(longer.chunks)) == (LOOP, 10)
+
+
+def test_a_list_longer_than_its_bound_stops_there():
+    chunks = [BASE + 0x20000 + 0x40 * i for i in range(50)]
+    image, trails = singly_image([chunks], 0x30)
+    trails[0].bound = 20
+    follow_singly(image.reader(), trails, H, MASK, False)
+    assert (trails[0].stop, trails[0].chunks, trails[0].at) == (BOUND, chunks[:20], chunks[20] + H)
+
+
+def test_unaligned_and_unreadable_links_stop_their_list_only():
+    a = [BASE + 0x20000 + 0x40 * i for i in range(5)]
+    b = [BASE + 0x40000 + 0x40 * i for i in range(5)]
+    c = [BASE + 0x60000 + 0x40 * i for i in range(5)]
+    image, trails = singly_image([a, b, c], 0x30, span=1 << 20)
+    image.put(a[-1] + 16, a[-1] + 0x48)  # unaligned
+    image.put(b[-1] + 16, BASE + (2 << 20))  # past the image
+    follow_singly(image.reader(), trails, H, MASK, False)
+    assert [(t.stop, t.chunks) for t in trails] == [(UNALIGNED, a), (UNREADABLE, b), (None, c)]
+    assert trails[0].at == a[-1] + 0x48 + H and trails[1].at == BASE + (2 << 20) + H
+
+
+def test_words_across_a_block_boundary_and_a_misaligned_chunk_are_read_alone():
+    header = BASE + 0x100
+    straddling = BASE + BLOCK - 0x10  # size at BLOCK - 8, fd and bk in the next block
+    misaligned = BASE + 0x2_0003
+    last = BASE + 0x3_0000
+    image = FlatImage(BASE, 1 << 20)
+    image.put(straddling + 8, 0x410, misaligned, header)
+    image.put(misaligned + 8, 0x420, last, straddling)
+    image.put(last + 8, 0x430, header, misaligned)
+    trail = Trail(straddling, header, 100)
+    follow_doubly(image.reader(), [trail])
+    assert (trail.stop, trail.at) == (None, header)
+    assert trail.chunks == [straddling, misaligned, last]
+    assert trail.sizes == [0x410, 0x420, 0x430] and trail.bks == [header, straddling, misaligned]
+
+
+@pytest.mark.parametrize("cache", [True, False])
+def test_a_small_cache_or_none_gives_the_same_lists(cache):
+    lists = [[BASE + (5 << 20) - 0x800 * (2 * k + j + 1) for k in range(1000)] for j in range(2)]
+    image, trails = singly_image(lists, 0x30)
+    reader = image.reader(cache=cache)
+    reader.cache_blocks = 3  # most runs' blocks are kept only until the next run
+    follow_singly(reader, trails, H, MASK, False)
+    assert [t.chunks for t in trails] == lists
+    if not cache:  # link by link: one read each
+        assert reader.memory.reads == 2000  # type: ignore[attr-defined]
+
+
+def test_tcache_links_are_user_pointers_and_safe_linked():
+    chunks = [BASE + 0x20000 + 0x50 * i for i in range(7)]
+    image, trails = singly_image([chunks], 0x50, safe=True, skew=0)
+    follow_singly(image.reader(), trails, H, MASK, True)
+    assert trails[0].chunks == chunks and trails[0].stop is None
+
+
+def test_an_image_in_two_parts_reads_each_part_in_runs():
+    # The lists cross from one mapping to another with a gap between: a run reaching into the
+    # gap is not readable in one read, so that link is read alone and the walk goes on.
+    low, high = BASE, BASE + (16 << 20)
+    lo_chunks = [low + (1 << 20) - 0x400 * (k + 1) for k in range(100)]
+    hi_chunks = [high + 0x400 * 100 - 0x400 * k for k in range(100)]
+    chunks = hi_chunks + lo_chunks
+    parts = {low: bytearray(1 << 20), high: bytearray(1 << 20)}
+    for k, c in enumerate(chunks):
+        base = low if c < high else high
+        nxt = chunks[k + 1] if k + 1 < len(chunks) else 0
+        parts[base][c + 8 - base:c + 24 - base] = (0x31).to_bytes(8, "little") + nxt.to_bytes(8, "little")
+    reader = Reader(ImageMemory({a: bytes(b) for a, b in parts.items()}), 8)
+    trail = Trail(chunks[0] + H, 0, 1000, H)
+    follow_singly(reader, [trail], H, MASK, False)
+    assert (trail.chunks, trail.stop) == (chunks, None)
