@@ -16,7 +16,7 @@ say why a list stopped; model.py judges what they recorded.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Callable, List, Optional, Set, Tuple
+from typing import Callable, List, Optional, Sequence, Set, Tuple
 
 from .errors import MemoryReadError
 from .memory import BLOCK, BLOCK_BITS, Reader
@@ -54,6 +54,7 @@ class Trail:
     # met at the last power of two, `power` the next one (met again: a loop).
     tortoise: int = -1
     power: int = 1
+    kind: Optional[Kind] = field(default=None, repr=False)  # set by follow()
 
     def limit(self) -> int:
         """How many chunks the hot loop may reach before it must stop and look (bound, power)."""
@@ -95,36 +96,54 @@ def _read_node(reader: Reader, first: int, width: int, need: int) -> Tuple[int, 
     return reader.unpacker(need).unpack_from(data, first - start)
 
 
-def _drive(reader: Reader, trails: List[Trail], advance: Callable[[Trail], None],
-           take: Callable[[Trail, Tuple[int, ...]], None], lead: int, width: int,
-           why: Callable[[Trail, int], Optional[str]], need: int) -> None:
-    """Follows `trails` together: `advance` runs a list on as far as the blocks at hand take
-    it, `take` takes its next node from that node's `width` words (or the first `need` of
+@dataclass
+class Kind:
+    """How to follow one kind of list: `advance` runs a list on as far as the blocks at hand
+    take it, `take` takes its next node from that node's `width` words (or the first `need` of
     them, when the rest are not readable), which start `lead` bytes from the node; `why` says
     why a list cannot take a node (None: it can)."""
+
+    advance: Callable[[Trail], None]
+    take: Callable[[Trail, Tuple[int, ...]], None]
+    why: Callable[[Trail, int], Optional[str]]
+    lead: int
+    width: int
+    need: int
+
+
+def follow(reader: Reader, groups: Sequence[Tuple[Kind, Sequence[Trail]]]) -> None:
+    """Follows every group's trails together, so lists of all kinds share each run read."""
     S = reader.size_sz
     blocks = reader.word_blocks()
     runs = _Runs()
     if not reader.runs_possible():
         runs.singles = -1  # never: each list link by link to its end
     served = read = 0
-    pending = [t for t in trails if t.at != t.end]
+    pending = []
+    for kind, trails in groups:
+        for trail in trails:
+            trail.kind = kind
+            if trail.at != trail.end:
+                pending.append(trail)
     run = pending
     while pending:
         for trail in run:
             if trail.stop is not None or trail.at == trail.end:
                 continue
+            kind = trail.kind  # type: ignore[assignment]
             before = len(trail.chunks)
-            advance(trail)
+            kind.advance(trail)
             served += len(trail.chunks) - before
             if trail.at != trail.end:
-                trail.stop = why(trail, trail.at)
+                trail.stop = kind.why(trail, trail.at)
         pending = [t for t in pending if t.at != t.end and t.stop is None]
         if not pending:
             return
-        trail = max(pending, key=lambda t: t.at)  # the highest link wanted: runs below it serve lists running down
-        first = trail.at + lead
-        whole = (first & (BLOCK - 1)) + width * S <= BLOCK
+        # The highest words wanted: a run below them serves lists running down.
+        trail = max(pending, key=lambda t: t.at + t.kind.lead)  # type: ignore[union-attr]
+        kind = trail.kind  # type: ignore[assignment]
+        first = trail.at + kind.lead
+        whole = (first & (BLOCK - 1)) + kind.width * S <= BLOCK
         if not runs.singles and whole and (first >> BLOCK_BITS) not in blocks:
             if read:
                 runs.judge(read, served)
@@ -138,18 +157,17 @@ def _drive(reader: Reader, trails: List[Trail], advance: Callable[[Trail], None]
         while True:
             if runs.singles > 0:
                 runs.singles -= 1
-            first = trail.at + lead
             try:
-                words = _read_node(reader, first, width, need)
+                words = _read_node(reader, trail.at + kind.lead, kind.width, kind.need)
             except MemoryReadError:
                 trail.stop = UNREADABLE
                 break
-            take(trail, words)
+            kind.take(trail, words)
             served += 1
             if trail.at == trail.end:
                 break
-            trail.stop = why(trail, trail.at)
-            if trail.stop or ((trail.at + lead) >> BLOCK_BITS) in blocks or not runs.singles:
+            trail.stop = kind.why(trail, trail.at)
+            if trail.stop or ((trail.at + kind.lead) >> BLOCK_BITS) in blocks or not runs.singles:
                 break
         run = pending if len(blocks) != had else [trail]
 
@@ -181,7 +199,12 @@ def _cut_loop(trail: Trail, skew: int, loop_before_bound: bool) -> None:
 
 
 def follow_singly(reader: Reader, trails: List[Trail], header: int, amask: int, safe_linking: bool) -> None:
-    """Follows tcache or fast bin lists (`header`: CHUNK_HDR_SZ, user pointer to chunk): each
+    """follow() of tcache or fast bin lists alone (see singly)."""
+    follow(reader, [(singly(reader, header, amask, safe_linking), trails)])
+
+
+def singly(reader: Reader, header: int, amask: int, safe_linking: bool) -> Kind:
+    """Following tcache or fast bin lists (`header`: CHUNK_HDR_SZ, user pointer to chunk): each
     node's size field and link are the two words ending at the node; a link is safe-linked
     (PROTECT_PTR, from 2.32) with its own address.  Stops a list at an unaligned node, a node
     met before, its bound, or unreadable memory."""
@@ -229,11 +252,16 @@ def follow_singly(reader: Reader, trails: List[Trail], header: int, amask: int, 
             return trail.stop
         return None
 
-    _drive(reader, trails, advance, take, -S, 2, why, 2)
+    return Kind(advance, take, why, -S, 2, 2)
 
 
 def follow_doubly(reader: Reader, trails: List[Trail], wide: bool = False) -> None:
-    """Follows bins 1..126 by fd (each trail's `end` is its bin's header), recording each
+    """follow() of bins' lists alone (see doubly)."""
+    follow(reader, [(doubly(reader, wide), trails)])
+
+
+def doubly(reader: Reader, wide: bool = False) -> Kind:
+    """Following bins 1..126 by fd (each trail's `end` is its bin's header), recording each
     chunk's size and bk: the three words after the chunk's prev_size, and with `wide` (large
     bins) the two after them too, fd_nextsize and bk_nextsize.  Stops a list at its bound, a
     chunk met before, or unreadable memory."""
@@ -282,4 +310,4 @@ def follow_doubly(reader: Reader, trails: List[Trail], wide: bool = False) -> No
             return trail.stop
         return None
 
-    _drive(reader, trails, advance, take, S, width, why, 3)
+    return Kind(advance, take, why, S, width, 3)

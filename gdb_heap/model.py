@@ -15,13 +15,14 @@ from itertools import accumulate, repeat
 from functools import reduce
 from operator import and_, or_
 from dataclasses import dataclass, field
-from typing import Callable, Container, Dict, Iterable, Iterator, List, Literal, Optional, Sequence, Tuple, Union
+from typing import (Callable, Container, Dict, Generator, Iterable, Iterator, List, Literal, Optional, Sequence, Tuple,
+                    Union)
 
 from . import glibc_checks as gc
 from .errors import HeapError, MemoryReadError
 from .free_index import FreeIndex
 from .layouts import NBINS, NSMALLBINS, GlibcLayout, StructLayout
-from .links import BOUND, LOOP, UNALIGNED, Trail, follow_doubly, follow_singly
+from .links import BOUND, LOOP, UNALIGNED, Kind, Trail, doubly, follow, singly
 from .mappings import Mapping
 from .memory import PAGE, Bytes, Reader
 
@@ -631,10 +632,20 @@ def walk_singly_linked(reader: Reader, layout: GlibcLayout, label: str, first: i
 
 def walk_singly_linked_all(reader: Reader, layout: GlibcLayout,
                            lists: Sequence[SinglyList]) -> List[Tuple[List[int], List[int], List[Problem]]]:
-    """walk_singly_linked of each list, all followed together (links.follow_singly)."""
-    H = layout.header_size
+    """walk_singly_linked of each list, all followed together (links.follow)."""
     trails = [Trail(first, 0, bound, skew) for _, first, _, bound, _, skew in lists]
-    follow_singly(reader, trails, H, layout.malloc_alignment - 1, layout.features.safe_linking)
+    follow(reader, [(singly_kind(reader, layout), trails)])
+    return singly_results(layout, lists, trails)
+
+
+def singly_kind(reader: Reader, layout: GlibcLayout) -> Kind:
+    return singly(reader, layout.header_size, layout.malloc_alignment - 1, layout.features.safe_linking)
+
+
+def singly_results(layout: GlibcLayout, lists: Sequence[SinglyList],
+                   trails: Sequence[Trail]) -> List[Tuple[List[int], List[int], List[Problem]]]:
+    """(chunks, sizes, problems) of each list, once its trail was followed."""
+    H = layout.header_size
     out = []
     for (label, _, member, bound, unaligned_abort, _), trail in zip(lists, trails):
         problems: List[Problem] = []
@@ -656,10 +667,35 @@ def walk_singly_linked_all(reader: Reader, layout: GlibcLayout,
     return out
 
 
+# A bin reader in two steps (see together()): it yields the lists it wants followed, then
+# returns its chains once they were.
+BinReading = Generator[List[Tuple[Kind, List[Trail]]], None, List[BinChain]]
+
+
+def together(reader: Reader, readings: Sequence[BinReading]) -> List[List[BinChain]]:
+    """Each reading's chains, their lists all followed together: every kind of bin shares the
+    runs of memory read (links.follow), so a big heap is read about once, not once per kind."""
+    groups = [group for reading in readings for group in next(reading)]
+    follow(reader, groups)
+    out = []
+    for reading in readings:
+        try:
+            next(reading)
+        except StopIteration as done:
+            out.append(done.value)
+    return out
+
+
 def read_tcache(reader: Reader, layout: GlibcLayout, tcache: int, mp: MallocPar,
                 only: Optional[Container[int]] = None) -> List[BinChain]:
     """The non-empty bins of one thread's tcache_perthread_struct, each chain in list order
     (`only`: just those bin indices)."""
+    return together(reader, [tcache_reading(reader, layout, tcache, mp, only)])[0]
+
+
+def tcache_reading(reader: Reader, layout: GlibcLayout, tcache: int, mp: MallocPar,
+                   only: Optional[Container[int]] = None) -> BinReading:
+    """read_tcache in two steps (together())."""
     t = layout.tcache_perthread
     nbins = layout.tcache_bins
     H = layout.header_size
@@ -678,15 +714,21 @@ def read_tcache(reader: Reader, layout: GlibcLayout, tcache: int, mp: MallocPar,
             continue
         wanted.append((i, count))
     # The head's member is the tcache_perthread_struct's own chunk.
-    walked = walk_singly_linked_all(reader, layout, [(bin_label("tcache", i), entries[i], tcache - H, MAX_TCACHE_CHAIN,
-                                                      lambda k: unaligned, 0) for i, _ in wanted])
-    for (i, count), (chunks, sizes, problems) in zip(wanted, walked):
-        if len(chunks) != count:
-            where = chunks[-1] if chunks else tcache
-            problems.append(Problem(where, f"{bin_label('tcache', i)}: the tcache counts {count} chunks but the chain "
-                                           f"holds {len(chunks)}"))
-        chains.append(BinChain("tcache", i, layout.tcache_bin_size(i), count, chunks, problems, array("Q", sizes)))
-    return chains
+    lists = [(bin_label("tcache", i), entries[i], tcache - H, MAX_TCACHE_CHAIN, lambda k: unaligned, 0)
+             for i, _ in wanted]
+    trails = [Trail(first, 0, bound, skew) for _, first, _, bound, _, skew in lists]
+
+    def reading() -> BinReading:  # the struct is read above: a damaged one raises at once
+        yield [(singly_kind(reader, layout), trails)]
+        for (i, count), (chunks, sizes, problems) in zip(wanted, singly_results(layout, lists, trails)):
+            if len(chunks) != count:
+                where = chunks[-1] if chunks else tcache
+                problems.append(Problem(where, f"{bin_label('tcache', i)}: the tcache counts {count} chunks but the "
+                                               f"chain holds {len(chunks)}"))
+            chains.append(BinChain("tcache", i, layout.tcache_bin_size(i), count, chunks, problems, array("Q", sizes)))
+        return chains
+
+    return reading()
 
 
 def is_victim(position: int, fill: int) -> bool:
@@ -703,6 +745,12 @@ def read_fastbins(reader: Reader, layout: GlibcLayout, state: MallocState, fill:
     link is found when malloc takes the chunk (its victim: "2", or stashed: "3"), or, when not
     single_thread, one chunk earlier by REMOVE_FB reading the taken chunk's fd (no number);
     `only`: just those bin indices."""
+    return together(reader, [fastbins_reading(reader, layout, state, fill, only, single_thread)])[0]
+
+
+def fastbins_reading(reader: Reader, layout: GlibcLayout, state: MallocState, fill: int = 0,
+                     only: Optional[Container[int]] = None, single_thread: bool = True) -> BinReading:
+    """read_fastbins in two steps (together())."""
     S, H = layout.size_sz, layout.header_size
     v = layout.version
     bound = max(64, state.system_mem // layout.minsize + 1)
@@ -717,9 +765,10 @@ def read_fastbins(reader: Reader, layout: GlibcLayout, state: MallocState, fill:
     wanted = [i for i, head in enumerate(state.fastbinsY) if head and (only is None or i in only)]
     # Each head's member: its slot (2.43 has no fast bins, nor fastbinsY).
     slots = state.address + layout.malloc_state.offset("fastbinsY") if wanted else 0
-    walked = walk_singly_linked_all(reader, layout, [(bin_label("fast", i), state.fastbinsY[i] + H, slots + i * S,
-                                                      bound, unaligned, H) for i in wanted])
-    for i, (chunks, sizes, problems) in zip(wanted, walked):
+    lists = [(bin_label("fast", i), state.fastbinsY[i] + H, slots + i * S, bound, unaligned, H) for i in wanted]
+    trails = [Trail(first, 0, bound, skew) for _, first, _, bound, _, skew in lists]
+    yield [(singly_kind(reader, layout), trails)]
+    for i, (chunks, sizes, problems) in zip(wanted, singly_results(layout, lists, trails)):
         size = layout.fastbin_size(i)
         label = bin_label("fast", i)
         if sizes.count(size) != len(sizes):  # C speed: a damaged size is rare
@@ -769,6 +818,13 @@ def read_regular_bins(reader: Reader, layout: GlibcLayout, state: MallocState,
                       only: Optional[Container[int]] = None) -> List[BinChain]:
     """Bins 1..126 (unsorted, small, large), following fd and checking each bk (`only`: just
     those bin indices)."""
+    return together(reader, [regular_bins_reading(reader, layout, state, kinds, fill, only)])[0]
+
+
+def regular_bins_reading(reader: Reader, layout: GlibcLayout, state: MallocState,
+                         kinds: Sequence[str] = ("unsorted", "small", "large"), fill: int = 0,
+                         only: Optional[Container[int]] = None) -> BinReading:
+    """read_regular_bins in two steps (together())."""
     S, v = layout.size_sz, layout.version
     bound = max(64, state.system_mem // layout.minsize + 1)
     wanted: List[int] = []
@@ -781,8 +837,9 @@ def read_regular_bins(reader: Reader, layout: GlibcLayout, state: MallocState,
             continue  # not asked for, empty, or not set up yet (before malloc_init)
         wanted.append(i)
         trails.append(Trail(fd, header, bound))
-    follow_doubly(reader, [t for i, t in zip(wanted, trails) if i < NSMALLBINS])
-    follow_doubly(reader, [t for i, t in zip(wanted, trails) if i >= NSMALLBINS], wide=True)  # heap check's
+    # Large bins' chunks with their fd_nextsize and bk_nextsize (heap check's).
+    yield [(doubly(reader), [t for i, t in zip(wanted, trails) if i < NSMALLBINS]),
+           (doubly(reader, wide=True), [t for i, t in zip(wanted, trails) if i >= NSMALLBINS])]
     chains = []
     for i, trail in zip(wanted, trails):
         kind = "unsorted" if i == 1 else "small" if i < NSMALLBINS else "large"
@@ -834,16 +891,19 @@ def read_bins(reader: Reader, layout: GlibcLayout, state: MallocState, tcache: O
     single_thread: glibc's SINGLE_THREAD_P, which decides how malloc unlinks a fast bin's head."""
     chains: List[BinChain] = []
     problems: List[Problem] = []
+    readings: List[BinReading] = []
     if "tcache" in kinds and tcache:
         try:
-            chains += read_tcache(reader, layout, tcache, mp)
+            readings.append(tcache_reading(reader, layout, tcache, mp))
         except MemoryReadError as e:
             problems.append(Problem(tcache, f"the tcache at {tcache:#x} is not readable ({e})"))
     fill = mp.tcache_count if tcache else 0  # how many chunks malloc stashes after its victim
     if "fast" in kinds:
-        chains += read_fastbins(reader, layout, state, fill, single_thread=single_thread)
-    chains += read_regular_bins(reader, layout, state, [k for k in kinds if k in ("unsorted", "small", "large")],
-                                fill)
+        readings.append(fastbins_reading(reader, layout, state, fill, single_thread=single_thread))
+    readings.append(regular_bins_reading(reader, layout, state,
+                                         [k for k in kinds if k in ("unsorted", "small", "large")], fill))
+    for some in together(reader, readings):
+        chains += some
     for one in chains:
         problems += one.problems
     return chains, problems
