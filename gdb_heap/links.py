@@ -212,6 +212,7 @@ def singly(reader: Reader, header: int, amask: int, safe_linking: bool) -> Kind:
     shift, offset, last = (3 if S == 8 else 2), BLOCK - 1, BLOCK // S - 1
     blocks = reader.word_blocks()
     notbits = ~SIZE_BITS
+    reveal = 12 if safe_linking else 64  # (pos >> 64) ^ ptr is ptr: one expression for both
 
     def advance(trail: Trail) -> None:
         chunks, sizes, skew = trail.chunks, trail.sizes, trail.skew
@@ -219,15 +220,15 @@ def singly(reader: Reader, header: int, amask: int, safe_linking: bool) -> Kind:
         while True:
             n, limit, tortoise = len(chunks), trail.limit(), trail.tortoise
             while mem:  # the hot loop: a link whose two words lie in a block at hand
-                words = blocks.get((mem - S) >> BLOCK_BITS)
-                at = ((mem - S) & offset) >> shift
+                w = mem - S
+                words = blocks.get(w >> BLOCK_BITS)
+                at = (w & offset) >> shift
                 if words is None or at >= last or mem & amask or mem == tortoise or n >= limit:
                     break
-                sizef, stored = words[at], words[at + 1]
                 chunks.append(mem - header)
-                sizes.append(sizef & notbits)
+                sizes.append(words[at] & notbits)
                 n += 1
-                link = (mem >> 12) ^ stored if safe_linking else stored  # REVEAL_PTR, inlined: hot
+                link = (mem >> reveal) ^ words[at + 1]  # REVEAL_PTR, inlined: hot
                 mem = link + skew if link else 0
             if not (mem and n == trail.power < trail.bound):
                 break
@@ -238,7 +239,7 @@ def singly(reader: Reader, header: int, amask: int, safe_linking: bool) -> Kind:
         mem = trail.at
         trail.chunks.append(mem - header)
         trail.sizes.append(words[0] & notbits)
-        link = (mem >> 12) ^ words[1] if safe_linking else words[1]
+        link = (mem >> reveal) ^ words[1]
         trail.at = link + trail.skew if link else 0
         if len(trail.chunks) == trail.power:
             trail.tortoise, trail.power = mem, 2 * trail.power
@@ -277,8 +278,9 @@ def doubly(reader: Reader, wide: bool = False) -> Kind:
         while True:
             n, limit, tortoise = len(chunks), trail.limit(), trail.tortoise
             while p != header:  # the hot loop: a chunk whose words lie in a block at hand
-                words = blocks.get((p + S) >> BLOCK_BITS)
-                at = ((p + S) & offset) >> shift
+                w = p + S
+                words = blocks.get(w >> BLOCK_BITS)
+                at = (w & offset) >> shift
                 if words is None or at >= last or p & wmask or p == tortoise or n >= limit:
                     break
                 chunks.append(p)

@@ -9,7 +9,8 @@ from typing import List, Tuple
 
 import pytest
 
-from gdb_heap.links import BOUND, LOOP, UNALIGNED, UNREADABLE, Trail, follow_doubly, follow_singly
+from gdb_heap.links import (BOUND, LOOP, UNALIGNED, UNREADABLE, Trail, doubly, follow, follow_doubly, follow_singly,
+                             singly)
 from gdb_heap.memory import BLOCK, ImageMemory, Reader
 from tests.images import FlatImage
 
@@ -194,3 +195,37 @@ def test_an_image_in_two_parts_reads_each_part_in_runs():
     trail = Trail(chunks[0] + H, 0, 1000, H)
     follow_singly(reader, [trail], H, MASK, False)
     assert (trail.chunks, trail.stop) == (chunks, None)
+
+
+def test_lists_of_two_kinds_share_each_run():
+    # A fast-bin-like list and a bin's doubly linked list, both running down the same 3 MiB:
+    # followed together they read it once (runs of 16 then 32 blocks), not once per kind.
+    header = BASE + 0x100
+    image = FlatImage(BASE, 4 << 20)
+    fast = [BASE + (3 << 20) - 0x1000 * k for k in range(1, 700)]
+    small = [c + 0x800 for c in fast]
+    for k, c in enumerate(fast):
+        image.put(c + 8, 0x31, fast[k + 1] if k + 1 < len(fast) else 0)
+    for k, c in enumerate(small):
+        image.put(c + 8, 0x101, small[k + 1] if k + 1 < len(small) else header, small[k - 1] if k else header)
+    reader = image.reader()
+    one, two = Trail(fast[0] + H, 0, 1 << 20, H), Trail(small[0], header, 1 << 20)
+    follow(reader, [(singly(reader, H, MASK, False), [one]), (doubly(reader), [two])])
+    assert (one.chunks, two.chunks, two.bks) == (fast, small, [header] + small[:-1])
+    assert reader.memory.reads == 2  # type: ignore[attr-defined]
+
+
+def test_a_wide_list_records_nextsizes_where_readable_and_goes_on_where_not():
+    # Large-bin chunks: fd_nextsize and bk_nextsize after fd and bk; the last chunk's lie past
+    # the end of memory, so only its first three words are read: the list still ends well,
+    # and its nextsizes are one pair short (the bin reader then leaves them to heap check).
+    header = BASE + 0x100
+    size = 1 << 20
+    image = FlatImage(BASE, size)
+    a, b = BASE + 0x1000, BASE + size - 0x20  # b's words from b + 8: size, fd, bk; then the end
+    image.put(a + 8, 0x411, b, header, 0x1111, 0x2222)
+    image.put(b + 8, 0x401, header, a)
+    trail = Trail(a, header, 100)
+    follow_doubly(image.reader(), [trail], wide=True)
+    assert (trail.stop, trail.at, trail.chunks, trail.sizes) == (None, header, [a, b], [0x410, 0x400])
+    assert trail.nextsizes == [0x1111, 0x2222]

@@ -218,3 +218,57 @@ def test_errors_name_the_length_asked():
     r.clear()
     with pytest.raises(MemoryReadError, match="cannot read 1 bytes at 0x0;"):
         r.read(0, 1)
+
+
+def test_words_of_the_two_blocks_a_walk_read_last_need_no_read(full):
+    # heap check reads prev_size words of the batch before the one the walk is reading
+    img, r = full
+    r.block_words(BASE)
+    r.block_words(BASE + BLOCK)
+    r.span(BASE + 2 * BLOCK, 8)  # another read between (a bin's link): the run last used moves
+    reads = img.reads
+    assert r.words(BASE + 0x40, 2) == (BASE + 0x40, BASE + 0x48)
+    assert r.words(BASE + BLOCK + 0x40, 1) == (BASE + BLOCK + 0x40,)
+    assert img.reads == reads
+    assert r.words(BASE + 2 * BLOCK + 0x40, 1) == (BASE + 2 * BLOCK + 0x40,)  # neither: read
+    assert img.reads == reads + 1
+
+
+def test_load_run_reads_the_blocks_below_an_address_in_one_read():
+    img = image()
+    r = Reader(img, 8)
+    assert r.load_run(BASE + 2 * BLOCK + 0x18, 3) == 3
+    assert img.reads == 1
+    blocks = r.word_blocks()
+    assert sorted(blocks) == [(BASE >> 16) + k for k in range(3)]
+    assert blocks[(BASE >> 16) + 1][5] == BASE + BLOCK + 40
+    # kept in the cache: other reads find them there
+    assert r.words(BASE + 0x100, 1) == (BASE + 0x100,) and img.reads == 1
+
+
+def test_load_run_stops_at_a_block_it_has_and_halves_a_run_reaching_unreadable_memory():
+    img = image()
+    r = Reader(img, 8)
+    r.load_run(BASE, 1)
+    assert r.load_run(BASE + 2 * BLOCK, 64) == 2  # down to the block it has
+    img2 = image()
+    r2 = Reader(img2, 8)
+    # 64 blocks below BASE + 2 * BLOCK reach below the image: 64 fails, 32, 16, 8, 4 fail, 2 reads
+    assert r2.load_run(BASE + BLOCK, 64) == 2
+    assert img2.reads == 6
+    # the next run above that floor starts no lower
+    assert r2.load_run(BASE + 2 * BLOCK, 64) == 1 and img2.reads == 7
+
+
+def test_load_run_past_the_cache_keeps_blocks_until_the_next_run(full):
+    img, r = full
+    assert r.load_run(BASE + BLOCK, 2) == 2
+    assert sorted(r.word_blocks()) == [BASE >> 16, (BASE >> 16) + 1]
+    assert r.load_run(BASE + 2 * BLOCK, 1) == 1
+    assert sorted(r.word_blocks()) == [(BASE >> 16) + 2]
+
+
+def test_load_run_does_nothing_for_an_uncached_reader():
+    img = image()
+    r = Reader(img, 8, cache=False)
+    assert r.load_run(BASE, 4) == 0 and img.reads == 0 and not r.runs_possible()
