@@ -16,7 +16,8 @@ say why a list stopped; model.py judges what they recorded.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Callable, List, Optional, Sequence, Set, Tuple
+from heapq import heappop, heappush
+from typing import Callable, Dict, List, Optional, Sequence, Set, Tuple
 
 from .errors import MemoryReadError
 from .memory import BLOCK, BLOCK_BITS, Reader
@@ -112,21 +113,26 @@ class Kind:
 
 
 def follow(reader: Reader, groups: Sequence[Tuple[Kind, Sequence[Trail]]]) -> None:
-    """Follows every group's trails together, so lists of all kinds share each run read."""
+    """Follows every group's trails together, so lists of all kinds share each run read.
+
+    A trail that the blocks at hand cannot take further waits on the block its next words
+    lie in; each run is read below the highest block waited on, and only the trails waiting
+    on the blocks it brought are run on (a hundred lists, ten thousand runs: no pass over
+    every list per run)."""
     S = reader.size_sz
     blocks = reader.word_blocks()
     runs = _Runs()
     if not reader.runs_possible():
         runs.singles = -1  # never: each list link by link to its end
     served = read = 0
-    pending = []
+    waiting: Dict[int, List[Trail]] = {}  # block number -> the trails whose next words start there
+    highest: List[int] = []  # the blocks waited on, negated (a heap; blocks no longer waited on stay)
+    run: List[Trail] = []
     for kind, trails in groups:
         for trail in trails:
             trail.kind = kind
-            if trail.at != trail.end:
-                pending.append(trail)
-    run = pending
-    while pending:
+            run.append(trail)
+    while True:
         for trail in run:
             if trail.stop is not None or trail.at == trail.end:
                 continue
@@ -134,25 +140,38 @@ def follow(reader: Reader, groups: Sequence[Tuple[Kind, Sequence[Trail]]]) -> No
             before = len(trail.chunks)
             kind.advance(trail)
             served += len(trail.chunks) - before
-            if trail.at != trail.end:
-                trail.stop = kind.why(trail, trail.at)
-        pending = [t for t in pending if t.at != t.end and t.stop is None]
-        if not pending:
+            if trail.at == trail.end:
+                continue
+            trail.stop = kind.why(trail, trail.at)
+            if trail.stop is None:
+                number = (trail.at + kind.lead) >> BLOCK_BITS
+                if number in waiting:
+                    waiting[number].append(trail)
+                else:
+                    waiting[number] = [trail]
+                    heappush(highest, -number)
+        while highest and -highest[0] not in waiting:
+            heappop(highest)
+        if not highest:
             return
         # The highest words wanted: a run below them serves lists running down.
-        trail = max(pending, key=lambda t: t.at + t.kind.lead)  # type: ignore[union-attr]
+        number = -highest[0]
+        trail = waiting[number][-1]
         kind = trail.kind  # type: ignore[assignment]
         first = trail.at + kind.lead
         whole = (first & (BLOCK - 1)) + kind.width * S <= BLOCK
-        if not runs.singles and whole and (first >> BLOCK_BITS) not in blocks:
+        if not runs.singles and whole and number not in blocks:
             if read:
                 runs.judge(read, served)
             read, served = reader.load_run(first, runs.blocks), 0
             if read:
-                run = pending
+                run = [t for k in range(number - read + 1, number + 1) for t in waiting.pop(k, ())]
                 continue
         # Link by link: runs do not pay, its words straddle two blocks or lie in one the hot
         # loop cannot index (a misaligned chunk), or its run is not readable in one read.
+        waiting[number].pop()
+        if not waiting[number]:
+            del waiting[number]
         had = len(blocks)
         while True:
             if runs.singles > 0:
@@ -169,7 +188,10 @@ def follow(reader: Reader, groups: Sequence[Tuple[Kind, Sequence[Trail]]]) -> No
             trail.stop = kind.why(trail, trail.at)
             if trail.stop or ((trail.at + kind.lead) >> BLOCK_BITS) in blocks or not runs.singles:
                 break
-        run = pending if len(blocks) != had else [trail]
+        run = [trail]
+        if len(blocks) != had:  # the single reads brought blocks into the cache: their waiters too
+            for k in [k for k in waiting if k in blocks]:
+                run += waiting.pop(k)
 
 
 def _first_repeat(nodes: List[int]) -> Optional[int]:
