@@ -177,6 +177,40 @@ def chunk_json(address: int, size_field: int, state: str, kind: Optional[str], i
     return _CHUNK_FORMAT % (a, size, _FLAG_KEYS[size_field & 7], _state_keys(state, kind, index), user, usable)
 
 
+class _JsonParts(Dict[Tuple[int, Tuple[str, Optional[str], Optional[int]]], str]):
+    """(size field, state) -> a chunk object's text from "size" to "bin_index", and size field ->
+    its "usable_size" and closing brace: a heap has a few hundred sizes, so a million chunk
+    objects are made of looked-up parts (C speed), not of ten fields each."""
+
+    def __init__(self, size_sz: int) -> None:
+        super().__init__()
+        self.size_sz = size_sz
+        self.tails: Dict[int, str] = {}
+        self.in_use = _InUseParts(self)
+
+    def __missing__(self, key: Tuple[int, Tuple[str, Optional[str], Optional[int]]]) -> str:
+        sizef, state = key
+        a, size, _, _, _, _, _, _, _, usable = chunk_fields(0, sizef, *state, self.size_sz)
+        self.tails[sizef] = '"usable_size": %d}' % usable
+        part = self[key] = '"size": %d, %s, %s' % (size, _FLAG_KEYS[sizef & 7], _state_keys(*state))
+        return part
+
+
+class _InUseParts(Dict[int, str]):
+    """size field -> _JsonParts' part for an in-use chunk (most chunks: keyed by an int alone)."""
+
+    def __init__(self, parts: _JsonParts) -> None:
+        super().__init__()
+        self.parts = parts
+
+    def __missing__(self, sizef: int) -> str:
+        part = self[sizef] = self.parts[sizef, _IN_USE]
+        return part
+
+
+_JSON_PARTS: Dict[int, _JsonParts] = {}
+
+
 def chunks_json_batch(addresses: List[int], sizes: List[int],
                       special: Dict[int, Tuple[str, Optional[str], Optional[int]]], size_sz: int) -> List[str]:
     """chunk_json of each chunk of a walk batch; `special` gives the states of those not in use
@@ -186,13 +220,17 @@ def chunks_json_batch(addresses: List[int], sizes: List[int],
     if not csizes or any(map(and_, sizes, repeat(IS_MMAPPED))) or min(csizes) < size_sz:
         return [chunk_json(a, f, *special.get(i, _IN_USE), size_sz)
                 for i, (a, f) in enumerate(zip(addresses, sizes))]
-    states = [_state_keys("in_use", None, None)] * len(addresses)
+    parts = _JSON_PARTS.get(size_sz)
+    if parts is None or len(parts) > 4096:  # a damaged heap may hold any sizes: memory stays bounded
+        parts = _JSON_PARTS[size_sz] = _JsonParts(size_sz)
+    middles = list(map(parts.in_use.__getitem__, sizes))  # makes each size's tail too
     for i, state in special.items():
-        states[i] = _state_keys(*state)
-    return list(map(_CHUNK_FORMAT.__mod__, zip(addresses, csizes,
-                                               map(_FLAG_KEYS.__getitem__, map(and_, sizes, repeat(7))), states,
-                                               map(add, addresses, repeat(2 * size_sz)),
-                                               map(sub, csizes, repeat(size_sz)))))
+        middles[i] = parts[sizes[i], state]
+    return list(map(_CHUNK_PARTS.__mod__, zip(addresses, middles, map(add, addresses, repeat(2 * size_sz)),
+                                               map(parts.tails.__getitem__, sizes))))
+
+
+_CHUNK_PARTS = '{"address": %d, %s, "user_address": %d, %s'
 
 
 def chunk_view_doc(view: ChunkView, name: Optional[Namer] = None,

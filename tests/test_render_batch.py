@@ -140,3 +140,16 @@ def test_json_batch_odd_sizes():
     assert [(d["size"], d["usable_size"], d["is_mmapped"], d["non_main_arena"]) for d in docs] == [
         (0x22000, 0x22000 - 16, True, True), (0, 0, False, False)]
     assert render.chunks_json_batch([], [], {}, 8) == []
+
+
+def test_json_batch_of_many_sizes_stays_exact_and_bounded():
+    # A damaged heap may give every chunk its own size: the parts looked up per size are
+    # started afresh past 4096 sizes, and each object still says its own size and state.
+    for batch in range(3):
+        sizes = [0x20 + 0x10 * (batch * 3000 + k) | 1 for k in range(3000)]
+        addresses = [0x10000000 + 0x100000 * k for k in range(3000)]
+        docs = [json.loads(t) for t in render.chunks_json_batch(addresses, sizes, {7: ("free", "small", 9)}, 8)]
+        assert [d["size"] for d in docs] == [s & ~7 for s in sizes]
+        assert [d["usable_size"] for d in docs] == [(s & ~7) - 8 for s in sizes]
+        assert docs[7]["state"] == "free" and docs[7]["bin_index"] == 9 and docs[8]["state"] == "in_use"
+        assert len(render._JSON_PARTS[8]) <= 4096 + 3000
