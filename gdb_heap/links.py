@@ -15,6 +15,7 @@ say why a list stopped; model.py judges what they recorded.
 
 from __future__ import annotations
 
+from array import array
 from dataclasses import dataclass, field
 from heapq import heappop, heappush
 from typing import Callable, Dict, List, Optional, Sequence, Set, Tuple
@@ -45,11 +46,12 @@ class Trail:
     end: int
     bound: int
     skew: int = 0
-    chunks: List[int] = field(default_factory=list)
-    sizes: List[int] = field(default_factory=list)
-    bks: List[int] = field(default_factory=list)  # doubly linked lists: each chunk's bk
+    # Compact arrays, not lists: ten million chunks put millions in the bins.
+    chunks: array[int] = field(default_factory=lambda: array("Q"))
+    sizes: array[int] = field(default_factory=lambda: array("Q"))
+    bks: array[int] = field(default_factory=lambda: array("Q"))  # doubly linked lists: each chunk's bk
     # follow_doubly(wide=True), for large bins: each chunk's fd_nextsize and bk_nextsize
-    nextsizes: List[int] = field(default_factory=list)  # fd_nextsize, bk_nextsize, fd_nextsize, ...
+    nextsizes: array[int] = field(default_factory=lambda: array("Q"))  # fd_nextsize, bk_nextsize, ...
     stop: Optional[str] = None  # why it stopped before `end` (UNALIGNED, LOOP, BOUND, UNREADABLE)
     # Loops are found as Brent finds them, with no set of the nodes met: `tortoise` is the node
     # met at the last power of two, `power` the next one (met again: a loop).
@@ -309,7 +311,8 @@ def doubly(reader: Reader, wide: bool = False) -> Kind:
                 sizes.append(words[at] & notbits)
                 bks.append(words[at + 2])
                 if wide:
-                    nextsizes += words[at + 3:at + 5]
+                    nextsizes.append(words[at + 3])
+                    nextsizes.append(words[at + 4])
                 n += 1
                 p = words[at + 1]
             if not (p != header and n == trail.power < trail.bound):
@@ -322,7 +325,7 @@ def doubly(reader: Reader, wide: bool = False) -> Kind:
         trail.chunks.append(p)
         trail.sizes.append(words[0] & notbits)
         trail.bks.append(words[2])
-        trail.nextsizes += words[3:]
+        trail.nextsizes.extend(words[3:])
         trail.at = words[1]
         if len(trail.chunks) == trail.power:
             trail.tortoise, trail.power = p, 2 * trail.power

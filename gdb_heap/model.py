@@ -8,7 +8,6 @@ loop over inferior data is bounded (a heap's end, a chain's length cap, a visite
 from __future__ import annotations
 
 import struct
-from array import array
 from bisect import bisect_left, bisect_right
 from collections import Counter
 from itertools import accumulate, repeat
@@ -616,7 +615,7 @@ SinglyList = Tuple[str, int, int, int, Callable[[int], Optional[str]], int]
 
 def walk_singly_linked(reader: Reader, layout: GlibcLayout, label: str, first: int, member: int, bound: int,
                        unaligned_abort: Callable[[int], Optional[str]],
-                       skew: int) -> Tuple[List[int], List[int], List[Problem]]:
+                       skew: int) -> Tuple[List[int], Sequence[int], List[Problem]]:
     """A tcache bin or a fastbin: (chunks, their sizes, problems), in list order.
 
     Both keep their link in the word at the user pointer, safe-linked from 2.32 with that
@@ -631,7 +630,7 @@ def walk_singly_linked(reader: Reader, layout: GlibcLayout, label: str, first: i
 
 
 def walk_singly_linked_all(reader: Reader, layout: GlibcLayout,
-                           lists: Sequence[SinglyList]) -> List[Tuple[List[int], List[int], List[Problem]]]:
+                           lists: Sequence[SinglyList]) -> List[Tuple[List[int], Sequence[int], List[Problem]]]:
     """walk_singly_linked of each list, all followed together (links.follow)."""
     trails = [Trail(first, 0, bound, skew) for _, first, _, bound, _, skew in lists]
     follow(reader, [(singly_kind(reader, layout), trails)])
@@ -643,10 +642,10 @@ def singly_kind(reader: Reader, layout: GlibcLayout) -> Kind:
 
 
 def singly_results(layout: GlibcLayout, lists: Sequence[SinglyList],
-                   trails: Sequence[Trail]) -> List[Tuple[List[int], List[int], List[Problem]]]:
+                   trails: Sequence[Trail]) -> List[Tuple[List[int], Sequence[int], List[Problem]]]:
     """(chunks, sizes, problems) of each list, once its trail was followed."""
     H = layout.header_size
-    out = []
+    out: List[Tuple[List[int], Sequence[int], List[Problem]]] = []
     for (label, _, member, bound, unaligned_abort, _), trail in zip(lists, trails):
         problems: List[Problem] = []
         if trail.stop is not None:
@@ -663,7 +662,7 @@ def singly_results(layout: GlibcLayout, lists: Sequence[SinglyList],
             else:
                 cut = (f"{label}: {holder:#x} links to {to:#x}, which is not readable; the chain is cut here", None)
             problems.append(Problem(holder, cut[0], cut[1], pointers=(("to ", to),)))
-        out.append((trail.chunks, trail.sizes, problems))
+        out.append((list(trail.chunks), trail.sizes, problems))
     return out
 
 
@@ -725,7 +724,7 @@ def tcache_reading(reader: Reader, layout: GlibcLayout, tcache: int, mp: MallocP
                 where = chunks[-1] if chunks else tcache
                 problems.append(Problem(where, f"{bin_label('tcache', i)}: the tcache counts {count} chunks but the "
                                                f"chain holds {len(chunks)}"))
-            chains.append(BinChain("tcache", i, layout.tcache_bin_size(i), count, chunks, problems, array("Q", sizes)))
+            chains.append(BinChain("tcache", i, layout.tcache_bin_size(i), count, chunks, problems, sizes))
         return chains
 
     return reading()
@@ -783,7 +782,7 @@ def fastbins_reading(reader: Reader, layout: GlibcLayout, state: MallocState, fi
                 consolidate = gc.text("CONSOLIDATE_SIZE", v) if layout.fastbin_index(got) != i else None
                 problems.append(Problem(chunk, f"{label}: chunk {chunk:#x} has size {got:#x}, not {size:#x}", abort,
                                         (("malloc_consolidate", consolidate),) if consolidate else ()))
-        chains.append(BinChain("fast", i, size, len(chunks), chunks, problems, array("Q", sizes)))
+        chains.append(BinChain("fast", i, size, len(chunks), chunks, problems, sizes))
     return chains
 
 
@@ -844,7 +843,7 @@ def regular_bins_reading(reader: Reader, layout: GlibcLayout, state: MallocState
     for i, trail in zip(wanted, trails):
         kind = "unsorted" if i == 1 else "small" if i < NSMALLBINS else "large"
         label = bin_label(kind, i)
-        header, chunks, sizes = trail.end, trail.chunks, trail.sizes
+        header, chunks, sizes = trail.end, list(trail.chunks), trail.sizes
         problems: List[Problem] = []
         prev = chunks[-1] if chunks else header
         # The sizes this bin may hold (any, for the unsorted bin).
@@ -870,7 +869,7 @@ def regular_bins_reading(reader: Reader, layout: GlibcLayout, state: MallocState
                                     pointers=(("fd ", trail.at),)))
         whole = trail.at == header and state.bins[2 * (i - 1) + 1] == prev  # glibc starts at the bin's bk
         backs = trail.bks
-        if chunks and (backs[0] != header or backs[1:] != chunks[:-1]):  # C speed: a bad bk is rare
+        if chunks and (backs[0] != header or backs[1:] != trail.chunks[:-1]):  # C speed (arrays): a bad bk is rare
             for k, chunk in enumerate(chunks):
                 expected = chunks[k - 1] if k else header
                 if backs[k] == expected:
@@ -879,8 +878,8 @@ def regular_bins_reading(reader: Reader, layout: GlibcLayout, state: MallocState
                 problems.append(Problem(chunk, f"{label}: chunk {chunk:#x} has bk {backs[k]:#x}, expected "
                                                f"{expected:#x}", abort, sorting_bk_paths(layout, kind, sizes, k),
                                         (("bk ", backs[k]), ("expected ", expected))))
-        chains.append(BinChain(kind, i, layout.bin_min_size(i), len(chunks), chunks, problems, array("Q", sizes),
-                               array("Q", trail.nextsizes) if len(trail.nextsizes) == 2 * len(chunks) else None))
+        chains.append(BinChain(kind, i, layout.bin_min_size(i), len(chunks), chunks, problems, sizes,
+                               trail.nextsizes if len(trail.nextsizes) == 2 * len(chunks) else None))
     return chains
 
 
