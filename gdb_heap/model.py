@@ -1109,16 +1109,13 @@ def summarise(batches: Iterable[Batch], top: int, free: FreeIndex,
               limit: Optional[int] = None) -> Counter[Tuple[str, Optional[str], int]]:
     """Counts of chunks by (state, bin, size), from walk_region_batches' batches.
 
-    Every chunk is counted at C speed (Counter.update on whole batches): by its size field
-    alone in a batch without free chunks, else by (its bin or None, size field), the bins
-    taken from the batch's part of the free index.  Top stays top (as in classify).
+    Every chunk is counted at C speed: each batch's size fields whole (Counter.update), and
+    its free chunks apart by (bin, size field) (FreeIndex.walked); the in-use counts are the
+    difference.  Top stays top (as in classify), even where a bin lists it (damage).
     """
-    every: Counter[int] = Counter()  # size field (flags in) -> chunks not in a bin
-    # ((bin, index) or None, size field) -> chunks of the batches that hold free ones
-    pairs: Counter[Tuple[Optional[Tuple[str, int]], int]] = Counter()
+    every: Counter[int] = Counter()  # size field (flags in) -> walked chunks
+    pairs: Counter[Tuple[Tuple[str, int], int]] = Counter()  # (bin, index), size field -> free walked chunks
     top_sizef: Optional[int] = None
-    top_where: Optional[Tuple[str, int]] = None  # a bin listing top (damage)
-    top_paired = False  # top was counted in pairs, not in every
     seen = 0
     for addresses, sizes in batches:
         if limit is not None and seen + len(addresses) > limit:
@@ -1126,26 +1123,22 @@ def summarise(batches: Iterable[Batch], top: int, free: FreeIndex,
         if not addresses:
             break
         seen += len(addresses)
-        here = free.around(addresses[0], addresses[-1])
-        if here:
-            pairs.update(zip(map(here.get, addresses), sizes))
-        else:
-            every.update(sizes)
+        every.update(sizes)
+        pairs.update(free.walked(addresses, sizes))
         if addresses[-1] == top:
-            top_sizef, top_where, top_paired = sizes[-1], here.get(top), bool(here)
+            top_sizef = sizes[-1]
         if limit is not None and seen >= limit:
             break
     rows: Counter[Tuple[str, Optional[str], int]] = Counter()
     if top_sizef is not None:
-        if top_paired:
-            pairs[top_where, top_sizef] -= 1
-        else:
-            every[top_sizef] -= 1
+        where = free.get(top)
+        if where is not None:
+            pairs[where, top_sizef] -= 1
+        every[top_sizef] -= 1
         rows["top", None, top_sizef & ~SIZE_BITS] += 1
     for (where, sizef), count in pairs.items():
-        if where is None:
-            every[sizef] += count
-        elif count:
+        every[sizef] -= count
+        if count:
             rows["free", where[0], sizef & ~SIZE_BITS] += count
     for sizef, count in every.items():
         if count:

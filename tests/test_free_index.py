@@ -55,3 +55,14 @@ def test_summarise_counts_bins_top_and_strays_by_hand():
     # a limit cuts inside the second batch
     rows = summarise(iter(batches), 0x11b0, free, limit=4)
     assert dict(rows) == {("in_use", None, 0x20): 2, ("in_use", None, 0x30): 1, ("free", "fast", 0x20): 1}
+
+
+def test_walked_gives_the_free_chunks_a_batch_holds_with_their_size_fields():
+    index = FreeIndex.of({0x1000: ("fast", 0), 0x1020: ("small", 3), 0x1048: ("fast", 1), 0x1090: ("large", 70),
+                          0x2000: ("unsorted", 1)})
+    addresses = [0x1020, 0x1040, 0x1060, 0x1090]  # 0x1000 is before the batch, 0x1048 inside a chunk
+    sizes = [0x21, 0x21, 0x31, 0x411]
+    assert list(index.walked(addresses, sizes)) == [(("small", 3), 0x21), (("large", 70), 0x411)]
+    assert list(index.walked([0x1040, 0x1060], [0x21, 0x31])) == []  # only 0x1048 in range: not a chunk
+    assert list(index.walked([0x3000], [0x21])) == [] and list(index.walked([], [])) == []
+    assert list(index.walked([0x1000, 0x1020], [0x20, 0x21])) == [(("fast", 0), 0x20), (("small", 3), 0x21)]
