@@ -90,12 +90,12 @@ class _Runs:
 def _read_node(reader: Reader, first: int, width: int, need: int) -> Tuple[int, ...]:
     """A node's `width` words at `first`, or its first `need` when the others are not readable."""
     try:
-        start, data = reader.span(first, width * reader.size_sz)
+        start, data = reader.exact_span(first, width * reader.size_sz)
         return reader.unpacker(width).unpack_from(data, first - start)
     except MemoryReadError:
         if need == width:
             raise
-    start, data = reader.span(first, need * reader.size_sz)
+    start, data = reader.exact_span(first, need * reader.size_sz)
     return reader.unpacker(need).unpack_from(data, first - start)
 
 
@@ -174,7 +174,6 @@ def follow(reader: Reader, groups: Sequence[Tuple[Kind, Sequence[Trail]]]) -> No
         waiting[number].pop()
         if not waiting[number]:
             del waiting[number]
-        had = len(blocks)
         while True:
             if runs.singles > 0:
                 runs.singles -= 1
@@ -190,10 +189,7 @@ def follow(reader: Reader, groups: Sequence[Tuple[Kind, Sequence[Trail]]]) -> No
             trail.stop = kind.why(trail, trail.at)
             if trail.stop or ((trail.at + kind.lead) >> BLOCK_BITS) in blocks or not runs.singles:
                 break
-        run = [trail]
-        if len(blocks) != had:  # the single reads brought blocks into the cache: their waiters too
-            for k in [k for k in waiting if k in blocks]:
-                run += waiting.pop(k)
+        run = [trail]  # single reads bring no block: no other list can go on
 
 
 def _first_repeat(nodes: List[int]) -> Optional[int]:

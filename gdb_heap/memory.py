@@ -254,6 +254,18 @@ class Reader:
             return hit
         return address, self.memory.read(address, length)  # past the cache's room: just these
 
+    def exact_span(self, address: int, length: int) -> Tuple[int, Bytes]:
+        """span() that loads no block into the cache: what it holds, else just these bytes (a
+        list in random order is visited once: a block read for one link is a waste)."""
+        off = address - self._recent_start
+        if 0 <= off and off + length <= self._recent_len:
+            return self._recent_start, self._recent_data
+        base = address & ~(BLOCK - 1)
+        data = self._blocks.get(base)
+        if data is not None and address - base + length <= len(data):
+            return base, data
+        return address, self.memory.read(address, length)
+
     def array(self, address: int, count: int, elem_size: int) -> Tuple[int, ...]:
         code = {1: "B", 2: "H", 4: "I", 8: "Q"}[elem_size]
         return struct.unpack(self._wfmt[0] + code * count, self.read(address, count * elem_size))
@@ -282,11 +294,12 @@ class Reader:
 
     def load_run(self, address: int, blocks: int) -> int:
         """Reads up to `blocks` blocks in one read, the one holding `address` and those below it
-        down to the first the cache has, into word_blocks(): kept while the cache has room, else
-        only until the next load_run.  For following bins, whose lists mostly run down through
-        the heap (each free goes on its list's head): one read then serves many links.  Returns
-        how many blocks it read; 0 when it cannot help (the cache is off, the byte order is not
-        this machine's, or that run is not readable in one read): read the link alone then."""
+        down to the first word_blocks() has, into word_blocks() until the next load_run (not into
+        the cache: a run is read once, and keeping runs would make gdb's memory grow with the
+        heap; measured no slower).  For following bins, whose lists mostly run down through the
+        heap (each free goes on its list's head): one read then serves many links.  Returns how
+        many blocks it read; 0 when it cannot help (the cache is off, the byte order is not this
+        machine's, or that run is not readable in one read): read the link alone then."""
         if not self.runs_possible():
             return 0
         last = address >> BLOCK_BITS
@@ -309,15 +322,10 @@ class Reader:
         for number in self._transient:
             word_blocks.pop(number, None)
         self._transient = []
+        code = "Q" if self.size_sz == 8 else "I"
         for k, number in enumerate(range(first, last + 1)):
-            piece = data[k << BLOCK_BITS:(k + 1) << BLOCK_BITS]
-            if number in word_blocks:
-                continue
-            if len(self._blocks) < self.cache_blocks:
-                self._blocks[number << BLOCK_BITS] = kept = piece
-                word_blocks[number] = kept.cast("Q" if self.size_sz == 8 else "I")
-            else:
-                word_blocks[number] = piece.cast("Q" if self.size_sz == 8 else "I")
+            if number not in word_blocks:
+                word_blocks[number] = data[k << BLOCK_BITS:(k + 1) << BLOCK_BITS].cast(code)  # type: ignore[call-overload]
                 self._transient.append(number)
         return last - first + 1
 

@@ -242,8 +242,10 @@ def test_load_run_reads_the_blocks_below_an_address_in_one_read():
     blocks = r.word_blocks()
     assert sorted(blocks) == [(BASE >> 16) + k for k in range(3)]
     assert blocks[(BASE >> 16) + 1][5] == BASE + BLOCK + 40
-    # kept in the cache: other reads find them there
-    assert r.words(BASE + 0x100, 1) == (BASE + 0x100,) and img.reads == 1
+    # not kept in the cache: other reads read again, and the next run drops them
+    assert r.words(BASE + 0x100, 1) == (BASE + 0x100,) and img.reads == 2
+    assert r.load_run(LONE, 1) == 0  # a block not readable whole: no run, and nothing dropped
+    assert sorted(r.word_blocks()) == [(BASE >> 16) + k for k in range(3)]
 
 
 def test_load_run_stops_at_a_block_it_has_and_halves_a_run_reaching_unreadable_memory():
@@ -260,7 +262,7 @@ def test_load_run_stops_at_a_block_it_has_and_halves_a_run_reaching_unreadable_m
     assert r2.load_run(BASE + 2 * BLOCK, 64) == 1 and img2.reads == 7
 
 
-def test_load_run_past_the_cache_keeps_blocks_until_the_next_run(full):
+def test_load_run_keeps_blocks_until_the_next_run(full):
     img, r = full
     assert r.load_run(BASE + BLOCK, 2) == 2
     assert sorted(r.word_blocks()) == [BASE >> 16, (BASE >> 16) + 1]
@@ -272,3 +274,17 @@ def test_load_run_does_nothing_for_an_uncached_reader():
     img = image()
     r = Reader(img, 8, cache=False)
     assert r.load_run(BASE, 4) == 0 and img.reads == 0 and not r.runs_possible()
+
+
+def test_exact_span_reads_just_the_bytes_and_loads_no_block():
+    img = image()
+    r = Reader(img, 8)
+    start, data = r.exact_span(BASE + 0x28, 24)
+    assert (start, bytes(data)) == (BASE + 0x28, bytes(selfish(BASE + 0x28, 24))) and img.reads == 1
+    assert r.word_blocks() == {}  # nothing cached: span() would have loaded the block
+    r.span(BASE + 0x40, 8)  # loads the block
+    reads = img.reads
+    start, data = r.exact_span(BASE + 0x1000, 16)  # served by the cached block
+    assert start == BASE and img.reads == reads
+    with pytest.raises(MemoryReadError):
+        r.exact_span(BASE + 3 * BLOCK + 0x10, 8)
