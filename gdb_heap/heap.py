@@ -200,7 +200,6 @@ class Heap:
             if not self._arenas:
                 raise HeapError(f"main_arena at {self.anchors.main_arena:#x} is not readable; check the "
                                 "process or core file")
-            self.reader.limit_cache(sum(a.state.system_mem for a in self._arenas))
         return self._arenas
 
     @property

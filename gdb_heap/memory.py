@@ -57,16 +57,12 @@ class ImageMemory:
 BLOCK_BITS = 16
 BLOCK = 1 << BLOCK_BITS  # bytes per cached block
 PAGE = 1 << 12
-# At most this many blocks are cached: 288 MiB, so gdb stays near 430 MiB on any heap
-# (bench/bench.py measures it).  Once the cache is full, blocks it lacks are read exactly as
-# asked and not kept: each free chunk is visited once by the bin walks, so a small read per
-# link beats re-reading whole blocks in a cycle (what an LRU would do on a big heap).
-CACHE_BLOCKS = 4608
-# A heap many times the cache's size is read at random by its bins: a cached block serves few of
-# its links before the cache is full, so a heap past FEW_BLOCKS_ABOVE bytes gets this smaller
-# cache (Reader.limit_cache), which keeps gdb's memory flat at ten million chunks.
-FEW_BLOCKS = 1024
-FEW_BLOCKS_ABOVE = 2 * CACHE_BLOCKS * BLOCK
+# At most this many blocks are cached: 64 MiB, so gdb stays near 170 MiB on any heap
+# (bench/bench.py measures it).  The bins are followed in runs read outside the cache (links.py)
+# and a walk reads each block once, so the cache serves small reads near each other and the
+# walks of a small heap again; once it is full, blocks it lacks are read for the one asking
+# and not kept.
+CACHE_BLOCKS = 1024
 
 
 class Slab:
@@ -127,10 +123,6 @@ class Reader:
         self._before_data: Bytes = b""
         self._slab = Slab()
         self.cache_blocks = CACHE_BLOCKS  # how many blocks (and, apart, pages) the cache keeps
-
-    def limit_cache(self, heap_bytes: int) -> None:
-        """Size the cache for heaps of `heap_bytes` in all (before the first reads of them)."""
-        self.cache_blocks = FEW_BLOCKS if heap_bytes > FEW_BLOCKS_ABOVE else CACHE_BLOCKS
 
     # -- raw access ------------------------------------------------------------------------
     def _load(self, base: int, length: int, into: Dict[int, Optional[Bytes]]) -> Optional[Bytes]:

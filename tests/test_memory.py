@@ -109,12 +109,5 @@ def test_full_cache_reads_exactly_what_is_asked(monkeypatch):
     assert r.word(BASE + BLOCK) == BASE + BLOCK
 
 
-def test_a_heap_many_times_the_cache_gets_the_small_cache():
-    r = Reader(image(), 8)
-    assert r.cache_blocks == 4608  # 288 MiB of 64 KiB blocks
-    r.limit_cache(2 * 288 * 2**20)  # twice the cache: kept whole
-    assert r.cache_blocks == 4608
-    r.limit_cache(2 * 288 * 2**20 + 1)
-    assert r.cache_blocks == 1024  # 64 MiB
-    r.limit_cache(4096)
-    assert r.cache_blocks == 4608
+def test_the_cache_holds_64_mib():
+    assert Reader(image(), 8).cache_blocks == 1024  # 64 KiB blocks
