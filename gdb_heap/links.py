@@ -1,13 +1,15 @@
-"""Following bins' lists through memory: every list of a kind at once, a window at a time.
+"""Following bins' lists through memory: every list at once, a run of memory at a time.
 
-A list of a million free chunks costs a million links.  Read one link at a time, that is a
-read of gdb's per link past the block cache (about 3 us each, the kernel's page walk); read in
-runs of blocks, one read serves every link that falls in it.  Free chunks go on their list's
-head, so a program that frees in address order leaves lists that run down through the heap:
-all lists are followed together (`follow_singly`, `follow_doubly`), each as far as the blocks
-at hand take it, then the run below the highest link still wanted is read, and so on down.  A
-run that serves few links makes the next one smaller, down to one link's read, so lists in
-random order cost what they did link by link.
+A heap of ten million chunks has millions of free ones.  Read one link at a time, each costs
+a read of gdb's (about 3 us: the kernel's walk of another process's pages); read in runs of
+blocks, one read serves every link that falls in it.  Free chunks go on their list's head, so
+a program that frees in address order leaves lists that run down through the heap: every list
+of every kind is followed together (`follow`), each as far as the blocks at hand take it, then
+the run below the highest link still wanted is read, and so on down: a heap like that is read
+about once, in a few thousand reads.  A run that serves few links makes the next one smaller,
+down to one link's read, so lists in random order (a large bin, sorted by size) cost what they
+did link by link.  Runs are kept only until the next one: gdb's memory does not grow with the
+heap.
 
 These functions only follow and record (each chunk, its size, a doubly linked chunk's bk) and
 say why a list stopped; model.py judges what they recorded.
@@ -62,12 +64,6 @@ class Trail:
     def limit(self) -> int:
         """How many chunks the hot loop may reach before it must stop and look (bound, power)."""
         return min(self.bound, self.power)
-
-    def passed(self, node: int) -> bool:
-        """After each chunk: keeps Brent's tortoise; True when `node` is it (a loop)."""
-        if len(self.chunks) == self.power:
-            self.tortoise, self.power = node, 2 * self.power
-        return node == self.tortoise
 
 
 class _Runs:

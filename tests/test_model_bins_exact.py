@@ -600,3 +600,23 @@ def test_i386_fast_bin(cache):
     [chain] = model.read_fastbins(img.reader(cache), L386, state32({}, [a]))
     assert (chain.kind, chain.index, chain.size, chain.chunks, list(chain.sizes), chain.problems) == (
         "fast", 0, 0x10, [a, b], [0x10, 0x10], [])
+
+
+@pytest.mark.parametrize("cache", [True, False])
+def test_a_large_bin_carries_its_chunks_nextsize_words_and_a_small_bin_none(cache):
+    # fd_nextsize and bk_nextsize (the words after bk) as heap check reads them: a ring of the
+    # first chunk of each size; the second chunk of a size has NULLs.  Small bins keep none.
+    img = Image()
+    a, b, c = HEAP + 0x100, HEAP + 0x600, HEAP + 0xB00
+    s1, s2 = HEAP + 0x2000, HEAP + 0x2200
+    img.put(s1 + 8, 0x101, header(16), header(16))
+    fdbk = img.ring(64, [(a, 0x421), (b, 0x421), (c, 0x411)])
+    img.put(a + 32, c, c)  # a: the first 0x420, its ring neighbours both c
+    img.put(b + 32, 0, 0)
+    img.put(c + 32, a, a)
+    img.put(s2 + 8, 0x101, header(16), header(16))
+    chains = regular(img, arena({16: (s1, s1), 64: fdbk}), cache)
+    small, large = chains
+    assert (small.kind, small.chunks, small.nextsizes) == ("small", [s1], None)
+    assert (large.kind, large.chunks) == ("large", [a, b, c])
+    assert list(large.nextsizes or []) == [c, c, 0, 0, a, a]
