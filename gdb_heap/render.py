@@ -586,18 +586,20 @@ def bins_lines(chains: Sequence[BinChain], problems: Sequence[Problem], style: S
         if c.kind in ("unsorted", "large"):  # these bins mix sizes: show each chunk's
             known = c.sizes[:len(chunks)] if len(c.sizes) == len(c.chunks) else [sizes(ch) for ch in chunks]
             after = [f" ({_hex_or_unknown(sz)})" for sz in known]
+            plain = list(map(str.__add__, addresses, after))
         else:
-            after = [""] * len(chunks)
-        plain = list(map(str.__add__, addresses, after))
+            after, plain = [""] * len(chunks), addresses
         texts = [f"{a0}{a}{a1}{b}" for a, b in zip(addresses, after)] if a0 else plain
-        shown = list(zip(texts, map(len, plain)))
         if len(chunks) < len(c.chunks):
             rest = f"... {len(c.chunks) - len(chunks)} more"
-            shown.append((rest, len(rest)))
+            texts.append(rest)
+            if plain is not texts:
+                plain.append(rest)
         if width is None:  # one line: joined once (adding to a string a 100000 times is quadratic)
-            if shown:
-                yield "    -> " + " -> ".join(text for text, _ in shown)
+            if texts:
+                yield "    -> " + " -> ".join(texts)
             continue
+        shown = list(zip(texts, map(len, plain)))
         parts, used = ["    ->"], 6
         for i, (text, n) in enumerate(shown):
             more = 3 if i + 1 < len(shown) else 0  # " ->" after it
