@@ -78,3 +78,23 @@ def test_three_sizes_make_a_ring_of_three():
     (p,) = found(s)
     assert p.message == (f"large[65]: chunk {a:#x} has fd_nextsize {c:#x} and bk_nextsize {c:#x}, "
                          f"expected {b:#x} and {c:#x}")
+
+
+def test_the_ring_is_read_from_memory_where_the_bin_walk_did_not_keep_it():
+    # BinChain.nextsizes None (the bin walk could not read a chunk's nextsize words): heap check
+    # reads them itself, and finds the same problem.
+    big, one, two, s = three_large()
+    s.poke(one + 0x28, two)
+    heap = s.heap()
+    read_bins = heap.bins
+
+    def bins_without_nextsizes(arena, *kinds):
+        chains, problems = read_bins(arena, *kinds)
+        for chain in chains:
+            chain.nextsizes = None
+        return chains, problems
+
+    heap.bins = bins_without_nextsizes
+    assert check_arena(heap, heap.main_arena).problems == [
+        Problem(one, f"large[65]: chunk {one:#x} has fd_nextsize {big:#x} and bk_nextsize {two:#x}, "
+                     f"expected {big:#x} and {big:#x}", NOT_SMALL, ())]
