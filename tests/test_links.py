@@ -229,3 +229,177 @@ def test_a_wide_list_records_nextsizes_where_readable_and_goes_on_where_not():
     follow_doubly(image.reader(), [trail], wide=True)
     assert (trail.stop, trail.at, list(trail.chunks), list(trail.sizes)) == (None, header, [a, b], [0x410, 0x400])
     assert list(trail.nextsizes) == [0x1111, 0x2222]
+
+
+# -- read link by link (no cache: a running process between steps) ---------------------------
+
+@pytest.mark.parametrize("k", [1, 3, 8])
+def test_uncached_a_singly_linked_loop_is_cut_and_found_within_twice_its_length(k):
+    # k chunks, the last linking back to the first: read link by link, a loop must still be cut
+    # where the first node comes again, after at most 2k reads (Brent), not at the bound.
+    chunks = [BASE + 0x20000 + 0x40 * i for i in range(k)]
+    image, trails = singly_image([chunks], 0x30)
+    image.put(chunks[-1] + 16, chunks[0])
+    reader = image.reader(cache=False)
+    follow_singly(reader, trails, H, MASK, False)
+    t = trails[0]
+    assert (t.stop, list(t.chunks), t.at) == (LOOP, chunks, chunks[0] + H)
+    assert reader.memory.reads <= 2 * k  # type: ignore[attr-defined]
+
+
+def test_uncached_a_doubly_linked_loop_is_cut_and_found_within_twice_its_length():
+    header = BASE + 0x100
+    chunks = [BASE + 0x30000 + 0x100 * i for i in range(3)]
+    image = FlatImage(BASE, 1 << 20)
+    for i, c in enumerate(chunks):
+        image.put(c + 8, 0x101, chunks[(i + 1) % 3], chunks[i - 1] if i else header)
+    reader = image.reader(cache=False)
+    trail = Trail(chunks[0], header, 1 << 20)
+    follow_doubly(reader, [trail])
+    assert (trail.stop, list(trail.chunks), trail.at) == (LOOP, chunks, chunks[0])
+    assert reader.memory.reads <= 6  # type: ignore[attr-defined]
+
+
+def test_uncached_unaligned_and_bound_stop_their_list_with_no_read_past_the_stop():
+    a = [BASE + 0x20000 + 0x40 * i for i in range(5)]
+    b = [BASE + 0x40000 + 0x40 * i for i in range(30)]
+    image, trails = singly_image([a, b], 0x30, span=1 << 20)
+    image.put(a[-1] + 16, a[-1] + 0x48)  # unaligned
+    trails[1].bound = 20
+    reader = image.reader(cache=False)
+    follow_singly(reader, trails, H, MASK, False)
+    assert [(t.stop, list(t.chunks)) for t in trails] == [(UNALIGNED, a), (BOUND, b[:20])]
+    assert trails[0].at == a[-1] + 0x48 + H and trails[1].at == b[20] + H
+    assert reader.memory.reads == 5 + 20  # type: ignore[attr-defined]
+
+
+# -- follow()'s bookkeeping ---------------------------------------------------------------------
+
+def test_an_empty_list_before_others_does_not_stop_them():
+    a = [BASE + 0x20000 + 0x40 * i for i in range(4)]
+    b = [BASE + 0x30000 + 0x40 * i for i in range(3)]
+    image, trails = singly_image([[], a, [], b], 0x30)
+    follow_singly(image.reader(), trails, H, MASK, False)
+    assert [(t.stop, t.at, list(t.chunks)) for t in trails] == [(None, 0, []), (None, 0, a), (None, 0, []),
+                                                              (None, 0, b)]
+
+
+def test_a_list_of_chunks_0x20_apart_running_down_is_no_loop():
+    # The smallest chunks freed from the top down: each node's user pointer is the previous
+    # chunk's address minus 0x10; nothing there is met twice.
+    chunks = [BASE + 0x20000 - 0x20 * i for i in range(40)]
+    image, trails = singly_image([chunks], 0x20)
+    follow_singly(image.reader(), trails, H, MASK, False)
+    assert (trails[0].stop, list(trails[0].chunks), trails[0].at) == (None, chunks, 0)
+
+
+def test_a_doubly_linked_list_records_no_nextsizes_unless_wide():
+    header = BASE + 0x100
+    a, b = BASE + 0x1000, BASE + 0x2000
+    image = FlatImage(BASE, 1 << 20)
+    image.put(a + 8, 0x411, b, header, 0x1111, 0x2222)
+    image.put(b + 8, 0x401, header, a, 0x3333, 0x4444)
+    trail = Trail(a, header, 100)
+    follow_doubly(image.reader(), [trail])
+    assert (list(trail.chunks), list(trail.bks), list(trail.nextsizes)) == ([a, b], [header, a], [])
+
+
+@pytest.mark.parametrize("k", [1, 3, 5])
+def test_a_wide_loop_keeps_the_nextsizes_of_the_chunks_kept(k):
+    # k large-bin chunks, the last linking back to the first: each kept chunk keeps its own
+    # pair (fd_nextsize, bk_nextsize) = (0x1000 + i, 0x2000 + i), no more.
+    header = BASE + 0x100
+    chunks = [BASE + 0x30000 + 0x100 * i for i in range(k)]
+    image = FlatImage(BASE, 1 << 20)
+    for i, c in enumerate(chunks):
+        image.put(c + 8, 0x401, chunks[(i + 1) % k], chunks[i - 1] if i else header, 0x1000 + i, 0x2000 + i)
+    trail = Trail(chunks[0], header, 1 << 20)
+    follow_doubly(image.reader(), [trail], wide=True)
+    assert (trail.stop, list(trail.chunks)) == (LOOP, chunks)
+    assert list(trail.nextsizes) == [w for i in range(k) for w in (0x1000 + i, 0x2000 + i)]
+
+
+def test_a_wide_chunk_at_the_end_of_a_cached_block_gives_its_own_words():
+    # As in the test above it, the last chunk's nextsizes lie past the end of memory, but its
+    # block is in the cache already: its three readable words come from the block, at its place.
+    header = BASE + 0x100
+    size = 1 << 20
+    image = FlatImage(BASE, size)
+    a, b = BASE + 0x1000, BASE + size - 0x20
+    image.put(a + 8, 0x411, b, header, 0x1111, 0x2222)
+    image.put(b + 8, 0x401, header, a)
+    reader = image.reader()
+    assert reader.word(b + 8) == 0x401  # the last block now cached
+    trail = Trail(a, header, 100)
+    follow_doubly(reader, [trail], wide=True)
+    assert (trail.stop, trail.at, list(trail.chunks), list(trail.sizes)) == (None, header, [a, b], [0x410, 0x400])
+    assert list(trail.bks) == [header, a] and list(trail.nextsizes) == [0x1111, 0x2222]
+
+
+def test_a_singly_node_whose_link_is_the_last_word_of_memory_is_read():
+    # The last node's size and fd are the image's last two words: nothing after them is needed.
+    size = (1 << 20) + 8
+    a, b = BASE + 0x1000, BASE + (1 << 20) - 0x10  # b's fd at b + 16 = BASE + 1 MiB: the last word
+    for cache in (True, False):
+        image, trails = singly_image([[a, b]], 0x30, span=size)
+        reader = image.reader(cache=cache)
+        follow_singly(reader, trails, H, MASK, False)
+        assert (trails[0].stop, list(trails[0].chunks), list(trails[0].sizes)) == (None, [a, b], [0x30, 0x30])
+        if not cache:  # one read per link: just its two words, no try at more
+            assert reader.memory.reads == 2  # type: ignore[attr-defined]
+
+
+def test_runs_come_back_after_a_stretch_of_random_links():
+    # 100 links each in a block of its own in random order (runs do not pay: single reads),
+    # then 3000 links running down 3 MiB: read in runs again, not one read each.
+    rng = random.Random(5)
+    scattered = [BASE + (8 << 20) + BLOCK * s + 0x100 for s in rng.sample(range(100), 100)]
+    dense = [BASE + (3 << 20) - 0x400 * (k + 1) for k in range(3000)]
+    image, trails = singly_image([scattered + dense], 0x30, span=16 << 20)
+    reader = image.reader()
+    follow_singly(reader, trails, H, MASK, False)
+    assert list(trails[0].chunks) == scattered + dense and trails[0].stop is None
+    assert reader.memory.reads < 100 + 3000 // 4  # type: ignore[attr-defined]
+
+
+def test_a_chunk_whose_words_end_a_block_is_read_from_the_run():
+    # 256 chunks 0x1000 apart running down 1 MiB from its last 0x20 bytes: every 16th one's size,
+    # fd and bk are the last three words of a block.  One run of 16 blocks (1 MiB) serves all.
+    header = BASE + 0x100
+    image = FlatImage(BASE, 1 << 20)
+    chunks = [BASE + (1 << 20) - 0x20 - 0x1000 * k for k in range(256)]
+    assert sum((c + 0x20) % BLOCK == 0 for c in chunks) == 16
+    for k, c in enumerate(chunks):
+        image.put(c + 8, 0x101, chunks[k + 1] if k + 1 < len(chunks) else header, chunks[k - 1] if k else header)
+    reader = image.reader()
+    trail = Trail(chunks[0], header, 1 << 20)
+    follow_doubly(reader, [trail])
+    assert (trail.stop, trail.at, list(trail.chunks)) == (None, header, chunks)
+    assert list(trail.bks) == [header] + chunks[:-1]
+    assert reader.memory.reads == 1  # type: ignore[attr-defined]
+
+
+def test_a_lone_chunk_across_two_blocks_costs_one_read():
+    # Its size in one block, its fd and bk in the next, and nothing else wanted: its own words
+    # are read, no run (which would reach below the image: failed reads).
+    header = BASE + 0x100
+    straddling = BASE + BLOCK - 0x10
+    image = FlatImage(BASE, 1 << 20)
+    image.put(straddling + 8, 0x211, header, header)
+    reader = image.reader()
+    trail = Trail(straddling, header, 100)
+    follow_doubly(reader, [trail])
+    assert (trail.stop, trail.at, list(trail.chunks), list(trail.sizes)) == (None, header, [straddling], [0x210])
+    assert reader.memory.reads == 1  # type: ignore[attr-defined]
+
+
+def test_a_run_resumes_every_list_waiting_in_it_down_to_its_lowest_block():
+    # One list starts in the top block of 1 MiB, another in the bottom one: the first run (16
+    # blocks) holds both lists whole, so they cost that one read.
+    a = [BASE + (1 << 20) - 0x100 - 0x40 * i for i in range(5)]
+    b = [BASE + 0x100 + 0x40 * i for i in range(5)]
+    image, trails = singly_image([a, b], 0x30, span=1 << 20)
+    reader = image.reader()
+    follow_singly(reader, trails, H, MASK, False)
+    assert [(t.stop, list(t.chunks)) for t in trails] == [(None, a), (None, b)]
+    assert reader.memory.reads == 1  # type: ignore[attr-defined]
