@@ -106,7 +106,7 @@ class Reader:
         # The cached blocks as words (block base >> BLOCK_BITS -> its words), for the bin walks to
         # index straight into; only when the target's byte order is this machine's.
         self._word_blocks: Dict[int, memoryview] = {}
-        self._transient: List[int] = []  # word_blocks that load_run read past the cache's room
+        self._transient: List[int] = []  # word_blocks of the last run load_run read (dropped at the next)
         self._floor = -1  # the lowest block load_run found readable, for runs above it (-1: none)
         self._native = (sys.byteorder == "little") == little_endian
         self._structs: Dict[int, struct.Struct] = {}
