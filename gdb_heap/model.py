@@ -607,34 +607,19 @@ def read_arenas(reader: Reader, layout: GlibcLayout, main_arena: int, mp: Malloc
 # Bins
 
 
-# One singly linked list to follow: (label, the head's user pointer, where the head lives,
-# its bound, what glibc prints on meeting an unaligned node at position k, skew (see
-# walk_singly_linked)).
+# One singly linked list to follow (a tcache bin or a fastbin): (label, the head's user
+# pointer, where the head lives, its bound, what glibc prints on meeting an unaligned node at
+# position k of the list (0: the head), skew).  Both keep their link in the word at the user
+# pointer, safe-linked from 2.32 with that word's address; a tcache link is the next user
+# pointer, a fastbin fd the next chunk, so skew (0 or CHUNK_HDR_SZ) turns a link into a user
+# pointer.  A link that is unaligned, unreadable, loops or exceeds the bound cuts the list,
+# and the problem is reported at the member holding that link (singly_results).
 SinglyList = Tuple[str, int, int, int, Callable[[int], Optional[str]], int]
 
 
-def walk_singly_linked(reader: Reader, layout: GlibcLayout, label: str, first: int, member: int, bound: int,
-                       unaligned_abort: Callable[[int], Optional[str]],
-                       skew: int) -> Tuple[List[int], Sequence[int], List[Problem]]:
-    """A tcache bin or a fastbin: (chunks, their sizes, problems), in list order.
-
-    Both keep their link in the word at the user pointer, safe-linked from 2.32 with that
-    word's address; a tcache link is the next user pointer, a fastbin fd the next chunk, so
-    `skew` (0 or CHUNK_HDR_SZ) turns a link into a user pointer.  `first` is the head's user
-    pointer, `member` where the head lives.
-    A link that is unaligned, unreadable, loops or exceeds `bound` cuts the list, and the
-    problem is reported at the member holding that link; `unaligned_abort(k)` is what glibc
-    prints on meeting an unaligned pointer at position k of the list (0: the head).
-    """
-    return walk_singly_linked_all(reader, layout, [(label, first, member, bound, unaligned_abort, skew)])[0]
-
-
-def walk_singly_linked_all(reader: Reader, layout: GlibcLayout,
-                           lists: Sequence[SinglyList]) -> List[Tuple[List[int], Sequence[int], List[Problem]]]:
-    """walk_singly_linked of each list, all followed together (links.follow)."""
-    trails = [Trail(first, 0, bound, skew) for _, first, _, bound, _, skew in lists]
-    follow(reader, [(singly_kind(reader, layout), trails)])
-    return singly_results(layout, lists, trails)
+def singly_trails(lists: Sequence[SinglyList]) -> List[Trail]:
+    """The lists as trails for links.follow, each from its head."""
+    return [Trail(first, 0, bound, skew) for _, first, _, bound, _, skew in lists]
 
 
 def singly_kind(reader: Reader, layout: GlibcLayout) -> Kind:
@@ -715,7 +700,7 @@ def tcache_reading(reader: Reader, layout: GlibcLayout, tcache: int, mp: MallocP
     # The head's member is the tcache_perthread_struct's own chunk.
     lists = [(bin_label("tcache", i), entries[i], tcache - H, MAX_TCACHE_CHAIN, lambda k: unaligned, 0)
              for i, _ in wanted]
-    trails = [Trail(first, 0, bound, skew) for _, first, _, bound, _, skew in lists]
+    trails = singly_trails(lists)
 
     def reading() -> BinReading:  # the struct is read above: a damaged one raises at once
         yield [(singly_kind(reader, layout), trails)]
@@ -765,7 +750,7 @@ def fastbins_reading(reader: Reader, layout: GlibcLayout, state: MallocState, fi
     # Each head's member: its slot (2.43 has no fast bins, nor fastbinsY).
     slots = state.address + layout.malloc_state.offset("fastbinsY") if wanted else 0
     lists = [(bin_label("fast", i), state.fastbinsY[i] + H, slots + i * S, bound, unaligned, H) for i in wanted]
-    trails = [Trail(first, 0, bound, skew) for _, first, _, bound, _, skew in lists]
+    trails = singly_trails(lists)
     yield [(singly_kind(reader, layout), trails)]
     for i, (chunks, sizes, problems) in zip(wanted, singly_results(layout, lists, trails)):
         size = layout.fastbin_size(i)

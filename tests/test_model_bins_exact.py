@@ -1,4 +1,4 @@
-"""The bin walks (model.read_regular_bins, read_fastbins, read_tcache, walk_singly_linked) on
+"""The bin walks (model.read_regular_bins, read_fastbins, read_tcache, links.follow) on
 tiny images laid out word by word here, each expected value written by hand from malloc.c:
 bin_at, the unsorted loop's size check, the large bins' index ranges (largebin_index_64),
 fastbin_index, csize2tidx, safe-linking (PROTECT_PTR), and glibc's abort texts as glibc prints
