@@ -9,7 +9,9 @@ glibc-2.26..glibc-2.42 and master (see ../shared/reference/glibc-internals.md).
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
-from typing import Dict, List, Optional, Sequence, Tuple
+from itertools import repeat
+from operator import rshift, xor
+from typing import Dict, Iterable, List, Optional, Sequence, Tuple
 
 Version = Tuple[int, int]
 
@@ -361,6 +363,12 @@ class GlibcLayout:
         if not self.features.safe_linking:
             return stored
         return (field_address >> 12) ^ stored
+
+    def reveal_ptrs(self, field_addresses: Iterable[int], stored: Iterable[int]) -> Iterable[int]:
+        """reveal_ptr of many words (each at its field address), at C speed."""
+        if not self.features.safe_linking:
+            return stored
+        return map(xor, map(rshift, field_addresses, repeat(12)), stored)
 
 
 def layout_for(version: Optional[Version], size_sz: int) -> GlibcLayout:

@@ -12,8 +12,11 @@ from __future__ import annotations
 
 import bisect
 import os
+import struct
+from itertools import chain, compress
+from operator import itemgetter, not_
 from dataclasses import dataclass
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Set, Tuple
 
 from . import model, places
 from .free_index import FreeIndex
@@ -46,6 +49,13 @@ class Meaning:
     state: str = ""  # that chunk's state: "in use", "free tcache[0]", "top"
 
 
+# How far around a listing batch's free chunks their links are looked for in a set (a bin's
+# links mostly lead to chunks freed shortly before, nearby): farther ones take a binary search.
+NEAR_WINDOW = 4 << 20
+SINGLY = ("tcache", "fast")  # the bins whose chunks hold one link (next, fd), safe-linked from 2.32
+DOUBLY = ("unsorted", "small", "large")  # fd and bk
+
+
 class Namer:
     """Names pointers for one command."""
 
@@ -54,7 +64,6 @@ class Namer:
         self.heap = heap
         self.H = heap.layout.header_size
         self.S = heap.layout.size_sz
-        self.reveal_ptr = heap.layout.reveal_ptr
         self.symbol = symbol or heap.anchors.symbol
         self.mappings = sorted(mappings, key=lambda m: m.start)
         self._map_starts = [m.start for m in self.mappings]
@@ -67,6 +76,8 @@ class Namer:
         # (start, end, its arena's free chunks, its top, the _spans it is of, the main arena).  A
         # free chunk's links mostly point into the same heap: short() names them without a search.
         self._near: Optional[Tuple[int, int, FreeIndex, int, List[Tuple[int, int, Arena]], Arena]] = None
+        # shorts()' window: (the free chunks' addresses, from, to, the set of those between)
+        self._held: Optional[Tuple[Sequence[int], int, int, Set[int]]] = None
 
     def chunk_starts(self, arena: Arena) -> List[int]:
         starts = self._starts.get(arena.address)
@@ -251,14 +262,74 @@ class Namer:
         # the field's place alone: `<main_arena+96>`, `<arena 0x7ffff0000030+96>` (its name holds a blank)
         return m.text[:m.text.index(">") + 1] if m.kind == "arena" else m.text
 
+    def shorts(self, values: Sequence[int], around: Optional[Tuple[int, int]] = None) -> List[str]:
+        """short() of each value, in order.  The values short()'s first test names as a free
+        chunk's start in the near span (most links of a listing) are found together at C speed,
+        in a set of the free chunks within NEAR_WINDOW of `around` (the chunks whose links these
+        are), else by a binary search; short() names the others.  Those answers hold while the
+        spans stay as they are: short() of a value may walk the heap and change them (and the
+        first one sets the near span)."""
+        state = self._spans, self._spans_final, self.heap.main_arena.loaded, self._near is None
+        out = list(map("chunk %#x".__mod__, values))
+        for i in compress(range(len(values)), map(not_, self._free_starts(values, around))):
+            out[i] = self.short(values[i])
+            if (self._spans, self._spans_final, self.heap.main_arena.loaded, self._near is None) != state:
+                return out[:i + 1] + self.shorts(values[i + 1:], around)
+        return out
+
+    def _free_starts(self, values: Sequence[int], around: Optional[Tuple[int, int]]) -> List[bool]:
+        """For each value, whether short()'s first test names it as the start of a free chunk of
+        the near span (top and the rest: False, left to short())."""
+        near = self._near
+        if near is None or near[4] is not self._spans or not (self._spans_final or not near[5].loaded):
+            return [False] * len(values)
+        start, end, a = max(near[0], 0x1000), near[1], near[2].addresses
+        lo, hi = bisect.bisect_left(a, start), bisect.bisect_left(a, end)  # the span's free chunks: a[lo:hi]
+        first, last = around if around is not None else (0, -1)
+        hits = list(map(self._window(a, max(lo, bisect.bisect_left(a, first - NEAR_WINDOW, lo, hi)),
+                                     bisect.bisect_left(a, last + NEAR_WINDOW, lo, hi)).__contains__, values))
+        for i in compress(range(len(values)), map(not_, hits)):
+            v = values[i]
+            j = bisect.bisect_left(a, v, lo, hi)
+            hits[i] = j < hi and a[j] == v
+        return hits
+
+    def _window(self, a: Sequence[int], lo: int, hi: int) -> Set[int]:
+        """The set of a[lo:hi], slid from the last one asked for (a listing asks for windows
+        that move up the heap): a batch adds and drops a few chunks, not the window's all."""
+        held = self._held
+        if held is None or held[0] is not a or not held[1] <= lo <= held[2] <= hi:
+            self._held = (a, lo, hi, set(a[lo:hi]))
+            return self._held[3]
+        window = held[3]
+        window.difference_update(a[held[1]:lo])
+        window.update(a[held[2]:hi])
+        self._held = (a, lo, hi, window)
+        return window
+
     def free_links(self, chunk: int, kind: Optional[str], data: bytes, order: str = "little") -> str:
         """A free chunk's links from its first user words (`data`), named: `next chunk 0x...+0x10`
         (a safe-linked word revealed), `fd <main_arena+96> bk chunk 0x...`; "" for any other."""
-        S = self.S
-        if kind in ("tcache", "fast") and len(data) >= S:
-            value = self.reveal_ptr(chunk + self.H, int.from_bytes(data[:S], order))  # type: ignore[arg-type]
-            return f"{'next' if kind == 'tcache' else 'fd'} {self.short(value)}"
-        if kind in ("unsorted", "small", "large") and len(data) >= 2 * S:
-            return (f"fd {self.short(int.from_bytes(data[:S], order))} "  # type: ignore[arg-type]
-                    f"bk {self.short(int.from_bytes(data[S:2 * S], order))}")  # type: ignore[arg-type]
-        return ""
+        return self.free_links_many([(chunk, kind, data)], order)[0]
+
+    def free_links_many(self, chunks: Sequence[Tuple[int, Optional[str], bytes]], order: str = "little") -> List[str]:
+        """free_links of each (chunk, kind, data), their links read and named together (shorts)."""
+        S, H = self.S, self.H
+        one = struct.Struct(("<" if order == "little" else ">") + ("Q" if S == 8 else "I"))
+        two = struct.Struct(one.format + one.format[1:])
+        singly = [(chunk + H, data) for chunk, kind, data in chunks if kind in SINGLY and len(data) >= S]
+        stored = map(itemgetter(0), map(one.unpack_from, map(itemgetter(1), singly)))
+        values = list(self.heap.layout.reveal_ptrs(map(itemgetter(0), singly), stored))
+        values += chain.from_iterable(map(two.unpack_from, [data for _, kind, data in chunks
+                                                            if kind in DOUBLY and len(data) >= 2 * S]))
+        names = self.shorts(values, (chunks[0][0], chunks[-1][0]) if chunks else None)
+        singles, pairs = iter(names[:len(singly)]), iter(names[len(singly):])
+        out: List[str] = []
+        for _, kind, data in chunks:
+            if kind in SINGLY and len(data) >= S:
+                out.append(("next " if kind == "tcache" else "fd ") + next(singles))
+            elif kind in DOUBLY and len(data) >= 2 * S:
+                out.append(f"fd {next(pairs)} bk {next(pairs)}")
+            else:
+                out.append("")
+        return out

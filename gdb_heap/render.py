@@ -418,8 +418,11 @@ class ChunkLister:
     def __init__(self, style: Style, notes: Optional[Dict[int, str]] = None, size_sz: int = 8,
                  order: str = "little", width: Optional[int] = None,
                  links: Optional[Callable[[int, Optional[str], bytes], str]] = None,
-                 preview_bytes: int = 0) -> None:
+                 preview_bytes: int = 0,
+                 links_many: Optional[Callable[[List[Tuple[int, Optional[str], bytes]]], List[str]]] = None) -> None:
         self.style, self.notes, self.S, self.order, self.links = style, notes or {}, size_sz, order, links
+        # `links` of many chunks at once (a batch's free chunks), as a list
+        self.links_many = links_many or (None if links is None else (lambda chunks: [links(*c) for c in chunks]))
         self.aw, heading = chunk_columns(size_sz)
         self.heading = style("heading", heading)
         self.room = None if width is None else max(0, width - len(heading) + len("data"))
@@ -496,16 +499,20 @@ class ChunkLister:
             texts = self.pieces.findall(gathered.translate(_PRINTABLE).decode("ascii"))
             labels = [self.in_use] * fast
             slow = [i for i in map(bisect_left, repeat(addrs), self.notes) if i < fast and addrs[i] in self.notes]
+            free: List[int] = []
+            known = self.labels.get
             for i, state in special.items():
                 if i >= fast:
                     continue
                 if state[0] != "free" or self.room is not None:  # top; a shorter preview to fit links
                     slow.append(i)
                     continue
-                labels[i] = self.label(*state)  # the line of an in-use chunk with its links after the ASCII
-                named = self.links(addrs[i], state[1], raws[i]) if self.links is not None else ""
-                if named:
-                    texts[i] += "  " + named
+                labels[i] = known(state) or self.label(*state)  # an in-use chunk's line, its links after the ASCII
+                free.append(i)
+            if free and self.links_many is not None:
+                for i, named in zip(free, self.links_many([(addrs[i], special[i][1], raws[i]) for i in free])):
+                    if named:
+                        texts[i] += "  " + named
             lines = list(map(fmt.__mod__, zip(addrs, map(add, addrs, repeat(2 * self.S)),
                                               map(and_, sfs, repeat(~SIZE_BITS)),
                                               map(self.flags.__getitem__, map(and_, sfs, repeat(7))), labels,

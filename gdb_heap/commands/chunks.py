@@ -117,7 +117,8 @@ The filters apply to the text, the JSON and the summary alike."""
         notes = render.tcache_notes(views.tcache_structs(heap))
         names = namer(heap)
         links = functools.partial(names.free_links, order=reader.order)
-        lister = render.ChunkLister(st, notes, S, reader.order, cols, links, preview)
+        lister = render.ChunkLister(st, notes, S, reader.order, cols, links, preview,
+                                    functools.partial(names.free_links_many, order=reader.order))
         for arena in arenas:
             if args.flag("--all-arenas"):
                 out.line(render.arena_heading(arena, st))
