@@ -31,6 +31,9 @@ SIZE_BITS = 0x7
 # link reads).
 MOST_BLOCKS = 64
 WORTH_A_BLOCK = 8
+# A scattered list read link by link is given to runs again after this many links in a row
+# each within a block of the one before.
+NEAR_LINKS = 8
 
 # Why a list stopped before its end (Trail.stop).
 UNALIGNED, LOOP, BOUND, UNREADABLE = "unaligned", "loop", "bound", "unreadable"
@@ -60,6 +63,9 @@ class Trail:
     tortoise: int = -1
     power: int = 1
     kind: Optional[Kind] = field(default=None, repr=False)  # set by follow()
+    # A run served it one link (its next lay elsewhere): a list in no address order, read
+    # link by link, not worth a run of its own (follow).
+    scattered: bool = False
 
     def limit(self) -> int:
         """How many chunks the hot loop may reach before it must stop and look (bound, power)."""
@@ -130,6 +136,7 @@ def follow(reader: Reader, groups: Sequence[Tuple[Kind, Sequence[Trail]]]) -> No
         for trail in trails:
             trail.kind = kind
             run.append(trail)
+    after_run = False  # whether `run` holds the trails waiting on a run just read
     while True:
         for trail in run:
             if trail.stop is not None or trail.at == trail.end:
@@ -138,6 +145,8 @@ def follow(reader: Reader, groups: Sequence[Tuple[Kind, Sequence[Trail]]]) -> No
             before = len(trail.chunks)
             kind.advance(trail)
             served += len(trail.chunks) - before
+            if after_run:
+                trail.scattered = len(trail.chunks) - before <= 1
             if trail.at == trail.end:
                 continue
             trail.stop = kind.why(trail, trail.at)
@@ -158,34 +167,52 @@ def follow(reader: Reader, groups: Sequence[Tuple[Kind, Sequence[Trail]]]) -> No
         kind = trail.kind  # type: ignore[assignment]
         first = trail.at + kind.lead
         whole = (first & (BLOCK - 1)) + kind.width * S <= BLOCK
-        if not runs.singles and whole and number not in blocks:
+        if not runs.singles and not trail.scattered and whole and number not in blocks:
             if read:
                 runs.judge(read, served)
             read, served = reader.load_run(first, runs.blocks), 0
             if read:
                 run = [t for k in range(number - read + 1, number + 1) for t in waiting.pop(k, ())]
+                after_run = True
                 continue
-        # Link by link: runs do not pay, its words straddle two blocks or lie in one the hot
-        # loop cannot index (a misaligned chunk), or its run is not readable in one read.
+        # Link by link: runs do not pay, the list is scattered, its words straddle two blocks
+        # or lie in one the hot loop cannot index (a misaligned chunk), or its run is not
+        # readable in one read.
         waiting[number].pop()
         if not waiting[number]:
             del waiting[number]
-        while True:
-            if runs.singles > 0:
-                runs.singles -= 1
-            try:
-                words = _read_node(reader, trail.at + kind.lead, kind.width, kind.need)
-            except MemoryReadError:
-                trail.stop = UNREADABLE
-                break
-            kind.take(trail, words)
-            served += 1
-            if trail.at == trail.end:
-                break
-            trail.stop = kind.why(trail, trail.at)
-            if trail.stop or ((trail.at + kind.lead) >> BLOCK_BITS) in blocks or not runs.singles:
-                break
-        run = [trail]  # single reads bring no block: no other list can go on
+        _singles(reader, trail, runs, blocks)
+        run, after_run = [trail], False  # single reads bring no block: no other list can go on
+
+
+def _singles(reader: Reader, trail: Trail, runs: _Runs, blocks: Dict[int, memoryview]) -> None:
+    """Reads a trail's links one at a time: while runs.singles lasts, or for a scattered list
+    until its links come close together (NEAR_LINKS in a row within a block of the one before:
+    then a run pays again)."""
+    kind: Kind = trail.kind  # type: ignore[assignment]
+    near = 0
+    while True:
+        if runs.singles > 0:
+            runs.singles -= 1
+        before = trail.at + kind.lead
+        try:
+            words = _read_node(reader, before, kind.width, kind.need)
+        except MemoryReadError:
+            trail.stop = UNREADABLE
+            return
+        kind.take(trail, words)
+        if trail.at == trail.end:
+            return
+        trail.stop = kind.why(trail, trail.at)
+        if trail.stop or ((trail.at + kind.lead) >> BLOCK_BITS) in blocks:
+            return
+        if trail.scattered:
+            near = near + 1 if abs(trail.at + kind.lead - before) < BLOCK else 0
+            if near < NEAR_LINKS:
+                continue
+            trail.scattered = False
+        if not runs.singles:
+            return
 
 
 def _first_repeat(nodes: List[int]) -> Optional[int]:

@@ -362,6 +362,21 @@ def test_runs_come_back_after_a_stretch_of_random_links():
     assert reader.memory.reads < 100 + 3000 // 4  # type: ignore[attr-defined]
 
 
+def test_a_scattered_list_does_not_shrink_the_runs_of_the_others():
+    # Three lists running down 6 MiB (7 reads alone, see above) and a fourth of 200 links in
+    # random order over the same 6 MiB (a large bin, sorted by size): the fourth is read link
+    # by link once a run has served it one link, and the others keep their big runs.
+    rng = random.Random(11)
+    lists = [[BASE + (6 << 20) - 0x1000 * (3 * k + j + 1) for k in range(500)] for j in range(3)]
+    lists.append([BASE + 0x1000 * s + 0x800 for s in rng.sample(range(1, 1536), 200)])
+    image, trails = singly_image(lists, 0x30)
+    reader = image.reader()
+    follow_singly(reader, trails, H, MASK, False)
+    assert [list(t.chunks) for t in trails] == lists and all(t.stop is None for t in trails)
+    assert trails[3].scattered and not any(t.scattered for t in trails[:3])
+    assert reader.memory.reads <= 7 + 200  # type: ignore[attr-defined]
+
+
 def test_a_chunk_whose_words_end_a_block_is_read_from_the_run():
     # 256 chunks 0x1000 apart running down 1 MiB from its last 0x20 bytes: every 16th one's size,
     # fd and bk are the last three words of a block.  One run of 16 blocks (1 MiB) serves all.
