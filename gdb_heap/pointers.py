@@ -11,6 +11,7 @@ looked up once per address.
 from __future__ import annotations
 
 import bisect
+import functools
 import os
 import struct
 from itertools import chain, compress
@@ -49,11 +50,20 @@ class Meaning:
     state: str = ""  # that chunk's state: "in use", "free tcache[0]", "top"
 
 
-# How far around a listing batch's free chunks their links are looked for in a set (a bin's
-# links mostly lead to chunks freed shortly before, nearby): farther ones take a binary search.
-NEAR_WINDOW = 4 << 20
+# How many free chunks each side of a listing batch's its free chunks' links are looked for
+# in a set (a bin's links mostly lead to chunks freed shortly before, nearby; at 10^6 chunks
+# of c_samples/many 4096 free chunks span about 6 MB): farther ones take a binary search.
+NEAR_WINDOW = 4096
 SINGLY = ("tcache", "fast")  # the bins whose chunks hold one link (next, fd), safe-linked from 2.32
 DOUBLY = ("unsorted", "small", "large")  # fd and bk
+
+
+@functools.cache
+def _word_structs(order: str, size_sz: int) -> Tuple[struct.Struct, struct.Struct]:
+    """Structs of one word and of two, in the target's byte order."""
+    word = "Q" if size_sz == 8 else "I"
+    prefix = "<" if order == "little" else ">"
+    return struct.Struct(prefix + word), struct.Struct(prefix + 2 * word)
 
 
 class Namer:
@@ -78,6 +88,8 @@ class Namer:
         self._near: Optional[Tuple[int, int, FreeIndex, int, List[Tuple[int, int, Arena]], Arena]] = None
         # shorts()' window: (the free chunks' addresses, from, to, the set of those between)
         self._held: Optional[Tuple[Sequence[int], int, int, Set[int]]] = None
+        # _free_starts' bounds of the near span's free chunks: (the _near they are of, lo, hi)
+        self._bounds: Tuple[object, int, int] = (None, 0, 0)
 
     def chunk_starts(self, arena: Arena) -> List[int]:
         starts = self._starts.get(arena.address)
@@ -262,11 +274,11 @@ class Namer:
         # the field's place alone: `<main_arena+96>`, `<arena 0x7ffff0000030+96>` (its name holds a blank)
         return m.text[:m.text.index(">") + 1] if m.kind == "arena" else m.text
 
-    def shorts(self, values: Sequence[int], around: Optional[Tuple[int, int]] = None) -> List[str]:
+    def shorts(self, values: Sequence[int], around: Optional[int] = None) -> List[str]:
         """short() of each value, in order.  The values short()'s first test names as a free
         chunk's start in the near span (most links of a listing) are found together at C speed,
-        in a set of the free chunks within NEAR_WINDOW of `around` (the chunks whose links these
-        are), else by a binary search; short() names the others.  Those answers hold while the
+        in a set of the NEAR_WINDOW free chunks each side of address `around` (near the chunks
+        whose links these are), else by a binary search; short() names the others.  Those answers hold while the
         spans stay as they are: short() of a value may walk the heap and change them (and the
         first one sets the near span)."""
         state = self._spans, self._spans_final, self.heap.main_arena.loaded, self._near is None
@@ -277,17 +289,18 @@ class Namer:
                 return out[:i + 1] + self.shorts(values[i + 1:], around)
         return out
 
-    def _free_starts(self, values: Sequence[int], around: Optional[Tuple[int, int]]) -> List[bool]:
+    def _free_starts(self, values: Sequence[int], around: Optional[int]) -> List[bool]:
         """For each value, whether short()'s first test names it as the start of a free chunk of
         the near span (top and the rest: False, left to short())."""
         near = self._near
         if near is None or near[4] is not self._spans or not (self._spans_final or not near[5].loaded):
             return [False] * len(values)
-        start, end, a = max(near[0], 0x1000), near[1], near[2].addresses
-        lo, hi = bisect.bisect_left(a, start), bisect.bisect_left(a, end)  # the span's free chunks: a[lo:hi]
-        first, last = around if around is not None else (0, -1)
-        hits = list(map(self._window(a, max(lo, bisect.bisect_left(a, first - NEAR_WINDOW, lo, hi)),
-                                     bisect.bisect_left(a, last + NEAR_WINDOW, lo, hi)).__contains__, values))
+        a = near[2].addresses
+        if self._bounds[0] is not near:  # the near span's free chunks: a[lo:hi]
+            self._bounds = (near, bisect.bisect_left(a, max(near[0], 0x1000)), bisect.bisect_left(a, near[1]))
+        _, lo, hi = self._bounds
+        at = lo if around is None else bisect.bisect_left(a, around, lo, hi)
+        hits = list(map(self._window(a, max(lo, at - NEAR_WINDOW), min(hi, at + NEAR_WINDOW)).__contains__, values))
         for i in compress(range(len(values)), map(not_, hits)):
             v = values[i]
             j = bisect.bisect_left(a, v, lo, hi)
@@ -315,14 +328,13 @@ class Namer:
     def free_links_many(self, chunks: Sequence[Tuple[int, Optional[str], bytes]], order: str = "little") -> List[str]:
         """free_links of each (chunk, kind, data), their links read and named together (shorts)."""
         S, H = self.S, self.H
-        one = struct.Struct(("<" if order == "little" else ">") + ("Q" if S == 8 else "I"))
-        two = struct.Struct(one.format + one.format[1:])
+        one, two = _word_structs(order, S)
         singly = [(chunk + H, data) for chunk, kind, data in chunks if kind in SINGLY and len(data) >= S]
         stored = map(itemgetter(0), map(one.unpack_from, map(itemgetter(1), singly)))
         values = list(self.heap.layout.reveal_ptrs(map(itemgetter(0), singly), stored))
         values += chain.from_iterable(map(two.unpack_from, [data for _, kind, data in chunks
                                                             if kind in DOUBLY and len(data) >= 2 * S]))
-        names = self.shorts(values, (chunks[0][0], chunks[-1][0]) if chunks else None)
+        names = self.shorts(values, chunks[0][0] if chunks else None)
         singles, pairs = iter(names[:len(singly)]), iter(names[len(singly):])
         out: List[str] = []
         for _, kind, data in chunks:

@@ -41,9 +41,9 @@ def one_by_one(s: Synthetic, values: List[int]) -> List[str]:
     return [n.short(v) for v in values]
 
 
-@pytest.mark.parametrize("window", [pointers.NEAR_WINDOW, 0x40])
+@pytest.mark.parametrize("window", [pointers.NEAR_WINDOW, 4])
 def test_shorts_say_what_short_says(monkeypatch, window):
-    # window 0x40: nearly every link lies outside the set and takes the binary search
+    # a window of 4 free chunks each side: nearly every link lies outside the set, a binary search finds it
     monkeypatch.setattr(pointers, "NEAR_WINDOW", window)
     s = many_chunks_heap(3000)
     values = values_of(s)
@@ -53,7 +53,7 @@ def test_shorts_say_what_short_says(monkeypatch, window):
     assert expected[values.index(0)] == "NULL"
     n = Namer(s.heap())
     first = [c.address for c in s.chunks[:3]]
-    assert n.shorts(values, (first[0], first[-1])) == expected
+    assert n.shorts(values, first[0]) == expected
     assert n.shorts(values[::-1], None) == expected[::-1]  # a second call, from the near span the first left
     assert n.shorts([], None) == []
 
@@ -77,7 +77,7 @@ def test_shorts_when_naming_a_value_walks_the_heap():
         return short(value)
 
     n.short = spy  # type: ignore[method-assign]
-    named = n.shorts(values, (free[0], free[4]))
+    named = n.shorts(values, free[0])
     assert named == expected
     assert not seen[0][1] and seen[-1][1]  # the spans changed in the middle
 
@@ -100,7 +100,7 @@ def test_shorts_of_a_listed_chunk_outside_the_heap():
     assert expected[3] == f"{fake:#x}" and expected[-1] == f"{fake + H:#x}"  # a bare address: in no mapping
     n = Namer(s.heap())
     assert fake in n.free_of(n.heap.main_arena)
-    assert n.shorts(values, (free[0], free[2])) == expected
+    assert n.shorts(values, free[0]) == expected
 
 
 def test_window_slides_up_and_starts_again_elsewhere():
