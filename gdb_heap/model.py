@@ -999,20 +999,26 @@ def walk_region_batches(reader: Reader, layout: GlibcLayout, region: HeapRegion,
             sizes: List[int] = []
             add_size = sizes.append
             sizef = 0
-            # The hot loop: a million turns, so it keeps only the size fields; the addresses are
-            # their running sum, done at C speed below.  A size running past the limit is
-            # noticed after the loop.
-            while pos < stop:
-                sizef = words[(pos + skew) >> shift]
+            # The hot loop: a million turns, so it keeps only the size fields, and steps in words
+            # (j: the size field's index in the block), not bytes; the addresses are the sizes'
+            # running sum, done at C speed below.  A size running past the limit is noticed
+            # after the loop.  (`low`: how far pos lies past a word, 0 but after damage.)
+            low = (pos + skew) & (S - 1)
+            j = (pos + skew) >> shift
+            stop_j = (stop + skew - low + S - 1) >> shift  # j < stop_j exactly when pos < stop
+            while j < stop_j:
+                sizef = words[j]
                 csize = sizef & notbits
                 if (csize - minsize) & bad:
                     break  # a size glibc would never write: handled below
                 add_size(sizef)
-                pos += csize
+                j += csize >> shift
             else:
+                pos = (j << shift) + low - skew
                 last_size = sizef & notbits  # the batch's last chunk: it may have run past the limit
                 yield _addresses(first, sizes), sizes
                 continue
+            pos = (j << shift) + low - skew
             csize = sizef & notbits
             if region.fenceposts and csize in (0, 2 * S):
                 yield _addresses(first, sizes), sizes  # an old thread heap ends with fenceposts
