@@ -281,6 +281,8 @@ class Namer:
         whose links these are), else by a binary search; short() names the others.  Those answers hold while the
         spans stay as they are: short() of a value may walk the heap and change them (and the
         first one sets the near span)."""
+        if len(values) <= 2:  # one chunk's links: the set is not worth making
+            return [self.short(v) for v in values]
         state = self._spans, self._spans_final, self.heap.main_arena.loaded, self._near is None
         out = list(map("chunk %#x".__mod__, values))
         for i in compress(range(len(values)), map(not_, self._free_starts(values, around))):

@@ -431,19 +431,26 @@ class ChunkLister:
         self.d0, self.d1 = style.codes("dim")
         self.flags = [flags_text(bits) for bits in range(8)]
         self.labels: Dict[Tuple[str, Optional[str], Optional[int]], str] = {}
-        # The in-use line of preview_bytes whole words, all shown (with their ASCII) when they
-        # fit the room: one %-format; None when the batch path cannot give that line.
+        # The in-use line of preview_bytes whole words, as much of the preview as preview()
+        # shows within the room: one %-format; None when the batch path cannot give that line.
         k = preview_bytes // size_sz
-        text_len = k * (2 + 2 * size_sz) + k + preview_bytes
         self.k = k
+        # Whether a free chunk's links can ever fit beside its preview (the shortest, "fd 0x1",
+        # is 6 columns; line() shows them with at least a word before): else none are named.
+        self.links_fit = self.room is None or self.room - 2 - 6 >= 2 + 2 * size_sz
         self.batch_format: Optional[str] = None
-        if (k and preview_bytes == k * size_sz and order == sys.byteorder
-                and (self.room is None or text_len <= self.room)):
+        self.shown = (0, 0)  # the words and ASCII characters of each preview the format shows
+        if k and preview_bytes == k * size_sz and order == sys.byteorder:
+            self.shown = shown = preview_shown(k, size_sz, self.room)
             word = f"%#0{2 + 2 * size_sz}x"
-            self.batch_format = (f"{self.a0}%-#{self.aw}x{self.a1} %-#{self.aw}x {self.s0}%#7x{self.s1} %s %s "
-                                 f"{self.d0}{' '.join([word] * k)} %s{self.d1}")
+            data = " ".join([word] * shown[0] + ["%s"] * (shown[1] > 0))
+            if data:
+                self.batch_format = (f"{self.a0}%-#{self.aw}x{self.a1} %-#{self.aw}x {self.s0}%#7x{self.s1} %s %s "
+                                     f"{self.d0}{data}{self.d1}")
         self.in_use = self.label("in_use", None, None)
-        self.pieces = re.compile(".{%d}" % max(1, k * size_sz), re.S)  # the ASCII of previews in a row, apart
+        # the ASCII of previews in a row, apart: each one's first shown[1] characters
+        P, m = max(1, k * size_sz), self.shown[1]
+        self.pieces = re.compile(".{%d}" % P if m >= P else "(.{%d}).{%d}" % (m, P - m), re.S)
 
     def label(self, state: str, kind: Optional[str], index: Optional[int]) -> str:
         label = self.labels.get((state, kind, index))
@@ -452,8 +459,9 @@ class ChunkLister:
         return label
 
     def line(self, address: int, size_field: int, state: str, kind: Optional[str], index: Optional[int],
-             read_preview: Callable[[int], bytes], raw: Optional[bytes] = None) -> str:
-        """One chunk's line; `raw` is its first user bytes, else read_preview(address) gives them."""
+             read_preview: Callable[[int], bytes], raw: Optional[bytes] = None, named: Optional[str] = None) -> str:
+        """One chunk's line; `raw` is its first user bytes, else read_preview(address) gives them;
+        `named`: a free chunk's links as `links` names them, when the caller has them already."""
         head = (f"{self.a0}{address:<#{self.aw}x}{self.a1} {address + 2 * self.S:<#{self.aw}x} "
                 f"{self.s0}{size_field & ~SIZE_BITS:>#7x}{self.s1} {self.flags[size_field & 7]} "
                 f"{self.label(state, kind, index)}")
@@ -465,7 +473,9 @@ class ChunkLister:
             return f"{head} {note if room is None or len(note) <= room else note[:max(0, room - 3)] + '...'}"
         if raw is None:
             raw = read_preview(address)
-        named = self.links(address, kind, raw) if self.links is not None and state == "free" else ""
+        if named is None:
+            named = self.links(address, kind, raw) if self.links is not None and state == "free" and self.links_fit \
+                else ""
         rest = None if room is None else room - 2 - len(named)
         if named and (rest is None or rest >= 2 + 2 * self.S):  # a word and its name before the ASCII
             data = f"{preview(raw, self.S, self.order, rest)}  {named}"
@@ -483,7 +493,8 @@ class ChunkLister:
         preview) take line()."""
         n = len(addresses)
         fmt = self.batch_format
-        P = self.k * self.S
+        k, S = self.k, self.S
+        P = k * S
         # the chunks whose whole preview is in `data`
         fast = bisect_right(addresses, addresses[0] + len(data) - P) if fmt is not None and n and data else 0
         lines: List[str] = []
@@ -495,8 +506,12 @@ class ChunkLister:
             got = itemgetter(*map(slice, offsets, map(add, offsets, repeat(P))))(data)
             raws: Sequence[bytes] = got if fast > 1 else (got,)
             gathered = b"".join(raws)
-            words = iter(memoryview(gathered).cast("Q" if self.S == 8 else "I"))
-            texts = self.pieces.findall(gathered.translate(_PRINTABLE).decode("ascii"))
+            words = memoryview(gathered).cast("Q" if S == 8 else "I")
+            columns: List[Iterable[object]] = [words[j::k] for j in range(self.shown[0])]  # each chunk's j-th word
+            texts: List[str] = []
+            if self.shown[1]:
+                texts = self.pieces.findall(gathered.translate(_PRINTABLE).decode("ascii"))
+                columns.append(texts)
             labels = [self.in_use] * fast
             slow = [i for i in map(bisect_left, repeat(addrs), self.notes) if i < fast and addrs[i] in self.notes]
             free: List[int] = []
@@ -504,24 +519,45 @@ class ChunkLister:
             for i, state in special.items():
                 if i >= fast:
                     continue
-                if state[0] != "free" or self.room is not None:  # top; a shorter preview to fit links
+                if state[0] != "free" or self.room is not None and self.links_fit:  # top; links that may fit
                     slow.append(i)
                     continue
                 labels[i] = known(state) or self.label(*state)  # an in-use chunk's line, its links after the ASCII
-                free.append(i)
+                if self.room is None:
+                    free.append(i)
             if free and self.links_many is not None:
                 for i, named in zip(free, self.links_many([(addrs[i], special[i][1], raws[i]) for i in free])):
                     if named:
                         texts[i] += "  " + named
-            lines = list(map(fmt.__mod__, zip(addrs, map(add, addrs, repeat(2 * self.S)),
+            lines = list(map(fmt.__mod__, zip(addrs, map(add, addrs, repeat(2 * S)),
                                               map(and_, sfs, repeat(~SIZE_BITS)),
                                               map(self.flags.__getitem__, map(and_, sfs, repeat(7))), labels,
-                                              *[words] * self.k, texts)))
+                                              *columns)))
+            # the free chunks of the lines below, their links named together
+            names: Dict[int, str] = {}
+            if self.links_many is not None and self.links_fit:
+                named_here = [i for i in slow if special.get(i, _IN_USE)[0] == "free" and addrs[i] not in self.notes]
+                if named_here:
+                    names = dict(zip(named_here, self.links_many([(addrs[i], special[i][1], raws[i])
+                                                                   for i in named_here])))
             for i in slow:
-                lines[i] = self.line(addresses[i], sizes[i], *special.get(i, _IN_USE), read_preview, raws[i])
+                lines[i] = self.line(addresses[i], sizes[i], *special.get(i, _IN_USE), read_preview, raws[i],
+                                     names.get(i))
         for i in range(fast, n):
             lines.append(self.line(addresses[i], sizes[i], *special.get(i, _IN_USE), read_preview))
         return lines
+
+
+def preview_shown(k: int, size_sz: int, room: Optional[int]) -> Tuple[int, int]:
+    """How many of k whole words preview() shows within `room`, and how many characters of
+    their ASCII (k words of k * size_sz bytes: every word text is 2 + 2 * size_sz wide)."""
+    wide = 2 + 2 * size_sz
+    for n in range(k, 0, -1):
+        if room is None or n * wide + (n - 1) + 1 + n * size_sz <= room:
+            return n, n * size_sz
+        if n * wide + (n - 1) <= room:
+            return n, 0
+    return 0, min(room or 0, k * size_sz)
 
 
 _IN_USE: Tuple[str, Optional[str], Optional[int]] = ("in_use", None, None)

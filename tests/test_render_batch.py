@@ -153,3 +153,46 @@ def test_json_batch_of_many_sizes_stays_exact_and_bounded():
         assert [d["usable_size"] for d in docs] == [(s & ~7) - 8 for s in sizes]
         assert docs[7]["state"] == "free" and docs[7]["bin_index"] == 9 and docs[8]["state"] == "in_use"
         assert len(render._JSON_PARTS[8]) <= 4096 + 3000
+
+
+def shortest_links(address: int, kind: Optional[str], raw: bytes) -> str:
+    return "fd 0x1"  # the shortest a namer gives (a link of 1)
+
+
+@pytest.mark.parametrize("preview_bytes", [16, 32, 8])
+@pytest.mark.parametrize("coloured", [False, True])
+@pytest.mark.parametrize("namer", [links, shortest_links])
+def test_batch_lines_are_each_rows_line_at_every_width(preview_bytes, coloured, namer):
+    """The batch path (the in-use lines formatted together, the free chunks' links named together)
+    gives, at any width, what line() gives of each row alone, which always names a free chunk's
+    links and shows them only if they fit (links_fit True: as line() did before it skipped links
+    that never fit)."""
+    if coloured:
+        pytest.importorskip("pygments")
+    style = Style(coloured)
+    mem = memory()
+
+    def read_preview(address: int) -> bytes:
+        off = address + 16 - 0x5555555602A0
+        return mem[off:off + preview_bytes]
+
+    notes = {0x5555555602E0: "(a note)"}
+    for width in [None, *range(20, 230)]:
+        lister = render.ChunkLister(style, notes, 8, "little", width, namer, preview_bytes)
+        reference = render.ChunkLister(style, notes, 8, "little", width, namer, preview_bytes)
+        reference.links_fit = True
+        expected = [reference.line(a, s, *SPECIAL.get(i, ("in_use", None, None)), read_preview)
+                    for i, (a, s) in enumerate(zip(ADDRESSES, SIZES))]
+        assert lister.batch(ADDRESSES, SIZES, SPECIAL, mem, read_preview) == expected, width
+        # the batch path from a room of one column (one character of ASCII) on
+        assert (lister.batch_format is not None) == (width is None or width - len(render.chunk_columns(8)[1]) + 4 >= 1)
+
+
+def test_preview_shown_is_what_preview_shows():
+    # the words and ASCII preview() gives 2 and 4 words of 8 bytes, 2 of 4, within each room
+    for k, S in ((2, 8), (4, 8), (2, 4), (1, 8)):
+        raw = bytes(range(0x41, 0x41 + k * S))
+        for room in [None, *range(0, 120)]:
+            n, m = render.preview_shown(k, S, room)
+            words = [f"{w:#0{2 + 2 * S}x}" for w in render.words_of(raw, S)][:n]
+            assert render.preview(raw, S, "little", room) == " ".join(words + [raw[:m].decode()] * (m > 0)), room
