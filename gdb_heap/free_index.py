@@ -98,23 +98,29 @@ class FreeIndex:
         lo, hi = bisect_left(self.addresses, first), bisect_right(self.addresses, last)
         return dict(zip(self.addresses[lo:hi], map(self._places.__getitem__, self._where[lo:hi])))
 
-    def walked(self, addresses: List[int], sizes: List[int]) -> Iterator[Tuple[Place, int]]:
-        """(place, size field) of each chunk of a walk batch (addresses ascending, each chunk's
-        size field beside it) that the index holds, at C speed: a binary search in the batch for
-        each free chunk of its range, not a look-up of each of its chunks."""
+    def held_in(self, addresses: List[int]) -> Tuple[Iterable[int], Iterable[Place]]:
+        """The positions in a walk batch (addresses ascending) of the chunks the index holds,
+        and their places, at C speed: a binary search in the batch for each free chunk of its
+        range, not a look-up of each of its chunks."""
         if not addresses:
-            return iter(())
+            return (), ()
         lo, hi = bisect_left(self.addresses, addresses[0]), bisect_right(self.addresses, addresses[-1])
         if lo == hi:
-            return iter(())
+            return (), ()
         free = self.addresses[lo:hi]
         at = list(map(bisect_left, repeat(addresses), free))  # each below addresses[-1]: in range
         places = map(self._places.__getitem__, self._where[lo:hi])
         found = list(map(eq, map(addresses.__getitem__, at), free))
         if all(found):  # the usual answer: every free chunk of the range starts a walked chunk
-            return zip(places, map(sizes.__getitem__, at))
+            return at, places
         # a bin lists an address inside a chunk (damage): not one of the batch's chunks
-        return zip(compress(places, found), map(sizes.__getitem__, compress(at, found)))
+        return list(compress(at, found)), compress(places, found)
+
+    def walked(self, addresses: List[int], sizes: List[int]) -> Iterator[Tuple[Place, int]]:
+        """(place, size field) of each chunk of a walk batch (addresses ascending, each chunk's
+        size field beside it) that the index holds."""
+        at, places = self.held_in(addresses)
+        return zip(places, map(sizes.__getitem__, at))
 
     def nbytes(self) -> int:
         return len(self.addresses) * (self.addresses.itemsize + self._where.itemsize)

@@ -122,15 +122,9 @@ class ChunkRows:
                 addresses, sizes = addresses[:limit - n], sizes[:limit - n]
                 self.stopped = True
             n += len(addresses)
-            special: Dict[int, State] = {}
+            at, places = free.held_in(addresses)  # (a bin that points between chunks, damage: none of these)
+            special: Dict[int, State] = dict(zip(at, map(states.__getitem__, places)))
             if addresses:
-                k = 0
-                for address, where in free.around(addresses[0], addresses[-1]).items():
-                    try:
-                        k = addresses.index(address, k)  # both sorted: each search resumes where the last ended
-                    except ValueError:  # a bin points between chunks (damage): not a chunk of this walk
-                        continue
-                    special[k] = states[where]
                 t = bisect_left(addresses, top)
                 if t < len(addresses) and addresses[t] == top:
                     special[t] = TOP
