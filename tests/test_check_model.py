@@ -310,3 +310,18 @@ def test_non_main_arena_bit_on_a_main_heap_chunk():
     base = victim & ~(64 * 1024 * 1024 - 1)
     p = at(problems(s), victim, "NON_MAIN_ARENA set", f"heap_info at {base:#x}", "SIGSEGV")
     assert p.glibc_abort is None
+
+
+def test_a_listed_chunk_inside_a_chunk_that_crosses_into_the_next_block():
+    """The walk's batches are its 64 KiB blocks: a chunk that crosses into the next block ends its
+    batch, and a chunk a bin lists inside it, past the block's end, lies before the next batch's
+    first chunk: still found inside it."""
+    plan = [(0x1000, None)] * 15 + [(0x2000, None), (0x20, "fast"), (0x20, None)]
+    addresses, s = laid_out(*plan)
+    big, f = addresses[15], addresses[16]
+    forged = big + 0x1000
+    assert big >> 16 != forged >> 16 and big < forged < big + 0x2000  # past the block big starts in
+    s.poke(forged + 8, 0x21)  # a fast chunk's size, and NULL safe-linked after it
+    s.poke(forged + 16, (forged + 16) >> 12)
+    s.poke(f + 16, ((f + 16) >> 12) ^ forged)  # fast[0]: f -> forged
+    at(problems(s), big, "size 0x2000", f"contains {forged:#x}", "fast[0]", "overlapping chunks")
