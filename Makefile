@@ -105,9 +105,9 @@ bench: samples
 	$(PYTHON) bench/trace_rate.py --readme
 	$(PYTHON) bench/snapshot_bench.py --readme
 
-# 10^7 chunks: a heap of about 4 GB, built in minutes; one run of each command.
+# 10^7 chunks: a heap of about 4 GB, built in minutes; three runs of each command.
 bench-big: samples
-	$(PYTHON) bench/bench.py --readme --repeat=1 10000000
+	$(PYTHON) bench/bench.py --readme --repeat=3 10000000
 
 # The traced call rate of heap trace alone (bench/trace_rate.py).
 bench-trace: samples
