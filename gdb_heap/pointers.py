@@ -50,9 +50,10 @@ class Meaning:
     state: str = ""  # that chunk's state: "in use", "free tcache[0]", "top"
 
 
-# How many free chunks each side of a listing batch's its free chunks' links are looked for
-# in a set (a bin's links mostly lead to chunks freed shortly before, nearby; at 10^6 chunks
-# of c_samples/many 4096 free chunks span about 6 MB): farther ones take a binary search.
+# A listing batch's free chunks' links are looked for in a set of the free chunks around the
+# batch, this many on each side (a bin's links mostly lead to chunks freed shortly before,
+# nearby; at 10^6 chunks of c_samples/many 4096 free chunks span about 6 MB); a binary search
+# finds the farther ones.
 NEAR_WINDOW = 4096
 SINGLY = ("tcache", "fast")  # the bins whose chunks hold one link (next, fd), safe-linked from 2.32
 DOUBLY = ("unsorted", "small", "large")  # fd and bk
@@ -278,9 +279,9 @@ class Namer:
         """short() of each value, in order.  The values short()'s first test names as a free
         chunk's start in the near span (most links of a listing) are found together at C speed,
         in a set of the NEAR_WINDOW free chunks each side of address `around` (near the chunks
-        whose links these are), else by a binary search; short() names the others.  Those answers hold while the
-        spans stay as they are: short() of a value may walk the heap and change them (and the
-        first one sets the near span)."""
+        whose links these are), else by a binary search; short() names the others.  Those
+        answers hold while the spans stay as they are: short() of a value may walk the heap and
+        change them (and the first one sets the near span)."""
         if len(values) <= 2:  # one chunk's links: the set is not worth making
             return [self.short(v) for v in values]
         state = self._spans, self._spans_final, self.heap.main_arena.loaded, self._near is None

@@ -525,21 +525,19 @@ class ChunkLister:
                 labels[i] = known(state) or self.label(*state)  # an in-use chunk's line, its links after the ASCII
                 if self.room is None:
                     free.append(i)
-            if free and self.links_many is not None:
-                for i, named in zip(free, self.links_many([(addrs[i], special[i][1], raws[i]) for i in free])):
-                    if named:
-                        texts[i] += "  " + named
+            # The free chunks' links, named together: after the ASCII (no width), or by line() below.
+            names: Dict[int, str] = {}
+            if self.links_many is not None and self.links_fit:
+                named = free + [i for i in slow if special.get(i, _IN_USE)[0] == "free" and addrs[i] not in self.notes]
+                if named:
+                    names = dict(zip(named, self.links_many([(addrs[i], special[i][1], raws[i]) for i in named])))
+            for i in free:
+                if names.get(i):
+                    texts[i] += "  " + names[i]
             lines = list(map(fmt.__mod__, zip(addrs, map(add, addrs, repeat(2 * S)),
                                               map(and_, sfs, repeat(~SIZE_BITS)),
                                               map(self.flags.__getitem__, map(and_, sfs, repeat(7))), labels,
                                               *columns)))
-            # the free chunks of the lines below, their links named together
-            names: Dict[int, str] = {}
-            if self.links_many is not None and self.links_fit:
-                named_here = [i for i in slow if special.get(i, _IN_USE)[0] == "free" and addrs[i] not in self.notes]
-                if named_here:
-                    names = dict(zip(named_here, self.links_many([(addrs[i], special[i][1], raws[i])
-                                                                   for i in named_here])))
             for i in slow:
                 lines[i] = self.line(addresses[i], sizes[i], *special.get(i, _IN_USE), read_preview, raws[i],
                                      names.get(i))
