@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from itertools import islice
 from typing import Callable, Dict, Iterator, List, Optional, Sequence, Tuple, Union
 
-from .layouts import NBINS, NSMALLBINS, GlibcLayout
+from .layouts import NBINS, GlibcLayout, bin_kind
 from .model import IS_MMAPPED, SIZE_BITS, MallocState, bin_at, bin_label, heap_initialised
 
 # The calls traced, and which of their arguments are pointers (shown in hex) rather than sizes.
@@ -124,10 +124,6 @@ class Why:
 SizeAt = Callable[[int], Optional[int]]  # the size field at a chunk address, read at the return
 
 
-def _kind(index: int) -> str:
-    return "unsorted" if index == 1 else "small" if index < NSMALLBINS else "large"
-
-
 def _bin_heads(layout: GlibcLayout, state: MallocState) -> Dict[int, Tuple[int, int]]:
     """bin index -> (fd, bk) of its non-empty regular bins."""
     out = {}
@@ -205,8 +201,8 @@ def came_from(layout: GlibcLayout, before: State, after: State, chunk: int, size
             return why
         for i, (fd, bk) in _bin_heads(layout, state).items():
             if chunk in (fd, bk) and i > 1:
-                why.from_, why.bin_index = _kind(i), i
-                why.text = f"taken from {bin_label(_kind(i), i)}" + (", split" + remainder if remainder else "")
+                why.from_, why.bin_index = bin_kind(i), i
+                why.text = f"taken from {bin_label(bin_kind(i), i)}" + (", split" + remainder if remainder else "")
                 return why
     for address in after.arenas:
         if address not in before.arenas:
@@ -216,8 +212,8 @@ def came_from(layout: GlibcLayout, before: State, after: State, chunk: int, size
     # Inside a bin's chain, read only at its heads: the bin of the chunk before any split.
     whole = size + (_size(size_at, chunk + size) if remainder else 0)
     i = layout.bin_index(whole)
-    why.from_, why.bin_index = _kind(i), i
-    why.text = f"taken from {bin_label(_kind(i), i)} (a {whole:#x}-byte chunk inside its chain)" + (
+    why.from_, why.bin_index = bin_kind(i), i
+    why.text = f"taken from {bin_label(bin_kind(i), i)} (a {whole:#x}-byte chunk inside its chain)" + (
         ", split" + remainder if remainder else "")
     return why
 

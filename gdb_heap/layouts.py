@@ -126,6 +126,11 @@ NSMALLBINS = 64
 BINMAPSIZE = 4
 
 
+def bin_kind(b: int) -> str:
+    """bin_at(m, b)'s kind: bin 1 is the unsorted bin, 2..63 small, 64..126 large."""
+    return "unsorted" if b == 1 else "small" if b < NSMALLBINS else "large"
+
+
 def _malloc_state_spec(f: Features, nfastbins: int) -> List[FieldSpec]:
     spec: List[FieldSpec] = [("mutex", "int", 1), ("flags", "int", 1)]
     if f.have_fastchunks:

@@ -20,7 +20,7 @@ from typing import (Callable, Container, Dict, Generator, Iterable, Iterator, Li
 from . import glibc_checks as gc
 from .errors import HeapError, MemoryReadError
 from .free_index import FreeIndex
-from .layouts import NBINS, NSMALLBINS, GlibcLayout, StructLayout
+from .layouts import NBINS, NSMALLBINS, GlibcLayout, StructLayout, bin_kind
 from .links import BOUND, LOOP, UNALIGNED, Kind, Trail, doubly, follow, singly
 from .mappings import Mapping
 from .memory import PAGE, Bytes, Reader
@@ -814,7 +814,7 @@ def regular_bins_reading(reader: Reader, layout: GlibcLayout, state: MallocState
     wanted: List[int] = []
     trails: List[Trail] = []
     for i in range(1, NBINS - 1):
-        kind = "unsorted" if i == 1 else "small" if i < NSMALLBINS else "large"
+        kind = bin_kind(i)
         header = bin_at(layout, state.address, i)
         fd = state.bins[2 * (i - 1)]
         if kind not in kinds or (only is not None and i not in only) or fd in (header, 0):
@@ -826,7 +826,7 @@ def regular_bins_reading(reader: Reader, layout: GlibcLayout, state: MallocState
            (doubly(reader, wide=True), [t for i, t in zip(wanted, trails) if i >= NSMALLBINS])]
     chains = []
     for i, trail in zip(wanted, trails):
-        kind = "unsorted" if i == 1 else "small" if i < NSMALLBINS else "large"
+        kind = bin_kind(i)
         label = bin_label(kind, i)
         header, chunks, sizes = trail.end, list(trail.chunks), trail.sizes
         problems: List[Problem] = []

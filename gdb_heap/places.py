@@ -13,7 +13,7 @@ from typing import List, Optional, Tuple
 
 from .errors import HeapError
 from .heap import Heap, ThreadInfo, Where
-from .layouts import NSMALLBINS, GlibcLayout, StructLayout
+from .layouts import GlibcLayout, StructLayout, bin_kind
 from .mappings import Mapping, containing
 from .model import Arena, HeapRegion, bin_label
 from .symbols import SymbolLookup
@@ -54,11 +54,6 @@ def field_name(struct: StructLayout, offset: int) -> Optional[Tuple[str, str, in
         return None
     name, index, inner = found
     return (f"{name}[{index}]" if index >= 0 else name), name, inner
-
-
-def bin_kind(b: int) -> str:
-    """bin_at(m, b)'s kind: bin 1 is the unsorted bin, 2..63 small, 64..126 large."""
-    return "unsorted" if b == 1 else "small" if b < NSMALLBINS else "large"
 
 
 def bin_of_word(i: int) -> Tuple[str, int]:

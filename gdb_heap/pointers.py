@@ -21,7 +21,7 @@ from typing import Dict, List, Optional, Sequence, Set, Tuple
 
 from . import model, places
 from .free_index import FreeIndex
-from .layouts import NBINS
+from .layouts import NBINS, bin_kind
 from .heap import Heap
 from .mappings import Mapping
 from .render import addr
@@ -31,7 +31,7 @@ from .symbols import Symbol, SymbolLookup
 
 def bin_of_index(index: int) -> str:
     """bin_at(m, i)'s label: "unsorted", "small[16]", "large[64]"."""
-    return bin_label(places.bin_kind(index), index)
+    return bin_label(bin_kind(index), index)
 
 
 def arena_offset(arena: int, main: bool, off: int) -> str:
