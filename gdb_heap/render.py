@@ -440,17 +440,26 @@ class ChunkLister:
         self.links_fit = self.room is None or self.room - 2 - 6 >= 2 + 2 * size_sz
         self.batch_format: Optional[str] = None
         self.shown = (0, 0)  # the words and ASCII characters of each preview the format shows
+        self._formats: Dict[Tuple[int, int, bool], str] = {}
+        self._shown_in: Dict[int, Tuple[int, int]] = {}  # preview_shown within each room asked for
         if k and preview_bytes == k * size_sz and order == sys.byteorder:
-            self.shown = shown = preview_shown(k, size_sz, self.room)
-            word = f"%#0{2 + 2 * size_sz}x"
-            data = " ".join([word] * shown[0] + ["%s"] * (shown[1] > 0))
-            if data:
-                self.batch_format = (f"{self.a0}%-#{self.aw}x{self.a1} %-#{self.aw}x {self.s0}%#7x{self.s1} %s %s "
-                                     f"{self.d0}{data}{self.d1}")
+            self.shown = preview_shown(k, size_sz, self.room)
+            if any(self.shown):  # else line() shows no data: nothing for a format to give
+                self.batch_format = self.shape_format(*self.shown, False)
         self.in_use = self.label("in_use", None, None)
         # the ASCII of previews in a row, apart: each one's first shown[1] characters
         P, m = max(1, k * size_sz), self.shown[1]
         self.pieces = re.compile(".{%d}" % P if m >= P else "(.{%d}).{%d}" % (m, P - m), re.S)
+
+    def shape_format(self, words: int, chars: int, named: bool) -> str:
+        """The %-format of a line showing `words` preview words, then `chars` characters of
+        their ASCII, then (`named`) a free chunk's links."""
+        key = (words, chars, named)
+        if key not in self._formats:
+            data = " ".join([f"%#0{2 + 2 * self.S}x"] * words + ["%s"] * (chars > 0)) + ("  %s" if named else "")
+            self._formats[key] = (f"{self.a0}%-#{self.aw}x{self.a1} %-#{self.aw}x {self.s0}%#7x{self.s1} %s %s "
+                                  f"{self.d0}{data}{self.d1}")
+        return self._formats[key]
 
     def label(self, state: str, kind: Optional[str], index: Optional[int]) -> str:
         label = self.labels.get((state, kind, index))
@@ -514,23 +523,25 @@ class ChunkLister:
                 columns.append(texts)
             labels = [self.in_use] * fast
             slow = [i for i in map(bisect_left, repeat(addrs), self.notes) if i < fast and addrs[i] in self.notes]
-            free: List[int] = []
+            free: List[int] = []  # free chunks with the in-use format, their links after the ASCII (no width)
+            fitted: List[int] = []  # free chunks whose links may fit within the width: a format by shape
             known = self.labels.get
             for i, state in special.items():
                 if i >= fast:
                     continue
-                if state[0] != "free" or self.room is not None and self.links_fit:  # top; links that may fit
+                if state[0] != "free":  # top
                     slow.append(i)
                     continue
-                labels[i] = known(state) or self.label(*state)  # an in-use chunk's line, its links after the ASCII
+                labels[i] = known(state) or self.label(*state)
                 if self.room is None:
                     free.append(i)
-            # The free chunks' links, named together: after the ASCII (no width), or by line() below.
+                elif self.links_fit and addrs[i] not in self.notes:  # a note's chunk: in slow already
+                    fitted.append(i)
+            # The free chunks' links, named together.
             names: Dict[int, str] = {}
-            if self.links_many is not None and self.links_fit:
-                named = free + [i for i in slow if special.get(i, _IN_USE)[0] == "free" and addrs[i] not in self.notes]
-                if named:
-                    names = dict(zip(named, self.links_many([(addrs[i], special[i][1], raws[i]) for i in named])))
+            if self.links_many is not None and self.links_fit and (free or fitted):
+                named = free + fitted
+                names = dict(zip(named, self.links_many([(addrs[i], special[i][1], raws[i]) for i in named])))
             for i in free:
                 if names.get(i):
                     texts[i] += "  " + names[i]
@@ -538,12 +549,46 @@ class ChunkLister:
                                               map(and_, sfs, repeat(~SIZE_BITS)),
                                               map(self.flags.__getitem__, map(and_, sfs, repeat(7))), labels,
                                               *columns)))
+            if fitted:
+                self._fitted(lines, fitted, names, addrs, sfs, labels, words, gathered, self.room or 0)
             for i in slow:
                 lines[i] = self.line(addresses[i], sizes[i], *special.get(i, _IN_USE), read_preview, raws[i],
                                      names.get(i))
         for i in range(fast, n):
             lines.append(self.line(addresses[i], sizes[i], *special.get(i, _IN_USE), read_preview))
         return lines
+
+    def _fitted(self, lines: List[str], fitted: List[int], names: Dict[int, str], addrs: List[int], sfs: List[int],
+                labels: List[str], words: Sequence[int], gathered: bytes, room: int) -> None:
+        """The lines of a batch's free chunks within a width, as line() gives them: a chunk's
+        links after as much of its preview as fits beside them, where they fit (else its line
+        in the in-use format, with its label, is line()'s already).  Chunk i's k words are
+        words[i * k:(i + 1) * k], its bytes gathered[i * P:(i + 1) * P]."""
+        k, S = self.k, self.S
+        P, wide = k * S, 2 + 2 * S
+
+        def span(shown: Tuple[int, int]) -> int:  # the preview's length: its words, then its ASCII
+            return shown[0] * (wide + 1) - 1 + (shown[1] + 1 if shown[1] else 0)
+
+        n, m = self.shown
+        whole, d1 = span(self.shown), self.d1
+        chars = ""  # the previews' ASCII in a row, made when a line shows some
+        for i in fitted:
+            text = names.get(i, "")
+            rest = room - 2 - len(text)
+            if not text or rest < 2 + 2 * S:  # line() wants a word and its name before the ASCII
+                continue
+            shown = self._shown_in.get(rest) or self._shown_in.setdefault(rest, preview_shown(k, S, rest))
+            if shown[0] == n and shown[1] <= m or not shown[1] and shown[0] <= n:
+                # what it shows begins the in-use line's preview: cut that line there
+                line = lines[i]
+                lines[i] = f"{line[:len(line) - len(d1) - whole + span(shown)]}  {text}{d1}"
+                continue
+            if shown[1] and not chars:
+                chars = gathered.translate(_PRINTABLE).decode("ascii")
+            sf, ascii = sfs[i], ((chars[i * P:i * P + shown[1]],) if shown[1] else ())
+            head = (addrs[i], addrs[i] + 2 * S, sf & ~SIZE_BITS, self.flags[sf & 7], labels[i])
+            lines[i] = self.shape_format(*shown, True) % (head + tuple(words[i * k:i * k + shown[0]]) + ascii + (text,))
 
 
 def preview_shown(k: int, size_sz: int, room: Optional[int]) -> Tuple[int, int]:
