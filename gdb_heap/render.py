@@ -440,25 +440,28 @@ class ChunkLister:
         self.links_fit = self.room is None or self.room - 2 - 6 >= 2 + 2 * size_sz
         self.batch_format: Optional[str] = None
         self.shown = (0, 0)  # the words and ASCII characters of each preview the format shows
-        self._formats: Dict[Tuple[int, int, bool], str] = {}
+        self._formats: Dict[Tuple[int, int, bool, bool], str] = {}
         self._shown_in: Dict[int, Tuple[int, int]] = {}  # preview_shown within each room asked for
         if k and preview_bytes == k * size_sz and order == sys.byteorder:
             self.shown = preview_shown(k, size_sz, self.room)
             if any(self.shown):  # else line() shows no data: nothing for a format to give
                 self.batch_format = self.shape_format(*self.shown, False)
         self.in_use = self.label("in_use", None, None)
+        self.in_use_flags = [f"{self.flags[bits]} {self.in_use}" for bits in range(8)]  # by size & 7
         # the ASCII of previews in a row, apart: each one's first shown[1] characters
         P, m = max(1, k * size_sz), self.shown[1]
         self.pieces = re.compile(".{%d}" % P if m >= P else "(.{%d}).{%d}" % (m, P - m), re.S)
 
-    def shape_format(self, words: int, chars: int, named: bool) -> str:
-        """The %-format of a line showing `words` preview words, then `chars` characters of
-        their ASCII, then (`named`) a free chunk's links."""
-        key = (words, chars, named)
+    def shape_format(self, words: int, chars: int, named: bool, padded: bool = True) -> str:
+        """The %-format of a line (chunk, user pointer, size, flags and label as one string,
+        preview) showing `words` preview words, then `chars` characters of their ASCII, then
+        (`named`) a free chunk's links; `padded` False: for addresses as wide as their column
+        (most batches: one field less work each)."""
+        key = (words, chars, named, padded)
         if key not in self._formats:
             data = " ".join([f"%#0{2 + 2 * self.S}x"] * words + ["%s"] * (chars > 0)) + ("  %s" if named else "")
-            self._formats[key] = (f"{self.a0}%-#{self.aw}x{self.a1} %-#{self.aw}x {self.s0}%#7x{self.s1} %s %s "
-                                  f"{self.d0}{data}{self.d1}")
+            a = f"%-#{self.aw}x" if padded else "%#x"
+            self._formats[key] = f"{self.a0}{a}{self.a1} {a} {self.s0}%#7x{self.s1} %s {self.d0}{data}{self.d1}"
         return self._formats[key]
 
     def label(self, state: str, kind: Optional[str], index: Optional[int]) -> str:
@@ -521,7 +524,9 @@ class ChunkLister:
             if self.shown[1]:
                 texts = self.pieces.findall(gathered.translate(_PRINTABLE).decode("ascii"))
                 columns.append(texts)
-            labels = [self.in_use] * fast
+            # no address of the batch narrower than its column (they ascend): no padding to do
+            padded = len(hex(first)) < self.aw
+            heads = list(map(self.in_use_flags.__getitem__, map(and_, sfs, repeat(7))))  # flags and label
             slow = [i for i in map(bisect_left, repeat(addrs), self.notes) if i < fast and addrs[i] in self.notes]
             free: List[int] = []  # free chunks with the in-use format, their links after the ASCII (no width)
             fitted: List[int] = []  # free chunks whose links may fit within the width: a format by shape
@@ -532,7 +537,7 @@ class ChunkLister:
                 if state[0] != "free":  # top
                     slow.append(i)
                     continue
-                labels[i] = known(state) or self.label(*state)
+                heads[i] = f"{self.flags[sfs[i] & 7]} {known(state) or self.label(*state)}"
                 if self.room is None:
                     free.append(i)
                 elif self.links_fit and addrs[i] not in self.notes:  # a note's chunk: in slow already
@@ -545,12 +550,11 @@ class ChunkLister:
             for i in free:
                 if names.get(i):
                     texts[i] += "  " + names[i]
+            fmt = self.shape_format(*self.shown, False, padded)
             lines = list(map(fmt.__mod__, zip(addrs, map(add, addrs, repeat(2 * S)),
-                                              map(and_, sfs, repeat(~SIZE_BITS)),
-                                              map(self.flags.__getitem__, map(and_, sfs, repeat(7))), labels,
-                                              *columns)))
+                                              map(and_, sfs, repeat(~SIZE_BITS)), heads, *columns)))
             if fitted:
-                self._fitted(lines, fitted, names, addrs, sfs, labels, words, gathered, self.room or 0)
+                self._fitted(lines, fitted, names, addrs, sfs, heads, words, gathered, self.room or 0, padded)
             for i in slow:
                 lines[i] = self.line(addresses[i], sizes[i], *special.get(i, _IN_USE), read_preview, raws[i],
                                      names.get(i))
@@ -559,7 +563,7 @@ class ChunkLister:
         return lines
 
     def _fitted(self, lines: List[str], fitted: List[int], names: Dict[int, str], addrs: List[int], sfs: List[int],
-                labels: List[str], words: Sequence[int], gathered: bytes, room: int) -> None:
+                heads: List[str], words: Sequence[int], gathered: bytes, room: int, padded: bool) -> None:
         """The lines of a batch's free chunks within a width, as line() gives them: a chunk's
         links after as much of its preview as fits beside them, where they fit (else its line
         in the in-use format, with its label, is line()'s already).  Chunk i's k words are
@@ -587,8 +591,9 @@ class ChunkLister:
             if shown[1] and not chars:
                 chars = gathered.translate(_PRINTABLE).decode("ascii")
             sf, ascii = sfs[i], ((chars[i * P:i * P + shown[1]],) if shown[1] else ())
-            head = (addrs[i], addrs[i] + 2 * S, sf & ~SIZE_BITS, self.flags[sf & 7], labels[i])
-            lines[i] = self.shape_format(*shown, True) % (head + tuple(words[i * k:i * k + shown[0]]) + ascii + (text,))
+            head = (addrs[i], addrs[i] + 2 * S, sf & ~SIZE_BITS, heads[i])
+            lines[i] = self.shape_format(*shown, True, padded) % (head + tuple(words[i * k:i * k + shown[0]]) + ascii
+                                                                   + (text,))
 
 
 def preview_shown(k: int, size_sz: int, room: Optional[int]) -> Tuple[int, int]:

@@ -162,28 +162,33 @@ def shortest_links(address: int, kind: Optional[str], raw: bytes) -> str:
 @pytest.mark.parametrize("preview_bytes", [16, 32, 8])
 @pytest.mark.parametrize("coloured", [False, True])
 @pytest.mark.parametrize("namer", [links, shortest_links])
-def test_batch_lines_are_each_rows_line_at_every_width(preview_bytes, coloured, namer):
+@pytest.mark.parametrize("first", [FIRST, 0x4052A0, (1 << 44) - 0x300])
+def test_batch_lines_are_each_rows_line_at_every_width(preview_bytes, coloured, namer, first):
     """The batch path (the in-use lines formatted together, the free chunks' links named together)
     gives, at any width, what line() gives of each row alone, which always names a free chunk's
     links and shows them only if they fit (links_fit True: as line() did before it skipped links
-    that never fit)."""
+    that never fit).  The same chunks at a PIE heap's addresses (each as wide as the address
+    column), at a non-PIE heap's (narrower: padded), and across 1 << 44, where the addresses
+    of one batch grow a digit."""
     if coloured:
         pytest.importorskip("pygments")
     style = Style(coloured)
     mem = memory()
+    shift = first - FIRST
+    addresses = [a + shift for a in ADDRESSES]
 
     def read_preview(address: int) -> bytes:
-        off = address + 16 - 0x5555555602A0
+        off = address - shift + 16 - 0x5555555602A0
         return mem[off:off + preview_bytes]
 
-    notes = {0x5555555602E0: "(a note)"}
+    notes = {0x5555555602E0 + shift: "(a note)"}
     for width in [None, *range(20, 230)]:
         lister = render.ChunkLister(style, notes, 8, "little", width, namer, preview_bytes)
         reference = render.ChunkLister(style, notes, 8, "little", width, namer, preview_bytes)
         reference.links_fit = True
         expected = [reference.line(a, s, *SPECIAL.get(i, ("in_use", None, None)), read_preview)
-                    for i, (a, s) in enumerate(zip(ADDRESSES, SIZES))]
-        assert lister.batch(ADDRESSES, SIZES, SPECIAL, mem, read_preview) == expected, width
+                    for i, (a, s) in enumerate(zip(addresses, SIZES))]
+        assert lister.batch(addresses, SIZES, SPECIAL, mem, read_preview) == expected, width
         # the batch path from a room of one column (one character of ASCII) on
         assert (lister.batch_format is not None) == (width is None or width - len(render.chunk_columns(8)[1]) + 4 >= 1)
 
