@@ -673,14 +673,16 @@ def bins_lines(chains: Sequence[BinChain], problems: Sequence[Problem], style: S
         where = f"  head {head(c)}" if head is not None else ""
         yield from fit(f"  {title}  {style('size', size)}  {c.count} chunk{'s' * (c.count != 1)}{where}", width)
         chunks = c.chunks if limit is None else c.chunks[:limit]
-        addresses = list(map("{:#x}".format, chunks))  # a bin may hold a million: C speed
-        if c.kind in ("unsorted", "large"):  # these bins mix sizes: show each chunk's
-            known = c.sizes[:len(chunks)] if len(c.sizes) == len(c.chunks) else [sizes(ch) for ch in chunks]
-            after = [f" ({_hex_or_unknown(sz)})" for sz in known]
-            plain = list(map(str.__add__, addresses, after))
+        mixed = c.kind in ("unsorted", "large")  # these bins mix sizes: each chunk's is shown
+        known = (c.sizes[:len(chunks)] if len(c.sizes) == len(c.chunks) else [sizes(ch) for ch in chunks]) \
+            if mixed else []
+        if mixed and not a0 and None not in known:  # one format a chunk (a bin may hold a million: C speed)
+            plain = texts = list(map("{:#x} ({:#x})".format, chunks, known))
         else:
-            after, plain = [""] * len(chunks), addresses
-        texts = [f"{a0}{a}{a1}{b}" for a, b in zip(addresses, after)] if a0 else plain
+            addresses = list(map(hex, chunks))
+            after = [f" ({_hex_or_unknown(sz)})" for sz in known] if mixed else [""] * len(chunks)
+            plain = list(map(str.__add__, addresses, after)) if mixed else addresses
+            texts = [f"{a0}{a}{a1}{b}" for a, b in zip(addresses, after)] if a0 else plain
         if len(chunks) < len(c.chunks):
             rest = f"... {len(c.chunks) - len(chunks)} more"
             texts.append(rest)
