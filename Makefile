@@ -9,7 +9,7 @@ VPY     := $(VENV)/bin/python
 SAMPLES := $(patsubst c_samples/%.c,build/%,$(wildcard c_samples/*.c))
 GDB     := gdb -q -nx -batch -ex 'set pagination off' -ex 'set debuginfod enabled off'
 
-.PHONY: all samples demo test test-gdb lint fuzz mutate mutate-score bench bench-big bench-trace bench-snapshot readme \
+.PHONY: all samples demo test test-gdb lint fuzz mutate mutate-score bench bench-big bench-floors bench-trace bench-snapshot readme \
         walkthrough check-tools clean matrix matrix-readme install-gdbinit uninstall-gdbinit
 
 all: samples
@@ -108,6 +108,10 @@ bench: samples
 # 10^7 chunks: a heap of about 4 GB, built in minutes; three runs of each command.
 bench-big: samples
 	$(PYTHON) bench/bench.py --readme --repeat=3 10000000
+
+# What no implementation in gdb's Python can skip, per command, beside the targets (bench/floors.py).
+bench-floors: samples
+	$(PYTHON) bench/floors.py --readme --repeat=3 1000000 10000000
 
 # The traced call rate of heap trace alone (bench/trace_rate.py).
 bench-trace: samples

@@ -34,7 +34,8 @@ COMMANDS = ["heap chunks --summary", "heap bins", "heap check", "heap chunks", "
 TARGETS = {"heap chunks --summary": 1.5, "heap bins": 1.2, "heap check": 2.0, "heap chunks": 6.0,
            "heap chunks --json": 6.0}
 
-GDB_SIDE = r"""
+# The reference walk, in gdb (floors.py measures it too).
+PLAIN_WALK = r"""
 import gdb, json, os, time
 gdb.execute("set pagination off")
 
@@ -54,6 +55,9 @@ def plain_walk():
             count += 1
     return count + 1  # and top
 
+"""
+
+GDB_SIDE = PLAIN_WALK + r"""
 t0 = time.perf_counter()
 walked = plain_walk()
 walk = time.perf_counter() - t0
