@@ -16,7 +16,7 @@ from typing import Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
 
 Place = Tuple[str, int]  # (bin kind, bin index)
 
-_GROUP_BITS = 16  # room for the group number beside each address while sorting
+_GROUP_BITS = 16  # the most bits a group's number may take (where: an array of 16-bit numbers)
 
 
 class FreeIndex:
@@ -34,16 +34,20 @@ class FreeIndex:
         """The index of (place, chunks) groups; a chunk in several groups (damage: a chunk in
         two bins) keeps the first group's place."""
         index = cls()
+        groups = list(groups)
+        if len(groups) > 1 << _GROUP_BITS:
+            raise ValueError("too many bins for one index")
+        # address and group in one int, so that one sort at C speed orders both; as few bits
+        # for the group as its number needs (a user-space address and up to 8192 groups fit
+        # in 60 bits: two digits of a Python int, a quicker sort than three)
+        bits = max(1, (len(groups) - 1).bit_length())
         packed: List[int] = []
         for n, (place, chunks) in enumerate(groups):
-            if n >> _GROUP_BITS:
-                raise ValueError("too many bins for one index")
             index._places.append(place)
-            # address and group in one int, so that one sort at C speed orders both
-            packed.extend(map(or_, map(lshift, chunks, repeat(_GROUP_BITS)), repeat(n)))
+            packed.extend(map(or_, map(lshift, chunks, repeat(bits)), repeat(n)))
         packed.sort()
-        addresses = array("Q", map(rshift, packed, repeat(_GROUP_BITS)))
-        where = array("H", map(and_, packed, repeat((1 << _GROUP_BITS) - 1)))
+        addresses = array("Q", map(rshift, packed, repeat(bits)))
+        where = array("H", map(and_, packed, repeat((1 << bits) - 1)))
         del packed
         if any(map(eq, addresses, islice(addresses, 1, None))):  # keep the first of each repeat
             keep = [i for i in range(len(addresses)) if not i or addresses[i] != addresses[i - 1]]

@@ -66,3 +66,23 @@ def test_walked_gives_the_free_chunks_a_batch_holds_with_their_size_fields():
     assert list(index.walked([0x1040, 0x1060], [0x21, 0x31])) == []  # only 0x1048 in range: not a chunk
     assert list(index.walked([0x3000], [0x21])) == [] and list(index.walked([], [])) == []
     assert list(index.walked([0x1000, 0x1020], [0x20, 0x21])) == [(("fast", 0), 0x20), (("small", 3), 0x21)]
+
+
+def test_build_orders_many_groups_and_any_address():
+    # 300 groups (9 bits of group number beside each address), their chunks interleaved, and
+    # addresses up to 2**64 - 16 (a damaged list may hold any word): each address keeps its
+    # group, whatever the room its packing takes
+    groups = [(("small", g), [0x10000 + 0x10 * (g + 300 * k) for k in range(3)] + [(1 << 64) - 0x10 * (g + 1)])
+              for g in range(300)]
+    index = FreeIndex.build(groups)
+    by_hand = sorted((chunk, place) for place, chunks in groups for chunk in chunks)
+    assert list(index.items()) == by_hand and len(index) == 1200
+
+
+def test_build_refuses_more_groups_than_its_places_hold():
+    try:
+        FreeIndex.build([(("fast", 0), [0x10])] * ((1 << 16) + 1))
+    except ValueError as e:
+        assert "too many bins" in str(e)
+    else:
+        raise AssertionError("65537 groups are more than a 16-bit place number holds")
