@@ -66,6 +66,9 @@ class Trail:
     # A run served it one link (its next lay elsewhere): a list in no address order, read
     # link by link, not worth a run of its own (follow).
     scattered: bool = False
+    # One size group of a large bin (size_groups): it runs down the heap with the other lists
+    # however far apart its links lie, so it is never judged scattered.
+    steady: bool = False
 
     def limit(self) -> int:
         """How many chunks the hot loop may reach before it must stop and look (bound, power)."""
@@ -145,7 +148,7 @@ def follow(reader: Reader, groups: Sequence[Tuple[Kind, Sequence[Trail]]]) -> No
             before = len(trail.chunks)
             kind.advance(trail)
             served += len(trail.chunks) - before
-            if after_run:
+            if after_run and not trail.steady:
                 trail.scattered = len(trail.chunks) - before <= 1
             if trail.at == trail.end:
                 continue
@@ -357,3 +360,65 @@ def doubly(reader: Reader, wide: bool = False) -> Kind:
         return None
 
     return Kind(advance, take, why, S, width, 3)
+
+
+# The most size groups size_groups splits one large bin into (the skip list's length).
+MOST_GROUPS = 1 << 16
+
+
+def size_groups(reader: Reader, wide: Kind, trail: Trail, most: int = MOST_GROUPS) -> Optional[List[Trail]]:
+    """A large bin's list as one trail per size group, for follow() to run with the others.
+
+    A large bin is sorted by size, so its list runs down the heap once per size (chunks of one
+    size go in as they were freed) and jumps back up between sizes: as one trail, each jump
+    leaves it behind the other lists and it is read link by link (a read each, about 3 us).
+    Each group's first chunk lies on the bin's skip list (fd_nextsize, a ring); read here, it
+    starts that group's trail at the group's second chunk, which ends where the next group's
+    first chunk comes, so every group runs down with the lists of the other bins in the same
+    runs.  `wide`: doubly(reader, wide=True).  None (follow the bin as one trail) when the
+    skip list is not a whole ring of readable, aligned chunks within `most`."""
+    S = reader.size_sz
+    first = trail.at
+    heads: List[Tuple[int, Tuple[int, ...]]] = []
+    met: Set[int] = set()
+    p = first
+    while True:
+        if p in met or p == trail.end or p & (S - 1) or len(heads) >= min(most, trail.bound):
+            return None
+        try:
+            words = _read_node(reader, p + S, 5, 5)  # size, fd, bk, fd_nextsize, bk_nextsize
+        except MemoryReadError:
+            return None
+        met.add(p)
+        heads.append((p, words))
+        p = words[3]
+        if p == first:
+            break
+    groups = []
+    for k, (head, words) in enumerate(heads):
+        group = Trail(head, heads[k + 1][0] if k + 1 < len(heads) else trail.end, trail.bound, steady=True)
+        wide.take(group, words)  # the head read above: the group goes on from its fd
+        groups.append(group)
+    return groups
+
+
+def join_groups(trail: Trail, groups: Sequence[Trail]) -> bool:
+    """Gives `trail` (not followed) its size groups' chunks one after the other, when that is
+    what following it alone gives: each group ended at the next one's first chunk, so the
+    bin's list followed by fd is their chunks in turn and ends at its header (with no chunk
+    twice: a list that comes back to a chunk never ends), and there are no more than its
+    bound.  False otherwise (damage): follow the trail itself."""
+    if any(g.at != g.end for g in groups):
+        return False
+    chunks = array("Q")
+    for g in groups:
+        chunks.extend(g.chunks)
+    if len(chunks) > trail.bound:
+        return False
+    trail.chunks = chunks
+    for g in groups:
+        trail.sizes.extend(g.sizes)
+        trail.bks.extend(g.bks)
+        trail.nextsizes.extend(g.nextsizes)
+    trail.at = trail.end
+    return True

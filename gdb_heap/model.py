@@ -21,7 +21,7 @@ from . import glibc_checks as gc
 from .errors import HeapError, MemoryReadError
 from .free_index import FreeIndex
 from .layouts import NBINS, NSMALLBINS, GlibcLayout, StructLayout, bin_kind
-from .links import BOUND, LOOP, UNALIGNED, Kind, Trail, doubly, follow, singly
+from .links import BOUND, LOOP, UNALIGNED, Kind, Trail, doubly, follow, join_groups, singly, size_groups
 from .mappings import Mapping
 from .memory import PAGE, Bytes, Reader
 
@@ -821,9 +821,15 @@ def regular_bins_reading(reader: Reader, layout: GlibcLayout, state: MallocState
             continue  # not asked for, empty, or not set up yet (before malloc_init)
         wanted.append(i)
         trails.append(Trail(fd, header, bound))
-    # Large bins' chunks with their fd_nextsize and bk_nextsize (heap check's).
+    # Large bins' chunks with their fd_nextsize and bk_nextsize (heap check's), each bin
+    # followed as its size groups where its skip list allows (links.size_groups).
+    wide = doubly(reader, wide=True)
+    split = [(t, size_groups(reader, wide, t)) for i, t in zip(wanted, trails) if i >= NSMALLBINS]
     yield [(doubly(reader), [t for i, t in zip(wanted, trails) if i < NSMALLBINS]),
-           (doubly(reader, wide=True), [t for i, t in zip(wanted, trails) if i >= NSMALLBINS])]
+           (wide, [g for t, groups in split for g in (groups or [t])])]
+    again = [t for t, groups in split if groups is not None and not join_groups(t, groups)]
+    if again:
+        follow(reader, [(wide, again)])
     chains = []
     for i, trail in zip(wanted, trails):
         kind = bin_kind(i)

@@ -377,6 +377,20 @@ def test_a_scattered_list_does_not_shrink_the_runs_of_the_others():
     assert reader.memory.reads <= 7 + 200  # type: ignore[attr-defined]
 
 
+@pytest.mark.parametrize("steady", [False, True])
+def test_a_steady_list_is_never_judged_scattered(steady):
+    # Beside three lists running down 6 MiB, a fourth running down with links 1 MiB apart (a
+    # large bin's size group): each run serves it one link, which makes an ordinary list
+    # scattered (read link by link when it comes first) but not a steady one (size_groups').
+    lists = [[BASE + (6 << 20) - 0x1000 * (3 * k + j + 1) for k in range(500)] for j in range(3)]
+    lists.append([BASE + (6 << 20) - 0x800 - (1 << 20) * k for k in range(6)])
+    image, trails = singly_image(lists, 0x30)
+    trails[3].steady = steady
+    follow_singly(image.reader(), trails, H, MASK, False)
+    assert [list(t.chunks) for t in trails] == lists
+    assert trails[3].scattered is not steady
+
+
 def test_a_chunk_whose_words_end_a_block_is_read_from_the_run():
     # 256 chunks 0x1000 apart running down 1 MiB from its last 0x20 bytes: every 16th one's size,
     # fd and bk are the last three words of a block.  One run of 16 blocks (1 MiB) serves all.
