@@ -362,8 +362,11 @@ def doubly(reader: Reader, wide: bool = False) -> Kind:
     return Kind(advance, take, why, S, width, 3)
 
 
-# The most size groups size_groups splits one large bin into (the skip list's length).
+# The most size groups size_groups splits one large bin into (the skip list's length), and
+# how many groups of one chunk each it reads before it gives up: a bin of all different sizes
+# has nothing to split, and read as one list it may run down the heap in runs.
 MOST_GROUPS = 1 << 16
+LONE_HEADS = 64
 
 
 def size_groups(reader: Reader, wide: Kind, trail: Trail, most: int = MOST_GROUPS) -> Optional[List[Trail]]:
@@ -376,7 +379,8 @@ def size_groups(reader: Reader, wide: Kind, trail: Trail, most: int = MOST_GROUP
     starts that group's trail at the group's second chunk, which ends where the next group's
     first chunk comes, so every group runs down with the lists of the other bins in the same
     runs.  `wide`: doubly(reader, wide=True).  None (follow the bin as one trail) when the
-    skip list is not a whole ring of readable, aligned chunks within `most`."""
+    skip list is not a whole ring of readable, aligned chunks within `most`, or its first
+    LONE_HEADS groups each hold one chunk (fd is fd_nextsize)."""
     S = reader.size_sz
     first = trail.at
     heads: List[Tuple[int, Tuple[int, ...]]] = []
@@ -391,6 +395,8 @@ def size_groups(reader: Reader, wide: Kind, trail: Trail, most: int = MOST_GROUP
             return None
         met.add(p)
         heads.append((p, words))
+        if len(heads) == LONE_HEADS and all(w[1] == w[3] for _, w in heads):
+            return None
         p = words[3]
         if p == first:
             break

@@ -194,3 +194,21 @@ def test_groups_out_of_the_bins_order_still_give_the_fd_order():
         img.put(h + 32, ring[(k + 1) % 4], ring[k - 1])
     chain = read(img, order[0], order[-1])
     assert (chain.chunks, chain.problems) == (order, [])
+
+
+def test_a_bin_of_all_different_sizes_running_down_is_read_in_runs():
+    # Bin 126 (sizes from 0xc0000: largebin_index_64 gives 126 once sz >> 18 passes 2) with
+    # 200 chunks of 200 sizes, the larger the higher: each size group one chunk, nothing to
+    # split.  size_groups gives up after LONE_HEADS (64) single reads and the bin is
+    # followed as one list running down 800 KiB, in runs: not 200 reads.
+    img = Image(1 << 20)
+    chunks = [HEAP + (1 << 20) - 0x1000 * (k + 1) for k in range(200)]
+    sizes = [0xC0000 + 0x10 * (200 - k) for k in range(200)]
+    for k, c in enumerate(chunks):
+        fd = chunks[k + 1] if k + 1 < 200 else header(126)
+        bk = chunks[k - 1] if k else header(126)
+        img.put(c + 8, sizes[k] | 1, fd, bk, chunks[(k + 1) % 200], chunks[k - 1])
+    reader = img.reader()
+    [chain] = model.read_regular_bins(reader, L36, arena({126: (chunks[0], chunks[-1])}, system_mem=1 << 24))
+    assert (chain.chunks, list(chain.sizes), chain.problems) == (chunks, sizes, [])
+    assert 64 <= reader.memory.reads <= 64 + 4  # type: ignore[attr-defined]
