@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import os
 from bisect import bisect_right
-from typing import Sequence, Tuple
+from typing import Optional, Sequence, Tuple
 
 import gdb  # type: ignore[import-not-found,unused-ignore]
 
@@ -40,3 +41,24 @@ class GdbMemory:
             raise MemoryReadError(address, length) from None
         except (OverflowError, ValueError):
             raise MemoryReadError(address, length) from None
+
+
+def process_memory_file(probe: int) -> Optional[int]:
+    """The selected inferior's /proc/PID/mem, open for reading (the caller closes it), when gdb
+    debugs a live process natively on this machine (not a core file, not a remote target: a
+    pid there is not this machine's) and the file reads at `probe` what gdb reads; else None."""
+    inferior = gdb.selected_inferior()
+    connection = getattr(inferior, "connection", None)  # gdb 12+; older: no helper
+    if getattr(connection, "type", None) != "native" or not inferior.pid:
+        return None
+    try:
+        fd = os.open(f"/proc/{inferior.pid}/mem", os.O_RDONLY | os.O_CLOEXEC)
+    except OSError:
+        return None
+    try:
+        if os.pread(fd, 64, probe) == bytes(inferior.read_memory(probe, 64)):
+            return fd
+    except (OSError, OverflowError, ValueError, gdb.error, gdb.MemoryError):
+        pass
+    os.close(fd)
+    return None

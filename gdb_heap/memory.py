@@ -9,6 +9,7 @@ so walking a list or a heap costs one underlying read per block, not one per fie
 from __future__ import annotations
 
 import mmap
+import os
 import struct
 import sys
 from typing import Dict, List, Literal, Optional, Protocol, Sequence, Tuple, Union
@@ -52,6 +53,27 @@ class ImageMemory:
 
     def missing(self, address: int) -> bool:
         return any(start <= address < end for start, end in self.lacks)
+
+
+
+class FileMemory:
+    """A live process's memory through a file of its own (/proc/PID/mem, opened by the tracer):
+    what a forked helper reads, never touching gdb (helper.py)."""
+
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+
+    def read(self, address: int, length: int) -> Bytes:
+        try:
+            data = os.pread(self.fd, length, address)
+        except (OSError, OverflowError, ValueError):  # unmapped; an offset past 2**63
+            raise MemoryReadError(address, length) from None
+        if len(data) != length:  # runs into unmapped memory
+            raise MemoryReadError(address, length)
+        return data
+
+    def missing(self, address: int) -> bool:
+        return False  # a live process: what is not readable is not there
 
 
 BLOCK_BITS = 16

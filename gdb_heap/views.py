@@ -42,7 +42,8 @@ def overview(heap: Heap) -> Overview:
     counts: Counter[str] = Counter({k: 0 for k in ("in_use",) + BIN_KINDS})
     problems: List[Problem] = []
     for arena in heap.arenas:
-        rows = model.summarise(heap.chunk_batches(arena, problems), arena.state.top, heap.free_index(arena))
+        free, walk = heap.walk_and_index(arena, problems)
+        rows = model.summarise(walk, arena.state.top, free)
         for (state, kind, _), n in rows.items():
             if state != "top":
                 counts[kind or "in_use"] += n
@@ -110,14 +111,14 @@ class ChunkRows:
         if self.only.active:
             yield from self._filtered()
             return
-        free = self._free if self._free is not None else self.heap.free_index(self.arena)
+        free, walk = self._free_and_walk()
         # model.classify's answers a batch at a time: the batch's free chunks in order (a lookup
         # of each chunk in the index costs more than the rest of a line), top before free
         states = {bin_: ("free",) + bin_ for bin_ in set(free.values())}
         top = self.arena.state.top
         limit = self.limit
         n = 0
-        for addresses, sizes in self.heap.chunk_batches(self.arena, self.problems):
+        for addresses, sizes in walk:
             if limit is not None and n + len(addresses) > limit:
                 addresses, sizes = addresses[:limit - n], sizes[:limit - n]
                 self.stopped = True
@@ -132,11 +133,19 @@ class ChunkRows:
             if self.stopped:
                 return
 
-    def _filtered(self) -> Iterator[ClassifiedBatch]:
+    def _free_and_walk(self) -> Tuple[FreeIndex, Iterator[model.Batch]]:
+        """The free index and the walk's batches: worked out at once (Heap.walk_and_index) unless
+        the caller gave the index or a limit may stop the walk early."""
+        if self._free is None and self.limit is None:
+            return self.heap.walk_and_index(self.arena, self.problems)
         free = self._free if self._free is not None else self.heap.free_index(self.arena)
+        return free, self.heap.chunk_batches(self.arena, self.problems)
+
+    def _filtered(self) -> Iterator[ClassifiedBatch]:
+        free, walk = self._free_and_walk()
         top = self.arena.state.top
         only, limit, n = self.only, self.limit, 0
-        for addresses, sizes in self.heap.chunk_batches(self.arena, self.problems):
+        for addresses, sizes in walk:
             here = free.around(addresses[0], addresses[-1]) if addresses else {}
             chosen: ClassifiedBatch = ([], [], {})
             for address, sizef in zip(addresses, sizes):

@@ -20,7 +20,7 @@ from .. import registry
 from ..args import Args, parse
 from ..errors import HeapError
 from ..frames import thread_frames
-from ..gdbmemory import GdbMemory
+from ..gdbmemory import GdbMemory, process_memory_file
 from ..heap import Anchors, Heap
 from ..in_progress import note
 from ..locate import (locate, process_mappings, require_process, single_thread, symbol_at, threads_info, warn_once,
@@ -87,7 +87,8 @@ def open_heap(args: Args) -> Heap:
                       tls.arena or None, state.notes + [tcache_note(tls.tcache_how)],
                       lambda: threads_info(found.context), lambda: (maps, source), symbol=symbol_at,
                       frames=lambda: thread_frames(found.context), tcache_key=state.tcache_key,
-                      libc_data=state.data_spans, single_thread=single_thread(found.context))
+                      libc_data=state.data_spans, single_thread=single_thread(found.context),
+                      memory_file=lambda: process_memory_file(state.main_arena))
     heap = Heap(reader, state.layout, anchors)
     heap.progress = _progress
     if not args.flag("--json"):  # a JSON document is all --json prints (notes: heap's overview)

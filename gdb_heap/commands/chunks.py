@@ -88,7 +88,9 @@ The filters apply to the text, the JSON and the summary alike."""
                 rows = summarise(chosen.batches(), arena.state.top, heap.free_index(arena))
                 problems = chosen.problems
             else:
-                rows = summarise(heap.chunk_batches(arena, problems), arena.state.top, heap.free_index(arena), limit)
+                free, walk = (heap.walk_and_index(arena, problems) if limit is None
+                              else (heap.free_index(arena), heap.chunk_batches(arena, problems)))
+                rows = summarise(walk, arena.state.top, free, limit)
             if args.flag("--json"):
                 docs.append(render.summary_doc(arena.address, rows))
                 continue
@@ -126,7 +128,7 @@ The filters apply to the text, the JSON and the summary alike."""
                 out.lines(render.fit("no chunks: the heap is not initialised yet (the program has not called "
                                      "malloc in this arena)", cols))
                 continue
-            rows = views.ChunkRows(heap, arena, limit, only, names.free_of(arena))
+            rows = views.ChunkRows(heap, arena, limit, only)  # its index, once made, is the namer's too
             out.line(lister.heading)
             for addresses, sizes, special in rows.classified():
                 if not addresses:

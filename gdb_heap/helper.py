@@ -1,0 +1,117 @@
+"""A helper: a forked copy of gdb's Python that works out one answer while gdb goes on.
+
+gdb's Python runs on one core.  Following a big heap's bins costs as much as walking it (one
+step of Python per free chunk against one per chunk), and neither needs the other until both
+are done: so a command forks, the child follows the bins (reading the live process's memory
+through its own file, never through gdb, whose state the child must not touch) and sends its
+answer back pickled through a pipe, while gdb walks the heap on the other core.
+
+The child touches nothing of gdb's: it reads, computes, writes one pipe and leaves with
+os._exit (no atexit, no gdb cleanup).  It ignores SIGINT (Ctrl-C is the parent's: it kills the
+child).  The parent always reaps the child, so gdb never meets a process it did not start.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import select
+import signal
+import time
+import warnings
+from typing import Callable, Generic, Optional, TypeVar
+
+T = TypeVar("T")
+
+# How long the parent waits for the child once it has nothing else to do, at least (and at
+# least as long again as the command has run): a child that takes longer is stuck (a lock
+# another of gdb's threads held at fork): the parent kills it and works the answer out itself.
+PATIENCE = 30.0
+
+
+class Job(Generic[T]):
+    """One child at work (start): `ready()` without waiting, `result()` waits; both reap it."""
+
+    def __init__(self, pid: int, fd: int) -> None:
+        self.pid, self.fd = pid, fd
+        self.started = time.monotonic()
+        self._done = False
+
+    def ready(self) -> bool:
+        """Whether the child has begun its answer (it writes only once it has one) or ended."""
+        return self._done or bool(select.select([self.fd], [], [], 0)[0])
+
+    def result(self) -> Optional[T]:
+        """The child's answer, or None when it failed, died or took too long (then the caller
+        works it out itself)."""
+        if self._done:
+            return None
+        deadline = time.monotonic() + max(PATIENCE, time.monotonic() - self.started)
+        pieces = []
+        try:
+            while True:
+                wait = deadline - time.monotonic()
+                if wait <= 0 or not select.select([self.fd], [], [], min(wait, 0.2))[0]:
+                    if wait <= 0:
+                        return None
+                    continue  # a Ctrl-C raises here, between short waits
+                piece = os.read(self.fd, 1 << 20)
+                if not piece:
+                    break
+                pieces.append(piece)
+        finally:
+            self.cancel()
+        try:
+            return pickle.loads(b"".join(pieces)) if pieces else None
+        except Exception:  # a child killed mid-answer: not a whole pickle
+            return None
+
+    def cancel(self) -> None:
+        """Stops the child (if it still runs) and reaps it."""
+        if self._done:
+            return
+        self._done = True
+        os.close(self.fd)
+        try:
+            os.kill(self.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        try:
+            os.waitpid(self.pid, 0)
+        except ChildProcessError:
+            pass
+
+
+def start(work: Callable[[], T]) -> Optional[Job[T]]:
+    """Forks a child that runs `work` and sends back what it returns; None when fork is not
+    possible (then the caller runs `work` itself)."""
+    if not hasattr(os, "fork"):
+        return None
+    try:
+        r, w = os.pipe()
+    except OSError:
+        return None
+    try:
+        with warnings.catch_warnings():  # Python 3.12+: gdb has threads; the child uses none of them
+            warnings.simplefilter("ignore", DeprecationWarning)
+            pid = os.fork()
+    except OSError:
+        os.close(r)
+        os.close(w)
+        return None
+    if pid == 0:  # pragma: no cover (the child: coverage does not follow it)
+        status = 1
+        try:
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
+            os.close(r)
+            data = pickle.dumps(work(), pickle.HIGHEST_PROTOCOL)
+            view = memoryview(data)
+            while view:
+                view = view[os.write(w, view):]
+            status = 0
+        except BaseException:  # noqa: B036 (any failure: the parent works the answer out itself)
+            pass
+        finally:
+            os._exit(status)
+    os.close(w)
+    return Job(pid, r)

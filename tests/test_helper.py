@@ -1,0 +1,156 @@
+"""The forked helper (gdb_heap/helper.py) that follows a big heap's bins while gdb walks it:
+its answers, its failures (each one falls back to gdb's own work), reading a process's memory
+through /proc/PID/mem, and on a live heap of 100,000 chunks the same output as without it."""
+
+import ctypes
+import os
+import time
+
+import pytest
+
+from gdb_heap import helper
+from gdb_heap.errors import MemoryReadError
+from gdb_heap.memory import FileMemory
+from tests.gdbrun import CONFIG, gdb_batch, json_doc, no_traceback, sample
+
+
+def reaped(pid: int) -> bool:
+    try:
+        os.waitpid(pid, os.WNOHANG)
+    except ChildProcessError:
+        return True
+    return False
+
+
+def test_the_childs_answer_comes_back_and_the_child_is_reaped():
+    big = list(range(300_000))  # more than a pipe holds: the parent drains while the child writes
+    job = helper.start(lambda: ("answer", big))
+    assert job is not None
+    assert job.result() == ("answer", big)
+    assert reaped(job.pid)
+
+
+def test_ready_only_once_the_child_has_its_answer():
+    job = helper.start(lambda: time.sleep(0.5) or 7)
+    assert job is not None
+    assert not job.ready()
+    deadline = time.monotonic() + 30
+    while not job.ready() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert job.ready()
+    assert job.result() == 7
+
+
+def fails():
+    raise RuntimeError("damaged")
+
+
+def test_a_child_that_fails_answers_none():
+    job = helper.start(fails)
+    assert job is not None and job.result() is None and reaped(job.pid)
+
+
+def test_a_child_that_dies_answers_none():
+    job = helper.start(lambda: os._exit(3))
+    assert job is not None and job.result() is None and reaped(job.pid)
+
+
+def test_a_child_that_takes_too_long_is_killed(monkeypatch):
+    monkeypatch.setattr(helper, "PATIENCE", 0.3)
+    job = helper.start(lambda: time.sleep(60))
+    assert job is not None
+    t0 = time.monotonic()
+    assert job.result() is None
+    assert time.monotonic() - t0 < 20 and reaped(job.pid)
+
+
+def test_cancel_kills_and_reaps_a_working_child():
+    job = helper.start(lambda: time.sleep(60))
+    assert job is not None
+    job.cancel()
+    assert reaped(job.pid)
+    job.cancel()  # twice: nothing more to do
+    assert job.result() is None
+
+
+def test_file_memory_reads_exactly_what_is_there():
+    buf = ctypes.create_string_buffer(b"gdb_heap reads this" * 10)
+    fd = os.open("/proc/self/mem", os.O_RDONLY)
+    try:
+        memory = FileMemory(fd)
+        at = ctypes.addressof(buf)
+        assert bytes(memory.read(at, 30)) == (b"gdb_heap reads this" * 2)[:30]
+        for address in (0, 1 << 63, (1 << 64) - 16):  # unmapped; offsets pread refuses
+            with pytest.raises(MemoryReadError):
+                memory.read(address, 16)
+        assert not memory.missing(at)
+    finally:
+        os.close(fd)
+
+
+# -- in gdb ------------------------------------------------------------------------------------
+
+COMMANDS = ["heap chunks --summary --json", "heap chunks --summary", "heap --json", "heap chunks --json",
+            "heap chunks"]
+MARK = "@@helper@@"
+# Counts the helper's jobs and their answers (Job.result not None) in gdb's Python.
+COUNT = """import gdb_heap.helper as h
+h.runs = []
+_result = h.Job.result
+def result(self):
+    answer = _result(self)
+    h.runs.append(answer is not None)
+    return answer
+h.Job.result = result
+"""
+
+
+def outputs():
+    """Each command's output with the helper (its usual threshold), then without it (a threshold
+    out of reach), in one session (the same process: the same LWPs and tcache key); and the
+    helper's answers, after each half."""
+    script = ["set pagination off", "break checkpoint", "run 100000 > /dev/null", f"python exec({COUNT!r})"]
+    for half, helper_min in (("helped", "32 << 20"), ("alone", "1 << 62")):
+        script.append(f"python import gdb_heap.heap as H; H.HELPER_MIN = {helper_min}")
+        for i, command in enumerate(COMMANDS):
+            script += [f"echo {MARK}{half} {i}\\n", command]
+        script += [f"echo {MARK}{half} runs\\n", "python print(h.runs); h.runs.clear()"]
+    r = gdb_batch(script, sample("many"))
+    no_traceback(r.stdout + r.stderr)
+    pieces = r.stdout.split(MARK)[1:]
+    return {p.partition("\n")[0]: p.partition("\n")[2] for p in pieces}
+
+
+@pytest.fixture(scope="module")
+def both():
+    if CONFIG.glibc_dir or CONFIG.static:
+        pytest.skip("the host's own build is enough: the helper reads any glibc's bins as gdb does")
+    return outputs()
+
+
+def test_a_big_heap_has_its_bins_followed_by_the_helper(both):
+    # Each command that walks and indexes (summary twice, heap, the two listings) asked a helper
+    # and took its answer; with the threshold out of reach, none did.
+    assert eval(both["helped runs"]) == [True] * 5
+    assert eval(both["alone runs"]) == []
+
+
+def test_the_helper_changes_nothing_in_the_output(both):
+    for i, command in enumerate(COMMANDS):
+        assert both[f"helped {i}"] == both[f"alone {i}"], command
+    summary = json_doc(both["helped 0"])["summary"]
+    assert sum(r["count"] for r in summary if r["state"] == "free") > 20_000  # a quarter freed: bins full
+    assert len(json_doc(both["helped 3"])["chunks"]) > 100_000
+
+
+def test_no_helper_on_a_core_file(tmp_path):
+    core = str(tmp_path / "core")
+    program = sample("many")
+    r = gdb_batch(["break checkpoint", "run 1000 > /dev/null", f"generate-core-file {core}",
+                   "python from gdb_heap.gdbmemory import process_memory_file as f",
+                   "python print('live', f(int(gdb.parse_and_eval('(long)&main_arena'))) is not None, f(0))",
+                   "kill", f"core-file {core}",
+                   "python print('core', f(int(gdb.parse_and_eval('(long)&main_arena'))))"], program)
+    no_traceback(r.stdout + r.stderr)
+    assert "live True None" in r.stdout  # the file reads what gdb reads; address 0 is not readable
+    assert "core None" in r.stdout
