@@ -30,8 +30,13 @@ def test_the_childs_answer_comes_back_and_the_child_is_reaped():
     assert reaped(job.pid)
 
 
+def slow_seven() -> int:
+    time.sleep(0.5)
+    return 7
+
+
 def test_ready_only_once_the_child_has_its_answer():
-    job = helper.start(lambda: time.sleep(0.5) or 7)
+    job = helper.start(slow_seven)
     assert job is not None
     assert not job.ready()
     deadline = time.monotonic() + 30
