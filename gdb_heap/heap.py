@@ -18,7 +18,7 @@ from .in_progress import MidUpdate, ThreadFrames
 from .layouts import GlibcLayout
 from .memory import FileMemory, Reader
 from .mappings import Mapping, containing
-from .progress import QUIET
+from .progress import QUIET, Progress
 from .mmapped import MmappedChunk, PageScan, find_all, mmapped_header
 from .free_index import FreeIndex
 from .model import Arena, BinChain, HeapRegion, MallocPar, Problem
@@ -64,6 +64,19 @@ HELPER_MIN = 32 << 20
 # How much of the C library's data the search for tcache_key reads at most (libc's .data and
 # .bss are a few pages; a static program's data may be more).
 KEY_SEARCH_MAX = 8 << 20
+
+
+
+class _Mark(Progress):
+    """Where a walk is (its last progress), shown by no one: walk_and_index shows it again as
+    the batches it kept are given."""
+
+    def __init__(self) -> None:
+        super().__init__(None)
+        self.at = (0, 0)
+
+    def walked(self, done: int, total: int) -> None:
+        self.at = (done, total)
 
 
 @dataclass
@@ -371,19 +384,30 @@ class Heap:
         job = self._index_job(arena)
         if job is None:
             return self.free_index(arena), walk
-        held: List[Tuple[array[int], array[int]]] = []
+        held: List[Tuple[array[int], array[int], Tuple[int, int]]] = []
+        shown, mark = self.progress, _Mark()
+        self.progress = mark  # the progress shown is the consumer's: as each batch is given
         try:
             for addresses, sizes in walk:
-                held.append((array("Q", addresses), array("Q", sizes)))
+                held.append((array("Q", addresses), array("Q", sizes), mark.at))
                 if job.ready():
                     break
             answer = job.result()
         finally:
+            self.progress = shown
             job.cancel()
         if answer is not None and arena.address not in self._free:  # (a walk's resync may have made it)
             key, bins, self._free[arena.address] = answer
             self._chains.setdefault(key, bins)
-        return self.free_index(arena), chain(((a.tolist(), s.tolist()) for a, s in held), walk)
+        held.reverse()
+
+        def kept() -> Iterator[model.Batch]:
+            while held:  # popped: each batch's memory goes as it is given
+                addresses, sizes, at = held.pop()
+                shown.walked(*at)
+                yield addresses.tolist(), sizes.tolist()
+
+        return self.free_index(arena), chain(kept(), walk)
 
     def _index_job(self, arena: Arena) -> Optional[helper.Job[IndexAnswer]]:
         """A helper working out free_index(arena), when that is worth it and possible."""
