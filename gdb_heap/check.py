@@ -22,14 +22,14 @@ from bisect import bisect_left, bisect_right
 from dataclasses import dataclass, field, replace
 from itertools import chain as chain_from, compress, islice, repeat
 from operator import and_, eq, not_
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Dict, Iterable, List, Optional, Sequence, Tuple
 
 from . import glibc_checks as gc
 from . import paths
 from .errors import MemoryReadError
 from .free_index import FreeIndex
 from .heap import Heap
-from .model import (IS_MMAPPED, NON_MAIN_ARENA, NONCONTIGUOUS_BIT, PREV_INUSE, SIZE_BITS, Arena, BinChain,
+from .model import (IS_MMAPPED, NON_MAIN_ARENA, NONCONTIGUOUS_BIT, PREV_INUSE, SIZE_BITS, Arena, Batch, BinChain,
                     HeapRegion, Pointers, Problem, bin_at, bin_label, free_index, heap_for_ptr, heap_initialised)
 
 REGULAR = ("unsorted", "small", "large")
@@ -93,15 +93,17 @@ class Checker:
 
     def run(self) -> Report:
         arena = self.arena
-        chains, bin_problems = self.heap.bins(arena)
+        # The bins followed by a helper while the heap is walked (Heap.walk_ahead); the walk's
+        # problems come after the bins' (as when the bins are followed first).
+        walk_problems: List[Problem] = []
+        helped, batches = self.heap.walk_ahead(arena, walk_problems, self.bins,
+                                               ready=self.heap.has_bins(arena))
+        (chains, bin_problems), regular, fast, listed = helped or self.bins()
+        self.heap.keep_bins(arena, (chains, bin_problems))
         self.problems += bin_problems
-        regular = free_index([chain for chain in chains if chain.kind in REGULAR])
-        # Sorted arrays, not sets: 10^7 chunks put millions in the bins, and these are asked
-        # only about the chunks a problem names.
-        fast = array("Q", sorted(chain_from.from_iterable(c.chunks for c in chains if c.kind == "fast")))
         self.tcache_counts = {c.index: c.count for c in chains if c.kind == "tcache"}
-        listed = array("Q", sorted(chain_from.from_iterable(c.chunks for c in chains)))
-        walked = self.walk(regular, fast, listed)
+        walked = self.walk(batches, regular, fast, listed)
+        self.problems += walk_problems
         self.problems[:0] = arena.problems  # known once walked (the walk finds the main heap's regions)
         frees = {gc.text(n, self.version) for n in ("FREE_INVALID_SIZE", "FREE_INVALID_POINTER", "FREE_OUT")}
         for i, p in enumerate(self.problems):
@@ -123,6 +125,16 @@ class Checker:
         self.in_two_bins(chains, listed)
         self.top_in_a_bin(chains)
         return Report(arena, self.finish(), walked.chunks, len(listed))
+
+    def bins(self) -> Tuple[Tuple[List[BinChain], List[Problem]], FreeIndex, array[int], array[int]]:
+        """Every bin of the arena (heap.bins), the index of its regular bins' chunks, and its fast
+        bins' and all its bins' chunks, sorted: arrays, not sets (10^7 chunks put millions in
+        the bins, and these are asked only about the chunks a problem names)."""
+        chains, problems = self.heap.bins(self.arena)
+        regular = free_index([chain for chain in chains if chain.kind in REGULAR])
+        fast = array("Q", sorted(chain_from.from_iterable(c.chunks for c in chains if c.kind == "fast")))
+        listed = array("Q", sorted(chain_from.from_iterable(c.chunks for c in chains)))
+        return (chains, problems), regular, fast, listed
 
     def finish(self) -> List[Problem]:
         """Each problem once, by address."""
@@ -166,7 +178,8 @@ class Checker:
             return False
 
     # -- the chunk walk --------------------------------------------------------------------
-    def walk(self, regular: FreeIndex, fast: Sequence[int], listed: Sequence[int]) -> Walked:
+    def walk(self, batches: Iterable[Tuple[HeapRegion, Batch]], regular: FreeIndex, fast: Sequence[int],
+             listed: Sequence[int]) -> Walked:
         """The one walk of the arena's heap, each batch checked as it comes and then let go
         (nothing is kept per chunk: a heap of 10^7 chunks costs no more memory than a small
         one): neighbours, arena_bits, and where each chunk a bin lists (`listed`, sorted) lies."""
@@ -174,7 +187,7 @@ class Checker:
         current: Optional[HeapRegion] = None
         last: Optional[Tuple[int, int]] = None  # the region's last chunk walked so far (address, size field)
         cursor = 0  # the listed chunks before it are placed
-        for region, (addresses, sizes) in self.heap.region_chunk_batches(self.arena, self.problems):
+        for region, (addresses, sizes) in batches:
             if not addresses:
                 continue
             if current is None or region.first_chunk != current.first_chunk:  # a region's first batch

@@ -10,7 +10,7 @@ import os
 from array import array
 from dataclasses import dataclass, field
 from itertools import chain
-from typing import Callable, Dict, Generator, Iterator, List, Optional, Sequence, Tuple
+from typing import Callable, Dict, Generator, Iterator, List, Optional, Sequence, Tuple, TypeVar
 
 from . import helper, in_progress, model
 from .errors import HeapError, MemoryReadError
@@ -54,8 +54,9 @@ class Anchors:
     memory_file: Callable[[], Optional[int]] = lambda: None
 
 
-# What a helper sends back for walk_and_index: heap.bins's key and answer, and the free index.
-IndexAnswer = Tuple[Tuple[int, Tuple[str, ...]], Tuple[List[BinChain], List[Problem]], FreeIndex]
+# What a helper sends back for walk_and_index: heap.bins's answer, and the free index.
+IndexAnswer = Tuple[Tuple[List[BinChain], List[Problem]], FreeIndex]
+T = TypeVar("T")
 
 # A heap smaller than this has its bins followed in gdb itself: a helper's fork and answer
 # cost more than they save (about a tenth of a second at 40 MiB, a third at 400 MiB).
@@ -366,6 +367,15 @@ class Heap:
         """The kinds free_index follows in the arena (tcache: every thread's, apart)."""
         return tuple(k for k in model.BIN_KINDS if k != "tcache")
 
+    def has_bins(self, arena: Arena, kinds: Sequence[str] = model.BIN_KINDS) -> bool:
+        """Whether bins(arena, kinds) is known already."""
+        return self._bins_key(arena, kinds) in self._chains
+
+    def keep_bins(self, arena: Arena, bins: Tuple[List[BinChain], List[Problem]],
+                  kinds: Sequence[str] = model.BIN_KINDS) -> None:
+        """bins(arena, kinds) as a helper found them (walk_ahead)."""
+        self._chains.setdefault(self._bins_key(arena, kinds), bins)
+
     def free_index(self, arena: Arena) -> FreeIndex:
         """The arena's free chunks and every thread's tcache's (tcache belongs to threads, not
         to arenas, and names a chunk a bin lists too)."""
@@ -375,65 +385,72 @@ class Heap:
         return self._free[arena.address]
 
     def walk_and_index(self, arena: Arena, problems: List[Problem]) -> Tuple[FreeIndex, Iterator[model.Batch]]:
-        """The arena's free index and its chunk_batches, the two worked out at once on a big
-        heap of a live process: a helper follows the bins (helper.py) while gdb walks the heap,
-        keeping the batches (compact arrays) until the index comes; then the batches walked so
-        far, then the rest of the walk.  Anything amiss with the helper: the index is worked
-        out here, as free_index does."""
-        walk = self.chunk_batches(arena, problems)
-        job = self._index_job(arena)
+        """The arena's free index and its chunk_batches, the two worked out at once (walk_ahead)."""
+        kinds = self._free_kinds()
+        key = self._bins_key(arena, kinds)
+
+        def work() -> IndexAnswer:
+            index = self.free_index(arena)
+            return self._chains[key], index
+
+        answer, walk = self.walk_ahead(arena, problems, work, ready=arena.address in self._free)
+        if answer is not None and arena.address not in self._free:  # (a walk's resync may have made it)
+            bins, self._free[arena.address] = answer
+            self.keep_bins(arena, bins, kinds)
+        return self.free_index(arena), (batch for _, batch in walk)
+
+    def walk_ahead(self, arena: Arena, problems: List[Problem], work: Callable[[], T],
+                   ready: bool = False) -> Tuple[Optional[T], Iterator[Tuple[HeapRegion, model.Batch]]]:
+        """`work`'s answer (following bins, built from this heap) and the arena's
+        region_chunk_batches, the two at once on a big heap of a live process: a helper runs
+        `work` (helper.py, over its own reader of the process's memory) while gdb walks the
+        heap, keeping the batches (compact arrays) until the answer comes; then the batches
+        walked so far, then the rest of the walk.  None for the answer when the helper was not
+        worth it (`ready`: the answer is at hand; a small heap), not possible or failed: the
+        caller works it out itself."""
+        walk = self.region_chunk_batches(arena, problems)
+        job = None if ready or arena.state.system_mem < HELPER_MIN else self._job(work)
         if job is None:
-            return self.free_index(arena), walk
-        held: List[Tuple[array[int], array[int], Tuple[int, int]]] = []
+            return None, walk
+        held: List[Tuple[HeapRegion, array[int], array[int], Tuple[int, int]]] = []
         shown, mark = self.progress, _Mark()
         self.progress = mark  # the progress shown is the consumer's: as each batch is given
         try:
-            for addresses, sizes in walk:
-                held.append((array("Q", addresses), array("Q", sizes), mark.at))
+            for region, (addresses, sizes) in walk:
+                held.append((region, array("Q", addresses), array("Q", sizes), mark.at))
                 if job.ready():
                     break
             answer = job.result()
         finally:
             self.progress = shown
             job.cancel()
-        if answer is not None and arena.address not in self._free:  # (a walk's resync may have made it)
-            key, bins, self._free[arena.address] = answer
-            self._chains.setdefault(key, bins)
         held.reverse()
 
-        def kept() -> Iterator[model.Batch]:
+        def kept() -> Iterator[Tuple[HeapRegion, model.Batch]]:
             while held:  # popped: each batch's memory goes as it is given
-                addresses, sizes, at = held.pop()
+                region, addresses, sizes, at = held.pop()
                 shown.walked(*at)
-                yield addresses.tolist(), sizes.tolist()
+                yield region, (addresses.tolist(), sizes.tolist())
 
-        return self.free_index(arena), chain(kept(), walk)
+        return answer, chain(kept(), walk)
 
-    def _index_job(self, arena: Arena) -> Optional[helper.Job[IndexAnswer]]:
-        """A helper working out free_index(arena), when that is worth it and possible."""
-        if arena.address in self._free or arena.state.system_mem < HELPER_MIN:
-            return None
+    def _job(self, work: Callable[[], T]) -> Optional[helper.Job[T]]:
+        """A helper running `work` with this heap reading the process through its own file."""
         fd = self.anchors.memory_file()
         if fd is None:
             return None
         try:
-            return self._start_index_job(arena, FileMemory(fd))
+            self.all_tcache_chains()  # gdb's part (every thread's tcache) here: the child must not ask gdb
+            self.selected_arena()
+            reader = Reader(FileMemory(fd), self.reader.size_sz, self.reader.order == "little")
+
+            def run() -> T:
+                self.reader = reader
+                return work()
+
+            return helper.start(run)
         finally:
             os.close(fd)  # the child has its own copy
-
-    def _start_index_job(self, arena: Arena, memory: FileMemory) -> Optional[helper.Job[IndexAnswer]]:
-        self.all_tcache_chains()  # gdb's part (every thread's tcache) here: the child must not ask gdb
-        self.selected_arena()
-        kinds = self._free_kinds()
-        key = self._bins_key(arena, kinds)
-        reader = Reader(memory, self.reader.size_sz, self.reader.order == "little")
-
-        def work() -> IndexAnswer:
-            self.reader = reader
-            index = self.free_index(arena)
-            return key, self._chains[key], index
-
-        return helper.start(work)
 
     # -- chunks ----------------------------------------------------------------------------
     def resync(self, arena: Arena) -> model.Resync:

@@ -4,6 +4,7 @@ through /proc/PID/mem, and on a live heap of 100,000 chunks the same output as w
 
 import ctypes
 import os
+import re
 import time
 
 import pytest
@@ -96,7 +97,7 @@ def test_file_memory_reads_exactly_what_is_there():
 # -- in gdb ------------------------------------------------------------------------------------
 
 COMMANDS = ["heap chunks --summary --json", "heap chunks --summary", "heap --json", "heap chunks --json",
-            "heap chunks"]
+            "heap chunks", "heap check --json", "heap check"]
 MARK = "@@helper@@"
 # Counts the helper's jobs and their answers (Job.result not None) in gdb's Python.
 COUNT = """import gdb_heap.helper as h
@@ -114,7 +115,7 @@ def outputs():
     """Each command's output with the helper (its usual threshold), then without it (a threshold
     out of reach), in one session (the same process: the same LWPs and tcache key); and the
     helper's answers, after each half."""
-    script = ["set pagination off", "break checkpoint", "run 100000 > /dev/null", f"python exec({COUNT!r})"]
+    script = ["set pagination off", "break checkpoint", "run 100000", f"python exec({COUNT!r})"]
     for half, helper_min in (("helped", "32 << 20"), ("alone", "1 << 62")):
         script.append(f"python import gdb_heap.heap as H; H.HELPER_MIN = {helper_min}")
         for i, command in enumerate(COMMANDS):
@@ -122,8 +123,10 @@ def outputs():
         script += [f"echo {MARK}{half} runs\\n", "python print(h.runs); h.runs.clear()"]
     r = gdb_batch(script, sample("many"))
     no_traceback(r.stdout + r.stderr)
-    pieces = r.stdout.split(MARK)[1:]
-    return {p.partition("\n")[0]: p.partition("\n")[2] for p in pieces}
+    pieces = r.stdout.split(MARK)
+    out = {p.partition("\n")[0]: p.partition("\n")[2] for p in pieces[1:]}
+    out["facts"] = pieces[0]  # what the sample printed of itself: "@ many N ALLOCATED FREED"
+    return out
 
 
 @pytest.fixture(scope="module")
@@ -134,9 +137,9 @@ def both():
 
 
 def test_a_big_heap_has_its_bins_followed_by_the_helper(both):
-    # Each command that walks and indexes (summary twice, heap, the two listings) asked a helper
-    # and took its answer; with the threshold out of reach, none did.
-    assert eval(both["helped runs"]) == [True] * 5
+    # Each command that walks and follows the bins (summary twice, heap, the two listings, check
+    # twice) asked a helper and took its answer; with the threshold out of reach, none did.
+    assert eval(both["helped runs"]) == [True] * 7
     assert eval(both["alone runs"]) == []
 
 
@@ -146,6 +149,15 @@ def test_the_helper_changes_nothing_in_the_output(both):
     summary = json_doc(both["helped 0"])["summary"]
     assert sum(r["count"] for r in summary if r["state"] == "free") > 20_000  # a quarter freed: bins full
     assert len(json_doc(both["helped 3"])["chunks"]) > 100_000
+    assert json_doc(both["helped 5"])["problems"] == []  # a healthy heap
+    # Every chunk the sample freed is in a bin (it frees none next to another: nothing merges),
+    # and the walk met every chunk it allocated.
+    said = re.search(r"@ many 100000 (\d+) (\d+)", both["facts"])
+    assert said, both["facts"]
+    allocated, freed = map(int, said.groups())
+    m = re.search(r"no problems found \((\d+) chunks walked, (\d+) chunks in bins checked\)", both["helped 6"])
+    assert m, both["helped 6"]
+    assert int(m.group(2)) == freed and int(m.group(1)) > allocated
 
 
 def test_no_helper_on_a_core_file(tmp_path):
