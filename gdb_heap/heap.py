@@ -7,7 +7,6 @@ synthetic memory image.
 from __future__ import annotations
 
 import os
-from array import array
 from dataclasses import dataclass, field
 from itertools import chain
 from typing import Callable, Dict, Generator, Iterator, List, Optional, Sequence, Tuple, TypeVar
@@ -412,12 +411,12 @@ class Heap:
         job = None if ready or arena.state.system_mem < HELPER_MIN else self._job(work)
         if job is None:
             return None, walk
-        held: List[Tuple[HeapRegion, array[int], array[int], Tuple[int, int]]] = []
+        held: List[Tuple[HeapRegion, model.PackedBatch, Tuple[int, int]]] = []
         shown, mark = self.progress, _Mark()
         self.progress = mark  # the progress shown is the consumer's: as each batch is given
         try:
             for region, (addresses, sizes) in walk:
-                held.append((region, array("Q", addresses), array("Q", sizes), mark.at))
+                held.append((region, model.pack_batch(addresses, sizes), mark.at))
                 if job.ready():
                     break
             answer = job.result()
@@ -428,9 +427,9 @@ class Heap:
 
         def kept() -> Iterator[Tuple[HeapRegion, model.Batch]]:
             while held:  # popped: each batch's memory goes as it is given
-                region, addresses, sizes, at = held.pop()
+                region, packed, at = held.pop()
                 shown.walked(*at)
-                yield region, (addresses.tolist(), sizes.tolist())
+                yield region, model.unpack_batch(packed)
 
         return answer, chain(kept(), walk)
 

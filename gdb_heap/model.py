@@ -8,6 +8,7 @@ loop over inferior data is bounded (a heap's end, a chain's length cap, a visite
 from __future__ import annotations
 
 import struct
+from array import array
 from bisect import bisect_left, bisect_right
 from collections import Counter
 from itertools import accumulate, repeat
@@ -1081,6 +1082,27 @@ def free_invalid_size_abort(layout: GlibcLayout, chunk: int, size_field: int) ->
 def _addresses(first: int, sizes: List[int]) -> List[int]:
     """The chunk addresses of a batch: `first`, then each plus its chunk size (C speed)."""
     return list(accumulate(map(and_, sizes[:-1], repeat(~SIZE_BITS)), initial=first)) if sizes else []
+
+
+# A walk batch kept for later in 4 bytes a chunk (8 where a size field needs them): its first
+# address, its size fields, and its addresses only where they are not the sizes' running sum.
+PackedBatch = Tuple[int, "array[int]", Optional["array[int]"]]
+
+
+def pack_batch(addresses: List[int], sizes: List[int]) -> PackedBatch:
+    """A batch as unpack_batch gives it back (Heap.walk_ahead keeps millions of chunks so)."""
+    try:
+        packed = array("I", sizes)
+    except OverflowError:
+        packed = array("Q", sizes)
+    summed = bool(addresses) and addresses[-1] - addresses[0] == sum(map(and_, sizes[:-1], repeat(~SIZE_BITS)))
+    return (addresses[0] if addresses else 0), packed, (None if summed else array("Q", addresses))
+
+
+def unpack_batch(batch: PackedBatch) -> Batch:
+    first, packed, addresses = batch
+    sizes = packed.tolist()
+    return (addresses.tolist() if addresses is not None else _addresses(first, sizes)), sizes
 
 
 def walk_region(reader: Reader, layout: GlibcLayout, region: HeapRegion, top: int,

@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from gdb_heap import helper
+from gdb_heap import helper, model
 from gdb_heap.errors import MemoryReadError
 from gdb_heap.memory import FileMemory
 from tests.gdbrun import CONFIG, gdb_batch, json_doc, no_traceback, sample
@@ -171,3 +171,20 @@ def test_no_helper_on_a_core_file(tmp_path):
     no_traceback(r.stdout + r.stderr)
     assert "live True None" in r.stdout  # the file reads what gdb reads; address 0 is not readable
     assert "core None" in r.stdout
+
+
+# -- the batches kept while the helper works ----------------------------------------------------
+
+@pytest.mark.parametrize("addresses, sizes, addresses_kept", [
+    ([0x1000, 0x1020, 0x1050, 0x1100], [0x21, 0x31, 0xb1, 0x20d01], False),  # the running sum: sizes only
+    ([0x1000, 0x1020, 0x2000], [0x21, 0x31, 0x41], True),  # a gap (damage, a resumed walk): kept whole
+    ([0x1000, 0x1000 + (5 << 32)], [(5 << 32) | 1, 0x21], False),  # a size past 32 bits
+    ([0x5000], [0x20d01], False),  # top alone
+    ([], [], True),
+])
+def test_a_kept_batch_comes_back_as_it_was(addresses, sizes, addresses_kept):
+    packed = model.pack_batch(addresses, sizes)
+    assert (packed[2] is not None) == addresses_kept
+    assert model.unpack_batch(packed) == (addresses, sizes)
+    if sizes and max(sizes) < 1 << 32:
+        assert packed[1].itemsize == 4  # 4 bytes a chunk where the sizes allow it
