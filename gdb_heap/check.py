@@ -97,7 +97,7 @@ class Checker:
         # problems come after the bins' (as when the bins are followed first).
         walk_problems: List[Problem] = []
         helped, batches = self.heap.walk_ahead(arena, walk_problems, self.bins,
-                                               ready=self.heap.has_bins(arena))
+                                               ready=self.heap.has_bins(arena), reads=True)
         (chains, bin_problems), regular, fast, listed = helped or self.bins()
         self.heap.keep_bins(arena, (chains, bin_problems))
         self.problems += bin_problems

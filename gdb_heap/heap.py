@@ -57,6 +57,9 @@ class Anchors:
 IndexAnswer = Tuple[Tuple[List[BinChain], List[Problem]], FreeIndex]
 T = TypeVar("T")
 
+# walk_ahead asks whether the helper is done after this many batches (a system call each time).
+ASK_EVERY = 8
+
 # A heap smaller than this has its bins followed in gdb itself: a helper's fork and answer
 # cost more than they save (about a tenth of a second at 40 MiB, a third at 400 MiB).
 HELPER_MIN = 32 << 20
@@ -383,8 +386,10 @@ class Heap:
             self._free[arena.address] = model.free_index(self.all_tcache_chains() + chains)
         return self._free[arena.address]
 
-    def walk_and_index(self, arena: Arena, problems: List[Problem]) -> Tuple[FreeIndex, Iterator[model.Batch]]:
-        """The arena's free index and its chunk_batches, the two worked out at once (walk_ahead)."""
+    def walk_and_index(self, arena: Arena, problems: List[Problem],
+                       reads: bool = False) -> Tuple[FreeIndex, Iterator[model.Batch]]:
+        """The arena's free index and its chunk_batches, the two worked out at once (walk_ahead;
+        `reads`: the caller reads each batch's chunks)."""
         kinds = self._free_kinds()
         key = self._bins_key(arena, kinds)
 
@@ -392,21 +397,22 @@ class Heap:
             index = self.free_index(arena)
             return self._chains[key], index
 
-        answer, walk = self.walk_ahead(arena, problems, work, ready=arena.address in self._free)
+        answer, walk = self.walk_ahead(arena, problems, work, ready=arena.address in self._free, reads=reads)
         if answer is not None and arena.address not in self._free:  # (a walk's resync may have made it)
             bins, self._free[arena.address] = answer
             self.keep_bins(arena, bins, kinds)
         return self.free_index(arena), (batch for _, batch in walk)
 
-    def walk_ahead(self, arena: Arena, problems: List[Problem], work: Callable[[], T],
-                   ready: bool = False) -> Tuple[Optional[T], Iterator[Tuple[HeapRegion, model.Batch]]]:
+    def walk_ahead(self, arena: Arena, problems: List[Problem], work: Callable[[], T], ready: bool = False,
+                   reads: bool = False) -> Tuple[Optional[T], Iterator[Tuple[HeapRegion, model.Batch]]]:
         """`work`'s answer (following bins, built from this heap) and the arena's
         region_chunk_batches, the two at once on a big heap of a live process: a helper runs
         `work` (helper.py, over its own reader of the process's memory) while gdb walks the
         heap, keeping the batches (compact arrays) until the answer comes; then the batches
-        walked so far, then the rest of the walk.  None for the answer when the helper was not
-        worth it (`ready`: the answer is at hand; a small heap), not possible or failed: the
-        caller works it out itself."""
+        walked so far (`reads`: the caller reads each batch's chunks, so the memory they lie
+        in is read again, in big runs, as they are given), then the rest of the walk.  None
+        for the answer when the helper was not worth it (`ready`: the answer is at hand; a
+        small heap), not possible or failed: the caller works it out itself."""
         walk = self.region_chunk_batches(arena, problems)
         job = None if ready or arena.state.system_mem < HELPER_MIN else self._job(work)
         if job is None:
@@ -417,7 +423,7 @@ class Heap:
         try:
             for region, (addresses, sizes) in walk:
                 held.append((region, model.pack_batch(addresses, sizes), mark.at))
-                if job.ready():
+                if not len(held) % ASK_EVERY and job.ready():
                     break
             answer = job.result()
         finally:
@@ -429,6 +435,8 @@ class Heap:
             while held:  # popped: each batch's memory goes as it is given
                 region, packed, at = held.pop()
                 shown.walked(*at)
+                if reads and packed[0]:
+                    self.reader.walk_again(packed[0][0] + self.layout.size_sz)
                 yield region, model.unpack_batch(packed)
 
         return answer, chain(kept(), walk)

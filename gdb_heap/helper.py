@@ -36,10 +36,12 @@ class Job(Generic[T]):
         self.pid, self.fd = pid, fd
         self.started = time.monotonic()
         self._done = False
+        self._poll = select.poll()  # select() costs more in gdb, which has many files open
+        self._poll.register(fd, select.POLLIN)
 
     def ready(self) -> bool:
         """Whether the child has begun its answer (it writes only once it has one) or ended."""
-        return self._done or bool(select.select([self.fd], [], [], 0)[0])
+        return self._done or bool(self._poll.poll(0))
 
     def result(self) -> Optional[T]:
         """The child's answer, or None when it failed, died or took too long (then the caller
@@ -51,7 +53,7 @@ class Job(Generic[T]):
         try:
             while True:
                 wait = deadline - time.monotonic()
-                if wait <= 0 or not select.select([self.fd], [], [], min(wait, 0.2))[0]:
+                if wait <= 0 or not self._poll.poll(int(1000 * min(wait, 0.2))):
                     if wait <= 0:
                         return None
                     continue  # a Ctrl-C raises here, between short waits

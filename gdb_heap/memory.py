@@ -85,6 +85,8 @@ PAGE = 1 << 12
 # walks of a small heap again; once it is full, blocks it lacks are read for the one asking
 # and not kept.
 CACHE_BLOCKS = 1024
+# A walk given again (Reader.walk_again) is read this much at a time: gdb's best rate.
+AGAIN = 4 << 20
 
 
 class Slab:
@@ -342,6 +344,26 @@ class Reader:
                 word_blocks[number] = data[k << BLOCK_BITS:(k + 1) << BLOCK_BITS].cast(code)  # type: ignore[call-overload]
                 self._transient.append(number)
         return last - first + 1
+
+    def walk_again(self, address: int) -> None:
+        """A walk given again after it went ahead (Heap.walk_ahead), whose consumer reads each
+        batch's chunks as the walk reads them: the run from the block holding `address` (the
+        batch's first size field) becomes the walk's window, as block_words made each block,
+        but AGAIN bytes in one read (halved where the heap ends sooner)."""
+        base = address & ~(BLOCK - 1)
+        if not self.cache or 0 <= base - self._walk_start <= self._walk_len - BLOCK:
+            return  # the window holds it already
+        size = AGAIN
+        while True:
+            try:
+                data = self.memory.read(base, size)
+                break
+            except MemoryReadError:
+                if size <= BLOCK:
+                    return  # the consumer's own reads say what is unreadable
+                size //= 2
+        self._before_start, self._before_data, self._before_len = self._walk_start, self._walk_data, self._walk_len
+        self._walk_start, self._walk_data, self._walk_len = base, data, len(data)
 
     def block_words(self, address: int) -> Tuple[int, memoryview]:
         """A run of memory holding `address` as an array of words: (its start, words).

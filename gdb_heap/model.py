@@ -1084,9 +1084,9 @@ def _addresses(first: int, sizes: List[int]) -> List[int]:
     return list(accumulate(map(and_, sizes[:-1], repeat(~SIZE_BITS)), initial=first)) if sizes else []
 
 
-# A walk batch kept for later in 4 bytes a chunk (8 where a size field needs them): its first
-# address, its size fields, and its addresses only where they are not the sizes' running sum.
-PackedBatch = Tuple[int, "array[int]", Optional["array[int]"]]
+# A walk batch kept for later in 12 bytes a chunk (16 where a size field needs 8): its
+# addresses and its size fields as compact arrays.
+PackedBatch = Tuple["array[int]", "array[int]"]
 
 
 def pack_batch(addresses: List[int], sizes: List[int]) -> PackedBatch:
@@ -1095,14 +1095,11 @@ def pack_batch(addresses: List[int], sizes: List[int]) -> PackedBatch:
         packed = array("I", sizes)
     except OverflowError:
         packed = array("Q", sizes)
-    summed = bool(addresses) and addresses[-1] - addresses[0] == sum(map(and_, sizes[:-1], repeat(~SIZE_BITS)))
-    return (addresses[0] if addresses else 0), packed, (None if summed else array("Q", addresses))
+    return array("Q", addresses), packed
 
 
 def unpack_batch(batch: PackedBatch) -> Batch:
-    first, packed, addresses = batch
-    sizes = packed.tolist()
-    return (addresses.tolist() if addresses is not None else _addresses(first, sizes)), sizes
+    return batch[0].tolist(), batch[1].tolist()
 
 
 def walk_region(reader: Reader, layout: GlibcLayout, region: HeapRegion, top: int,

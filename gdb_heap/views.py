@@ -91,11 +91,13 @@ class ChunkRows:
     found and `stopped` says whether the limit cut the list."""
 
     def __init__(self, heap: Heap, arena: Arena, limit: Optional[int] = None,
-                 only: ChunkFilter = NO_FILTER, free: Optional[FreeIndex] = None) -> None:
+                 only: ChunkFilter = NO_FILTER, free: Optional[FreeIndex] = None, reads: bool = False) -> None:
         """`free`: the arena's heap.free_index when the caller has it already (one index, not two,
-        on a heap of millions of free chunks)."""
+        on a heap of millions of free chunks); `reads`: the caller reads each batch's chunks
+        (Heap.walk_ahead)."""
         self.heap, self.arena, self.limit, self.only = heap, arena, limit, only
         self._free = free
+        self.reads = reads
         self.problems: List[Problem] = []
         self.stopped = False
 
@@ -137,7 +139,7 @@ class ChunkRows:
         """The free index and the walk's batches: worked out at once (Heap.walk_and_index) unless
         the caller gave the index or a limit may stop the walk early."""
         if self._free is None and self.limit is None:
-            return self.heap.walk_and_index(self.arena, self.problems)
+            return self.heap.walk_and_index(self.arena, self.problems, reads=self.reads)
         free = self._free if self._free is not None else self.heap.free_index(self.arena)
         return free, self.heap.chunk_batches(self.arena, self.problems)
 

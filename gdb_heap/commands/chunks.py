@@ -128,7 +128,7 @@ The filters apply to the text, the JSON and the summary alike."""
                 out.lines(render.fit("no chunks: the heap is not initialised yet (the program has not called "
                                      "malloc in this arena)", cols))
                 continue
-            rows = views.ChunkRows(heap, arena, limit, only)  # its index, once made, is the namer's too
+            rows = views.ChunkRows(heap, arena, limit, only, reads=True)  # its index, once made, is the namer's too
             out.line(lister.heading)
             for addresses, sizes, special in rows.classified():
                 if not addresses:
