@@ -13,13 +13,14 @@ child).  The parent always reaps the child, so gdb never meets a process it did 
 
 from __future__ import annotations
 
+import io
 import os
 import pickle
 import select
 import signal
 import time
 import warnings
-from typing import Callable, Generic, Optional, TypeVar
+from typing import Any, Callable, Generic, Optional, TypeVar
 
 T = TypeVar("T")
 
@@ -45,28 +46,18 @@ class Job(Generic[T]):
 
     def result(self) -> Optional[T]:
         """The child's answer, or None when it failed, died or took too long (then the caller
-        works it out itself)."""
+        works it out itself).  Unpickled as it comes through the pipe: a big answer (the bins
+        of ten million chunks) is never held twice."""
         if self._done:
             return None
-        deadline = time.monotonic() + max(PATIENCE, time.monotonic() - self.started)
-        pieces = []
+        pipe = _Pipe(self.fd, self._poll, time.monotonic() + max(PATIENCE, time.monotonic() - self.started))
         try:
-            while True:
-                wait = deadline - time.monotonic()
-                if wait <= 0 or not self._poll.poll(int(1000 * min(wait, 0.2))):
-                    if wait <= 0:
-                        return None
-                    continue  # a Ctrl-C raises here, between short waits
-                piece = os.read(self.fd, 1 << 20)
-                if not piece:
-                    break
-                pieces.append(piece)
+            with io.BufferedReader(pipe, 1 << 20) as f:
+                return pickle.load(f)  # type: ignore[no-any-return]
+        except Exception:  # too late, or the child died mid-answer: not a whole pickle
+            return None
         finally:
             self.cancel()
-        try:
-            return pickle.loads(b"".join(pieces)) if pieces else None
-        except Exception:  # a child killed mid-answer: not a whole pickle
-            return None
 
     def cancel(self) -> None:
         """Stops the child (if it still runs) and reaps it."""
@@ -82,6 +73,27 @@ class Job(Generic[T]):
             os.waitpid(self.pid, 0)
         except ChildProcessError:
             pass
+
+
+class _Pipe(io.RawIOBase):
+    """The read end of a child's pipe, which waits for its bytes until `deadline` (then
+    TimeoutError) in short waits, so that a Ctrl-C in gdb is noticed between them."""
+
+    def __init__(self, fd: int, poll: select.poll, deadline: float) -> None:
+        super().__init__()
+        self.fd, self.poll, self.deadline = fd, poll, deadline
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        while not self.poll.poll(200):
+            if time.monotonic() > self.deadline:
+                raise TimeoutError("the helper took too long")
+        return os.readv(self.fd, [buffer])
+
+    def close(self) -> None:  # the fd is the Job's to close
+        super().close()
 
 
 def start(work: Callable[[], T]) -> Optional[Job[T]]:
