@@ -10,7 +10,7 @@ import time
 import pytest
 
 from gdb_heap import helper, model
-from gdb_heap.errors import MemoryReadError
+from gdb_heap.errors import HeapError, MemoryReadError
 from gdb_heap.memory import FileMemory
 from tests.gdbrun import CONFIG, gdb_batch, json_doc, no_traceback, sample
 
@@ -118,7 +118,8 @@ def outputs():
     script = ["set pagination off", "break checkpoint", "run 100000", f"python exec({COUNT!r})",
               f"echo {MARK}connection\\n", "python print(hasattr(gdb.selected_inferior(), 'connection'))"]
     for half, helper_min in (("helped", "32 << 20"), ("alone", "1 << 62")):
-        script.append(f"python import gdb_heap.heap as H; H.HELPER_MIN = {helper_min}")
+        # (the kept batches' addresses only for the first 64 KiB of them: both ways of keeping them)
+        script.append(f"python import gdb_heap.heap as H; H.HELPER_MIN = {helper_min}; H.KEEP_ADDRESSES = 1 << 16")
         for i, command in enumerate(COMMANDS):
             script += [f"echo {MARK}{half} {i}\\n", command]
         script += [f"echo {MARK}{half} runs\\n", "python print(h.runs); h.runs.clear()"]
@@ -182,15 +183,24 @@ def test_no_helper_on_a_core_file(tmp_path):
 
 # -- the batches kept while the helper works ----------------------------------------------------
 
-@pytest.mark.parametrize("addresses, sizes", [
-    ([0x1000, 0x1020, 0x1050, 0x1100], [0x21, 0x31, 0xb1, 0x20d01]),
-    ([0x1000, 0x1020, 0x2000], [0x21, 0x31, 0x41]),  # a gap (damage, a resumed walk)
-    ([0x1000, 0x1000 + (5 << 32)], [(5 << 32) | 1, 0x21]),  # a size past 32 bits
-    ([0x5000], [0x20d01]),  # top alone
-    ([], []),
+@pytest.mark.parametrize("addresses, sizes, running", [
+    ([0x1000, 0x1020, 0x1050, 0x1100], [0x21, 0x31, 0xb1, 0x20d01], True),
+    ([0x1000, 0x1020, 0x2000], [0x21, 0x31, 0x41], False),  # a gap (damage, a resumed walk)
+    ([0x1000, 0x1000 + (5 << 32)], [(5 << 32) | 1, 0x21], True),  # a size past 32 bits
+    ([0x5000], [0x20d01], True),  # top alone
+    ([], [], True),
 ])
-def test_a_kept_batch_comes_back_as_it_was(addresses, sizes):
-    packed = model.pack_batch(addresses, sizes)
-    assert model.unpack_batch(packed) == (addresses, sizes)
+@pytest.mark.parametrize("keep_addresses", [True, False])
+def test_a_kept_batch_comes_back_as_it_was(addresses, sizes, running, keep_addresses):
+    packed = model.pack_batch(addresses, sizes, keep_addresses)
+    assert (packed[3] is None) == (bool(addresses) and not keep_addresses)  # 8 bytes a chunk saved
     if sizes and max(sizes) < 1 << 32:
-        assert packed[1].itemsize == 4  # 4 bytes a size field where the sizes allow it
+        assert packed[2].itemsize == 4  # 4 bytes a size field where the sizes allow it
+    if keep_addresses or running:
+        assert model.unpack_batch(packed) == (addresses, sizes)
+
+
+def test_a_kept_batch_that_is_no_running_sum_is_refused():
+    # (the walk never gives one: a batch's addresses are its sizes' running sum)
+    with pytest.raises(HeapError, match="internal error"):
+        model.unpack_batch(model.pack_batch([0x1000, 0x1020, 0x2000], [0x21, 0x31, 0x41], keep_addresses=False))
