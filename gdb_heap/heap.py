@@ -75,6 +75,13 @@ KEY_SEARCH_MAX = 8 << 20
 
 
 
+def _given(walk: Iterator[Tuple[HeapRegion, model.Batch]],
+           each: Callable[[model.Batch], None]) -> Iterator[Tuple[HeapRegion, model.Batch]]:
+    for region, batch in walk:
+        each(batch)
+        yield region, batch
+
+
 class _Mark(Progress):
     """Where a walk is (its last progress), shown by no one: walk_and_index shows it again as
     the batches it kept are given."""
@@ -392,9 +399,10 @@ class Heap:
         return self._free[arena.address]
 
     def walk_and_index(self, arena: Arena, problems: List[Problem],
-                       reads: bool = False) -> Tuple[FreeIndex, Iterator[model.Batch]]:
+                       reads: bool = False,
+                       each: Optional[Callable[[model.Batch], None]] = None) -> Tuple[FreeIndex, Iterator[model.Batch]]:
         """The arena's free index and its chunk_batches, the two worked out at once (walk_ahead;
-        `reads`: the caller reads each batch's chunks)."""
+        `reads`: the caller reads each batch's chunks; `each`: given each batch as it is walked)."""
         kinds = self._free_kinds()
         key = self._bins_key(arena, kinds)
 
@@ -402,14 +410,16 @@ class Heap:
             index = self.free_index(arena)
             return self._chains[key], index
 
-        answer, walk = self.walk_ahead(arena, problems, work, ready=arena.address in self._free, reads=reads)
+        answer, walk = self.walk_ahead(arena, problems, work, ready=arena.address in self._free, reads=reads,
+                                       each=each)
         if answer is not None and arena.address not in self._free:  # (a walk's resync may have made it)
             bins, self._free[arena.address] = answer
             self.keep_bins(arena, bins, kinds)
         return self.free_index(arena), (batch for _, batch in walk)
 
     def walk_ahead(self, arena: Arena, problems: List[Problem], work: Callable[[], T], ready: bool = False,
-                   reads: bool = False) -> Tuple[Optional[T], Iterator[Tuple[HeapRegion, model.Batch]]]:
+                   reads: bool = False, each: Optional[Callable[[model.Batch], None]] = None
+                   ) -> Tuple[Optional[T], Iterator[Tuple[HeapRegion, model.Batch]]]:
         """`work`'s answer (following bins, built from this heap) and the arena's
         region_chunk_batches, the two at once on a big heap of a live process: a helper runs
         `work` (helper.py, over its own reader of the process's memory) while gdb walks the
@@ -417,8 +427,11 @@ class Heap:
         walked so far (`reads`: the caller reads each batch's chunks, so the memory they lie
         in is read again, in big runs, as they are given), then the rest of the walk.  None
         for the answer when the helper was not worth it (`ready`: the answer is at hand; a
-        small heap), not possible or failed: the caller works it out itself."""
+        small heap), not possible or failed: the caller works it out itself.  `each` is given
+        each batch as it is walked (what needs no answer is done while the helper works)."""
         walk = self.region_chunk_batches(arena, problems)
+        if each is not None:
+            walk = _given(walk, each)
         job = None if ready or arena.state.system_mem < HELPER_MIN else self._job(work)
         if job is None:
             return None, walk
@@ -426,6 +439,7 @@ class Heap:
         shown, mark = self.progress, _Mark()
         held_bytes = 0  # what the kept batches take
         self.progress = mark  # the progress shown is the consumer's: as each batch is given
+        self.reader.walk_fills_cache = reads
         try:
             for region, (addresses, sizes) in walk:
                 whole = held_bytes < KEEP_ADDRESSES
@@ -436,6 +450,7 @@ class Heap:
             answer = job.result()
         finally:
             self.progress = shown
+            self.reader.walk_fills_cache = True
             job.cancel()
         held.reverse()
 

@@ -147,6 +147,9 @@ class Reader:
         self._before_data: Bytes = b""
         self._slab = Slab()
         self.cache_blocks = CACHE_BLOCKS  # how many blocks (and, apart, pages) the cache keeps
+        # Whether block_words keeps the blocks it reads (while the cache has room): not for a
+        # walk whose consumer reads nothing of its chunks again (Heap.walk_ahead).
+        self.walk_fills_cache = True
 
     # -- raw access ------------------------------------------------------------------------
     def _load(self, base: int, length: int, into: Dict[int, Optional[Bytes]]) -> Optional[Bytes]:
@@ -371,7 +374,7 @@ class Reader:
         For the heap walk: it indexes words straight out of the block, no unpack per chunk.
         Past the cache's room the block is read for this walk alone.
         """
-        hit = self._cached(address)
+        hit = self._cached(address) if self.walk_fills_cache else None
         if hit is None:
             base = address & ~(BLOCK - 1)
             try:

@@ -1132,15 +1132,32 @@ def classify(address: int, top: int,
     return "free", hit[0], hit[1]
 
 
-def summarise(batches: Iterable[Batch], top: int, free: FreeIndex,
-              limit: Optional[int] = None) -> Counter[Tuple[str, Optional[str], int]]:
+class SizeCount:
+    """The size fields of a walk's batches counted as they come (Heap.walk_and_index's `each`),
+    up to the first empty batch (where summarise stops), for summarise's `every`."""
+
+    def __init__(self) -> None:
+        self.every: Counter[int] = Counter()
+        self._stopped = False
+
+    def __call__(self, batch: Batch) -> None:
+        if not batch[0]:
+            self._stopped = True
+        if not self._stopped:
+            self.every.update(batch[1])
+
+
+def summarise(batches: Iterable[Batch], top: int, free: FreeIndex, limit: Optional[int] = None,
+              every: Optional[Counter[int]] = None) -> Counter[Tuple[str, Optional[str], int]]:
     """Counts of chunks by (state, bin, size), from walk_region_batches' batches.
 
     Every chunk is counted at C speed: each batch's size fields whole (Counter.update), and
     its free chunks apart by (bin, size field) (FreeIndex.walked); the in-use counts are the
-    difference.  Top stays top (as in classify), even where a bin lists it (damage).
+    difference.  Top stays top (as in classify), even where a bin lists it (damage).  `every`:
+    the batches' size fields counted already (SizeCount; no limit then).
     """
-    every: Counter[int] = Counter()  # size field (flags in) -> walked chunks
+    given = every  # counted as the walk goes on: read once summarise has taken every batch
+    every = Counter()  # size field (flags in) -> walked chunks
     pairs: Counter[Tuple[Tuple[str, int], int]] = Counter()  # (bin, index), size field -> free walked chunks
     top_sizef: Optional[int] = None
     seen = 0
@@ -1150,12 +1167,15 @@ def summarise(batches: Iterable[Batch], top: int, free: FreeIndex,
         if not addresses:
             break
         seen += len(addresses)
-        every.update(sizes)
+        if given is None:
+            every.update(sizes)
         pairs.update(free.walked(addresses, sizes))
         if addresses[-1] == top:
             top_sizef = sizes[-1]
         if limit is not None and seen >= limit:
             break
+    if given is not None:
+        every = Counter(given)
     rows: Counter[Tuple[str, Optional[str], int]] = Counter()
     if top_sizef is not None:
         where = free.get(top)

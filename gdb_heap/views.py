@@ -42,8 +42,9 @@ def overview(heap: Heap) -> Overview:
     counts: Counter[str] = Counter({k: 0 for k in ("in_use",) + BIN_KINDS})
     problems: List[Problem] = []
     for arena in heap.arenas:
-        free, walk = heap.walk_and_index(arena, problems)
-        rows = model.summarise(walk, arena.state.top, free)
+        counted = model.SizeCount()  # while the helper follows the bins (Heap.walk_and_index)
+        free, walk = heap.walk_and_index(arena, problems, each=counted)
+        rows = model.summarise(walk, arena.state.top, free, every=counted.every)
         for (state, kind, _), n in rows.items():
             if state != "top":
                 counts[kind or "in_use"] += n

@@ -204,3 +204,27 @@ def test_a_kept_batch_that_is_no_running_sum_is_refused():
     # (the walk never gives one: a batch's addresses are its sizes' running sum)
     with pytest.raises(HeapError, match="internal error"):
         model.unpack_batch(model.pack_batch([0x1000, 0x1020, 0x2000], [0x21, 0x31, 0x41], keep_addresses=False))
+
+
+def test_sizes_counted_as_walked_give_the_same_summary():
+    # Heap.walk_and_index's `each` counts the size fields while the helper works; summarise then
+    # counts only the free chunks: the rows are the same, up to the first empty batch as ever.
+    from gdb_heap.free_index import FreeIndex
+    batches = [([0x1000, 0x1020, 0x1050], [0x21, 0x31, 0xb1]), ([0x1100, 0x1130], [0x30, 0x21]),
+               ([], []), ([0x2000], [0x41])]
+    free = FreeIndex.of({0x1020: ("small", 2), 0x1100: ("fast", 1)})
+    counted = model.SizeCount()
+    for batch in batches:
+        counted(batch)
+    rows = model.summarise(batches, 0x1130, free, every=counted.every)
+    assert rows == model.summarise(batches, 0x1130, free)
+    counted = model.SizeCount()  # counted while summarise takes them: read at the end
+
+    def counting():
+        for batch in batches:
+            counted(batch)
+            yield batch
+
+    assert model.summarise(counting(), 0x1130, free, every=counted.every) == rows
+    assert rows == {("in_use", None, 0x20): 1, ("free", "small", 0x30): 1, ("in_use", None, 0xb0): 1,
+                    ("free", "fast", 0x30): 1, ("top", None, 0x20): 1}  # by hand; 0x2000 after the empty batch

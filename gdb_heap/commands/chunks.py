@@ -10,7 +10,7 @@ from .. import render, render_map, views
 from ..args import Args, parse_count
 from ..errors import HeapError, MemoryReadError
 from ..heap import Heap
-from ..model import BIN_KINDS, Arena, Problem, summarise
+from ..model import BIN_KINDS, Arena, Problem, SizeCount, summarise
 from .base import (HeapCommand, Out, arenas_for, evaluate_address, implements, namer, one_or_all, open_heap, style,
                    width)
 from .settings import setting
@@ -88,9 +88,13 @@ The filters apply to the text, the JSON and the summary alike."""
                 rows = summarise(chosen.batches(), arena.state.top, heap.free_index(arena))
                 problems = chosen.problems
             else:
-                free, walk = (heap.walk_and_index(arena, problems) if limit is None
-                              else (heap.free_index(arena), heap.chunk_batches(arena, problems)))
-                rows = summarise(walk, arena.state.top, free, limit)
+                if limit is None:
+                    counted = SizeCount()  # while the helper follows the bins (Heap.walk_and_index)
+                    free, walk = heap.walk_and_index(arena, problems, each=counted)
+                    rows = summarise(walk, arena.state.top, free, every=counted.every)
+                else:
+                    rows = summarise(heap.chunk_batches(arena, problems), arena.state.top, heap.free_index(arena),
+                                     limit)
             if args.flag("--json"):
                 docs.append(render.summary_doc(arena.address, rows))
                 continue
