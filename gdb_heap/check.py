@@ -78,6 +78,11 @@ class Checker:
         self.version = self.layout.version
         self.problems: List[Problem] = []
         self.tcache_counts: Dict[int, int] = {}  # the selected thread's tcache: bin -> chunks
+        # The prev_size words of each walked batch's chunks with PREV_INUSE clear, the only ones
+        # `neighbours` reads, read as the walk meets them (Heap.walk_ahead's `each`): after a walk
+        # that went ahead of the checks, its blocks are gone.  Batch's first chunk -> (those
+        # chunks, their words).
+        self._footers: Dict[int, Tuple[array[int], array[int]]] = {}
         self._paths_context: Optional[paths.Context] = None
 
     @property
@@ -96,8 +101,8 @@ class Checker:
         # The bins followed by a helper while the heap is walked (Heap.walk_ahead); the walk's
         # problems come after the bins' (as when the bins are followed first).
         walk_problems: List[Problem] = []
-        helped, batches = self.heap.walk_ahead(arena, walk_problems, self.bins,
-                                               ready=self.heap.has_bins(arena), reads=True)
+        helped, batches = self.heap.walk_ahead(arena, walk_problems, self.bins, ready=self.heap.has_bins(arena),
+                                               each=self.footers)
         (chains, bin_problems), regular, fast, listed = helped or self.bins()
         self.heap.keep_bins(arena, (chains, bin_problems))
         self.problems += bin_problems
@@ -135,6 +140,28 @@ class Checker:
         fast = array("Q", sorted(chain_from.from_iterable(c.chunks for c in chains if c.kind == "fast")))
         listed = array("Q", sorted(chain_from.from_iterable(c.chunks for c in chains)))
         return (chains, problems), regular, fast, listed
+
+    def footers(self, batch: Batch) -> None:
+        """Keeps the prev_size words of the batch's chunks with PREV_INUSE clear (see _footers)."""
+        addresses, sizes = batch
+        if not addresses:
+            return
+        chunks, words = array("Q"), array("Q")
+        for i in compress(range(len(sizes)), map(not_, map(and_, sizes, repeat(PREV_INUSE)))):
+            try:
+                words.append(self.reader.word(addresses[i]))  # the block the walk has just read
+            except MemoryReadError:
+                continue  # read again (and unreadable again) when needed
+            chunks.append(addresses[i])
+        self._footers[addresses[0]] = chunks, words
+
+    def footer(self, first: int, chunk: int) -> int:
+        """The prev_size word of `chunk` (PREV_INUSE clear) of the batch starting at `first`."""
+        chunks, words = self._footers.get(first, ((), ()))
+        try:
+            return words[chunks.index(chunk)]
+        except ValueError:
+            return self.reader.word(chunk)
 
     def finish(self) -> List[Problem]:
         """Each problem once, by address."""
@@ -199,6 +226,7 @@ class Checker:
             # the batch's chunks in a regular bin, and the chunk before the batch's
             here = regular.around(last[0] if last is not None else addresses[0], addresses[-1])
             self.neighbours(addresses, sizes, last, here, fast, walked.neighbours)
+            self._footers.pop(addresses[0], None)  # read: let go
             self.arena_bits(addresses, sizes, here, walked.arena_bits)
             cursor = self.listed_in(addresses, sizes, last, listed, cursor, walked.inside)
             last = addresses[-1], sizes[-1]
@@ -254,7 +282,7 @@ class Checker:
                                               f"{prev:#x}, is {state} (not in a regular bin)", abort))
             else:
                 try:
-                    prev_size = self.reader.word(address)
+                    prev_size = self.footer(addresses[0], address)
                 except MemoryReadError:
                     continue
                 psize = address - prev
