@@ -439,7 +439,7 @@ class Heap:
         shown, mark = self.progress, _Mark()
         held_bytes = 0  # what the kept batches take
         self.progress = mark  # the progress shown is the consumer's: as each batch is given
-        self.reader.walk_fills_cache = reads
+        self.reader.walk_fills_cache = False
         try:
             for region, (addresses, sizes) in walk:
                 whole = held_bytes < KEEP_ADDRESSES
