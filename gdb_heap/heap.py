@@ -465,7 +465,10 @@ class Heap:
         return answer, chain(kept(), walk)
 
     def _job(self, work: Callable[[], T]) -> Optional[helper.Job[T]]:
-        """A helper running `work` with this heap reading the process through its own file."""
+        """A helper running `work` with this heap reading the process through its own file (none
+        on one processor: it would only take turns with gdb)."""
+        if helper.cores() < 2:
+            return None
         fd = self.anchors.memory_file()
         if fd is None:
             return None

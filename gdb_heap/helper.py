@@ -96,6 +96,14 @@ class _Pipe(io.RawIOBase):
         super().close()
 
 
+def cores() -> int:
+    """How many processors this process may run on: a helper needs a second one to pay."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
 def start(work: Callable[[], T]) -> Optional[Job[T]]:
     """Forks a child that runs `work` and sends back what it returns; None when fork is not
     possible (then the caller runs `work` itself)."""
