@@ -126,6 +126,9 @@ def start(work: Callable[[], T]) -> Optional[Job[T]]:
         try:
             signal.signal(signal.SIGINT, signal.SIG_IGN)
             os.close(r)
+            quiet = os.open(os.devnull, os.O_WRONLY)  # nothing of the child's reaches gdb's terminal
+            os.dup2(quiet, 1)
+            os.dup2(quiet, 2)
             data = pickle.dumps(work(), pickle.HIGHEST_PROTOCOL)
             view = memoryview(data)
             while view:
