@@ -65,9 +65,9 @@ KEEP_ADDRESSES = 16 << 20
 # walk_ahead asks whether the helper is done after this many batches (a system call each time).
 ASK_EVERY = 8
 
-# A heap smaller than this has its bins followed in gdb itself: a helper's fork and answer
-# cost more than they save (about a tenth of a second at 40 MiB, a third at 400 MiB).
-HELPER_MIN = 32 << 20
+# An arena smaller than this (MiB) has its bins followed in gdb itself: a helper's fork and
+# answer cost about what they save (`set heap helper-min` changes it; 0: never a helper).
+HELPER_MIN_MIB = 32
 
 # How much of the C library's data the search for tcache_key reads at most (libc's .data and
 # .bss are a few pages; a static program's data may be more).
@@ -218,6 +218,7 @@ class Heap:
         self._resync: Dict[int, model.Resync] = {}
         self._mid_update: Optional[MidUpdate] = None
         self.progress = QUIET  # the commands show it on a terminal (progress.py)
+        self.helper_min_mib = HELPER_MIN_MIB  # (walk_ahead)
 
     # -- state -----------------------------------------------------------------------------
     @property
@@ -432,7 +433,8 @@ class Heap:
         walk = self.region_chunk_batches(arena, problems)
         if each is not None:
             walk = _given(walk, each)
-        job = None if ready or arena.state.system_mem < HELPER_MIN else self._job(work)
+        worth = self.helper_min_mib and arena.state.system_mem >= self.helper_min_mib << 20
+        job = None if ready or not worth else self._job(work)
         if job is None:
             return None, walk
         held: List[Tuple[HeapRegion, model.PackedBatch, Tuple[int, int]]] = []

@@ -117,14 +117,15 @@ h.Job.result = result
 
 
 def outputs():
-    """Each command's output with the helper (its usual threshold), then without it (a threshold
-    out of reach), in one session (the same process: the same LWPs and tcache key); and the
+    """Each command's output with the helper (its default threshold), then without it (set heap
+    helper-min 0), in one session (the same process: the same LWPs and tcache key); and the
     helper's answers, after each half."""
     script = ["set pagination off", "break checkpoint", "run 100000", f"python exec({COUNT!r})",
               f"echo {MARK}connection\\n", "python print(hasattr(gdb.selected_inferior(), 'connection'))"]
-    for half, helper_min in (("helped", "32 << 20"), ("alone", "1 << 62")):
-        # (the kept batches' addresses only for the first 64 KiB of them: both ways of keeping them)
-        script.append(f"python import gdb_heap.heap as H; H.HELPER_MIN = {helper_min}; H.KEEP_ADDRESSES = 1 << 16")
+    # (the kept batches' addresses only for the first 64 KiB of them: both ways of keeping them)
+    script.append("python import gdb_heap.heap as H; H.KEEP_ADDRESSES = 1 << 16")
+    for half, helper_min in (("helped", "32"), ("alone", "0")):
+        script.append(f"set heap helper-min {helper_min}")
         for i, command in enumerate(COMMANDS):
             script += [f"echo {MARK}{half} {i}\\n", command]
         script += [f"echo {MARK}{half} runs\\n", "python print(h.runs); h.runs.clear()"]
@@ -143,7 +144,7 @@ def both():
 
 def test_a_big_heap_has_its_bins_followed_by_the_helper(both):
     # Each command that walks and follows the bins (summary twice, heap, the two listings, check
-    # twice) asked a helper and took its answer; with the threshold out of reach, none did.
+    # twice) asked a helper and took its answer; with set heap helper-min 0, none did.
     # Before gdb 12 (no Inferior.connection: a core or a remote target cannot be told apart)
     # there is no helper.
     helped = both["connection"].strip() == "True"

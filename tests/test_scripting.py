@@ -89,14 +89,15 @@ def test_set_then_show():
 
 def test_a_value_out_of_bounds_is_refused_and_the_last_one_kept():
     r = gdb_batch(["set heap map-count 7", "set heap map-count 0", "show heap map-count", "set heap preview-bytes 300",
-                   "set heap trace-ring 0", "show heap nosuch"])
+                   "set heap trace-ring 0", "set heap helper-min 2000000", "show heap nosuch"])
     no_traceback(r.stdout + r.stderr)
     assert heap_errors(r.stderr) == [
         "heap: set heap map-count wants 1 to 100000, not 0; see help set heap map-count",
         "heap: set heap preview-bytes wants 0 to 256, not 300; see help set heap preview-bytes",
         "heap: set heap trace-ring wants at least 1, not 0; see help set heap trace-ring",
+        "heap: set heap helper-min wants 0 to 1048576, not 2000000; see help set heap helper-min",
         "heap: no setting 'nosuch'; the settings are preview-bytes, chain-limit, chunks-limit, map-count, "
-        "trace-ring, main-arena, mp (show heap lists them)"]
+        "helper-min, trace-ring, main-arena, mp (show heap lists them)"]
     assert "Chunks heap map shows is 7." in r.stdout
 
 

@@ -31,6 +31,7 @@ from ..progress import QUIET, Progress
 from ..model import Arena
 from ..style import Style
 from ..terminal import colour_wanted
+from .settings import setting
 
 WRITE_BATCH = 1 << 20  # characters per gdb.write call when streaming
 
@@ -91,6 +92,7 @@ def open_heap(args: Args) -> Heap:
                       memory_file=lambda: process_memory_file(state.main_arena))
     heap = Heap(reader, state.layout, anchors)
     heap.progress = _progress
+    heap.helper_min_mib = setting("helper-min") or 0
     if not args.flag("--json"):  # a JSON document is all --json prints (notes: heap's overview)
         for text in state.notes:
             warn_once(text)
