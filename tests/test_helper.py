@@ -244,3 +244,18 @@ def test_sizes_counted_as_walked_give_the_same_summary():
     assert model.summarise(counting(), 0x1130, free, every=counted.every) == rows
     assert rows == {("in_use", None, 0x20): 1, ("free", "small", 0x30): 1, ("in_use", None, 0xb0): 1,
                     ("free", "fast", 0x30): 1, ("top", None, 0x20): 1}  # by hand; 0x2000 after the empty batch
+
+
+def test_the_helped_summary_against_malloc_info():
+    # 100,000 chunks (a 43 MB arena: the helper follows its bins): glibc's own malloc_info totals
+    # against the summary, and the helper asked and answering
+    from tests.gdbrun import doc, probe
+    from tests.test_live import check_malloc_info, stage
+
+    connection = "python print(hasattr(gdb.selected_inferior(), 'connection'))"
+    result = probe(sample("many"), [f"python exec({COUNT!r})", "heap chunks --summary --json", "python print(h.runs)",
+                                    connection], args=["100000"])
+    record = stage(result, 1)
+    helped = record["commands"][connection]["out"].strip() == "True"  # (before gdb 12: no helper)
+    assert record["commands"]["python print(h.runs)"]["out"].strip() == ("[True]" if helped else "[]")
+    check_malloc_info(record, doc(record, "heap chunks --summary --json")["summary"])
