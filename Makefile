@@ -108,6 +108,7 @@ bench: samples
 # 10^7 chunks: a heap of about 4 GB, built in minutes; three runs of each command.
 bench-big: samples
 	$(PYTHON) bench/bench.py --readme --repeat=3 10000000
+	$(PYTHON) bench/snapshot_bench.py --readme --repeat=3 10000000
 
 # What no implementation in gdb's Python can skip, per command, beside the targets (bench/floors.py).
 bench-floors: samples

@@ -101,8 +101,8 @@ class Checker:
         # The bins followed by a helper while the heap is walked (Heap.walk_ahead); the walk's
         # problems come after the bins' (as when the bins are followed first).
         walk_problems: List[Problem] = []
-        helped, batches = self.heap.walk_ahead(arena, walk_problems, self.bins, ready=self.heap.has_bins(arena),
-                                               each=self.footers)
+        helped, batches, _ = self.heap.walk_ahead(arena, walk_problems, self.bins,
+                                                  ready=self.heap.has_bins(arena), each=self.footers)
         (chains, bin_problems), regular, fast, listed = helped or self.bins()
         self.heap.keep_bins(arena, (chains, bin_problems))
         self.problems += bin_problems

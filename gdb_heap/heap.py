@@ -6,10 +6,13 @@ synthetic memory image.
 
 from __future__ import annotations
 
+import io
 import os
-from dataclasses import dataclass, field
+import tempfile
+from bisect import bisect_left
+from dataclasses import dataclass, field, replace
 from itertools import chain
-from typing import Callable, Dict, Generator, Iterator, List, Optional, Sequence, Tuple, TypeVar
+from typing import BinaryIO, Callable, Dict, Generator, Iterator, List, Optional, Sequence, Tuple, TypeVar
 
 from . import helper, in_progress, model
 from .errors import HeapError, MemoryReadError
@@ -53,9 +56,20 @@ class Anchors:
     memory_file: Callable[[], Optional[int]] = lambda: None
 
 
-# What a helper sends back for walk_and_index: heap.bins's answer, and the free index.
-IndexAnswer = Tuple[Tuple[List[BinChain], List[Problem]], FreeIndex]
+# What a helper sends back for walk_and_index: heap.bins's answer, the free index, and where
+# it begins the walk's tail (walk_index_split), if it does.
+IndexAnswer = Tuple[Tuple[List[BinChain], List[Problem]], FreeIndex, Optional[int]]
 T = TypeVar("T")
+
+# What a command makes of the end of a walk, in a helper (walk_index_split's `tail`): given the
+# helper's reader, the free index and the walk's batches from one chunk on, it writes its
+# output for them into the file.
+Tail = Callable[[Reader, FreeIndex, Iterator["model.Batch"], BinaryIO], None]
+
+# Where the helper's tail begins, as a share of the way from the region's first chunk to top:
+# the helper follows the bins first, then walks and makes its part while gdb makes the first
+# part and writes it, and then writes the helper's too (a listing: about half each).
+TAIL_FROM = 0.5
 
 # walk_ahead keeps its batches' addresses (8 bytes a chunk, a quicker unpack) while its batches
 # take less than this many bytes, then only their sizes (4 bytes a chunk): gdb stays under
@@ -73,6 +87,68 @@ HELPER_MIN_MIB = 32
 # .bss are a few pages; a static program's data may be more).
 KEY_SEARCH_MAX = 8 << 20
 
+
+
+@dataclass
+class Split:
+    """A walk whose tail, from chunk `start` to top, a helper does (walk_index_split): what it
+    made of it is in `file` once finished() says it did all of it."""
+
+    start: int
+    region: HeapRegion  # the helper walked it from start on
+    job: helper.Job[IndexAnswer]
+    file: BinaryIO
+    before: int = 0  # the bytes of the arena's heaps a walk gives before the region's
+    total: int = 0  # ... and of them all (a walk's progress)
+    # whether gdb's walk met start in that region (so the helper's walk from it on is its own),
+    # once it got there
+    met: Optional[bool] = None
+
+    def watch(self, walk: Iterator[Tuple[HeapRegion, model.Batch]]) -> Iterator[model.Batch]:
+        """The walk's batches; `met` set as the one reaching start is given."""
+        for region, batch in walk:
+            addresses = batch[0]
+            if self.met is None and addresses and addresses[-1] >= self.start:
+                self.met = region == self.region and addresses[bisect_left(addresses, self.start)] == self.start
+            yield batch
+
+    def finished(self) -> bool:
+        """Waits for the helper; whether its output is whole (else it is gone: do it yourself)."""
+        done = self.job.finished()
+        if done:
+            self.file.seek(0)
+        else:
+            self.file.close()
+        return done
+
+    def cancel(self) -> None:
+        self.job.cancel()
+        self.file.close()
+
+    def text(self, progress: Progress = QUIET) -> Iterator[str]:
+        """What the helper wrote (UTF-8), a megabyte at a time, once finished; the file closed.
+        `progress` is told how far it is as a walk's, the tail's share by the bytes given."""
+        try:
+            size = max(1, os.fstat(self.file.fileno()).st_size)
+            at = self.before + self.start - self.region.first_chunk
+            rest = self.region.end - self.start
+            text = io.TextIOWrapper(self.file, encoding="utf-8", newline="")
+            while True:
+                piece = text.read(1 << 20)
+                if not piece:
+                    break
+                progress.walked(at + rest * self.file.tell() // size, self.total)
+                yield piece
+        finally:
+            self.file.close()
+
+
+def _tail_start(index: FreeIndex, region: HeapRegion, top: int) -> Optional[int]:
+    """The first chunk a bin lists from TAIL_FROM of the way from the region's first chunk to
+    top (a chunk start, if the bins are right), None when none lies before top."""
+    a = index.addresses
+    i = bisect_left(a, region.first_chunk + int((top - region.first_chunk) * TAIL_FROM))
+    return a[i] if i < len(a) and a[i] < top else None
 
 
 def _given(walk: Iterator[Tuple[HeapRegion, model.Batch]],
@@ -404,23 +480,79 @@ class Heap:
                        each: Optional[Callable[[model.Batch], None]] = None) -> Tuple[FreeIndex, Iterator[model.Batch]]:
         """The arena's free index and its chunk_batches, the two worked out at once (walk_ahead;
         `reads`: the caller reads each batch's chunks; `each`: given each batch as it is walked)."""
+        free, walk, _ = self.walk_index_split(arena, problems, reads, each)
+        return free, walk
+
+    def walk_index_split(self, arena: Arena, problems: List[Problem], reads: bool = False,
+                         each: Optional[Callable[[model.Batch], None]] = None, tail: Optional[Tail] = None
+                         ) -> Tuple[FreeIndex, Iterator[model.Batch], Optional[Split]]:
+        """walk_and_index, and with `tail`: the helper, once it has sent its answer, also walks
+        the region holding top from a chunk its bins list (TAIL_FROM of the way) to top, and
+        runs `tail` on those batches (Split: the caller's to finish or cancel).  Its output
+        stands for the caller's own from that chunk on only where gdb's walk, given up to it,
+        meets that chunk, and the helper's walk found nothing wrong."""
         kinds = self._free_kinds()
         key = self._bins_key(arena, kinds)
+        region = self._tail_region(arena) if tail is not None else None
+        top = arena.state.top
 
         def work() -> IndexAnswer:
             index = self.free_index(arena)
-            return self._chains[key], index
+            return self._chains[key], index, None if region is None else _tail_start(index, region, top)
 
-        answer, walk = self.walk_ahead(arena, problems, work, ready=arena.address in self._free, reads=reads,
-                                       each=each)
+        file: Optional[BinaryIO] = None
+        then: Optional[Callable[[IndexAnswer], None]] = None
+        if tail is not None and region is not None:
+            file = tempfile.TemporaryFile()
+            out = file
+
+            def then(answer: IndexAnswer) -> None:  # in the helper, after its answer
+                start = answer[2]
+                if start is None:
+                    return
+                mine: List[Problem] = []
+                tail(self.reader, answer[1], model.walk_region_batches(
+                    self.reader, self.layout, replace(region, first_chunk=start), top, mine), out)
+                out.flush()
+                if mine:  # gdb's walk says so, in order
+                    raise HeapError("the walk's tail is damaged")
+
+        try:
+            answer, walk, job = self.walk_ahead(arena, problems, work, ready=arena.address in self._free, reads=reads,
+                                                each=each, then=then)
+        except BaseException:
+            if file is not None:
+                file.close()
+            raise
+        split = None
+        if job is not None and answer is not None and answer[2] is not None and file is not None and region:
+            # where a walk's progress is at start, and its whole, as region_batches shows them
+            regions = arena.heaps if arena.loaded else [region]
+            before = sum(r.end - r.first_chunk for r in regions if r.first_chunk < region.first_chunk)
+            split = Split(answer[2], region, job, file, before, sum(r.end - r.first_chunk for r in regions))
+        elif job is not None:
+            job.cancel()
+        if file is not None and split is None:
+            file.close()
         if answer is not None and arena.address not in self._free:  # (a walk's resync may have made it)
-            bins, self._free[arena.address] = answer
+            bins, self._free[arena.address], _ = answer
             self.keep_bins(arena, bins, kinds)
-        return self.free_index(arena), (batch for _, batch in walk)
+        return self.free_index(arena), (batch for _, batch in walk) if split is None else split.watch(walk), split
+
+    def _tail_region(self, arena: Arena) -> Optional[HeapRegion]:
+        """The region a walk of the arena gives last, if it holds top (where a helper may do the
+        walk's tail): the main heap's usual single region, or its last region, or a thread
+        arena's newest heap."""
+        if arena.main and not arena.loaded:
+            region = model.contiguous_main_region(self.reader, self.layout, arena.state, self.mp)
+        else:
+            region = arena.heaps[-1] if arena.heaps else None
+        return region if region is not None and region.first_chunk < arena.state.top < region.end else None
 
     def walk_ahead(self, arena: Arena, problems: List[Problem], work: Callable[[], T], ready: bool = False,
-                   reads: bool = False, each: Optional[Callable[[model.Batch], None]] = None
-                   ) -> Tuple[Optional[T], Iterator[Tuple[HeapRegion, model.Batch]]]:
+                   reads: bool = False, each: Optional[Callable[[model.Batch], None]] = None,
+                   then: Optional[Callable[[T], None]] = None
+                   ) -> Tuple[Optional[T], Iterator[Tuple[HeapRegion, model.Batch]], Optional[helper.Job[T]]]:
         """`work`'s answer (following bins, built from this heap) and the arena's
         region_chunk_batches, the two at once on a big heap of a live process: a helper runs
         `work` (helper.py, over its own reader of the process's memory) while gdb walks the
@@ -429,19 +561,22 @@ class Heap:
         in is read again, in big runs, as they are given), then the rest of the walk.  None
         for the answer when the helper was not worth it (`ready`: the answer is at hand; a
         small heap), not possible or failed: the caller works it out itself.  `each` is given
-        each batch as it is walked (what needs no answer is done while the helper works)."""
+        each batch as it is walked (what needs no answer is done while the helper works).
+        `then`: the helper goes on with it after its answer; the job, still at it, is returned
+        then (the caller's to finish or cancel)."""
         walk = self.region_chunk_batches(arena, problems)
         if each is not None:
             walk = _given(walk, each)
         worth = self.helper_min_mib and arena.state.system_mem >= self.helper_min_mib << 20
-        job = None if ready or not worth else self._job(work)
+        job = None if ready or not worth else self._job(work, then)
         if job is None:
-            return None, walk
+            return None, walk, None
         held: List[Tuple[HeapRegion, model.PackedBatch, Tuple[int, int]]] = []
         shown, mark = self.progress, _Mark()
         held_bytes = 0  # what the kept batches take
         self.progress = mark  # the progress shown is the consumer's: as each batch is given
         self.reader.walk_fills_cache = False
+        answer: Optional[T] = None
         try:
             for region, (addresses, sizes) in walk:
                 whole = held_bytes < KEEP_ADDRESSES
@@ -453,7 +588,8 @@ class Heap:
         finally:
             self.progress = shown
             self.reader.walk_fills_cache = True
-            job.cancel()
+            if then is None or answer is None:
+                job.cancel()
         held.reverse()
 
         def kept() -> Iterator[Tuple[HeapRegion, model.Batch]]:
@@ -464,11 +600,11 @@ class Heap:
                     self.reader.walk_again(packed[0] + self.layout.size_sz)
                 yield region, model.unpack_batch(packed)
 
-        return answer, chain(kept(), walk)
+        return answer, chain(kept(), walk), None if then is None or answer is None else job
 
-    def _job(self, work: Callable[[], T]) -> Optional[helper.Job[T]]:
-        """A helper running `work` with this heap reading the process through its own file (none
-        on one processor: it would only take turns with gdb)."""
+    def _job(self, work: Callable[[], T], then: Optional[Callable[[T], None]] = None) -> Optional[helper.Job[T]]:
+        """A helper running `work` (then `then`) with this heap reading the process through its
+        own file (none on one processor: it would only take turns with gdb)."""
         if helper.cores() < 2:
             return None
         fd = self.anchors.memory_file()
@@ -483,7 +619,7 @@ class Heap:
                 self.reader = reader
                 return work()
 
-            return helper.start(run)
+            return helper.start(run, then)
         finally:
             os.close(fd)  # the child has its own copy
 

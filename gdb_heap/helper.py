@@ -6,9 +6,12 @@ are done: so a command forks, the child follows the bins (reading the live proce
 through its own file, never through gdb, whose state the child must not touch) and sends its
 answer back pickled through a pipe, while gdb walks the heap on the other core.
 
-The child touches nothing of gdb's: it reads, computes, writes one pipe and leaves with
-os._exit (no atexit, no gdb cleanup).  It ignores SIGINT (Ctrl-C is the parent's: it kills the
-child).  The parent always reaps the child, so gdb never meets a process it did not start.
+The child touches nothing of gdb's: it reads, computes, writes one pipe (and, with `then`, a
+file the parent gave it) and leaves with os._exit (no atexit, no gdb cleanup); any call into
+gdb's module fails in it (forbid_gdb), so a path that would ask gdb is a failed child, which
+the parent makes up for, never a child meddling with gdb's state.  It ignores SIGINT (Ctrl-C
+is the parent's: it kills the child).  The parent always reaps the child, so gdb never meets a
+process it did not start.
 """
 
 from __future__ import annotations
@@ -18,7 +21,9 @@ import os
 import pickle
 import select
 import signal
+import sys
 import time
+import types
 import warnings
 from typing import Any, Callable, Generic, Optional, TypeVar
 
@@ -33,9 +38,10 @@ PATIENCE = 30.0
 class Job(Generic[T]):
     """One child at work (start): `ready()` without waiting, `result()` waits; both reap it."""
 
-    def __init__(self, pid: int, fd: int) -> None:
+    def __init__(self, pid: int, fd: int, then: bool = False) -> None:
         self.pid, self.fd = pid, fd
         self.started = time.monotonic()
+        self.then = then  # the child goes on after its answer (start's `then`): finished() tells
         self._done = False
         self._poll = select.poll()  # select() costs more in gdb, which has many files open
         self._poll.register(fd, select.POLLIN)
@@ -51,11 +57,32 @@ class Job(Generic[T]):
         if self._done:
             return None
         pipe = _Pipe(self.fd, self._poll, time.monotonic() + max(PATIENCE, time.monotonic() - self.started))
+        answer: Optional[T] = None
         try:
             with io.BufferedReader(pipe, 1 << 20) as f:
-                return pickle.load(f)  # type: ignore[no-any-return]
+                answer = pickle.load(f)
+            return answer
         except Exception:  # too late, or the child died mid-answer: not a whole pickle
             return None
+        finally:
+            if answer is None or not self.then:
+                self.cancel()
+
+    def finished(self) -> bool:
+        """Waits for a child that went on after its answer (`then`) to end; whether it did all
+        of it (exit status 0).  Always reaped; True never after cancel()."""
+        if self._done:
+            return False
+        deadline = time.monotonic() + max(PATIENCE, time.monotonic() - self.started)
+        try:
+            while time.monotonic() < deadline:
+                pid, status = os.waitpid(self.pid, os.WNOHANG)
+                if pid:
+                    self._done = True  # reaped
+                    os.close(self.fd)
+                    return os.waitstatus_to_exitcode(status) == 0
+                time.sleep(0.005)  # a Ctrl-C in gdb is noticed between waits
+            return False
         finally:
             self.cancel()
 
@@ -104,9 +131,25 @@ def cores() -> int:
         return os.cpu_count() or 1
 
 
-def start(work: Callable[[], T]) -> Optional[Job[T]]:
-    """Forks a child that runs `work` and sends back what it returns; None when fork is not
-    possible (then the caller runs `work` itself)."""
+def forbid_gdb() -> None:
+    """In a child: every function of gdb's module raises instead of reaching into the copy of
+    gdb's state the fork made (gdb's own files, threads and ptrace are the parent's)."""
+    module = sys.modules.get("gdb")
+    if module is None:
+        return
+
+    def refuse(*_: Any, **__: Any) -> Any:
+        raise RuntimeError("the helper must not call gdb")
+
+    for name in dir(module):
+        if isinstance(getattr(module, name), (types.BuiltinFunctionType, types.FunctionType)):
+            setattr(module, name, refuse)
+
+
+def start(work: Callable[[], T], then: Optional[Callable[[T], None]] = None) -> Optional[Job[T]]:
+    """Forks a child that runs `work` and sends back what it returns, then runs `then` on
+    it (its work beyond the answer: Job.finished tells whether it all went well); None when
+    fork is not possible (then the caller runs `work` itself)."""
     if not hasattr(os, "fork"):
         return None
     try:
@@ -129,14 +172,19 @@ def start(work: Callable[[], T]) -> Optional[Job[T]]:
             quiet = os.open(os.devnull, os.O_WRONLY)  # nothing of the child's reaches gdb's terminal
             os.dup2(quiet, 1)
             os.dup2(quiet, 2)
-            data = pickle.dumps(work(), pickle.HIGHEST_PROTOCOL)
+            forbid_gdb()
+            answer = work()
+            data = pickle.dumps(answer, pickle.HIGHEST_PROTOCOL)
             view = memoryview(data)
             while view:
                 view = view[os.write(w, view):]
+            del data, view
+            if then is not None:
+                then(answer)
             status = 0
         except BaseException:  # noqa: B036 (any failure: the parent works the answer out itself)
             pass
         finally:
             os._exit(status)
     os.close(w)
-    return Job(pid, r)
+    return Job(pid, r, then is not None)

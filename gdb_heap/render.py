@@ -291,12 +291,17 @@ def in_progress_json(mid: Optional[MidUpdate]) -> List[Dict[str, object]]:
 
 
 def chunks_json(glibc: Optional[str], arena: int, rows: Iterator[str], problems: List[Problem],
-                mid: Optional[MidUpdate] = None) -> Iterator[str]:
-    """The `heap chunks --json` document in pieces; `problems` is complete once rows are used up."""
+                mid: Optional[MidUpdate] = None, separated: bool = False) -> Iterator[str]:
+    """The `heap chunks --json` document in pieces; `problems` is complete once rows are used up.
+    Each row is one or more chunk objects, comma-separated; `separated`: rows are pieces of
+    that list that bring their separators (the first one's, ", ", is dropped)."""
     yield '{"glibc": %s, "arena": %d, "chunks": [' % (_j(glibc), arena)
     first = True
     for row in rows:
-        yield row if first else ", " + row
+        if first:
+            yield row[2:] if separated else row
+        else:
+            yield row if separated else ", " + row
         first = False
     yield '], "problems": %s, "in_progress": %s}' % (_j([problem_json(p) for p in problems]),
                                                      _j(in_progress_json(mid)))

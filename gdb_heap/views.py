@@ -9,13 +9,14 @@ from __future__ import annotations
 from bisect import bisect_left
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Dict, Iterator, List, Optional, Sequence, Tuple
+from typing import BinaryIO, Callable, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
 
 from . import model
 from .check import Checker
 from .errors import HeapError, MemoryReadError
 from .free_index import FreeIndex
-from .heap import Heap, ThreadInfo, ThreadTcache, Top, Where
+from .heap import Heap, Split, Tail, ThreadInfo, ThreadTcache, Top, Where
+from .memory import Reader
 from .mmapped import mmapped_span
 from .model import BIN_KINDS, SIZE_BITS, Arena, BinChain, Chunk, Problem
 
@@ -99,6 +100,8 @@ class ChunkRows:
         self.heap, self.arena, self.limit, self.only = heap, arena, limit, only
         self._free = free
         self.reads = reads
+        self.tail: Optional[Tail] = None  # made(): what a helper makes of the walk's tail
+        self.split: Optional[Split] = None  # ... and where it does (Heap.walk_index_split)
         self.problems: List[Problem] = []
         self.stopped = False
 
@@ -115,10 +118,10 @@ class ChunkRows:
             yield from self._filtered()
             return
         free, walk = self._free_and_walk()
-        # model.classify's answers a batch at a time: the batch's free chunks in order (a lookup
-        # of each chunk in the index costs more than the rest of a line), top before free
-        states = {bin_: ("free",) + bin_ for bin_ in set(free.values())}
-        top = self.arena.state.top
+        yield from classify_batches(free, self.arena.state.top, self._limited(walk))
+
+    def _limited(self, walk: Iterator[model.Batch]) -> Iterator[model.Batch]:
+        """The walk's batches up to the limit (`stopped`: it cut them)."""
         limit = self.limit
         n = 0
         for addresses, sizes in walk:
@@ -126,21 +129,17 @@ class ChunkRows:
                 addresses, sizes = addresses[:limit - n], sizes[:limit - n]
                 self.stopped = True
             n += len(addresses)
-            at, places = free.held_in(addresses)  # (a bin that points between chunks, damage: none of these)
-            special: Dict[int, State] = dict(zip(at, map(states.__getitem__, places)))
-            if addresses:
-                t = bisect_left(addresses, top)
-                if t < len(addresses) and addresses[t] == top:
-                    special[t] = TOP
-            yield addresses, sizes, special
+            yield addresses, sizes
             if self.stopped:
                 return
 
     def _free_and_walk(self) -> Tuple[FreeIndex, Iterator[model.Batch]]:
-        """The free index and the walk's batches: worked out at once (Heap.walk_and_index) unless
-        the caller gave the index or a limit may stop the walk early."""
+        """The free index and the walk's batches: worked out at once (Heap.walk_index_split)
+        unless the caller gave the index or a limit may stop the walk early."""
         if self._free is None and self.limit is None:
-            return self.heap.walk_and_index(self.arena, self.problems, reads=self.reads)
+            free, walk, self.split = self.heap.walk_index_split(self.arena, self.problems, reads=self.reads,
+                                                                tail=self.tail)
+            return free, walk
         free = self._free if self._free is not None else self.heap.free_index(self.arena)
         return free, self.heap.chunk_batches(self.arena, self.problems)
 
@@ -168,11 +167,66 @@ class ChunkRows:
             if self.stopped:
                 return
 
+    def made(self, make: Callable[[Reader, ClassifiedBatch], str]) -> Iterator[str]:
+        """The rows as text: make(reader, batch) of each classified batch with chunks, in turn
+        (`reader`: the heap's).  With no filter and no limit, on a big live heap a helper makes
+        the text of the walk's tail, about its second half (Heap.walk_index_split), while gdb
+        makes the first: the same text, given in pieces; where the helper's cannot stand for
+        gdb's own (gdb's walk does not meet where it began, or it failed), gdb makes it too."""
+        if not self.only.active:
+            top = self.arena.state.top
+
+            def tail(reader: Reader, free: FreeIndex, walk: Iterator[model.Batch], file: BinaryIO) -> None:
+                for batch in classify_batches(free, top, walk):  # (in the helper)
+                    if batch[0]:
+                        file.write(make(reader, batch).encode())
+
+            self.tail = tail
+        try:
+            for batch in self.classified():
+                split = self.split
+                if split is not None and batch[0] and batch[0][-1] >= split.start:
+                    self.split = None  # the helper's part begins in this batch
+                    head, batch = _cut(batch, bisect_left(batch[0], split.start))
+                    if head[0]:
+                        yield make(self.heap.reader, head)
+                    if split.met and not self.problems and split.finished():
+                        yield from split.text(self.heap.progress)
+                        return
+                    split.cancel()
+                if batch[0]:
+                    yield make(self.heap.reader, batch)
+        finally:
+            if self.split is not None:
+                self.split.cancel()
+
     def batches(self) -> Iterator[model.Batch]:
         """The accepted rows as walk batches (address list, size list), for model.summarise."""
         for addresses, sizes, _ in self.classified():
             if addresses:
                 yield addresses, sizes
+
+
+def _cut(batch: ClassifiedBatch, at: int) -> Tuple[ClassifiedBatch, ClassifiedBatch]:
+    """A classified batch's chunks before position `at`, and from it on."""
+    addresses, sizes, special = batch
+    return ((addresses[:at], sizes[:at], {i: s for i, s in special.items() if i < at}),
+            (addresses[at:], sizes[at:], {i - at: s for i, s in special.items() if i >= at}))
+
+
+def classify_batches(free: FreeIndex, top: int, walk: Iterable[model.Batch]) -> Iterator[ClassifiedBatch]:
+    """Each walk batch with model.classify's answers for its chunks not in use, a batch at a
+    time: the batch's free chunks in order (a lookup of each chunk in the index costs more
+    than the rest of a line), top before free."""
+    states = {bin_: ("free",) + bin_ for bin_ in set(free.values())}
+    for addresses, sizes in walk:
+        at, places = free.held_in(addresses)  # (a bin that points between chunks, damage: none of these)
+        special: Dict[int, State] = dict(zip(at, map(states.__getitem__, places)))
+        if addresses:
+            t = bisect_left(addresses, top)
+            if t < len(addresses) and addresses[t] == top:
+                special[t] = TOP
+        yield addresses, sizes, special
 
 
 def tcache_structs(heap: Heap) -> Dict[int, Optional[ThreadInfo]]:

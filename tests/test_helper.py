@@ -99,6 +99,50 @@ def test_file_memory_reads_exactly_what_is_there():
         os.close(fd)
 
 
+def test_a_child_goes_on_after_its_answer_and_says_whether_it_did_all(tmp_path):
+    out = tmp_path / "then"
+
+    def then(answer):
+        time.sleep(0.3)  # still at it when the parent has the answer
+        out.write_text(f"after {answer}")
+
+    job = helper.start(lambda: 7, then)
+    assert job is not None
+    assert job.result() == 7
+    assert not reaped(job.pid) and not out.exists()  # the answer did not stop it
+    assert job.finished()
+    assert out.read_text() == "after 7" and reaped(job.pid)
+    assert not job.finished()  # once only
+
+
+def test_a_child_that_fails_after_its_answer_is_not_finished():
+    job = helper.start(lambda: 7, lambda answer: fails())
+    assert job is not None
+    assert job.result() == 7
+    assert not job.finished()
+    assert reaped(job.pid)
+
+
+def test_a_cancelled_child_is_not_finished():
+    job = helper.start(lambda: 7, lambda answer: time.sleep(60))
+    assert job is not None
+    assert job.result() == 7
+    job.cancel()
+    assert reaped(job.pid) and not job.finished()
+
+
+def test_a_child_cannot_call_gdb(monkeypatch):
+    import sys
+    import types
+    fake = types.ModuleType("gdb")
+    fake.execute = lambda command: "done"  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "gdb", fake)
+    job = helper.start(lambda: sys.modules["gdb"].execute("echo"))  # refused in the child: it fails
+    assert job is not None
+    assert job.result() is None
+    assert fake.execute("echo") == "done"  # the parent's is untouched
+
+
 # -- in gdb ------------------------------------------------------------------------------------
 
 COMMANDS = ["heap chunks --summary --json", "heap chunks --summary", "heap --json", "heap chunks --json",
@@ -113,6 +157,13 @@ def result(self):
     h.runs.append(answer is not None)
     return answer
 h.Job.result = result
+h.tails = []  # Job.finished: whether a helper did the tail of a listing
+_finished = h.Job.finished
+def finished(self):
+    done = _finished(self)
+    h.tails.append(done)
+    return done
+h.Job.finished = finished
 """
 
 
@@ -129,6 +180,7 @@ def outputs():
         for i, command in enumerate(COMMANDS):
             script += [f"echo {MARK}{half} {i}\\n", command]
         script += [f"echo {MARK}{half} runs\\n", "python print(h.runs); h.runs.clear()"]
+        script += [f"echo {MARK}{half} tails\\n", "python print(h.tails); h.tails.clear()"]
     r = gdb_batch(script, sample("many"))
     no_traceback(r.stdout + r.stderr)
     pieces = r.stdout.split(MARK)
@@ -150,6 +202,10 @@ def test_a_big_heap_has_its_bins_followed_by_the_helper(both):
     helped = both["connection"].strip() == "True"
     assert eval(both["helped runs"]) == [True] * 7 * helped
     assert eval(both["alone runs"]) == []
+    # and the second half of both listings (JSON, text) was the helper's (the same output: the
+    # next test)
+    assert eval(both["helped tails"]) == [True] * 2 * helped
+    assert eval(both["alone tails"]) == []
 
 
 def test_the_helper_changes_nothing_in_the_output(both):
@@ -259,3 +315,36 @@ def test_the_helped_summary_against_malloc_info():
     helped = record["commands"][connection]["out"].strip() == "True"  # (before gdb 12: no helper)
     assert record["commands"]["python print(h.runs)"]["out"].strip() == ("[True]" if helped else "[]")
     check_malloc_info(record, doc(record, "heap chunks --summary --json")["summary"])
+
+
+# -- the listing's tail, when the helper's cannot stand ---------------------------------------
+
+# In gdb: the helper's part of `heap chunks` spoilt one way (Python run after COUNT), then the
+# listing with the helper and without it.
+SPOIL = {
+    # the chunk the helper begins at lies inside a chunk: gdb's walk never meets it
+    "not a chunk": "import gdb_heap.heap as H; _s = H._tail_start\n"
+                   "H._tail_start = lambda *a: None if _s(*a) is None else _s(*a) + 0x10",
+    # the helper's part asks gdb for something: refused in the child, which fails
+    "asks gdb": "import os, gdb_heap.views as V; P = os.getpid(); _c = V.classify_batches\n"
+                "def c(*a):\n    os.getpid() == P or gdb.execute('echo')\n    return _c(*a)\n"
+                "V.classify_batches = c",
+}
+
+
+@pytest.mark.parametrize("listing", ["heap chunks", "heap chunks --json"])
+@pytest.mark.parametrize("how", sorted(SPOIL))
+def test_a_spoilt_tail_is_gdbs_own_work(how, listing):
+    script = ["set pagination off", "break checkpoint", "run 100000 > /dev/null", f"python exec({COUNT!r})",
+              f"python exec({SPOIL[how]!r})", "python print(hasattr(gdb.selected_inferior(), 'connection'))"]
+    for half, helper_min in (("helped", "32"), ("alone", "0")):
+        script += [f"set heap helper-min {helper_min}", f"echo {MARK}{half}\\n", listing]
+    script += [f"echo {MARK}runs\\n", "python print(h.runs, h.tails)"]
+    r = gdb_batch(script, sample("many"))
+    no_traceback(r.stdout + r.stderr)
+    out = {p.partition("\n")[0]: p.partition("\n")[2] for p in r.stdout.split(MARK)[1:]}
+    assert out["helped"] == out["alone"]
+    assert (len(json_doc(out["helped"])["chunks"]) if "--json" in listing else out["helped"].count("\n")) > 100_000
+    helped = r.stdout.split(MARK)[0].strip().endswith("True")
+    # the helper answered (it followed the bins); its tail was not taken: never met, or failed
+    assert out["runs"].strip() == (f"[True] {[False] if how == 'asks gdb' else []}" if helped else "[] []")

@@ -55,13 +55,13 @@ def test_batch_mode_and_json_show_no_progress():
 
 
 def ctrl_c_during_heap_chunks() -> Tuple[List[str], List[str]]:
-    """gdb's lines from Ctrl-C in `heap chunks`'s walk (10^6 chunks) to the prompt, and the
-    lines of `continue` after it."""
+    """gdb's lines from Ctrl-C in `heap chunks`'s walk (3 * 10^6 chunks: a listing that
+    takes longer than progress's delay) to the prompt, and the lines of `continue` after it."""
     t = Terminal(sample("many"))
     try:
         t.until(PROMPT)
         for command in ("set style enabled off", "set pagination off", "break checkpoint",
-                        "run 1000000 > /dev/null"):
+                        "run 3000000 > /dev/null"):
             t.send(command)
             t.until(PROMPT)
         t.send("pipe heap chunks | tail -1")

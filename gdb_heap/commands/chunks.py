@@ -10,6 +10,7 @@ from .. import render, render_map, views
 from ..args import Args, parse_count
 from ..errors import HeapError, MemoryReadError
 from ..heap import Heap
+from ..memory import Reader
 from ..model import BIN_KINDS, Arena, Problem, SizeCount, summarise
 from .base import (HeapCommand, Out, arenas_for, evaluate_address, implements, namer, one_or_all, open_heap, style,
                    width)
@@ -110,21 +111,32 @@ The filters apply to the text, the JSON and the summary alike."""
               out: Out) -> None:
         st = style()
         S = heap.layout.size_sz
-        reader = heap.reader
         cols = width()
         preview = setting("preview-bytes") or 0
-
-        def read_preview(address: int) -> bytes:
-            try:
-                return reader.read(address + 2 * S, preview) if preview else b""
-            except MemoryReadError:
-                return b""
-
         notes = render.tcache_notes(views.tcache_structs(heap))
         names = namer(heap)
-        links = functools.partial(names.free_links, order=reader.order)
-        lister = render.ChunkLister(st, notes, S, reader.order, cols, links, preview,
-                                    functools.partial(names.free_links_many, order=reader.order))
+        links = functools.partial(names.free_links, order=heap.reader.order)
+        lister = render.ChunkLister(st, notes, S, heap.reader.order, cols, links, preview,
+                                    functools.partial(names.free_links_many, order=heap.reader.order))
+
+        def lines(reader: Reader, batch: views.ClassifiedBatch) -> str:
+            """A batch's lines, read through `reader` (gdb's, or a helper's own)."""
+            addresses, sizes, special = batch
+
+            def read_preview(address: int) -> bytes:
+                try:
+                    return reader.read(address + 2 * S, preview) if preview else b""
+                except MemoryReadError:
+                    return b""
+
+            # The walk has just read this batch's block: its chunks' user words up to the
+            # last one's header are in it (the last chunk's preview may run past it).
+            try:
+                data = reader.read(addresses[0] + 2 * S, addresses[-1] - addresses[0]) if preview else b""
+            except MemoryReadError:
+                data = b""
+            return "\n".join(lister.batch(addresses, sizes, special, data, read_preview)) + "\n"
+
         for arena in arenas:
             if args.flag("--all-arenas"):
                 out.line(render.arena_heading(arena, st))
@@ -134,16 +146,8 @@ The filters apply to the text, the JSON and the summary alike."""
                 continue
             rows = views.ChunkRows(heap, arena, limit, only, reads=True)  # its index, once made, is the namer's too
             out.line(lister.heading)
-            for addresses, sizes, special in rows.classified():
-                if not addresses:
-                    continue
-                # The walk has just read this batch's block: its chunks' user words up to the
-                # last one's header are in it (the last chunk's preview may run past it).
-                try:
-                    data = reader.read(addresses[0] + 2 * S, addresses[-1] - addresses[0]) if preview else b""
-                except MemoryReadError:
-                    data = b""
-                out.write("\n".join(lister.batch(addresses, sizes, special, data, read_preview)) + "\n")
+            for piece in rows.made(lines):
+                out.write(piece)
             if rows.stopped:
                 given = f"--limit {limit}" if "--limit" in args.values else f"set heap chunks-limit {limit}"
                 out.line(f"stopped after {limit} chunks ({given})")
@@ -154,16 +158,18 @@ The filters apply to the text, the JSON and the summary alike."""
               out: Out) -> None:
         S = heap.layout.size_sz
         many = args.flag("--all-arenas")
+
+        def objects(_: Reader, batch: views.ClassifiedBatch) -> str:  # each batch led by its separator
+            return ", " + ", ".join(render.chunks_json_batch(*batch, S))
+
         if many:
             out.write('{"arenas": [')
         for i, arena in enumerate(arenas):
             rows = views.ChunkRows(heap, arena, limit, only)
             if i:
                 out.write(", ")
-            batches = (", ".join(render.chunks_json_batch(addresses, sizes, special, S))
-                       for addresses, sizes, special in rows.classified() if addresses)
-            for piece in render.chunks_json(heap.anchors.glibc, arena.address, batches, rows.problems,
-                                            heap.mid_update):
+            for piece in render.chunks_json(heap.anchors.glibc, arena.address, rows.made(objects), rows.problems,
+                                            heap.mid_update, separated=True):
                 out.write(piece)
         out.line("]}" if many else "")
 
@@ -259,3 +265,4 @@ bin's head in the arena); a safe-linked word says what it reveals.
         names = namer(heap)
         out.lines(render_map.map_lines(view, st, names.name, heap.layout.size_sz, heap.reader.order, cols))
         out.lines(render.fit_all(render.problem_lines(view.problems, st, names.brief), cols))
+
