@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 import os
+import pickle
 import tempfile
 from bisect import bisect_left
 from dataclasses import dataclass, field, replace
@@ -58,7 +59,7 @@ class Anchors:
 
 # What a helper sends back for walk_and_index: heap.bins's answer, the free index, and where
 # it begins the walk's tail (walk_index_split), if it does.
-IndexAnswer = Tuple[Tuple[List[BinChain], List[Problem]], FreeIndex, Optional[int]]
+IndexAnswer = Tuple[Optional[Tuple[List[BinChain], List[Problem]]], FreeIndex, Optional[int]]
 T = TypeVar("T")
 
 # What a command makes of the end of a walk, in a helper (walk_index_split's `tail`): given the
@@ -100,6 +101,7 @@ class Split:
     file: BinaryIO
     before: int = 0  # the bytes of the arena's heaps a walk gives before the region's
     total: int = 0  # ... and of them all (a walk's progress)
+    dropped: List[bool] = field(default_factory=lambda: [False])  # drop_kept()
     # whether gdb's walk met start in that region (so the helper's walk from it on is its own),
     # once it got there
     met: Optional[bool] = None
@@ -125,6 +127,21 @@ class Split:
         self.job.cancel()
         self.file.close()
 
+    def drop_kept(self) -> None:
+        """The walk gives no more of the batches walked while the helper worked (a caller that
+        needs only what `each` did with them): only the rest of the walk, not walked yet."""
+        self.dropped[0] = True
+
+    def load(self) -> object:
+        """What the helper wrote as one pickle, once finished (None: not a whole one); the
+        file closed."""
+        try:
+            return pickle.load(self.file)
+        except Exception:  # noqa: BLE001 (the caller counts it itself)
+            return None
+        finally:
+            self.file.close()
+
     def text(self, progress: Progress = QUIET) -> Iterator[str]:
         """What the helper wrote (UTF-8), a megabyte at a time, once finished; the file closed.
         `progress` is told how far it is as a walk's, the tail's share by the bytes given."""
@@ -143,11 +160,11 @@ class Split:
             self.file.close()
 
 
-def _tail_start(index: FreeIndex, region: HeapRegion, top: int) -> Optional[int]:
-    """The first chunk a bin lists from TAIL_FROM of the way from the region's first chunk to
+def _tail_start(index: FreeIndex, region: HeapRegion, top: int, share: float) -> Optional[int]:
+    """The first chunk a bin lists from `share` of the way from the region's first chunk to
     top (a chunk start, if the bins are right), None when none lies before top."""
     a = index.addresses
-    i = bisect_left(a, region.first_chunk + int((top - region.first_chunk) * TAIL_FROM))
+    i = bisect_left(a, region.first_chunk + int((top - region.first_chunk) * share))
     return a[i] if i < len(a) and a[i] < top else None
 
 
@@ -484,13 +501,15 @@ class Heap:
         return free, walk
 
     def walk_index_split(self, arena: Arena, problems: List[Problem], reads: bool = False,
-                         each: Optional[Callable[[model.Batch], None]] = None, tail: Optional[Tail] = None
+                         each: Optional[Callable[[model.Batch], None]] = None, tail: Optional[Tail] = None,
+                         tail_from: float = TAIL_FROM, bins: bool = True
                          ) -> Tuple[FreeIndex, Iterator[model.Batch], Optional[Split]]:
         """walk_and_index, and with `tail`: the helper, once it has sent its answer, also walks
-        the region holding top from a chunk its bins list (TAIL_FROM of the way) to top, and
+        the region holding top from a chunk its bins list (`tail_from` of the way) to top, and
         runs `tail` on those batches (Split: the caller's to finish or cancel).  Its output
         stands for the caller's own from that chunk on only where gdb's walk, given up to it,
-        meets that chunk, and the helper's walk found nothing wrong."""
+        meets that chunk, and the helper's walk found nothing wrong.  `bins` False: the caller
+        will not ask for the bins, so the helper does not send them (millions of addresses)."""
         kinds = self._free_kinds()
         key = self._bins_key(arena, kinds)
         region = self._tail_region(arena) if tail is not None else None
@@ -498,7 +517,8 @@ class Heap:
 
         def work() -> IndexAnswer:
             index = self.free_index(arena)
-            return self._chains[key], index, None if region is None else _tail_start(index, region, top)
+            return (self._chains[key] if bins else None, index,
+                    None if region is None else _tail_start(index, region, top, tail_from))
 
         file: Optional[BinaryIO] = None
         then: Optional[Callable[[IndexAnswer], None]] = None
@@ -517,9 +537,10 @@ class Heap:
                 if mine:  # gdb's walk says so, in order
                     raise HeapError("the walk's tail is damaged")
 
+        dropped = [False]  # Split.drop_kept
         try:
             answer, walk, job = self.walk_ahead(arena, problems, work, ready=arena.address in self._free, reads=reads,
-                                                each=each, then=then)
+                                                each=each, then=then, dropped=dropped)
         except BaseException:
             if file is not None:
                 file.close()
@@ -529,14 +550,15 @@ class Heap:
             # where a walk's progress is at start, and its whole, as region_batches shows them
             regions = arena.heaps if arena.loaded else [region]
             before = sum(r.end - r.first_chunk for r in regions if r.first_chunk < region.first_chunk)
-            split = Split(answer[2], region, job, file, before, sum(r.end - r.first_chunk for r in regions))
+            split = Split(answer[2], region, job, file, before, sum(r.end - r.first_chunk for r in regions), dropped)
         elif job is not None:
             job.cancel()
         if file is not None and split is None:
             file.close()
         if answer is not None and arena.address not in self._free:  # (a walk's resync may have made it)
-            bins, self._free[arena.address], _ = answer
-            self.keep_bins(arena, bins, kinds)
+            chains, self._free[arena.address], _ = answer
+            if chains is not None:
+                self.keep_bins(arena, chains, kinds)
         return self.free_index(arena), (batch for _, batch in walk) if split is None else split.watch(walk), split
 
     def _tail_region(self, arena: Arena) -> Optional[HeapRegion]:
@@ -551,7 +573,7 @@ class Heap:
 
     def walk_ahead(self, arena: Arena, problems: List[Problem], work: Callable[[], T], ready: bool = False,
                    reads: bool = False, each: Optional[Callable[[model.Batch], None]] = None,
-                   then: Optional[Callable[[T], None]] = None
+                   then: Optional[Callable[[T], None]] = None, dropped: Sequence[bool] = (False,)
                    ) -> Tuple[Optional[T], Iterator[Tuple[HeapRegion, model.Batch]], Optional[helper.Job[T]]]:
         """`work`'s answer (following bins, built from this heap) and the arena's
         region_chunk_batches, the two at once on a big heap of a live process: a helper runs
@@ -563,7 +585,8 @@ class Heap:
         small heap), not possible or failed: the caller works it out itself.  `each` is given
         each batch as it is walked (what needs no answer is done while the helper works).
         `then`: the helper goes on with it after its answer; the job, still at it, is returned
-        then (the caller's to finish or cancel)."""
+        then (the caller's to finish or cancel).  Once dropped[0] is true, the batches kept are
+        not given: only those walked after the answer (`each` has had them all)."""
         walk = self.region_chunk_batches(arena, problems)
         if each is not None:
             walk = _given(walk, each)
@@ -594,6 +617,9 @@ class Heap:
 
         def kept() -> Iterator[Tuple[HeapRegion, model.Batch]]:
             while held:  # popped: each batch's memory goes as it is given
+                if dropped[0]:
+                    held.clear()
+                    return
                 region, packed, at = held.pop()
                 shown.walked(*at)
                 if reads and packed[2]:

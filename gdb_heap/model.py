@@ -1147,6 +1147,37 @@ class SizeCount:
             self.every.update(batch[1])
 
 
+@dataclass
+class FreeCounts:
+    """The part of summarise that needs the free index: a walk's free chunks by (bin, size
+    field), and top's size field once the walk met it (a helper counts a walk's tail so)."""
+
+    pairs: Counter[Tuple[Tuple[str, int], int]] = field(default_factory=Counter)
+    top_sizef: Optional[int] = None
+
+    def add(self, addresses: List[int], sizes: List[int], top: int, free: FreeIndex) -> None:
+        """One walk batch's (addresses ascending, each chunk's size field beside it)."""
+        self.pairs.update(free.walked(addresses, sizes))
+        if addresses and addresses[-1] == top:
+            self.top_sizef = sizes[-1]
+
+    def merge(self, other: FreeCounts) -> None:
+        """Another stretch of the walk's, after this one's."""
+        self.pairs.update(other.pairs)
+        if other.top_sizef is not None:
+            self.top_sizef = other.top_sizef
+
+
+def free_counts(batches: Iterable[Batch], top: int, free: FreeIndex) -> FreeCounts:
+    """FreeCounts of a walk's batches, up to the first empty one (as summarise)."""
+    counts = FreeCounts()
+    for addresses, sizes in batches:
+        if not addresses:
+            break
+        counts.add(addresses, sizes, top, free)
+    return counts
+
+
 def summarise(batches: Iterable[Batch], top: int, free: FreeIndex, limit: Optional[int] = None,
               every: Optional[Counter[int]] = None) -> Counter[Tuple[str, Optional[str], int]]:
     """Counts of chunks by (state, bin, size), from walk_region_batches' batches.
@@ -1158,8 +1189,7 @@ def summarise(batches: Iterable[Batch], top: int, free: FreeIndex, limit: Option
     """
     given = every  # counted as the walk goes on: read once summarise has taken every batch
     every = Counter()  # size field (flags in) -> walked chunks
-    pairs: Counter[Tuple[Tuple[str, int], int]] = Counter()  # (bin, index), size field -> free walked chunks
-    top_sizef: Optional[int] = None
+    counts = FreeCounts()
     seen = 0
     for addresses, sizes in batches:
         if limit is not None and seen + len(addresses) > limit:
@@ -1169,20 +1199,25 @@ def summarise(batches: Iterable[Batch], top: int, free: FreeIndex, limit: Option
         seen += len(addresses)
         if given is None:
             every.update(sizes)
-        pairs.update(free.walked(addresses, sizes))
-        if addresses[-1] == top:
-            top_sizef = sizes[-1]
+        counts.add(addresses, sizes, top, free)
         if limit is not None and seen >= limit:
             break
-    if given is not None:
-        every = Counter(given)
+    return summary_rows(given if given is not None else every, counts, top, free)
+
+
+def summary_rows(every: Counter[int], counts: FreeCounts, top: int,
+                 free: FreeIndex) -> Counter[Tuple[str, Optional[str], int]]:
+    """summarise's rows from the walk's size fields counted (`every`, size field -> chunks) and
+    its free chunks (`counts`)."""
+    every = Counter(every)
+    pairs = Counter(counts.pairs)
     rows: Counter[Tuple[str, Optional[str], int]] = Counter()
-    if top_sizef is not None:
+    if counts.top_sizef is not None:
         where = free.get(top)
         if where is not None:
-            pairs[where, top_sizef] -= 1
-        every[top_sizef] -= 1
-        rows["top", None, top_sizef & ~SIZE_BITS] += 1
+            pairs[where, counts.top_sizef] -= 1
+        every[counts.top_sizef] -= 1
+        rows["top", None, counts.top_sizef & ~SIZE_BITS] += 1
     for (where, sizef), count in pairs.items():
         every[sizef] -= count
         if count:

@@ -202,9 +202,10 @@ def test_a_big_heap_has_its_bins_followed_by_the_helper(both):
     helped = both["connection"].strip() == "True"
     assert eval(both["helped runs"]) == [True] * 7 * helped
     assert eval(both["alone runs"]) == []
-    # and the second half of both listings (JSON, text) was the helper's (the same output: the
-    # next test)
-    assert eval(both["helped tails"]) == [True] * 2 * helped
+    # and the tail of the walk (the second half of both listings, JSON and text; the last third
+    # of the free chunks counted by both summaries and `heap`) was the helper's (the same
+    # output: the next test)
+    assert eval(both["helped tails"]) == [True] * 5 * helped
     assert eval(both["alone tails"]) == []
 
 
@@ -326,13 +327,13 @@ SPOIL = {
     "not a chunk": "import gdb_heap.heap as H; _s = H._tail_start\n"
                    "H._tail_start = lambda *a: None if _s(*a) is None else _s(*a) + 0x10",
     # the helper's part asks gdb for something: refused in the child, which fails
-    "asks gdb": "import os, gdb_heap.views as V; P = os.getpid(); _c = V.classify_batches\n"
-                "def c(*a):\n    os.getpid() == P or gdb.execute('echo')\n    return _c(*a)\n"
-                "V.classify_batches = c",
+    "asks gdb": "import os, gdb_heap.model as M; P = os.getpid(); _w = M.walk_region_batches\n"
+                "def w(*a):\n    os.getpid() == P or gdb.execute('echo')\n    return _w(*a)\n"
+                "M.walk_region_batches = w",
 }
 
 
-@pytest.mark.parametrize("listing", ["heap chunks", "heap chunks --json"])
+@pytest.mark.parametrize("listing", ["heap chunks", "heap chunks --json", "heap chunks --summary --json"])
 @pytest.mark.parametrize("how", sorted(SPOIL))
 def test_a_spoilt_tail_is_gdbs_own_work(how, listing):
     script = ["set pagination off", "break checkpoint", "run 100000 > /dev/null", f"python exec({COUNT!r})",
@@ -344,7 +345,11 @@ def test_a_spoilt_tail_is_gdbs_own_work(how, listing):
     no_traceback(r.stdout + r.stderr)
     out = {p.partition("\n")[0]: p.partition("\n")[2] for p in r.stdout.split(MARK)[1:]}
     assert out["helped"] == out["alone"]
-    assert (len(json_doc(out["helped"])["chunks"]) if "--json" in listing else out["helped"].count("\n")) > 100_000
+    if "--summary" in listing:
+        chunks = sum(r["count"] for r in json_doc(out["helped"])["summary"])
+    else:
+        chunks = len(json_doc(out["helped"])["chunks"]) if "--json" in listing else out["helped"].count("\n")
+    assert chunks > 100_000
     helped = r.stdout.split(MARK)[0].strip().endswith("True")
     # the helper answered (it followed the bins); its tail was not taken: never met, or failed
     assert out["runs"].strip() == (f"[True] {[False] if how == 'asks gdb' else []}" if helped else "[] []")

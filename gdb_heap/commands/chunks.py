@@ -11,7 +11,7 @@ from ..args import Args, parse_count
 from ..errors import HeapError, MemoryReadError
 from ..heap import Heap
 from ..memory import Reader
-from ..model import BIN_KINDS, Arena, Problem, SizeCount, summarise
+from ..model import BIN_KINDS, Arena, Problem, summarise
 from .base import (HeapCommand, Out, arenas_for, evaluate_address, implements, namer, one_or_all, open_heap, style,
                    width)
 from .settings import setting
@@ -90,9 +90,7 @@ The filters apply to the text, the JSON and the summary alike."""
                 problems = chosen.problems
             else:
                 if limit is None:
-                    counted = SizeCount()  # while the helper follows the bins (Heap.walk_and_index)
-                    free, walk = heap.walk_and_index(arena, problems, each=counted)
-                    rows = summarise(walk, arena.state.top, free, every=counted.every)
+                    rows = views.walk_summary(heap, arena, problems, bins=False)
                 else:
                     rows = summarise(heap.chunk_batches(arena, problems), arena.state.top, heap.free_index(arena),
                                      limit)
