@@ -75,14 +75,15 @@ class Job(Generic[T]):
             return False
         deadline = time.monotonic() + max(PATIENCE, time.monotonic() - self.started)
         try:
-            while time.monotonic() < deadline:
-                pid, status = os.waitpid(self.pid, os.WNOHANG)
-                if pid:
-                    self._done = True  # reaped
-                    os.close(self.fd)
-                    return os.waitstatus_to_exitcode(status) == 0
-                time.sleep(0.005)  # a Ctrl-C in gdb is noticed between waits
-            return False
+            # The pipe's end comes when the child exits (it holds the writing end until then):
+            # waited for in short waits, so that a Ctrl-C in gdb is noticed between them.
+            while not self._poll.poll(200):
+                if time.monotonic() > deadline:
+                    return False
+            pid, status = os.waitpid(self.pid, 0)
+            self._done = True  # reaped
+            os.close(self.fd)
+            return os.waitstatus_to_exitcode(status) == 0
         finally:
             self.cancel()
 

@@ -120,8 +120,8 @@ def take(heap: Heap, name: str, when: str) -> Snapshot:
         except MemoryReadError:
             top_size = 0  # a damaged top pointer: heap check names it
         problems: List[Problem] = []
-        snap.arenas.append(record_arena(arena.address, arena.main, state.top, top_size, state.system_mem,
-                                        heap.chunk_batches(arena, problems), heap.free_index(arena)))
+        free, walk = heap.walk_and_index(arena, problems)  # the bins followed by a helper as gdb walks
+        snap.arenas.append(record_arena(arena.address, arena.main, state.top, top_size, state.system_mem, walk, free))
     for chunk in heap.mmapped().chunks:
         snap.mmapped_addresses.append(chunk.address)
         snap.mmapped_sizes.append(chunk.size_field)

@@ -175,6 +175,8 @@ def outputs():
               f"echo {MARK}connection\\n", "python print(hasattr(gdb.selected_inferior(), 'connection'))"]
     # (the kept batches' addresses only for the first 64 KiB of them: both ways of keeping them)
     script.append("python import gdb_heap.heap as H; H.KEEP_ADDRESSES = 1 << 16")
+    # (a summary's tail from the smallest arena on: this one is 43 MB)
+    script.append("python import gdb_heap.views as V; V.SUMMARY_TAIL_MIN = 0")
     for half, helper_min in (("helped", "32"), ("alone", "0")):
         script.append(f"set heap helper-min {helper_min}")
         for i, command in enumerate(COMMANDS):
@@ -304,17 +306,21 @@ def test_sizes_counted_as_walked_give_the_same_summary():
 
 
 def test_the_helped_summary_against_malloc_info():
-    # 100,000 chunks (a 43 MB arena: the helper follows its bins): glibc's own malloc_info totals
-    # against the summary, and the helper asked and answering
+    # 100,000 chunks (a 43 MB arena: the helper follows its bins, and here counts the free
+    # chunks of the walk's last quarter too): glibc's own malloc_info totals against the
+    # summary, and the helper asked and answering twice
     from tests.gdbrun import doc, probe
     from tests.test_live import check_malloc_info, stage
 
     connection = "python print(hasattr(gdb.selected_inferior(), 'connection'))"
-    result = probe(sample("many"), [f"python exec({COUNT!r})", "heap chunks --summary --json", "python print(h.runs)",
+    result = probe(sample("many"), [f"python exec({COUNT!r})",
+                                    "python import gdb_heap.views as V; V.SUMMARY_TAIL_MIN = 0",
+                                    "heap chunks --summary --json", "python print(h.runs, h.tails)",
                                     connection], args=["100000"])
     record = stage(result, 1)
     helped = record["commands"][connection]["out"].strip() == "True"  # (before gdb 12: no helper)
-    assert record["commands"]["python print(h.runs)"]["out"].strip() == ("[True]" if helped else "[]")
+    said = record["commands"]["python print(h.runs, h.tails)"]["out"].strip()
+    assert said == ("[True] [True]" if helped else "[] []")
     check_malloc_info(record, doc(record, "heap chunks --summary --json")["summary"])
 
 
@@ -337,6 +343,7 @@ SPOIL = {
 @pytest.mark.parametrize("how", sorted(SPOIL))
 def test_a_spoilt_tail_is_gdbs_own_work(how, listing):
     script = ["set pagination off", "break checkpoint", "run 100000 > /dev/null", f"python exec({COUNT!r})",
+              "python import gdb_heap.views as V; V.SUMMARY_TAIL_MIN = 0",
               f"python exec({SPOIL[how]!r})", "python print(hasattr(gdb.selected_inferior(), 'connection'))"]
     for half, helper_min in (("helped", "32"), ("alone", "0")):
         script += [f"set heap helper-min {helper_min}", f"echo {MARK}{half}\\n", listing]
