@@ -87,20 +87,25 @@ class Snapshot:
 def record_arena(address: int, main: bool, top: int, top_size: int, system_mem: int,
                  batches: Iterable[Batch], free: FreeIndex) -> ArenaRecord:
     """An arena's record from its walk's batches and the chunks its bins (and every thread's
-    tcache) hold; top is "top" even when a bin lists it (as model.classify says)."""
+    tcache) hold; top is "top" even when a bin lists it (as model.classify says).  Each batch's
+    free chunks are found in it (FreeIndex.held_in), not in the whole record: a binary search
+    of ten million addresses per free chunk cost a second at 10^7 chunks."""
     rec = ArenaRecord(address, main, top, top_size, system_mem)
+    code_of = {place: (CODE[place[0]], min(place[1], NO_INDEX - 1)) for place in set(free.values())
+               if place[0] in CODE}
     for addresses, sizes in batches:
         rec.addresses.extend(addresses)
         rec.sizes.extend(sizes)
-    n = len(rec.addresses)
-    rec.codes = array("B", bytes(n))
-    rec.indexes = array("H", [NO_INDEX]) * n
-    for chunk, (kind, index) in free.items():  # only the free chunks are looked at one by one
-        i = bisect_left(rec.addresses, chunk)
-        if i < n and rec.addresses[i] == chunk and kind in CODE:
-            rec.codes[i], rec.indexes[i] = CODE[kind], min(index, NO_INDEX - 1)
+        codes, indexes = bytearray(len(addresses)), array("H", [NO_INDEX]) * len(addresses)
+        at, places = free.held_in(addresses)
+        for i, place in zip(at, places):
+            got = code_of.get(place)
+            if got is not None:
+                codes[i], indexes[i] = got
+        rec.codes.frombytes(codes)
+        rec.indexes.extend(indexes)
     i = bisect_left(rec.addresses, top)
-    if i < n and rec.addresses[i] == top:
+    if i < len(rec.addresses) and rec.addresses[i] == top:
         rec.codes[i], rec.indexes[i] = TOP, NO_INDEX
     return rec
 
