@@ -502,14 +502,15 @@ class Heap:
 
     def walk_index_split(self, arena: Arena, problems: List[Problem], reads: bool = False,
                          each: Optional[Callable[[model.Batch], None]] = None, tail: Optional[Tail] = None,
-                         tail_from: float = TAIL_FROM, bins: bool = True
+                         tail_from: float = TAIL_FROM, bins: bool = True, keep: Optional[int] = None
                          ) -> Tuple[FreeIndex, Iterator[model.Batch], Optional[Split]]:
         """walk_and_index, and with `tail`: the helper, once it has sent its answer, also walks
         the region holding top from a chunk its bins list (`tail_from` of the way) to top, and
         runs `tail` on those batches (Split: the caller's to finish or cancel).  Its output
         stands for the caller's own from that chunk on only where gdb's walk, given up to it,
         meets that chunk, and the helper's walk found nothing wrong.  `bins` False: the caller
-        will not ask for the bins, so the helper does not send them (millions of addresses)."""
+        will not ask for the bins, so the helper does not send them (millions of addresses).
+        `keep`: walk_ahead's `keep`."""
         kinds = self._free_kinds()
         key = self._bins_key(arena, kinds)
         region = self._tail_region(arena) if tail is not None else None
@@ -540,7 +541,7 @@ class Heap:
         dropped = [False]  # Split.drop_kept
         try:
             answer, walk, job = self.walk_ahead(arena, problems, work, ready=arena.address in self._free, reads=reads,
-                                                each=each, then=then, dropped=dropped)
+                                                each=each, then=then, dropped=dropped, keep=keep)
         except BaseException:
             if file is not None:
                 file.close()
@@ -573,7 +574,8 @@ class Heap:
 
     def walk_ahead(self, arena: Arena, problems: List[Problem], work: Callable[[], T], ready: bool = False,
                    reads: bool = False, each: Optional[Callable[[model.Batch], None]] = None,
-                   then: Optional[Callable[[T], None]] = None, dropped: Sequence[bool] = (False,)
+                   then: Optional[Callable[[T], None]] = None, dropped: Sequence[bool] = (False,),
+                   keep: Optional[int] = None
                    ) -> Tuple[Optional[T], Iterator[Tuple[HeapRegion, model.Batch]], Optional[helper.Job[T]]]:
         """`work`'s answer (following bins, built from this heap) and the arena's
         region_chunk_batches, the two at once on a big heap of a live process: a helper runs
@@ -586,7 +588,8 @@ class Heap:
         each batch as it is walked (what needs no answer is done while the helper works).
         `then`: the helper goes on with it after its answer; the job, still at it, is returned
         then (the caller's to finish or cancel).  Once dropped[0] is true, the batches kept are
-        not given: only those walked after the answer (`each` has had them all)."""
+        not given: only those walked after the answer (`each` has had them all).  `keep`: the
+        bytes of kept batches up to which their addresses are kept too (KEEP_ADDRESSES)."""
         walk = self.region_chunk_batches(arena, problems)
         if each is not None:
             walk = _given(walk, each)
@@ -602,7 +605,7 @@ class Heap:
         answer: Optional[T] = None
         try:
             for region, (addresses, sizes) in walk:
-                whole = held_bytes < KEEP_ADDRESSES
+                whole = held_bytes < (KEEP_ADDRESSES if keep is None else keep)
                 held_bytes += len(sizes) * (12 if whole else 4)
                 held.append((region, model.pack_batch(addresses, sizes, whole), mark.at))
                 if not len(held) % ASK_EVERY and job.ready():

@@ -63,6 +63,10 @@ SUMMARY_TAIL_FROM = 0.8
 # ... on an arena of this many bytes or more: on a smaller one the helper's second answer costs
 # more than it saves (at 10^5 chunks, 43 MB, the summary took 1.95 walks with it, 1.58 without).
 SUMMARY_TAIL_MIN = 256 << 20
+# A summary keeps the addresses of the batches walked while the helper works up to this many
+# bytes (Heap.walk_ahead's `keep`), not only their sizes, so that counting their free chunks
+# need not work the addresses out again: it keeps no bins, so gdb has the room.
+SUMMARY_KEEP = 256 << 20
 
 
 def walk_summary(heap: Heap, arena: Arena, problems: List[Problem],
@@ -81,7 +85,8 @@ def walk_summary(heap: Heap, arena: Arena, problems: List[Problem],
     mine: List[Problem] = []  # (this walk's: the helper's count stands only for a sound one)
     big = arena.state.system_mem >= SUMMARY_TAIL_MIN
     free, walk, split = heap.walk_index_split(arena, mine, each=counted, tail=tail if big else None,
-                                              tail_from=SUMMARY_TAIL_FROM, bins=bins)
+                                              tail_from=SUMMARY_TAIL_FROM, bins=bins,
+                                              keep=None if bins else SUMMARY_KEEP)
     counts = model.FreeCounts()
     try:
         for addresses, sizes in walk:
