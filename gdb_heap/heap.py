@@ -105,14 +105,21 @@ class Split:
     # whether gdb's walk met start in that region (so the helper's walk from it on is its own),
     # once it got there
     met: Optional[bool] = None
+    in_region: bool = False  # the batch given last is the region's (a thread's older heap may lie above it)
 
     def watch(self, walk: Iterator[Tuple[HeapRegion, model.Batch]]) -> Iterator[model.Batch]:
-        """The walk's batches; `met` set as the one reaching start is given."""
+        """The walk's batches; `met` set as the region's one reaching start is given."""
         for region, batch in walk:
             addresses = batch[0]
-            if self.met is None and addresses and addresses[-1] >= self.start:
-                self.met = region == self.region and addresses[bisect_left(addresses, self.start)] == self.start
+            self.in_region = region == self.region
+            if self.met is None and self.in_region and addresses and addresses[-1] >= self.start:
+                self.met = addresses[bisect_left(addresses, self.start)] == self.start
             yield batch
+
+    def begins_in(self, addresses: List[int]) -> bool:
+        """Whether the batch given last (its addresses) holds the chunk the helper's part
+        begins at, or the first chunk past it."""
+        return self.in_region and bool(addresses) and addresses[-1] >= self.start
 
     def finished(self) -> bool:
         """Waits for the helper; whether its output is whole (else it is gone: do it yourself)."""

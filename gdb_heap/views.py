@@ -92,7 +92,7 @@ def walk_summary(heap: Heap, arena: Arena, problems: List[Problem],
         for addresses, sizes in walk:
             if not addresses:
                 break
-            if split is not None and addresses[-1] >= split.start:
+            if split is not None and split.begins_in(addresses):
                 at = bisect_left(addresses, split.start)
                 counts.add(addresses[:at], sizes[:at], top, free)
                 addresses, sizes = addresses[at:], sizes[at:]
@@ -242,7 +242,7 @@ class ChunkRows:
         try:
             for batch in self.classified():
                 split = self.split
-                if split is not None and batch[0] and batch[0][-1] >= split.start:
+                if split is not None and split.begins_in(batch[0]):
                     self.split = None  # the helper's part begins in this batch
                     head, batch = _cut(batch, bisect_left(batch[0], split.start))
                     if head[0]:

@@ -360,3 +360,30 @@ def test_a_spoilt_tail_is_gdbs_own_work(how, listing):
     helped = r.stdout.split(MARK)[0].strip().endswith("True")
     # the helper answered (it followed the bins); its tail was not taken: never met, or failed
     assert out["runs"].strip() == (f"[True] {[False] if how == 'asks gdb' else []}" if helped else "[] []")
+
+
+def test_a_thread_arena_whose_older_heap_lies_above_the_newer_has_its_tail_done_by_the_helper():
+    # `arenas big`: worker 1's arena outgrew its first heap; the new one, which holds top, was
+    # mapped below it, so gdb's walk (oldest heap first) meets addresses past the helper's start
+    # in the older heap before it reaches the newer one.  The helper's part (the newer heap's
+    # end) is still taken there, and the listings are gdb's own, byte for byte.
+    script = ["set pagination off", "break checkpoint", "run big > /dev/null", f"python exec({COUNT!r})",
+              "python import gdb_heap.views as V; V.SUMMARY_TAIL_MIN = 0",
+              "python print(hasattr(gdb.selected_inferior(), 'connection'))", f"echo {MARK}arenas\\n",
+              "heap arenas --json"]
+    commands = ["heap chunks --all-arenas", "heap chunks --all-arenas --json", "heap chunks --all-arenas --summary"]
+    for half, helper_min in (("helped", "1"), ("alone", "0")):
+        script.append(f"set heap helper-min {helper_min}")
+        for i, command in enumerate(commands):
+            script += [f"echo {MARK}{half} {i}\\n", command]
+    script += [f"echo {MARK}runs\\n", "python print(h.runs, h.tails)"]
+    r = gdb_batch(script, sample("arenas"))
+    no_traceback(r.stdout + r.stderr)
+    out = {p.partition("\n")[0]: p.partition("\n")[2] for p in r.stdout.split(MARK)[1:]}
+    heaps = [a for a in json_doc(out["arenas"])["arenas"] if len(a["heaps"]) > 1]
+    assert len(heaps) == 1 and heaps[0]["heaps"][0]["start"] > heaps[0]["heaps"][-1]["start"], out["arenas"]
+    for i, command in enumerate(commands):
+        assert out[f"helped {i}"] == out[f"alone {i}"], command
+    helped = r.stdout.split(MARK)[0].strip().endswith("True")
+    # only that arena holds a MiB or more: one helper a command, and each took the tail
+    assert out["runs"].strip() == ("[True, True, True] [True, True, True]" if helped else "[] []")
