@@ -520,7 +520,7 @@ class Heap:
         `keep`: walk_ahead's `keep`."""
         kinds = self._free_kinds()
         key = self._bins_key(arena, kinds)
-        region = self._tail_region(arena) if tail is not None else None
+        region = self._tail_region(arena) if tail is not None and self._helper_worth(arena) else None
         top = arena.state.top
 
         def work() -> IndexAnswer:
@@ -530,8 +530,11 @@ class Heap:
 
         file: Optional[BinaryIO] = None
         then: Optional[Callable[[IndexAnswer], None]] = None
-        if tail is not None and region is not None:
-            file = tempfile.TemporaryFile()
+        try:
+            file = tempfile.TemporaryFile() if tail is not None and region is not None else None
+        except OSError:  # no room for the helper's part (a full or read-only temporary folder): gdb's work
+            file = region = None
+        if tail is not None and region is not None and file is not None:
             out = file
 
             def then(answer: IndexAnswer) -> None:  # in the helper, after its answer
@@ -600,8 +603,7 @@ class Heap:
         walk = self.region_chunk_batches(arena, problems)
         if each is not None:
             walk = _given(walk, each)
-        worth = self.helper_min_mib and arena.state.system_mem >= self.helper_min_mib << 20
-        job = None if ready or not worth else self._job(work, then)
+        job = None if ready or not self._helper_worth(arena) else self._job(work, then)
         if job is None:
             return None, walk, None
         held: List[Tuple[HeapRegion, model.PackedBatch, Tuple[int, int]]] = []
@@ -637,6 +639,10 @@ class Heap:
                 yield region, model.unpack_batch(packed)
 
         return answer, chain(kept(), walk), None if then is None or answer is None else job
+
+    def _helper_worth(self, arena: Arena) -> bool:
+        """Whether the arena is big enough for a helper (set heap helper-min)."""
+        return bool(self.helper_min_mib) and arena.state.system_mem >= self.helper_min_mib << 20
 
     def _job(self, work: Callable[[], T], then: Optional[Callable[[T], None]] = None) -> Optional[helper.Job[T]]:
         """A helper running `work` (then `then`) with this heap reading the process through its

@@ -333,6 +333,8 @@ SPOIL = {
     "not a chunk": "import gdb_heap.heap as H; _s = H._tail_start\n"
                    "H._tail_start = lambda *a: None if _s(*a) is None else _s(*a) + 0x10",
     # the helper's part asks gdb for something: refused in the child, which fails
+    # no temporary file for the helper's part (a read-only or missing temporary folder)
+    "no temporary file": "import tempfile; tempfile.tempdir = '/nonexistent/gdb_heap'",
     "asks gdb": "import os, gdb_heap.model as M; P = os.getpid(); _w = M.walk_region_batches\n"
                 "def w(*a):\n    os.getpid() == P or gdb.execute('echo')\n    return _w(*a)\n"
                 "M.walk_region_batches = w",
@@ -360,6 +362,7 @@ def test_a_spoilt_tail_is_gdbs_own_work(how, listing):
     helped = r.stdout.split(MARK)[0].strip().endswith("True")
     # the helper answered (it followed the bins); its tail was not taken: never met, or failed
     assert out["runs"].strip() == (f"[True] {[False] if how == 'asks gdb' else []}" if helped else "[] []")
+    assert "Traceback" not in r.stderr and "heap:" not in out["helped"][:200]
 
 
 def test_a_thread_arena_whose_older_heap_lies_above_the_newer_has_its_tail_done_by_the_helper():
