@@ -11,6 +11,7 @@ import os
 import pickle
 import tempfile
 from bisect import bisect_left
+from array import array
 from dataclasses import dataclass, field, replace
 from itertools import chain
 from typing import BinaryIO, Callable, Dict, Generator, Iterator, List, Optional, Sequence, Tuple, TypeVar
@@ -91,6 +92,15 @@ KEY_SEARCH_MAX = 8 << 20
 
 
 @dataclass
+class Kept:
+    """The batches Heap.walk_ahead walked while the helper worked, not given yet: each one's
+    region, packed batch and progress."""
+
+    batches: List[Tuple[HeapRegion, model.PackedBatch, Tuple[int, int]]] = field(default_factory=list)
+    dropped: bool = False  # none of them is given any more (Split.drop_kept)
+
+
+@dataclass
 class Split:
     """A walk whose tail, from chunk `start` to top, a helper does (walk_index_split): what it
     made of it is in `file` once finished() says it did all of it."""
@@ -101,7 +111,7 @@ class Split:
     file: BinaryIO
     before: int = 0  # the bytes of the arena's heaps a walk gives before the region's
     total: int = 0  # ... and of them all (a walk's progress)
-    dropped: List[bool] = field(default_factory=lambda: [False])  # drop_kept()
+    kept: Kept = field(default_factory=lambda: Kept())  # drop_kept()
     # whether gdb's walk met start in that region (so the helper's walk from it on is its own),
     # once it got there
     met: Optional[bool] = None
@@ -134,10 +144,14 @@ class Split:
         self.job.cancel()
         self.file.close()
 
-    def drop_kept(self) -> None:
+    def drop_kept(self) -> List[array[int]]:
         """The walk gives no more of the batches walked while the helper worked (a caller that
-        needs only what `each` did with them): only the rest of the walk, not walked yet."""
-        self.dropped[0] = True
+        needs only what `each` did with them): only the rest of the walk, not walked yet.  The
+        size fields of those it will not give (what `each` had of them)."""
+        self.kept.dropped = True
+        sizes = [packed[2] for _, packed, _ in self.kept.batches]
+        self.kept.batches.clear()
+        return sizes
 
     def load(self) -> object:
         """What the helper wrote as one pickle, once finished (None: not a whole one); the
@@ -177,9 +191,7 @@ def _tail_start(index: FreeIndex, region: HeapRegion, top: int, share: float) ->
 
 def _given(walk: Iterator[Tuple[HeapRegion, model.Batch]],
            each: Callable[[model.Batch], None]) -> Iterator[Tuple[HeapRegion, model.Batch]]:
-    for region, batch in walk:
-        each(batch)
-        yield region, batch
+    return model.given(walk, lambda pair: each(pair[1]))
 
 
 class _Mark(Progress):
@@ -548,10 +560,10 @@ class Heap:
                 if mine:  # gdb's walk says so, in order
                     raise HeapError("the walk's tail is damaged")
 
-        dropped = [False]  # Split.drop_kept
+        kept = Kept()  # Split.drop_kept
         try:
             answer, walk, job = self.walk_ahead(arena, problems, work, ready=arena.address in self._free, reads=reads,
-                                                each=each, then=then, dropped=dropped, keep=keep)
+                                                each=each, then=then, holding=kept, keep=keep)
         except BaseException:
             if file is not None:
                 file.close()
@@ -561,7 +573,7 @@ class Heap:
             # where a walk's progress is at start, and its whole, as region_batches shows them
             regions = arena.heaps if arena.loaded else [region]
             before = sum(r.end - r.first_chunk for r in regions if r.first_chunk < region.first_chunk)
-            split = Split(answer[2], region, job, file, before, sum(r.end - r.first_chunk for r in regions), dropped)
+            split = Split(answer[2], region, job, file, before, sum(r.end - r.first_chunk for r in regions), kept)
         elif job is not None:
             job.cancel()
         if file is not None and split is None:
@@ -584,7 +596,7 @@ class Heap:
 
     def walk_ahead(self, arena: Arena, problems: List[Problem], work: Callable[[], T], ready: bool = False,
                    reads: bool = False, each: Optional[Callable[[model.Batch], None]] = None,
-                   then: Optional[Callable[[T], None]] = None, dropped: Sequence[bool] = (False,),
+                   then: Optional[Callable[[T], None]] = None, holding: Optional[Kept] = None,
                    keep: Optional[int] = None
                    ) -> Tuple[Optional[T], Iterator[Tuple[HeapRegion, model.Batch]], Optional[helper.Job[T]]]:
         """`work`'s answer (following bins, built from this heap) and the arena's
@@ -597,8 +609,8 @@ class Heap:
         small heap), not possible or failed: the caller works it out itself.  `each` is given
         each batch as it is walked (what needs no answer is done while the helper works).
         `then`: the helper goes on with it after its answer; the job, still at it, is returned
-        then (the caller's to finish or cancel).  Once dropped[0] is true, the batches kept are
-        not given: only those walked after the answer (`each` has had them all).  `keep`: the
+        then (the caller's to finish or cancel).  `holding` holds the batches kept; once it is
+        dropped, they are not given: only those walked after the answer (`each` has had them all).  `keep`: the
         bytes of kept batches up to which their addresses are kept too (KEEP_ADDRESSES)."""
         walk = self.region_chunk_batches(arena, problems)
         if each is not None:
@@ -606,7 +618,8 @@ class Heap:
         job = None if ready or not self._helper_worth(arena) else self._job(work, then)
         if job is None:
             return None, walk, None
-        held: List[Tuple[HeapRegion, model.PackedBatch, Tuple[int, int]]] = []
+        store = holding if holding is not None else Kept()
+        held = store.batches
         shown, mark = self.progress, _Mark()
         held_bytes = 0  # what the kept batches take
         self.progress = mark  # the progress shown is the consumer's: as each batch is given
@@ -629,7 +642,7 @@ class Heap:
 
         def kept() -> Iterator[Tuple[HeapRegion, model.Batch]]:
             while held:  # popped: each batch's memory goes as it is given
-                if dropped[0]:
+                if store.dropped:
                     held.clear()
                     return
                 region, packed, at = held.pop()

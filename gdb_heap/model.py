@@ -16,7 +16,7 @@ from functools import reduce
 from operator import and_, or_
 from dataclasses import dataclass, field
 from typing import (Callable, Container, Dict, Generator, Iterable, Iterator, List, Literal, Optional, Sequence, Tuple,
-                    Union)
+                    TypeVar, Union)
 
 from . import glibc_checks as gc
 from .errors import HeapError, MemoryReadError
@@ -25,6 +25,8 @@ from .layouts import NBINS, NSMALLBINS, GlibcLayout, StructLayout, bin_kind
 from .links import BOUND, LOOP, UNALIGNED, Kind, Trail, doubly, follow, join_groups, singly, size_groups
 from .mappings import Mapping
 from .memory import PAGE, Bytes, Reader
+
+T = TypeVar("T")
 
 BIN_KINDS = ("tcache", "fast", "unsorted", "small", "large")
 PREV_INUSE, IS_MMAPPED, NON_MAIN_ARENA = 0x1, 0x2, 0x4
@@ -1093,12 +1095,17 @@ PackedBatch = Tuple[int, int, "array[int]", Optional["array[int]"]]
 def pack_batch(addresses: List[int], sizes: List[int], keep_addresses: bool = True) -> PackedBatch:
     """A batch as unpack_batch gives it back; `keep_addresses`: quicker to unpack, 3 times the
     memory."""
-    try:
-        packed = array("I", sizes)
-    except OverflowError:
-        packed = array("Q", sizes)
     ends = (addresses[0], addresses[-1]) if addresses else (0, 0)
-    return ends[0], ends[1], packed, array("Q", addresses) if keep_addresses or not addresses else None
+    return ends[0], ends[1], compact(sizes), array("Q", addresses) if keep_addresses or not addresses else None
+
+
+def compact(numbers: Sequence[int]) -> array[int]:
+    """`numbers` as an array of 4-byte items where they fit (a size field almost always does),
+    else of 8."""
+    try:
+        return array("I", numbers)
+    except OverflowError:
+        return array("Q", numbers)
 
 
 def unpack_batch(batch: PackedBatch) -> Batch:
@@ -1111,6 +1118,13 @@ def unpack_batch(batch: PackedBatch) -> Batch:
         raise HeapError(f"internal error: a kept batch from {first:#x} does not end at {last:#x}; "
                         "report it to gdb_heap's developers")
     return addresses, sizes
+
+
+def given(items: Iterable[T], each: Callable[[T], None]) -> Iterator[T]:
+    """The items, each handed to `each` as it passes (a walk's batches counted on the way)."""
+    for item in items:
+        each(item)
+        yield item
 
 
 def walk_region(reader: Reader, layout: GlibcLayout, region: HeapRegion, top: int,

@@ -288,3 +288,18 @@ def test_exact_span_reads_just_the_bytes_and_loads_no_block():
     assert start == BASE and img.reads == reads
     with pytest.raises(MemoryReadError):
         r.exact_span(BASE + 3 * BLOCK + 0x10, 8)
+
+
+def test_words_at_from_the_walks_blocks_and_else_read():
+    """words_at: the two blocks the walk read last answer without a read; any other address is
+    read (one read each), a misaligned one as word() reads it, an unreadable one is None."""
+    m = image()
+    r = Reader(m, 8)
+    r.block_words(BASE)
+    r.block_words(BASE + BLOCK)  # the walk's last two blocks: the first two
+    reads = m.reads
+    inside = [BASE, BASE + 8, BASE + BLOCK - 8, BASE + BLOCK, BASE + 2 * BLOCK - 8]
+    assert r.words_at(inside) == inside and m.reads == reads
+    odd = BASE + 2 * BLOCK + 0x10
+    assert r.words_at([BASE + 8, odd, BASE + 3, 0x1000]) == [BASE + 8, odd, r.word(BASE + 3), None]
+    assert Reader(m, 8, False).words_at([BASE]) == [int.from_bytes(BASE.to_bytes(8, "little"), "big")]

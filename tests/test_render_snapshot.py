@@ -36,12 +36,13 @@ def test_snapshots_listed_with_columns():
     # name <12, when <24, arenas >6, chunks >10, record (bytes) >15, one space apart
     assert lines == [
         "<heading>name" + " " * 8 + " when" + " " * 20 + " arenas     chunks  record (bytes)</heading>",
-        "first" + " " * 7 + " stop 3, 12:00:01" + " " * 8 + "      1          4              76",
-        "2" + " " * 11 + " stop 9, 12:00:05" + " " * 8 + "      2          6             111",
-    ]  # 4 chunks of 19 bytes; 5 chunks of 19 bytes and one mmapped chunk's 16
+        "first" + " " * 7 + " stop 3, 12:00:01" + " " * 8 + "      1          4              48",
+        "2" + " " * 11 + " stop 9, 12:00:05" + " " * 8 + "      2          6              94",
+    ]  # an arena: 6 bytes a chunk, 16 for its first chunk (a gap), 8 for its first mark; a mmapped chunk 16
+    # (4 chunks: 24 + 16 + 8; then 48 and one chunk's 6 + 16 + 8, and 16)
     assert rs.snapshots_doc([one, two]) == {"snapshots": [
-        {"name": "first", "when": "stop 3, 12:00:01", "arenas": 1, "chunks": 4, "bytes": 76},
-        {"name": "2", "when": "stop 9, 12:00:05", "arenas": 2, "chunks": 6, "bytes": 111}]}
+        {"name": "first", "when": "stop 3, 12:00:01", "arenas": 1, "chunks": 4, "bytes": 48},
+        {"name": "2", "when": "stop 9, 12:00:05", "arenas": 2, "chunks": 6, "bytes": 94}]}
 
 
 def test_chunk_object_is_heap_chunks_json():

@@ -4,7 +4,7 @@ from array import array
 from typing import List, Optional, Sequence, Tuple
 
 from gdb_heap.free_index import FreeIndex
-from gdb_heap.snapshot import NO_INDEX, ArenaRecord, Snapshot, diff, diff_arena, diff_mmapped, record_arena
+from gdb_heap.snapshot import ArenaRecord, Snapshot, diff, diff_arena, diff_mmapped, record_arena
 
 # codes by hand: 0 in use, 1 top, 2 tcache, 3 fast, 4 unsorted, 5 small, 6 large
 Chunk = Tuple[int, int, int, Optional[int]]  # address, size field, code, bin index
@@ -13,11 +13,8 @@ Chunk = Tuple[int, int, int, Optional[int]]  # address, size field, code, bin in
 def rec(chunks: Sequence[Chunk], top: int = 0, top_size: int = 0, system_mem: int = 0x21000,
         address: int = 0x7000) -> ArenaRecord:
     r = ArenaRecord(address, True, top, top_size, system_mem)
-    for a, s, c, i in chunks:
-        r.addresses.append(a)
-        r.sizes.append(s)
-        r.codes.append(c)
-        r.indexes.append(NO_INDEX if i is None else i)
+    for a, s, c, i in chunks:  # one chunk a batch: any address may follow any
+        r.add([a], [s], bytearray([c]), [] if i is None else [0], [] if i is None else [i])
     return r
 
 
@@ -103,12 +100,63 @@ def test_record_arena_classifies_from_batches_and_bins():
     batches = [([0x1000, 0x1290], [0x291, 0x21]), ([0x12b0, 0x12e0], [0x31, 0x20d21])]
     free = FreeIndex.of({0x12b0: ("tcache", 1), 0x12e0: ("unsorted", 0), 0x5000: ("fast", 0)})  # top listed, a stray
     r = record_arena(0x7000, True, 0x12e0, 0x20d20, 0x21000, iter(batches), free)
-    assert list(r.addresses) == [0x1000, 0x1290, 0x12b0, 0x12e0] and list(r.sizes) == [0x291, 0x21, 0x31, 0x20d21]
-    assert [r.row(i)[2:] for i in range(4)] == [("in_use", None, None), ("in_use", None, None),
+    assert r.addresses() == [0x1000, 0x1290, 0x12b0, 0x12e0] and list(r.sizes) == [0x291, 0x21, 0x31, 0x20d21]
+    assert [row[2:] for row in r.rows()] == [("in_use", None, None), ("in_use", None, None),
                                                ("free", "tcache", 1), ("top", None, None)]
 
 
-def test_a_record_is_19_bytes_a_chunk():
+def test_a_record_is_6_bytes_a_chunk():
+    """4 bytes of size field, a state byte, a bin index byte; the first chunk's address as a gap
+    (its index and address) and every 256th chunk's as a mark."""
     r = rec([(0x1000 + 0x20 * k, 0x21, 0, None) for k in range(1000)])
-    assert r.nbytes == 1000 * (8 + 8 + 1 + 2)
-    assert Snapshot("1", "", 8, [r]).nbytes == 19000
+    assert (r.sizes.typecode, r.indexes.typecode, len(r.marks), list(r.gaps)) == ("I", "B", 4, [0])
+    assert r.nbytes == 1000 * (4 + 1 + 1) + 4 * 8 + 16
+    assert Snapshot("1", "", 8, [r]).nbytes == 6048
+
+
+def test_sizes_and_bin_indexes_past_a_byte_widen_their_arrays():
+    r = rec([(0x1000, 0x21, 2, 3), (0x1020, 0x100000011, 6, 300), (0x100001030, 0x21, 6, 70000)])
+    assert (r.sizes.typecode, r.indexes.typecode) == ("Q", "H")
+    assert list(r.rows()) == [(0x1000, 0x21, "free", "tcache", 3), (0x1020, 0x100000011, "free", "large", 300),
+                              (0x100001030, 0x21, "free", "large", 0xFFFE)]
+    assert r.gaps.tolist() == [0]  # 0x1020 + 0x100000010 is 0x100001030: no gap
+
+
+def walked(heaps: Sequence[Tuple[int, Sequence[int]]], batch: int) -> Tuple[ArenaRecord, List[int]]:
+    """A record of heaps (their first address, their chunks' size fields) added in walk batches of
+    `batch` chunks, and every chunk's address worked out here."""
+    r, every = ArenaRecord(0x7000, False, 0, 0, 0), []
+    for first, sizes in heaps:
+        addresses = [first]
+        for size in sizes[:-1]:
+            addresses.append(addresses[-1] + (size & ~7))
+        every += addresses
+        for k in range(0, len(sizes), batch):
+            r.add(addresses[k:k + batch], sizes[k:k + batch])
+    return r, every
+
+
+def test_every_address_from_the_marks_and_gaps():
+    """Three heaps of 700, 1 and 900 chunks of mixed sizes (flag bits set), added 37 at a time:
+    each chunk's address from the record alone, through marks and gaps."""
+    sizes = [0x20 * (1 + k % 40) | (k % 8) for k in range(1601)]
+    r, every = walked([(0x10000, sizes[:700]), (0x5000000, sizes[700:701]), (0x4000000, sizes[701:])], 37)
+    assert list(r.gaps) == [0, 700, 701] and len(r.marks) == 7 and r.marks[3] == every[768]
+    assert [r.chunk_address(i) for i in range(len(r))] == every == r.addresses()
+    assert [r.run(i) for i in (0, 699, 700, 701, 1600)] == [700, 1, 1, 900, 1]
+    assert r.following(699, every[699]) == 0x5000000 and r.following(5, every[5]) == every[6]
+
+
+def test_the_same_sizes_past_a_gap_elsewhere_are_other_chunks():
+    """Both records hold 600 chunks of 0x20, the second heap at 0x100000; before, the first heap
+    holds 300, after, 301: a run compared across the gap would call them all the same."""
+    before, _ = walked([(0x1000, [0x21] * 300), (0x100000, [0x21] * 300)], 64)
+    after, _ = walked([(0x1000, [0x21] * 301), (0x100020, [0x21] * 299)], 64)
+    d = diff_arena(0x7000, before, after)
+    assert [r[0] for r in d.appeared] == [0x1000 + 0x20 * 300] and [r[0] for r in d.disappeared] == [0x100000]
+    assert d.changed == []
+    moved, _ = walked([(0x1000, [0x21] * 300), (0x200000, [0x21] * 300)], 64)
+    d = diff_arena(0x7000, before, moved)
+    assert [r[0] for r in d.appeared] == [0x200000 + 0x20 * k for k in range(300)]
+    assert [r[0] for r in d.disappeared] == [0x100000 + 0x20 * k for k in range(300)]
+    assert diff_arena(0x7000, before, walked([(0x1000, [0x21] * 300), (0x100000, [0x21] * 300)], 7)[0]).empty

@@ -28,6 +28,7 @@ from ..locate import (locate, process_mappings, require_process, single_thread, 
 from ..memory import Reader
 from ..pointers import Namer
 from ..progress import QUIET, Progress
+from ..release import release
 from ..model import Arena
 from ..style import Style
 from ..terminal import colour_wanted
@@ -204,6 +205,7 @@ class HeapCommand(gdb.Command):
             finally:
                 _progress.end()
                 _progress = QUIET
+                release()  # what the command freed, back to the kernel: gdb's memory stays flat
 
     def parse(self, argument: str) -> Args:
         args = parse(self.name, argument, self.spec.all_flags, self.spec.all_valued, self.spec.counted)
@@ -221,7 +223,10 @@ class HeapCommand(gdb.Command):
             if args.value(registry.OUTPUT) is not None:
                 raise HeapError(f"{registry.OUTPUT} is for the command; write the document from the script")
             out = Out(parts.append)
-            self.run(args, out)
+            try:
+                self.run(args, out)
+            finally:
+                release()
             out.flush()
         return json.loads("".join(parts))
 
