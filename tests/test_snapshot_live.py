@@ -173,3 +173,25 @@ def test_free_and_reuse_against_the_tcache_and_fastbins_gdb_reads():
     assert {x for x, c in after.items() if c["bin"] == "tcache"} == tcache & set(a)
     assert {x for x, c in after.items() if c["bin"] == "fast"} == fast & set(a)
     assert len(tcache & set(a)) == min(t["tcache_count"], 9)  # the bin holds mp_.tcache_count at most
+
+
+RECORD = ("python import json; from gdb_heap.commands import snapshot as S; "
+          "print(json.dumps({'arenas': {str(a.address): {'gaps': len(a.gaps), 'rows': list(a.rows())} "
+          "for a in S.store().snaps['s'].arenas}}))")
+
+
+def test_a_record_keeps_every_chunk_of_a_thread_arena_of_several_heaps():
+    """`arenas big`: a worker's arena of several heaps (the newer one mapped below the older):
+    the record's chunks, their addresses from its sizes, marks and gaps, are those heap chunks
+    lists, arena by arena, the snapshot taken with the helper and without."""
+    for helper_min in ("1", "0"):
+        r = gdb_batch(["break checkpoint", "run big > /dev/null", f"set heap helper-min {helper_min}",
+                       "heap snapshot s", RECORD, "heap chunks --all-arenas --json"], sample("arenas"))
+        no_traceback(r.stdout + r.stderr)
+        recorded, listed = json_docs(r.stdout)
+        arenas = {a["arena"]: a["chunks"] for a in listed["arenas"]}
+        assert set(arenas) == {int(a) for a in recorded["arenas"]}
+        for address, record in recorded["arenas"].items():
+            rows = [(c["address"], c["size"], c["state"], c["bin"], c["bin_index"]) for c in arenas[int(address)]]
+            assert [(a, s & ~7, state, kind, index) for a, s, state, kind, index in record["rows"]] == rows
+        assert max(a["gaps"] for a in recorded["arenas"].values()) > 1  # a heap after the first: a gap
