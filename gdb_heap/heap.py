@@ -490,7 +490,7 @@ class Heap:
         return arena.address, tuple(kinds)
 
     @staticmethod
-    def _free_kinds() -> Tuple[str, ...]:
+    def free_kinds() -> Tuple[str, ...]:
         """The kinds free_index follows in the arena (tcache: every thread's, apart)."""
         return tuple(k for k in model.BIN_KINDS if k != "tcache")
 
@@ -507,7 +507,7 @@ class Heap:
         """The arena's free chunks and every thread's tcache's (tcache belongs to threads, not
         to arenas, and names a chunk a bin lists too)."""
         if arena.address not in self._free:
-            chains, _ = self.bins(arena, self._free_kinds())
+            chains, _ = self.bins(arena, self.free_kinds())
             self._free[arena.address] = model.free_index(self.all_tcache_chains() + chains)
         return self._free[arena.address]
 
@@ -530,7 +530,7 @@ class Heap:
         meets that chunk, and the helper's walk found nothing wrong.  `bins` False: the caller
         will not ask for the bins, so the helper does not send them (millions of addresses).
         `keep`: walk_ahead's `keep`."""
-        kinds = self._free_kinds()
+        kinds = self.free_kinds()
         key = self._bins_key(arena, kinds)
         region = self._tail_region(arena) if tail is not None and self._helper_worth(arena) else None
         top = arena.state.top
@@ -584,6 +584,15 @@ class Heap:
                 self.keep_bins(arena, chains, kinds)
         return self.free_index(arena), (batch for _, batch in walk) if split is None else split.watch(walk), split
 
+    def walk_spans(self, arena: Arena) -> List[Tuple[int, int]]:
+        """(first chunk, end) of each region region_chunk_batches gives, as it will give them:
+        the main heap's usual single region until its regions are known."""
+        if arena.main and not arena.loaded:
+            region = model.contiguous_main_region(self.reader, self.layout, arena.state, self.mp)
+            if region is not None:
+                return [(region.first_chunk, region.end)]
+        return [(r.first_chunk, r.end) for r in arena.heaps]
+
     def _tail_region(self, arena: Arena) -> Optional[HeapRegion]:
         """The region a walk of the arena gives last, if it holds top (where a helper may do the
         walk's tail): the main heap's usual single region, or its last region, or a thread
@@ -597,7 +606,7 @@ class Heap:
     def walk_ahead(self, arena: Arena, problems: List[Problem], work: Callable[[], T], ready: bool = False,
                    reads: bool = False, each: Optional[Callable[[model.Batch], None]] = None,
                    then: Optional[Callable[[T], None]] = None, holding: Optional[Kept] = None,
-                   keep: Optional[int] = None
+                   keep: Optional[int] = None, sizes: bool = True
                    ) -> Tuple[Optional[T], Iterator[Tuple[HeapRegion, model.Batch]], Optional[helper.Job[T]]]:
         """`work`'s answer (following bins, built from this heap) and the arena's
         region_chunk_batches, the two at once on a big heap of a live process: a helper runs
@@ -611,7 +620,9 @@ class Heap:
         `then`: the helper goes on with it after its answer; the job, still at it, is returned
         then (the caller's to finish or cancel).  `holding` holds the batches kept; once it is
         dropped, they are not given: only those walked after the answer (`each` has had them all).  `keep`: the
-        bytes of kept batches up to which their addresses are kept too (KEEP_ADDRESSES)."""
+        bytes of kept batches up to which their addresses are kept too (KEEP_ADDRESSES).  `sizes`
+        False: `each` is all the caller wants of the size fields, so the kept batches keep their
+        addresses alone (8 bytes a chunk, however many) and are given with no sizes."""
         walk = self.region_chunk_batches(arena, problems)
         if each is not None:
             walk = _given(walk, each)
@@ -626,10 +637,10 @@ class Heap:
         self.reader.walk_fills_cache = False
         answer: Optional[T] = None
         try:
-            for region, (addresses, sizes) in walk:
-                whole = held_bytes < (KEEP_ADDRESSES if keep is None else keep)
-                held_bytes += len(sizes) * (12 if whole else 4)
-                held.append((region, model.pack_batch(addresses, sizes, whole), mark.at))
+            for region, (addresses, fields) in walk:
+                whole = not sizes or held_bytes < (KEEP_ADDRESSES if keep is None else keep)
+                held_bytes += len(fields) * (12 if whole else 4)
+                held.append((region, model.pack_batch(addresses, fields if sizes else [], whole), mark.at))
                 if not len(held) % ASK_EVERY and job.ready():
                     break
             answer = job.result()

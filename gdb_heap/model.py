@@ -1148,10 +1148,13 @@ def classify(address: int, top: int,
 
 class SizeCount:
     """The size fields of a walk's batches counted as they come (Heap.walk_and_index's `each`),
-    up to the first empty batch (where summarise stops), for summarise's `every`."""
+    up to the first empty batch (where summarise stops), for summarise's `every`; and top's
+    (`top_sizef`), once met."""
 
-    def __init__(self) -> None:
+    def __init__(self, top: int = -1) -> None:
         self.every: Counter[int] = Counter()
+        self.top = top
+        self.top_sizef: Optional[int] = None
         self._stopped = False
 
     def __call__(self, batch: Batch) -> None:
@@ -1159,6 +1162,8 @@ class SizeCount:
             self._stopped = True
         if not self._stopped:
             self.every.update(batch[1])
+            if batch[0][-1] == self.top:
+                self.top_sizef = batch[1][-1]
 
 
 @dataclass

@@ -6,13 +6,13 @@ render.py; the tests call the same functions on synthetic heaps.
 
 from __future__ import annotations
 
-import pickle
+from array import array
 from bisect import bisect_left
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import BinaryIO, Callable, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
 
-from . import model
+from . import listed, model
 from .check import Checker
 from .errors import HeapError, MemoryReadError
 from .free_index import FreeIndex
@@ -55,79 +55,43 @@ def overview(heap: Heap) -> Overview:
     return Overview(dict(counts), problems)
 
 
-# Where the helper begins its part of a summary (Heap.walk_index_split's tail_from): gdb counts
-# the free chunks from the heap's start once the helper has followed the bins, while the
-# helper walks the rest and counts its chunks (its size fields too: gdb's walk stops there).
-# At 10^7 chunks, three runs each: 0.6 of the way 1.65 walks (the helper last), 0.7 1.32 and
-# 1.41, 0.75 1.52, 0.8 1.46 (gdb last); at 10^6 0.7 and 0.8 alike, within the noise.
-SUMMARY_TAIL_FROM = 0.7
-# ... on an arena of this many bytes or more: on a smaller one the helper's second answer costs
-# more than it saves (at 10^5 chunks, 43 MB, the summary took 1.95 walks with it, 1.58 without).
-SUMMARY_TAIL_MIN = 256 << 20
-# A summary keeps the addresses of the batches walked while the helper works up to this many
-# bytes (Heap.walk_ahead's `keep`), not only their sizes, so that counting their free chunks
-# need not work the addresses out again: it keeps no bins, so gdb has the room.
-SUMMARY_KEEP = 256 << 20
-
-
-def _counts(theirs: object) -> Optional[Tuple[model.FreeCounts, Counter[int]]]:
-    """A helper's tail of a summary, if it came back whole: (FreeCounts, size field counts)."""
-    if isinstance(theirs, tuple) and len(theirs) == 2 and isinstance(theirs[0], model.FreeCounts) \
-            and isinstance(theirs[1], Counter):
-        return theirs[0], theirs[1]
-    return None
-
-
 def walk_summary(heap: Heap, arena: Arena, problems: List[Problem],
                  bins: bool = True) -> Counter[Tuple[str, Optional[str], int]]:
     """model.summarise of the arena's whole walk, as quick as it goes: the size fields counted
-    as gdb walks the heap while a helper follows the bins (Heap.walk_index_split), and the free
-    chunks of the walk's tail counted by the helper too (FreeCounts); where its count cannot
-    stand for gdb's (gdb's walk does not meet where it began, or it failed), gdb counts them.
-    `bins` False: the caller asks for no bins after (the helper need not send them)."""
-    counted = model.SizeCount()
+    as gdb walks the heap while a helper follows the bins and counts their chunks by bin and
+    size (listed.py), then the walk vouching for each chunk they list; where it cannot (damage),
+    the exact count, over the free index.  `bins` False: the caller asks for no bins after (the
+    helper need not send them)."""
     top = arena.state.top
+    counted = model.SizeCount(top)
+    kinds = heap.free_kinds()
+    spans = heap.walk_spans(arena)
 
-    def tail(_: Reader, free: FreeIndex, walk: Iterator[model.Batch], file: BinaryIO) -> None:
-        theirs = model.SizeCount()  # (in the helper) the tail's size fields too: gdb stops at its start
-        pickle.dump((model.free_counts(model.given(walk, theirs), top, free), theirs.every), file,
-                    pickle.HIGHEST_PROTOCOL)
+    def work() -> Tuple[Optional[Tuple[List[BinChain], List[Problem]]], Optional[listed.Listed]]:
+        chains = heap.bins(arena, kinds)
+        return chains if bins else None, listed.listed(heap.all_tcache_chains() + chains[0], spans, top)
 
-    mine: List[Problem] = []  # (this walk's: the helper's count stands only for a sound one)
-    big = arena.state.system_mem >= SUMMARY_TAIL_MIN
-    free, walk, split = heap.walk_index_split(arena, mine, each=counted, tail=tail if big else None,
-                                              tail_from=SUMMARY_TAIL_FROM, bins=bins,
-                                              keep=None if bins else SUMMARY_KEEP)
-    counts = model.FreeCounts()
+    mine: List[Problem] = []
+    answer, walk, _ = heap.walk_ahead(arena, mine, work, ready=heap.has_bins(arena, kinds), each=counted,
+                                      sizes=False)
+    if answer is None:  # no helper: gdb follows the bins (now, or it did before)
+        answer = work()
+    elif answer[0] is not None:
+        heap.keep_bins(arena, answer[0], kinds)
+    found = answer[1]
+    vouch = listed.Vouch(found.addresses if found is not None else array("Q"), spans)
+    heap.reader.walk_fills_cache = False  # (no block is read twice: the cache's room is not spent on them)
     try:
-        for addresses, sizes in walk:
+        for region, (addresses, _) in walk:
             if not addresses:
                 break
-            if split is not None and split.begins_in(addresses):
-                at = bisect_left(addresses, split.start)
-                counts.add(addresses[:at], sizes[:at], top, free)
-                addresses, sizes = addresses[at:], sizes[at:]
-                theirs = _counts(split.load() if split.met and not mine and split.finished() else None)
-                split.cancel()
-                if theirs is not None:
-                    their_free, their_sizes = theirs
-                    counts.merge(their_free)
-                    # The rest of the walk is theirs: the size fields gdb counted past start go
-                    # (this batch's rest, those walked ahead), and gdb walks no further.
-                    walked_past = Counter(sizes)
-                    for kept in split.drop_kept():
-                        walked_past.update(kept)
-                    counted.every.subtract(walked_past)
-                    counted.every.update(their_sizes)
-                    counted.every = +counted.every
-                    break
-                split = None
-            counts.add(addresses, sizes, top, free)
+            vouch.batch(region.first_chunk, region.end, addresses)
     finally:
-        if split is not None:
-            split.cancel()
-        problems += mine
-    return model.summary_rows(counted.every, counts, top, free)
+        heap.reader.walk_fills_cache = True
+    problems += mine
+    if found is not None and not mine and vouch.sound():
+        return listed.summary_rows(counted.every, found, counted.top_sizef)
+    return model.summarise(heap.chunk_batches(arena, []), top, heap.free_index(arena))
 
 
 # -- heap chunks -------------------------------------------------------------------------------

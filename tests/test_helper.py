@@ -175,8 +175,6 @@ def outputs():
               f"echo {MARK}connection\\n", "python print(hasattr(gdb.selected_inferior(), 'connection'))"]
     # (the kept batches' addresses only for the first 64 KiB of them: both ways of keeping them)
     script.append("python import gdb_heap.heap as H; H.KEEP_ADDRESSES = 1 << 16")
-    # (a summary's tail from the smallest arena on: this one is 43 MB)
-    script.append("python import gdb_heap.views as V; V.SUMMARY_TAIL_MIN = 0")
     for half, helper_min in (("helped", "32"), ("alone", "0")):
         script.append(f"set heap helper-min {helper_min}")
         for i, command in enumerate(COMMANDS):
@@ -204,10 +202,10 @@ def test_a_big_heap_has_its_bins_followed_by_the_helper(both):
     helped = both["connection"].strip() == "True"
     assert eval(both["helped runs"]) == [True] * 7 * helped
     assert eval(both["alone runs"]) == []
-    # and the tail of the walk (the second half of both listings, JSON and text; the last third
-    # of the free chunks counted by both summaries and `heap`) was the helper's (the same
-    # output: the next test)
-    assert eval(both["helped tails"]) == [True] * 5 * helped
+    # and the tail of the walk (the second half of both listings, JSON and text) was the
+    # helper's (the same output: the next test); a summary and `heap` have none: the helper
+    # counts the bins' chunks, the walk vouches for them
+    assert eval(both["helped tails"]) == [True] * 2 * helped
     assert eval(both["alone tails"]) == []
 
 
@@ -306,21 +304,19 @@ def test_sizes_counted_as_walked_give_the_same_summary():
 
 
 def test_the_helped_summary_against_malloc_info():
-    # 100,000 chunks (a 43 MB arena: the helper follows its bins, and here counts the free
-    # chunks of the walk's last quarter too): glibc's own malloc_info totals against the
-    # summary, and the helper asked and answering twice
+    # 100,000 chunks (a 43 MB arena: the helper follows its bins and counts their chunks):
+    # glibc's own malloc_info totals against the summary, and the helper asked and answering
     from tests.gdbrun import doc, probe
     from tests.test_live import check_malloc_info, stage
 
     connection = "python print(hasattr(gdb.selected_inferior(), 'connection'))"
     result = probe(sample("many"), [f"python exec({COUNT!r})",
-                                    "python import gdb_heap.views as V; V.SUMMARY_TAIL_MIN = 0",
                                     "heap chunks --summary --json", "python print(h.runs, h.tails)",
                                     connection], args=["100000"])
     record = stage(result, 1)
     helped = record["commands"][connection]["out"].strip() == "True"  # (before gdb 12: no helper)
     said = record["commands"]["python print(h.runs, h.tails)"]["out"].strip()
-    assert said == ("[True] [True]" if helped else "[] []")
+    assert said == ("[True] []" if helped else "[] []")
     check_malloc_info(record, doc(record, "heap chunks --summary --json")["summary"])
 
 
@@ -341,11 +337,10 @@ SPOIL = {
 }
 
 
-@pytest.mark.parametrize("listing", ["heap chunks", "heap chunks --json", "heap chunks --summary --json"])
+@pytest.mark.parametrize("listing", ["heap chunks", "heap chunks --json"])
 @pytest.mark.parametrize("how", sorted(SPOIL))
 def test_a_spoilt_tail_is_gdbs_own_work(how, listing):
     script = ["set pagination off", "break checkpoint", "run 100000 > /dev/null", f"python exec({COUNT!r})",
-              "python import gdb_heap.views as V; V.SUMMARY_TAIL_MIN = 0",
               f"python exec({SPOIL[how]!r})", "python print(hasattr(gdb.selected_inferior(), 'connection'))"]
     for half, helper_min in (("helped", "32"), ("alone", "0")):
         script += [f"set heap helper-min {helper_min}", f"echo {MARK}{half}\\n", listing]
@@ -354,10 +349,7 @@ def test_a_spoilt_tail_is_gdbs_own_work(how, listing):
     no_traceback(r.stdout + r.stderr)
     out = {p.partition("\n")[0]: p.partition("\n")[2] for p in r.stdout.split(MARK)[1:]}
     assert out["helped"] == out["alone"]
-    if "--summary" in listing:
-        chunks = sum(r["count"] for r in json_doc(out["helped"])["summary"])
-    else:
-        chunks = len(json_doc(out["helped"])["chunks"]) if "--json" in listing else out["helped"].count("\n")
+    chunks = len(json_doc(out["helped"])["chunks"]) if "--json" in listing else out["helped"].count("\n")
     assert chunks > 100_000
     helped = r.stdout.split(MARK)[0].strip().endswith("True")
     # the helper answered (it followed the bins); its tail was not taken: never met, or failed
@@ -371,7 +363,6 @@ def test_a_thread_arena_whose_older_heap_lies_above_the_newer_has_its_tail_done_
     # in the older heap before it reaches the newer one.  The helper's part (the newer heap's
     # end) is still taken there, and the listings are gdb's own, byte for byte.
     script = ["set pagination off", "break checkpoint", "run big > /dev/null", f"python exec({COUNT!r})",
-              "python import gdb_heap.views as V; V.SUMMARY_TAIL_MIN = 0",
               "python print(hasattr(gdb.selected_inferior(), 'connection'))", f"echo {MARK}arenas\\n",
               "heap arenas --json"]
     commands = ["heap chunks --all-arenas", "heap chunks --all-arenas --json", "heap chunks --all-arenas --summary"]
@@ -388,5 +379,6 @@ def test_a_thread_arena_whose_older_heap_lies_above_the_newer_has_its_tail_done_
     for i, command in enumerate(commands):
         assert out[f"helped {i}"] == out[f"alone {i}"], command
     helped = r.stdout.split(MARK)[0].strip().endswith("True")
-    # only that arena holds a MiB or more: one helper a command, and each took the tail
-    assert out["runs"].strip() == ("[True, True, True] [True, True, True]" if helped else "[] []")
+    # only that arena holds a MiB or more: one helper a command, and each listing took the tail
+    # (a summary has none)
+    assert out["runs"].strip() == ("[True, True, True] [True, True]" if helped else "[] []")
