@@ -45,10 +45,10 @@ SETTINGS = (
     Setting("helper-min", HELPER_MIN_MIB, "Arena size (MiB) from which a helper follows the bins",
             "On a live process, heap chunks, heap, heap check, heap snapshot and heap diff fork a helper for an "
             "arena of at least N MiB: a copy of gdb's Python that reads the process's memory itself, never calls "
-            "gdb, and follows the arena's bins on another processor while gdb walks the heap; for a listing (and "
-            "a summary of 256 MiB or more) it then makes the output of the heap's last part while gdb makes the "
-            "first (the output is the same).  0: never; gdb does it all itself, as it does on a core file or a "
-            "remote target.", high=1 << 20),
+            "gdb, and follows the arena's bins on another processor while gdb walks the heap (for a summary it "
+            "counts their chunks too); for a listing it then makes the output of the heap's last part while gdb "
+            "makes the first (the output is the same).  0: never; gdb does it all itself, as it does on a core "
+            "file or a remote target.", high=1 << 20),
     Setting("trace-ring", trace.DEFAULT_RING, "Calls heap trace start keeps",
             "heap trace start keeps the last N calls when --ring is not given (older ones are dropped and "
             "counted); it applies to the next heap trace start.", low=1),
