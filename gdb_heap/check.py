@@ -84,6 +84,8 @@ class Checker:
         # chunks, their words).
         self._footers: Dict[int, Tuple[array[int], array[int]]] = {}
         self._paths_context: Optional[paths.Context] = None
+        self._chains: List[BinChain] = []
+        self._fast: Optional[array[int]] = None  # in_fast's, made the first time it is asked
 
     @property
     def regions(self) -> List[HeapRegion]:
@@ -103,11 +105,12 @@ class Checker:
         walk_problems: List[Problem] = []
         helped, batches, _ = self.heap.walk_ahead(arena, walk_problems, self.bins,
                                                   ready=self.heap.has_bins(arena), each=self.footers)
-        (chains, bin_problems), regular, fast, listed = helped or self.bins()
+        (chains, bin_problems), regular, listed = helped or self.bins()
+        self._chains = chains
         self.heap.keep_bins(arena, (chains, bin_problems))
         self.problems += bin_problems
         self.tcache_counts = {c.index: c.count for c in chains if c.kind == "tcache"}
-        walked = self.walk(batches, regular, fast, listed)
+        walked = self.walk(batches, regular, listed)
         self.problems += walk_problems
         self.problems[:0] = arena.problems  # known once walked (the walk finds the main heap's regions)
         frees = {gc.text(n, self.version) for n in ("FREE_INVALID_SIZE", "FREE_INVALID_POINTER", "FREE_OUT")}
@@ -131,15 +134,22 @@ class Checker:
         self.top_in_a_bin(chains)
         return Report(arena, self.finish(), walked.chunks, len(listed))
 
-    def bins(self) -> Tuple[Tuple[List[BinChain], List[Problem]], FreeIndex, array[int], array[int]]:
-        """Every bin of the arena (heap.bins), the index of its regular bins' chunks, and its fast
-        bins' and all its bins' chunks, sorted: arrays, not sets (10^7 chunks put millions in
-        the bins, and these are asked only about the chunks a problem names)."""
+    def bins(self) -> Tuple[Tuple[List[BinChain], List[Problem]], FreeIndex, array[int]]:
+        """Every bin of the arena (heap.bins), the index of its regular bins' chunks, and all its
+        bins' chunks, sorted: an array, not a set (10^7 chunks put millions in the bins)."""
         chains, problems = self.heap.bins(self.arena)
         regular = free_index([chain for chain in chains if chain.kind in REGULAR])
-        fast = array("Q", sorted(chain_from.from_iterable(c.chunks for c in chains if c.kind == "fast")))
         listed = array("Q", sorted(chain_from.from_iterable(c.chunks for c in chains)))
-        return (chains, problems), regular, fast, listed
+        return (chains, problems), regular, listed
+
+    def in_fast(self, chunk: int) -> bool:
+        """Whether a fast bin lists the chunk: asked only where the walk found damage, so its
+        sorted array is made then, by gdb, not by the helper before its answer (at 10^7 chunks a
+        sort of millions)."""
+        if self._fast is None:
+            self._fast = array("Q", sorted(chain_from.from_iterable(c.chunks for c in self._chains
+                                                                    if c.kind == "fast")))
+        return holds(self._fast, chunk)
 
     def footers(self, batch: Batch) -> None:
         """Keeps the prev_size words of the batch's chunks with PREV_INUSE clear (see _footers)."""
@@ -202,7 +212,7 @@ class Checker:
             return False
 
     # -- the chunk walk --------------------------------------------------------------------
-    def walk(self, batches: Iterable[Tuple[HeapRegion, Batch]], regular: FreeIndex, fast: Sequence[int],
+    def walk(self, batches: Iterable[Tuple[HeapRegion, Batch]], regular: FreeIndex,
              listed: Sequence[int]) -> Walked:
         """The one walk of the arena's heap, each batch checked as it comes and then let go
         (nothing is kept per chunk: a heap of 10^7 chunks costs no more memory than a small
@@ -222,7 +232,7 @@ class Checker:
             walked.chunks += len(addresses)
             # the batch's chunks in a regular bin, and the chunk before the batch's
             here = regular.around(last[0] if last is not None else addresses[0], addresses[-1])
-            self.neighbours(addresses, sizes, last, here, fast, walked.neighbours)
+            self.neighbours(addresses, sizes, last, here, walked.neighbours)
             self._footers.pop(addresses[0], None)  # read: let go
             self.arena_bits(addresses, sizes, here, walked.arena_bits)
             cursor = self.listed_in(addresses, sizes, last, listed, cursor, walked.inside)
@@ -232,7 +242,7 @@ class Checker:
         return walked
 
     def neighbours(self, addresses: List[int], sizes: List[int], last: Optional[Tuple[int, int]],
-                   regular: Dict[int, Tuple[str, int]], fast: Sequence[int], found: List[Problem]) -> None:
+                   regular: Dict[int, Tuple[str, int]], found: List[Problem]) -> None:
         """PREV_INUSE and prev_size of each chunk of a batch against the chunk before it (`last`:
         the region's chunk before the batch): clear exactly after a chunk in a regular bin, whose
         size the prev_size footer repeats.  Only the chunks with PREV_INUSE clear, those after a
@@ -272,7 +282,7 @@ class Checker:
             elif prev is None:
                 found.append(Problem(address, f"chunk {address:#x} is the first of its heap but has PREV_INUSE clear"))
             elif where is None:  # free() of the chunk before checks it, if it gets that far
-                in_fast = holds(fast, prev)
+                in_fast = self.in_fast(prev)
                 state = "in a fast bin" if in_fast else "in use"
                 abort = gc.text("FREE_PREV", self.version) if not in_fast and self.free_merges(
                     prev_sizef) else None
